@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# Builds the Go binaries the test environment needs, from Go modules, cached per version outside the
+# repository: kube-apiserver, kube-controller-manager, kube-scheduler, kubectl (k8s.io/kubernetes),
+# etcd and kwok. Recipe and pitfalls: ../shared/docs/testenv-recipe.md §1, §3, §4.
+#
+# Usage: hack/build-testbins.sh [all|k8s|etcd|kwok|helm]     (default: all but helm)
+# Prints nothing but progress; each component logs to $TESTBINS_CACHE/logs/<component>.log.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=hack/versions.sh
+. "$here/versions.sh"
+
+export CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS="-buildvcs=false -modcacherw"
+mkdir -p "$TESTBINS_CACHE/logs" "$TESTBINS_WORK"
+
+gojson() { python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
+
+# run_logged NAME CMD...: runs a build step with its output in the component's log; on failure
+# names the component and the log.
+run_logged() {
+  local name=$1; shift
+  local log="$TESTBINS_CACHE/logs/$name.log"
+  if ! "$@" >>"$log" 2>&1; then
+    echo "build of $name failed; see $log" >&2
+    tail -n 20 "$log" >&2
+    exit 1
+  fi
+}
+
+build_k8s() {
+  local d="$TESTBINS_CACHE/k8s-v$K8S_VERSION" w="$TESTBINS_WORK/k8s-v$K8S_VERSION"
+  if [ -x "$d/kubectl" ] && [ -x "$d/kube-apiserver" ] && [ -x "$d/kube-controller-manager" ] && [ -x "$d/kube-scheduler" ]; then
+    return 0
+  fi
+  echo "building kubernetes v$K8S_VERSION (cold: ~20 min on 2 cores)"
+  rm -rf "$w"; mkdir -p "$w" "$d"
+  : >"$TESTBINS_CACHE/logs/k8s.log"
+  (
+    cd "$w"
+    run_logged k8s go mod init local.test/k8s-testbins
+    run_logged k8s go mod edit -go=1.26.0
+    local staging="v0.${K8S_VERSION#1.}" kmod m
+    kmod=$(go mod download -json "k8s.io/kubernetes@v$K8S_VERSION" | gojson GoMod)
+    for m in $(sed -n 's#^[[:space:]]*\(k8s\.io/[^[:space:]]*\)[[:space:]]*=>[[:space:]]*\./staging/.*#\1#p' "$kmod"); do
+      go mod edit "-replace=$m=$m@$staging"
+    done
+    run_logged k8s go get -tool \
+      "k8s.io/kubernetes/cmd/kube-apiserver@v$K8S_VERSION" \
+      "k8s.io/kubernetes/cmd/kube-controller-manager@v$K8S_VERSION" \
+      "k8s.io/kubernetes/cmd/kube-scheduler@v$K8S_VERSION" \
+      "k8s.io/kubernetes/cmd/kubectl@v$K8S_VERSION"
+    local minor ld p c
+    minor=$(echo "$K8S_VERSION" | cut -d. -f2)
+    ld="-s -w"
+    for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+      ld="$ld -X $p.gitVersion=v$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean -X $p.buildDate=2026-01-01T00:00:00Z"
+    done
+    for c in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+      run_logged k8s go build -trimpath -pgo=off -ldflags "$ld" -o "$d/$c.tmp" "k8s.io/kubernetes/cmd/$c"
+      mv "$d/$c.tmp" "$d/$c"
+    done
+  )
+}
+
+build_etcd() {
+  local d="$TESTBINS_CACHE/etcd-v$ETCD_VERSION" w="$TESTBINS_WORK/etcd-v$ETCD_VERSION"
+  [ -x "$d/etcd" ] && return 0
+  echo "building etcd v$ETCD_VERSION"
+  rm -rf "$w"; mkdir -p "$w" "$d"
+  : >"$TESTBINS_CACHE/logs/etcd.log"
+  (
+    cd "$w"
+    run_logged etcd go mod init local.test/etcd-bin
+    run_logged etcd go mod edit -go=1.26.0
+    run_logged etcd go get "go.etcd.io/etcd/server/v3@v$ETCD_VERSION"
+    run_logged etcd go build -trimpath -ldflags "-s -w" -o "$d/etcd.tmp" go.etcd.io/etcd/server/v3
+    mv "$d/etcd.tmp" "$d/etcd"
+  )
+}
+
+build_kwok() {
+  local d="$TESTBINS_CACHE/kwok-v$KWOK_VERSION"
+  [ -x "$d/kwok" ] && [ -d "$d/stages" ] && return 0
+  echo "building kwok v$KWOK_VERSION"
+  mkdir -p "$d"
+  : >"$TESTBINS_CACHE/logs/kwok.log"
+  run_logged kwok env GOBIN="$d" go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@v$KWOK_VERSION"
+  # The kwok binary ships no stages; copy the ones kwokctl uses out of the module.
+  local src
+  src=$(go mod download -json "sigs.k8s.io/kwok@v$KWOK_VERSION" | gojson Dir)/kustomize/stage
+  rm -rf "$d/stages.tmp"; mkdir -p "$d/stages.tmp"
+  cp "$src/node/fast/node-initialize.yaml" "$src/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml" \
+     "$src/pod/fast/pod-ready.yaml" "$src/pod/fast/pod-complete.yaml" "$src/pod/fast/pod-delete.yaml" "$d/stages.tmp/"
+  chmod -R u+w "$d/stages.tmp"
+  rm -rf "$d/stages"; mv "$d/stages.tmp" "$d/stages"
+}
+
+build_helm() {
+  local d="$TESTBINS_CACHE/helm-v$HELM_VERSION"
+  [ -x "$d/helm" ] && return 0
+  echo "building helm v$HELM_VERSION"
+  mkdir -p "$d"
+  : >"$TESTBINS_CACHE/logs/helm.log"
+  run_logged helm env GOBIN="$d" go install -trimpath \
+    -ldflags "-s -w -X helm.sh/helm/v4/internal/version.version=v$HELM_VERSION" "helm.sh/helm/v4/cmd/helm@v$HELM_VERSION"
+}
+
+what=${1:-all}
+case "$what" in
+  all) build_etcd; build_kwok; build_k8s ;;
+  k8s) build_k8s ;;
+  etcd) build_etcd ;;
+  kwok) build_kwok ;;
+  helm) build_helm ;;
+  *) echo "usage: $0 [all|k8s|etcd|kwok|helm]" >&2; exit 2 ;;
+esac

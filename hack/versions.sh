@@ -1,0 +1,10 @@
+# Versions of everything the test environment builds or runs, pinned once. Sourced by hack/*.sh.
+# The Kubernetes version must match the k8s-openapi feature in Cargo.toml (v1_36).
+K8S_VERSION=${K8S_VERSION:-1.36.3}
+ETCD_VERSION=${ETCD_VERSION:-3.6.8}
+KWOK_VERSION=${KWOK_VERSION:-0.8.0}
+HELM_VERSION=${HELM_VERSION:-4.3.1}
+FLUX_VERSION=${FLUX_VERSION:-2.9.4}
+# Go-built binaries live outside the repository, one directory per version.
+TESTBINS_CACHE=${TESTBINS_CACHE:-$HOME/.cache/driftless-testbins}
+TESTBINS_WORK=${TESTBINS_WORK:-$HOME/.cache/driftless-testbins-src}
