@@ -362,7 +362,11 @@ pub struct Upgrade {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disable_hooks: Option<bool>,
     /// Skip OpenAPI validation of rendered manifests.
-    #[serde(default, rename = "disableOpenAPIValidation", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "disableOpenAPIValidation",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub disable_openapi_validation: Option<bool>,
     /// Skip JSON schema validation of values.
     #[serde(default, skip_serializing_if = "Option::is_none")]

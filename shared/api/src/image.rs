@@ -414,4 +414,8 @@ pub struct ImageUpdateAutomationStatus {
     pub last_handled_reconcile_at: Option<String>,
 }
 
-crate::impl_reconcile_status!(ImageRepositoryStatus, ImagePolicyStatus, ImageUpdateAutomationStatus);
+crate::impl_reconcile_status!(
+    ImageRepositoryStatus,
+    ImagePolicyStatus,
+    ImageUpdateAutomationStatus
+);

@@ -72,9 +72,11 @@ fn default_observed_generation(crd: &mut CustomResourceDefinition) {
             .and_then(|root| root.properties.as_mut())
             .and_then(|props| props.get_mut("status"));
         if let Some(JSONSchemaProps { default, .. }) = status {
-            *default = Some(k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSON(
-                serde_json::json!({"observedGeneration": -1}),
-            ));
+            *default = Some(
+                k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSON(
+                    serde_json::json!({"observedGeneration": -1}),
+                ),
+            );
         }
     }
 }

@@ -159,7 +159,10 @@ pub struct ValuesReference {
     #[schemars(extend("enum" = ["Secret", "ConfigMap"]))]
     pub kind: String,
     /// Name of the values referent, in the same namespace.
-    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[a-z0-9]([a-z0-9\-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9\-]{0,61}[a-z0-9])?)*$"))]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([a-z0-9\-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9\-]{0,61}[a-z0-9])?)*$")
+    )]
     pub name: String,
     /// Data key of the values; defaults to `values.yaml`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -167,7 +170,10 @@ pub struct ValuesReference {
     pub values_key: Option<String>,
     /// YAML dot-notation path at which the value is merged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 250), regex(pattern = r"^([a-zA-Z0-9_\-.\\\/]|\[[0-9]{1,5}\])+$"))]
+    #[schemars(
+        length(max = 250),
+        regex(pattern = r"^([a-zA-Z0-9_\-.\\\/]|\[[0-9]{1,5}\])+$")
+    )]
     pub target_path: Option<String>,
     /// Whether a missing referent is tolerated.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -1,9 +1,7 @@
 //! `source.toolkit.fluxcd.io/v1`: GitRepository, OCIRepository, HelmRepository, HelmChart, Bucket
 //! and ExternalArtifact (Flux API reference §2).
 
-use crate::meta::{
-    AccessFrom, Artifact, Condition, LocalObjectReference, NamespacedObjectKindReference,
-};
+use crate::meta::{AccessFrom, Artifact, Condition, LocalObjectReference, NamespacedObjectKindReference};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -308,7 +306,11 @@ pub struct OCIRepositoryVerification {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_ref: Option<LocalObjectReference>,
     /// Keyless identities to accept (regular expressions).
-    #[serde(default, rename = "matchOIDCIdentity", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "matchOIDCIdentity",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub match_oidc_identity: Option<Vec<OIDCIdentityMatch>>,
     /// Secret holding a Sigstore `trusted_root.json`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -711,4 +713,11 @@ macro_rules! impl_source_status {
         }
     )+};
 }
-impl_source_status!(GitRepository, OCIRepository, HelmRepository, HelmChart, Bucket, ExternalArtifact);
+impl_source_status!(
+    GitRepository,
+    OCIRepository,
+    HelmRepository,
+    HelmChart,
+    Bucket,
+    ExternalArtifact
+);

@@ -62,10 +62,21 @@ fn generated_crds_are_up_to_date() {
 fn every_kind_has_flux_categories_and_a_status_default_where_flux_has_one() {
     for crd in driftless_api::all_crds() {
         let cats = crd.spec.names.categories.clone().unwrap_or_default();
-        assert!(cats.contains(&"all".to_string()), "{} lacks category all", crd.spec.names.kind);
-        assert!(cats.contains(&"fluxcd".to_string()), "{} lacks category fluxcd", crd.spec.names.kind);
+        assert!(
+            cats.contains(&"all".to_string()),
+            "{} lacks category all",
+            crd.spec.names.kind
+        );
+        assert!(
+            cats.contains(&"fluxcd".to_string()),
+            "{} lacks category fluxcd",
+            crd.spec.names.kind
+        );
         let kind = crd.spec.names.kind.as_str();
-        let schema = crd.spec.versions[0].schema.as_ref().and_then(|s| s.open_api_v3_schema.as_ref());
+        let schema = crd.spec.versions[0]
+            .schema
+            .as_ref()
+            .and_then(|s| s.open_api_v3_schema.as_ref());
         let status_default = schema
             .and_then(|s| s.properties.as_ref())
             .and_then(|p| p.get("status"))
@@ -73,7 +84,11 @@ fn every_kind_has_flux_categories_and_a_status_default_where_flux_has_one() {
             .map(|d| d.0.clone());
         match kind {
             "ExternalArtifact" | "Provider" | "Alert" => assert!(status_default.is_none(), "{kind}"),
-            _ => assert_eq!(status_default, Some(serde_json::json!({"observedGeneration": -1})), "{kind}"),
+            _ => assert_eq!(
+                status_default,
+                Some(serde_json::json!({"observedGeneration": -1})),
+                "{kind}"
+            ),
         }
     }
 }

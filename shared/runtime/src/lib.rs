@@ -1,1 +1,20 @@
-//! placeholder
+//! The controller runtime shared by every Driftless controller, written once.
+//!
+//! Newcomers start with [`reconcile`]: a kind implements [`reconcile::Reconciler`] (its ordered
+//! steps and its cleanup) and [`reconcile::KindController`] runs it with Flux's semantics —
+//! finalizer, deletion, suspend, progress, and one `finish` that maps the outcome to
+//! [`conditions`], status ([`status`]), [`events`], [`metrics`] and the requeue. [`runtime`]
+//! wires a binary: flags ([`args`]), logging ([`telemetry`]), probes and metrics, leader
+//! election ([`leader`]) and graceful shutdown.
+
+pub mod args;
+pub mod conditions;
+pub mod duration;
+pub mod events;
+pub mod leader;
+pub mod metrics;
+pub mod object;
+pub mod reconcile;
+pub mod runtime;
+pub mod status;
+pub mod telemetry;

@@ -1,0 +1,366 @@
+#!/usr/bin/env bash
+# A real Kubernetes control plane and real source servers on loopback, for tests and the
+# quickstart. Recipe and pitfalls: ../shared/docs/testenv-recipe.md.
+#
+#   hack/testenv.sh up       start what is not running (idempotent; builds missing binaries)
+#   hack/testenv.sh down     stop exactly the processes this script started
+#   hack/testenv.sh status   say what runs
+#   hack/testenv.sh reset    down, then delete all state (cluster data, repos, registry)
+#
+# `up` writes target/testenv/env.sh; source it to get KUBECONFIG, GIT_*, OCI_REGISTRY, HELM_*.
+# Components: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok (+ fake nodes),
+# git over smart HTTP with basic auth (lighttpd + git-http-backend), git over SSH (sshd), an OCI
+# registry (Debian's docker-registry) and a static HTTP server for Helm repositories (lighttpd).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+# shellcheck source=hack/versions.sh
+. "$here/versions.sh"
+
+T=${TESTENV_DIR:-$root/target/testenv}
+ETCD_PORT=${TESTENV_ETCD_PORT:-12379}
+ETCD_PEER_PORT=${TESTENV_ETCD_PEER_PORT:-12380}
+APISERVER_PORT=${TESTENV_APISERVER_PORT:-16443}
+GIT_HTTP_PORT=${TESTENV_GIT_HTTP_PORT:-18080}
+GIT_SSH_PORT=${TESTENV_GIT_SSH_PORT:-12222}
+REGISTRY_PORT=${TESTENV_REGISTRY_PORT:-15000}
+HELM_HTTP_PORT=${TESTENV_HELM_HTTP_PORT:-18081}
+KWOK_NODES=${TESTENV_KWOK_NODES:-3}
+TOKEN=driftless-admin-token
+
+K8S_BIN=$TESTBINS_CACHE/k8s-v$K8S_VERSION
+ETCD_BIN=$TESTBINS_CACHE/etcd-v$ETCD_VERSION/etcd
+KWOK_DIR=$TESTBINS_CACHE/kwok-v$KWOK_VERSION
+COMPONENTS="etcd kube-apiserver kube-controller-manager kube-scheduler kwok git-http git-ssh registry helm-http"
+
+log() { printf '[testenv] %s\n' "$*" >&2; }
+die() { printf '[testenv] error: %s\n' "$*" >&2; exit 1; }
+
+pid_of() { cat "$T/run/$1.pid" 2>/dev/null || true; }
+running() { local p; p=$(pid_of "$1"); [ -n "$p" ] && kill -0 "$p" 2>/dev/null; }
+
+# start NAME CMD...: runs CMD in its own session with output in $T/logs/NAME.log.
+start() {
+  local name=$1; shift
+  mkdir -p "$T/run" "$T/logs"
+  setsid nohup "$@" >>"$T/logs/$name.log" 2>&1 < /dev/null &
+  echo $! >"$T/run/$name.pid"
+}
+
+# wait_for NAME SECONDS CHECK...: polls CHECK until it succeeds; on timeout names the component
+# and its log.
+wait_for() {
+  local name=$1 secs=$2; shift 2
+  local deadline=$((SECONDS + secs))
+  until "$@" >/dev/null 2>&1; do
+    if ! running "$name"; then
+      tail -n 30 "$T/logs/$name.log" >&2 || true
+      die "$name exited during start-up; see $T/logs/$name.log"
+    fi
+    if [ $SECONDS -ge $deadline ]; then
+      tail -n 30 "$T/logs/$name.log" >&2 || true
+      die "$name not ready after ${secs}s; see $T/logs/$name.log"
+    fi
+    sleep 0.5
+  done
+}
+
+ensure_packages() {
+  local missing=()
+  command -v lighttpd >/dev/null || missing+=(lighttpd)
+  [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
+  command -v docker-registry >/dev/null || missing+=(docker-registry)
+  command -v openssl >/dev/null || missing+=(openssl)
+  command -v curl >/dev/null || missing+=(curl)
+  command -v ssh-keyscan >/dev/null || missing+=(openssh-client)
+  [ -x /usr/lib/git-core/git-http-backend ] || missing+=(git)
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "installing Debian packages: ${missing[*]}"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo=sudo
+  # Their postinst scripts would start services on default ports; policy-rc.d forbids that.
+  printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
+  $sudo chmod +x /usr/sbin/policy-rc.d
+  trap '$sudo rm -f /usr/sbin/policy-rc.d' RETURN
+  $sudo apt-get update -qq >"$T/logs/apt.log" 2>&1 || die "apt-get update failed; see $T/logs/apt.log"
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >>"$T/logs/apt.log" 2>&1 \
+    || die "apt-get install ${missing[*]} failed; see $T/logs/apt.log"
+}
+
+ensure_binaries() {
+  if [ ! -x "$K8S_BIN/kube-apiserver" ] || [ ! -x "$ETCD_BIN" ] || [ ! -x "$KWOK_DIR/kwok" ]; then
+    log "building control-plane binaries from Go modules into $TESTBINS_CACHE (cold: ~10-25 min)"
+    "$here/build-testbins.sh" all
+  fi
+}
+
+ensure_pki() {
+  local p=$T/pki
+  [ -f "$p/apiserver.crt" ] && [ -f "$p/sa.key" ] && return 0
+  mkdir -p "$p"
+  (
+    cd "$p"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=driftless-test-ca" -keyout ca.key -out ca.crt \
+      -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=kube-apiserver" -keyout apiserver.key -out apiserver.csr 2>/dev/null
+    printf 'subjectAltName=DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,IP:127.0.0.1,IP:10.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n' >apiserver.ext
+    openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 -out apiserver.crt \
+      -extfile apiserver.ext 2>/dev/null
+    openssl genrsa -out sa.key 2048 2>/dev/null
+    openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
+    echo "$TOKEN,admin,admin-uid,system:masters" >tokens.csv
+  )
+  cat >"$T/kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: driftless-test
+  cluster: {server: "https://127.0.0.1:$APISERVER_PORT", certificate-authority: "$p/ca.crt"}
+users:
+- name: admin
+  user: {token: $TOKEN}
+contexts:
+- name: driftless-test
+  context: {cluster: driftless-test, user: admin}
+current-context: driftless-test
+EOF
+}
+
+apiserver_ready() {
+  curl -fsS --max-time 2 --cacert "$T/pki/ca.crt" -H "Authorization: Bearer $TOKEN" \
+    "https://127.0.0.1:$APISERVER_PORT/readyz" 2>/dev/null | grep -q ok
+}
+
+up_control_plane() {
+  if ! running etcd; then
+    mkdir -p "$T/etcd"
+    start etcd "$ETCD_BIN" --name=driftless --data-dir="$T/etcd" \
+      --listen-client-urls="http://127.0.0.1:$ETCD_PORT" --advertise-client-urls="http://127.0.0.1:$ETCD_PORT" \
+      --listen-peer-urls="http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls="http://127.0.0.1:$ETCD_PEER_PORT" \
+      --initial-cluster="driftless=http://127.0.0.1:$ETCD_PEER_PORT" --unsafe-no-fsync=true --log-level=warn \
+      --quota-backend-bytes=8589934592
+  fi
+  wait_for etcd 30 curl -fsS --max-time 2 "http://127.0.0.1:$ETCD_PORT/health"
+
+  if ! running kube-apiserver; then
+    start kube-apiserver "$K8S_BIN/kube-apiserver" \
+      --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
+      --bind-address=127.0.0.1 --secure-port="$APISERVER_PORT" --advertise-address=127.0.0.1 \
+      --endpoint-reconciler-type=none \
+      --tls-cert-file="$T/pki/apiserver.crt" --tls-private-key-file="$T/pki/apiserver.key" \
+      --client-ca-file="$T/pki/ca.crt" --token-auth-file="$T/pki/tokens.csv" \
+      --authorization-mode=RBAC \
+      --service-account-issuer=https://kubernetes.default.svc.cluster.local \
+      --service-account-key-file="$T/pki/sa.pub" --service-account-signing-key-file="$T/pki/sa.key" \
+      --service-cluster-ip-range=10.0.0.0/24 --allow-privileged=true --profiling=false --v=1
+  fi
+  wait_for kube-apiserver 120 apiserver_ready
+
+  if ! running kube-controller-manager; then
+    start kube-controller-manager "$K8S_BIN/kube-controller-manager" --kubeconfig="$T/kubeconfig" \
+      --leader-elect=false --secure-port=0 --service-account-private-key-file="$T/pki/sa.key" \
+      --root-ca-file="$T/pki/ca.crt" --use-service-account-credentials=false \
+      --node-monitor-grace-period=40s --v=1
+  fi
+  if ! running kube-scheduler; then
+    start kube-scheduler "$K8S_BIN/kube-scheduler" --kubeconfig="$T/kubeconfig" --leader-elect=false \
+      --secure-port=0 --v=1
+  fi
+  if ! running kwok; then
+    local s=$KWOK_DIR/stages
+    start kwok "$KWOK_DIR/kwok" --kubeconfig="$T/kubeconfig" --manage-all-nodes=true \
+      --config="$s/node-initialize.yaml" --config="$s/node-heartbeat-with-lease.yaml" \
+      --config="$s/pod-ready.yaml" --config="$s/pod-complete.yaml" --config="$s/pod-delete.yaml" \
+      --node-lease-duration-seconds=40 --cidr=10.244.0.0/16 --node-ip=127.0.0.1
+  fi
+  sleep 1
+  for c in kube-controller-manager kube-scheduler kwok; do
+    running "$c" || { tail -n 30 "$T/logs/$c.log" >&2; die "$c exited during start-up; see $T/logs/$c.log"; }
+  done
+
+  local kubectl="$K8S_BIN/kubectl --kubeconfig=$T/kubeconfig"
+  local i nodes=""
+  for i in $(seq 0 $((KWOK_NODES - 1))); do
+    nodes="$nodes
+---
+apiVersion: v1
+kind: Node
+metadata:
+  name: kwok-node-$i
+  annotations: {node.alpha.kubernetes.io/ttl: \"0\", kwok.x-k8s.io/node: fake}
+  labels: {kubernetes.io/hostname: kwok-node-$i, kubernetes.io/os: linux, kubernetes.io/arch: amd64, type: kwok}
+status:
+  allocatable: {cpu: \"32\", memory: 256Gi, pods: \"110\"}
+  capacity: {cpu: \"32\", memory: 256Gi, pods: \"110\"}"
+  done
+  echo "$nodes" | $kubectl apply --server-side --field-manager=testenv -f - >/dev/null \
+    || die "creating kwok nodes failed"
+}
+
+up_git_http() {
+  mkdir -p "$T/git/repos" "$T/git/www"
+  if [ ! -f "$T/git/password" ]; then
+    head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$T/git/password"
+  fi
+  printf 'git:%s\n' "$(cat "$T/git/password")" >"$T/git/users"
+  cat >"$T/git/lighttpd.conf" <<EOF
+server.modules = ("mod_alias", "mod_cgi", "mod_setenv", "mod_auth", "mod_authn_file")
+server.document-root = "$T/git/www"
+server.bind = "127.0.0.1"
+server.port = $GIT_HTTP_PORT
+server.errorlog = "$T/logs/git-http-error.log"
+server.max-request-size = 0
+alias.url += ( "/git" => "/usr/lib/git-core/git-http-backend" )
+\$HTTP["url"] =~ "^/git" {
+  cgi.assign = ( "" => "" )
+  setenv.add-environment = (
+    "GIT_PROJECT_ROOT" => "$T/git/repos",
+    "GIT_HTTP_EXPORT_ALL" => "",
+    "GIT_CONFIG_COUNT" => "1", "GIT_CONFIG_KEY_0" => "safe.directory", "GIT_CONFIG_VALUE_0" => "*"
+  )
+}
+auth.backend = "plain"
+auth.backend.plain.userfile = "$T/git/users"
+auth.require = ( "/git" => ( "method" => "basic", "realm" => "git", "require" => "valid-user" ) )
+EOF
+  if ! running git-http; then
+    start git-http lighttpd -D -f "$T/git/lighttpd.conf"
+  fi
+  # lighttpd answers 404 for a repo that does not exist; any HTTP answer means it serves.
+  wait_for git-http 20 bash -c "curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$GIT_HTTP_PORT/git/ | grep -q '^[1-5]'"
+}
+
+up_git_ssh() {
+  local s=$T/ssh
+  mkdir -p "$s"
+  [ -f "$s/hostkey" ] || ssh-keygen -q -t ed25519 -N '' -f "$s/hostkey"
+  [ -f "$s/client" ] || ssh-keygen -q -t ed25519 -N '' -f "$s/client"
+  cp "$s/client.pub" "$s/authorized_keys"
+  chmod 600 "$s/hostkey" "$s/client" "$s/authorized_keys"
+  cat >"$s/sshd_config" <<EOF
+Port $GIT_SSH_PORT
+ListenAddress 127.0.0.1
+HostKey $s/hostkey
+PidFile $s/sshd.pid
+AuthorizedKeysFile $s/authorized_keys
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+PermitRootLogin prohibit-password
+AllowUsers $(id -un)
+EOF
+  [ "$(id -u)" -eq 0 ] && mkdir -p /run/sshd
+  if ! running git-ssh; then
+    start git-ssh /usr/sbin/sshd -D -e -f "$s/sshd_config"
+  fi
+  wait_for git-ssh 20 bash -c "ssh-keyscan -p $GIT_SSH_PORT 127.0.0.1 2>/dev/null | grep -q ssh-ed25519"
+  ssh-keyscan -p "$GIT_SSH_PORT" 127.0.0.1 2>/dev/null | grep ssh-ed25519 >"$s/known_hosts"
+}
+
+up_registry() {
+  mkdir -p "$T/registry/data"
+  cat >"$T/registry/config.yml" <<EOF
+version: 0.1
+log: {level: warn}
+storage:
+  filesystem: {rootdirectory: $T/registry/data}
+  delete: {enabled: true}
+http:
+  addr: 127.0.0.1:$REGISTRY_PORT
+EOF
+  if ! running registry; then
+    start registry docker-registry serve "$T/registry/config.yml"
+  fi
+  wait_for registry 20 curl -fsS --max-time 2 "http://127.0.0.1:$REGISTRY_PORT/v2/"
+}
+
+up_helm_http() {
+  mkdir -p "$T/helm/repo"
+  cat >"$T/helm/lighttpd.conf" <<EOF
+server.document-root = "$T/helm/repo"
+server.bind = "127.0.0.1"
+server.port = $HELM_HTTP_PORT
+server.errorlog = "$T/logs/helm-http-error.log"
+mimetype.assign = (".yaml" => "application/x-yaml", ".tgz" => "application/gzip")
+EOF
+  if ! running helm-http; then
+    start helm-http lighttpd -D -f "$T/helm/lighttpd.conf"
+  fi
+  wait_for helm-http 20 bash -c "curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$HELM_HTTP_PORT/ | grep -q '^[1-5]'"
+}
+
+write_env() {
+  cat >"$T/env.sh" <<EOF
+# Written by hack/testenv.sh up. Source it: . target/testenv/env.sh
+export TESTENV_DIR="$T"
+export KUBECONFIG="$T/kubeconfig"
+export KUBE_BIN_DIR="$K8S_BIN"
+export KUBECTL="$K8S_BIN/kubectl"
+export GIT_REPOS_DIR="$T/git/repos"
+export GIT_HTTP_BASE="http://127.0.0.1:$GIT_HTTP_PORT/git"
+export GIT_HTTP_USER="git"
+export GIT_HTTP_PASSWORD="$(cat "$T/git/password")"
+export GIT_SSH_BASE="ssh://$(id -un)@127.0.0.1:$GIT_SSH_PORT$T/git/repos"
+export GIT_SSH_KEY="$T/ssh/client"
+export GIT_SSH_KNOWN_HOSTS="$T/ssh/known_hosts"
+export OCI_REGISTRY="127.0.0.1:$REGISTRY_PORT"
+export HELM_REPO_DIR="$T/helm/repo"
+export HELM_REPO_URL="http://127.0.0.1:$HELM_HTTP_PORT"
+EOF
+}
+
+cmd_up() {
+  local started=$SECONDS
+  mkdir -p "$T/logs" "$T/run"
+  ensure_packages
+  ensure_binaries
+  ensure_pki
+  up_control_plane
+  up_git_http
+  up_git_ssh
+  up_registry
+  up_helm_http
+  write_env
+  log "up in $((SECONDS - started))s; environment: . $T/env.sh"
+}
+
+cmd_down() {
+  local c p
+  for c in $COMPONENTS; do
+    p=$(pid_of "$c")
+    if [ -n "$p" ] && kill -0 "$p" 2>/dev/null; then
+      # Each component runs in its own session: stop the whole group it leads.
+      kill -TERM -- "-$p" 2>/dev/null || kill -TERM "$p" 2>/dev/null || true
+    fi
+  done
+  for c in $COMPONENTS; do
+    p=$(pid_of "$c")
+    [ -n "$p" ] || continue
+    for _ in $(seq 1 40); do kill -0 "$p" 2>/dev/null || break; sleep 0.25; done
+    kill -0 "$p" 2>/dev/null && kill -KILL -- "-$p" 2>/dev/null || true
+    rm -f "$T/run/$c.pid"
+  done
+  log "stopped"
+}
+
+cmd_status() {
+  local c rc=0
+  for c in $COMPONENTS; do
+    if running "$c"; then
+      printf '%-24s running (pid %s)\n' "$c" "$(pid_of "$c")"
+    else
+      printf '%-24s stopped\n' "$c"; rc=1
+    fi
+  done
+  [ -f "$T/env.sh" ] && printf 'environment: . %s\n' "$T/env.sh"
+  return $rc
+}
+
+case "${1:-}" in
+  up) cmd_up ;;
+  down) cmd_down ;;
+  status) cmd_status ;;
+  reset) cmd_down; rm -rf "$T"; log "state removed" ;;
+  *) echo "usage: $0 up|down|status|reset" >&2; exit 2 ;;
+esac

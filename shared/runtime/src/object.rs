@@ -1,0 +1,87 @@
+//! What the runtime needs to know about a toolkit kind, implemented once per kind.
+
+use crate::duration;
+use driftless_api::{
+    helm::HelmRelease,
+    image::{ImagePolicy, ImageRepository, ImageUpdateAutomation},
+    kustomize::Kustomization,
+    meta::ReconcileStatus,
+    notification::Receiver,
+    source::{Bucket, GitRepository, HelmChart, HelmRepository, OCIRepository},
+};
+use kube::Resource;
+use serde::{Serialize, de::DeserializeOwned};
+use std::{fmt::Debug, time::Duration};
+
+/// A kind reconciled by a toolkit controller: a namespaced custom resource with the standard
+/// status fields, `spec.suspend` and `spec.interval`.
+pub trait ToolkitObject:
+    Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+    + Clone
+    + Debug
+    + Serialize
+    + DeserializeOwned
+    + Send
+    + Sync
+    + 'static
+{
+    /// The status type.
+    type Status: ReconcileStatus + Default + Clone + PartialEq + Debug + Serialize + Send + Sync;
+    /// The current status.
+    fn status(&self) -> Option<&Self::Status>;
+    /// Whether `spec.suspend` is true.
+    fn suspended(&self) -> bool;
+    /// `spec.interval` as written (a Go duration), if the kind has one.
+    fn interval_str(&self) -> Option<&str>;
+    /// `spec.retryInterval` as written, if the kind has one.
+    fn retry_interval_str(&self) -> Option<&str> {
+        None
+    }
+
+    /// `spec.interval`; ten minutes when absent or invalid (the CRD validates the pattern).
+    fn interval(&self) -> Duration {
+        self.interval_str()
+            .and_then(|s| duration::parse(s).ok())
+            .unwrap_or(Duration::from_secs(600))
+    }
+    /// `spec.retryInterval`, if set.
+    fn retry_interval(&self) -> Option<Duration> {
+        self.retry_interval_str().and_then(|s| duration::parse(s).ok())
+    }
+}
+
+macro_rules! toolkit_object {
+    ($kind:ty, $status:ty, interval: |$s:ident| $interval:expr $(, retry: |$r:ident| $retry:expr)?) => {
+        impl ToolkitObject for $kind {
+            type Status = $status;
+            fn status(&self) -> Option<&Self::Status> {
+                self.status.as_ref()
+            }
+            fn suspended(&self) -> bool {
+                self.spec.suspend.unwrap_or(false)
+            }
+            fn interval_str(&self) -> Option<&str> {
+                let $s = &self.spec;
+                $interval
+            }
+            $(fn retry_interval_str(&self) -> Option<&str> {
+                let $r = &self.spec;
+                $retry
+            })?
+        }
+    };
+}
+
+use driftless_api::{helm, image, kustomize, notification, source};
+toolkit_object!(GitRepository, source::GitRepositoryStatus, interval: |s| Some(&s.interval));
+toolkit_object!(OCIRepository, source::OCIRepositoryStatus, interval: |s| Some(&s.interval));
+toolkit_object!(HelmRepository, source::HelmRepositoryStatus, interval: |s| s.interval.as_deref());
+toolkit_object!(HelmChart, source::HelmChartStatus, interval: |s| Some(&s.interval));
+toolkit_object!(Bucket, source::BucketStatus, interval: |s| Some(&s.interval));
+toolkit_object!(Kustomization, kustomize::KustomizationStatus, interval: |s| Some(&s.interval),
+    retry: |s| s.retry_interval.as_deref());
+toolkit_object!(HelmRelease, helm::HelmReleaseStatus, interval: |s| Some(&s.interval));
+toolkit_object!(Receiver, notification::ReceiverStatus, interval: |s| s.interval.as_deref());
+toolkit_object!(ImageRepository, image::ImageRepositoryStatus, interval: |s| Some(&s.interval));
+toolkit_object!(ImagePolicy, image::ImagePolicyStatus, interval: |s| s.interval.as_deref());
+toolkit_object!(ImageUpdateAutomation, image::ImageUpdateAutomationStatus, interval: |s| Some(&s.interval));

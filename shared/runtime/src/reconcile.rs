@@ -1,0 +1,565 @@
+//! The reconcile framework every controller runs its kinds through.
+//!
+//! ```text
+//! watch ─▶ predicate (generation ⊕ finalizers ⊕ requestedAt ⊕ deletion) ─▶ reconcile
+//!   reconcile = finalizer gate ─┬─ deleting ─▶ Reconciler::cleanup ─▶ remove finalizer
+//!                               └─ apply ─▶ suspend gate ─▶ progress ─▶ Reconciler::apply ─▶ finish
+//! ```
+//!
+//! A kind's [`Reconciler::apply`] runs its ordered list of steps and either returns a
+//! [`Success`] (the Ready summary) or a classified [`ReconcileError`]. It never writes status to
+//! the apiserver itself except through [`ReconcileContext::progress`]. [`finish`] is the single
+//! place that turns the outcome into conditions, `observedGeneration`,
+//! `lastHandledReconcileAt`, events, metrics and the requeue:
+//!
+//! | outcome | Ready | Reconciling | Stalled | observedGeneration | event | requeue |
+//! |---|---|---|---|---|---|---|
+//! | Success | True | removed | removed | set | Normal on recovery | interval ± jitter |
+//! | Stalled | False | removed | True | set | Warning | interval (fallback only) |
+//! | Waiting | False | True (Progressing) | removed | kept | Normal | the error's delay |
+//! | Transient | False | True (ProgressingWithRetry) | removed | kept | Warning | retryInterval or backoff |
+
+use crate::{
+    conditions::{self, Status},
+    events::{EventType, Recorder},
+    metrics::{Metrics, ObjectLabels},
+    object::ToolkitObject,
+    status::StatusWriter,
+};
+use driftless_api::meta::{FINALIZER, REQUESTED_AT_ANNOTATION, ReconcileStatus, condition_types, reasons};
+use futures::StreamExt;
+use kube::{
+    Api, Client, Resource, ResourceExt,
+    runtime::{
+        Controller, WatchStreamExt,
+        controller::{Action, Config as ControllerConfig},
+        finalizer::{Event as FinalizerEvent, finalizer},
+        reflector, watcher,
+    },
+};
+use std::{
+    collections::HashMap,
+    future::Future,
+    hash::{Hash, Hasher},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+/// How an error affects the object, decided where the error is created.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Needs a change to the spec (or a referenced object the user fixes): no retries.
+    Stalled,
+    /// Waiting for something expected to happen (a dependency, an artifact): requeue after the
+    /// delay, not counted as a failure.
+    Waiting(Duration),
+    /// Anything that may succeed on retry: exponential backoff or `spec.retryInterval`.
+    Transient,
+}
+
+/// A classified reconcile failure with the condition reason it reports.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct ReconcileError {
+    /// What to do about it.
+    pub class: ErrorClass,
+    /// Condition reason (Flux's reasons, e.g. `AuthenticationFailed`).
+    pub reason: String,
+    /// Human-readable message for the condition and the event.
+    pub message: String,
+}
+
+impl ReconcileError {
+    /// An error that needs user action.
+    pub fn stalled(reason: &str, message: impl Into<String>) -> Self {
+        Self {
+            class: ErrorClass::Stalled,
+            reason: reason.into(),
+            message: message.into(),
+        }
+    }
+    /// A wait for something expected.
+    pub fn waiting(reason: &str, message: impl Into<String>, after: Duration) -> Self {
+        Self {
+            class: ErrorClass::Waiting(after),
+            reason: reason.into(),
+            message: message.into(),
+        }
+    }
+    /// A failure worth retrying.
+    pub fn transient(reason: &str, message: impl Into<String>) -> Self {
+        Self {
+            class: ErrorClass::Transient,
+            reason: reason.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// A successful reconcile: the Ready=True summary, plus what its events carry.
+#[derive(Debug, Clone)]
+pub struct Success {
+    /// Ready reason (e.g. `Succeeded`, `ReconciliationSucceeded`).
+    pub reason: String,
+    /// Ready message (e.g. `stored artifact for revision 'main@sha1:…'`).
+    pub message: String,
+    /// Revision, put on events as `<group>/revision`.
+    pub revision: Option<String>,
+}
+
+impl Success {
+    /// A success with the given reason and message.
+    pub fn new(reason: &str, message: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            message: message.into(),
+            revision: None,
+        }
+    }
+    /// Adds the revision for events.
+    #[must_use]
+    pub fn with_revision(mut self, revision: impl Into<String>) -> Self {
+        self.revision = Some(revision.into());
+        self
+    }
+}
+
+/// One kind's reconcile logic: its ordered list of steps and its cleanup.
+pub trait Reconciler: Send + Sync + 'static {
+    /// The kind reconciled.
+    type Kind: ToolkitObject;
+
+    /// Runs the steps against `obj`, recording their conditions in `status`.
+    fn apply(
+        &self,
+        obj: &Self::Kind,
+        status: &mut <Self::Kind as ToolkitObject>::Status,
+        ctx: &ReconcileContext<Self::Kind>,
+    ) -> impl Future<Output = Result<Success, ReconcileError>> + Send;
+
+    /// Releases what the object owns before its finalizer is removed. Must be idempotent and
+    /// tolerate an `apply` that never ran.
+    fn cleanup(
+        &self,
+        obj: &Self::Kind,
+        ctx: &ReconcileContext<Self::Kind>,
+    ) -> impl Future<Output = Result<(), ReconcileError>> + Send;
+}
+
+/// Settings of one kind's controller loop.
+#[derive(Clone, Debug)]
+pub struct LoopSettings {
+    /// Reconciles at once.
+    pub concurrency: u16,
+    /// Namespace to watch; all when None.
+    pub namespace: Option<String>,
+    /// Label selector to watch with (sharding).
+    pub label_selector: Option<String>,
+    /// First retry delay after a transient failure.
+    pub min_retry_delay: Duration,
+    /// Longest retry delay.
+    pub max_retry_delay: Duration,
+    /// Requeue jitter in percent of the interval.
+    pub jitter_percent: u8,
+}
+
+impl Default for LoopSettings {
+    fn default() -> Self {
+        Self {
+            concurrency: 4,
+            namespace: None,
+            label_selector: None,
+            min_retry_delay: Duration::from_millis(750),
+            max_retry_delay: Duration::from_secs(15 * 60),
+            jitter_percent: 5,
+        }
+    }
+}
+
+/// What a reconciler sees besides its object: the client, events and progress reporting.
+pub struct ReconcileContext<K: ToolkitObject> {
+    /// Client for the cluster.
+    pub client: Client,
+    /// Event publisher.
+    pub recorder: Arc<Recorder>,
+    status_writer: StatusWriter,
+    /// Status as last written during this reconcile (to skip unchanged writes).
+    written: Mutex<Option<K::Status>>,
+}
+
+impl<K: ToolkitObject> ReconcileContext<K> {
+    /// Publishes progress: `Reconciling=True` with `message`, written at once so users see
+    /// what a long step is doing. Write failures are logged; the final status write decides.
+    pub async fn progress(&self, obj: &K, status: &mut K::Status, message: &str) {
+        conditions::mark_reconciling(
+            status.conditions_mut(),
+            reasons::PROGRESSING,
+            message,
+            obj.meta().generation,
+        );
+        self.write(obj, status).await.ok();
+    }
+
+    async fn write(&self, obj: &K, status: &K::Status) -> Result<(), kube::Error> {
+        let last = self.written.lock().ok().and_then(|w| w.clone());
+        let current = last.as_ref().or(obj.status());
+        self.status_writer.apply(obj, current, status).await?;
+        if let Ok(mut w) = self.written.lock() {
+            *w = Some(status.clone());
+        }
+        Ok(())
+    }
+}
+
+/// Errors of the framework itself (not of a kind's steps): retried with backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameworkError {
+    /// Writing status failed.
+    #[error("failed to write status: {0}")]
+    Status(#[source] kube::Error),
+    /// Adding or removing the finalizer failed, or cleanup failed.
+    #[error("finalizer: {0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<ReconcileError>>),
+}
+
+/// Everything a kind's controller loop shares between reconciles.
+pub struct KindController<R: Reconciler> {
+    reconciler: R,
+    client: Client,
+    controller_name: String,
+    recorder: Arc<Recorder>,
+    status_writer: StatusWriter,
+    metrics: Metrics,
+    settings: LoopSettings,
+    /// Consecutive transient failures per `namespace/name`.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl<R: Reconciler> KindController<R> {
+    /// A controller for `R::Kind`, reporting events as `controller_name` and owning status as
+    /// `status_field_manager`.
+    pub fn new(
+        reconciler: R,
+        client: Client,
+        controller_name: &str,
+        status_field_manager: &str,
+        metrics: Metrics,
+        settings: LoopSettings,
+    ) -> Self {
+        Self {
+            recorder: Arc::new(Recorder::new(client.clone(), controller_name)),
+            status_writer: StatusWriter::new(client.clone(), status_field_manager),
+            reconciler,
+            client,
+            controller_name: controller_name.to_string(),
+            metrics,
+            settings,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The reconciler.
+    pub fn reconciler(&self) -> &R {
+        &self.reconciler
+    }
+
+    /// Runs the watch-and-reconcile loop until `shutdown` resolves; in-flight reconciles finish.
+    pub async fn run(self: Arc<Self>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+        let api: Api<R::Kind> = match &self.settings.namespace {
+            Some(ns) => Api::namespaced(self.client.clone(), ns),
+            None => Api::all(self.client.clone()),
+        };
+        let mut wc = watcher::Config::default().any_semantic();
+        if let Some(sel) = &self.settings.label_selector {
+            wc = wc.labels(sel);
+        }
+        let (reader, writer) = reflector::store();
+        // Reflect before filtering so the store sees every update; only changes users make
+        // (spec, finalizers, a reconcile request, deletion) trigger a reconcile. Status writes
+        // of our own do not.
+        let stream = watcher(api, wc)
+            .default_backoff()
+            .reflect(writer)
+            .applied_objects()
+            .predicate_filter(trigger_hash::<R::Kind>, Default::default());
+        let kind = R::Kind::kind(&()).to_string();
+        Controller::for_stream(stream, reader)
+            .with_config(ControllerConfig::default().concurrency(self.settings.concurrency))
+            .graceful_shutdown_on(shutdown)
+            .run(reconcile::<R>, error_policy::<R>, self)
+            .for_each(|res| {
+                if let Err(err) = res {
+                    tracing::debug!(kind = %kind, %err, "reconcile loop");
+                }
+                futures::future::ready(())
+            })
+            .await;
+    }
+
+    fn key(obj: &R::Kind) -> String {
+        format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
+    }
+
+    fn backoff(&self, obj: &R::Kind) -> Duration {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let n = failures.entry(Self::key(obj)).or_insert(0);
+        *n = n.saturating_add(1);
+        let factor = 2u32.saturating_pow(n.saturating_sub(1).min(20));
+        self.settings
+            .min_retry_delay
+            .saturating_mul(factor)
+            .min(self.settings.max_retry_delay)
+    }
+
+    fn reset_backoff(&self, obj: &R::Kind) {
+        if let Ok(mut failures) = self.failures.lock() {
+            failures.remove(&Self::key(obj));
+        }
+    }
+
+    fn jitter(&self, interval: Duration) -> Duration {
+        let pct = f64::from(self.settings.jitter_percent) / 100.0;
+        if pct <= 0.0 {
+            return interval;
+        }
+        let f = rand::random_range((1.0 - pct)..(1.0 + pct));
+        interval.mul_f64(f)
+    }
+
+    fn context(&self) -> ReconcileContext<R::Kind> {
+        ReconcileContext {
+            client: self.client.clone(),
+            recorder: self.recorder.clone(),
+            status_writer: self.status_writer.clone(),
+            written: Mutex::new(None),
+        }
+    }
+
+    async fn apply(&self, obj: Arc<R::Kind>) -> Result<Action, ReconcileError> {
+        if obj.suspended() {
+            tracing::info!("reconciliation is suspended for this object");
+            return Ok(Action::await_change());
+        }
+        let ctx = self.context();
+        let generation = obj.meta().generation;
+        let requested = obj.annotations().get(REQUESTED_AT_ANNOTATION).cloned();
+        let mut status = obj.status().cloned().unwrap_or_default();
+        let new_generation = generation.is_some_and(|g| g != status.observed_generation());
+        let new_request = requested.is_some() && requested.as_deref() != status.last_handled_reconcile_at();
+        if new_generation
+            || new_request
+            || conditions::get(status.conditions(), condition_types::READY).is_none()
+        {
+            let conds = status.conditions_mut();
+            if !conditions::is_false(conds, condition_types::READY) {
+                conditions::set(
+                    conds,
+                    condition_types::READY,
+                    Status::Unknown,
+                    reasons::PROGRESSING,
+                    "reconciliation in progress",
+                    generation,
+                );
+            }
+            ctx.progress(&obj, &mut status, "reconciliation in progress")
+                .await;
+        }
+        let was_ready = conditions::is_true(
+            obj.status().map(|s| s.conditions()).unwrap_or_default(),
+            condition_types::READY,
+        );
+        let result = self.reconciler.apply(&obj, &mut status, &ctx).await;
+        self.finish(&obj, &ctx, status, result, requested, was_ready)
+            .await
+    }
+
+    /// Turns an outcome into conditions, status fields, events, metrics and the requeue.
+    async fn finish(
+        &self,
+        obj: &R::Kind,
+        ctx: &ReconcileContext<R::Kind>,
+        mut status: <R::Kind as ToolkitObject>::Status,
+        result: Result<Success, ReconcileError>,
+        requested: Option<String>,
+        was_ready: bool,
+    ) -> Result<Action, ReconcileError> {
+        let generation = obj.meta().generation;
+        let kind = R::Kind::kind(&()).to_string();
+        if requested.is_some() {
+            status.set_last_handled_reconcile_at(requested);
+        }
+        let conds = status.conditions_mut();
+        let (action, event) = match &result {
+            Ok(success) => {
+                conditions::set(
+                    conds,
+                    condition_types::READY,
+                    Status::True,
+                    &success.reason,
+                    &success.message,
+                    generation,
+                );
+                conditions::delete(conds, condition_types::RECONCILING);
+                conditions::delete(conds, condition_types::STALLED);
+                status.set_observed_generation(generation.unwrap_or_default());
+                self.reset_backoff(obj);
+                let event = (!was_ready)
+                    .then(|| (EventType::Normal, success.reason.clone(), success.message.clone()));
+                (Action::requeue(self.jitter(obj.interval())), event)
+            }
+            Err(err) => {
+                conditions::set(
+                    conds,
+                    condition_types::READY,
+                    Status::False,
+                    &err.reason,
+                    &err.message,
+                    generation,
+                );
+                match err.class {
+                    ErrorClass::Stalled => {
+                        conditions::mark_stalled(conds, &err.reason, &err.message, generation);
+                        status.set_observed_generation(generation.unwrap_or_default());
+                        self.metrics.count_failure(&kind, &err.reason);
+                        (
+                            Action::requeue(obj.interval()),
+                            Some((EventType::Warning, err.reason.clone(), err.message.clone())),
+                        )
+                    }
+                    ErrorClass::Waiting(after) => {
+                        conditions::mark_reconciling(conds, reasons::PROGRESSING, &err.message, generation);
+                        (
+                            Action::requeue(after),
+                            Some((EventType::Normal, err.reason.clone(), err.message.clone())),
+                        )
+                    }
+                    ErrorClass::Transient => {
+                        let message = conditions::get(conds, condition_types::RECONCILING)
+                            .map(|c| c.message.clone())
+                            .unwrap_or_else(|| "retrying after failure".into());
+                        conditions::mark_reconciling(
+                            conds,
+                            reasons::PROGRESSING_WITH_RETRY,
+                            &message,
+                            generation,
+                        );
+                        self.metrics.count_failure(&kind, &err.reason);
+                        let delay = obj.retry_interval().unwrap_or_else(|| self.backoff(obj));
+                        (
+                            Action::requeue(delay),
+                            Some((EventType::Warning, err.reason.clone(), err.message.clone())),
+                        )
+                    }
+                }
+            }
+        };
+        if let Err(err) = ctx.write(obj, &status).await {
+            tracing::warn!(%err, "failed to write status");
+            return Err(ReconcileError::transient(
+                reasons::FAILED,
+                format!("failed to write status: {err}"),
+            ));
+        }
+        if let Some((type_, reason, note)) = event {
+            let revision = result.as_ref().ok().and_then(|s| s.revision.clone());
+            let metadata: Vec<(&str, &str)> =
+                revision.as_deref().map(|r| ("revision", r)).into_iter().collect();
+            ctx.recorder.publish(obj, type_, &reason, &note, &metadata).await;
+        }
+        match &result {
+            Ok(s) => tracing::info!(reason = %s.reason, message = %s.message, "reconciled"),
+            Err(e) => {
+                tracing::warn!(reason = %e.reason, message = %e.message, class = ?e.class, "reconcile failed")
+            }
+        }
+        Ok(action)
+    }
+
+    async fn cleanup(&self, obj: Arc<R::Kind>) -> Result<Action, ReconcileError> {
+        let ctx = self.context();
+        self.reconciler.cleanup(&obj, &ctx).await?;
+        self.reset_backoff(&obj);
+        self.metrics.forget(&labels(&*obj));
+        Ok(Action::await_change())
+    }
+}
+
+fn labels<K: ToolkitObject>(obj: &K) -> ObjectLabels {
+    ObjectLabels {
+        kind: K::kind(&()).to_string(),
+        name: obj.name_any(),
+        namespace: obj.namespace().unwrap_or_default(),
+    }
+}
+
+/// What makes an object worth reconciling: its generation, finalizers, reconcile request and
+/// deletion. Status updates (ours included) change none of them.
+fn trigger_hash<K: ToolkitObject>(obj: &K) -> Option<u64> {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    obj.meta().generation.hash(&mut h);
+    obj.finalizers().hash(&mut h);
+    obj.annotations().get(REQUESTED_AT_ANNOTATION).hash(&mut h);
+    obj.meta().deletion_timestamp.is_some().hash(&mut h);
+    Some(h.finish())
+}
+
+async fn reconcile<R: Reconciler>(
+    obj: Arc<R::Kind>,
+    ctrl: Arc<KindController<R>>,
+) -> Result<Action, FrameworkError> {
+    let started = Instant::now();
+    let labels = labels(&*obj);
+    let span = tracing::info_span!("reconcile", controller = %ctrl.controller_name, kind = %labels.kind,
+        namespace = %labels.namespace, name = %labels.name);
+    let _enter = span.enter();
+    drop(_enter);
+    let api: Api<R::Kind> = Api::namespaced(ctrl.client.clone(), &labels.namespace);
+    let result = {
+        use tracing::Instrument;
+        finalizer(&api, FINALIZER, obj, |event| async {
+            match event {
+                FinalizerEvent::Apply(o) => ctrl.apply(o).await,
+                FinalizerEvent::Cleanup(o) => ctrl.cleanup(o).await,
+            }
+        })
+        .instrument(span)
+        .await
+    };
+    if !matches!(&result, Ok(a) if *a == Action::await_change())
+        || started.elapsed() > Duration::from_millis(1)
+    {
+        ctrl.metrics.observe_duration(labels, started);
+    }
+    result.map_err(|e| FrameworkError::Finalizer(Box::new(e)))
+}
+
+fn error_policy<R: Reconciler>(
+    obj: Arc<R::Kind>,
+    err: &FrameworkError,
+    ctrl: Arc<KindController<R>>,
+) -> Action {
+    let delay = ctrl.backoff(&obj);
+    tracing::warn!(name = %obj.name_any(), namespace = ?obj.namespace(), %err, ?delay, "reconcile error, retrying");
+    Action::requeue(delay)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_carry_their_class() {
+        assert_eq!(
+            ReconcileError::stalled("InvalidURL", "x").class,
+            ErrorClass::Stalled
+        );
+        assert_eq!(
+            ReconcileError::waiting("DependencyNotReady", "x", Duration::from_secs(30)).class,
+            ErrorClass::Waiting(Duration::from_secs(30))
+        );
+        assert_eq!(
+            ReconcileError::transient("AuthenticationFailed", "x").to_string(),
+            "x"
+        );
+    }
+}
