@@ -18,3 +18,5 @@ pub mod reconcile;
 pub mod runtime;
 pub mod status;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;

@@ -1,0 +1,127 @@
+//! Helpers for integration tests against the real control plane started by
+//! `hack/testenv.sh up` (feature `testing`). Tests that use them are `#[ignore]`d and run by
+//! `hack/test.sh` with `-- --ignored` once the environment is up.
+
+use driftless_api::all_crds;
+use k8s_openapi::{
+    api::core::v1::Namespace, apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+};
+use kube::{
+    Api, Client, Resource, ResourceExt,
+    api::{DeleteParams, Patch, PatchParams, PostParams},
+    config::{KubeConfigOptions, Kubeconfig},
+};
+use serde::de::DeserializeOwned;
+use std::{fmt::Debug, time::Duration};
+
+/// Label on namespaces created by tests, so leftovers can be found and deleted.
+pub const TEST_NAMESPACE_LABEL: &str = "driftless.dev/test";
+
+/// A client for the testenv cluster, from `KUBECONFIG`.
+///
+/// # Panics
+/// When `KUBECONFIG` is unset or unreadable: run `hack/testenv.sh up` and source
+/// `target/testenv/env.sh` (hack/test.sh does both).
+pub async fn client() -> Client {
+    let path = std::env::var("KUBECONFIG")
+        .expect("KUBECONFIG is unset: run `hack/testenv.sh up` and `. target/testenv/env.sh` first");
+    let kubeconfig = Kubeconfig::read_from(&path).expect("readable kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .expect("valid kubeconfig");
+    Client::try_from(config).expect("client")
+}
+
+/// Creates a fresh namespace `<prefix>-<random>` labelled as a test namespace.
+pub async fn namespace(client: &Client, prefix: &str) -> String {
+    let name = format!("{prefix}-{:08x}", rand::random::<u32>());
+    let ns: Namespace = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name, "labels": {TEST_NAMESPACE_LABEL: "true"}}
+    }))
+    .expect("namespace");
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("create namespace");
+    name
+}
+
+/// Deletes a test namespace (background; the namespace controller finishes it).
+pub async fn delete_namespace(client: &Client, name: &str) {
+    let _ = Api::<Namespace>::all(client.clone())
+        .delete(name, &DeleteParams::background())
+        .await;
+}
+
+/// Applies CRDs with server-side apply and waits until they are established.
+pub async fn install_crds(client: &Client, crds: &[CustomResourceDefinition]) {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in crds {
+        api.patch(
+            &crd.name_any(),
+            &PatchParams::apply("driftless-test").force(),
+            &Patch::Apply(crd),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("apply CRD {}: {e}", crd.name_any()));
+    }
+    for crd in crds {
+        wait_for(
+            &api,
+            &crd.name_any(),
+            Duration::from_secs(30),
+            |c: &CustomResourceDefinition| {
+                c.status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Established" && c.status == "True"))
+            },
+        )
+        .await;
+    }
+}
+
+/// Installs every toolkit CRD.
+pub async fn install_toolkit_crds(client: &Client) {
+    install_crds(client, &all_crds()).await;
+}
+
+/// Polls `name` until `pred` holds; returns the object.
+///
+/// # Panics
+/// On timeout, with the last state seen.
+pub async fn wait_for<K, F>(api: &Api<K>, name: &str, timeout: Duration, pred: F) -> K
+where
+    K: Resource + Clone + DeserializeOwned + Debug,
+    F: Fn(&K) -> bool,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut last = None;
+    loop {
+        if let Ok(Some(obj)) = api.get_opt(name).await {
+            if pred(&obj) {
+                return obj;
+            }
+            last = Some(obj);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for {name}; last seen: {last:#?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Polls until `name` no longer exists.
+pub async fn wait_gone<K>(api: &Api<K>, name: &str, timeout: Duration)
+where
+    K: Resource + Clone + DeserializeOwned + Debug,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    while api.get_opt(name).await.ok().flatten().is_some() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{name} still exists after {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
