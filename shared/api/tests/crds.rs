@@ -2,6 +2,8 @@
 //! fails when it is stale; `hack/gen-crds.sh` (or `UPDATE_CRDS=1 cargo test -p driftless-api
 //! --test crds`) rewrites it.
 
+#![allow(clippy::unwrap_used)]
+
 use std::{collections::BTreeMap, fs, path::PathBuf};
 
 fn crd_dir() -> PathBuf {

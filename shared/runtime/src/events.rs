@@ -32,13 +32,18 @@ pub enum EventType {
     Warning,
 }
 
+/// Identity of an event for folding repeats: (object uid, type, reason, note).
+type EventKey = (String, String, String, String);
+
+/// Where a folded event lives and how often it was seen: (namespace, name, count).
+type EventSeriesRef = (String, String, i32);
+
 /// Publishes Events on behalf of one controller.
 pub struct Recorder {
     client: Client,
     controller: String,
     instance: String,
-    /// (object uid, type, reason, note) → (event namespace, event name, count).
-    seen: Mutex<HashMap<(String, String, String, String), (String, String, i32)>>,
+    seen: Mutex<HashMap<EventKey, EventSeriesRef>>,
 }
 
 impl Recorder {

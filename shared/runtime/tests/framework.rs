@@ -1,6 +1,8 @@
 //! The reconcile framework against the real apiserver (hack/testenv.sh): a Widget controller
 //! runs in-process, watching one fresh namespace per test.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use driftless_api::meta::{FINALIZER, REQUESTED_AT_ANNOTATION, ReconcileStatus};
