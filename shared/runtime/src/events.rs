@@ -47,8 +47,8 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    /// A recorder reporting as `controller` (e.g. `source-controller`); the instance is the host
-    /// name (the pod name in a cluster).
+    /// A recorder reporting as `controller` (e.g. `source-controller`) from this
+    /// [`instance_name`](crate::runtime::instance_name).
     pub fn new(client: Client, controller: &str) -> Self {
         let instance = std::env::var("POD_NAME")
             .or_else(|_| std::env::var("HOSTNAME"))

@@ -35,10 +35,11 @@ pub struct LeaderElector {
 impl LeaderElector {
     /// A candidate for lease `name` in `namespace` (Flux: `<controller>-leader-election`).
     pub fn new(client: Client, namespace: &str, name: &str, timing: LeaseTiming) -> Self {
-        let host = std::env::var("POD_NAME")
-            .or_else(|_| std::env::var("HOSTNAME"))
-            .unwrap_or_else(|_| "driftless".into());
-        let identity = format!("{host}_{:016x}", rand::random::<u64>());
+        let identity = format!(
+            "{}_{:016x}",
+            crate::runtime::instance_name(),
+            rand::random::<u64>()
+        );
         Self {
             api: Api::namespaced(client, namespace),
             name: name.to_string(),

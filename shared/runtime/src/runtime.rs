@@ -146,6 +146,22 @@ impl Runtime {
     }
 }
 
+/// Who this process is, for event `reportingInstance` and lease holder ids: `POD_NAME` (set
+/// from the downward API in the install manifests), else the host name.
+pub fn instance_name() -> String {
+    std::env::var("POD_NAME")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|s| s.trim().to_string())
+        })
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "driftless".into())
+}
+
 /// Flux's lease id: `<controller>-leader-election`, made distinct per shard.
 fn lease_name(controller: &str, label_selector: &str) -> String {
     if label_selector.is_empty() {
