@@ -1,9 +1,20 @@
-//! source-controller: reconciles GitRepository, OCIRepository, HelmRepository, HelmChart and Bucket (issue 3).
+//! source-controller: fetches GitRepositories and publishes them as artifacts.
 //!
 //! The binary's `main.rs` only parses flags; [`run`] wires the shared runtime (probes, metrics,
-//! leader election, graceful shutdown) and the kind controllers.
+//! leader election, graceful shutdown), the artifact storage and its HTTP server, and one
+//! controller per kind.
 
-use driftless_runtime::{args::CommonArgs, runtime::Runtime};
+pub mod git_repository;
+pub mod server;
+pub mod sourceignore;
+pub mod storage;
+
+use driftless_runtime::{
+    args::{CommonArgs, addr_arg, duration_arg},
+    reconcile::KindController,
+    runtime::{Runtime, instance_name},
+};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 /// Name used for events, the status field manager and the leader-election lease.
 pub const CONTROLLER_NAME: &str = "source-controller";
@@ -21,15 +32,58 @@ pub struct Args {
     /// Flags every toolkit controller shares.
     #[command(flatten)]
     pub common: CommonArgs,
+    /// Local directory of the artifact storage.
+    #[arg(long, default_value = "/data")]
+    pub storage_path: PathBuf,
+    /// Address the artifact server listens on.
+    #[arg(long, default_value = ":9090", value_parser = addr_arg)]
+    pub storage_addr: SocketAddr,
+    /// Advertised address of the artifact server, used in artifact URLs (default: host name and
+    /// the port of --storage-addr).
+    #[arg(long, default_value = "")]
+    pub storage_adv_addr: String,
+    /// How long superseded artifacts are kept.
+    #[arg(long, default_value = "1m", value_parser = duration_arg)]
+    pub artifact_retention_ttl: Duration,
+    /// How many artifacts (the current one included) are kept per object.
+    #[arg(long, default_value_t = 2)]
+    pub artifact_retention_records: usize,
+    /// Digest algorithm of artifacts; only sha256 is supported.
+    #[arg(long, default_value = "sha256", value_parser = ["sha256"])]
+    pub artifact_digest_algo: String,
 }
 
 /// Runs the controller until SIGTERM.
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let rt = Runtime::start(CONTROLLER_NAME, args.common).await?;
-    let _settings = rt.loop_settings(DEFAULT_CONCURRENCY);
-    tracing::warn!(
-        "no kinds are reconciled by this build yet: GitRepository, OCIRepository, HelmRepository, HelmChart and Bucket (issue 3) arrive with their issues"
-    );
-    let work = rt.shutdown().wait();
+    let advertised = if args.storage_adv_addr.is_empty() {
+        format!("{}:{}", instance_name(), args.storage_addr.port())
+    } else {
+        args.storage_adv_addr.clone()
+    };
+    let storage = Arc::new(storage::Storage::new(
+        args.storage_path.clone(),
+        &advertised,
+        args.artifact_retention_ttl,
+        args.artifact_retention_records.max(1),
+    )?);
+    let server = server::serve(args.storage_addr, args.storage_path.clone(), rt.shutdown().wait());
+    tokio::spawn(async move {
+        if let Err(err) = server.await {
+            tracing::error!(%err, "artifact server failed");
+        }
+    });
+    tracing::info!(path = %args.storage_path.display(), addr = %args.storage_addr, %advertised, "artifact storage ready");
+    let git = Arc::new(KindController::new(
+        git_repository::GitRepositoryReconciler {
+            storage: storage.clone(),
+        },
+        rt.client.clone(),
+        CONTROLLER_NAME,
+        CONTROLLER_NAME,
+        rt.metrics.clone(),
+        rt.loop_settings(DEFAULT_CONCURRENCY),
+    ));
+    let work = git.run(rt.shutdown().wait());
     rt.run(work).await
 }

@@ -1,0 +1,14 @@
+//! The artifact contract between source-controller (the producer) and its consumers.
+//!
+//! * [`archive`]: deterministic tar.gz of a directory — sorted entries, zeroed times and owners,
+//!   normalised modes — so the same content always has the same [`digest`].
+//! * [`extract`]: safe extraction — no `..`, no absolute paths, no symlink that escapes the
+//!   target, no device files, a size cap.
+//! * [`fetch`]: the consumer client — download with retries and a size limit, verify the digest
+//!   before extracting, stream to disk instead of buffering in memory; a 404 is its own error
+//!   so callers can *wait* rather than fail.
+
+pub mod archive;
+pub mod digest;
+pub mod extract;
+pub mod fetch;
