@@ -21,6 +21,9 @@ pub const CONTROLLER_NAME: &str = "source-controller";
 /// Reconciles at once when `--concurrent` is not given (Flux's default).
 pub const DEFAULT_CONCURRENCY: u16 = 2;
 
+/// Longest a git socket read or write may block; `spec.timeout` bounds whole operations.
+pub const GIT_SOCKET_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Command-line flags.
 #[derive(clap::Parser, Debug)]
 #[command(
@@ -75,9 +78,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     });
     tracing::info!(path = %args.storage_path.display(), addr = %args.storage_addr, %advertised, "artifact storage ready");
     let git = Arc::new(KindController::new(
-        git_repository::GitRepositoryReconciler {
-            storage: storage.clone(),
-        },
+        git_repository::GitRepositoryReconciler::new(storage.clone(), GIT_SOCKET_TIMEOUT),
         rt.client.clone(),
         CONTROLLER_NAME,
         CONTROLLER_NAME,

@@ -133,7 +133,7 @@ impl Storage {
                 candidates.push((meta.modified().unwrap_or(now), e.path()));
             }
         }
-        candidates.sort_by(|a, b| b.0.cmp(&a.0));
+        candidates.sort_by_key(|c| std::cmp::Reverse(c.0));
         let mut removed = Vec::new();
         // `current` is one of the records kept.
         let keep = self.retention_records.saturating_sub(1);

@@ -7,8 +7,12 @@
 //! * [`fetch`]: the consumer client — download with retries and a size limit, verify the digest
 //!   before extracting, stream to disk instead of buffering in memory; a 404 is its own error
 //!   so callers can *wait* rather than fail.
+//! * [`oci`] (feature `oci`): Flux's OCI artifact layout — push a directory as
+//!   `flux push artifact` does, and registry credentials from a docker config Secret.
 
 pub mod archive;
 pub mod digest;
 pub mod extract;
 pub mod fetch;
+#[cfg(feature = "oci")]
+pub mod oci;

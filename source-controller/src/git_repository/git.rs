@@ -16,6 +16,23 @@ use git2::{
 };
 use std::{cell::Cell, path::Path, time::Instant};
 
+/// Bounds every socket operation of libgit2: connecting, and each read or write.
+///
+/// A server that accepts a connection and then says nothing would otherwise block a git
+/// thread forever (the transfer callback that enforces `spec.timeout` only runs while data
+/// flows), and blocking threads cannot be cancelled from async code.
+#[allow(unsafe_code)]
+pub fn set_socket_timeouts(connect: std::time::Duration, io: std::time::Duration) {
+    let ms = |d: std::time::Duration| i32::try_from(d.as_millis()).unwrap_or(i32::MAX);
+    // SAFETY: these set process-global libgit2 options (two ints). libgit2 reads them when a
+    // socket is opened; writing them concurrently with other git operations is a benign race
+    // on an int, and every caller in this process sets the same values.
+    unsafe {
+        let _ = git2::opts::set_server_connect_timeout_in_milliseconds(ms(connect));
+        let _ = git2::opts::set_server_timeout_in_milliseconds(ms(io));
+    }
+}
+
 /// A failed git operation, with a message fit for a status condition.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{0}")]
@@ -43,13 +60,12 @@ pub struct Remote<'a> {
 fn redact(url: &str, msg: &str) -> String {
     // A URL with inline credentials (`https://user:pass@host`) must not leak into status.
     let mut out = msg.to_string();
-    if let Some((scheme, rest)) = url.split_once("://") {
-        if let Some((userinfo, _)) = rest.split_once('@') {
-            if !userinfo.contains('/') {
-                out = out.replace(&format!("{scheme}://{userinfo}@"), &format!("{scheme}://"));
-                out = out.replace(userinfo, "***");
-            }
-        }
+    if let Some((scheme, rest)) = url.split_once("://")
+        && let Some((userinfo, _)) = rest.split_once('@')
+        && !userinfo.contains('/')
+    {
+        out = out.replace(&format!("{scheme}://{userinfo}@"), &format!("{scheme}://"));
+        out = out.replace(userinfo, "***");
     }
     out
 }
@@ -160,7 +176,7 @@ fn callbacks<'a>(remote: &'a Remote<'a>, failure: &'a Cell<Option<String>>) -> R
     let deadline = remote.deadline;
     cb.transfer_progress(move |_| {
         if Instant::now() > deadline {
-            failure.set(Some("timeout waiting for the git operation to finish".into()));
+            failure.set(Some("timed out waiting for the git operation to finish".into()));
             return false;
         }
         true

@@ -42,8 +42,16 @@ pub const STORAGE_KIND: &str = "gitrepository";
 
 /// Reconciles GitRepositories into artifacts in `storage`.
 pub struct GitRepositoryReconciler {
-    /// Artifact storage.
-    pub storage: Arc<Storage>,
+    storage: Arc<Storage>,
+}
+
+impl GitRepositoryReconciler {
+    /// A reconciler storing artifacts in `storage`. `socket_timeout` bounds each network read
+    /// or write of git (process-wide), so a silent server cannot hold a thread forever.
+    pub fn new(storage: Arc<Storage>, socket_timeout: Duration) -> Self {
+        git::set_socket_timeouts(Duration::from_secs(10).min(socket_timeout), socket_timeout);
+        Self { storage }
+    }
 }
 
 fn timeout_of(obj: &GitRepository) -> Duration {
@@ -229,29 +237,6 @@ impl GitRepositoryReconciler {
             generation,
         );
         Success::new(reasons_succeeded(), message).with_revision(revision)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn urls_without_a_host_or_path_are_invalid() {
-        for good in [
-            "https://github.com/org/repo",
-            "ssh://git@host:2222/repo.git",
-            "http://127.0.0.1:18080/git/a.git",
-        ] {
-            assert!(super::validate_url(good).is_ok(), "{good}");
-        }
-        for bad in [
-            "http://",
-            "https:///repo",
-            "ssh://git@:22/x",
-            "https://host",
-            "https://ho st/r",
-        ] {
-            assert!(super::validate_url(bad).is_err(), "{bad}");
-        }
     }
 }
 
@@ -453,5 +438,28 @@ impl Reconciler for GitRepositoryReconciler {
                     format!("failed to remove artifacts: {e}"),
                 )
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn urls_without_a_host_or_path_are_invalid() {
+        for good in [
+            "https://github.com/org/repo",
+            "ssh://git@host:2222/repo.git",
+            "http://127.0.0.1:18080/git/a.git",
+        ] {
+            assert!(super::validate_url(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "http://",
+            "https:///repo",
+            "ssh://git@:22/x",
+            "https://host",
+            "https://ho st/r",
+        ] {
+            assert!(super::validate_url(bad).is_err(), "{bad}");
+        }
     }
 }

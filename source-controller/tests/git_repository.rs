@@ -1,0 +1,638 @@
+//! GitRepository end to end against the testenv's real servers: git over smart HTTP with basic
+//! auth and over SSH with a pinned host key, the apiserver, and source-controller's storage
+//! and artifact server running in-process for one namespace per test.
+
+#![allow(clippy::unwrap_used)]
+
+use driftless_api::{
+    meta::{Condition, REQUESTED_AT_ANNOTATION},
+    source::GitRepository,
+};
+use driftless_artifact::fetch::{FetchError, Fetcher};
+use driftless_runtime::{
+    conditions,
+    metrics::Metrics,
+    reconcile::{KindController, LoopSettings},
+    testing,
+};
+use k8s_openapi::api::{core::v1::Secret, events::v1::Event};
+use kube::{
+    Api, Client,
+    api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
+};
+use source_controller::{git_repository::GitRepositoryReconciler, server, storage::Storage};
+use std::{path::PathBuf, process::Command, sync::Arc, time::Duration};
+use tokio::sync::oneshot;
+
+const T: Duration = Duration::from_secs(60);
+
+fn env(key: &str) -> String {
+    std::env::var(key).unwrap_or_else(|_| panic!("{key} is unset: run hack/testenv.sh up and source env.sh"))
+}
+
+/// A bare repository on the test git server plus a working clone to commit from.
+struct Repo {
+    name: String,
+    work: tempfile::TempDir,
+}
+
+fn git(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args([
+            "-c",
+            "user.name=test",
+            "-c",
+            "user.email=test@example.com",
+            "-c",
+            "init.defaultBranch=main",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+impl Repo {
+    fn new(prefix: &str) -> Self {
+        let name = format!("{prefix}-{:08x}", rand::random::<u32>());
+        let bare = PathBuf::from(env("GIT_REPOS_DIR")).join(format!("{name}.git"));
+        git(
+            std::path::Path::new("/"),
+            &["init", "-q", "--bare", "-b", "main", bare.to_str().unwrap()],
+        );
+        let work = tempfile::tempdir().unwrap();
+        git(work.path(), &["init", "-q", "-b", "main"]);
+        git(work.path(), &["remote", "add", "origin", bare.to_str().unwrap()]);
+        Repo { name, work }
+    }
+
+    fn write(&self, path: &str, content: &str) -> &Self {
+        let p = self.work.path().join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+        self
+    }
+
+    /// Commits everything and pushes `main`; returns the commit id.
+    fn commit(&self, message: &str) -> String {
+        git(self.work.path(), &["add", "-A"]);
+        git(self.work.path(), &["commit", "-q", "-m", message]);
+        git(
+            self.work.path(),
+            &["push", "-q", "--force", "origin", "HEAD:main"],
+        );
+        git(self.work.path(), &["rev-parse", "HEAD"])
+    }
+
+    fn tag(&self, tag: &str) -> String {
+        git(self.work.path(), &["tag", "-a", tag, "-m", tag]);
+        git(self.work.path(), &["push", "-q", "origin", tag]);
+        git(self.work.path(), &["rev-parse", "HEAD"])
+    }
+
+    fn http_url(&self) -> String {
+        format!("{}/{}.git", env("GIT_HTTP_BASE"), self.name)
+    }
+
+    fn ssh_url(&self) -> String {
+        format!("{}/{}.git", env("GIT_SSH_BASE"), self.name)
+    }
+}
+
+struct Harness {
+    client: Client,
+    ns: String,
+    repos: Api<GitRepository>,
+    storage_dir: tempfile::TempDir,
+    artifact_addr: std::net::SocketAddr,
+    _stop: oneshot::Sender<()>,
+}
+
+async fn harness(prefix: &str) -> Harness {
+    let client = testing::client().await;
+    testing::install_toolkit_crds(&client).await;
+    let ns = testing::namespace(&client, prefix).await;
+    let storage_dir = tempfile::tempdir().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let artifact_addr = listener.local_addr().unwrap();
+    let storage = Arc::new(
+        Storage::new(
+            storage_dir.path().to_path_buf(),
+            &artifact_addr.to_string(),
+            Duration::from_secs(60),
+            2,
+        )
+        .unwrap(),
+    );
+    let (tx, rx) = oneshot::channel::<()>();
+    let stop = futures::FutureExt::shared(async move {
+        let _ = rx.await;
+    });
+    tokio::spawn(server::serve_on(
+        listener,
+        storage_dir.path().to_path_buf(),
+        stop.clone(),
+    ));
+    let ctrl = Arc::new(KindController::new(
+        GitRepositoryReconciler::new(storage, Duration::from_secs(3)),
+        client.clone(),
+        "source-controller",
+        "source-controller",
+        Metrics::new(),
+        LoopSettings {
+            namespace: Some(ns.clone()),
+            min_retry_delay: Duration::from_millis(500),
+            max_retry_delay: Duration::from_secs(3),
+            ..LoopSettings::default()
+        },
+    ));
+    tokio::spawn(ctrl.run(stop));
+    Harness {
+        repos: Api::namespaced(client.clone(), &ns),
+        client,
+        ns,
+        storage_dir,
+        artifact_addr,
+        _stop: tx,
+    }
+}
+
+impl Harness {
+    async fn secret(&self, name: &str, data: &[(&str, String)]) {
+        let data: serde_json::Map<String, serde_json::Value> = data
+            .iter()
+            .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.clone())))
+            .collect();
+        let s: Secret =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": name}, "stringData": data}))
+                .unwrap();
+        Api::<Secret>::namespaced(self.client.clone(), &self.ns)
+            .create(&PostParams::default(), &s)
+            .await
+            .unwrap();
+    }
+
+    async fn http_secret(&self) {
+        self.secret(
+            "http-auth",
+            &[
+                ("username", env("GIT_HTTP_USER")),
+                ("password", env("GIT_HTTP_PASSWORD")),
+            ],
+        )
+        .await;
+    }
+
+    async fn ssh_secret(&self, known_hosts: String) {
+        let identity = std::fs::read_to_string(env("GIT_SSH_KEY")).unwrap();
+        self.secret(
+            "ssh-auth",
+            &[("identity", identity), ("known_hosts", known_hosts)],
+        )
+        .await;
+    }
+
+    async fn create(&self, name: &str, spec: serde_json::Value) {
+        let obj: GitRepository = serde_json::from_value(serde_json::json!({
+            "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository",
+            "metadata": {"name": name}, "spec": spec
+        }))
+        .unwrap();
+        self.repos.create(&PostParams::default(), &obj).await.unwrap();
+    }
+
+    async fn patch_spec(&self, name: &str, spec: serde_json::Value) {
+        self.repos
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({"spec": spec})),
+            )
+            .await
+            .unwrap();
+    }
+
+    async fn request(&self, name: &str, token: &str) {
+        let p = serde_json::json!({"metadata": {"annotations": {REQUESTED_AT_ANNOTATION: token}}});
+        self.repos
+            .patch(name, &PatchParams::default(), &Patch::Merge(p))
+            .await
+            .unwrap();
+    }
+
+    async fn wait_ready(&self, name: &str, revision: &str) -> GitRepository {
+        testing::wait_for(&self.repos, name, T, |r: &GitRepository| {
+            ready(r).is_some_and(|c| c.status == "True")
+                && r.status
+                    .as_ref()
+                    .and_then(|s| s.artifact.as_ref())
+                    .is_some_and(|a| a.revision == revision)
+        })
+        .await
+    }
+
+    async fn wait_failed(&self, name: &str, reason: &str, words: &str) -> GitRepository {
+        testing::wait_for(&self.repos, name, T, |r: &GitRepository| {
+            ready(r).is_some_and(|c| c.status == "False" && c.reason == reason && c.message.contains(words))
+        })
+        .await
+    }
+
+    async fn done(self) {
+        testing::delete_namespace(&self.client, &self.ns).await;
+    }
+}
+
+fn conds(r: &GitRepository) -> Vec<Condition> {
+    r.status
+        .as_ref()
+        .and_then(|s| s.conditions.clone())
+        .unwrap_or_default()
+}
+
+fn ready(r: &GitRepository) -> Option<Condition> {
+    conditions::get(&conds(r), "Ready").cloned()
+}
+
+fn fetch_failed(r: &GitRepository) -> Option<Condition> {
+    conditions::get(&conds(r), "FetchFailed").cloned()
+}
+
+const NEGATIVE: &[&str] = &[
+    "FetchFailed",
+    "StorageOperationFailed",
+    "ArtifactOutdated",
+    "IncludeUnavailable",
+];
+
+#[tokio::test]
+#[ignore = "needs the testenv (hack/test.sh)"]
+async fn http_basic_auth_fetches_the_branch_and_serves_a_verified_artifact() {
+    let h = harness("git-http").await;
+    let repo = Repo::new("http");
+    repo.write("deploy/app.yaml", "kind: ConfigMap\n")
+        .write(".github/workflows/ci.yml", "on: push\n")
+        .write("logo.png", "png");
+    let commit = repo.commit("Add app");
+    h.http_secret().await;
+    h.create(
+        "app",
+        serde_json::json!({"url": repo.http_url(), "interval": "1m", "secretRef": {"name": "http-auth"},
+        "ref": {"branch": "main"}}),
+    )
+    .await;
+    let r = h.wait_ready("app", &format!("main@sha1:{commit}")).await;
+    assert!(
+        conditions::check_kstatus(&conds(&r), NEGATIVE).is_empty(),
+        "{:?}",
+        conds(&r)
+    );
+    assert_eq!(
+        ready(&r).unwrap().message,
+        format!("stored artifact for revision 'main@sha1:{commit}'")
+    );
+    assert!(conditions::is_true(&conds(&r), "ArtifactInStorage"));
+    let artifact = r.status.as_ref().unwrap().artifact.clone().unwrap();
+    assert_eq!(
+        artifact.path,
+        format!("gitrepository/{}/app/{commit}.tar.gz", h.ns)
+    );
+    assert_eq!(
+        artifact.url,
+        format!("http://{}/{}", h.artifact_addr, artifact.path)
+    );
+
+    // A consumer downloads it, verifies the digest and extracts it: default exclusions applied.
+    let out = tempfile::tempdir().unwrap();
+    Fetcher::default()
+        .fetch(&artifact.url, &artifact.digest, out.path())
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(out.path().join("deploy/app.yaml")).unwrap(),
+        "kind: ConfigMap\n"
+    );
+    assert!(
+        !out.path().join(".github").exists()
+            && !out.path().join("logo.png").exists()
+            && !out.path().join(".git").exists()
+    );
+    // A wrong digest is refused before anything is extracted.
+    let out2 = tempfile::tempdir().unwrap();
+    let wrong = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+    assert!(matches!(
+        Fetcher::default().fetch(&artifact.url, wrong, out2.path()).await,
+        Err(FetchError::DigestMismatch { .. })
+    ));
+    assert_eq!(std::fs::read_dir(out2.path()).unwrap().count(), 0);
+
+    // NewArtifact event with the revision and digest annotations.
+    let events: Api<Event> = Api::namespaced(h.client.clone(), &h.ns);
+    let list = events.list(&ListParams::default()).await.unwrap();
+    let ev = list
+        .items
+        .iter()
+        .find(|e| e.reason.as_deref() == Some("NewArtifact"))
+        .expect("NewArtifact event");
+    assert_eq!(ev.note.as_deref(), Some("stored artifact for commit 'Add app'"));
+    let ann = ev.metadata.annotations.clone().unwrap();
+    assert_eq!(
+        ann.get("source.toolkit.fluxcd.io/revision"),
+        Some(&format!("main@sha1:{commit}"))
+    );
+    assert_eq!(ann.get("source.toolkit.fluxcd.io/digest"), Some(&artifact.digest));
+
+    // New commit → new artifact; unchanged remote → the same artifact, nothing rebuilt.
+    repo.write("deploy/app.yaml", "kind: Secret\n");
+    let commit2 = repo.commit("Change app");
+    h.request("app", "1").await;
+    let r2 = h.wait_ready("app", &format!("main@sha1:{commit2}")).await;
+    let a2 = r2.status.as_ref().unwrap().artifact.clone().unwrap();
+    assert_ne!(a2.digest, artifact.digest);
+    h.request("app", "2").await;
+    let r3 = testing::wait_for(&h.repos, "app", T, |r: &GitRepository| {
+        r.status
+            .as_ref()
+            .and_then(|s| s.last_handled_reconcile_at.as_deref())
+            == Some("2")
+    })
+    .await;
+    assert_eq!(
+        r3.status.unwrap().artifact.unwrap(),
+        a2,
+        "an unchanged remote must not rebuild the artifact"
+    );
+
+    // Deleting the object removes its storage directory.
+    h.repos.delete("app", &DeleteParams::default()).await.unwrap();
+    testing::wait_gone(&h.repos, "app", T).await;
+    assert!(
+        !h.storage_dir
+            .path()
+            .join(format!("gitrepository/{}/app", h.ns))
+            .exists()
+    );
+    h.done().await;
+}
+
+#[tokio::test]
+#[ignore = "needs the testenv (hack/test.sh)"]
+async fn ssh_with_a_pinned_host_key_works_and_a_mismatch_fails() {
+    let h = harness("git-ssh").await;
+    let repo = Repo::new("ssh");
+    repo.write("a.yaml", "a: 1\n");
+    let commit = repo.commit("init");
+    let known_hosts = std::fs::read_to_string(env("GIT_SSH_KNOWN_HOSTS")).unwrap();
+    h.ssh_secret(known_hosts.clone()).await;
+    h.create(
+        "ok",
+        serde_json::json!({"url": repo.ssh_url(), "interval": "1m", "secretRef": {"name": "ssh-auth"}}),
+    )
+    .await;
+    h.wait_ready("ok", &format!("main@sha1:{commit}")).await;
+
+    // The same host with another key: refused.
+    let other = tempfile::tempdir().unwrap();
+    let key = other.path().join("k");
+    Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f", key.to_str().unwrap()])
+        .status()
+        .unwrap();
+    let pubkey = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    let host = known_hosts.split_whitespace().next().unwrap().to_string();
+    let wrong = format!(
+        "{host} {}",
+        pubkey.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
+    );
+    h.secret(
+        "ssh-wrong",
+        &[
+            ("identity", std::fs::read_to_string(env("GIT_SSH_KEY")).unwrap()),
+            ("known_hosts", wrong),
+        ],
+    )
+    .await;
+    h.create(
+        "mismatch",
+        serde_json::json!({"url": repo.ssh_url(), "interval": "1m", "secretRef": {"name": "ssh-wrong"}}),
+    )
+    .await;
+    let r = h
+        .wait_failed("mismatch", "GitOperationFailed", "host key mismatch")
+        .await;
+    assert!(fetch_failed(&r).is_some_and(|c| c.status == "True"));
+    assert!(conditions::check_kstatus(&conds(&r), NEGATIVE).is_empty());
+    h.done().await;
+}
+
+#[tokio::test]
+#[ignore = "needs the testenv (hack/test.sh)"]
+async fn refs_resolve_by_tag_semver_name_and_commit() {
+    let h = harness("git-refs").await;
+    let repo = Repo::new("refs");
+    repo.write("v", "1");
+    let c1 = repo.commit("one");
+    repo.tag("v1.0.0");
+    repo.write("v", "2");
+    let c2 = repo.commit("two");
+    repo.tag("v1.1.0");
+    repo.write("v", "3");
+    let c3 = repo.commit("three");
+    repo.tag("v2.0.0");
+    h.http_secret().await;
+    let base =
+        serde_json::json!({"url": repo.http_url(), "interval": "1m", "secretRef": {"name": "http-auth"}});
+    let with = |r: serde_json::Value| {
+        let mut s = base.clone();
+        s["ref"] = r;
+        s
+    };
+    h.create("tag", with(serde_json::json!({"tag": "v1.0.0"}))).await;
+    h.create("semver", with(serde_json::json!({"semver": ">=1.0.0 <2.0.0"})))
+        .await;
+    h.create("commit", with(serde_json::json!({"commit": c1}))).await;
+    h.create("default", base.clone()).await;
+    h.wait_ready("tag", &format!("v1.0.0@sha1:{c1}")).await;
+    h.wait_ready("semver", &format!("v1.1.0@sha1:{c2}")).await;
+    h.wait_ready("commit", &format!("sha1:{c1}")).await;
+    h.wait_ready("default", &format!("main@sha1:{c3}")).await;
+
+    // No tag in range: a clear failure.
+    h.create("nomatch", with(serde_json::json!({"semver": "5.x"})))
+        .await;
+    h.wait_failed("nomatch", "GitOperationFailed", "no match found for semver: 5.x")
+        .await;
+    h.done().await;
+}
+
+#[tokio::test]
+#[ignore = "needs the testenv (hack/test.sh)"]
+async fn failures_keep_the_last_artifact_served_and_name_the_cause() {
+    let h = harness("git-fail").await;
+    let repo = Repo::new("fail");
+    repo.write("a.yaml", "a: 1\n");
+    let commit = repo.commit("init");
+    h.http_secret().await;
+    h.create(
+        "app",
+        serde_json::json!({"url": repo.http_url(), "interval": "1m", "secretRef": {"name": "http-auth"}}),
+    )
+    .await;
+    let r = h.wait_ready("app", &format!("main@sha1:{commit}")).await;
+    let artifact = r.status.unwrap().artifact.unwrap();
+
+    // Missing branch: Ready=False with the ref named; the old artifact stays in status and served.
+    h.patch_spec("app", serde_json::json!({"ref": {"branch": "nope"}}))
+        .await;
+    let r = h
+        .wait_failed(
+            "app",
+            "GitOperationFailed",
+            "couldn't find remote ref 'refs/heads/nope'",
+        )
+        .await;
+    assert_eq!(r.status.as_ref().unwrap().artifact.as_ref(), Some(&artifact));
+    assert!(conditions::get(&conds(&r), "Reconciling").is_some_and(|c| c.reason == "ProgressingWithRetry"));
+    let body = reqwest::get(&artifact.url).await.unwrap();
+    assert_eq!(body.status(), 200);
+
+    // Wrong password.
+    h.secret(
+        "bad-auth",
+        &[("username", env("GIT_HTTP_USER")), ("password", "wrong".into())],
+    )
+    .await;
+    h.create(
+        "badpw",
+        serde_json::json!({"url": repo.http_url(), "interval": "1m", "secretRef": {"name": "bad-auth"}}),
+    )
+    .await;
+    let r = h
+        .wait_failed("badpw", "GitOperationFailed", "authentication failed")
+        .await;
+    assert!(
+        !ready(&r).unwrap().message.contains("wrong"),
+        "credentials leaked into status"
+    );
+
+    // A Secret that does not exist, then appears: the object recovers on its own.
+    h.create(
+        "nosecret",
+        serde_json::json!({"url": repo.http_url(), "interval": "1m", "secretRef": {"name": "later"}}),
+    )
+    .await;
+    h.wait_failed("nosecret", "AuthenticationFailed", "secret not found")
+        .await;
+    h.secret(
+        "later",
+        &[
+            ("username", env("GIT_HTTP_USER")),
+            ("password", env("GIT_HTTP_PASSWORD")),
+        ],
+    )
+    .await;
+    h.wait_ready("nosecret", &format!("main@sha1:{commit}")).await;
+
+    // A Secret lacking keys.
+    h.secret("no-known-hosts", &[("identity", "x".into())]).await;
+    h.create(
+        "nokeys",
+        serde_json::json!({"url": repo.ssh_url(), "interval": "1m", "secretRef": {"name": "no-known-hosts"}}),
+    )
+    .await;
+    h.wait_failed("nokeys", "AuthenticationFailed", "has no 'known_hosts' key")
+        .await;
+
+    // Unreachable host.
+    h.create(
+        "unreachable",
+        serde_json::json!({"url": "http://127.0.0.1:1/git/x.git", "interval": "1m"}),
+    )
+    .await;
+    h.wait_failed("unreachable", "GitOperationFailed", "127.0.0.1:1")
+        .await;
+
+    // A malformed URL the CRD pattern lets through stalls: no retry storm.
+    h.create(
+        "badurl",
+        serde_json::json!({"url": "https:///nohost", "interval": "1m"}),
+    )
+    .await;
+    let r = h.wait_failed("badurl", "URLInvalid", "invalid URL").await;
+    assert!(conditions::is_true(&conds(&r), "Stalled"));
+    h.done().await;
+}
+
+#[tokio::test]
+#[ignore = "needs the testenv (hack/test.sh)"]
+async fn a_force_pushed_branch_and_a_hanging_server_are_handled() {
+    let h = harness("git-force").await;
+    let repo = Repo::new("force");
+    repo.write("a", "1");
+    let c1 = repo.commit("one");
+    h.http_secret().await;
+    h.create(
+        "app",
+        serde_json::json!({"url": repo.http_url(), "interval": "1m", "secretRef": {"name": "http-auth"}}),
+    )
+    .await;
+    h.wait_ready("app", &format!("main@sha1:{c1}")).await;
+    // Rewrite history and force-push.
+    git(repo.work.path(), &["reset", "-q", "--hard", "HEAD"]);
+    repo.write("a", "rewritten");
+    git(repo.work.path(), &["add", "-A"]);
+    git(repo.work.path(), &["commit", "-q", "--amend", "-m", "rewritten"]);
+    git(
+        repo.work.path(),
+        &["push", "-q", "--force", "origin", "HEAD:main"],
+    );
+    let c2 = git(repo.work.path(), &["rev-parse", "HEAD"]);
+    h.request("app", "after-force-push").await;
+    h.wait_ready("app", &format!("main@sha1:{c2}")).await;
+
+    // A server that accepts connections and never answers: the timeout ends the attempt.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    h.create("hang", serde_json::json!({"url": format!("http://127.0.0.1:{port}/x.git"), "interval": "1m", "timeout": "2s"}))
+        .await;
+    h.wait_failed("hang", "GitOperationFailed", "timed out").await;
+    h.done().await;
+}
+
+#[tokio::test]
+#[ignore = "needs the testenv (hack/test.sh)"]
+async fn the_artifact_server_answers_404_outside_the_storage_root() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let h = harness("git-srv").await;
+    for path in [
+        "/../../etc/passwd",
+        "/%2e%2e/%2e%2e/etc/passwd",
+        "/gitrepository/../../../etc/passwd",
+    ] {
+        let mut s = tokio::net::TcpStream::connect(h.artifact_addr).await.unwrap();
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).await.unwrap();
+        let status_line = resp.lines().next().unwrap_or_default().to_string();
+        assert!(
+            status_line.contains(" 404") || status_line.contains(" 400"),
+            "{path}: {status_line}"
+        );
+        assert!(!resp.contains("root:"), "{path} leaked /etc/passwd");
+    }
+    h.done().await;
+}
