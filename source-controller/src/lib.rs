@@ -1,10 +1,13 @@
-//! source-controller: fetches GitRepositories and publishes them as artifacts.
+//! source-controller: fetches GitRepositories and OCIRepositories and publishes them as
+//! artifacts.
 //!
 //! The binary's `main.rs` only parses flags; [`run`] wires the shared runtime (probes, metrics,
 //! leader election, graceful shutdown), the artifact storage and its HTTP server, and one
 //! controller per kind.
 
+pub mod common;
 pub mod git_repository;
+pub mod oci_repository;
 pub mod server;
 pub mod sourceignore;
 pub mod storage;
@@ -85,6 +88,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         rt.metrics.clone(),
         rt.loop_settings(DEFAULT_CONCURRENCY),
     ));
-    let work = git.run(rt.shutdown().wait());
+    let oci = Arc::new(KindController::new(
+        oci_repository::OCIRepositoryReconciler::new(storage.clone()),
+        rt.client.clone(),
+        CONTROLLER_NAME,
+        CONTROLLER_NAME,
+        rt.metrics.clone(),
+        rt.loop_settings(DEFAULT_CONCURRENCY),
+    ));
+    let shutdown = rt.shutdown().clone();
+    let work = async move {
+        tokio::join!(git.run(shutdown.wait()), oci.run(shutdown.wait()));
+    };
     rt.run(work).await
 }

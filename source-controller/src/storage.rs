@@ -8,6 +8,7 @@ use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
 use std::{
     collections::BTreeMap,
     fs, io,
+    os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
     time::{Duration, SystemTime},
 };
@@ -87,17 +88,55 @@ impl Storage {
         let rel = format!("{}/{file}", dir.rel());
         let archived = archive::archive_dir(src, include, &self.root.join(&rel))?;
         self.link_latest(dir, file)?;
-        Ok(Artifact {
-            path: rel.clone(),
+        Ok(self.artifact(rel, revision, archived.digest, archived.size, metadata))
+    }
+
+    /// Stores the file `src` as-is as `<dir>/<file>` (atomically) and points `latest.tar.gz` at
+    /// it. Blocking.
+    pub fn store_file(
+        &self,
+        dir: &ObjectDir<'_>,
+        file: &str,
+        src: &Path,
+        revision: &str,
+        metadata: Option<BTreeMap<String, String>>,
+    ) -> io::Result<Artifact> {
+        let rel = format!("{}/{file}", dir.rel());
+        let out = self.root.join(&rel);
+        let parent = out
+            .parent()
+            .ok_or_else(|| io::Error::other("artifact path has no parent"))?;
+        fs::create_dir_all(parent)?;
+        let tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(parent)?;
+        let mut hashing = driftless_artifact::digest::HashingWriter::new(tmp.as_file());
+        io::copy(&mut fs::File::open(src)?, &mut hashing)?;
+        let (_, digest, size) = hashing.finish();
+        tmp.as_file().sync_all()?;
+        tmp.persist(&out).map_err(|e| e.error)?;
+        fs::set_permissions(&out, fs::Permissions::from_mode(0o644))?;
+        self.link_latest(dir, file)?;
+        Ok(self.artifact(rel, revision, digest, size, metadata))
+    }
+
+    fn artifact(
+        &self,
+        rel: String,
+        revision: &str,
+        digest: String,
+        size: u64,
+        metadata: Option<BTreeMap<String, String>>,
+    ) -> Artifact {
+        Artifact {
             url: self.url_for(&rel),
+            path: rel,
             revision: revision.to_string(),
-            digest: archived.digest,
+            digest,
             last_update_time: Time(
                 Timestamp::from_second(Timestamp::now().as_second()).unwrap_or(Timestamp::UNIX_EPOCH),
             ),
-            size: Some(archived.size as i64),
+            size: Some(i64::try_from(size).unwrap_or(i64::MAX)),
             metadata,
-        })
+        }
     }
 
     /// The URL of the `latest.tar.gz` link of an object.

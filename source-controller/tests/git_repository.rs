@@ -4,31 +4,19 @@
 
 #![allow(clippy::unwrap_used)]
 
-use driftless_api::{
-    meta::{Condition, REQUESTED_AT_ANNOTATION},
-    source::GitRepository,
-};
+mod support;
+
+use driftless_api::source::GitRepository;
 use driftless_artifact::fetch::{FetchError, Fetcher};
-use driftless_runtime::{
-    conditions,
-    metrics::Metrics,
-    reconcile::{KindController, LoopSettings},
-    testing,
-};
-use k8s_openapi::api::{core::v1::Secret, events::v1::Event};
+use driftless_runtime::{conditions, testing};
+use k8s_openapi::api::events::v1::Event;
 use kube::{
-    Api, Client,
-    api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
+    Api,
+    api::{DeleteParams, ListParams},
 };
-use source_controller::{git_repository::GitRepositoryReconciler, server, storage::Storage};
-use std::{path::PathBuf, process::Command, sync::Arc, time::Duration};
-use tokio::sync::oneshot;
-
-const T: Duration = Duration::from_secs(60);
-
-fn env(key: &str) -> String {
-    std::env::var(key).unwrap_or_else(|_| panic!("{key} is unset: run hack/testenv.sh up and source env.sh"))
-}
+use source_controller::git_repository::GitRepositoryReconciler;
+use std::{path::PathBuf, process::Command, time::Duration};
+use support::{Harness, NEGATIVE, T, conds, env, ready};
 
 /// A bare repository on the test git server plus a working clone to commit from.
 struct Repo {
@@ -105,171 +93,49 @@ impl Repo {
     }
 }
 
-struct Harness {
-    client: Client,
-    ns: String,
-    repos: Api<GitRepository>,
-    storage_dir: tempfile::TempDir,
-    artifact_addr: std::net::SocketAddr,
-    _stop: oneshot::Sender<()>,
+type H = Harness<GitRepository>;
+
+async fn harness(prefix: &str) -> H {
+    support::harness(prefix, |storage| {
+        GitRepositoryReconciler::new(storage, Duration::from_secs(3))
+    })
+    .await
 }
 
-async fn harness(prefix: &str) -> Harness {
-    let client = testing::client().await;
-    testing::install_toolkit_crds(&client).await;
-    let ns = testing::namespace(&client, prefix).await;
-    let storage_dir = tempfile::tempdir().unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let artifact_addr = listener.local_addr().unwrap();
-    let storage = Arc::new(
-        Storage::new(
-            storage_dir.path().to_path_buf(),
-            &artifact_addr.to_string(),
-            Duration::from_secs(60),
-            2,
-        )
-        .unwrap(),
-    );
-    let (tx, rx) = oneshot::channel::<()>();
-    let stop = futures::FutureExt::shared(async move {
-        let _ = rx.await;
-    });
-    tokio::spawn(server::serve_on(
-        listener,
-        storage_dir.path().to_path_buf(),
-        stop.clone(),
-    ));
-    let ctrl = Arc::new(KindController::new(
-        GitRepositoryReconciler::new(storage, Duration::from_secs(3)),
-        client.clone(),
-        "source-controller",
-        "source-controller",
-        Metrics::new(),
-        LoopSettings {
-            namespace: Some(ns.clone()),
-            min_retry_delay: Duration::from_millis(500),
-            max_retry_delay: Duration::from_secs(3),
-            ..LoopSettings::default()
-        },
-    ));
-    tokio::spawn(ctrl.run(stop));
-    Harness {
-        repos: Api::namespaced(client.clone(), &ns),
-        client,
-        ns,
-        storage_dir,
-        artifact_addr,
-        _stop: tx,
-    }
+async fn http_secret(h: &H) {
+    h.secret(
+        "http-auth",
+        &[
+            ("username", env("GIT_HTTP_USER")),
+            ("password", env("GIT_HTTP_PASSWORD")),
+        ],
+    )
+    .await;
 }
 
-impl Harness {
-    async fn secret(&self, name: &str, data: &[(&str, String)]) {
-        let data: serde_json::Map<String, serde_json::Value> = data
-            .iter()
-            .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.clone())))
-            .collect();
-        let s: Secret =
-            serde_json::from_value(serde_json::json!({"metadata": {"name": name}, "stringData": data}))
-                .unwrap();
-        Api::<Secret>::namespaced(self.client.clone(), &self.ns)
-            .create(&PostParams::default(), &s)
-            .await
-            .unwrap();
-    }
-
-    async fn http_secret(&self) {
-        self.secret(
-            "http-auth",
-            &[
-                ("username", env("GIT_HTTP_USER")),
-                ("password", env("GIT_HTTP_PASSWORD")),
-            ],
-        )
-        .await;
-    }
-
-    async fn ssh_secret(&self, known_hosts: String) {
-        let identity = std::fs::read_to_string(env("GIT_SSH_KEY")).unwrap();
-        self.secret(
-            "ssh-auth",
-            &[("identity", identity), ("known_hosts", known_hosts)],
-        )
-        .await;
-    }
-
-    async fn create(&self, name: &str, spec: serde_json::Value) {
-        let obj: GitRepository = serde_json::from_value(serde_json::json!({
-            "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository",
-            "metadata": {"name": name}, "spec": spec
-        }))
-        .unwrap();
-        self.repos.create(&PostParams::default(), &obj).await.unwrap();
-    }
-
-    async fn patch_spec(&self, name: &str, spec: serde_json::Value) {
-        self.repos
-            .patch(
-                name,
-                &PatchParams::default(),
-                &Patch::Merge(serde_json::json!({"spec": spec})),
-            )
-            .await
-            .unwrap();
-    }
-
-    async fn request(&self, name: &str, token: &str) {
-        let p = serde_json::json!({"metadata": {"annotations": {REQUESTED_AT_ANNOTATION: token}}});
-        self.repos
-            .patch(name, &PatchParams::default(), &Patch::Merge(p))
-            .await
-            .unwrap();
-    }
-
-    async fn wait_ready(&self, name: &str, revision: &str) -> GitRepository {
-        testing::wait_for(&self.repos, name, T, |r: &GitRepository| {
-            ready(r).is_some_and(|c| c.status == "True")
-                && r.status
-                    .as_ref()
-                    .and_then(|s| s.artifact.as_ref())
-                    .is_some_and(|a| a.revision == revision)
-        })
-        .await
-    }
-
-    async fn wait_failed(&self, name: &str, reason: &str, words: &str) -> GitRepository {
-        testing::wait_for(&self.repos, name, T, |r: &GitRepository| {
-            ready(r).is_some_and(|c| c.status == "False" && c.reason == reason && c.message.contains(words))
-        })
-        .await
-    }
-
-    async fn done(self) {
-        testing::delete_namespace(&self.client, &self.ns).await;
-    }
+async fn ssh_secret(h: &H, known_hosts: String) {
+    let identity = std::fs::read_to_string(env("GIT_SSH_KEY")).unwrap();
+    h.secret(
+        "ssh-auth",
+        &[("identity", identity), ("known_hosts", known_hosts)],
+    )
+    .await;
 }
 
-fn conds(r: &GitRepository) -> Vec<Condition> {
-    r.status
-        .as_ref()
-        .and_then(|s| s.conditions.clone())
-        .unwrap_or_default()
+async fn wait_ready(h: &H, name: &str, revision: &str) -> GitRepository {
+    testing::wait_for(&h.objects, name, T, |r: &GitRepository| {
+        ready(r).is_some_and(|c| c.status == "True")
+            && r.status
+                .as_ref()
+                .and_then(|s| s.artifact.as_ref())
+                .is_some_and(|a| a.revision == revision)
+    })
+    .await
 }
 
-fn ready(r: &GitRepository) -> Option<Condition> {
-    conditions::get(&conds(r), "Ready").cloned()
-}
-
-fn fetch_failed(r: &GitRepository) -> Option<Condition> {
+fn fetch_failed(r: &GitRepository) -> Option<driftless_api::meta::Condition> {
     conditions::get(&conds(r), "FetchFailed").cloned()
 }
-
-const NEGATIVE: &[&str] = &[
-    "FetchFailed",
-    "StorageOperationFailed",
-    "ArtifactOutdated",
-    "IncludeUnavailable",
-];
 
 #[tokio::test]
 #[ignore = "needs the testenv (hack/test.sh)"]
@@ -280,14 +146,14 @@ async fn http_basic_auth_fetches_the_branch_and_serves_a_verified_artifact() {
         .write(".github/workflows/ci.yml", "on: push\n")
         .write("logo.png", "png");
     let commit = repo.commit("Add app");
-    h.http_secret().await;
+    http_secret(&h).await;
     h.create(
         "app",
         serde_json::json!({"url": repo.http_url(), "interval": "1m", "secretRef": {"name": "http-auth"},
         "ref": {"branch": "main"}}),
     )
     .await;
-    let r = h.wait_ready("app", &format!("main@sha1:{commit}")).await;
+    let r = wait_ready(&h, "app", &format!("main@sha1:{commit}")).await;
     assert!(
         conditions::check_kstatus(&conds(&r), NEGATIVE).is_empty(),
         "{:?}",
@@ -352,11 +218,11 @@ async fn http_basic_auth_fetches_the_branch_and_serves_a_verified_artifact() {
     repo.write("deploy/app.yaml", "kind: Secret\n");
     let commit2 = repo.commit("Change app");
     h.request("app", "1").await;
-    let r2 = h.wait_ready("app", &format!("main@sha1:{commit2}")).await;
+    let r2 = wait_ready(&h, "app", &format!("main@sha1:{commit2}")).await;
     let a2 = r2.status.as_ref().unwrap().artifact.clone().unwrap();
     assert_ne!(a2.digest, artifact.digest);
     h.request("app", "2").await;
-    let r3 = testing::wait_for(&h.repos, "app", T, |r: &GitRepository| {
+    let r3 = testing::wait_for(&h.objects, "app", T, |r: &GitRepository| {
         r.status
             .as_ref()
             .and_then(|s| s.last_handled_reconcile_at.as_deref())
@@ -370,8 +236,8 @@ async fn http_basic_auth_fetches_the_branch_and_serves_a_verified_artifact() {
     );
 
     // Deleting the object removes its storage directory.
-    h.repos.delete("app", &DeleteParams::default()).await.unwrap();
-    testing::wait_gone(&h.repos, "app", T).await;
+    h.objects.delete("app", &DeleteParams::default()).await.unwrap();
+    testing::wait_gone(&h.objects, "app", T).await;
     assert!(
         !h.storage_dir
             .path()
@@ -389,13 +255,13 @@ async fn ssh_with_a_pinned_host_key_works_and_a_mismatch_fails() {
     repo.write("a.yaml", "a: 1\n");
     let commit = repo.commit("init");
     let known_hosts = std::fs::read_to_string(env("GIT_SSH_KNOWN_HOSTS")).unwrap();
-    h.ssh_secret(known_hosts.clone()).await;
+    ssh_secret(&h, known_hosts.clone()).await;
     h.create(
         "ok",
         serde_json::json!({"url": repo.ssh_url(), "interval": "1m", "secretRef": {"name": "ssh-auth"}}),
     )
     .await;
-    h.wait_ready("ok", &format!("main@sha1:{commit}")).await;
+    wait_ready(&h, "ok", &format!("main@sha1:{commit}")).await;
 
     // The same host with another key: refused.
     let other = tempfile::tempdir().unwrap();
@@ -445,7 +311,7 @@ async fn refs_resolve_by_tag_semver_name_and_commit() {
     repo.write("v", "3");
     let c3 = repo.commit("three");
     repo.tag("v2.0.0");
-    h.http_secret().await;
+    http_secret(&h).await;
     let base =
         serde_json::json!({"url": repo.http_url(), "interval": "1m", "secretRef": {"name": "http-auth"}});
     let with = |r: serde_json::Value| {
@@ -458,10 +324,10 @@ async fn refs_resolve_by_tag_semver_name_and_commit() {
         .await;
     h.create("commit", with(serde_json::json!({"commit": c1}))).await;
     h.create("default", base.clone()).await;
-    h.wait_ready("tag", &format!("v1.0.0@sha1:{c1}")).await;
-    h.wait_ready("semver", &format!("v1.1.0@sha1:{c2}")).await;
-    h.wait_ready("commit", &format!("sha1:{c1}")).await;
-    h.wait_ready("default", &format!("main@sha1:{c3}")).await;
+    wait_ready(&h, "tag", &format!("v1.0.0@sha1:{c1}")).await;
+    wait_ready(&h, "semver", &format!("v1.1.0@sha1:{c2}")).await;
+    wait_ready(&h, "commit", &format!("sha1:{c1}")).await;
+    wait_ready(&h, "default", &format!("main@sha1:{c3}")).await;
 
     // No tag in range: a clear failure.
     h.create("nomatch", with(serde_json::json!({"semver": "5.x"})))
@@ -478,13 +344,13 @@ async fn failures_keep_the_last_artifact_served_and_name_the_cause() {
     let repo = Repo::new("fail");
     repo.write("a.yaml", "a: 1\n");
     let commit = repo.commit("init");
-    h.http_secret().await;
+    http_secret(&h).await;
     h.create(
         "app",
         serde_json::json!({"url": repo.http_url(), "interval": "1m", "secretRef": {"name": "http-auth"}}),
     )
     .await;
-    let r = h.wait_ready("app", &format!("main@sha1:{commit}")).await;
+    let r = wait_ready(&h, "app", &format!("main@sha1:{commit}")).await;
     let artifact = r.status.unwrap().artifact.unwrap();
 
     // Missing branch: Ready=False with the ref named; the old artifact stays in status and served.
@@ -537,7 +403,7 @@ async fn failures_keep_the_last_artifact_served_and_name_the_cause() {
         ],
     )
     .await;
-    h.wait_ready("nosecret", &format!("main@sha1:{commit}")).await;
+    wait_ready(&h, "nosecret", &format!("main@sha1:{commit}")).await;
 
     // A Secret lacking keys.
     h.secret("no-known-hosts", &[("identity", "x".into())]).await;
@@ -576,13 +442,13 @@ async fn a_force_pushed_branch_and_a_hanging_server_are_handled() {
     let repo = Repo::new("force");
     repo.write("a", "1");
     let c1 = repo.commit("one");
-    h.http_secret().await;
+    http_secret(&h).await;
     h.create(
         "app",
         serde_json::json!({"url": repo.http_url(), "interval": "1m", "secretRef": {"name": "http-auth"}}),
     )
     .await;
-    h.wait_ready("app", &format!("main@sha1:{c1}")).await;
+    wait_ready(&h, "app", &format!("main@sha1:{c1}")).await;
     // Rewrite history and force-push.
     git(repo.work.path(), &["reset", "-q", "--hard", "HEAD"]);
     repo.write("a", "rewritten");
@@ -594,7 +460,7 @@ async fn a_force_pushed_branch_and_a_hanging_server_are_handled() {
     );
     let c2 = git(repo.work.path(), &["rev-parse", "HEAD"]);
     h.request("app", "after-force-push").await;
-    h.wait_ready("app", &format!("main@sha1:{c2}")).await;
+    wait_ready(&h, "app", &format!("main@sha1:{c2}")).await;
 
     // A server that accepts connections and never answers: the timeout ends the attempt.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

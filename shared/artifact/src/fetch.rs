@@ -64,6 +64,7 @@ impl Default for Fetcher {
 impl Fetcher {
     /// A fetcher with `retries` retries (Flux: `--http-retry`, default 9) and size caps.
     pub fn new(retries: u32, max_download_size: u64, max_extracted_size: u64) -> Self {
+        crate::install_crypto_provider();
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(300))

@@ -16,3 +16,13 @@ pub mod extract;
 pub mod fetch;
 #[cfg(feature = "oci")]
 pub mod oci;
+
+/// Makes ring the process-wide TLS crypto provider (kube uses ring too), once. HTTP clients are
+/// built with rustls but no provider of their own, so exactly one provider is compiled in.
+pub fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // Err means another provider was installed first; that one is used.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}

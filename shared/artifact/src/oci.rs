@@ -26,6 +26,7 @@ pub const CREATED_ANNOTATION: &str = "org.opencontainers.image.created";
 
 /// A registry client; `insecure` speaks plain HTTP.
 pub fn client(insecure: bool) -> Client {
+    crate::install_crypto_provider();
     Client::new(ClientConfig {
         protocol: if insecure {
             ClientProtocol::Http

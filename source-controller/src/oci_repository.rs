@@ -1,0 +1,379 @@
+//! OCIRepository: pull an artifact from an OCI registry and republish it as a source artifact.
+//!
+//! Steps: **storage** (as GitRepository) → **source** (credentials from a docker config
+//! Secret; resolve `ref` — digest > semver (+ `semverFilter`) > tag, `latest` by default — to a
+//! manifest digest with a HEAD request; nothing is pulled when the stored artifact already has
+//! that revision and `ignore`/`layerSelector` are unchanged) → **artifact** (pull the selected
+//! layer; `extract` re-archives its content with the ignore rules, `copy` stores it as-is; the
+//! manifest annotations become the artifact metadata, so `org.opencontainers.image.revision`
+//! carries the origin revision downstream).
+
+use crate::{
+    common::{self, failed, stored},
+    sourceignore::SourceIgnore,
+    storage::{ObjectDir, Storage},
+};
+use driftless_api::{
+    meta::condition_types as ct,
+    source::{OCIRepository, OCIRepositoryStatus, reasons},
+};
+use driftless_artifact::{extract, oci};
+use driftless_runtime::{
+    events::EventType,
+    reconcile::{ReconcileContext, ReconcileError, Reconciler, Success},
+};
+use kube::{Resource, ResourceExt};
+use oci_client::{Reference, secrets::RegistryAuth};
+use std::{future::Future, sync::Arc, time::Duration};
+
+/// Kind directory in storage.
+pub const STORAGE_KIND: &str = "ocirepository";
+/// Largest layer content extracted.
+const MAX_EXTRACTED: u64 = 4 << 30;
+
+/// Reconciles OCIRepositories into artifacts in `storage`.
+pub struct OCIRepositoryReconciler {
+    storage: Arc<Storage>,
+}
+
+impl OCIRepositoryReconciler {
+    /// A reconciler storing artifacts in `storage`.
+    pub fn new(storage: Arc<Storage>) -> Self {
+        Self { storage }
+    }
+}
+
+/// Bounds a registry call by the object's timeout.
+async fn within<T, E: std::fmt::Display>(
+    timeout: Duration,
+    what: &str,
+    fut: impl Future<Output = Result<T, E>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(timeout, fut).await {
+        Err(_) => Err(format!(
+            "{what}: timed out after {}",
+            driftless_runtime::duration::format(timeout)
+        )),
+        Ok(Err(e)) => Err(format!("{what}: {e}")),
+        Ok(Ok(v)) => Ok(v),
+    }
+}
+
+/// The tag to pull for a semver range: the highest matching tag, after `semverFilter`.
+fn pick_semver_tag(tags: &[String], range: &str, filter: Option<&str>) -> Result<String, String> {
+    let reqs = crate::git_repository::reference::parse_semver_range(range).map_err(|e| e.to_string())?;
+    let filter = filter
+        .map(regex::Regex::new)
+        .transpose()
+        .map_err(|e| format!("invalid semverFilter: {e}"))?;
+    tags.iter()
+        .filter(|t| filter.as_ref().is_none_or(|f| f.is_match(t)))
+        .filter_map(|t| crate::git_repository::reference::tag_version(t).map(|v| (v, t)))
+        .filter(|(v, _)| reqs.iter().any(|r| r.matches(v)))
+        .max_by(|a, b| a.0.cmp(&b.0))
+        .map(|(_, t)| t.clone())
+        .ok_or_else(|| format!("no match found for semver: {range}"))
+}
+
+impl Reconciler for OCIRepositoryReconciler {
+    type Kind = OCIRepository;
+
+    async fn apply(
+        &self,
+        obj: &OCIRepository,
+        status: &mut OCIRepositoryStatus,
+        ctx: &ReconcileContext<OCIRepository>,
+    ) -> Result<Success, ReconcileError> {
+        let generation = obj.meta().generation;
+        let (ns, name) = (obj.namespace().unwrap_or_default(), obj.name_any());
+        let timeout = common::timeout_of(obj.spec.timeout.as_deref());
+        let url = obj.spec.url.clone();
+        let Some(repository) = oci::repository_of(&url).map(str::to_string) else {
+            let m = format!("invalid OCI URL '{url}': expected oci://<registry>/<repository>");
+            return Err(common::stalled(status, generation, reasons::URL_INVALID, m));
+        };
+        let registry = repository.split('/').next().unwrap_or_default().to_string();
+
+        // 1. storage
+        let mut artifact = status.artifact.take();
+        common::reconcile_storage(
+            &self.storage,
+            STORAGE_KIND,
+            &ns,
+            &name,
+            &mut artifact,
+            status,
+            generation,
+        )
+        .await;
+        status.artifact = artifact;
+
+        // 2. source
+        let auth = match &obj.spec.secret_ref {
+            None => RegistryAuth::Anonymous,
+            Some(r) => {
+                let data = common::secret_data(&ctx.client, &ns, &r.name)
+                    .await
+                    .map_err(|m| {
+                        failed(
+                            status,
+                            generation,
+                            ct::FETCH_FAILED,
+                            reasons::AUTHENTICATION_FAILED,
+                            m,
+                        )
+                    })?;
+                let config = data.get(".dockerconfigjson").ok_or_else(|| {
+                    let m = format!("secret '{ns}/{}' has no '.dockerconfigjson' key", r.name);
+                    failed(
+                        status,
+                        generation,
+                        ct::FETCH_FAILED,
+                        reasons::AUTHENTICATION_FAILED,
+                        m,
+                    )
+                })?;
+                oci::auth_from_docker_config(config, &registry).map_err(|e| {
+                    let m = format!("secret '{ns}/{}': {e}", r.name);
+                    failed(
+                        status,
+                        generation,
+                        ct::FETCH_FAILED,
+                        reasons::AUTHENTICATION_FAILED,
+                        m,
+                    )
+                })?
+            }
+        };
+        let client = oci::client(obj.spec.insecure.unwrap_or(false));
+        let pull_failed = |status: &mut OCIRepositoryStatus, m: String| {
+            failed(
+                status,
+                generation,
+                ct::FETCH_FAILED,
+                reasons::OCI_ARTIFACT_PULL_FAILED,
+                m,
+            )
+        };
+        let r = obj.spec.reference.clone().unwrap_or_default();
+        let (revision, reference) = if let Some(digest) = r.digest.filter(|d| !d.is_empty()) {
+            (digest.clone(), format!("{repository}@{digest}"))
+        } else {
+            let tag = match r.semver.filter(|s| !s.is_empty()) {
+                Some(range) => {
+                    let image: Reference = repository
+                        .parse()
+                        .map_err(|e| pull_failed(status, format!("invalid reference: {e}")))?;
+                    let tags = within(
+                        timeout,
+                        &format!("failed to list tags of '{url}'"),
+                        client.list_tags(&image, &auth, None, None),
+                    )
+                    .await
+                    .map_err(|m| pull_failed(status, m))?;
+                    pick_semver_tag(&tags.tags, &range, r.semver_filter.as_deref())
+                        .map_err(|m| pull_failed(status, m))?
+                }
+                None => r.tag.filter(|t| !t.is_empty()).unwrap_or_else(|| "latest".into()),
+            };
+            let image: Reference = format!("{repository}:{tag}")
+                .parse()
+                .map_err(|e| pull_failed(status, format!("invalid reference: {e}")))?;
+            let digest = within(
+                timeout,
+                &format!("failed to determine artifact digest of '{url}:{tag}'"),
+                client.fetch_manifest_digest(&image, &auth),
+            )
+            .await
+            .map_err(|m| pull_failed(status, m))?;
+            (format!("{tag}@{digest}"), format!("{repository}@{digest}"))
+        };
+        let current = status
+            .artifact
+            .as_ref()
+            .is_some_and(|a| a.revision == revision && self.storage.exists(a))
+            && status.observed_ignore == obj.spec.ignore
+            && status.observed_layer_selector == obj.spec.layer_selector;
+        if current {
+            return Ok(stored(status, generation, &revision));
+        }
+        let had_artifact = status.artifact.is_some();
+        let message = common::outdated(status, had_artifact, generation, &revision);
+        ctx.progress(obj, status, &message).await;
+
+        // 3. artifact
+        let image: Reference = reference
+            .parse()
+            .map_err(|e| pull_failed(status, format!("invalid reference: {e}")))?;
+        let (manifest, manifest_digest) = within(
+            timeout,
+            &format!("failed to pull artifact from '{url}'"),
+            client.pull_image_manifest(&image, &auth),
+        )
+        .await
+        .map_err(|m| pull_failed(status, m))?;
+        let selector = obj.spec.layer_selector.clone().unwrap_or_default();
+        let layer = match selector.media_type.as_deref().filter(|m| !m.is_empty()) {
+            Some(mt) => manifest.layers.iter().find(|l| l.media_type == mt),
+            None => manifest.layers.first(),
+        }
+        .cloned()
+        .ok_or_else(|| {
+            let m = format!(
+                "failed to find layer with media type '{}' in artifact '{reference}'",
+                selector.media_type.as_deref().unwrap_or("*")
+            );
+            failed(
+                status,
+                generation,
+                ct::FETCH_FAILED,
+                reasons::OCI_ARTIFACT_LAYER_OPERATION_FAILED,
+                m,
+            )
+        })?;
+        let workdir = tempfile::tempdir().map_err(|e| {
+            let m = format!("failed to create temporary directory: {e}");
+            failed(
+                status,
+                generation,
+                ct::STORAGE_OPERATION_FAILED,
+                reasons::DIRECTORY_CREATION_FAILED,
+                m,
+            )
+        })?;
+        let blob_path = workdir.path().join("layer.tar.gz");
+        let blob_file = tokio::fs::File::create(&blob_path).await.map_err(|e| {
+            failed(
+                status,
+                generation,
+                ct::STORAGE_OPERATION_FAILED,
+                reasons::ARCHIVE_OPERATION_FAILED,
+                e.to_string(),
+            )
+        })?;
+        within(
+            timeout,
+            &format!("failed to pull layer of '{url}'"),
+            client.pull_blob(&image, &layer, blob_file),
+        )
+        .await
+        .map_err(|m| pull_failed(status, m))?;
+
+        let metadata = manifest.annotations.clone().map(|a| a.into_iter().collect());
+        let file = format!("{}.tar.gz", manifest_digest.trim_start_matches("sha256:"));
+        let copy = selector.operation.as_deref() == Some("copy");
+        let (storage, spec_ignore, rev) = (self.storage.clone(), obj.spec.ignore.clone(), revision.clone());
+        let (ns2, name2) = (ns.clone(), name.clone());
+        let content_dir = workdir.path().join("content");
+        let result = tokio::task::spawn_blocking(move || -> Result<_, (bool, String)> {
+            let dir = ObjectDir {
+                kind: STORAGE_KIND,
+                namespace: &ns2,
+                name: &name2,
+            };
+            if copy {
+                return storage
+                    .store_file(&dir, &file, &blob_path, &rev, metadata)
+                    .map_err(|e| (false, e.to_string()));
+            }
+            let reader =
+                std::io::BufReader::new(std::fs::File::open(&blob_path).map_err(|e| (false, e.to_string()))?);
+            extract::extract_tar_gz(reader, &content_dir, MAX_EXTRACTED)
+                .map_err(|e| (true, e.to_string()))?;
+            let rules = SourceIgnore::new(&content_dir, spec_ignore.as_deref());
+            let include = |p: &str, is_dir: bool| rules.includes(p, is_dir);
+            storage
+                .store_dir(&dir, &file, &content_dir, &include, &rev, metadata)
+                .map_err(|e| (false, e.to_string()))
+        })
+        .await
+        .map_err(|e| (false, e.to_string()))
+        .and_then(|r| r);
+        let artifact = result.map_err(|(layer_error, e)| {
+            if layer_error {
+                let m = format!("failed to extract layer contents from artifact: {e}");
+                failed(
+                    status,
+                    generation,
+                    ct::FETCH_FAILED,
+                    reasons::OCI_ARTIFACT_LAYER_OPERATION_FAILED,
+                    m,
+                )
+            } else {
+                let m = format!("unable to store artifact: {e}");
+                failed(
+                    status,
+                    generation,
+                    ct::STORAGE_OPERATION_FAILED,
+                    reasons::ARCHIVE_OPERATION_FAILED,
+                    m,
+                )
+            }
+        })?;
+        drop(workdir);
+
+        let digest = artifact.digest.clone();
+        status.artifact = Some(artifact);
+        status.url = Some(self.storage.latest_url(&ObjectDir {
+            kind: STORAGE_KIND,
+            namespace: &ns,
+            name: &name,
+        }));
+        status.observed_ignore = obj.spec.ignore.clone();
+        status.observed_layer_selector = obj.spec.layer_selector.clone();
+        let success = stored(status, generation, &revision);
+        ctx.recorder
+            .publish(
+                obj,
+                EventType::Normal,
+                reasons::NEW_ARTIFACT,
+                &format!("stored artifact with revision '{revision}' from '{url}'"),
+                &[("revision", revision.as_str()), ("digest", digest.as_str())],
+            )
+            .await;
+        Ok(success)
+    }
+
+    async fn cleanup(
+        &self,
+        obj: &OCIRepository,
+        _ctx: &ReconcileContext<OCIRepository>,
+    ) -> Result<(), ReconcileError> {
+        common::remove_artifacts(
+            &self.storage,
+            STORAGE_KIND,
+            &obj.namespace().unwrap_or_default(),
+            &obj.name_any(),
+        )
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn semver_tags_are_filtered_then_ordered() {
+        let tags: Vec<String> = ["v1.0.0", "v1.2.0", "v1.3.0-rc.1", "2.0.0", "latest"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(pick_semver_tag(&tags, "1.x", None).unwrap(), "v1.2.0");
+        assert_eq!(pick_semver_tag(&tags, ">=1.0.0", None).unwrap(), "2.0.0");
+        assert_eq!(
+            pick_semver_tag(&tags, ">=1.0.0-0", Some(".*-rc.*")).unwrap(),
+            "v1.3.0-rc.1"
+        );
+        assert!(
+            pick_semver_tag(&tags, "9.x", None)
+                .unwrap_err()
+                .contains("no match")
+        );
+        assert!(
+            pick_semver_tag(&tags, "1.x", Some("("))
+                .unwrap_err()
+                .contains("invalid semverFilter")
+        );
+    }
+}

@@ -1,0 +1,278 @@
+//! OCIRepository end to end against the testenv's real registry: artifacts pushed in Flux's
+//! layout (as `driftless push artifact` / `flux push artifact` write them) are pulled, verified
+//! and republished as source artifacts.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use driftless_api::source::OCIRepository;
+use driftless_artifact::{fetch::Fetcher, oci};
+use driftless_runtime::{conditions, testing};
+use oci_client::{
+    client::{Config, ImageLayer},
+    secrets::RegistryAuth,
+};
+use source_controller::oci_repository::OCIRepositoryReconciler;
+use std::collections::BTreeMap;
+use support::{Harness, NEGATIVE, T, conds, env, ready};
+
+type H = Harness<OCIRepository>;
+
+async fn harness(prefix: &str) -> H {
+    support::harness(prefix, OCIRepositoryReconciler::new).await
+}
+
+/// Pushes a directory with `files` as `<repo>:<tag>`; returns the manifest digest.
+async fn push(repo: &str, tag: &str, files: &[(&str, &str)], revision: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    for (p, c) in files {
+        let path = dir.path().join(p);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, c).unwrap();
+    }
+    let meta = oci::PushMetadata {
+        source: "https://example.com/repo".into(),
+        revision: revision.into(),
+        annotations: BTreeMap::new(),
+    };
+    oci::push_dir(
+        &oci::client(true),
+        &format!("{}/{repo}:{tag}", env("OCI_REGISTRY")),
+        &RegistryAuth::Anonymous,
+        dir.path(),
+        &meta,
+        "2026-11-23T00:00:00Z",
+    )
+    .await
+    .unwrap()
+}
+
+async fn wait_ready(h: &H, name: &str, revision: &str) -> OCIRepository {
+    testing::wait_for(&h.objects, name, T, |r: &OCIRepository| {
+        ready(r).is_some_and(|c| c.status == "True")
+            && r.status
+                .as_ref()
+                .and_then(|s| s.artifact.as_ref())
+                .is_some_and(|a| a.revision == revision)
+    })
+    .await
+}
+
+fn url(repo: &str) -> String {
+    format!("oci://{}/{repo}", env("OCI_REGISTRY"))
+}
+
+#[tokio::test]
+#[ignore = "needs the testenv (hack/test.sh)"]
+async fn tags_semver_and_digests_resolve_and_the_content_is_republished() {
+    let h = harness("oci").await;
+    let repo = format!("apps-{:08x}", rand::random::<u32>());
+    let d100 = push(
+        &repo,
+        "v1.0.0",
+        &[("app.yaml", "v: 1.0.0\n"), ("img.png", "png")],
+        "main@sha1:aaaa",
+    )
+    .await;
+    let d110 = push(&repo, "v1.1.0", &[("app.yaml", "v: 1.1.0\n")], "main@sha1:bbbb").await;
+    push(&repo, "v2.0.0", &[("app.yaml", "v: 2.0.0\n")], "main@sha1:cccc").await;
+
+    h.create(
+        "tag",
+        serde_json::json!({"url": url(&repo), "interval": "1m", "insecure": true, "ref": {"tag": "v1.0.0"}}),
+    )
+    .await;
+    h.create("semver", serde_json::json!({"url": url(&repo), "interval": "1m", "insecure": true, "ref": {"semver": ">=1.0.0 <2.0.0"}}))
+        .await;
+    h.create(
+        "digest",
+        serde_json::json!({"url": url(&repo), "interval": "1m", "insecure": true, "ref": {"digest": d100}}),
+    )
+    .await;
+
+    let r = wait_ready(&h, "tag", &format!("v1.0.0@{d100}")).await;
+    assert!(
+        conditions::check_kstatus(&conds(&r), NEGATIVE).is_empty(),
+        "{:?}",
+        conds(&r)
+    );
+    let st = r.status.clone().unwrap();
+    let a = st.artifact.unwrap();
+    assert_eq!(
+        a.path,
+        format!(
+            "ocirepository/{}/tag/{}.tar.gz",
+            h.ns,
+            d100.trim_start_matches("sha256:")
+        )
+    );
+    // The origin revision travels in the artifact metadata.
+    assert_eq!(
+        a.metadata
+            .as_ref()
+            .unwrap()
+            .get("org.opencontainers.image.revision")
+            .map(String::as_str),
+        Some("main@sha1:aaaa")
+    );
+    assert_eq!(
+        st.url.unwrap(),
+        format!(
+            "http://{}/ocirepository/{}/tag/latest.tar.gz",
+            h.artifact_addr, h.ns
+        )
+    );
+    let out = tempfile::tempdir().unwrap();
+    Fetcher::default()
+        .fetch(&a.url, &a.digest, out.path())
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(out.path().join("app.yaml")).unwrap(),
+        "v: 1.0.0\n"
+    );
+    assert!(
+        !out.path().join("img.png").exists(),
+        "default exclusions apply to extracted layers"
+    );
+
+    wait_ready(&h, "semver", &format!("v1.1.0@{d110}")).await;
+    wait_ready(&h, "digest", &d100).await;
+
+    // Unchanged manifest: no new pull, the same artifact.
+    h.request("tag", "again").await;
+    let again = testing::wait_for(&h.objects, "tag", T, |r: &OCIRepository| {
+        r.status
+            .as_ref()
+            .and_then(|s| s.last_handled_reconcile_at.as_deref())
+            == Some("again")
+    })
+    .await;
+    assert_eq!(again.status.unwrap().artifact.unwrap(), a);
+
+    // A moved tag is picked up.
+    let d100b = push(
+        &repo,
+        "v1.0.0",
+        &[("app.yaml", "v: 1.0.0-fixed\n")],
+        "main@sha1:dddd",
+    )
+    .await;
+    h.request("tag", "moved").await;
+    wait_ready(&h, "tag", &format!("v1.0.0@{d100b}")).await;
+
+    // layerSelector copy: the layer is stored byte for byte.
+    h.create(
+        "copy",
+        serde_json::json!({"url": url(&repo), "interval": "1m", "insecure": true, "ref": {"tag": "v2.0.0"},
+        "layerSelector": {"mediaType": oci::FLUX_CONTENT_MEDIA_TYPE, "operation": "copy"}}),
+    )
+    .await;
+    let c = testing::wait_for(&h.objects, "copy", T, |r: &OCIRepository| {
+        ready(r).is_some_and(|c| c.status == "True")
+    })
+    .await;
+    let ca = c.status.unwrap().artifact.unwrap();
+    let image: oci_client::Reference = format!("{}/{repo}:v2.0.0", env("OCI_REGISTRY")).parse().unwrap();
+    let (manifest, _) = oci::client(true)
+        .pull_image_manifest(&image, &RegistryAuth::Anonymous)
+        .await
+        .unwrap();
+    assert_eq!(
+        ca.digest, manifest.layers[0].digest,
+        "copy must store the layer as-is"
+    );
+    h.done().await;
+}
+
+#[tokio::test]
+#[ignore = "needs the testenv (hack/test.sh)"]
+async fn registry_failures_and_unsafe_layers_are_reported() {
+    let h = harness("oci-fail").await;
+    let repo = format!("fail-{:08x}", rand::random::<u32>());
+    push(&repo, "v1", &[("a.yaml", "a: 1\n")], "main@sha1:aaaa").await;
+
+    h.create(
+        "notag",
+        serde_json::json!({"url": url(&repo), "interval": "1m", "insecure": true, "ref": {"tag": "nope"}}),
+    )
+    .await;
+    h.wait_failed(
+        "notag",
+        "OCIArtifactPullFailed",
+        "failed to determine artifact digest",
+    )
+    .await;
+
+    h.create(
+        "nosemver",
+        serde_json::json!({"url": url(&repo), "interval": "1m", "insecure": true, "ref": {"semver": "5.x"}}),
+    )
+    .await;
+    h.wait_failed(
+        "nosemver",
+        "OCIArtifactPullFailed",
+        "no match found for semver: 5.x",
+    )
+    .await;
+
+    h.create("unreachable", serde_json::json!({"url": "oci://127.0.0.1:1/x", "interval": "1m", "insecure": true, "timeout": "5s"}))
+        .await;
+    let r = h
+        .wait_failed("unreachable", "OCIArtifactPullFailed", "127.0.0.1:1")
+        .await;
+    assert!(conditions::is_true(&conds(&r), "FetchFailed"));
+
+    h.create(
+        "noselect",
+        serde_json::json!({"url": url(&repo), "interval": "1m", "insecure": true, "ref": {"tag": "v1"},
+        "layerSelector": {"mediaType": "application/x-nothing"}}),
+    )
+    .await;
+    h.wait_failed(
+        "noselect",
+        "OCIArtifactLayerOperationFailed",
+        "application/x-nothing",
+    )
+    .await;
+
+    h.create(
+        "badurl",
+        serde_json::json!({"url": "oci://hostonly", "interval": "1m"}),
+    )
+    .await;
+    let r = h.wait_failed("badurl", "URLInvalid", "invalid OCI URL").await;
+    assert!(conditions::is_true(&conds(&r), "Stalled"));
+
+    // A layer whose tarball has a `../` entry: refused, nothing written outside.
+    let evil = {
+        use flate2::{Compression, write::GzEncoder};
+        let mut b = tar::Builder::new(GzEncoder::new(Vec::new(), Compression::fast()));
+        let mut hdr = tar::Header::new_old();
+        let name = b"../../../../tmp/driftless-oci-escape";
+        hdr.as_old_mut().name[..name.len()].copy_from_slice(name);
+        hdr.set_size(5);
+        hdr.set_entry_type(tar::EntryType::Regular);
+        hdr.set_mode(0o644);
+        hdr.set_cksum();
+        b.append(&hdr, &b"pwned"[..]).unwrap();
+        b.into_inner().unwrap().finish().unwrap()
+    };
+    let image: oci_client::Reference = format!("{}/{repo}:evil", env("OCI_REGISTRY")).parse().unwrap();
+    let layers = vec![ImageLayer::new(evil, oci::FLUX_CONTENT_MEDIA_TYPE.into(), None)];
+    let config = Config::new(b"{}".to_vec(), oci::FLUX_CONFIG_MEDIA_TYPE.into(), None);
+    oci::client(true)
+        .push(&image, &layers, config, &RegistryAuth::Anonymous, None)
+        .await
+        .unwrap();
+    h.create(
+        "evil",
+        serde_json::json!({"url": url(&repo), "interval": "1m", "insecure": true, "ref": {"tag": "evil"}}),
+    )
+    .await;
+    h.wait_failed("evil", "OCIArtifactLayerOperationFailed", "illegal path")
+        .await;
+    assert!(!std::path::Path::new("/tmp/driftless-oci-escape").exists());
+    h.done().await;
+}
