@@ -52,9 +52,13 @@ for c in $CONTROLLERS; do
   if [ -n "$p" ] && kill -0 "$p" 2>/dev/null; then
     continue
   fi
+  extra=()
+  if [ "$c" = source-controller ]; then
+    extra=(--storage-path="$Q/storage" --storage-addr=127.0.0.1:19090 --storage-adv-addr=127.0.0.1:19090)
+  fi
   RUNTIME_NAMESPACE=flux-system setsid nohup "target/debug/$c" \
     --enable-leader-election --metrics-addr="127.0.0.1:1808$port" --health-addr="127.0.0.1:1944$port" \
-    --log-encoding=console >"$Q/$c.log" 2>&1 </dev/null &
+    --log-encoding=console "${extra[@]}" >"$Q/$c.log" 2>&1 </dev/null &
   echo $! >"$Q/$c.pid"
 done
 port=0
@@ -81,9 +85,53 @@ $KUBECTL api-resources --categories=fluxcd
 say "Leader-election leases held by the controllers"
 $KUBECTL get leases -n flux-system
 
-say "A sample GitRepository, as kubectl prints it (Flux's printer columns)"
-$KUBECTL apply --server-side -n flux-system -f manifests/samples/source_gitrepository.yaml >/dev/null
-$KUBECTL get gitrepositories -n flux-system
+say "Pushing examples/fleet to the local git server and OCI registry"
+work=$Q/fleet-work
+rm -rf "$work" && cp -r examples/fleet "$work"
+[ -d "$GIT_REPOS_DIR/fleet.git" ] || git init -q --bare -b main "$GIT_REPOS_DIR/fleet.git"
+gitq() { git -C "$work" -c user.name=quickstart -c user.email=quickstart@example.com "$@"; }
+gitq init -q -b main
+gitq add -A
+gitq commit -q -m "Fleet as of $(date -u +%FT%TZ)"
+gitq push -q --force "$GIT_REPOS_DIR/fleet.git" HEAD:main
+commit=$(gitq rev-parse HEAD)
+echo "  git:  $GIT_HTTP_BASE/fleet.git at main@sha1:$commit"
+target/debug/driftless push artifact "oci://$OCI_REGISTRY/fleet:latest" --path "$work" \
+  --source "$GIT_HTTP_BASE/fleet.git" --revision "main@sha1:$commit" --insecure-registry | sed 's/^/  oci:  /'
+
+say "Creating a GitRepository (basic auth over HTTP) and an OCIRepository in flux-system"
+$KUBECTL -n flux-system create secret generic fleet-auth --from-literal=username="$GIT_HTTP_USER" \
+  --from-literal=password="$GIT_HTTP_PASSWORD" --dry-run=client -o yaml | $KUBECTL apply --server-side -f - >/dev/null
+sed -e "s|@GIT_URL@|$GIT_HTTP_BASE/fleet.git|" -e "s|@OCI_URL@|oci://$OCI_REGISTRY/fleet|" <<'YAML' |
+apiVersion: source.toolkit.fluxcd.io/v1
+kind: GitRepository
+metadata: {name: fleet, namespace: flux-system}
+spec:
+  url: @GIT_URL@
+  interval: 1m
+  ref: {branch: main}
+  secretRef: {name: fleet-auth}
+---
+apiVersion: source.toolkit.fluxcd.io/v1
+kind: OCIRepository
+metadata: {name: fleet, namespace: flux-system}
+spec:
+  url: @OCI_URL@
+  interval: 1m
+  insecure: true
+  ref: {tag: latest}
+YAML
+  $KUBECTL apply --server-side --field-manager=quickstart -f - >/dev/null
+$KUBECTL -n flux-system annotate --overwrite gitrepository/fleet ocirepository/fleet \
+  reconcile.fluxcd.io/requestedAt="$(date +%s)" >/dev/null
+$KUBECTL -n flux-system wait --for=condition=Ready gitrepository/fleet ocirepository/fleet --timeout=120s >/dev/null
+$KUBECTL -n flux-system get gitrepositories,ocirepositories
+url=$($KUBECTL -n flux-system get gitrepository fleet -o jsonpath='{.status.artifact.url}')
+digest=$($KUBECTL -n flux-system get gitrepository fleet -o jsonpath='{.status.artifact.digest}')
+echo
+echo "Artifact served by source-controller: $url"
+echo "  $digest, containing:"
+curl -fsS "$url" | tar -tzf - | sed 's/^/    /'
 
 cat <<EOF2
 
