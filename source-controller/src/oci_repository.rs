@@ -362,7 +362,7 @@ mod tests {
         assert_eq!(pick_semver_tag(&tags, "1.x", None).unwrap(), "v1.2.0");
         assert_eq!(pick_semver_tag(&tags, ">=1.0.0", None).unwrap(), "2.0.0");
         assert_eq!(
-            pick_semver_tag(&tags, ">=1.0.0-0", Some(".*-rc.*")).unwrap(),
+            pick_semver_tag(&tags, ">=1.3.0-0", Some(".*-rc.*")).unwrap(),
             "v1.3.0-rc.1"
         );
         assert!(

@@ -42,13 +42,46 @@ impl std::fmt::Debug for GitAuth {
     }
 }
 
-/// Credentials plus TLS material.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// Credentials plus TLS material and proxy.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct GitCredentials {
     /// Authentication.
     pub auth: GitAuth,
     /// PEM CA bundle for HTTPS (`ca.crt`, or the legacy `caFile`).
     pub ca_cert: Option<Vec<u8>>,
+    /// Proxy URL, with its credentials embedded (from `proxySecretRef`).
+    pub proxy: Option<String>,
+}
+
+impl std::fmt::Debug for GitCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GitCredentials")
+            .field("auth", &self.auth)
+            .field("ca_cert", &self.ca_cert.as_ref().map(|_| "<pem>"))
+            .field("proxy", &self.proxy.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// A proxy URL from a `proxySecretRef` Secret (`address`, optional `username`/`password`).
+/// libgit2 speaks HTTP(S) proxies only.
+pub fn proxy_from_secret(secret: &str, data: &BTreeMap<String, Vec<u8>>) -> Result<String, String> {
+    let address = text(data, "address")
+        .ok_or_else(|| format!("secret '{secret}' has no 'address' key for the proxy"))?;
+    let Some((scheme, rest)) = address.split_once("://") else {
+        return Err(format!(
+            "secret '{secret}': proxy address {address:?} has no scheme"
+        ));
+    };
+    if !matches!(scheme, "http" | "https") {
+        return Err(format!(
+            "secret '{secret}': proxy scheme '{scheme}' is not supported for git (use http or https)"
+        ));
+    }
+    Ok(match (text(data, "username"), text(data, "password")) {
+        (Some(u), Some(p)) => format!("{scheme}://{u}:{p}@{rest}"),
+        _ => address,
+    })
 }
 
 /// The Secret does not fit the URL's transport.
@@ -122,7 +155,11 @@ pub fn from_secret(
             (None, None) => GitAuth::None,
         }
     };
-    Ok(GitCredentials { auth, ca_cert })
+    Ok(GitCredentials {
+        auth,
+        ca_cert,
+        proxy: None,
+    })
 }
 
 #[cfg(test)]
@@ -163,6 +200,29 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "secret 'ns/s' has no 'password' key, required for HTTP basic authentication"
+        );
+    }
+
+    #[test]
+    fn proxies_are_http_with_optional_credentials() {
+        let p = proxy_from_secret(
+            "ns/p",
+            &data(&[
+                ("address", "http://proxy:3128"),
+                ("username", "u"),
+                ("password", "p"),
+            ]),
+        );
+        assert_eq!(p.unwrap(), "http://u:p@proxy:3128");
+        assert!(
+            proxy_from_secret("ns/p", &data(&[("address", "socks5://proxy:1080")]))
+                .unwrap_err()
+                .contains("socks5")
+        );
+        assert!(
+            proxy_from_secret("ns/p", &data(&[]))
+                .unwrap_err()
+                .contains("'address'")
         );
     }
 

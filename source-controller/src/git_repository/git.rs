@@ -189,6 +189,20 @@ fn describe(remote: &Remote<'_>, what: &str, e: &git2::Error, failure: &Cell<Opt
     GitError(redact(remote.url, &format!("{what} '{}': {reason}", remote.url)))
 }
 
+/// The proxy from `proxySecretRef`, else the environment's (`HTTPS_PROXY`, …).
+fn proxy_options<'a>(remote: &Remote<'_>) -> ProxyOptions<'a> {
+    let mut proxy = ProxyOptions::new();
+    match &remote.creds.proxy {
+        Some(url) => {
+            proxy.url(url);
+        }
+        None => {
+            proxy.auto();
+        }
+    }
+    proxy
+}
+
 fn bearer_header(creds: &GitCredentials) -> Option<String> {
     match &creds.auth {
         GitAuth::Bearer(t) => Some(format!("Authorization: Bearer {t}")),
@@ -206,16 +220,18 @@ pub fn list_remote(remote: &Remote<'_>) -> Result<RemoteRefs, GitError> {
         ))
     })?;
     let headers = bearer_header(remote.creds);
-    let mut proxy = ProxyOptions::new();
-    proxy.auto();
     let conn = if headers.is_some() {
         // git2 sends custom headers only on fetch; a bearer-token remote is listed through a
         // fetch connection of zero refspecs.
         None
     } else {
         Some(
-            r.connect_auth(Direction::Fetch, Some(callbacks(remote, &failure)), Some(proxy))
-                .map_err(|e| describe(remote, "unable to list remote", &e, &failure))?,
+            r.connect_auth(
+                Direction::Fetch,
+                Some(callbacks(remote, &failure)),
+                Some(proxy_options(remote)),
+            )
+            .map_err(|e| describe(remote, "unable to list remote", &e, &failure))?,
         )
     };
     let (refs, default_branch) = match conn {
@@ -249,6 +265,7 @@ fn list_with_fetch(remote: &Remote<'_>, header: &str) -> Result<(Vec<RemoteRef>,
         .map_err(|e| GitError(redact(remote.url, e.message())))?;
     let mut fo = FetchOptions::new();
     fo.remote_callbacks(callbacks(remote, &failure));
+    fo.proxy_options(proxy_options(remote));
     fo.custom_headers(&[header]);
     r.fetch::<&str>(&[], Some(&mut fo), None)
         .map_err(|e| describe(remote, "unable to list remote", &e, &failure))?;
@@ -286,6 +303,7 @@ pub fn checkout(
             .map_err(|e| GitError(redact(remote.url, e.message())))?;
         let mut fo = FetchOptions::new();
         fo.remote_callbacks(callbacks(remote, &failure));
+        fo.proxy_options(proxy_options(remote));
         if target.depth > 0 {
             fo.depth(target.depth);
         }

@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# W8 (git sources): source-controller's fetch path against git itself, on the testenv's git
+# server over smart HTTP with basic auth. Not a test: it measures and writes
+# hack/bench/results/<date>-git-source.md.
+#
+# Repositories (generated once, cached in target/bench/repos):
+#   small    ~1 MB: 300 files of 3 KB
+#   history  ~100 MB of history: 200 commits each rewriting a 512 KB random file
+#   files    50,000 files of 64 bytes in 500 directories
+# Operations, each run RUNS times (median time, max peak RSS):
+#   first fetch     ours: list refs + shallow fetch + checkout + deterministic tar.gz
+#                   git:  git clone --depth 1 --single-branch (fetch + checkout, no archive)
+#   unchanged poll  ours: list refs only (what the reconciler does when nothing changed)
+#                   git:  git ls-remote
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$root"
+RUNS=${RUNS:-3}
+B=$root/target/bench
+mkdir -p "$B/repos" hack/bench/results
+
+hack/testenv.sh up >/dev/null
+# shellcheck source=/dev/null
+. target/testenv/env.sh
+cargo build -q --release -p source-controller --example git_fetch
+BIN=$root/target/release/examples/git_fetch
+
+gen_repo() {
+  local name=$1 dir=$B/repos/$1
+  [ -f "$dir/.done" ] && return 0
+  rm -rf "$dir" && mkdir -p "$dir" && cd "$dir"
+  git init -q -b main .
+  g() { git -c user.name=bench -c user.email=bench@example.com "$@"; }
+  case $name in
+    small)
+      for i in $(seq 1 300); do head -c 2200 /dev/urandom | base64 -w 0 >"f$i.txt"; done
+      g add -A && g commit -q -m small ;;
+    history)
+      echo "# history" >README.md
+      for i in $(seq 1 200); do head -c 524288 /dev/urandom >data.bin; g add -A; g commit -q -m "rev $i"; done ;;
+    files)
+      python3 - <<'PY'
+import os
+for d in range(500):
+    os.makedirs(f"d{d}", exist_ok=True)
+    for f in range(100):
+        with open(f"d{d}/f{f}.yaml", "w") as fh:
+            fh.write(f"kind: ConfigMap # {d}-{f} " + "x" * 30 + "\n")
+PY
+      g add -A && g commit -q -m files ;;
+  esac
+  touch .done
+  cd "$root"
+}
+
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+max() { sort -n | tail -1; }
+
+# measure LABEL CMD...: runs CMD $RUNS times; prints "<median seconds> <max KiB>".
+measure() {
+  local label=$1; shift
+  local t=() m=() out
+  for _ in $(seq 1 "$RUNS"); do
+    rm -rf "$B/clone"
+    out=$( { /usr/bin/time -f "%e %M" "$@" >/dev/null 2>/dev/null; } 2>&1 | tail -1 )
+    t+=("${out% *}"); m+=("${out#* }")
+  done
+  printf '%s %s\n' "$(printf '%s\n' "${t[@]}" | median)" "$(printf '%s\n' "${m[@]}" | max)"
+}
+
+ratio() { python3 -c "import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); print(f'{a/b:.2f}' if b>0 else 'n/a')" "$1" "$2"; }
+
+date=$(date -u +%F)
+res=hack/bench/results/$date-git-source.md
+{
+  echo "# W8 git sources — $date"
+  echo
+  echo "Machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB; $(git --version); driftless $(git rev-parse --short HEAD);"
+  echo "source-controller fetch path built with \`cargo build --release\` ($(rustc --version | cut -d' ' -f1-2)); git server: lighttpd + git-http-backend on loopback."
+  echo "Median of $RUNS runs; peak RSS is the max over runs (\`/usr/bin/time %M\`). Ratios are driftless ÷ git (lower is better)."
+  echo
+  echo "| repo | operation | driftless s | git s | time ratio | driftless MiB | git MiB | RSS ratio |"
+  echo "|---|---|---|---|---|---|---|---|"
+} >"$res"
+
+for name in small history files; do
+  gen_repo "$name"
+  bare=$GIT_REPOS_DIR/bench-$name.git
+  [ -d "$bare" ] || git init -q --bare -b main "$bare"
+  git -C "$B/repos/$name" push -q --force "$bare" HEAD:main
+  url="$GIT_HTTP_BASE/bench-$name.git"
+  cred_url="${url/:\/\//://$GIT_HTTP_USER:$GIT_HTTP_PASSWORD@}"
+  read -r ot om < <(measure ours "$BIN" "$url" --user "$GIT_HTTP_USER" --password "$GIT_HTTP_PASSWORD")
+  read -r gt gm < <(measure git git clone -q --depth 1 --single-branch "$cred_url" "$B/clone")
+  read -r pt pm < <(measure ours-poll "$BIN" "$url" --poll --user "$GIT_HTTP_USER" --password "$GIT_HTTP_PASSWORD")
+  read -r lt lm < <(measure git-poll git ls-remote "$cred_url")
+  size=$(du -sh "$bare" | cut -f1)
+  printf '| %s (%s packed) | first fetch | %s | %s | %s | %s | %s | %s |\n' "$name" "$size" "$ot" "$gt" "$(ratio "$ot" "$gt")" \
+    "$((om / 1024))" "$((gm / 1024))" "$(ratio "$om" "$gm")" >>"$res"
+  printf '| %s | unchanged poll | %s | %s | %s | %s | %s | %s |\n' "$name" "$pt" "$lt" "$(ratio "$pt" "$lt")" \
+    "$((pm / 1024))" "$((lm / 1024))" "$(ratio "$pm" "$lm")" >>"$res"
+  echo "measured $name" >&2
+done
+{
+  echo
+  echo "An unchanged poll transfers no pack data: it only reads the ref advertisement (\`info/refs\`),"
+  echo "exactly like \`git ls-remote\`; the reconciler then compares the revision with the stored artifact."
+} >>"$res"
+cat "$res"
