@@ -80,14 +80,21 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
     });
     tracing::info!(path = %args.storage_path.display(), addr = %args.storage_addr, %advertised, "artifact storage ready");
-    let git = Arc::new(KindController::new(
-        git_repository::GitRepositoryReconciler::new(storage.clone(), GIT_SOCKET_TIMEOUT),
-        rt.client.clone(),
-        CONTROLLER_NAME,
-        CONTROLLER_NAME,
-        rt.metrics.clone(),
-        rt.loop_settings(DEFAULT_CONCURRENCY),
-    ));
+    let settings = rt.loop_settings(DEFAULT_CONCURRENCY);
+    let git = Arc::new(
+        KindController::new(
+            git_repository::GitRepositoryReconciler::new(storage.clone(), GIT_SOCKET_TIMEOUT),
+            rt.client.clone(),
+            CONTROLLER_NAME,
+            CONTROLLER_NAME,
+            rt.metrics.clone(),
+            settings.clone(),
+        )
+        .with_triggers(git_repository::include_triggers(
+            rt.client.clone(),
+            settings.namespace.clone(),
+        )),
+    );
     let oci = Arc::new(KindController::new(
         oci_repository::OCIRepositoryReconciler::new(storage.clone()),
         rt.client.clone(),

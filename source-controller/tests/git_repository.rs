@@ -14,7 +14,7 @@ use kube::{
     Api,
     api::{DeleteParams, ListParams},
 };
-use source_controller::git_repository::GitRepositoryReconciler;
+use source_controller::git_repository::{GitRepositoryReconciler, include_triggers};
 use std::{path::PathBuf, process::Command, time::Duration};
 use support::{Harness, NEGATIVE, T, conds, env, ready};
 
@@ -96,9 +96,11 @@ impl Repo {
 type H = Harness<GitRepository>;
 
 async fn harness(prefix: &str) -> H {
-    support::harness(prefix, |storage| {
-        GitRepositoryReconciler::new(storage, Duration::from_secs(3))
-    })
+    support::harness_with(
+        prefix,
+        |storage| GitRepositoryReconciler::new(storage, Duration::from_secs(3)),
+        |client, ns| Some(include_triggers(client, Some(ns))),
+    )
     .await
 }
 
@@ -500,5 +502,90 @@ async fn the_artifact_server_answers_404_outside_the_storage_root() {
         );
         assert!(!resp.contains("root:"), "{path} leaked /etc/passwd");
     }
+    h.done().await;
+}
+
+#[tokio::test]
+#[ignore = "needs the testenv (hack/test.sh)"]
+async fn included_repositories_are_copied_in_and_their_changes_rebuild_the_includer() {
+    let h = harness("git-include").await;
+    let shared = Repo::new("shared");
+    shared
+        .write("base/common.yaml", "shared: 1\n")
+        .write("other/x.yaml", "x: 1\n");
+    let s1 = shared.commit("shared one");
+    let app = Repo::new("app");
+    app.write("app.yaml", "app: 1\n");
+    let a1 = app.commit("app one");
+    http_secret(&h).await;
+    let auth = serde_json::json!({"name": "http-auth"});
+    h.create(
+        "shared",
+        serde_json::json!({"url": shared.http_url(), "interval": "1h", "secretRef": auth}),
+    )
+    .await;
+    h.create(
+        "app",
+        serde_json::json!({"url": app.http_url(), "interval": "1h", "secretRef": auth,
+        "include": [{"repository": {"name": "shared"}, "fromPath": "base", "toPath": "vendor/shared"}]}),
+    )
+    .await;
+    wait_ready(&h, "shared", &format!("main@sha1:{s1}")).await;
+    let r = wait_ready(&h, "app", &format!("main@sha1:{a1}")).await;
+    let st = r.status.unwrap();
+    assert_eq!(
+        st.included_artifacts.as_ref().map(|v| v[0].revision.clone()),
+        Some(format!("main@sha1:{s1}"))
+    );
+    let a = st.artifact.unwrap();
+    let out = tempfile::tempdir().unwrap();
+    Fetcher::default()
+        .fetch(&a.url, &a.digest, out.path())
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(out.path().join("vendor/shared/common.yaml")).unwrap(),
+        "shared: 1\n"
+    );
+    assert!(!out.path().join("vendor/shared/x.yaml").exists() && out.path().join("app.yaml").exists());
+
+    // A new commit in the included repository: the includer rebuilds with no request of its own.
+    shared.write("base/common.yaml", "shared: 2\n");
+    let s2 = shared.commit("shared two");
+    h.request("shared", "new-commit").await;
+    let r = testing::wait_for(&h.objects, "app", T, |r: &GitRepository| {
+        r.status
+            .as_ref()
+            .and_then(|s| s.included_artifacts.as_ref())
+            .is_some_and(|v| v[0].revision == format!("main@sha1:{s2}"))
+    })
+    .await;
+    let a2 = r.status.unwrap().artifact.unwrap();
+    assert_ne!(a2.digest, a.digest);
+    let out = tempfile::tempdir().unwrap();
+    Fetcher::default()
+        .fetch(&a2.url, &a2.digest, out.path())
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(out.path().join("vendor/shared/common.yaml")).unwrap(),
+        "shared: 2\n"
+    );
+
+    // An include that does not exist: IncludeUnavailable, Ready=False.
+    h.create(
+        "dangling",
+        serde_json::json!({"url": app.http_url(), "interval": "1h", "secretRef": auth,
+        "include": [{"repository": {"name": "missing"}}]}),
+    )
+    .await;
+    let r = h
+        .wait_failed(
+            "dangling",
+            "NotFound",
+            "could not get resource for include 'missing'",
+        )
+        .await;
+    assert!(conditions::is_true(&conds(&r), "IncludeUnavailable"));
     h.done().await;
 }

@@ -222,6 +222,15 @@ pub enum FrameworkError {
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<ReconcileError>>),
 }
 
+/// Builds extra reconcile triggers from the controller's own store: for example "when a
+/// GitRepository gets a new artifact, reconcile the GitRepositories that include it".
+pub type TriggerFn<K> = Box<
+    dyn FnOnce(
+            kube::runtime::reflector::Store<K>,
+        ) -> futures::stream::BoxStream<'static, kube::runtime::reflector::ObjectRef<K>>
+        + Send,
+>;
+
 /// Everything a kind's controller loop shares between reconciles.
 pub struct KindController<R: Reconciler> {
     reconciler: R,
@@ -233,6 +242,7 @@ pub struct KindController<R: Reconciler> {
     settings: LoopSettings,
     /// Consecutive transient failures per `namespace/name`.
     failures: Mutex<HashMap<String, u32>>,
+    triggers: Mutex<Option<TriggerFn<R::Kind>>>,
 }
 
 impl<R: Reconciler> KindController<R> {
@@ -255,7 +265,22 @@ impl<R: Reconciler> KindController<R> {
             metrics,
             settings,
             failures: Mutex::new(HashMap::new()),
+            triggers: Mutex::new(None),
         }
+    }
+
+    /// Adds reconcile triggers beyond the object's own changes (see [`TriggerFn`]).
+    #[must_use]
+    pub fn with_triggers(self, triggers: TriggerFn<R::Kind>) -> Self {
+        if let Ok(mut t) = self.triggers.lock() {
+            *t = Some(triggers);
+        }
+        self
+    }
+
+    /// The settings of this loop (namespace, selector, …), for building triggers.
+    pub fn settings(&self) -> &LoopSettings {
+        &self.settings
     }
 
     /// The reconciler.
@@ -283,7 +308,17 @@ impl<R: Reconciler> KindController<R> {
             .applied_objects()
             .predicate_filter(trigger_hash::<R::Kind>, Default::default());
         let kind = R::Kind::kind(&()).to_string();
-        Controller::for_stream(stream, reader)
+        let extra = self
+            .triggers
+            .lock()
+            .ok()
+            .and_then(|mut t| t.take())
+            .map(|build| build(reader.clone()));
+        let mut controller = Controller::for_stream(stream, reader);
+        if let Some(extra) = extra {
+            controller = controller.reconcile_on(extra);
+        }
+        controller
             .with_config(ControllerConfig::default().concurrency(self.settings.concurrency))
             .graceful_shutdown_on(shutdown)
             .run(reconcile::<R>, error_policy::<R>, self)

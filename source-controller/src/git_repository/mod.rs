@@ -22,15 +22,22 @@ use crate::{
     storage::{ObjectDir, Storage},
 };
 use driftless_api::{
-    meta::condition_types as ct,
-    source::{GitRepository, GitRepositoryStatus, reasons},
+    meta::{Artifact, ReconcileStatus, condition_types as ct},
+    source::{GitRepository, GitRepositoryInclude, GitRepositoryStatus, reasons},
 };
+use driftless_artifact::fetch::Fetcher;
 use driftless_runtime::{
+    conditions::{self, Status},
     events::EventType,
-    reconcile::{ReconcileContext, ReconcileError, Reconciler, Success},
+    reconcile::{ReconcileContext, ReconcileError, Reconciler, Success, TriggerFn},
 };
-use kube::{Resource, ResourceExt};
+use futures::StreamExt;
+use kube::{
+    Api, Client, Resource, ResourceExt,
+    runtime::{WatchStreamExt, reflector::ObjectRef, watcher},
+};
 use std::{
+    path::{Component, Path},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -65,17 +72,190 @@ impl GitRepositoryReconciler {
             .map_err(|e| e.to_string())
     }
 
-    /// Whether the stored artifact already reflects `revision` and the content-affecting spec.
-    fn artifact_current(&self, obj: &GitRepository, status: &GitRepositoryStatus, revision: &str) -> bool {
-        status
-            .artifact
-            .as_ref()
-            .is_some_and(|a| a.revision == revision && self.storage.exists(a))
+    /// Whether the stored artifact already reflects `revision`, the included artifacts and the
+    /// content-affecting spec.
+    fn artifact_current(
+        &self,
+        obj: &GitRepository,
+        status: &GitRepositoryStatus,
+        revision: &str,
+        included: &[Artifact],
+    ) -> bool {
+        let seen = status.included_artifacts.as_deref().unwrap_or_default();
+        let same_includes = seen
+            .iter()
+            .map(|a| (&a.revision, &a.digest))
+            .eq(included.iter().map(|a| (&a.revision, &a.digest)));
+        same_includes
+            && status.observed_include == obj.spec.include.clone().filter(|i| !i.is_empty())
+            && status
+                .artifact
+                .as_ref()
+                .is_some_and(|a| a.revision == revision && self.storage.exists(a))
             && status.observed_ignore == obj.spec.ignore
             && status.observed_recurse_submodules.unwrap_or(false)
                 == obj.spec.recurse_submodules.unwrap_or(false)
             && status.observed_sparse_checkout == obj.spec.sparse_checkout.clone().filter(|s| !s.is_empty())
     }
+}
+
+impl GitRepositoryReconciler {
+    /// The artifacts of the included GitRepositories, in `spec.include` order. A missing
+    /// include or one without an artifact yet is a wait, with `IncludeUnavailable=True`.
+    async fn included_artifacts(
+        &self,
+        obj: &GitRepository,
+        includes: &[GitRepositoryInclude],
+        status: &mut GitRepositoryStatus,
+        ctx: &ReconcileContext<GitRepository>,
+    ) -> Result<Vec<Artifact>, ReconcileError> {
+        let generation = obj.meta().generation;
+        let api: Api<GitRepository> =
+            Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
+        let mut out = Vec::new();
+        for inc in includes {
+            let name = &inc.repository.name;
+            let (reason, message) = match api.get_opt(name).await {
+                Ok(Some(dep)) => match dep.status.and_then(|s| s.artifact) {
+                    Some(a) => {
+                        out.push(a);
+                        continue;
+                    }
+                    None => (
+                        "NoArtifact",
+                        format!("no artifact available for include '{name}'"),
+                    ),
+                },
+                Ok(None) => (
+                    "NotFound",
+                    format!("could not get resource for include '{name}': not found"),
+                ),
+                Err(e) => (
+                    "NotFound",
+                    format!("could not get resource for include '{name}': {e}"),
+                ),
+            };
+            conditions::set(
+                status.conditions_mut(),
+                ct::INCLUDE_UNAVAILABLE,
+                Status::True,
+                reason,
+                &message,
+                generation,
+            );
+            return Err(ReconcileError::waiting(reason, message, Duration::from_secs(10)));
+        }
+        conditions::delete(status.conditions_mut(), ct::INCLUDE_UNAVAILABLE);
+        Ok(out)
+    }
+}
+
+/// A relative path that stays inside its base (no `..`, not absolute).
+fn inside(path: &str) -> Option<&Path> {
+    let p = Path::new(path.trim_start_matches("./"));
+    p.components()
+        .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+        .then_some(p)
+}
+
+/// Downloads an included artifact and copies its `fromPath` into `<checkout>/<toPath>`.
+async fn copy_include(
+    inc: &GitRepositoryInclude,
+    artifact: &Artifact,
+    checkout: &Path,
+) -> Result<(), String> {
+    let name = &inc.repository.name;
+    let from = inside(inc.from_path.as_deref().unwrap_or(""))
+        .ok_or_else(|| format!("include '{name}': fromPath must stay inside the artifact"))?
+        .to_path_buf();
+    let to = inside(inc.to_path.as_deref().unwrap_or(name))
+        .filter(|p| !p.as_os_str().is_empty())
+        .ok_or_else(|| format!("include '{name}': toPath must be a path inside the repository"))?
+        .to_path_buf();
+    let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
+    Fetcher::default()
+        .fetch(&artifact.url, &artifact.digest, tmp.path())
+        .await
+        .map_err(|e| format!("failed to fetch artifact of include '{name}': {e}"))?;
+    let (src, dst) = (tmp.path().join(from), checkout.join(to));
+    tokio::task::spawn_blocking(move || {
+        if dst.exists() {
+            std::fs::remove_dir_all(&dst)?;
+        }
+        copy_tree(&src, &dst)
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| format!("failed to copy include '{name}': {e}"))
+}
+
+fn copy_tree(src: &Path, dst: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dst)?;
+    for entry in std::fs::read_dir(src)? {
+        let entry = entry?;
+        let (from, to) = (entry.path(), dst.join(entry.file_name()));
+        let ft = entry.file_type()?;
+        if ft.is_dir() {
+            copy_tree(&from, &to)?;
+        } else if ft.is_file() {
+            std::fs::copy(&from, &to)?;
+        }
+    }
+    Ok(())
+}
+
+/// Reconciles the GitRepositories that include a repository as soon as it publishes a new
+/// artifact (their own spec did not change, so nothing else would wake them).
+pub fn include_triggers(client: Client, namespace: Option<String>) -> TriggerFn<GitRepository> {
+    Box::new(move |store| {
+        let api: Api<GitRepository> = match &namespace {
+            Some(ns) => Api::namespaced(client, ns),
+            None => Api::all(client),
+        };
+        let artifact_hash = |r: &GitRepository| {
+            use std::hash::{Hash, Hasher};
+            let a = r.status.as_ref().and_then(|s| s.artifact.as_ref())?;
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            (&a.revision, &a.digest).hash(&mut h);
+            Some(h.finish())
+        };
+        watcher(api, watcher::Config::default().any_semantic())
+            .default_backoff()
+            .applied_objects()
+            .predicate_filter(artifact_hash, Default::default())
+            .filter_map(|r| futures::future::ready(r.ok()))
+            .flat_map(move |changed| {
+                let digest = changed
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.artifact.as_ref())
+                    .map(|a| a.digest.clone());
+                let refs: Vec<_> = store
+                    .state()
+                    .iter()
+                    .filter(|r| r.namespace() == changed.namespace())
+                    .filter(|r| {
+                        r.spec
+                            .include
+                            .as_deref()
+                            .unwrap_or_default()
+                            .iter()
+                            .any(|i| i.repository.name == changed.name_any())
+                    })
+                    .filter(|r| {
+                        let seen = r
+                            .status
+                            .as_ref()
+                            .and_then(|s| s.included_artifacts.as_deref())
+                            .unwrap_or_default();
+                        !seen.iter().any(|a| Some(&a.digest) == digest.as_ref())
+                    })
+                    .map(|r| ObjectRef::from_obj(&**r))
+                    .collect();
+                futures::stream::iter(refs)
+            })
+            .boxed()
+    })
 }
 
 /// Checks what the CRD pattern cannot: a host after the scheme, a path, and no whitespace. A
@@ -172,7 +352,9 @@ impl Reconciler for GitRepositoryReconciler {
                 m,
             )
         })?;
-        if self.artifact_current(obj, status, &resolved.revision) {
+        let includes = obj.spec.include.clone().unwrap_or_default();
+        let included = self.included_artifacts(obj, &includes, status, ctx).await?;
+        if self.artifact_current(obj, status, &resolved.revision, &included) {
             return Ok(stored(status, generation, &resolved.revision));
         }
         let had_artifact = status.artifact.is_some();
@@ -243,6 +425,20 @@ impl Reconciler for GitRepositoryReconciler {
             }
         }
 
+        for (inc, artifact) in includes.iter().zip(&included) {
+            copy_include(inc, artifact, &checkout_dir).await.map_err(|m| {
+                conditions::set(
+                    status.conditions_mut(),
+                    ct::INCLUDE_UNAVAILABLE,
+                    Status::True,
+                    "CopyFailure",
+                    &m,
+                    generation,
+                );
+                ReconcileError::transient("CopyFailure", m)
+            })?;
+        }
+
         let storage = self.storage.clone();
         let spec_ignore = obj.spec.ignore.clone();
         let file = format!("{}.tar.gz", checked_out.commit);
@@ -278,6 +474,8 @@ impl Reconciler for GitRepositoryReconciler {
         status.observed_ignore = obj.spec.ignore.clone();
         status.observed_recurse_submodules = obj.spec.recurse_submodules.filter(|r| *r);
         status.observed_sparse_checkout = obj.spec.sparse_checkout.clone().filter(|s| !s.is_empty());
+        status.included_artifacts = (!included.is_empty()).then_some(included);
+        status.observed_include = obj.spec.include.clone().filter(|i| !i.is_empty());
         let success = stored(status, generation, &resolved.revision);
         ctx.recorder
             .publish(

@@ -8,7 +8,7 @@ use driftless_runtime::{
     conditions,
     metrics::Metrics,
     object::ToolkitObject,
-    reconcile::{KindController, LoopSettings, Reconciler},
+    reconcile::{KindController, LoopSettings, Reconciler, TriggerFn},
     testing,
 };
 use k8s_openapi::api::core::v1::Secret;
@@ -46,6 +46,18 @@ pub async fn harness<R: Reconciler>(
 where
     <R::Kind as kube::Resource>::DynamicType: Default,
 {
+    harness_with(prefix, reconciler, |_, _| None).await
+}
+
+/// Like [`harness`], with extra reconcile triggers built from the client and namespace.
+pub async fn harness_with<R: Reconciler>(
+    prefix: &str,
+    reconciler: impl FnOnce(Arc<Storage>) -> R,
+    triggers: impl FnOnce(Client, String) -> Option<TriggerFn<R::Kind>>,
+) -> Harness<R::Kind>
+where
+    <R::Kind as kube::Resource>::DynamicType: Default,
+{
     let client = testing::client().await;
     testing::install_toolkit_crds(&client).await;
     let ns = testing::namespace(&client, prefix).await;
@@ -70,7 +82,7 @@ where
         storage_dir.path().to_path_buf(),
         stop.clone(),
     ));
-    let ctrl = Arc::new(KindController::new(
+    let mut ctrl = KindController::new(
         reconciler(storage),
         client.clone(),
         "source-controller",
@@ -82,8 +94,11 @@ where
             max_retry_delay: Duration::from_secs(3),
             ..LoopSettings::default()
         },
-    ));
-    tokio::spawn(ctrl.run(stop));
+    );
+    if let Some(t) = triggers(client.clone(), ns.clone()) {
+        ctrl = ctrl.with_triggers(t);
+    }
+    tokio::spawn(Arc::new(ctrl).run(stop));
     Harness {
         objects: Api::namespaced(client.clone(), &ns),
         client,
