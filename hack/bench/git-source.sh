@@ -10,6 +10,8 @@
 # Operations, each run RUNS times (median time, max peak RSS):
 #   first fetch     ours: list refs + shallow fetch + checkout + deterministic tar.gz
 #                   git:  git clone --depth 1 --single-branch (fetch + checkout, no archive)
+#                   git v0: the same forced to protocol v0, the only protocol libgit2 speaks
+# REPOS="small history" limits the repositories; RUNS (default 3) sets the repetitions.
 #   unchanged poll  ours: list refs only (what the reconciler does when nothing changed)
 #                   git:  git ls-remote
 set -euo pipefail
@@ -62,7 +64,8 @@ measure() {
   local t=() m=() out
   for _ in $(seq 1 "$RUNS"); do
     rm -rf "$B/clone"
-    out=$( { /usr/bin/time -f "%e %M" "$@" >/dev/null 2>/dev/null; } 2>&1 | tail -1 )
+    /usr/bin/time -f "%e %M" -o "$B/time.out" "$@" >/dev/null 2>&1 || { echo "$label failed: $*" >&2; exit 1; }
+    out=$(tail -1 "$B/time.out")
     t+=("${out% *}"); m+=("${out#* }")
   done
   printf '%s %s\n' "$(printf '%s\n' "${t[@]}" | median)" "$(printf '%s\n' "${m[@]}" | max)"
@@ -79,25 +82,26 @@ res=hack/bench/results/$date-git-source.md
   echo "source-controller fetch path built with \`cargo build --release\` ($(rustc --version | cut -d' ' -f1-2)); git server: lighttpd + git-http-backend on loopback."
   echo "Median of $RUNS runs; peak RSS is the max over runs (\`/usr/bin/time %M\`). Ratios are driftless ÷ git (lower is better)."
   echo
-  echo "| repo | operation | driftless s | git s | time ratio | driftless MiB | git MiB | RSS ratio |"
-  echo "|---|---|---|---|---|---|---|---|"
+  echo "| repo | operation | driftless s | git s | ratio | git v0 s | ratio to v0 | driftless MiB | git MiB | RSS ratio |"
+  echo "|---|---|---|---|---|---|---|---|---|---|"
 } >"$res"
 
-for name in small history files; do
+for name in ${REPOS:-small history files}; do
   gen_repo "$name"
   bare=$GIT_REPOS_DIR/bench-$name.git
-  [ -d "$bare" ] || git init -q --bare -b main "$bare"
+  rm -rf "$bare" && git init -q --bare -b main "$bare"
   git -C "$B/repos/$name" push -q --force "$bare" HEAD:main
   url="$GIT_HTTP_BASE/bench-$name.git"
   cred_url="${url/:\/\//://$GIT_HTTP_USER:$GIT_HTTP_PASSWORD@}"
   read -r ot om < <(measure ours "$BIN" "$url" --user "$GIT_HTTP_USER" --password "$GIT_HTTP_PASSWORD")
   read -r gt gm < <(measure git git clone -q --depth 1 --single-branch "$cred_url" "$B/clone")
+  read -r vt _ < <(measure git-v0 git -c protocol.version=0 clone -q --depth 1 --single-branch "$cred_url" "$B/clone")
   read -r pt pm < <(measure ours-poll "$BIN" "$url" --poll --user "$GIT_HTTP_USER" --password "$GIT_HTTP_PASSWORD")
   read -r lt lm < <(measure git-poll git ls-remote "$cred_url")
   size=$(du -sh "$bare" | cut -f1)
-  printf '| %s (%s packed) | first fetch | %s | %s | %s | %s | %s | %s |\n' "$name" "$size" "$ot" "$gt" "$(ratio "$ot" "$gt")" \
-    "$((om / 1024))" "$((gm / 1024))" "$(ratio "$om" "$gm")" >>"$res"
-  printf '| %s | unchanged poll | %s | %s | %s | %s | %s | %s |\n' "$name" "$pt" "$lt" "$(ratio "$pt" "$lt")" \
+  printf '| %s (%s packed) | first fetch | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$name" "$size" "$ot" "$gt" \
+    "$(ratio "$ot" "$gt")" "$vt" "$(ratio "$ot" "$vt")" "$((om / 1024))" "$((gm / 1024))" "$(ratio "$om" "$gm")" >>"$res"
+  printf '| %s | unchanged poll | %s | %s | %s | | | %s | %s | %s |\n' "$name" "$pt" "$lt" "$(ratio "$pt" "$lt")" \
     "$((pm / 1024))" "$((lm / 1024))" "$(ratio "$pm" "$lm")" >>"$res"
   echo "measured $name" >&2
 done

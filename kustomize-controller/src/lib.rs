@@ -7,8 +7,6 @@ use driftless_runtime::{args::CommonArgs, runtime::Runtime};
 
 /// Name used for events, the status field manager and the leader-election lease.
 pub const CONTROLLER_NAME: &str = "kustomize-controller";
-/// Reconciles at once when `--concurrent` is not given (Flux's default).
-pub const DEFAULT_CONCURRENCY: u16 = 4;
 
 /// Command-line flags.
 #[derive(clap::Parser, Debug)]
@@ -25,11 +23,8 @@ pub struct Args {
 
 /// Runs the controller until SIGTERM.
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let rt = Runtime::start(CONTROLLER_NAME, args.common).await?;
-    let _settings = rt.loop_settings(DEFAULT_CONCURRENCY);
-    tracing::warn!(
-        "no kinds are reconciled by this build yet: Kustomization (issue 5) arrive with their issues"
-    );
-    let work = rt.shutdown().wait();
-    rt.run(work).await
+    Runtime::start(CONTROLLER_NAME, args.common)
+        .await?
+        .run_idle("Kustomization")
+        .await
 }

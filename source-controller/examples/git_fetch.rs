@@ -40,7 +40,14 @@ fn main() -> Result<(), String> {
         creds: &creds,
         deadline: Instant::now() + Duration::from_secs(600),
     };
+    let started = Instant::now();
+    let phase = |name: &str| {
+        if std::env::var_os("BENCH_PHASES").is_some() {
+            eprintln!("{name}: {:?}", started.elapsed());
+        }
+    };
     let refs = git::list_remote(&remote).map_err(|e| e.0)?;
+    phase("list");
     let resolved = reference::resolve(None, &refs).map_err(|e| e.to_string())?;
     if poll {
         println!("{}", resolved.revision);
@@ -49,6 +56,7 @@ fn main() -> Result<(), String> {
     let work = tempfile::tempdir().map_err(|e| e.to_string())?;
     let checkout = work.path().join("checkout");
     git::checkout(&remote, &resolved, &checkout, &[], false).map_err(|e| e.0)?;
+    phase("fetch+checkout");
     let storage = Storage::new(
         work.path().join("storage"),
         "localhost",
