@@ -589,3 +589,153 @@ async fn included_repositories_are_copied_in_and_their_changes_rebuild_the_inclu
     assert!(conditions::is_true(&conds(&r), "IncludeUnavailable"));
     h.done().await;
 }
+
+/// A fresh gpg key in its own home; returns (home, fingerprint, armored public key).
+fn gpg_key(name: &str) -> (tempfile::TempDir, String, String) {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path().to_str().unwrap().to_string();
+    let ok = Command::new("gpg")
+        .args([
+            "--batch",
+            "--homedir",
+            &h,
+            "--passphrase",
+            "",
+            "--quick-gen-key",
+            &format!("{name} <{name}@example.com>"),
+            "ed25519",
+            "sign",
+            "never",
+        ])
+        .output()
+        .unwrap();
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let list = Command::new("gpg")
+        .args(["--homedir", &h, "--list-keys", "--with-colons"])
+        .output()
+        .unwrap();
+    let fpr = String::from_utf8_lossy(&list.stdout)
+        .lines()
+        .find(|l| l.starts_with("fpr:"))
+        .and_then(|l| l.split(':').nth(9))
+        .unwrap()
+        .to_string();
+    let export = Command::new("gpg")
+        .args(["--homedir", &h, "--armor", "--export", &fpr])
+        .output()
+        .unwrap();
+    (home, fpr, String::from_utf8_lossy(&export.stdout).into_owned())
+}
+
+/// Runs git with `gpg` signing as `fpr` from `home`.
+fn signed_git(repo: &Repo, home: &std::path::Path, fpr: &str, args: &[&str]) {
+    let out = Command::new("git")
+        .args([
+            "-c",
+            "user.name=test",
+            "-c",
+            "user.email=test@example.com",
+            "-c",
+            "gpg.program=gpg",
+            "-c",
+        ])
+        .arg(format!("user.signingkey={fpr}"))
+        .args(args)
+        .env("GNUPGHOME", home)
+        .current_dir(repo.work.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs the testenv (hack/test.sh)"]
+async fn commit_and_tag_signatures_are_verified_against_the_trusted_keys() {
+    let h = harness("git-verify").await;
+    let (home, fpr, public) = gpg_key("trusted");
+    let (_other_home, _other_fpr, other_public) = gpg_key("stranger");
+    let repo = Repo::new("signed");
+    repo.write("a.yaml", "a: 1\n");
+    git(repo.work.path(), &["add", "-A"]);
+    signed_git(&repo, home.path(), &fpr, &["commit", "-q", "-S", "-m", "signed"]);
+    signed_git(&repo, home.path(), &fpr, &["tag", "-s", "v1.0.0", "-m", "v1.0.0"]);
+    git(
+        repo.work.path(),
+        &["push", "-q", "--force", "origin", "HEAD:main", "v1.0.0"],
+    );
+    let commit = git(repo.work.path(), &["rev-parse", "HEAD"]);
+    http_secret(&h).await;
+    h.secret("trusted-keys", &[("author.asc", public)]).await;
+    h.secret("other-keys", &[("stranger.asc", other_public)]).await;
+    let auth = serde_json::json!({"name": "http-auth"});
+
+    h.create(
+        "head",
+        serde_json::json!({"url": repo.http_url(), "interval": "1h", "secretRef": auth,
+        "verify": {"mode": "HEAD", "secretRef": {"name": "trusted-keys"}}}),
+    )
+    .await;
+    let r = wait_ready(&h, "head", &format!("main@sha1:{commit}")).await;
+    let v = conditions::get(&conds(&r), "SourceVerified").cloned().unwrap();
+    assert_eq!(v.status, "True");
+    assert!(
+        v.message.contains(&format!("commit '{commit}' with key '")),
+        "{}",
+        v.message
+    );
+    assert_eq!(
+        r.status.unwrap().source_verification_mode.as_deref(),
+        Some("HEAD")
+    );
+
+    h.create("tag", serde_json::json!({"url": repo.http_url(), "interval": "1h", "secretRef": auth, "ref": {"tag": "v1.0.0"},
+        "verify": {"mode": "TagAndHEAD", "secretRef": {"name": "trusted-keys"}}}))
+    .await;
+    let r = wait_ready(&h, "tag", &format!("v1.0.0@sha1:{commit}")).await;
+    let msg = conditions::get(&conds(&r), "SourceVerified")
+        .unwrap()
+        .message
+        .clone();
+    assert!(
+        msg.contains("tag 'v1.0.0' with key") && msg.contains("commit '"),
+        "{msg}"
+    );
+
+    // A key nobody signed with: refused, nothing stored.
+    h.create(
+        "stranger",
+        serde_json::json!({"url": repo.http_url(), "interval": "1h", "secretRef": auth,
+        "verify": {"secretRef": {"name": "other-keys"}}}),
+    )
+    .await;
+    let r = h
+        .wait_failed(
+            "stranger",
+            "VerificationError",
+            "no trusted key verifies the signature",
+        )
+        .await;
+    assert!(r.status.unwrap().artifact.is_none());
+
+    // An unsigned commit.
+    let plain = Repo::new("unsigned");
+    plain.write("a", "1");
+    let c = plain.commit("unsigned");
+    h.create(
+        "unsigned",
+        serde_json::json!({"url": plain.http_url(), "interval": "1h", "secretRef": auth,
+        "verify": {"secretRef": {"name": "trusted-keys"}}}),
+    )
+    .await;
+    h.wait_failed(
+        "unsigned",
+        "VerificationError",
+        &format!("commit '{c}' failed: the commit is not signed"),
+    )
+    .await;
+    h.done().await;
+}

@@ -15,6 +15,7 @@
 pub mod auth;
 pub mod git;
 pub mod reference;
+pub mod verify;
 
 use crate::{
     common::{self, blocking, failed, stored},
@@ -87,6 +88,7 @@ impl GitRepositoryReconciler {
             .map(|a| (&a.revision, &a.digest))
             .eq(included.iter().map(|a| (&a.revision, &a.digest)));
         same_includes
+            && status.source_verification_mode == verification_mode(obj)
             && status.observed_include == obj.spec.include.clone().filter(|i| !i.is_empty())
             && status
                 .artifact
@@ -100,6 +102,81 @@ impl GitRepositoryReconciler {
 }
 
 impl GitRepositoryReconciler {
+    /// Step 2b, `spec.verify`: checks the OpenPGP signature of the commit (`HEAD`), of the
+    /// annotated tag (`Tag`) or both, and records `SourceVerified`.
+    async fn verify(
+        &self,
+        obj: &GitRepository,
+        status: &mut GitRepositoryStatus,
+        ctx: &ReconcileContext<GitRepository>,
+        resolved: &reference::Resolved,
+        commit: &str,
+        checkout: &Path,
+    ) -> Result<(), ReconcileError> {
+        let generation = obj.meta().generation;
+        let (Some(spec), Some(mode)) = (&obj.spec.verify, verification_mode(obj)) else {
+            conditions::delete(status.conditions_mut(), ct::SOURCE_VERIFIED);
+            status.source_verification_mode = None;
+            return Ok(());
+        };
+        let ns = obj.namespace().unwrap_or_default();
+        let secret = format!("{ns}/{}", spec.secret_ref.name);
+        let outcome = match common::secret_data(&ctx.client, &ns, &spec.secret_ref.name).await {
+            Err(e) => Err(e),
+            Ok(data) => {
+                let (dir, commit, tag, mode) = (
+                    checkout.to_path_buf(),
+                    commit.to_string(),
+                    resolved.tag_object.clone(),
+                    mode.clone(),
+                );
+                tokio::task::spawn_blocking(move || -> Result<Vec<String>, String> {
+                    let keyring = verify::keyring_from_secret(&secret, &data)?;
+                    let mut verified = Vec::new();
+                    if mode != "Tag" {
+                        verified.push(verify::verify_commit(&keyring, &dir, &commit)?);
+                    }
+                    if mode != "HEAD" {
+                        let (name, oid) = tag.ok_or_else(|| {
+                            format!("verification mode {mode} needs an annotated tag reference")
+                        })?;
+                        verified.push(verify::verify_tag(&keyring, &dir, &name, &oid)?);
+                    }
+                    Ok(verified)
+                })
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r)
+            }
+        };
+        match outcome {
+            Ok(verified) => {
+                let message = format!("verified signature of\n\t- {}", verified.join("\n\t- "));
+                conditions::set(
+                    status.conditions_mut(),
+                    ct::SOURCE_VERIFIED,
+                    Status::True,
+                    "Succeeded",
+                    &message,
+                    generation,
+                );
+                status.source_verification_mode = Some(mode);
+                Ok(())
+            }
+            Err(message) => {
+                conditions::set(
+                    status.conditions_mut(),
+                    ct::SOURCE_VERIFIED,
+                    Status::False,
+                    reasons::VERIFICATION_ERROR,
+                    &message,
+                    generation,
+                );
+                Err(ReconcileError::transient(reasons::VERIFICATION_ERROR, message))
+            }
+        }
+    }
+
     /// The artifacts of the included GitRepositories, in `spec.include` order. A missing
     /// include or one without an artifact yet is a wait, with `IncludeUnavailable=True`.
     async fn included_artifacts(
@@ -148,6 +225,15 @@ impl GitRepositoryReconciler {
         conditions::delete(status.conditions_mut(), ct::INCLUDE_UNAVAILABLE);
         Ok(out)
     }
+}
+
+/// The verification mode asked for, normalised (`head` → `HEAD`), or None without `verify`.
+fn verification_mode(obj: &GitRepository) -> Option<String> {
+    obj.spec.verify.as_ref().map(|v| match v.mode.as_deref() {
+        Some("Tag") => "Tag".to_string(),
+        Some("TagAndHEAD") => "TagAndHEAD".to_string(),
+        _ => "HEAD".to_string(),
+    })
 }
 
 /// A relative path that stays inside its base (no `..`, not absolute).
@@ -424,6 +510,9 @@ impl Reconciler for GitRepositoryReconciler {
                 ));
             }
         }
+
+        self.verify(obj, status, ctx, &resolved, &checked_out.commit, &checkout_dir)
+            .await?;
 
         for (inc, artifact) in includes.iter().zip(&included) {
             copy_include(inc, artifact, &checkout_dir).await.map_err(|m| {

@@ -32,6 +32,8 @@ pub struct Resolved {
     pub refspec: String,
     /// Fetch depth (1 = shallow; 0 = full history, needed to reach an arbitrary commit).
     pub depth: i32,
+    /// `(tag name, tag object id)` when the ref is an annotated tag (for tag verification).
+    pub tag_object: Option<(String, String)>,
 }
 
 /// Why a ref cannot be resolved.
@@ -60,6 +62,13 @@ impl RemoteRefs {
     fn tag_commit(&self, tag: &str) -> Option<&str> {
         self.oid(&format!("refs/tags/{tag}^{{}}"))
             .or_else(|| self.oid(&format!("refs/tags/{tag}")))
+    }
+
+    /// The tag object of an annotated tag (None for a lightweight tag).
+    fn tag_object(&self, tag: &str) -> Option<(String, String)> {
+        self.oid(&format!("refs/tags/{tag}^{{}}"))?;
+        self.oid(&format!("refs/tags/{tag}"))
+            .map(|o| (tag.to_string(), o.to_string()))
     }
 }
 
@@ -115,12 +124,14 @@ pub fn resolve(reference: Option<&GitRepositoryRef>, remote: &RemoteRefs) -> Res
                 refspec: format!("+refs/heads/{branch}:refs/remotes/origin/{branch}"),
                 commit,
                 depth: 0,
+                tag_object: None,
             },
             None => Resolved {
                 revision: format!("sha1:{commit}"),
                 refspec: "+refs/heads/*:refs/remotes/origin/*".into(),
                 commit,
                 depth: 0,
+                tag_object: None,
             },
         });
     }
@@ -134,6 +145,7 @@ pub fn resolve(reference: Option<&GitRepositoryRef>, remote: &RemoteRefs) -> Res
             commit: peeled.to_string(),
             refspec: format!("+{name}:{name}"),
             depth: 1,
+            tag_object: None,
         });
     }
     if let Some(range) = r.semver.filter(|s| !s.is_empty()) {
@@ -153,6 +165,7 @@ pub fn resolve(reference: Option<&GitRepositoryRef>, remote: &RemoteRefs) -> Res
             commit,
             refspec: format!("+refs/tags/{tag}:refs/tags/{tag}"),
             depth: 1,
+            tag_object: remote.tag_object(tag),
         });
     }
     if let Some(tag) = r.tag.filter(|t| !t.is_empty()) {
@@ -164,6 +177,7 @@ pub fn resolve(reference: Option<&GitRepositoryRef>, remote: &RemoteRefs) -> Res
             commit: commit.to_string(),
             refspec: format!("+refs/tags/{tag}:refs/tags/{tag}"),
             depth: 1,
+            tag_object: remote.tag_object(&tag),
         });
     }
     let branch = r
@@ -184,6 +198,7 @@ pub fn resolve(reference: Option<&GitRepositoryRef>, remote: &RemoteRefs) -> Res
         commit: oid.to_string(),
         refspec: format!("+refs/heads/{branch}:refs/remotes/origin/{branch}"),
         depth: 1,
+        tag_object: None,
     })
 }
 
@@ -238,6 +253,7 @@ mod tests {
         let tag = resolve(Some(&r(|x| x.tag = Some("v1.2.0".into()))), &remote()).unwrap();
         assert_eq!(tag.revision, format!("v1.2.0@sha1:{B}"));
         assert_eq!(tag.commit, B);
+        assert_eq!(tag.tag_object, Some(("v1.2.0".to_string(), T.to_string())));
         let pr = resolve(Some(&r(|x| x.name = Some("refs/pull/1/head".into()))), &remote()).unwrap();
         assert_eq!(pr.revision, format!("pull/1/head@sha1:{C}"));
         let bare = resolve(Some(&r(|x| x.commit = Some(C.into()))), &remote()).unwrap();
