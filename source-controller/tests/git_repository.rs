@@ -426,6 +426,15 @@ async fn failures_keep_the_last_artifact_served_and_name_the_cause() {
     h.wait_failed("unreachable", "GitOperationFailed", "127.0.0.1:1")
         .await;
 
+    // A host name that does not resolve.
+    h.create(
+        "unknownhost",
+        serde_json::json!({"url": "http://no-such-host.invalid/git/x.git", "interval": "1m"}),
+    )
+    .await;
+    h.wait_failed("unknownhost", "GitOperationFailed", "no-such-host.invalid")
+        .await;
+
     // A malformed URL the CRD pattern lets through stalls: no retry storm.
     h.create(
         "badurl",
