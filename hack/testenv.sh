@@ -25,13 +25,15 @@ GIT_HTTP_PORT=${TESTENV_GIT_HTTP_PORT:-18080}
 GIT_SSH_PORT=${TESTENV_GIT_SSH_PORT:-12222}
 REGISTRY_PORT=${TESTENV_REGISTRY_PORT:-15000}
 HELM_HTTP_PORT=${TESTENV_HELM_HTTP_PORT:-18081}
+GIT_HTTPS_PORT=${TESTENV_GIT_HTTPS_PORT:-18443}
+REGISTRY_TLS_PORT=${TESTENV_REGISTRY_TLS_PORT:-15443}
 KWOK_NODES=${TESTENV_KWOK_NODES:-3}
 TOKEN=driftless-admin-token
 
 K8S_BIN=$TESTBINS_CACHE/k8s-v$K8S_VERSION
 ETCD_BIN=$TESTBINS_CACHE/etcd-v$ETCD_VERSION/etcd
 KWOK_DIR=$TESTBINS_CACHE/kwok-v$KWOK_VERSION
-COMPONENTS="etcd kube-apiserver kube-controller-manager kube-scheduler kwok git-http git-ssh registry helm-http"
+COMPONENTS="etcd kube-apiserver kube-controller-manager kube-scheduler kwok git-http git-ssh registry registry-tls helm-http"
 
 log() { printf '[testenv] %s\n' "$*" >&2; }
 die() { printf '[testenv] error: %s\n' "$*" >&2; exit 1; }
@@ -68,6 +70,7 @@ wait_for() {
 ensure_packages() {
   local missing=()
   command -v lighttpd >/dev/null || missing+=(lighttpd)
+  [ -f /usr/lib/lighttpd/mod_openssl.so ] || missing+=(lighttpd-mod-openssl)
   [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
   command -v docker-registry >/dev/null || missing+=(docker-registry)
   command -v openssl >/dev/null || missing+=(openssl)
@@ -124,6 +127,19 @@ contexts:
   context: {cluster: driftless-test, user: admin}
 current-context: driftless-test
 EOF
+}
+
+# A serving certificate for the HTTPS git server and the TLS registry, from the testenv CA.
+ensure_sources_tls() {
+  local p=$T/pki
+  [ -f "$p/sources.crt" ] && return 0
+  (
+    cd "$p"
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=driftless-sources" -keyout sources.key -out sources.csr 2>/dev/null
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n' >sources.ext
+    openssl x509 -req -in sources.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 -out sources.crt \
+      -extfile sources.ext 2>/dev/null
+  )
 }
 
 apiserver_ready() {
@@ -204,12 +220,17 @@ up_git_http() {
   fi
   printf 'git:%s\n' "$(cat "$T/git/password")" >"$T/git/users"
   cat >"$T/git/lighttpd.conf" <<EOF
-server.modules = ("mod_alias", "mod_cgi", "mod_setenv", "mod_auth", "mod_authn_file")
+server.modules = ("mod_alias", "mod_cgi", "mod_setenv", "mod_auth", "mod_authn_file", "mod_openssl")
 server.document-root = "$T/git/www"
 server.bind = "127.0.0.1"
 server.port = $GIT_HTTP_PORT
 server.errorlog = "$T/logs/git-http-error.log"
 server.max-request-size = 0
+\$SERVER["socket"] == "127.0.0.1:$GIT_HTTPS_PORT" {
+  ssl.engine = "enable"
+  ssl.pemfile = "$T/pki/sources.crt"
+  ssl.privkey = "$T/pki/sources.key"
+}
 alias.url += ( "/git" => "/usr/lib/git-core/git-http-backend" )
 \$HTTP["url"] =~ "^/git" {
   cgi.assign = ( "" => "" )
@@ -275,6 +296,25 @@ EOF
   wait_for registry 20 curl -fsS --max-time 2 "http://127.0.0.1:$REGISTRY_PORT/v2/"
 }
 
+up_registry_tls() {
+  cat >"$T/registry/config-tls.yml" <<EOF
+version: 0.1
+log: {level: warn}
+storage:
+  filesystem: {rootdirectory: $T/registry/data}
+  delete: {enabled: true}
+http:
+  addr: 127.0.0.1:$REGISTRY_TLS_PORT
+  tls:
+    certificate: $T/pki/sources.crt
+    key: $T/pki/sources.key
+EOF
+  if ! running registry-tls; then
+    start registry-tls docker-registry serve "$T/registry/config-tls.yml"
+  fi
+  wait_for registry-tls 20 curl -fsS --max-time 2 --cacert "$T/pki/ca.crt" "https://127.0.0.1:$REGISTRY_TLS_PORT/v2/"
+}
+
 up_helm_http() {
   mkdir -p "$T/helm/repo"
   cat >"$T/helm/lighttpd.conf" <<EOF
@@ -299,12 +339,15 @@ export KUBE_BIN_DIR="$K8S_BIN"
 export KUBECTL="$K8S_BIN/kubectl"
 export GIT_REPOS_DIR="$T/git/repos"
 export GIT_HTTP_BASE="http://127.0.0.1:$GIT_HTTP_PORT/git"
+export GIT_HTTPS_BASE="https://127.0.0.1:$GIT_HTTPS_PORT/git"
+export SOURCES_CA_FILE="$T/pki/ca.crt"
 export GIT_HTTP_USER="git"
 export GIT_HTTP_PASSWORD="$(cat "$T/git/password")"
 export GIT_SSH_BASE="ssh://$(id -un)@127.0.0.1:$GIT_SSH_PORT$T/git/repos"
 export GIT_SSH_KEY="$T/ssh/client"
 export GIT_SSH_KNOWN_HOSTS="$T/ssh/known_hosts"
 export OCI_REGISTRY="127.0.0.1:$REGISTRY_PORT"
+export OCI_REGISTRY_TLS="127.0.0.1:$REGISTRY_TLS_PORT"
 export HELM_REPO_DIR="$T/helm/repo"
 export HELM_REPO_URL="http://127.0.0.1:$HELM_HTTP_PORT"
 EOF
@@ -316,10 +359,12 @@ cmd_up() {
   ensure_packages
   ensure_binaries
   ensure_pki
+  ensure_sources_tls
   up_control_plane
   up_git_http
   up_git_ssh
   up_registry
+  up_registry_tls
   up_helm_http
   write_env
   log "up in $((SECONDS - started))s; environment: . $T/env.sh"

@@ -145,7 +145,47 @@ impl Reconciler for OCIRepositoryReconciler {
                 })?
             }
         };
-        let client = oci::client(obj.spec.insecure.unwrap_or(false));
+        let ca = match &obj.spec.cert_secret_ref {
+            None => None,
+            Some(r) => {
+                let data = common::secret_data(&ctx.client, &ns, &r.name)
+                    .await
+                    .map_err(|m| {
+                        failed(
+                            status,
+                            generation,
+                            ct::FETCH_FAILED,
+                            reasons::AUTHENTICATION_FAILED,
+                            m,
+                        )
+                    })?;
+                if data.contains_key("tls.crt") || data.contains_key("tls.key") {
+                    let m = format!(
+                        "secret '{ns}/{}': TLS client certificates are not supported yet",
+                        r.name
+                    );
+                    return Err(failed(
+                        status,
+                        generation,
+                        ct::FETCH_FAILED,
+                        reasons::AUTHENTICATION_FAILED,
+                        m,
+                    ));
+                }
+                let ca = data.get("ca.crt").cloned().ok_or_else(|| {
+                    let m = format!("secret '{ns}/{}' has no 'ca.crt' key", r.name);
+                    failed(
+                        status,
+                        generation,
+                        ct::FETCH_FAILED,
+                        reasons::AUTHENTICATION_FAILED,
+                        m,
+                    )
+                })?;
+                Some(ca)
+            }
+        };
+        let client = oci::client_with_ca(obj.spec.insecure.unwrap_or(false), ca.as_deref());
         let pull_failed = |status: &mut OCIRepositoryStatus, m: String| {
             failed(
                 status,

@@ -748,3 +748,74 @@ async fn commit_and_tag_signatures_are_verified_against_the_trusted_keys() {
     .await;
     h.done().await;
 }
+
+#[tokio::test]
+#[ignore = "needs the testenv (hack/test.sh)"]
+async fn https_with_a_private_ca_is_trusted_only_through_ca_crt() {
+    let h = harness("git-tls").await;
+    let repo = Repo::new("tls");
+    repo.write("a.yaml", "a: 1\n");
+    let commit = repo.commit("init");
+    let url = format!("{}/{}.git", env("GIT_HTTPS_BASE"), repo.name);
+    let ca = std::fs::read_to_string(env("SOURCES_CA_FILE")).unwrap();
+    let creds = [
+        ("username", env("GIT_HTTP_USER")),
+        ("password", env("GIT_HTTP_PASSWORD")),
+    ];
+    h.secret("with-ca", &[creds[0].clone(), creds[1].clone(), ("ca.crt", ca)])
+        .await;
+    h.secret("no-ca", &creds).await;
+    // A CA that did not sign the server's certificate.
+    let other = tempfile::tempdir().unwrap();
+    let status = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=other-ca",
+            "-keyout",
+        ])
+        .arg(other.path().join("k"))
+        .arg("-out")
+        .arg(other.path().join("c"))
+        .output()
+        .unwrap();
+    assert!(status.status.success());
+    let other_ca = std::fs::read_to_string(other.path().join("c")).unwrap();
+    h.secret(
+        "wrong-ca",
+        &[creds[0].clone(), creds[1].clone(), ("ca.crt", other_ca)],
+    )
+    .await;
+
+    h.create(
+        "trusted",
+        serde_json::json!({"url": url, "interval": "1h", "secretRef": {"name": "with-ca"}}),
+    )
+    .await;
+    wait_ready(&h, "trusted", &format!("main@sha1:{commit}")).await;
+    h.create(
+        "untrusted",
+        serde_json::json!({"url": url, "interval": "1h", "secretRef": {"name": "no-ca"}}),
+    )
+    .await;
+    h.wait_failed("untrusted", "GitOperationFailed", "certificate")
+        .await;
+    h.create(
+        "wrong",
+        serde_json::json!({"url": url, "interval": "1h", "secretRef": {"name": "wrong-ca"}}),
+    )
+    .await;
+    h.wait_failed(
+        "wrong",
+        "GitOperationFailed",
+        "not trusted by the secret's ca.crt",
+    )
+    .await;
+    h.done().await;
+}

@@ -276,3 +276,47 @@ async fn registry_failures_and_unsafe_layers_are_reported() {
     assert!(!std::path::Path::new("/tmp/driftless-oci-escape").exists());
     h.done().await;
 }
+
+#[tokio::test]
+#[ignore = "needs the testenv (hack/test.sh)"]
+async fn a_tls_registry_with_a_private_ca_needs_cert_secret_ref() {
+    let h = harness("oci-tls").await;
+    let ca = std::fs::read(env("SOURCES_CA_FILE")).unwrap();
+    let repo = format!("tls-{:08x}", rand::random::<u32>());
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.yaml"), "a: 1\n").unwrap();
+    let meta = oci::PushMetadata {
+        source: "s".into(),
+        revision: "main@sha1:aaaa".into(),
+        annotations: BTreeMap::new(),
+    };
+    let reference = format!("{}/{repo}:v1", env("OCI_REGISTRY_TLS"));
+    let digest = oci::push_dir(
+        &oci::client_with_ca(false, Some(&ca)),
+        &reference,
+        &RegistryAuth::Anonymous,
+        dir.path(),
+        &meta,
+        "t",
+    )
+    .await
+    .unwrap();
+    h.secret("registry-ca", &[("ca.crt", String::from_utf8(ca).unwrap())])
+        .await;
+    let url = format!("oci://{}/{repo}", env("OCI_REGISTRY_TLS"));
+    h.create("trusted", serde_json::json!({"url": url, "interval": "1h", "ref": {"tag": "v1"}, "certSecretRef": {"name": "registry-ca"}}))
+        .await;
+    wait_ready(&h, "trusted", &format!("v1@{digest}")).await;
+    h.create(
+        "untrusted",
+        serde_json::json!({"url": url, "interval": "1h", "ref": {"tag": "v1"}, "timeout": "10s"}),
+    )
+    .await;
+    h.wait_failed(
+        "untrusted",
+        "OCIArtifactPullFailed",
+        "failed to determine artifact digest",
+    )
+    .await;
+    h.done().await;
+}

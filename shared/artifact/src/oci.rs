@@ -7,7 +7,7 @@
 use crate::archive;
 use oci_client::{
     Client, Reference,
-    client::{ClientConfig, ClientProtocol, Config, ImageLayer},
+    client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol, Config, ImageLayer},
     manifest::OciImageManifest,
     secrets::RegistryAuth,
 };
@@ -26,13 +26,27 @@ pub const CREATED_ANNOTATION: &str = "org.opencontainers.image.created";
 
 /// A registry client; `insecure` speaks plain HTTP.
 pub fn client(insecure: bool) -> Client {
+    client_with_ca(insecure, None)
+}
+
+/// A registry client that also trusts the PEM CA bundle `ca` (OCIRepository `certSecretRef`).
+pub fn client_with_ca(insecure: bool, ca: Option<&[u8]>) -> Client {
     crate::install_crypto_provider();
+    let extra_root_certificates = ca
+        .map(|pem| {
+            vec![Certificate {
+                encoding: CertificateEncoding::Pem,
+                data: pem.to_vec(),
+            }]
+        })
+        .unwrap_or_default();
     Client::new(ClientConfig {
         protocol: if insecure {
             ClientProtocol::Http
         } else {
             ClientProtocol::Https
         },
+        extra_root_certificates,
         ..Default::default()
     })
 }

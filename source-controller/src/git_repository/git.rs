@@ -119,6 +119,35 @@ fn known_host_matches(known_hosts: &str, host: &str, port: Option<u16>, key: &[u
     })
 }
 
+/// Verifies an HTTPS server certificate (DER) for `host` against the PEM CA bundle `ca`.
+fn verify_with_ca(ca: &[u8], leaf: &[u8], host: &str) -> Result<(), String> {
+    use rustls::{
+        RootCertStore,
+        client::{WebPkiServerVerifier, danger::ServerCertVerifier},
+        pki_types::{CertificateDer, ServerName, UnixTime, pem::PemObject},
+    };
+    driftless_artifact::install_crypto_provider();
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca) {
+        let cert = cert.map_err(|e| format!("invalid ca.crt: {e}"))?;
+        roots.add(cert).map_err(|e| format!("invalid ca.crt: {e}"))?;
+    }
+    let verifier = WebPkiServerVerifier::builder(std::sync::Arc::new(roots))
+        .build()
+        .map_err(|e| format!("invalid ca.crt: {e}"))?;
+    let name = ServerName::try_from(host.to_string()).map_err(|e| format!("invalid host '{host}': {e}"))?;
+    verifier
+        .verify_server_cert(
+            &CertificateDer::from(leaf.to_vec()),
+            &[],
+            &name,
+            &[],
+            UnixTime::now(),
+        )
+        .map(|_| ())
+        .map_err(|e| format!("TLS certificate of '{host}' is not trusted by the secret's ca.crt: {e}"))
+}
+
 /// Callbacks with credentials, host key verification and the deadline; `failure` receives a
 /// readable reason when a callback rejects.
 fn callbacks<'a>(remote: &'a Remote<'a>, failure: &'a Cell<Option<String>>) -> RemoteCallbacks<'a> {
@@ -153,9 +182,23 @@ fn callbacks<'a>(remote: &'a Remote<'a>, failure: &'a Cell<Option<String>>) -> R
         }
     });
     let (host, port) = host_and_port(remote.url);
+    let ca_cert = remote.creds.ca_cert.as_deref();
     cb.certificate_check(move |cert, _host| {
+        if let Some(x509) = cert.as_x509() {
+            // HTTPS: with a `ca.crt` the server must chain to it; without one, libgit2 checks
+            // the system roots.
+            let Some(ca) = ca_cert else {
+                return Ok(CertificateCheckStatus::CertificatePassthrough);
+            };
+            return match verify_with_ca(ca, x509.data(), &host) {
+                Ok(()) => Ok(CertificateCheckStatus::CertificateOk),
+                Err(reason) => {
+                    failure.set(Some(reason.clone()));
+                    Err(git2::Error::from_str(&reason))
+                }
+            };
+        }
         let Some(hostkey) = cert.as_hostkey() else {
-            // HTTPS: libgit2 verifies the chain against the system (or configured) roots.
             return Ok(CertificateCheckStatus::CertificatePassthrough);
         };
         let GitAuth::Ssh { known_hosts, .. } = auth else {
