@@ -27,13 +27,14 @@ REGISTRY_PORT=${TESTENV_REGISTRY_PORT:-15000}
 HELM_HTTP_PORT=${TESTENV_HELM_HTTP_PORT:-18081}
 GIT_HTTPS_PORT=${TESTENV_GIT_HTTPS_PORT:-18443}
 REGISTRY_TLS_PORT=${TESTENV_REGISTRY_TLS_PORT:-15443}
+PROXY_PORT=${TESTENV_PROXY_PORT:-13128}
 KWOK_NODES=${TESTENV_KWOK_NODES:-3}
 TOKEN=driftless-admin-token
 
 K8S_BIN=$TESTBINS_CACHE/k8s-v$K8S_VERSION
 ETCD_BIN=$TESTBINS_CACHE/etcd-v$ETCD_VERSION/etcd
 KWOK_DIR=$TESTBINS_CACHE/kwok-v$KWOK_VERSION
-COMPONENTS="etcd kube-apiserver kube-controller-manager kube-scheduler kwok git-http git-ssh registry registry-tls helm-http"
+COMPONENTS="etcd kube-apiserver kube-controller-manager kube-scheduler kwok git-http git-ssh registry registry-tls helm-http proxy"
 
 log() { printf '[testenv] %s\n' "$*" >&2; }
 die() { printf '[testenv] error: %s\n' "$*" >&2; exit 1; }
@@ -73,6 +74,7 @@ ensure_packages() {
   [ -f /usr/lib/lighttpd/mod_openssl.so ] || missing+=(lighttpd-mod-openssl)
   [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
   command -v docker-registry >/dev/null || missing+=(docker-registry)
+  command -v tinyproxy >/dev/null || missing+=(tinyproxy)
   command -v openssl >/dev/null || missing+=(openssl)
   command -v curl >/dev/null || missing+=(curl)
   command -v ssh-keyscan >/dev/null || missing+=(openssh-client)
@@ -84,10 +86,13 @@ ensure_packages() {
   # Their postinst scripts would start services on default ports; policy-rc.d forbids that.
   printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
   $sudo chmod +x /usr/sbin/policy-rc.d
-  trap '$sudo rm -f /usr/sbin/policy-rc.d' RETURN
-  $sudo apt-get update -qq >"$T/logs/apt.log" 2>&1 || die "apt-get update failed; see $T/logs/apt.log"
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >>"$T/logs/apt.log" 2>&1 \
-    || die "apt-get install ${missing[*]} failed; see $T/logs/apt.log"
+  local ok=true
+  $sudo apt-get update -qq >"$T/logs/apt.log" 2>&1 || ok=false
+  if $ok; then
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >>"$T/logs/apt.log" 2>&1 || ok=false
+  fi
+  $sudo rm -f /usr/sbin/policy-rc.d
+  $ok || die "installing ${missing[*]} failed; see $T/logs/apt.log"
 }
 
 ensure_binaries() {
@@ -330,6 +335,26 @@ EOF
   wait_for helm-http 20 bash -c "curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$HELM_HTTP_PORT/ | grep -q '^[1-5]'"
 }
 
+# An HTTP proxy with basic auth (tinyproxy), to test proxySecretRef for real.
+up_proxy() {
+  mkdir -p "$T/proxy"
+  [ -f "$T/proxy/password" ] || head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$T/proxy/password"
+  cat >"$T/proxy/tinyproxy.conf" <<EOF
+Port $PROXY_PORT
+Listen 127.0.0.1
+Timeout 120
+MaxClients 64
+LogLevel Info
+Allow 127.0.0.1
+BasicAuth proxyuser $(cat "$T/proxy/password")
+EOF
+  [ "$(id -u)" -eq 0 ] && printf 'User root\nGroup root\n' >>"$T/proxy/tinyproxy.conf"
+  if ! running proxy; then
+    start proxy tinyproxy -d -c "$T/proxy/tinyproxy.conf"
+  fi
+  wait_for proxy 20 bash -c "curl -s -o /dev/null -w '%{http_code}' -x http://127.0.0.1:$PROXY_PORT http://127.0.0.1:$HELM_HTTP_PORT/ | grep -q 407"
+}
+
 write_env() {
   cat >"$T/env.sh" <<EOF
 # Written by hack/testenv.sh up. Source it: . target/testenv/env.sh
@@ -350,6 +375,10 @@ export OCI_REGISTRY="127.0.0.1:$REGISTRY_PORT"
 export OCI_REGISTRY_TLS="127.0.0.1:$REGISTRY_TLS_PORT"
 export HELM_REPO_DIR="$T/helm/repo"
 export HELM_REPO_URL="http://127.0.0.1:$HELM_HTTP_PORT"
+export PROXY_ADDRESS="http://127.0.0.1:$PROXY_PORT"
+export PROXY_USER="proxyuser"
+export PROXY_PASSWORD="$(cat "$T/proxy/password")"
+export PROXY_LOG="$T/logs/proxy.log"
 EOF
 }
 
@@ -366,6 +395,7 @@ cmd_up() {
   up_registry
   up_registry_tls
   up_helm_http
+  up_proxy
   write_env
   log "up in $((SECONDS - started))s; environment: . $T/env.sh"
 }

@@ -206,3 +206,70 @@ pub async fn blocking<T: Send + 'static>(
         Ok(Ok(r)) => r,
     }
 }
+
+/// A Secret value as text, without a trailing newline.
+pub fn secret_text(data: &BTreeMap<String, Vec<u8>>, key: &str) -> Option<String> {
+    data.get(key).map(|v| {
+        String::from_utf8_lossy(v)
+            .trim_end_matches(['\n', '\r'])
+            .to_string()
+    })
+}
+
+/// A proxy URL from a `proxySecretRef` Secret (`address`, optional `username`/`password`).
+/// HTTP(S) proxies only: libgit2 speaks no SOCKS.
+pub fn proxy_from_secret(secret: &str, data: &BTreeMap<String, Vec<u8>>) -> Result<String, String> {
+    let address = secret_text(data, "address")
+        .ok_or_else(|| format!("secret '{secret}' has no 'address' key for the proxy"))?;
+    let Some((scheme, rest)) = address.split_once("://") else {
+        return Err(format!(
+            "secret '{secret}': proxy address {address:?} has no scheme"
+        ));
+    };
+    if !matches!(scheme, "http" | "https") {
+        return Err(format!(
+            "secret '{secret}': proxy scheme '{scheme}' is not supported for git (use http or https)"
+        ));
+    }
+    Ok(
+        match (secret_text(data, "username"), secret_text(data, "password")) {
+            (Some(u), Some(p)) => format!("{scheme}://{u}:{p}@{rest}"),
+            _ => address,
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(pairs: &[(&str, &str)]) -> BTreeMap<String, Vec<u8>> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+            .collect()
+    }
+
+    #[test]
+    fn proxies_are_http_with_optional_credentials() {
+        let p = proxy_from_secret(
+            "ns/p",
+            &data(&[
+                ("address", "http://proxy:3128"),
+                ("username", "u"),
+                ("password", "p"),
+            ]),
+        );
+        assert_eq!(p.unwrap(), "http://u:p@proxy:3128");
+        assert!(
+            proxy_from_secret("ns/p", &data(&[("address", "socks5://proxy:1080")]))
+                .unwrap_err()
+                .contains("socks5")
+        );
+        assert!(
+            proxy_from_secret("ns/p", &data(&[]))
+                .unwrap_err()
+                .contains("'address'")
+        );
+    }
+}

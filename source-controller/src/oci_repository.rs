@@ -185,7 +185,29 @@ impl Reconciler for OCIRepositoryReconciler {
                 Some(ca)
             }
         };
-        let client = oci::client_with_ca(obj.spec.insecure.unwrap_or(false), ca.as_deref());
+        let proxy = match &obj.spec.proxy_secret_ref {
+            None => None,
+            Some(r) => {
+                let data = common::secret_data(&ctx.client, &ns, &r.name)
+                    .await
+                    .and_then(|d| common::proxy_from_secret(&format!("{ns}/{}", r.name), &d))
+                    .map_err(|m| {
+                        failed(
+                            status,
+                            generation,
+                            ct::FETCH_FAILED,
+                            reasons::OCI_ARTIFACT_PULL_FAILED,
+                            m,
+                        )
+                    })?;
+                Some(data)
+            }
+        };
+        let client = oci::connect(&oci::Connection {
+            insecure: obj.spec.insecure.unwrap_or(false),
+            ca: ca.as_deref(),
+            proxy: proxy.as_deref(),
+        });
         let pull_failed = |status: &mut OCIRepositoryStatus, m: String| {
             failed(
                 status,

@@ -292,7 +292,10 @@ async fn a_tls_registry_with_a_private_ca_needs_cert_secret_ref() {
     };
     let reference = format!("{}/{repo}:v1", env("OCI_REGISTRY_TLS"));
     let digest = oci::push_dir(
-        &oci::client_with_ca(false, Some(&ca)),
+        &oci::connect(&oci::Connection {
+            ca: Some(&ca),
+            ..Default::default()
+        }),
         &reference,
         &RegistryAuth::Anonymous,
         dir.path(),
@@ -318,5 +321,32 @@ async fn a_tls_registry_with_a_private_ca_needs_cert_secret_ref() {
         "failed to determine artifact digest",
     )
     .await;
+    h.done().await;
+}
+
+#[tokio::test]
+#[ignore = "needs the testenv (hack/test.sh)"]
+async fn proxy_secret_ref_routes_registry_calls_through_the_proxy() {
+    let h = harness("oci-proxy").await;
+    let repo = format!("proxied-{:08x}", rand::random::<u32>());
+    let digest = push(&repo, "v1", &[("a.yaml", "a: 1\n")], "main@sha1:aaaa").await;
+    h.secret(
+        "proxy",
+        &[
+            ("address", env("PROXY_ADDRESS")),
+            ("username", env("PROXY_USER")),
+            ("password", env("PROXY_PASSWORD")),
+        ],
+    )
+    .await;
+    h.create(
+        "via-proxy",
+        serde_json::json!({"url": url(&repo), "interval": "1h", "insecure": true, "ref": {"tag": "v1"},
+        "proxySecretRef": {"name": "proxy"}}),
+    )
+    .await;
+    wait_ready(&h, "via-proxy", &format!("v1@{digest}")).await;
+    let log = std::fs::read_to_string(env("PROXY_LOG")).unwrap();
+    assert!(log.contains(&repo), "the proxy did not see the registry calls");
     h.done().await;
 }

@@ -26,13 +26,28 @@ pub const CREATED_ANNOTATION: &str = "org.opencontainers.image.created";
 
 /// A registry client; `insecure` speaks plain HTTP.
 pub fn client(insecure: bool) -> Client {
-    client_with_ca(insecure, None)
+    connect(&Connection {
+        insecure,
+        ..Default::default()
+    })
 }
 
-/// A registry client that also trusts the PEM CA bundle `ca` (OCIRepository `certSecretRef`).
-pub fn client_with_ca(insecure: bool, ca: Option<&[u8]>) -> Client {
+/// How to reach a registry.
+#[derive(Clone, Debug, Default)]
+pub struct Connection<'a> {
+    /// Plain HTTP instead of HTTPS.
+    pub insecure: bool,
+    /// PEM CA bundle trusted in addition to the system roots (OCIRepository `certSecretRef`).
+    pub ca: Option<&'a [u8]>,
+    /// Proxy URL, credentials embedded (OCIRepository `proxySecretRef`).
+    pub proxy: Option<&'a str>,
+}
+
+/// A registry client for `connection`.
+pub fn connect(connection: &Connection<'_>) -> Client {
     crate::install_crypto_provider();
-    let extra_root_certificates = ca
+    let extra_root_certificates = connection
+        .ca
         .map(|pem| {
             vec![Certificate {
                 encoding: CertificateEncoding::Pem,
@@ -41,12 +56,14 @@ pub fn client_with_ca(insecure: bool, ca: Option<&[u8]>) -> Client {
         })
         .unwrap_or_default();
     Client::new(ClientConfig {
-        protocol: if insecure {
+        protocol: if connection.insecure {
             ClientProtocol::Http
         } else {
             ClientProtocol::Https
         },
         extra_root_certificates,
+        http_proxy: connection.proxy.map(str::to_string),
+        https_proxy: connection.proxy.map(str::to_string),
         ..Default::default()
     })
 }

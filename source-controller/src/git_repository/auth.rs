@@ -2,6 +2,7 @@
 //! or `bearerToken` for HTTP(S); `identity` (+ `password` for an encrypted key) and
 //! `known_hosts` for SSH; `ca.crt` for a private CA.
 
+use crate::common::secret_text;
 use std::collections::BTreeMap;
 
 /// How to authenticate to the remote.
@@ -63,27 +64,6 @@ impl std::fmt::Debug for GitCredentials {
     }
 }
 
-/// A proxy URL from a `proxySecretRef` Secret (`address`, optional `username`/`password`).
-/// libgit2 speaks HTTP(S) proxies only.
-pub fn proxy_from_secret(secret: &str, data: &BTreeMap<String, Vec<u8>>) -> Result<String, String> {
-    let address = text(data, "address")
-        .ok_or_else(|| format!("secret '{secret}' has no 'address' key for the proxy"))?;
-    let Some((scheme, rest)) = address.split_once("://") else {
-        return Err(format!(
-            "secret '{secret}': proxy address {address:?} has no scheme"
-        ));
-    };
-    if !matches!(scheme, "http" | "https") {
-        return Err(format!(
-            "secret '{secret}': proxy scheme '{scheme}' is not supported for git (use http or https)"
-        ));
-    }
-    Ok(match (text(data, "username"), text(data, "password")) {
-        (Some(u), Some(p)) => format!("{scheme}://{u}:{p}@{rest}"),
-        _ => address,
-    })
-}
-
 /// The Secret does not fit the URL's transport.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
@@ -102,14 +82,6 @@ pub enum AuthError {
     ClientCertUnsupported(String),
 }
 
-fn text(data: &BTreeMap<String, Vec<u8>>, key: &str) -> Option<String> {
-    data.get(key).map(|v| {
-        String::from_utf8_lossy(v)
-            .trim_end_matches(['\n', '\r'])
-            .to_string()
-    })
-}
-
 /// Builds credentials for `url` from Secret `data` (`secret` names it in errors).
 pub fn from_secret(
     url: &str,
@@ -121,25 +93,25 @@ pub fn from_secret(
         return Err(AuthError::ClientCertUnsupported(secret.to_string()));
     }
     let auth = if url.starts_with("ssh://") {
-        let identity = text(data, "identity").ok_or(AuthError::MissingKey {
+        let identity = secret_text(data, "identity").ok_or(AuthError::MissingKey {
             secret: secret.to_string(),
             key: "identity",
             transport: "SSH",
         })?;
-        let known_hosts = text(data, "known_hosts").ok_or(AuthError::MissingKey {
+        let known_hosts = secret_text(data, "known_hosts").ok_or(AuthError::MissingKey {
             secret: secret.to_string(),
             key: "known_hosts",
             transport: "SSH",
         })?;
         GitAuth::Ssh {
             identity: format!("{identity}\n"),
-            passphrase: text(data, "password"),
+            passphrase: secret_text(data, "password"),
             known_hosts,
         }
-    } else if let Some(token) = text(data, "bearerToken") {
+    } else if let Some(token) = secret_text(data, "bearerToken") {
         GitAuth::Bearer(token)
     } else {
-        match (text(data, "username"), text(data, "password")) {
+        match (secret_text(data, "username"), secret_text(data, "password")) {
             (Some(username), Some(password)) => GitAuth::Basic { username, password },
             (Some(_), None) => {
                 return Err(AuthError::MissingKey {
@@ -200,29 +172,6 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "secret 'ns/s' has no 'password' key, required for HTTP basic authentication"
-        );
-    }
-
-    #[test]
-    fn proxies_are_http_with_optional_credentials() {
-        let p = proxy_from_secret(
-            "ns/p",
-            &data(&[
-                ("address", "http://proxy:3128"),
-                ("username", "u"),
-                ("password", "p"),
-            ]),
-        );
-        assert_eq!(p.unwrap(), "http://u:p@proxy:3128");
-        assert!(
-            proxy_from_secret("ns/p", &data(&[("address", "socks5://proxy:1080")]))
-                .unwrap_err()
-                .contains("socks5")
-        );
-        assert!(
-            proxy_from_secret("ns/p", &data(&[]))
-                .unwrap_err()
-                .contains("'address'")
         );
     }
 

@@ -64,13 +64,28 @@ impl GitRepositoryReconciler {
         obj: &GitRepository,
         ctx: &ReconcileContext<GitRepository>,
     ) -> Result<auth::GitCredentials, String> {
-        let Some(secret_ref) = &obj.spec.secret_ref else {
-            return Ok(auth::GitCredentials::default());
-        };
         let ns = obj.namespace().unwrap_or_default();
-        let data = common::secret_data(&ctx.client, &ns, &secret_ref.name).await?;
-        auth::from_secret(&obj.spec.url, &format!("{ns}/{}", secret_ref.name), &data)
-            .map_err(|e| e.to_string())
+        let mut creds = match &obj.spec.secret_ref {
+            None => auth::GitCredentials::default(),
+            Some(r) => {
+                let data = common::secret_data(&ctx.client, &ns, &r.name).await?;
+                auth::from_secret(&obj.spec.url, &format!("{ns}/{}", r.name), &data)
+                    .map_err(|e| e.to_string())?
+            }
+        };
+        if let Some(r) = &obj.spec.proxy_secret_ref {
+            // libgit2 tunnels only HTTPS through a proxy (CONNECT) and would send plain HTTP
+            // straight to the server: refuse rather than bypass the proxy silently.
+            if !obj.spec.url.starts_with("https://") {
+                return Err(format!(
+                    "proxySecretRef '{ns}/{}' is only supported for https:// repository URLs",
+                    r.name
+                ));
+            }
+            let data = common::secret_data(&ctx.client, &ns, &r.name).await?;
+            creds.proxy = Some(common::proxy_from_secret(&format!("{ns}/{}", r.name), &data)?);
+        }
+        Ok(creds)
     }
 
     /// Whether the stored artifact already reflects `revision`, the included artifacts and the
