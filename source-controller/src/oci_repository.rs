@@ -59,6 +59,55 @@ async fn within<T, E: std::fmt::Display>(
     }
 }
 
+/// What the Secrets of an OCIRepository say about reaching its registry.
+struct RegistryAccess {
+    auth: RegistryAuth,
+    ca: Option<Vec<u8>>,
+    proxy: Option<String>,
+}
+
+/// Reads `secretRef` (docker config), `certSecretRef` (`ca.crt`) and `proxySecretRef`; the error
+/// names the Secret and what is wrong with it.
+async fn registry_access(
+    obj: &OCIRepository,
+    registry: &str,
+    ctx: &ReconcileContext<OCIRepository>,
+) -> Result<RegistryAccess, String> {
+    let ns = obj.namespace().unwrap_or_default();
+    let mut access = RegistryAccess {
+        auth: RegistryAuth::Anonymous,
+        ca: None,
+        proxy: None,
+    };
+    if let Some(r) = &obj.spec.secret_ref {
+        let data = common::secret_data(&ctx.client, &ns, &r.name).await?;
+        let config = data
+            .get(".dockerconfigjson")
+            .ok_or_else(|| format!("secret '{ns}/{}' has no '.dockerconfigjson' key", r.name))?;
+        access.auth = oci::auth_from_docker_config(config, registry)
+            .map_err(|e| format!("secret '{ns}/{}': {e}", r.name))?;
+    }
+    if let Some(r) = &obj.spec.cert_secret_ref {
+        let data = common::secret_data(&ctx.client, &ns, &r.name).await?;
+        if data.contains_key("tls.crt") || data.contains_key("tls.key") {
+            return Err(format!(
+                "secret '{ns}/{}': TLS client certificates are not supported yet",
+                r.name
+            ));
+        }
+        access.ca = Some(
+            data.get("ca.crt")
+                .cloned()
+                .ok_or_else(|| format!("secret '{ns}/{}' has no 'ca.crt' key", r.name))?,
+        );
+    }
+    if let Some(r) = &obj.spec.proxy_secret_ref {
+        let data = common::secret_data(&ctx.client, &ns, &r.name).await?;
+        access.proxy = Some(common::proxy_from_secret(&format!("{ns}/{}", r.name), &data)?);
+    }
+    Ok(access)
+}
+
 /// The tag to pull for a semver range: the highest matching tag, after `semverFilter`.
 fn pick_semver_tag(tags: &[String], range: &str, filter: Option<&str>) -> Result<String, String> {
     let reqs = crate::git_repository::reference::parse_semver_range(range).map_err(|e| e.to_string())?;
@@ -109,104 +158,20 @@ impl Reconciler for OCIRepositoryReconciler {
         status.artifact = artifact;
 
         // 2. source
-        let auth = match &obj.spec.secret_ref {
-            None => RegistryAuth::Anonymous,
-            Some(r) => {
-                let data = common::secret_data(&ctx.client, &ns, &r.name)
-                    .await
-                    .map_err(|m| {
-                        failed(
-                            status,
-                            generation,
-                            ct::FETCH_FAILED,
-                            reasons::AUTHENTICATION_FAILED,
-                            m,
-                        )
-                    })?;
-                let config = data.get(".dockerconfigjson").ok_or_else(|| {
-                    let m = format!("secret '{ns}/{}' has no '.dockerconfigjson' key", r.name);
-                    failed(
-                        status,
-                        generation,
-                        ct::FETCH_FAILED,
-                        reasons::AUTHENTICATION_FAILED,
-                        m,
-                    )
-                })?;
-                oci::auth_from_docker_config(config, &registry).map_err(|e| {
-                    let m = format!("secret '{ns}/{}': {e}", r.name);
-                    failed(
-                        status,
-                        generation,
-                        ct::FETCH_FAILED,
-                        reasons::AUTHENTICATION_FAILED,
-                        m,
-                    )
-                })?
-            }
-        };
-        let ca = match &obj.spec.cert_secret_ref {
-            None => None,
-            Some(r) => {
-                let data = common::secret_data(&ctx.client, &ns, &r.name)
-                    .await
-                    .map_err(|m| {
-                        failed(
-                            status,
-                            generation,
-                            ct::FETCH_FAILED,
-                            reasons::AUTHENTICATION_FAILED,
-                            m,
-                        )
-                    })?;
-                if data.contains_key("tls.crt") || data.contains_key("tls.key") {
-                    let m = format!(
-                        "secret '{ns}/{}': TLS client certificates are not supported yet",
-                        r.name
-                    );
-                    return Err(failed(
-                        status,
-                        generation,
-                        ct::FETCH_FAILED,
-                        reasons::AUTHENTICATION_FAILED,
-                        m,
-                    ));
-                }
-                let ca = data.get("ca.crt").cloned().ok_or_else(|| {
-                    let m = format!("secret '{ns}/{}' has no 'ca.crt' key", r.name);
-                    failed(
-                        status,
-                        generation,
-                        ct::FETCH_FAILED,
-                        reasons::AUTHENTICATION_FAILED,
-                        m,
-                    )
-                })?;
-                Some(ca)
-            }
-        };
-        let proxy = match &obj.spec.proxy_secret_ref {
-            None => None,
-            Some(r) => {
-                let data = common::secret_data(&ctx.client, &ns, &r.name)
-                    .await
-                    .and_then(|d| common::proxy_from_secret(&format!("{ns}/{}", r.name), &d))
-                    .map_err(|m| {
-                        failed(
-                            status,
-                            generation,
-                            ct::FETCH_FAILED,
-                            reasons::OCI_ARTIFACT_PULL_FAILED,
-                            m,
-                        )
-                    })?;
-                Some(data)
-            }
-        };
+        let access = registry_access(obj, &registry, ctx).await.map_err(|m| {
+            failed(
+                status,
+                generation,
+                ct::FETCH_FAILED,
+                reasons::AUTHENTICATION_FAILED,
+                m,
+            )
+        })?;
+        let auth = access.auth;
         let client = oci::connect(&oci::Connection {
             insecure: obj.spec.insecure.unwrap_or(false),
-            ca: ca.as_deref(),
-            proxy: proxy.as_deref(),
+            ca: access.ca.as_deref(),
+            proxy: access.proxy.as_deref(),
         });
         let pull_failed = |status: &mut OCIRepositoryStatus, m: String| {
             failed(
