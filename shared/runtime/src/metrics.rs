@@ -107,12 +107,14 @@ impl Metrics {
     }
 }
 
-/// Flux's reconcile-duration buckets: 10 exponential buckets from 10ms to 1800s.
+/// Flux's reconcile-duration buckets: 10 exponential buckets from 10ms to 1800s, with the ends
+/// exact (repeated multiplication would leave the top bucket at 1799.9999999999982).
 fn duration_histogram() -> Histogram {
-    let factor = (1800.0f64 / 0.01).powf(1.0 / 9.0);
-    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
-        0.01, factor, 10,
-    ))
+    const MIN: f64 = 0.01;
+    const MAX: f64 = 1800.0;
+    const COUNT: i32 = 10;
+    let factor = (MAX / MIN).powf(1.0 / f64::from(COUNT - 1));
+    Histogram::new((0..COUNT).map(move |i| if i == COUNT - 1 { MAX } else { MIN * factor.powi(i) }))
 }
 
 /// Readiness of the process: set once the controllers have started (or, with leader
@@ -187,4 +189,87 @@ pub async fn serve(
     a?;
     b?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).await.unwrap();
+        let code = resp
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        (code, resp)
+    }
+
+    fn free_addr() -> SocketAddr {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn probes_report_readiness_and_metrics_use_flux_names() {
+        let (metrics_addr, health_addr) = (free_addr(), free_addr());
+        let metrics = Metrics::new();
+        metrics.observe_duration(
+            ObjectLabels {
+                kind: "GitRepository".into(),
+                name: "app".into(),
+                namespace: "ns".into(),
+            },
+            Instant::now(),
+        );
+        metrics.count_failure("GitRepository", "AuthenticationFailed");
+        let readiness = Readiness::default();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let stop = futures::FutureExt::shared(async move {
+            let _ = rx.await;
+        });
+        let server = tokio::spawn(serve(metrics_addr, health_addr, metrics, readiness.clone(), stop));
+        let mut tries = 0;
+        while tokio::net::TcpStream::connect(health_addr).await.is_err() {
+            tries += 1;
+            assert!(tries < 100, "probe server did not start");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert_eq!(get(health_addr, "/healthz").await.0, 200);
+        assert_eq!(
+            get(health_addr, "/readyz").await.0,
+            503,
+            "not ready before the controllers start"
+        );
+        readiness.set_ready();
+        assert_eq!(get(health_addr, "/readyz").await.0, 200);
+        let (code, body) = get(metrics_addr, "/metrics").await;
+        assert_eq!(code, 200);
+        assert!(
+            body.contains(
+                r#"gotk_reconcile_duration_seconds_count{kind="GitRepository",name="app",namespace="ns"} 1"#
+            ),
+            "{body}"
+        );
+        assert!(
+            body.contains(
+                r#"gotk_reconcile_failures_total{kind="GitRepository",reason="AuthenticationFailed"} 1"#
+            ),
+            "{body}"
+        );
+        assert!(
+            body.contains("le=\"1800.0\""),
+            "Flux's top bucket is 1800s: {body}"
+        );
+        let _ = tx.send(());
+        server.await.unwrap().unwrap();
+    }
 }
