@@ -111,6 +111,38 @@ where
     }
 }
 
+/// Polls the Events of `namespace` until one matches `pred`; returns it.
+///
+/// # Panics
+/// On timeout, with the Events seen.
+pub async fn wait_for_event<F>(
+    client: &Client,
+    namespace: &str,
+    timeout: Duration,
+    pred: F,
+) -> k8s_openapi::api::events::v1::Event
+where
+    F: Fn(&k8s_openapi::api::events::v1::Event) -> bool,
+{
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), namespace);
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let list = events
+            .list(&Default::default())
+            .await
+            .map(|l| l.items)
+            .unwrap_or_default();
+        if let Some(e) = list.iter().find(|e| pred(e)) {
+            return e.clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for an event; seen: {list:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Polls until `name` no longer exists.
 pub async fn wait_gone<K>(api: &Api<K>, name: &str, timeout: Duration)
 where

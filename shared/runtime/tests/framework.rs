@@ -12,10 +12,10 @@ use driftless_runtime::{
     reconcile::{KindController, LoopSettings},
     testing,
 };
-use k8s_openapi::api::{core::v1::ConfigMap, events::v1::Event};
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::{
     Api, Client, ResourceExt,
-    api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
+    api::{DeleteParams, Patch, PatchParams, PostParams},
 };
 use std::{sync::Arc, time::Duration};
 use support::{Widget, WidgetReconciler, widget_crd};
@@ -228,25 +228,13 @@ async fn stalled_errors_set_stalled_and_observed_generation_without_retrying() {
     );
     assert!(check_kstatus(&c, &[]).is_empty(), "{c:?}");
     // A warning event names the reason, with Flux's reporting controller.
-    let events: Api<Event> = Api::namespaced(h.client.clone(), &h.ns);
-    let deadline = tokio::time::Instant::now() + T;
-    loop {
-        let list = events.list(&ListParams::default()).await.unwrap();
-        if list.items.iter().any(|e| {
-            e.reason.as_deref() == Some("InvalidSpec")
-                && e.type_.as_deref() == Some("Warning")
-                && e.reporting_controller.as_deref() == Some("widget-controller")
-                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("a")
-        }) {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no warning event: {:?}",
-            list.items
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    testing::wait_for_event(&h.client, &h.ns, T, |e| {
+        e.reason.as_deref() == Some("InvalidSpec")
+            && e.type_.as_deref() == Some("Warning")
+            && e.reporting_controller.as_deref() == Some("widget-controller")
+            && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("a")
+    })
+    .await;
     // Fixing the spec recovers: Stalled goes away, and a Normal event carries the revision.
     patch_spec(&h, "a", serde_json::json!({"outcome": ""})).await;
     let w = testing::wait_for(&h.widgets, "a", T, |w: &Widget| {
@@ -254,27 +242,16 @@ async fn stalled_errors_set_stalled_and_observed_generation_without_retrying() {
     })
     .await;
     assert!(conditions::get(&conds(&w), "Stalled").is_none());
-    let deadline = tokio::time::Instant::now() + T;
-    loop {
-        let list = events.list(&ListParams::default()).await.unwrap();
-        if list.items.iter().any(|e| {
-            e.reason.as_deref() == Some("Succeeded")
-                && e.metadata
-                    .annotations
-                    .as_ref()
-                    .and_then(|a| a.get("test.driftless.dev/revision"))
-                    .map(String::as_str)
-                    == Some("v1@sha1:0123")
-        }) {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no recovery event: {:?}",
-            list.items
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    testing::wait_for_event(&h.client, &h.ns, T, |e| {
+        e.reason.as_deref() == Some("Succeeded")
+            && e.metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get("test.driftless.dev/revision"))
+                .map(String::as_str)
+                == Some("v1@sha1:0123")
+    })
+    .await;
     testing::delete_namespace(&h.client, &h.ns).await;
 }
 
