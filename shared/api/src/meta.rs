@@ -24,9 +24,6 @@ pub const SHARDING_LABEL: &str = "sharding.fluxcd.io/key";
 /// Prefix of object annotations copied into event metadata.
 pub const EVENT_ANNOTATION_PREFIX: &str = "event.toolkit.fluxcd.io/";
 
-/// Regex of a Go `metav1.Duration` string as Flux's CRDs validate it.
-pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$";
-
 /// Condition types shared by all kinds (kstatus).
 pub mod condition_types {
     /// Normal polarity; every reconciled object has it.

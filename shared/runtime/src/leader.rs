@@ -48,11 +48,6 @@ impl LeaderElector {
         }
     }
 
-    /// This candidate's identity as written into `holderIdentity`.
-    pub fn identity(&self) -> &str {
-        &self.identity
-    }
-
     /// Waits until this candidate holds the lease.
     pub async fn acquire(&self) {
         loop {

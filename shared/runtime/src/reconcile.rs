@@ -278,16 +278,6 @@ impl<R: Reconciler> KindController<R> {
         self
     }
 
-    /// The settings of this loop (namespace, selector, …), for building triggers.
-    pub fn settings(&self) -> &LoopSettings {
-        &self.settings
-    }
-
-    /// The reconciler.
-    pub fn reconciler(&self) -> &R {
-        &self.reconciler
-    }
-
     /// Runs the watch-and-reconcile loop until `shutdown` resolves; in-flight reconciles finish.
     pub async fn run(self: Arc<Self>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
         let api: Api<R::Kind> = match &self.settings.namespace {
