@@ -1,5 +1,5 @@
-//! The `driftless` command line. Commands follow the `flux` CLI; this build has `version` and
-//! `push artifact` (install, bootstrap, get, reconcile … arrive with issue 6).
+//! The `driftless` command line. Commands follow the `flux` CLI; this build has `version`,
+//! `push artifact` and `kustomize build` (install, bootstrap, get, reconcile … arrive with issue 6).
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
@@ -26,6 +26,21 @@ enum Command {
     Push {
         #[command(subcommand)]
         what: PushCommand,
+    },
+    /// Kustomize, built in (no kustomize binary needed).
+    Kustomize {
+        #[command(subcommand)]
+        what: KustomizeCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KustomizeCommand {
+    /// Print the YAML stream `kubectl kustomize DIR` prints.
+    Build {
+        /// The kustomization directory.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
     },
 }
 
@@ -115,6 +130,12 @@ async fn main() -> anyhow::Result<()> {
         Command::Push {
             what: PushCommand::Artifact(args),
         } => push_artifact(args).await?,
+        Command::Kustomize {
+            what: KustomizeCommand::Build { dir },
+        } => {
+            let out = driftless_kustomize::build_yaml(&dir, None)?;
+            print!("{out}");
+        }
     }
     Ok(())
 }

@@ -1,0 +1,341 @@
+//! The build: accumulate a kustomization tree, then the steps kustomize runs once at the top
+//! (name hashes, name references, vars, local-config removal, sorting).
+
+use serde_json::Value;
+
+use crate::Error;
+use crate::generate::{self, Kind};
+use crate::kustomization::{FILE_NAMES, Kustomization, Var};
+use crate::loader::Loader;
+use crate::resource::{Behavior, Resource};
+use crate::{nameref, replace, transform};
+
+/// What a kustomization tree accumulates: its objects and its vars.
+#[derive(Default)]
+struct Accumulated {
+    resources: Vec<Resource>,
+    vars: Vec<Var>,
+}
+
+impl Accumulated {
+    fn append(&mut self, resource: Resource) -> Result<(), Error> {
+        let id = resource.id();
+        if self.resources.iter().any(|r| r.id().equals(&id)) {
+            return Err(Error::new(format!(
+                "may not add resource with an already registered id: {id}"
+            )));
+        }
+        self.resources.push(resource);
+        Ok(())
+    }
+
+    fn absorb(&mut self, other: Accumulated) -> Result<(), Error> {
+        for resource in other.resources {
+            self.append(resource)?;
+        }
+        self.add_vars(other.vars)
+    }
+
+    fn add_vars(&mut self, vars: Vec<Var>) -> Result<(), Error> {
+        for var in vars {
+            if self.vars.iter().any(|v| v.name == var.name) {
+                return Err(Error::new(format!("var '{}' already encountered", var.name)));
+            }
+            self.vars.push(var);
+        }
+        Ok(())
+    }
+
+    /// A generated object: added, or merged into / replacing the one it names.
+    fn append_generated(&mut self, mut generated: Resource) -> Result<(), Error> {
+        let id = generated.id();
+        let matches: Vec<usize> = (0..self.resources.len())
+            .filter(|&i| self.resources[i].all_ids().any(|other| other.equals(&id)))
+            .collect();
+        match (matches.as_slice(), generated.behavior) {
+            ([], Behavior::Create) => self.append(generated),
+            ([], _) => Err(Error::new(format!(
+                "id {id} does not exist; cannot merge or replace"
+            ))),
+            ([index], Behavior::Merge | Behavior::Replace) => {
+                let old = &self.resources[*index];
+                let mut labels = old.string_map("labels");
+                labels.extend(generated.string_map("labels"));
+                let mut annotations = old.string_map("annotations");
+                annotations.extend(generated.string_map("annotations"));
+                if generated.behavior == Behavior::Merge {
+                    for field in ["data", "binaryData"] {
+                        let mut merged = old
+                            .object
+                            .get(field)
+                            .and_then(Value::as_object)
+                            .cloned()
+                            .unwrap_or_default();
+                        if let Some(new) = generated.object.get(field).and_then(Value::as_object) {
+                            merged.extend(new.clone());
+                        }
+                        let object = crate::resource::object_mut(&mut generated.object);
+                        if merged.is_empty() {
+                            object.remove(field);
+                        } else {
+                            object.insert(field.into(), Value::Object(merged));
+                        }
+                    }
+                }
+                generated.set_string_map("labels", labels);
+                generated.set_string_map("annotations", annotations);
+                generated.set_name(old.name());
+                generated.set_namespace(old.namespace());
+                generated.previous_ids = old.previous_ids.clone();
+                generated.name_prefixes = old.name_prefixes.clone();
+                generated.name_suffixes = old.name_suffixes.clone();
+                generated.needs_hash = generated.needs_hash || old.needs_hash;
+                generated.var_refs = old.var_refs.clone();
+                self.resources[*index] = generated;
+                Ok(())
+            }
+            ([_], Behavior::Create) => Err(Error::new(format!(
+                "id {id} exists; behavior must be merge or replace"
+            ))),
+            (_, _) => Err(Error::new(format!(
+                "found multiple objects that could accept merge of {id}"
+            ))),
+        }
+    }
+}
+
+/// One kustomization directory, loaded.
+struct Target {
+    loader: Loader,
+    kustomization: Kustomization,
+}
+
+impl Target {
+    fn load(loader: Loader) -> Result<Target, Error> {
+        let mut found = Vec::new();
+        for name in FILE_NAMES {
+            let path = loader.root.join(name);
+            if path.is_file() {
+                found.push(name);
+            }
+        }
+        let file = match found.as_slice() {
+            [one] => *one,
+            [] => {
+                return Err(Error::new(format!(
+                    "unable to find one of 'kustomization.yaml', 'kustomization.yml' or 'Kustomization' in directory '{}'",
+                    loader.root.display()
+                )));
+            }
+            _ => {
+                return Err(Error::new(format!(
+                    "Found multiple kustomization files under: {}",
+                    loader.root.display()
+                )));
+            }
+        };
+        let (path, text) = loader.read_string(file)?;
+        let kustomization: Kustomization = match crate::yaml::parse_documents(&text)
+            .map_err(Error::new)?
+            .into_iter()
+            .next()
+        {
+            None => Kustomization::default(),
+            Some(document) => serde_json::from_value(document)
+                .map_err(|e| Error::new(format!("invalid kustomization '{}': {e}", path.display())))?,
+        };
+        let unsupported = kustomization.unsupported_fields();
+        if !unsupported.is_empty() {
+            return Err(Error::new(format!(
+                "{}: {} not supported by this engine",
+                path.display(),
+                unsupported.join(", ")
+            )));
+        }
+        Ok(Target {
+            loader,
+            kustomization,
+        })
+    }
+}
+
+pub struct Builder {
+    jail: Option<std::path::PathBuf>,
+    /// Kustomization directories being built, to refuse cycles.
+    stack: Vec<std::path::PathBuf>,
+}
+
+impl Builder {
+    pub fn new(jail: Option<&std::path::Path>) -> Builder {
+        Builder {
+            jail: jail.map(std::path::Path::to_path_buf),
+            stack: Vec::new(),
+        }
+    }
+
+    pub fn build(&mut self, dir: &std::path::Path) -> Result<Vec<Value>, Error> {
+        let loader = Loader::new(dir, self.jail.as_deref())?;
+        let target = Target::load(loader)?;
+        if target.kustomization.is_component() {
+            return Err(Error::new(format!(
+                "'{}' is a Component; it can only be used from a kustomization",
+                dir.display()
+            )));
+        }
+        let mut acc = self.accumulate(&target, Accumulated::default())?;
+
+        for resource in acc.resources.iter_mut().filter(|r| r.needs_hash) {
+            let hash = generate::content_hash(&resource.object);
+            resource.store_previous_id();
+            let name = format!("{}-{hash}", resource.name());
+            resource.set_name(&name);
+        }
+        nameref::fix(&mut acc.resources)?;
+        replace::resolve_vars(&acc.vars, &mut acc.resources)?;
+        acc.resources.retain(|r| {
+            r.object
+                .pointer("/metadata/annotations/config.kubernetes.io~1local-config")
+                .and_then(Value::as_str)
+                != Some("true")
+        });
+
+        let order = target.kustomization.sort_options.as_ref();
+        if order.is_none_or(|o| o.order.is_empty() || o.order == "legacy") {
+            let legacy = order.and_then(|o| o.legacy_sort_options.clone());
+            crate::sort::legacy(&mut acc.resources, legacy.as_ref());
+        } else if order.is_some_and(|o| o.order != "fifo") {
+            return Err(Error::new("sortOptions.order must be one of 'legacy' or 'fifo'"));
+        }
+        Ok(acc.resources.into_iter().map(|r| r.object).collect())
+    }
+
+    fn enter(&mut self, loader: &Loader) -> Result<(), Error> {
+        if let Some(visited) = self.stack.iter().find(|d| **d == loader.root) {
+            return Err(Error::new(format!(
+                "cycle detected: '{}' includes itself",
+                visited.display()
+            )));
+        }
+        self.stack.push(loader.root.clone());
+        Ok(())
+    }
+
+    fn accumulate(&mut self, target: &Target, mut acc: Accumulated) -> Result<Accumulated, Error> {
+        self.enter(&target.loader)?;
+        let result = self.accumulate_inner(target, &mut acc);
+        self.stack.pop();
+        result.map(|()| acc)
+    }
+
+    fn accumulate_inner(&mut self, target: &Target, acc: &mut Accumulated) -> Result<(), Error> {
+        let k = &target.kustomization;
+        let loader = &target.loader;
+        for path in k.resources.iter().chain(k.bases.iter()) {
+            if is_remote(path) {
+                return Err(Error::new(format!(
+                    "remote resource '{path}' is not supported: only local files and directories"
+                )));
+            }
+            match loader.locate(path) {
+                Some(located) if located.is_dir() => {
+                    let child = Target::load(loader.child(path)?)
+                        .map_err(|e| e.context(format!("accumulating resources from '{path}'")))?;
+                    if child.kustomization.is_component() {
+                        return Err(Error::new(format!(
+                            "expected kind != 'Component' for path '{}'",
+                            child.loader.root.display()
+                        )));
+                    }
+                    let sub = self.accumulate(&child, Accumulated::default())?;
+                    acc.absorb(sub)
+                        .map_err(|e| e.context(format!("accumulating resources from '{path}'")))?;
+                }
+                Some(_) => {
+                    let (file, text) = loader.read_string(path)?;
+                    for resource in
+                        resources_from(&text).map_err(|e| e.context(format!("file '{}'", file.display())))?
+                    {
+                        acc.append(resource)
+                            .map_err(|e| e.context(format!("accumulating resources from '{path}'")))?;
+                    }
+                }
+                None => {
+                    return Err(Error::new(format!(
+                        "accumulating resources: '{}' does not exist",
+                        loader.root.join(path).display()
+                    )));
+                }
+            }
+        }
+        let global = k.generator_options.as_ref();
+        for args in &k.config_map_generator {
+            acc.append_generated(generate::generate(Kind::ConfigMap, args, global, loader)?)?;
+        }
+        for args in &k.secret_generator {
+            acc.append_generated(generate::generate(Kind::Secret, args, global, loader)?)?;
+        }
+        for path in &k.components {
+            let child = Target::load(loader.child(path)?)
+                .map_err(|e| e.context(format!("accumulating components from '{path}'")))?;
+            if !child.kustomization.is_component() {
+                return Err(Error::new(format!(
+                    "expected kind 'Component' for path '{}' but got '{}'",
+                    child.loader.root.display(),
+                    child.kustomization.kind.as_deref().unwrap_or("Kustomization")
+                )));
+            }
+            let taken = std::mem::take(acc);
+            *acc = self.accumulate(&child, taken)?;
+        }
+        transform::run_all(k, loader, &mut acc.resources)?;
+        acc.add_vars(k.vars.clone())
+    }
+}
+
+fn is_remote(path: &str) -> bool {
+    path.contains("://")
+        || path.starts_with("github.com/")
+        || path.starts_with("git@")
+        || path.starts_with("git::")
+}
+
+/// The objects in a YAML stream; `List` objects are flattened.
+pub fn resources_from(text: &str) -> Result<Vec<Resource>, Error> {
+    let mut out = Vec::new();
+    for document in crate::yaml::parse_documents(text).map_err(Error::new)? {
+        collect(document, &mut out)?;
+    }
+    Ok(out)
+}
+
+fn collect(document: Value, out: &mut Vec<Resource>) -> Result<(), Error> {
+    let Value::Object(map) = &document else {
+        return Err(Error::new("a resource must be a YAML map"));
+    };
+    let kind = map.get("kind").and_then(Value::as_str).unwrap_or("");
+    if kind.ends_with("List")
+        && let Some(Value::Array(items)) = map.get("items")
+    {
+        for item in items.clone() {
+            collect(item, out)?;
+        }
+        return Ok(());
+    }
+    if kind.is_empty() {
+        return Err(Error::new(format!(
+            "missing kind in object {}",
+            crate::yaml::go_json(&document)
+        )));
+    }
+    if document
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
+        return Err(Error::new(format!(
+            "missing metadata.name in object of kind {kind}"
+        )));
+    }
+    out.push(Resource::new(document));
+    Ok(())
+}

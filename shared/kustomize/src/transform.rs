@@ -1,0 +1,574 @@
+//! The built-in transformers, in the order kustomize runs them within one kustomization.
+
+use std::collections::BTreeMap;
+
+use regex::Regex;
+use serde_json::Value;
+
+use crate::Error;
+use crate::builtin;
+use crate::fieldspec::{self, CreateKind, FieldSpec};
+use crate::kustomization::{Image, Kustomization, Label, Patch, Replica, Selector};
+use crate::loader::Loader;
+use crate::patch;
+use crate::resource::Resource;
+
+/// Runs every transformer a kustomization configures over the accumulated resources.
+pub fn run_all(k: &Kustomization, loader: &Loader, resources: &mut Vec<Resource>) -> Result<(), Error> {
+    for path in &k.patches_strategic_merge {
+        patches_strategic_merge(path, loader, resources).map_err(|e| e.context("patchesStrategicMerge"))?;
+    }
+    for p in &k.patches {
+        apply_patch(p, loader, resources).map_err(|e| e.context("patches"))?;
+    }
+    if !k.namespace.is_empty() {
+        namespace(&k.namespace, resources)?;
+    }
+    if !k.name_prefix.is_empty() {
+        prefix_suffix(&k.name_prefix, true, resources)?;
+    }
+    if !k.name_suffix.is_empty() {
+        prefix_suffix(&k.name_suffix, false, resources)?;
+    }
+    for label in &k.labels {
+        labels(label, resources)?;
+    }
+    if !k.common_labels.is_empty() {
+        set_map_entries(&k.common_labels, &builtin::COMMON_LABELS, resources)?;
+    }
+    if !k.common_annotations.is_empty() {
+        set_map_entries(&k.common_annotations, &builtin::COMMON_ANNOTATIONS, resources)?;
+    }
+    for p in &k.patches_json6902 {
+        apply_patch(p, loader, resources).map_err(|e| e.context("patchesJson6902"))?;
+    }
+    for replica in &k.replicas {
+        replicas(replica, resources)?;
+    }
+    for image in &k.images {
+        images(image, resources)?;
+    }
+    if !k.replacements.is_empty() {
+        crate::replace::replacements(&k.replacements, loader, resources)?;
+    }
+    Ok(())
+}
+
+fn each_spec(
+    resources: &mut [Resource],
+    specs: &[FieldSpec],
+    create: CreateKind,
+    set: &mut dyn FnMut(&mut Value) -> Result<(), String>,
+) -> Result<(), Error> {
+    for resource in resources.iter_mut() {
+        for spec in specs {
+            fieldspec::apply(&mut resource.object, spec, create, set)
+                .map_err(|e| Error::new(format!("{e} of object {}", resource.id())))?;
+        }
+    }
+    Ok(())
+}
+
+fn namespace(namespace: &str, resources: &mut [Resource]) -> Result<(), Error> {
+    for resource in resources.iter_mut() {
+        resource.store_previous_id();
+        let gvk = resource.gvk();
+        if !gvk.is_cluster_scoped() {
+            resource.set_namespace(namespace);
+        }
+        let api_version = resource.str_at(&["apiVersion"]).to_string();
+        let mut set = |node: &mut Value| {
+            *node = Value::String(namespace.to_string());
+            Ok(())
+        };
+        for spec in builtin::NAMESPACE.iter() {
+            // A Namespace object is renamed only when it is core v1.
+            if spec.path == "metadata/name" && api_version != "v1" {
+                continue;
+            }
+            fieldspec::apply(&mut resource.object, spec, CreateKind::Scalar, &mut set)
+                .map_err(|e| Error::new(format!("namespace transformation failed: {e}")))?;
+        }
+        if (gvk.kind == "RoleBinding" || gvk.kind == "ClusterRoleBinding")
+            && let Some(Value::Array(subjects)) = resource.object.get_mut("subjects")
+        {
+            for subject in subjects.iter_mut().filter_map(Value::as_object_mut) {
+                if subject.get("name").and_then(Value::as_str) == Some("default") {
+                    subject.insert("namespace".into(), Value::String(namespace.to_string()));
+                }
+            }
+        }
+    }
+    let ids: Vec<_> = resources.iter().map(Resource::id).collect();
+    for (i, id) in ids.iter().enumerate() {
+        if ids
+            .iter()
+            .enumerate()
+            .any(|(j, other)| i != j && id.equals(other))
+        {
+            return Err(Error::new(format!(
+                "namespace transformation produces ID conflict: {id}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn prefix_suffix(affix: &str, is_prefix: bool, resources: &mut [Resource]) -> Result<(), Error> {
+    for resource in resources.iter_mut() {
+        let original = resource.original_id().gvk;
+        let skipped = original.kind == "CustomResourceDefinition"
+            || original.kind == "Namespace"
+            || (original.group == "apiregistration.k8s.io" && original.kind == "APIService");
+        if skipped {
+            continue;
+        }
+        if is_prefix {
+            resource.name_prefixes.push(affix.to_string());
+        } else {
+            resource.name_suffixes.push(affix.to_string());
+        }
+        resource.store_previous_id();
+        let name = resource.name();
+        let renamed = if is_prefix {
+            format!("{affix}{name}")
+        } else {
+            format!("{name}{affix}")
+        };
+        resource.set_name(&renamed);
+    }
+    Ok(())
+}
+
+fn labels(label: &Label, resources: &mut [Resource]) -> Result<(), Error> {
+    let mut specs: Vec<FieldSpec> = label
+        .fields
+        .iter()
+        .map(|f| FieldSpec {
+            group: f.group.clone(),
+            version: f.version.clone(),
+            kind: f.kind.clone(),
+            path: f.path.clone(),
+            create: f.create,
+        })
+        .collect();
+    if label.include_selectors {
+        specs.extend(builtin::COMMON_LABELS.iter().cloned());
+    } else {
+        if label.include_templates {
+            specs.extend(builtin::TEMPLATE_LABELS.iter().cloned());
+        }
+        specs.push(FieldSpec::new("", "metadata/labels", true));
+    }
+    set_map_entries(&label.pairs, &specs, resources)
+}
+
+fn set_map_entries(
+    entries: &BTreeMap<String, String>,
+    specs: &[FieldSpec],
+    resources: &mut [Resource],
+) -> Result<(), Error> {
+    let mut set = |node: &mut Value| {
+        for (key, value) in entries {
+            fieldspec::set_entry(key, value)(node)?;
+        }
+        Ok(())
+    };
+    each_spec(resources, specs, CreateKind::Map, &mut set)
+}
+
+fn replicas(replica: &Replica, resources: &mut [Resource]) -> Result<(), Error> {
+    let mut found = false;
+    for resource in resources.iter_mut() {
+        if !resource.all_ids().any(|id| id.name == replica.name) {
+            continue;
+        }
+        let gvk = resource.gvk();
+        for spec in builtin::REPLICAS.iter().filter(|s| s.selects(&gvk)) {
+            found = true;
+            let mut set = |node: &mut Value| {
+                *node = Value::from(replica.count);
+                Ok(())
+            };
+            fieldspec::apply(&mut resource.object, spec, CreateKind::Scalar, &mut set).map_err(Error::new)?;
+        }
+    }
+    if !found {
+        return Err(Error::new(format!(
+            "resource with name {} does not match a config with the following GVK [Deployment ReplicationController ReplicaSet StatefulSet]",
+            replica.name
+        )));
+    }
+    Ok(())
+}
+
+fn images(image: &Image, resources: &mut [Resource]) -> Result<(), Error> {
+    let pattern = Regex::new(&format!(
+        "^{}(:[a-zA-Z0-9_.{{}}-]*)?(@sha256:[a-zA-Z0-9_.{{}}-]*)?$",
+        image.name
+    ))
+    .map_err(|e| Error::new(format!("image name '{}': {e}", image.name)))?;
+    let mut update = |node: &mut Value| -> Result<(), String> {
+        let Value::String(current) = node else {
+            return Err("image must be a string".into());
+        };
+        if pattern.is_match(current) {
+            *current = updated_image(current, image);
+        }
+        Ok(())
+    };
+    for resource in resources.iter_mut() {
+        if resource.kind() == "CustomResourceDefinition" {
+            continue;
+        }
+        // kustomize's legacy pass: every `containers` and `initContainers` list, anywhere.
+        update_containers(&mut resource.object, &mut update).map_err(Error::new)?;
+        for spec in builtin::IMAGES.iter() {
+            fieldspec::apply(&mut resource.object, spec, CreateKind::Nothing, &mut update)
+                .map_err(Error::new)?;
+        }
+    }
+    Ok(())
+}
+
+fn update_containers(
+    node: &mut Value,
+    update: &mut dyn FnMut(&mut Value) -> Result<(), String>,
+) -> Result<(), String> {
+    match node {
+        Value::Object(map) => {
+            for (key, value) in map.iter_mut() {
+                update_containers(value, update)?;
+                if (key == "containers" || key == "initContainers")
+                    && let Value::Array(items) = value
+                {
+                    for item in items {
+                        if let Some(image) = item.get_mut("image") {
+                            update(image)?;
+                        }
+                    }
+                }
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                update_containers(item, update)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn split_image(image: &str) -> (String, String, String) {
+    let slash = image.find('/').filter(|&i| i > 0).unwrap_or(0);
+    let search = &image[slash..];
+    let at = search.find('@').map(|i| i + slash);
+    let colon = search.find(':').map(|i| i + slash);
+    match (at, colon) {
+        (None, None) => (image.to_string(), String::new(), String::new()),
+        (Some(at), colon) if colon.is_none_or(|c| at < c) => (
+            image[..at].to_string(),
+            String::new(),
+            image[at + 1..].to_string(),
+        ),
+        (Some(at), Some(colon)) => (
+            image[..colon].to_string(),
+            image[colon + 1..at].to_string(),
+            image[at + 1..].to_string(),
+        ),
+        (_, Some(colon)) => (
+            image[..colon].to_string(),
+            image[colon + 1..].to_string(),
+            String::new(),
+        ),
+        _ => (image.to_string(), String::new(), String::new()),
+    }
+}
+
+fn updated_image(current: &str, image: &Image) -> String {
+    let (mut name, mut tag, mut digest) = split_image(current);
+    if !image.new_name.is_empty() {
+        name = image.new_name.clone();
+    }
+    if !image.new_tag.is_empty() && !image.digest.is_empty() {
+        tag = image.new_tag.clone();
+        digest = image.digest.clone();
+    } else if !image.new_tag.is_empty() {
+        tag = image.new_tag.clone();
+        digest.clear();
+    } else if !image.digest.is_empty() {
+        tag.clear();
+        digest = image.digest.clone();
+    } else if !image.tag_suffix.is_empty() {
+        tag.push_str(&image.tag_suffix);
+        digest.clear();
+    }
+    if !tag.is_empty() {
+        name = format!("{name}:{tag}");
+    }
+    if !digest.is_empty() {
+        name = format!("{name}@{digest}");
+    }
+    name
+}
+
+fn patches_strategic_merge(
+    path_or_inline: &str,
+    loader: &Loader,
+    resources: &mut Vec<Resource>,
+) -> Result<(), Error> {
+    // An entry is a file path, or the patch itself when it does not name a file.
+    let text = match loader.locate(path_or_inline) {
+        Some(_) => loader.read_string(path_or_inline)?.1,
+        None if path_or_inline.contains('\n') || path_or_inline.contains(':') => path_or_inline.to_string(),
+        None => loader.read_string(path_or_inline)?.1,
+    };
+    let documents = crate::yaml::parse_documents(&text).map_err(Error::new)?;
+    for document in documents {
+        apply_strategic_merge_by_id(&document, false, false, resources)?;
+    }
+    Ok(())
+}
+
+/// A strategic merge patch applied to the one object its own kind/name/namespace identify.
+fn apply_strategic_merge_by_id(
+    patch: &Value,
+    allow_name_change: bool,
+    allow_kind_change: bool,
+    resources: &mut Vec<Resource>,
+) -> Result<(), Error> {
+    let patch_resource = Resource::new(patch.clone());
+    let id = patch_resource.id();
+    let matches: Vec<usize> = resources
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.all_ids().any(|rid| rid.equals(&id)))
+        .map(|(i, _)| i)
+        .collect();
+    match matches.as_slice() {
+        [index] => {
+            let index = *index;
+            if apply_strategic_merge(&mut resources[index], patch, allow_name_change, allow_kind_change)? {
+                resources.remove(index);
+            }
+            Ok(())
+        }
+        [] => Err(Error::new(format!(
+            "no resource matches strategic merge patch \"{id}\""
+        ))),
+        _ => Err(Error::new(format!(
+            "multiple resources match strategic merge patch \"{id}\""
+        ))),
+    }
+}
+
+/// Returns true when the patch deleted the object.
+fn apply_strategic_merge(
+    resource: &mut Resource,
+    patch: &Value,
+    allow_name_change: bool,
+    allow_kind_change: bool,
+) -> Result<bool, Error> {
+    let (name, namespace, kind) = (
+        resource.name().to_string(),
+        resource.namespace().to_string(),
+        resource.kind().to_string(),
+    );
+    if allow_name_change || allow_kind_change {
+        resource.store_previous_id();
+    }
+    let merged = patch::strategic_merge(&resource.object, patch)
+        .map_err(|e| Error::new(format!("applying patch to {}: {e}", resource.id())))?;
+    let Some(merged) = merged.filter(|m| m.as_object().is_some_and(|o| !o.is_empty())) else {
+        return Ok(true);
+    };
+    resource.object = merged;
+    if !allow_kind_change {
+        crate::resource::object_mut(&mut resource.object).insert("kind".into(), Value::String(kind));
+    }
+    if !allow_name_change {
+        resource.set_name(&name);
+    }
+    resource.set_namespace(&namespace);
+    Ok(false)
+}
+
+fn apply_patch(p: &Patch, loader: &Loader, resources: &mut Vec<Resource>) -> Result<(), Error> {
+    let inline = p.patch.trim();
+    let (text, source) = match (inline.is_empty(), p.path.is_empty()) {
+        (true, true) => return Err(Error::new("must specify one of patch and path")),
+        (false, false) => return Err(Error::new("patch and path can't be set at the same time")),
+        (false, true) => (inline.to_string(), "inline patch".to_string()),
+        (true, false) => (loader.read_string(&p.path)?.1, format!("patch file '{}'", p.path)),
+    };
+    if let Ok(ops) = patch::parse_json_patch(&text) {
+        let Some(target) = &p.target else {
+            return Err(Error::new(format!(
+                "must specify a target for JSON patch {source}"
+            )));
+        };
+        for index in select(target, resources)? {
+            let resource = &mut resources[index];
+            resource.store_previous_id();
+            patch::apply_json_patch(&mut resource.object, &ops)
+                .map_err(|e| Error::new(format!("{source} on {}: {e}", resource.id())))?;
+        }
+        return Ok(());
+    }
+    let documents = crate::yaml::parse_documents(&text).map_err(|e| Error::new(format!("{source}: {e}")))?;
+    let options = p.options.clone().unwrap_or_default();
+    let Some(target) = &p.target else {
+        for document in &documents {
+            apply_strategic_merge_by_id(
+                document,
+                options.allow_name_change,
+                options.allow_kind_change,
+                resources,
+            )
+            .map_err(|e| e.context(source.clone()))?;
+        }
+        return Ok(());
+    };
+    let [patch] = documents.as_slice() else {
+        return Err(Error::new(format!(
+            "Multiple Strategic-Merge Patches in one `patches` entry is not allowed to set `patches.target` field: {source}"
+        )));
+    };
+    let selected = select(target, resources)?;
+    let mut deleted = Vec::new();
+    for index in selected {
+        if apply_strategic_merge(
+            &mut resources[index],
+            patch,
+            options.allow_name_change,
+            options.allow_kind_change,
+        )? {
+            deleted.push(index);
+        }
+    }
+    for index in deleted.into_iter().rev() {
+        resources.remove(index);
+    }
+    Ok(())
+}
+
+/// Indices of the resources a patch target selects (regular expressions, anchored).
+pub fn select(selector: &Selector, resources: &[Resource]) -> Result<Vec<usize>, Error> {
+    let compile = |pattern: &str| -> Result<Option<Regex>, Error> {
+        if pattern.is_empty() {
+            return Ok(None);
+        }
+        Regex::new(&format!("^(?:{pattern})$"))
+            .map(Some)
+            .map_err(|e| Error::new(format!("target selector '{pattern}': {e}")))
+    };
+    let (group, version, kind) = (
+        compile(&selector.group)?,
+        compile(&selector.version)?,
+        compile(&selector.kind)?,
+    );
+    let (name, namespace) = (compile(&selector.name)?, compile(&selector.namespace)?);
+    let labels = LabelSelector::parse(&selector.label_selector)?;
+    let annotations = LabelSelector::parse(&selector.annotation_selector)?;
+    let matches = |re: &Option<Regex>, value: &str| re.as_ref().is_none_or(|re| re.is_match(value));
+    let mut selected = Vec::new();
+    for (index, resource) in resources.iter().enumerate() {
+        let (current, original) = (resource.id(), resource.original_id());
+        if !matches(&namespace, original.effective_namespace())
+            && !matches(&namespace, current.effective_namespace())
+        {
+            continue;
+        }
+        if !matches(&name, &original.name) && !matches(&name, &current.name) {
+            continue;
+        }
+        let gvk = &current.gvk;
+        if !matches(&group, &gvk.group) || !matches(&version, &gvk.version) || !matches(&kind, &gvk.kind) {
+            continue;
+        }
+        if !labels.matches(&resource.string_map("labels"))
+            || !annotations.matches(&resource.string_map("annotations"))
+        {
+            continue;
+        }
+        selected.push(index);
+    }
+    Ok(selected)
+}
+
+/// A Kubernetes label selector: `a=b`, `a!=b`, `a in (x,y)`, `a notin (x)`, `a`, `!a`.
+pub struct LabelSelector {
+    requirements: Vec<Requirement>,
+}
+
+enum Requirement {
+    In(String, Vec<String>),
+    NotIn(String, Vec<String>),
+    Exists(String),
+    DoesNotExist(String),
+}
+
+impl LabelSelector {
+    pub fn parse(text: &str) -> Result<LabelSelector, Error> {
+        let mut requirements = Vec::new();
+        let mut depth = 0;
+        let mut start = 0;
+        let mut parts = Vec::new();
+        for (i, c) in text.char_indices() {
+            match c {
+                '(' => depth += 1,
+                ')' => depth -= 1,
+                ',' if depth == 0 => {
+                    parts.push(&text[start..i]);
+                    start = i + 1;
+                }
+                _ => {}
+            }
+        }
+        parts.push(&text[start..]);
+        let set = |s: &str| -> Vec<String> {
+            s.trim()
+                .trim_start_matches('(')
+                .trim_end_matches(')')
+                .split(',')
+                .map(|v| v.trim().to_string())
+                .collect()
+        };
+        for part in parts.into_iter().map(str::trim).filter(|p| !p.is_empty()) {
+            let requirement = if let Some((key, value)) = part.split_once("!=") {
+                Requirement::NotIn(key.trim().into(), vec![value.trim().into()])
+            } else if let Some((key, value)) = part.split_once("==").or_else(|| part.split_once('=')) {
+                Requirement::In(key.trim().into(), vec![value.trim().into()])
+            } else if let Some((key, values)) = part.split_once(" notin ") {
+                Requirement::NotIn(key.trim().into(), set(values))
+            } else if let Some((key, values)) = part.split_once(" in ") {
+                Requirement::In(key.trim().into(), set(values))
+            } else if let Some(key) = part.strip_prefix('!') {
+                Requirement::DoesNotExist(key.trim().into())
+            } else if part.chars().all(|c| c.is_alphanumeric() || "-_./".contains(c)) {
+                Requirement::Exists(part.into())
+            } else {
+                return Err(Error::new(format!(
+                    "unable to parse requirement '{part}' of selector '{text}'"
+                )));
+            };
+            requirements.push(requirement);
+        }
+        Ok(LabelSelector { requirements })
+    }
+
+    pub fn matches(&self, labels: &serde_json::Map<String, Value>) -> bool {
+        let get = |key: &str| {
+            labels
+                .get(key)
+                .map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))
+        };
+        self.requirements.iter().all(|r| match r {
+            Requirement::In(key, values) => get(key).is_some_and(|v| values.contains(&v)),
+            Requirement::NotIn(key, values) => get(key).is_none_or(|v| !values.contains(&v)),
+            Requirement::Exists(key) => labels.contains_key(key),
+            Requirement::DoesNotExist(key) => !labels.contains_key(key),
+        })
+    }
+}
