@@ -89,7 +89,8 @@ impl Accumulated {
                 generated.previous_ids = old.previous_ids.clone();
                 generated.name_prefixes = old.name_prefixes.clone();
                 generated.name_suffixes = old.name_suffixes.clone();
-                generated.needs_hash = generated.needs_hash || old.needs_hash;
+                // The hash marker is a build annotation, which kustomize takes from the old object.
+                generated.needs_hash = generated.needs_hash && old.needs_hash;
                 generated.var_refs = old.var_refs.clone();
                 self.resources[*index] = generated;
                 Ok(())
@@ -135,14 +136,20 @@ impl Target {
             }
         };
         let (path, text) = loader.read_string(file)?;
-        let kustomization: Kustomization = match crate::yaml::parse_documents(&text)
+        let kustomization: Kustomization = match crate::yaml::parse_documents_yaml11(&text)
             .map_err(Error::new)?
             .into_iter()
             .next()
         {
             None => Kustomization::default(),
-            Some(document) => serde_json::from_value(document)
-                .map_err(|e| Error::new(format!("invalid kustomization '{}': {e}", path.display())))?,
+            Some(mut document) => {
+                // `resources:` with nothing after it is an empty list, not an error.
+                if let Value::Object(map) = &mut document {
+                    map.retain(|_, v| !v.is_null());
+                }
+                serde_json::from_value(document)
+                    .map_err(|e| Error::new(format!("invalid kustomization '{}': {e}", path.display())))?
+            }
         };
         let unsupported = kustomization.unsupported_fields();
         if !unsupported.is_empty() {

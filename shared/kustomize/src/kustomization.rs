@@ -305,7 +305,7 @@ pub struct VarTarget {
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FieldRef {
-    #[serde(default)]
+    #[serde(default, alias = "fieldpath")]
     pub field_path: String,
 }
 

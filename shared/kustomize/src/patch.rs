@@ -282,7 +282,7 @@ pub fn parse_json_patch(text: &str) -> Result<Vec<Value>, String> {
     let value: Value = if trimmed.starts_with('[') {
         serde_json::from_str(trimmed).map_err(|e| e.to_string())?
     } else {
-        let mut docs = crate::yaml::parse_documents(text)?;
+        let mut docs = crate::yaml::parse_documents_yaml11(text)?;
         if docs.len() != 1 {
             return Err("expected one list of operations".into());
         }
@@ -307,15 +307,16 @@ pub fn apply_json_patch(object: &mut Value, ops: &[Value]) -> Result<(), String>
             "remove" => {
                 remove(object, &op.path)?;
             }
-            "replace" => {
-                let target = pointer_mut(object, &op.path).ok_or_else(|| {
+            "replace" => match pointer_mut(object, &op.path) {
+                Some(target) => *target = value()?,
+                // kustomize's JSON patch library replaces a missing key of an existing object.
+                None => add(object, &op.path, value()?).map_err(|_| {
                     format!(
                         "replace operation does not apply: doc is missing path: {}",
                         op.path
                     )
-                })?;
-                *target = value()?;
-            }
+                })?,
+            },
             "move" => {
                 let moved = remove(object, &op.from)?;
                 add(object, &op.path, moved)?;

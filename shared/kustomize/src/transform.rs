@@ -413,6 +413,20 @@ fn apply_patch(p: &Patch, loader: &Loader, resources: &mut Vec<Resource>) -> Res
             resource.store_previous_id();
             patch::apply_json_patch(&mut resource.object, &ops)
                 .map_err(|e| Error::new(format!("{source} on {}: {e}", resource.id())))?;
+            // kustomize rewrites the annotations after a JSON patch, as a map of strings.
+            let annotations: serde_json::Map<String, Value> = resource
+                .string_map("annotations")
+                .into_iter()
+                .map(|(k, v)| {
+                    let text = match v {
+                        Value::String(s) => s,
+                        Value::Null => String::new(),
+                        other => other.to_string(),
+                    };
+                    (k, Value::String(text))
+                })
+                .collect();
+            resource.set_string_map("annotations", annotations);
         }
         return Ok(());
     }

@@ -26,6 +26,152 @@ pub fn parse_documents(text: &str) -> Result<Vec<Value>, String> {
     Ok(documents)
 }
 
+/// Parses a YAML stream with YAML 1.1 scalars, as go-yaml v2 (`sigs.k8s.io/yaml`) reads it:
+/// kustomize reads kustomization files and JSON patches this way, so an unquoted `yes`, `on`
+/// or `y` is a boolean there and `010` is octal.
+pub fn parse_documents_yaml11(text: &str) -> Result<Vec<Value>, String> {
+    let mut builder = Yaml11Builder::default();
+    let mut parser = yaml_rust2::parser::Parser::new_from_str(text);
+    parser.load(&mut builder, true).map_err(|e| e.to_string())?;
+    if let Some(error) = builder.error {
+        return Err(error);
+    }
+    Ok(builder.documents.into_iter().filter(|d| !d.is_null()).collect())
+}
+
+enum Frame {
+    Sequence(Vec<Value>, usize),
+    Mapping(Map<String, Value>, Option<String>, usize),
+}
+
+#[derive(Default)]
+struct Yaml11Builder {
+    documents: Vec<Value>,
+    stack: Vec<Frame>,
+    anchors: std::collections::HashMap<usize, Value>,
+    error: Option<String>,
+}
+
+impl Yaml11Builder {
+    fn push_value(&mut self, value: Value, anchor: usize) {
+        if anchor > 0 {
+            self.anchors.insert(anchor, value.clone());
+        }
+        match self.stack.last_mut() {
+            None => self.documents.push(value),
+            Some(Frame::Sequence(items, _)) => items.push(value),
+            Some(Frame::Mapping(map, key, _)) => match key.take() {
+                None => *key = Some(key_text(&value)),
+                Some(k) => {
+                    map.insert(k, value);
+                }
+            },
+        }
+    }
+}
+
+/// Map keys become strings, as `sigs.k8s.io/yaml` converts them for JSON.
+fn key_text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Null => "null".to_string(),
+        other => other.to_string(),
+    }
+}
+
+impl yaml_rust2::parser::EventReceiver for Yaml11Builder {
+    fn on_event(&mut self, event: yaml_rust2::parser::Event) {
+        use yaml_rust2::parser::Event;
+        match event {
+            Event::SequenceStart(anchor, _) => self.stack.push(Frame::Sequence(Vec::new(), anchor)),
+            Event::MappingStart(anchor, _) => self.stack.push(Frame::Mapping(Map::new(), None, anchor)),
+            Event::SequenceEnd | Event::MappingEnd => match self.stack.pop() {
+                Some(Frame::Sequence(items, anchor)) => self.push_value(Value::Array(items), anchor),
+                Some(Frame::Mapping(map, _, anchor)) => self.push_value(Value::Object(map), anchor),
+                None => {}
+            },
+            Event::Scalar(text, style, anchor, tag) => {
+                let plain = style == yaml_rust2::scanner::TScalarStyle::Plain;
+                let value = match tag {
+                    Some(tag) if tag.suffix == "str" => Value::String(text),
+                    _ if plain => resolve_yaml11(&text),
+                    _ => Value::String(text),
+                };
+                self.push_value(value, anchor);
+            }
+            Event::Alias(id) => match self.anchors.get(&id).cloned() {
+                Some(value) => self.push_value(value, 0),
+                None => self.error = Some(format!("unknown anchor {id}")),
+            },
+            _ => {}
+        }
+    }
+}
+
+/// go-yaml v2's resolution of a plain scalar.
+fn resolve_yaml11(s: &str) -> Value {
+    match s {
+        "y" | "Y" | "yes" | "Yes" | "YES" | "true" | "True" | "TRUE" | "on" | "On" | "ON" => {
+            return Value::Bool(true);
+        }
+        "n" | "N" | "no" | "No" | "NO" | "false" | "False" | "FALSE" | "off" | "Off" | "OFF" => {
+            return Value::Bool(false);
+        }
+        "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
+        _ => {}
+    }
+    let plain = s.replace('_', "");
+    if s.starts_with(|c: char| c.is_ascii_digit() || c == '+' || c == '-') {
+        if let Some(i) = parse_go_int(&plain) {
+            return Value::from(i);
+        }
+        if FLOAT.is_match(&plain)
+            && let Some(n) = plain.parse::<f64>().ok().and_then(Number::from_f64)
+        {
+            return Value::Number(n);
+        }
+    } else if s.starts_with('.')
+        && is_go_float(s)
+        && let Some(n) = s.parse::<f64>().ok().and_then(Number::from_f64)
+    {
+        return Value::Number(n);
+    }
+    Value::String(s.to_string())
+}
+
+/// `strconv.ParseInt(s, 0, 64)`.
+fn parse_go_int(s: &str) -> Option<i64> {
+    let (negative, unsigned) = match s.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, s.strip_prefix('+').unwrap_or(s)),
+    };
+    let (digits, radix) = if let Some(d) = unsigned
+        .strip_prefix("0x")
+        .or_else(|| unsigned.strip_prefix("0X"))
+    {
+        (d, 16)
+    } else if let Some(d) = unsigned
+        .strip_prefix("0o")
+        .or_else(|| unsigned.strip_prefix("0O"))
+    {
+        (d, 8)
+    } else if let Some(d) = unsigned
+        .strip_prefix("0b")
+        .or_else(|| unsigned.strip_prefix("0B"))
+    {
+        (d, 2)
+    } else if unsigned.len() > 1 && unsigned.starts_with('0') {
+        (&unsigned[1..], 8)
+    } else {
+        (unsigned, 10)
+    };
+    if digits.is_empty() || digits.starts_with(['+', '-']) {
+        return None;
+    }
+    let magnitude = i64::from_str_radix(digits, radix).ok()?;
+    Some(if negative { -magnitude } else { magnitude })
+}
+
 /// Prints one document exactly as `sigs.k8s.io/yaml.JSONToYAML` (go-yaml v2) does.
 pub fn to_yaml(value: &Value) -> String {
     // A stream starts as if after an indentation.
@@ -634,7 +780,7 @@ fn resolves_to_string(s: &str) -> bool {
     const NON_STRINGS: &[&str] = &[
         "y", "Y", "yes", "Yes", "YES", "true", "True", "TRUE", "on", "On", "ON", "n", "N", "no", "No", "NO",
         "false", "False", "FALSE", "off", "Off", "OFF", "", "~", "null", "Null", "NULL", ".nan", ".NaN",
-        ".NAN", ".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF", "-.inf", "-.Inf", "-.INF", "<<",
+        ".NAN", ".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF", "-.inf", "-.Inf", "-.INF",
     ];
     if NON_STRINGS.contains(&s) {
         return false;
