@@ -1,6 +1,8 @@
 //! The build: accumulate a kustomization tree, then the steps kustomize runs once at the top
 //! (name hashes, name references, vars, local-config removal, sorting).
 
+use std::collections::{HashMap, HashSet};
+
 use serde_json::Value;
 
 use crate::Error;
@@ -17,22 +19,26 @@ struct Accumulated {
     vars: Vec<Var>,
 }
 
+type IdKey = (String, String, String, String, String);
+
 impl Accumulated {
-    fn append(&mut self, resource: Resource) -> Result<(), Error> {
-        let id = resource.id();
-        if self.resources.iter().any(|r| r.id().equals(&id)) {
-            return Err(Error::new(format!(
-                "may not add resource with an already registered id: {id}"
-            )));
+    /// Appends objects, refusing any whose id is already taken.
+    fn append_all(&mut self, new: Vec<Resource>) -> Result<(), Error> {
+        let mut taken: HashSet<IdKey> = self.resources.iter().map(|r| r.id().key()).collect();
+        for resource in new {
+            let id = resource.id();
+            if !taken.insert(id.key()) {
+                return Err(Error::new(format!(
+                    "may not add resource with an already registered id: {id}"
+                )));
+            }
+            self.resources.push(resource);
         }
-        self.resources.push(resource);
         Ok(())
     }
 
     fn absorb(&mut self, other: Accumulated) -> Result<(), Error> {
-        for resource in other.resources {
-            self.append(resource)?;
-        }
+        self.append_all(other.resources)?;
         self.add_vars(other.vars)
     }
 
@@ -46,14 +52,34 @@ impl Accumulated {
         Ok(())
     }
 
+    /// Every id (current and previous) of every object, for generators to find their target.
+    fn id_index(&self) -> HashMap<IdKey, Vec<usize>> {
+        let mut index: HashMap<IdKey, Vec<usize>> = HashMap::new();
+        for (i, resource) in self.resources.iter().enumerate() {
+            for id in resource.all_ids() {
+                let entry = index.entry(id.key()).or_default();
+                if !entry.contains(&i) {
+                    entry.push(i);
+                }
+            }
+        }
+        index
+    }
+
     /// A generated object: added, or merged into / replacing the one it names.
-    fn append_generated(&mut self, mut generated: Resource) -> Result<(), Error> {
+    fn append_generated(
+        &mut self,
+        mut generated: Resource,
+        index: &mut HashMap<IdKey, Vec<usize>>,
+    ) -> Result<(), Error> {
         let id = generated.id();
-        let matches: Vec<usize> = (0..self.resources.len())
-            .filter(|&i| self.resources[i].all_ids().any(|other| other.equals(&id)))
-            .collect();
+        let matches = index.get(&id.key()).cloned().unwrap_or_default();
         match (matches.as_slice(), generated.behavior) {
-            ([], Behavior::Create) => self.append(generated),
+            ([], Behavior::Create) => {
+                index.entry(id.key()).or_default().push(self.resources.len());
+                self.resources.push(generated);
+                Ok(())
+            }
             ([], _) => Err(Error::new(format!(
                 "id {id} does not exist; cannot merge or replace"
             ))),
@@ -259,12 +285,10 @@ impl Builder {
                 }
                 Some(_) => {
                     let (file, text) = loader.read_string(path)?;
-                    for resource in
-                        resources_from(&text).map_err(|e| e.context(format!("file '{}'", file.display())))?
-                    {
-                        acc.append(resource)
-                            .map_err(|e| e.context(format!("accumulating resources from '{path}'")))?;
-                    }
+                    let resources =
+                        resources_from(&text).map_err(|e| e.context(format!("file '{}'", file.display())))?;
+                    acc.append_all(resources)
+                        .map_err(|e| e.context(format!("accumulating resources from '{path}'")))?;
                 }
                 None => {
                     return Err(Error::new(format!(
@@ -275,11 +299,20 @@ impl Builder {
             }
         }
         let global = k.generator_options.as_ref();
-        for args in &k.config_map_generator {
-            acc.append_generated(generate::generate(Kind::ConfigMap, args, global, loader)?)?;
-        }
-        for args in &k.secret_generator {
-            acc.append_generated(generate::generate(Kind::Secret, args, global, loader)?)?;
+        if !k.config_map_generator.is_empty() || !k.secret_generator.is_empty() {
+            let mut index = acc.id_index();
+            for args in &k.config_map_generator {
+                acc.append_generated(
+                    generate::generate(Kind::ConfigMap, args, global, loader)?,
+                    &mut index,
+                )?;
+            }
+            for args in &k.secret_generator {
+                acc.append_generated(
+                    generate::generate(Kind::Secret, args, global, loader)?,
+                    &mut index,
+                )?;
+            }
         }
         for path in &k.components {
             let child = Target::load(loader.child(path)?)

@@ -2,7 +2,7 @@
 //! referred to an object by its old name is pointed at its new one, the way kustomize picks the
 //! referral among candidates.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use serde_json::Value;
 
@@ -31,26 +31,36 @@ pub fn fix(resources: &mut [Resource]) -> Result<(), Error> {
             suffixes: r.name_suffixes.clone(),
         })
         .collect();
-    // Only renamed objects can be referral targets.
-    if candidates.iter().all(|c| c.previous.is_empty()) {
+    // Only renamed objects can be referral targets; they are found by a previous name.
+    let mut by_previous_name: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, candidate) in candidates.iter().enumerate() {
+        for previous in &candidate.previous {
+            let entry = by_previous_name.entry(previous.name.as_str()).or_default();
+            if entry.last() != Some(&i) {
+                entry.push(i);
+            }
+        }
+    }
+    if by_previous_name.is_empty() {
         return Ok(());
     }
     for (index, resource) in resources.iter_mut().enumerate() {
         let original_gvk = resource.original_id().gvk;
         let referrer = &candidates[index];
-        let subset = referable_by(resource, referrer, &candidates);
+        let subset = Subset::of(resource, referrer);
         let role_ref = role_ref_gvk(&resource.object);
         for back in NAME_REFERENCES.iter() {
             for spec in back.referrers.iter().filter(|s| s.selects(&original_gvk)) {
-                let context = Referral {
+                let referral = Referral {
                     referrer,
                     back,
                     spec,
                     candidates: &candidates,
+                    by_previous_name: &by_previous_name,
                     subset: &subset,
                     role_ref: role_ref.as_ref(),
                 };
-                let mut set = |node: &mut Value| context.set(node);
+                let mut set = |node: &mut Value| referral.set(node);
                 fieldspec::apply(&mut resource.object, spec, CreateKind::Nothing, &mut set).map_err(|e| {
                     Error::new(format!(
                         "updating name reference in '{}' field of '{}': {e}",
@@ -63,31 +73,41 @@ pub fn fix(resources: &mut [Resource]) -> Result<(), Error> {
     Ok(())
 }
 
-/// kustomize's SubsetThatCouldBeReferencedByResource.
-fn referable_by(resource: &Resource, referrer: &Candidate, candidates: &[Candidate]) -> Vec<usize> {
-    if referrer.id.gvk.is_cluster_scoped() {
-        return (0..candidates.len()).collect();
-    }
-    let mut binding_namespaces = HashSet::new();
-    if resource.kind() == "RoleBinding"
-        && let Some(Value::Array(subjects)) = resource.object.get("subjects")
-    {
-        for subject in subjects {
-            if subject.get("kind").and_then(Value::as_str) == Some("ServiceAccount")
-                && let Some(ns) = subject.get("namespace").and_then(Value::as_str)
-            {
-                binding_namespaces.insert(ns.to_string());
+/// kustomize's SubsetThatCouldBeReferencedByResource, as a predicate.
+struct Subset {
+    everything: bool,
+    referrer: ResId,
+    binding_namespaces: HashSet<String>,
+}
+
+impl Subset {
+    fn of(resource: &Resource, referrer: &Candidate) -> Subset {
+        let mut binding_namespaces = HashSet::new();
+        if resource.kind() == "RoleBinding"
+            && let Some(Value::Array(subjects)) = resource.object.get("subjects")
+        {
+            for subject in subjects {
+                if subject.get("kind").and_then(Value::as_str) == Some("ServiceAccount")
+                    && let Some(ns) = subject.get("namespace").and_then(Value::as_str)
+                {
+                    binding_namespaces.insert(ns.to_string());
+                }
             }
         }
+        Subset {
+            everything: referrer.id.gvk.is_cluster_scoped(),
+            referrer: referrer.id.clone(),
+            binding_namespaces,
+        }
     }
-    (0..candidates.len())
-        .filter(|&i| {
-            let id = &candidates[i].id;
-            id.gvk.is_cluster_scoped()
-                || id.same_namespace(&referrer.id)
-                || binding_namespaces.contains(&id.namespace)
-        })
-        .collect()
+
+    fn contains(&self, candidate: &Candidate) -> bool {
+        let id = &candidate.id;
+        self.everything
+            || id.gvk.is_cluster_scoped()
+            || id.same_namespace(&self.referrer)
+            || self.binding_namespaces.contains(&id.namespace)
+    }
 }
 
 fn role_ref_gvk(object: &Value) -> Option<Gvk> {
@@ -104,10 +124,12 @@ struct Referral<'a> {
     back: &'a BackReference,
     spec: &'a FieldSpec,
     candidates: &'a [Candidate],
-    subset: &'a [usize],
+    by_previous_name: &'a HashMap<&'a str, Vec<usize>>,
+    subset: &'a Subset,
     role_ref: Option<&'a Gvk>,
 }
 
+/// kustomize's SameEndingSubSlice.
 fn same_ending(a: &[String], b: &[String]) -> bool {
     let (short, long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
     if short.is_empty() {
@@ -119,7 +141,6 @@ fn same_ending(a: &[String], b: &[String]) -> bool {
 impl Referral<'_> {
     fn set(&self, node: &mut Value) -> Result<(), String> {
         match node {
-            Value::Null => Ok(()),
             Value::String(_) => self.set_scalar(node),
             Value::Object(_) => self.set_mapping(node),
             Value::Array(items) => {
@@ -143,7 +164,7 @@ impl Referral<'_> {
 
     fn set_scalar(&self, node: &mut Value) -> Result<(), String> {
         let Value::String(old) = node else { return Ok(()) };
-        let Some(chosen) = self.select(old, self.subset, false)? else {
+        let Some(chosen) = self.select(old, &|_| true, false)? else {
             return Ok(());
         };
         let name = &self.candidates[chosen].id.name;
@@ -163,28 +184,20 @@ impl Referral<'_> {
         else {
             return Err("path config error; no 'name' field in node".into());
         };
-        let pool: Vec<usize> = match map.get("namespace").and_then(Value::as_str) {
-            None => self.subset.to_vec(),
-            Some(namespace) => {
-                let by_original: Vec<usize> = (0..self.candidates.len())
-                    .filter(|&i| {
-                        let c = &self.candidates[i];
-                        !c.id.gvk.is_cluster_scoped() && c.original_namespace == namespace
-                    })
-                    .collect();
-                if by_original.is_empty() {
-                    (0..self.candidates.len())
-                        .filter(|&i| {
-                            let c = &self.candidates[i];
-                            !c.id.gvk.is_cluster_scoped() && c.id.effective_namespace() == namespace
-                        })
-                        .collect()
-                } else {
-                    by_original
-                }
-            }
+        // With a namespace, the candidates are those originally in it, or else those now in it.
+        let namespace = map.get("namespace").and_then(Value::as_str).map(str::to_string);
+        let by_original = namespace.as_deref().is_some_and(|ns| {
+            self.candidates.iter().any(|c| {
+                self.subset.contains(c) && !c.id.gvk.is_cluster_scoped() && c.original_namespace == ns
+            })
+        });
+        let in_namespace = |c: &Candidate| match namespace.as_deref() {
+            None => true,
+            Some(_) if c.id.gvk.is_cluster_scoped() => false,
+            Some(ns) if by_original => c.original_namespace == ns,
+            Some(ns) => c.id.effective_namespace() == ns,
         };
-        let Some(chosen) = self.select(&old, &pool, true)? else {
+        let Some(chosen) = self.select(&old, &in_namespace, true)? else {
             return Ok(());
         };
         let id = &self.candidates[chosen].id;
@@ -198,12 +211,16 @@ impl Referral<'_> {
         Ok(())
     }
 
+    /// kustomize's selectReferral: sieve the candidates down to one.
     fn select(
         &self,
         old_name: &str,
-        pool: &[usize],
+        pool: &dyn Fn(&Candidate) -> bool,
         compare_namespaces: bool,
     ) -> Result<Option<usize>, String> {
+        let Some(named) = self.by_previous_name.get(old_name) else {
+            return Ok(None);
+        };
         let back = self.back;
         let role_ref = if self.spec.path.ends_with("roleRef/name") {
             self.role_ref
@@ -211,12 +228,13 @@ impl Referral<'_> {
             None
         };
         let referrer_scoped = !self.referrer.id.gvk.is_cluster_scoped();
-        let mut found: Vec<usize> = pool
+        let mut found: Vec<usize> = named
             .iter()
             .copied()
             .filter(|&i| {
                 let c = &self.candidates[i];
-                c.previous.iter().any(|p| p.name == old_name)
+                self.subset.contains(c)
+                    && pool(c)
                     && c.previous
                         .iter()
                         .any(|p| p.gvk.selected_by(back.group, back.version, back.kind))

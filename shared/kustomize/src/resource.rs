@@ -91,6 +91,17 @@ impl ResId {
         self.effective_namespace() == other.effective_namespace()
     }
 
+    /// A hashable form of [`ResId::equals`].
+    pub fn key(&self) -> (String, String, String, String, String) {
+        (
+            self.gvk.group.clone(),
+            self.gvk.version.clone(),
+            self.gvk.kind.clone(),
+            self.name.clone(),
+            self.effective_namespace().to_string(),
+        )
+    }
+
     /// kustomize's notion of the same object: same gvk, name and effective namespace.
     pub fn equals(&self, other: &ResId) -> bool {
         self.gvk == other.gvk && self.name == other.name && self.same_namespace(other)

@@ -32,7 +32,7 @@ const ORDER_FIRST: [&str; 22] = [
 ];
 const ORDER_LAST: [&str; 2] = ["MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"];
 
-pub fn legacy(resources: &mut [Resource], options: Option<&LegacySortOptions>) {
+pub fn legacy(resources: &mut Vec<Resource>, options: Option<&LegacySortOptions>) {
     let (first, last): (Vec<&str>, Vec<&str>) = match options {
         Some(o) => (
             o.order_first.iter().map(String::as_str).collect(),
@@ -49,16 +49,14 @@ pub fn legacy(resources: &mut [Resource], options: Option<&LegacySortOptions>) {
         }
         0
     };
-    let mut keyed: Vec<(ResId, Resource)> = resources.iter().map(|r| (r.id(), r.clone())).collect();
+    let mut keyed: Vec<(ResId, Resource)> = resources.drain(..).map(|r| (r.id(), r)).collect();
     keyed.sort_by(|(a, _), (b, _)| {
         if a.gvk != b.gvk {
             return gvk_order(&a.gvk, &b.gvk, rank(&a.gvk.kind), rank(&b.gvk.kind));
         }
         id_string(a).cmp(&id_string(b))
     });
-    for (slot, (_, resource)) in resources.iter_mut().zip(keyed) {
-        *slot = resource;
-    }
+    resources.extend(keyed.into_iter().map(|(_, resource)| resource));
 }
 
 fn gvk_order(a: &Gvk, b: &Gvk, rank_a: i64, rank_b: i64) -> Ordering {

@@ -99,13 +99,10 @@ fn namespace(namespace: &str, resources: &mut [Resource]) -> Result<(), Error> {
             }
         }
     }
-    let ids: Vec<_> = resources.iter().map(Resource::id).collect();
-    for (i, id) in ids.iter().enumerate() {
-        if ids
-            .iter()
-            .enumerate()
-            .any(|(j, other)| i != j && id.equals(other))
-        {
+    let mut seen = std::collections::HashSet::new();
+    for resource in resources.iter() {
+        let id = resource.id();
+        if !seen.insert(id.key()) {
             return Err(Error::new(format!(
                 "namespace transformation produces ID conflict: {id}"
             )));

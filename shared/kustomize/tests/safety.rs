@@ -1,0 +1,78 @@
+//! The load restrictor: files outside a kustomization's directory, symlinks that escape it and
+//! anything outside the jail are refused.
+#![allow(clippy::unwrap_used)]
+
+use std::fs;
+use std::path::Path;
+
+fn write(path: &Path, text: &str) {
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, text).unwrap();
+}
+
+const CM: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n";
+
+#[test]
+fn a_symlink_escaping_the_kustomization_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    write(&dir.path().join("secret.yaml"), CM);
+    let app = dir.path().join("app");
+    write(&app.join("kustomization.yaml"), "resources:\n- cm.yaml\n");
+    std::os::unix::fs::symlink(dir.path().join("secret.yaml"), app.join("cm.yaml")).unwrap();
+    let error = driftless_kustomize::build(&app, None).unwrap_err().to_string();
+    assert!(
+        error.contains("security") && error.contains("is not in or below"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_generator_file_outside_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    write(&dir.path().join("passwd"), "root:x:0:0\n");
+    let app = dir.path().join("app");
+    write(
+        &app.join("kustomization.yaml"),
+        "configMapGenerator:\n- name: c\n  files:\n  - ../passwd\n",
+    );
+    let error = driftless_kustomize::build(&app, None).unwrap_err().to_string();
+    assert!(error.contains("security"), "{error}");
+}
+
+#[test]
+fn nothing_outside_the_jail_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let jail = dir.path().join("artifact");
+    write(
+        &dir.path().join("base/kustomization.yaml"),
+        "resources:\n- cm.yaml\n",
+    );
+    write(&dir.path().join("base/cm.yaml"), CM);
+    write(&jail.join("app/kustomization.yaml"), "resources:\n- ../../base\n");
+    // Without a jail a base elsewhere is fine, as in kustomize …
+    assert_eq!(
+        driftless_kustomize::build(&jail.join("app"), None).unwrap().len(),
+        1
+    );
+    // … with one, the build stays inside it.
+    let error = driftless_kustomize::build(&jail.join("app"), Some(&jail))
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("outside the build root"), "{error}");
+}
+
+#[test]
+fn inside_the_jail_builds() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        &dir.path().join("base/kustomization.yaml"),
+        "resources:\n- cm.yaml\n",
+    );
+    write(&dir.path().join("base/cm.yaml"), CM);
+    write(
+        &dir.path().join("app/kustomization.yaml"),
+        "resources:\n- ../base\nnamePrefix: a-\n",
+    );
+    let objects = driftless_kustomize::build(&dir.path().join("app"), Some(dir.path())).unwrap();
+    assert_eq!(objects[0]["metadata"]["name"], "a-x");
+}
