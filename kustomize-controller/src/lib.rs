@@ -1,12 +1,25 @@
-//! kustomize-controller: reconciles Kustomization (issue 5).
+//! kustomize-controller: reconciles Kustomizations, from a source artifact to a reconciled
+//! cluster (build with the native kustomize engine, server-side apply in stages, prune, health).
 //!
 //! The binary's `main.rs` only parses flags; [`run`] wires the shared runtime (probes, metrics,
-//! leader election, graceful shutdown) and the kind controllers.
+//! leader election, graceful shutdown) and the Kustomization controller with its triggers.
 
-use driftless_runtime::{args::CommonArgs, runtime::Runtime};
+pub mod apply;
+pub mod generator;
+pub mod health;
+pub mod reconciler;
+pub mod source;
+pub mod substitute;
+pub mod triggers;
 
-/// Name used for events, the status field manager and the leader-election lease.
+use driftless_api::kustomize::STATUS_FIELD_MANAGER;
+use driftless_runtime::{args::CommonArgs, reconcile::KindController, runtime::Runtime};
+use std::sync::Arc;
+
+/// Name used for events and the leader-election lease.
 pub const CONTROLLER_NAME: &str = "kustomize-controller";
+/// Reconciles at once when `--concurrent` is not given (Flux's default).
+pub const DEFAULT_CONCURRENCY: u16 = 4;
 
 /// Command-line flags.
 #[derive(clap::Parser, Debug)]
@@ -23,8 +36,29 @@ pub struct Args {
 
 /// Runs the controller until SIGTERM.
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    Runtime::start(CONTROLLER_NAME, args.common)
-        .await?
-        .run_idle("Kustomization")
-        .await
+    driftless_artifact::install_crypto_provider();
+    let config = kube::Config::infer().await?;
+    let rt = Runtime::start(CONTROLLER_NAME, args.common).await?;
+    let settings = reconciler::Settings {
+        no_cross_namespace_refs: rt.args.no_cross_namespace_refs,
+        requeue_dependency: rt.args.requeue_dependency,
+        default_service_account: rt.args.default_service_account.clone(),
+    };
+    let loop_settings = rt.loop_settings(DEFAULT_CONCURRENCY);
+    let controller = Arc::new(
+        KindController::new(
+            reconciler::KustomizationReconciler::new(settings, config),
+            rt.client.clone(),
+            CONTROLLER_NAME,
+            STATUS_FIELD_MANAGER,
+            rt.metrics.clone(),
+            loop_settings.clone(),
+        )
+        .with_triggers(triggers::triggers(
+            rt.client.clone(),
+            loop_settings.namespace.clone(),
+        )),
+    );
+    let shutdown = rt.shutdown().clone();
+    rt.run(async move { controller.run(shutdown.wait()).await }).await
 }

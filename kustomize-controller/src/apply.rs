@@ -1,0 +1,363 @@
+//! Steps 8 and 9: server-side apply in Flux's stages, the inventory, and pruning.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use driftless_api::kustomize::{FIELD_MANAGER, annotations};
+use driftless_api::meta::{ResourceInventory, ResourceRef};
+use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, PropagationPolicy};
+use kube::core::GroupVersionKind;
+use kube::discovery::{ApiCapabilities, ApiResource, Scope};
+use kube::{Api, Client};
+use serde_json::Value;
+
+/// An object's identity as Flux's inventory writes it: `<namespace>_<name>_<group>_<kind>`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectId {
+    pub namespace: String,
+    pub name: String,
+    pub group: String,
+    pub kind: String,
+}
+
+impl ObjectId {
+    pub fn inventory_id(&self) -> String {
+        format!("{}_{}_{}_{}", self.namespace, self.name, self.group, self.kind)
+    }
+
+    pub fn parse(id: &str) -> Option<ObjectId> {
+        let mut parts = id.splitn(4, '_');
+        Some(ObjectId {
+            namespace: parts.next()?.to_string(),
+            name: parts.next()?.to_string(),
+            group: parts.next()?.to_string(),
+            kind: parts.next()?.to_string(),
+        })
+    }
+
+    /// `Kind/namespace/name`, or `Kind/name` when cluster-scoped, as Flux's messages say.
+    pub fn display(&self) -> String {
+        if self.namespace.is_empty() {
+            format!("{}/{}", self.kind, self.name)
+        } else {
+            format!("{}/{}/{}", self.kind, self.namespace, self.name)
+        }
+    }
+}
+
+/// An object to apply, with where it goes.
+pub struct Desired {
+    pub id: ObjectId,
+    pub version: String,
+    pub object: Value,
+    pub resource: ApiResource,
+    pub namespaced: bool,
+}
+
+/// What applying an object did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Created,
+    Configured,
+    Unchanged,
+    Skipped,
+}
+
+impl Action {
+    pub fn verb(self) -> &'static str {
+        match self {
+            Action::Created => "created",
+            Action::Configured => "configured",
+            Action::Unchanged => "unchanged",
+            Action::Skipped => "skipped",
+        }
+    }
+}
+
+/// Group, version and kind.
+type GvkKey = (String, String, String);
+
+/// API resources by group/version/kind, discovered once and reused across reconciles.
+#[derive(Default)]
+pub struct Discovery {
+    cache: Mutex<HashMap<GvkKey, (ApiResource, ApiCapabilities)>>,
+}
+
+impl Discovery {
+    pub async fn resolve(
+        &self,
+        client: &Client,
+        group: &str,
+        version: &str,
+        kind: &str,
+    ) -> Result<(ApiResource, bool), String> {
+        let key = (group.to_string(), version.to_string(), kind.to_string());
+        if let Some((resource, caps)) = self.cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
+            return Ok((resource, caps.scope == Scope::Namespaced));
+        }
+        let gvk = GroupVersionKind::gvk(group, version, kind);
+        let (resource, caps) = kube::discovery::pinned_kind(client, &gvk).await.map_err(|e| {
+            let api_version = if group.is_empty() {
+                version.to_string()
+            } else {
+                format!("{group}/{version}")
+            };
+            format!("no matches for kind \"{kind}\" in version \"{api_version}\": {e}")
+        })?;
+        let namespaced = caps.scope == Scope::Namespaced;
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.insert(key, (resource.clone(), caps));
+        }
+        Ok((resource, namespaced))
+    }
+
+    /// Forgets what was learned, after CRDs changed.
+    pub fn invalidate(&self) {
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.clear();
+        }
+    }
+}
+
+fn api(client: &Client, resource: &ApiResource, namespaced: bool, namespace: &str) -> Api<DynamicObject> {
+    if namespaced {
+        Api::namespaced_with(client.clone(), namespace, resource)
+    } else {
+        Api::all_with(client.clone(), resource)
+    }
+}
+
+/// Flux's apply stages: cluster definitions first, then classes, then everything else.
+pub fn stage_of(kind: &str) -> usize {
+    match kind {
+        "CustomResourceDefinition" | "Namespace" | "ClusterRole" => 0,
+        k if k.ends_with("Class") => 1,
+        _ => 2,
+    }
+}
+
+/// Fields the apiserver owns; two versions of an object that differ only here are the same.
+fn comparable(object: &Value) -> Value {
+    let mut object = object.clone();
+    if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        for field in [
+            "managedFields",
+            "resourceVersion",
+            "generation",
+            "creationTimestamp",
+            "uid",
+        ] {
+            metadata.remove(field);
+        }
+    }
+    if let Some(map) = object.as_object_mut() {
+        map.remove("status");
+    }
+    object
+}
+
+fn annotation<'a>(object: &'a Value, key: &str) -> Option<&'a str> {
+    object.get("metadata")?.get("annotations")?.get(key)?.as_str()
+}
+
+/// Applies one stage: every object is validated by a server-side dry-run first, and nothing is
+/// written when any of them fails. Returns what happened to each object.
+pub async fn apply_stage(
+    client: &Client,
+    objects: &[Desired],
+    force_all: bool,
+) -> Result<Vec<Action>, String> {
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let mut dry = params.clone();
+    dry.dry_run = true;
+    let mut plans = Vec::with_capacity(objects.len());
+    let mut errors = Vec::new();
+    for desired in objects {
+        let api = api(
+            client,
+            &desired.resource,
+            desired.namespaced,
+            &desired.id.namespace,
+        );
+        let skip = annotation(&desired.object, annotations::RECONCILE) == Some("disabled")
+            || annotation(&desired.object, annotations::SSA) == Some("Ignore");
+        if skip {
+            plans.push((Action::Skipped, false));
+            continue;
+        }
+        let existing = match api.get_opt(&desired.id.name).await {
+            Ok(existing) => existing,
+            Err(e) => {
+                errors.push(format!("{} get failed: {e}", desired.id.display()));
+                plans.push((Action::Skipped, false));
+                continue;
+            }
+        };
+        if existing.is_some() && annotation(&desired.object, annotations::SSA) == Some("IfNotPresent") {
+            plans.push((Action::Skipped, false));
+            continue;
+        }
+        let force = force_all || annotation(&desired.object, annotations::FORCE) == Some("enabled");
+        match api
+            .patch(&desired.id.name, &dry, &Patch::Apply(&desired.object))
+            .await
+        {
+            Ok(result) => {
+                let action = match &existing {
+                    None => Action::Created,
+                    Some(existing) => {
+                        let before = comparable(&serde_json::to_value(existing).unwrap_or_default());
+                        let after = comparable(&serde_json::to_value(&result).unwrap_or_default());
+                        if before == after {
+                            Action::Unchanged
+                        } else {
+                            Action::Configured
+                        }
+                    }
+                };
+                plans.push((action, false));
+            }
+            Err(kube::Error::Api(e)) if force && e.code == 422 && e.message.contains("immutable") => {
+                plans.push((Action::Created, true));
+            }
+            Err(e) => {
+                errors.push(format!(
+                    "{} dry-run failed: {}",
+                    desired.id.display(),
+                    api_message(&e)
+                ));
+                plans.push((Action::Skipped, false));
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors.join("\n"));
+    }
+    let mut actions = Vec::with_capacity(objects.len());
+    for (desired, (action, recreate)) in objects.iter().zip(plans) {
+        if matches!(action, Action::Created | Action::Configured) {
+            let api = api(
+                client,
+                &desired.resource,
+                desired.namespaced,
+                &desired.id.namespace,
+            );
+            if recreate {
+                api.delete(&desired.id.name, &DeleteParams::foreground())
+                    .await
+                    .map_err(|e| {
+                        format!(
+                            "{} delete (to recreate) failed: {}",
+                            desired.id.display(),
+                            api_message(&e)
+                        )
+                    })?;
+                wait_gone(&api, &desired.id.name).await;
+            }
+            api.patch(&desired.id.name, &params, &Patch::Apply(&desired.object))
+                .await
+                .map_err(|e| format!("{} apply failed: {}", desired.id.display(), api_message(&e)))?;
+        }
+        actions.push(action);
+    }
+    Ok(actions)
+}
+
+async fn wait_gone(api: &Api<DynamicObject>, name: &str) {
+    for _ in 0..60 {
+        match api.get_opt(name).await {
+            Ok(None) | Err(_) => return,
+            Ok(Some(_)) => tokio::time::sleep(std::time::Duration::from_millis(500)).await,
+        }
+    }
+}
+
+fn api_message(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(e) => e.message.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The inventory of what was applied, sorted by id as Flux keeps it.
+pub fn inventory(entries: impl IntoIterator<Item = (ObjectId, String)>) -> ResourceInventory {
+    let mut map: BTreeMap<String, String> = BTreeMap::new();
+    for (id, version) in entries {
+        map.insert(id.inventory_id(), version);
+    }
+    ResourceInventory {
+        entries: map.into_iter().map(|(id, v)| ResourceRef { id, v }).collect(),
+    }
+}
+
+/// Deletes the objects that left the inventory. Only objects carrying this Kustomization's
+/// ownership labels are deleted; `prune: disabled` ones are left alone. Returns the entries whose
+/// deletion failed (they stay in the inventory) and what was deleted.
+pub async fn prune(
+    client: &Client,
+    discovery: &Discovery,
+    stale: &[ResourceRef],
+    owner: (&str, &str),
+) -> (Vec<ResourceRef>, Vec<String>, Vec<String>) {
+    let mut kept = Vec::new();
+    let mut deleted = Vec::new();
+    let mut errors = Vec::new();
+    for entry in stale {
+        let Some(id) = ObjectId::parse(&entry.id) else {
+            continue;
+        };
+        let (resource, namespaced) = match discovery.resolve(client, &id.group, &entry.v, &id.kind).await {
+            Ok(found) => found,
+            // The kind is gone from the cluster, and so are its objects.
+            Err(_) => continue,
+        };
+        let api = api(client, &resource, namespaced, &id.namespace);
+        let object = match api.get_opt(&id.name).await {
+            Ok(Some(object)) => object,
+            Ok(None) => continue,
+            Err(e) => {
+                errors.push(format!("{} get failed: {e}", id.display()));
+                kept.push(entry.clone());
+                continue;
+            }
+        };
+        let labels = object.metadata.labels.clone().unwrap_or_default();
+        let owned = labels.get(annotations::OWNER_NAME).map(String::as_str) == Some(owner.0)
+            && labels.get(annotations::OWNER_NAMESPACE).map(String::as_str) == Some(owner.1);
+        let prune_disabled = object
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(annotations::PRUNE))
+            .map(String::as_str)
+            == Some("disabled");
+        if !owned || prune_disabled {
+            continue;
+        }
+        let params = DeleteParams {
+            propagation_policy: Some(PropagationPolicy::Background),
+            ..Default::default()
+        };
+        match api.delete(&id.name, &params).await {
+            Ok(_) => deleted.push(format!("{} deleted", id.display())),
+            Err(e) => {
+                errors.push(format!("{} delete failed: {}", id.display(), api_message(&e)));
+                kept.push(entry.clone());
+            }
+        }
+    }
+    (kept, deleted, errors)
+}
+
+/// Stale entries: in the old inventory and not in the new one.
+pub fn stale_entries(old: Option<&ResourceInventory>, new: &ResourceInventory) -> Vec<ResourceRef> {
+    let current: std::collections::HashSet<&str> = new.entries.iter().map(|e| e.id.as_str()).collect();
+    old.map(|o| {
+        o.entries
+            .iter()
+            .filter(|e| !current.contains(e.id.as_str()))
+            .cloned()
+            .collect()
+    })
+    .unwrap_or_default()
+}

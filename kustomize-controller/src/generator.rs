@@ -1,0 +1,154 @@
+//! Step 7a: the kustomization.yaml that is built. Like Flux, a directory without one gets one
+//! listing its manifests, and the Kustomization's own transformations (targetNamespace,
+//! namePrefix, nameSuffix, commonMetadata, patches, images, components) are written into it.
+
+use std::path::{Component, Path, PathBuf};
+
+use driftless_api::kustomize::KustomizationSpec;
+use serde_json::{Map, Value, json};
+
+const FILE_NAMES: [&str; 3] = ["kustomization.yaml", "kustomization.yml", "Kustomization"];
+
+/// `path` inside `root`, refusing anything that would leave it.
+pub fn secure_join(root: &Path, path: &str) -> Result<PathBuf, String> {
+    let mut joined = root.to_path_buf();
+    for component in Path::new(path).components() {
+        match component {
+            Component::Normal(part) => joined.push(part),
+            Component::CurDir | Component::RootDir => {}
+            Component::ParentDir => {
+                if joined == root {
+                    return Err(format!("path '{path}' is outside the artifact"));
+                }
+                joined.pop();
+            }
+            Component::Prefix(_) => return Err(format!("invalid path '{path}'")),
+        }
+    }
+    let resolved =
+        std::fs::canonicalize(&joined).map_err(|_| format!("kustomization path not found: '{path}'"))?;
+    let root = std::fs::canonicalize(root).map_err(|e| e.to_string())?;
+    if !resolved.starts_with(&root) {
+        return Err(format!("path '{path}' is outside the artifact"));
+    }
+    if !resolved.is_dir() {
+        return Err(format!("kustomization path '{path}' is not a directory"));
+    }
+    Ok(resolved)
+}
+
+/// Writes the kustomization.yaml to build in `dir`.
+pub fn prepare(dir: &Path, spec: &KustomizationSpec) -> Result<(), String> {
+    let existing = FILE_NAMES.iter().map(|n| dir.join(n)).find(|p| p.is_file());
+    let (file, mut kustomization) = match existing {
+        Some(file) => {
+            let text =
+                std::fs::read_to_string(&file).map_err(|e| format!("reading {}: {e}", file.display()))?;
+            let document = driftless_kustomize::yaml::parse_documents_yaml11(&text)
+                .map_err(|e| format!("{}: {e}", file.display()))?
+                .into_iter()
+                .next()
+                .unwrap_or_else(|| json!({}));
+            (file, document)
+        }
+        None => (dir.join("kustomization.yaml"), generate(dir)?),
+    };
+    let Value::Object(k) = &mut kustomization else {
+        return Err(format!("{}: not a map", file.display()));
+    };
+    overlay(k, spec);
+    std::fs::write(&file, driftless_kustomize::yaml::to_yaml(&kustomization))
+        .map_err(|e| format!("writing {}: {e}", file.display()))
+}
+
+/// A kustomization of every manifest below `dir`; a sub-directory with its own kustomization is
+/// one resource and is not descended into.
+fn generate(dir: &Path) -> Result<Value, String> {
+    let mut resources = Vec::new();
+    scan(dir, dir, &mut resources)?;
+    Ok(json!({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": resources,
+    }))
+}
+
+fn scan(root: &Path, dir: &Path, resources: &mut Vec<String>) -> Result<(), String> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| format!("reading {}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    for path in entries {
+        let relative = format!("./{}", path.strip_prefix(root).unwrap_or(&path).display());
+        if path.is_dir() {
+            if FILE_NAMES.iter().any(|n| path.join(n).is_file()) {
+                resources.push(relative);
+            } else {
+                scan(root, &path, resources)?;
+            }
+        } else if matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")) {
+            let text = std::fs::read_to_string(&path).map_err(|e| format!("reading {relative}: {e}"))?;
+            driftless_kustomize::yaml::parse_documents(&text)
+                .map_err(|e| format!("failed to decode Kubernetes YAML from {relative}: {e}"))?;
+            resources.push(relative);
+        }
+    }
+    Ok(())
+}
+
+fn push_all(k: &mut Map<String, Value>, field: &str, items: Vec<Value>) {
+    if items.is_empty() {
+        return;
+    }
+    let list = k.entry(field).or_insert_with(|| Value::Array(Vec::new()));
+    if !list.is_array() {
+        *list = Value::Array(Vec::new());
+    }
+    if let Value::Array(list) = list {
+        list.extend(items);
+    }
+}
+
+fn set_string(k: &mut Map<String, Value>, field: &str, value: Option<&String>) {
+    if let Some(value) = value.filter(|v| !v.is_empty()) {
+        k.insert(field.into(), Value::String(value.clone()));
+    }
+}
+
+fn overlay(k: &mut Map<String, Value>, spec: &KustomizationSpec) {
+    set_string(k, "namespace", spec.target_namespace.as_ref());
+    set_string(k, "namePrefix", spec.name_prefix.as_ref());
+    set_string(k, "nameSuffix", spec.name_suffix.as_ref());
+    if let Some(metadata) = &spec.common_metadata {
+        if let Some(labels) = metadata.labels.as_ref().filter(|l| !l.is_empty()) {
+            push_all(k, "labels", vec![json!({"pairs": labels})]);
+        }
+        if let Some(annotations) = metadata.annotations.as_ref().filter(|a| !a.is_empty()) {
+            let common = k
+                .entry("commonAnnotations")
+                .or_insert_with(|| Value::Object(Map::new()));
+            if let Value::Object(common) = common {
+                for (key, value) in annotations {
+                    common.insert(key.clone(), Value::String(value.clone()));
+                }
+            }
+        }
+    }
+    let patches = spec.patches.iter().flatten().map(|p| {
+        let mut patch = json!({"patch": p.patch});
+        if let Some(target) = &p.target {
+            patch["target"] = serde_json::to_value(target).unwrap_or(Value::Null);
+        }
+        patch
+    });
+    push_all(k, "patches", patches.collect());
+    let images = spec
+        .images
+        .iter()
+        .flatten()
+        .map(|i| serde_json::to_value(i).unwrap_or(Value::Null));
+    push_all(k, "images", images.collect());
+    let components = spec.components.iter().flatten().map(|c| Value::String(c.clone()));
+    push_all(k, "components", components.collect());
+}

@@ -1,0 +1,761 @@
+//! The Kustomization reconciler: Flux's pipeline, one step per function.
+//!
+//! ```text
+//! source artifact ─▶ dependsOn ─▶ download + verify ─▶ client (impersonation / kubeConfig)
+//!   ─▶ build (generate, kustomize, SOPS check, postBuild) ─▶ apply in stages (dry-run first)
+//!   ─▶ inventory + prune ─▶ health ─▶ status
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use driftless_api::kustomize::{Kustomization, KustomizationStatus, annotations};
+use driftless_api::meta::{Artifact, ReconcileStatus, reasons};
+use driftless_artifact::fetch::{FetchError, Fetcher};
+use driftless_runtime::conditions::{self, Status};
+use driftless_runtime::duration;
+use driftless_runtime::events::EventType;
+use driftless_runtime::reconcile::{ReconcileContext, ReconcileError, Reconciler, Success};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::DynamicObject;
+use kube::{Api, Client, ResourceExt};
+use serde_json::Value;
+
+use crate::apply::{self, Action, Desired, Discovery, ObjectId};
+use crate::health::{self, Health};
+use crate::{generator, source, substitute};
+
+const HEALTHY: &str = "Healthy";
+/// How often health is polled while waiting.
+const HEALTH_POLL: Duration = Duration::from_secs(2);
+
+/// Settings from the command line.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub no_cross_namespace_refs: bool,
+    pub requeue_dependency: Duration,
+    pub default_service_account: String,
+}
+
+pub struct KustomizationReconciler {
+    fetcher: Fetcher,
+    discovery: Arc<Discovery>,
+    settings: Settings,
+    /// The controller's own connection, to derive impersonating clients from.
+    config: kube::Config,
+}
+
+impl KustomizationReconciler {
+    pub fn new(settings: Settings, config: kube::Config) -> Self {
+        Self {
+            fetcher: Fetcher::default(),
+            discovery: Arc::new(Discovery::default()),
+            settings,
+            config,
+        }
+    }
+}
+
+fn timeout_of(ks: &Kustomization) -> Duration {
+    ks.spec
+        .timeout
+        .as_deref()
+        .and_then(|t| duration::parse(t).ok())
+        .or_else(|| duration::parse(&ks.spec.interval).ok())
+        .unwrap_or(Duration::from_secs(300))
+}
+
+fn build_failed(message: impl Into<String>) -> ReconcileError {
+    ReconcileError::transient(reasons::BUILD_FAILED, message)
+}
+
+fn apply_failed(message: impl Into<String>) -> ReconcileError {
+    ReconcileError::transient(reasons::RECONCILIATION_FAILED, message)
+}
+
+impl Reconciler for KustomizationReconciler {
+    type Kind = Kustomization;
+
+    async fn apply(
+        &self,
+        ks: &Kustomization,
+        status: &mut KustomizationStatus,
+        ctx: &ReconcileContext<Kustomization>,
+    ) -> Result<Success, ReconcileError> {
+        let artifact = source::artifact(
+            &ctx.client,
+            ks,
+            self.settings.no_cross_namespace_refs,
+            self.settings.requeue_dependency,
+        )
+        .await?;
+        let revision = artifact.revision.clone();
+        self.check_dependencies(&ctx.client, ks, &artifact).await?;
+        status.last_attempted_revision = Some(revision.clone());
+        let timeout = timeout_of(ks);
+        let started = Instant::now();
+
+        ctx.progress(
+            ks,
+            status,
+            &format!(
+                "Fetching manifests for revision {revision} with a timeout of {}",
+                humantime(timeout)
+            ),
+        )
+        .await;
+        let workdir = tempfile::tempdir()
+            .map_err(|e| ReconcileError::transient(reasons::ARTIFACT_FAILED, e.to_string()))?;
+        self.fetcher
+            .fetch(&artifact.url, &artifact.digest, workdir.path())
+            .await
+            .map_err(|e| match e {
+                FetchError::NotFound(_) => ReconcileError::waiting(
+                    reasons::ARTIFACT_FAILED,
+                    e.to_string(),
+                    self.settings.requeue_dependency,
+                ),
+                other => ReconcileError::transient(reasons::ARTIFACT_FAILED, other.to_string()),
+            })?;
+        let path = ks.spec.path.clone().unwrap_or_default();
+        let dir = generator::secure_join(workdir.path(), &path)
+            .map_err(|e| ReconcileError::transient(reasons::ARTIFACT_FAILED, e))?;
+
+        let client = self.client_for(ks, &ctx.client).await?;
+
+        ctx.progress(
+            ks,
+            status,
+            &format!(
+                "Building manifests for revision {revision} with a timeout of {}",
+                humantime(timeout)
+            ),
+        )
+        .await;
+        let objects = self.build(ks, &client, workdir.path(), &dir).await?;
+
+        ctx.progress(
+            ks,
+            status,
+            &format!(
+                "Detecting drift for revision {revision} with a timeout of {}",
+                humantime(timeout)
+            ),
+        )
+        .await;
+        let (applied, changes) = self.apply_objects(ks, &client, objects).await?;
+
+        let mut inventory = apply::inventory(
+            applied
+                .iter()
+                .map(|(id, version, _)| (id.clone(), version.clone())),
+        );
+        let stale = apply::stale_entries(ks.status.as_ref().and_then(|s| s.inventory.as_ref()), &inventory);
+        let mut changes = changes;
+        let mut prune_errors = Vec::new();
+        if ks.spec.prune && !stale.is_empty() {
+            let namespace = ks.namespace().unwrap_or_default();
+            let (kept, deleted, errors) =
+                apply::prune(&client, &self.discovery, &stale, (&ks.name_any(), &namespace)).await;
+            inventory.entries.extend(kept);
+            inventory.entries.sort_by(|a, b| a.id.cmp(&b.id));
+            changes.extend(deleted);
+            prune_errors = errors;
+        }
+        status.inventory = Some(inventory);
+        if !changes.is_empty() {
+            let note = changes.join("\n");
+            let metadata = [("revision", revision.as_str())];
+            ctx.recorder
+                .publish(ks, EventType::Normal, reasons::PROGRESSING, &note, &metadata)
+                .await;
+        }
+        if !prune_errors.is_empty() {
+            return Err(ReconcileError::transient(
+                reasons::PRUNE_FAILED,
+                prune_errors.join("\n"),
+            ));
+        }
+
+        self.check_health(
+            ks,
+            status,
+            ctx,
+            &client,
+            &applied,
+            &revision,
+            timeout.saturating_sub(started.elapsed()),
+        )
+        .await?;
+
+        status.last_applied_revision = Some(revision.clone());
+        status.last_applied_origin_revision = artifact
+            .metadata
+            .as_ref()
+            .and_then(|m| m.get("org.opencontainers.image.revision"))
+            .cloned();
+        Ok(Success::new(
+            reasons::RECONCILIATION_SUCCEEDED,
+            format!("Applied revision: {revision}"),
+        )
+        .with_revision(revision))
+    }
+
+    async fn cleanup(
+        &self,
+        ks: &Kustomization,
+        ctx: &ReconcileContext<Kustomization>,
+    ) -> Result<(), ReconcileError> {
+        let policy = ks.spec.deletion_policy.as_deref().unwrap_or("MirrorPrune");
+        let delete = match policy {
+            "Delete" | "WaitForTermination" => true,
+            "Orphan" => false,
+            _ => ks.spec.prune,
+        };
+        if !delete || ks.spec.suspend == Some(true) {
+            return Ok(());
+        }
+        let Some(inventory) = ks.status.as_ref().and_then(|s| s.inventory.as_ref()) else {
+            return Ok(());
+        };
+        let client = self.client_for(ks, &ctx.client).await?;
+        let namespace = ks.namespace().unwrap_or_default();
+        let (kept, _, errors) = apply::prune(
+            &client,
+            &self.discovery,
+            &inventory.entries,
+            (&ks.name_any(), &namespace),
+        )
+        .await;
+        if !kept.is_empty() {
+            return Err(ReconcileError::transient(
+                reasons::PRUNE_FAILED,
+                errors.join("\n"),
+            ));
+        }
+        if policy == "WaitForTermination" {
+            let deadline = Instant::now() + timeout_of(ks);
+            for entry in &inventory.entries {
+                let Some(id) = ObjectId::parse(&entry.id) else {
+                    continue;
+                };
+                let Ok((resource, namespaced)) = self
+                    .discovery
+                    .resolve(&client, &id.group, &entry.v, &id.kind)
+                    .await
+                else {
+                    continue;
+                };
+                let api: Api<DynamicObject> = if namespaced {
+                    Api::namespaced_with(client.clone(), &id.namespace, &resource)
+                } else {
+                    Api::all_with(client.clone(), &resource)
+                };
+                while matches!(api.get_opt(&id.name).await, Ok(Some(_))) {
+                    if Instant::now() > deadline {
+                        return Err(ReconcileError::transient(
+                            reasons::PRUNE_FAILED,
+                            format!("timeout waiting for {} to be terminated", id.display()),
+                        ));
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn humantime(d: Duration) -> String {
+    duration::format(d)
+}
+
+impl KustomizationReconciler {
+    /// Step 4: every dependency exists, is Ready at its generation and, when it shares the
+    /// source, has applied the same revision.
+    async fn check_dependencies(
+        &self,
+        client: &Client,
+        ks: &Kustomization,
+        artifact: &Artifact,
+    ) -> Result<(), ReconcileError> {
+        let own_namespace = ks.namespace().unwrap_or_default();
+        for dep in ks.spec.depends_on.iter().flatten() {
+            let namespace = dep
+                .namespace
+                .clone()
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| own_namespace.clone());
+            let not_ready = |why: &str| {
+                ReconcileError::waiting(
+                    reasons::DEPENDENCY_NOT_READY,
+                    format!("dependency '{namespace}/{}' {why}", dep.name),
+                    self.settings.requeue_dependency,
+                )
+            };
+            let api: Api<Kustomization> = Api::namespaced(client.clone(), &namespace);
+            let found = api.get_opt(&dep.name).await.map_err(|e| {
+                ReconcileError::transient(
+                    reasons::DEPENDENCY_NOT_READY,
+                    format!("failed to get dependency: {e}"),
+                )
+            })?;
+            let Some(found) = found else {
+                return Err(not_ready("not found"));
+            };
+            let dep_status = found.status.clone().unwrap_or_default();
+            let ready = dep_status
+                .conditions
+                .as_deref()
+                .is_some_and(|c| conditions::is_true(c, driftless_api::meta::condition_types::READY));
+            if found.metadata.generation != dep_status.observed_generation || !ready {
+                return Err(not_ready("is not ready"));
+            }
+            if source::source_key(&found) == source::source_key(ks)
+                && dep_status.last_applied_revision.as_deref() != Some(&artifact.revision)
+            {
+                return Err(not_ready("revision is not up to date"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Step 6: the client the objects are applied with.
+    async fn client_for(&self, ks: &Kustomization, own: &Client) -> Result<Client, ReconcileError> {
+        let namespace = ks.namespace().unwrap_or_default();
+        let mut config = match ks.spec.kube_config.as_ref().and_then(|k| k.secret_ref.as_ref()) {
+            Some(secret_ref) => {
+                let secrets: Api<Secret> = Api::namespaced(own.clone(), &namespace);
+                let secret = secrets.get(&secret_ref.name).await.map_err(|e| {
+                    apply_failed(format!(
+                        "failed to get kubeconfig secret '{}': {e}",
+                        secret_ref.name
+                    ))
+                })?;
+                let data = secret.data.unwrap_or_default();
+                let key = secret_ref.key.clone().unwrap_or_default();
+                let bytes = [key.as_str(), "value", "value.yaml"]
+                    .iter()
+                    .filter(|k| !k.is_empty())
+                    .find_map(|k| data.get(*k))
+                    .ok_or_else(|| {
+                        apply_failed(format!(
+                            "kubeconfig secret '{}' has no 'value' or 'value.yaml' key",
+                            secret_ref.name
+                        ))
+                    })?;
+                let text = String::from_utf8_lossy(&bytes.0);
+                let kubeconfig = kube::config::Kubeconfig::from_yaml(&text)
+                    .map_err(|e| apply_failed(format!("invalid kubeconfig: {e}")))?;
+                kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
+                    .await
+                    .map_err(|e| apply_failed(format!("invalid kubeconfig: {e}")))?
+            }
+            None => self.config.clone(),
+        };
+        let account = ks
+            .spec
+            .service_account_name
+            .clone()
+            .filter(|s| !s.is_empty())
+            .or_else(|| Some(self.settings.default_service_account.clone()).filter(|s| !s.is_empty()));
+        match account {
+            None if ks.spec.kube_config.is_none() => Ok(own.clone()),
+            account => {
+                if let Some(account) = account {
+                    config.auth_info.impersonate =
+                        Some(format!("system:serviceaccount:{namespace}:{account}"));
+                }
+                Client::try_from(config).map_err(|e| apply_failed(format!("failed to build client: {e}")))
+            }
+        }
+    }
+
+    /// Step 7: generate and build, then the SOPS check and postBuild substitution.
+    async fn build(
+        &self,
+        ks: &Kustomization,
+        client: &Client,
+        root: &Path,
+        dir: &Path,
+    ) -> Result<Vec<Value>, ReconcileError> {
+        let spec = ks.spec.clone();
+        let (root, dir) = (root.to_path_buf(), dir.to_path_buf());
+        let mut objects = tokio::task::spawn_blocking(move || -> Result<Vec<Value>, String> {
+            generator::prepare(&dir, &spec)?;
+            driftless_kustomize::build(&dir, Some(&root)).map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| build_failed(e.to_string()))?
+        .map_err(build_failed)?;
+
+        for object in &objects {
+            if object.get("kind").and_then(Value::as_str) == Some("Secret") && object.get("sops").is_some() {
+                let name = object
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                return Err(build_failed(if ks.spec.decryption.is_none() {
+                    format!(
+                        "Secret/{name} is SOPS encrypted, configuring decryption is required for this secret to be reconciled"
+                    )
+                } else {
+                    format!("Secret/{name}: SOPS decryption is not supported by this version of driftless")
+                }));
+            }
+        }
+
+        if let Some(post_build) = &ks.spec.post_build {
+            let vars = self.substitution_vars(ks, client, post_build).await?;
+            for object in objects.iter_mut() {
+                let disabled = |field: &str| {
+                    object
+                        .pointer(&format!(
+                            "/metadata/{field}/kustomize.toolkit.fluxcd.io~1substitute"
+                        ))
+                        .and_then(Value::as_str)
+                        == Some("disabled")
+                };
+                if disabled("annotations") || disabled("labels") {
+                    continue;
+                }
+                let text = driftless_kustomize::yaml::to_yaml(object);
+                let substituted = substitute::substitute(&text, &vars, true).map_err(|e| {
+                    let id = object
+                        .pointer("/metadata/name")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default();
+                    build_failed(format!("post build failed for '{id}': {e}"))
+                })?;
+                if substituted != text {
+                    *object = driftless_kustomize::yaml::parse_documents(&substituted)
+                        .map_err(|e| build_failed(format!("post build produced invalid YAML: {e}")))?
+                        .into_iter()
+                        .next()
+                        .unwrap_or(Value::Null);
+                }
+            }
+        }
+        Ok(objects)
+    }
+
+    /// postBuild variables: substituteFrom in order (later wins), then the inline ones.
+    async fn substitution_vars(
+        &self,
+        ks: &Kustomization,
+        client: &Client,
+        post_build: &driftless_api::kustomize::PostBuild,
+    ) -> Result<BTreeMap<String, String>, ReconcileError> {
+        let namespace = ks.namespace().unwrap_or_default();
+        let mut vars = BTreeMap::new();
+        for reference in post_build.substitute_from.iter().flatten() {
+            let optional = reference.optional.unwrap_or(false);
+            let missing = |e: String| {
+                build_failed(format!(
+                    "substitute from '{}/{}' error: {e}",
+                    reference.kind, reference.name
+                ))
+            };
+            match reference.kind.as_str() {
+                "ConfigMap" => match Api::<ConfigMap>::namespaced(client.clone(), &namespace)
+                    .get_opt(&reference.name)
+                    .await
+                {
+                    Ok(Some(cm)) => vars.extend(cm.data.unwrap_or_default()),
+                    Ok(None) if optional => {}
+                    Ok(None) => return Err(missing("not found".into())),
+                    Err(e) => return Err(missing(e.to_string())),
+                },
+                "Secret" => match Api::<Secret>::namespaced(client.clone(), &namespace)
+                    .get_opt(&reference.name)
+                    .await
+                {
+                    Ok(Some(secret)) => {
+                        for (k, v) in secret.data.unwrap_or_default() {
+                            vars.insert(k, String::from_utf8_lossy(&v.0).into_owned());
+                        }
+                        for (k, v) in secret.string_data.unwrap_or_default() {
+                            vars.insert(k, v);
+                        }
+                    }
+                    Ok(None) if optional => {}
+                    Ok(None) => return Err(missing("not found".into())),
+                    Err(e) => return Err(missing(e.to_string())),
+                },
+                other => return Err(missing(format!("unsupported kind '{other}'"))),
+            }
+        }
+        vars.extend(post_build.substitute.clone().unwrap_or_default());
+        Ok(vars)
+    }
+
+    /// Step 8: ownership labels, then the stages in order, each validated before it is written.
+    async fn apply_objects(
+        &self,
+        ks: &Kustomization,
+        client: &Client,
+        objects: Vec<Value>,
+    ) -> Result<(Vec<(ObjectId, String, Value)>, Vec<String>), ReconcileError> {
+        let (name, namespace) = (ks.name_any(), ks.namespace().unwrap_or_default());
+        let mut stages: [Vec<Value>; 3] = Default::default();
+        for mut object in objects {
+            if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+                let labels = metadata
+                    .entry("labels")
+                    .or_insert_with(|| Value::Object(Default::default()));
+                if let Value::Object(labels) = labels {
+                    labels.insert(annotations::OWNER_NAME.into(), Value::String(name.clone()));
+                    labels.insert(
+                        annotations::OWNER_NAMESPACE.into(),
+                        Value::String(namespace.clone()),
+                    );
+                }
+            }
+            let kind = object
+                .get("kind")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            stages[apply::stage_of(&kind)].push(object);
+        }
+        let force = ks.spec.force == Some(true);
+        let mut applied = Vec::new();
+        let mut changes = Vec::new();
+        for (index, stage) in stages.into_iter().enumerate() {
+            if stage.is_empty() {
+                continue;
+            }
+            let mut desired = Vec::with_capacity(stage.len());
+            for object in stage {
+                desired.push(self.describe(client, object).await.map_err(apply_failed)?);
+            }
+            let actions = apply::apply_stage(client, &desired, force)
+                .await
+                .map_err(apply_failed)?;
+            for (d, action) in desired.into_iter().zip(actions) {
+                if matches!(action, Action::Created | Action::Configured) {
+                    changes.push(format!("{} {}", d.id.display(), action.verb()));
+                }
+                applied.push((d.id, d.version, d.object));
+            }
+            if index == 0 {
+                // New CRDs and namespaces must be usable before the next stage.
+                self.discovery.invalidate();
+                self.wait_established(client, &applied).await;
+            }
+        }
+        Ok((applied, changes))
+    }
+
+    async fn describe(&self, client: &Client, mut object: Value) -> Result<Desired, String> {
+        let api_version = object
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let kind = object
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let (group, version) = match api_version.split_once('/') {
+            Some((g, v)) => (g.to_string(), v.to_string()),
+            None => (String::new(), api_version.clone()),
+        };
+        let (resource, namespaced) = self.discovery.resolve(client, &group, &version, &kind).await?;
+        let name = object
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let mut namespace = object
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        if namespaced && namespace.is_empty() {
+            namespace = "default".into();
+            if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+                metadata.insert("namespace".into(), Value::String(namespace.clone()));
+            }
+        }
+        if !namespaced {
+            namespace.clear();
+            if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+                metadata.remove("namespace");
+            }
+        }
+        Ok(Desired {
+            id: ObjectId {
+                namespace,
+                name,
+                group,
+                kind,
+            },
+            version,
+            object,
+            resource,
+            namespaced,
+        })
+    }
+
+    async fn wait_established(&self, client: &Client, applied: &[(ObjectId, String, Value)]) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for (id, version, _) in applied
+            .iter()
+            .filter(|(id, _, _)| id.kind == "CustomResourceDefinition")
+        {
+            let Ok((resource, _)) = self.discovery.resolve(client, &id.group, version, &id.kind).await else {
+                continue;
+            };
+            let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
+            while Instant::now() < deadline {
+                let established = api
+                    .get_opt(&id.name)
+                    .await
+                    .ok()
+                    .flatten()
+                    .map(|o| health::compute(&serde_json::to_value(o).unwrap_or_default()) == Health::Current)
+                    .unwrap_or(true);
+                if established {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+        self.discovery.invalidate();
+    }
+
+    /// Step 10: with `wait` every applied object, else the listed health checks, must become
+    /// healthy within the timeout.
+    #[allow(clippy::too_many_arguments)]
+    async fn check_health(
+        &self,
+        ks: &Kustomization,
+        status: &mut KustomizationStatus,
+        ctx: &ReconcileContext<Kustomization>,
+        client: &Client,
+        applied: &[(ObjectId, String, Value)],
+        revision: &str,
+        timeout: Duration,
+    ) -> Result<(), ReconcileError> {
+        let generation = ks.metadata.generation;
+        let targets: Vec<(ObjectId, String)> = if ks.spec.wait == Some(true) {
+            applied.iter().map(|(id, v, _)| (id.clone(), v.clone())).collect()
+        } else {
+            let own = ks.namespace().unwrap_or_default();
+            ks.spec
+                .health_checks
+                .iter()
+                .flatten()
+                .map(|h| {
+                    let api_version = h.api_version.clone().unwrap_or_default();
+                    let (group, version) = match api_version.split_once('/') {
+                        Some((g, v)) => (g.to_string(), v.to_string()),
+                        None => (String::new(), api_version),
+                    };
+                    let namespace = h
+                        .namespace
+                        .clone()
+                        .filter(|n| !n.is_empty())
+                        .unwrap_or_else(|| own.clone());
+                    (
+                        ObjectId {
+                            namespace,
+                            name: h.name.clone(),
+                            group,
+                            kind: h.kind.clone(),
+                        },
+                        version,
+                    )
+                })
+                .collect()
+        };
+        if targets.is_empty() {
+            conditions::delete(status.conditions_mut(), HEALTHY);
+            return Ok(());
+        }
+        conditions::set(
+            status.conditions_mut(),
+            HEALTHY,
+            Status::Unknown,
+            reasons::PROGRESSING,
+            "Running health checks",
+            generation,
+        );
+        ctx.progress(
+            ks,
+            status,
+            &format!(
+                "Running health checks for revision {revision} with a timeout of {}",
+                humantime(timeout)
+            ),
+        )
+        .await;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut pending = Vec::new();
+            for (id, version) in &targets {
+                let state = match self.discovery.resolve(client, &id.group, version, &id.kind).await {
+                    Err(e) => Health::InProgress(e),
+                    Ok((resource, namespaced)) => {
+                        let api: Api<DynamicObject> = if namespaced {
+                            Api::namespaced_with(client.clone(), &id.namespace, &resource)
+                        } else {
+                            Api::all_with(client.clone(), &resource)
+                        };
+                        match api.get_opt(&id.name).await {
+                            Ok(Some(object)) => {
+                                health::compute(&serde_json::to_value(object).unwrap_or_default())
+                            }
+                            Ok(None) => Health::InProgress("NotFound".into()),
+                            Err(e) => Health::InProgress(e.to_string()),
+                        }
+                    }
+                };
+                match state {
+                    Health::Current => {}
+                    Health::Failed(message) => {
+                        let message = format!("{} status: 'Failed': {message}", id.display());
+                        conditions::set(
+                            status.conditions_mut(),
+                            HEALTHY,
+                            Status::False,
+                            reasons::HEALTH_CHECK_FAILED,
+                            &message,
+                            generation,
+                        );
+                        return Err(ReconcileError::transient(reasons::HEALTH_CHECK_FAILED, message));
+                    }
+                    Health::InProgress(_) => pending.push(format!("{} status: 'InProgress'", id.display())),
+                }
+            }
+            if pending.is_empty() {
+                conditions::set(
+                    status.conditions_mut(),
+                    HEALTHY,
+                    Status::True,
+                    reasons::SUCCEEDED,
+                    "Health check passed",
+                    generation,
+                );
+                return Ok(());
+            }
+            if Instant::now() + HEALTH_POLL > deadline {
+                let message = format!("timeout waiting for: [{}]", pending.join(", "));
+                conditions::set(
+                    status.conditions_mut(),
+                    HEALTHY,
+                    Status::False,
+                    reasons::HEALTH_CHECK_FAILED,
+                    &message,
+                    generation,
+                );
+                return Err(ReconcileError::transient(reasons::HEALTH_CHECK_FAILED, message));
+            }
+            tokio::time::sleep(HEALTH_POLL).await;
+        }
+    }
+}

@@ -1,0 +1,642 @@
+//! Kustomizations end to end: the real source-controller fetching from the testenv git server,
+//! the kustomize-controller applying to the testenv apiserver, both in-process and scoped to a
+//! fresh namespace per test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use driftless_api::kustomize::Kustomization;
+use driftless_api::meta::{Condition, REQUESTED_AT_ANNOTATION};
+use driftless_api::source::GitRepository;
+use driftless_runtime::metrics::Metrics;
+use driftless_runtime::reconcile::{KindController, LoopSettings};
+use driftless_runtime::{conditions, testing};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use kustomize_controller::reconciler::{KustomizationReconciler, Settings};
+use source_controller::git_repository::GitRepositoryReconciler;
+use source_controller::{server, storage::Storage};
+use tokio::sync::oneshot;
+
+const T: Duration = Duration::from_secs(90);
+
+fn env(key: &str) -> String {
+    std::env::var(key).unwrap_or_else(|_| panic!("{key} is unset: run hack/testenv.sh up and source env.sh"))
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args([
+            "-c",
+            "user.name=test",
+            "-c",
+            "user.email=test@example.com",
+            "-c",
+            "init.defaultBranch=main",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A repository on the testenv git server and a clone to commit from.
+struct Repo {
+    name: String,
+    work: tempfile::TempDir,
+}
+
+impl Repo {
+    fn new(prefix: &str) -> Repo {
+        let name = format!("{prefix}-{:08x}", rand::random::<u32>());
+        let bare = PathBuf::from(env("GIT_REPOS_DIR")).join(format!("{name}.git"));
+        git(
+            Path::new("/"),
+            &["init", "-q", "--bare", "-b", "main", bare.to_str().unwrap()],
+        );
+        let work = tempfile::tempdir().unwrap();
+        git(work.path(), &["init", "-q", "-b", "main"]);
+        git(work.path(), &["remote", "add", "origin", bare.to_str().unwrap()]);
+        Repo { name, work }
+    }
+
+    fn write(&self, path: &str, content: &str) -> &Repo {
+        let p = self.work.path().join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+        self
+    }
+
+    fn remove(&self, path: &str) -> &Repo {
+        std::fs::remove_file(self.work.path().join(path)).unwrap();
+        self
+    }
+
+    /// Commits and pushes; returns the revision as Flux writes it.
+    fn commit(&self, message: &str) -> String {
+        git(self.work.path(), &["add", "-A"]);
+        git(self.work.path(), &["commit", "-q", "-m", message]);
+        git(
+            self.work.path(),
+            &["push", "-q", "--force", "origin", "HEAD:main"],
+        );
+        format!("main@sha1:{}", git(self.work.path(), &["rev-parse", "HEAD"]))
+    }
+
+    fn url(&self) -> String {
+        format!("{}/{}.git", env("GIT_HTTP_BASE"), self.name)
+    }
+}
+
+/// One test's world: a namespace, source-controller and kustomize-controller watching it.
+struct World {
+    client: Client,
+    ns: String,
+    kustomizations: Api<Kustomization>,
+    sources: Api<GitRepository>,
+    _storage: tempfile::TempDir,
+    _stop: oneshot::Sender<()>,
+}
+
+async fn world(prefix: &str) -> World {
+    driftless_artifact::install_crypto_provider();
+    let client = testing::client().await;
+    testing::install_toolkit_crds(&client).await;
+    let ns = testing::namespace(&client, prefix).await;
+    let storage_dir = tempfile::tempdir().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let storage = Arc::new(
+        Storage::new(
+            storage_dir.path().to_path_buf(),
+            &addr.to_string(),
+            Duration::from_secs(60),
+            2,
+        )
+        .unwrap(),
+    );
+    let (tx, rx) = oneshot::channel::<()>();
+    let stop = futures::FutureExt::shared(async move {
+        let _ = rx.await;
+    });
+    tokio::spawn(server::serve_on(
+        listener,
+        storage_dir.path().to_path_buf(),
+        stop.clone(),
+    ));
+    let settings = LoopSettings {
+        namespace: Some(ns.clone()),
+        min_retry_delay: Duration::from_millis(500),
+        max_retry_delay: Duration::from_secs(2),
+        ..LoopSettings::default()
+    };
+    let sources = KindController::new(
+        GitRepositoryReconciler::new(storage, Duration::from_secs(10)),
+        client.clone(),
+        "source-controller",
+        "source-controller",
+        Metrics::new(),
+        settings.clone(),
+    );
+    tokio::spawn(Arc::new(sources).run(stop.clone()));
+    let config = kube::Config::infer().await.unwrap();
+    let reconciler = KustomizationReconciler::new(
+        Settings {
+            no_cross_namespace_refs: false,
+            requeue_dependency: Duration::from_secs(5),
+            default_service_account: String::new(),
+        },
+        config,
+    );
+    let kustomizations = KindController::new(
+        reconciler,
+        client.clone(),
+        "kustomize-controller",
+        "gotk-kustomize-controller",
+        Metrics::new(),
+        settings,
+    )
+    .with_triggers(kustomize_controller::triggers::triggers(
+        client.clone(),
+        Some(ns.clone()),
+    ));
+    tokio::spawn(Arc::new(kustomizations).run(stop));
+    World {
+        kustomizations: Api::namespaced(client.clone(), &ns),
+        sources: Api::namespaced(client.clone(), &ns),
+        client,
+        ns,
+        _storage: storage_dir,
+        _stop: tx,
+    }
+}
+
+impl World {
+    async fn git_repository(&self, name: &str, repo: &Repo) {
+        let auth: Secret =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": format!("{name}-auth")},
+            "stringData": {"username": env("GIT_HTTP_USER"), "password": env("GIT_HTTP_PASSWORD")}}))
+            .unwrap();
+        Api::<Secret>::namespaced(self.client.clone(), &self.ns)
+            .create(&PostParams::default(), &auth)
+            .await
+            .unwrap();
+        let source: GitRepository = serde_json::from_value(serde_json::json!({
+            "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository",
+            "metadata": {"name": name},
+            "spec": {"url": repo.url(), "interval": "1m", "ref": {"branch": "main"}, "secretRef": {"name": format!("{name}-auth")}}
+        }))
+        .unwrap();
+        self.sources
+            .create(&PostParams::default(), &source)
+            .await
+            .unwrap();
+    }
+
+    async fn kustomization(&self, name: &str, spec: serde_json::Value) {
+        let mut full = serde_json::json!({"interval": "10m", "prune": true, "targetNamespace": self.ns,
+            "sourceRef": {"kind": "GitRepository", "name": "repo"}});
+        full.as_object_mut()
+            .unwrap()
+            .extend(spec.as_object().unwrap().clone());
+        let ks: Kustomization = serde_json::from_value(serde_json::json!({
+            "apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+            "metadata": {"name": name}, "spec": full
+        }))
+        .unwrap();
+        self.kustomizations
+            .create(&PostParams::default(), &ks)
+            .await
+            .unwrap();
+    }
+
+    /// Asks source-controller to fetch now (a new commit), as `flux reconcile source git` does.
+    async fn refresh(&self, name: &str) {
+        let token = format!(
+            "{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        );
+        let patch = serde_json::json!({"metadata": {"annotations": {REQUESTED_AT_ANNOTATION: token}}});
+        self.sources
+            .patch(name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .unwrap();
+    }
+
+    async fn request(&self, name: &str) {
+        let token = format!(
+            "{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        );
+        let patch = serde_json::json!({"metadata": {"annotations": {REQUESTED_AT_ANNOTATION: token}}});
+        self.kustomizations
+            .patch(name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .unwrap();
+    }
+
+    async fn wait_applied(&self, name: &str, revision: &str) -> Kustomization {
+        testing::wait_for(&self.kustomizations, name, T, |k: &Kustomization| {
+            ready(k).is_some_and(|c| c.status == "True")
+                && k.status.as_ref().and_then(|s| s.last_applied_revision.as_deref()) == Some(revision)
+        })
+        .await
+    }
+
+    async fn wait_failed(&self, name: &str, reason: &str, words: &str) -> Kustomization {
+        testing::wait_for(&self.kustomizations, name, T, |k: &Kustomization| {
+            ready(k).is_some_and(|c| c.status == "False" && c.reason == reason && c.message.contains(words))
+        })
+        .await
+    }
+
+    fn config_maps(&self) -> Api<ConfigMap> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    async fn done(self) {
+        testing::delete_namespace(&self.client, &self.ns).await;
+    }
+}
+
+fn ready(k: &Kustomization) -> Option<Condition> {
+    let conds = k
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.clone())
+        .unwrap_or_default();
+    conditions::get(&conds, "Ready").cloned()
+}
+
+fn condition(k: &Kustomization, type_: &str) -> Option<Condition> {
+    let conds = k
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.clone())
+        .unwrap_or_default();
+    conditions::get(&conds, type_).cloned()
+}
+
+fn config_map(name: &str, value: &str) -> String {
+    format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  value: \"{value}\"\n")
+}
+
+const DEPLOYMENT: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: web
+        image: nginx:1.27
+";
+
+#[tokio::test]
+#[ignore = "needs the testenv (hack/testenv.sh up)"]
+async fn commit_change_removal_and_drift_are_reconciled() {
+    let w = world("ks-flow").await;
+    let repo = Repo::new("ks-flow");
+    repo.write("app/settings.yaml", &config_map("settings", "one"))
+        .write("app/extra.yaml", &config_map("extra", "x"));
+    repo.write("app/deployment.yaml", DEPLOYMENT);
+    let first = repo.commit("first");
+    w.git_repository("repo", &repo).await;
+    w.kustomization("app", serde_json::json!({"path": "./app"})).await;
+
+    // Commit → applied, with Flux's ownership labels and inventory ids.
+    let ks = w.wait_applied("app", &first).await;
+    assert_eq!(ready(&ks).unwrap().message, format!("Applied revision: {first}"));
+    let ids: Vec<String> = ks
+        .status
+        .unwrap()
+        .inventory
+        .unwrap()
+        .entries
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    assert!(ids.contains(&format!("{}_settings__ConfigMap", w.ns)), "{ids:?}");
+    assert!(ids.contains(&format!("{}_web_apps_Deployment", w.ns)), "{ids:?}");
+    let settings = w.config_maps().get("settings").await.unwrap();
+    let labels = settings.metadata.labels.unwrap();
+    assert_eq!(labels["kustomize.toolkit.fluxcd.io/name"], "app");
+    assert_eq!(labels["kustomize.toolkit.fluxcd.io/namespace"], w.ns);
+
+    // Change → updated; file removed → pruned.
+    repo.write("app/settings.yaml", &config_map("settings", "two"))
+        .remove("app/extra.yaml");
+    let second = repo.commit("second");
+    w.refresh("repo").await;
+    w.wait_applied("app", &second).await;
+    let settings = w.config_maps().get("settings").await.unwrap();
+    assert_eq!(settings.data.unwrap()["value"], "two");
+    testing::wait_gone(&w.config_maps(), "extra", T).await;
+
+    // A manual edit is corrected at the next reconcile.
+    let deployments: Api<Deployment> = Api::namespaced(w.client.clone(), &w.ns);
+    deployments
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"replicas": 3}})),
+        )
+        .await
+        .unwrap();
+    w.request("app").await;
+    testing::wait_for(&deployments, "web", T, |d: &Deployment| {
+        d.spec.as_ref().and_then(|s| s.replicas) == Some(1)
+    })
+    .await;
+    w.done().await;
+}
+
+#[tokio::test]
+#[ignore = "needs the testenv (hack/testenv.sh up)"]
+async fn a_broken_build_keeps_the_last_good_state() {
+    let w = world("ks-broken").await;
+    let repo = Repo::new("ks-broken");
+    repo.write("settings.yaml", &config_map("settings", "good"));
+    let good = repo.commit("good");
+    w.git_repository("repo", &repo).await;
+    w.kustomization("app", serde_json::json!({})).await;
+    w.wait_applied("app", &good).await;
+
+    repo.write(
+        "settings.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: [broken\n",
+    );
+    let broken = repo.commit("broken");
+    w.refresh("repo").await;
+    let ks = w.wait_failed("app", "BuildFailed", "settings.yaml").await;
+    let status = ks.status.unwrap();
+    assert_eq!(status.last_applied_revision.as_deref(), Some(good.as_str()));
+    assert_eq!(status.last_attempted_revision.as_deref(), Some(broken.as_str()));
+    assert_eq!(
+        w.config_maps().get("settings").await.unwrap().data.unwrap()["value"],
+        "good"
+    );
+    w.done().await;
+}
+
+#[tokio::test]
+#[ignore = "needs the testenv (hack/testenv.sh up)"]
+async fn an_object_the_apiserver_rejects_stops_its_whole_stage() {
+    let w = world("ks-reject").await;
+    let repo = Repo::new("ks-reject");
+    repo.write("settings.yaml", &config_map("settings", "v"));
+    repo.write(
+        "service.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: bad\nspec:\n  ports:\n  - port: 99999999\n",
+    );
+    repo.commit("reject");
+    w.git_repository("repo", &repo).await;
+    w.kustomization("app", serde_json::json!({})).await;
+    let ks = w.wait_failed("app", "ReconciliationFailed", "Service/").await;
+    assert!(
+        ready(&ks).unwrap().message.contains("dry-run failed"),
+        "{:?}",
+        ready(&ks)
+    );
+    assert!(
+        w.config_maps().get_opt("settings").await.unwrap().is_none(),
+        "nothing of the stage is applied"
+    );
+    w.done().await;
+}
+
+#[tokio::test]
+#[ignore = "needs the testenv (hack/testenv.sh up)"]
+async fn health_checks_pass_for_available_deployments_and_time_out_otherwise() {
+    let w = world("ks-health").await;
+    let repo = Repo::new("ks-health");
+    repo.write("good/deployment.yaml", DEPLOYMENT);
+    // No node matches: the Deployment never becomes Available.
+    let stuck = DEPLOYMENT
+        .replace("name: web", "name: stuck")
+        .replace("app: web", "app: stuck")
+        .replace(
+            "      containers:",
+            "      nodeSelector:\n        nowhere: \"true\"\n      containers:",
+        );
+    repo.write("bad/deployment.yaml", &stuck);
+    let revision = repo.commit("health");
+    w.git_repository("repo", &repo).await;
+    w.kustomization(
+        "good",
+        serde_json::json!({"path": "./good", "wait": true, "timeout": "60s"}),
+    )
+    .await;
+    w.kustomization(
+        "bad",
+        serde_json::json!({"path": "./bad", "wait": true, "timeout": "5s"}),
+    )
+    .await;
+    let good = w.wait_applied("good", &revision).await;
+    assert_eq!(condition(&good, "Healthy").unwrap().status, "True");
+    let bad = w.wait_failed("bad", "HealthCheckFailed", "Deployment/").await;
+    assert!(
+        ready(&bad).unwrap().message.contains("timeout waiting for"),
+        "{:?}",
+        ready(&bad)
+    );
+    assert_eq!(condition(&bad, "Healthy").unwrap().status, "False");
+    w.done().await;
+}
+
+#[tokio::test]
+#[ignore = "needs the testenv (hack/testenv.sh up)"]
+async fn a_dependency_chain_of_three_resolves_in_order() {
+    let w = world("ks-deps").await;
+    let repo = Repo::new("ks-deps");
+    for name in ["a", "b", "c"] {
+        repo.write(&format!("{name}/cm.yaml"), &config_map(name, name));
+    }
+    let revision = repo.commit("deps");
+    w.git_repository("repo", &repo).await;
+    // Created in reverse order: c waits for b, which waits for a.
+    w.kustomization(
+        "c",
+        serde_json::json!({"path": "./c", "dependsOn": [{"name": "b"}]}),
+    )
+    .await;
+    w.kustomization(
+        "b",
+        serde_json::json!({"path": "./b", "dependsOn": [{"name": "a"}]}),
+    )
+    .await;
+    let c = testing::wait_for(&w.kustomizations, "c", T, |k: &Kustomization| {
+        ready(k).is_some_and(|c| c.reason == "DependencyNotReady")
+    })
+    .await;
+    assert!(
+        ready(&c).unwrap().message.contains("dependency"),
+        "{:?}",
+        ready(&c)
+    );
+    w.kustomization("a", serde_json::json!({"path": "./a"})).await;
+    let a = w.wait_applied("a", &revision).await;
+    let b = w.wait_applied("b", &revision).await;
+    let c = w.wait_applied("c", &revision).await;
+    let applied_at = |k: &Kustomization| ready(k).unwrap().last_transition_time.0;
+    assert!(applied_at(&a) <= applied_at(&b) && applied_at(&b) <= applied_at(&c));
+    w.done().await;
+}
+
+#[tokio::test]
+#[ignore = "needs the testenv (hack/testenv.sh up)"]
+async fn post_build_substitutes_variables_and_strict_mode_fails_on_missing_ones() {
+    let w = world("ks-subst").await;
+    let repo = Repo::new("ks-subst");
+    repo.write(
+        "ok/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: vars\ndata:\n  cluster: ${cluster}\n  region: ${region:=eu-west-1}\n  from: ${from_cm}\n",
+    );
+    repo.write(
+        "missing/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: missing\ndata:\n  x: ${undefined}\n",
+    );
+    let revision = repo.commit("subst");
+    let vars: ConfigMap = serde_json::from_value(
+        serde_json::json!({"metadata": {"name": "cluster-vars"}, "data": {"from_cm": "yes-from-cm"}}),
+    )
+    .unwrap();
+    w.config_maps()
+        .create(&PostParams::default(), &vars)
+        .await
+        .unwrap();
+    w.git_repository("repo", &repo).await;
+    let post_build = serde_json::json!({"substitute": {"cluster": "prod"}, "substituteFrom": [{"kind": "ConfigMap", "name": "cluster-vars"}]});
+    w.kustomization("ok", serde_json::json!({"path": "./ok", "postBuild": post_build}))
+        .await;
+    w.kustomization(
+        "missing",
+        serde_json::json!({"path": "./missing", "postBuild": {"substitute": {}}}),
+    )
+    .await;
+    w.wait_applied("ok", &revision).await;
+    let data = w.config_maps().get("vars").await.unwrap().data.unwrap();
+    assert_eq!(
+        (
+            data["cluster"].as_str(),
+            data["region"].as_str(),
+            data["from"].as_str()
+        ),
+        ("prod", "eu-west-1", "yes-from-cm")
+    );
+    w.wait_failed("missing", "BuildFailed", "undefined").await;
+    w.done().await;
+}
+
+#[tokio::test]
+#[ignore = "needs the testenv (hack/testenv.sh up)"]
+async fn impersonating_a_service_account_without_rights_is_refused() {
+    let w = world("ks-sa").await;
+    let repo = Repo::new("ks-sa");
+    repo.write("cm.yaml", &config_map("settings", "v"));
+    repo.commit("sa");
+    w.git_repository("repo", &repo).await;
+    w.kustomization("app", serde_json::json!({"serviceAccountName": "nobody"}))
+        .await;
+    let ks = w.wait_failed("app", "ReconciliationFailed", "forbidden").await;
+    assert!(
+        ready(&ks).unwrap().message.contains("system:serviceaccount"),
+        "{:?}",
+        ready(&ks)
+    );
+    w.done().await;
+}
+
+#[tokio::test]
+#[ignore = "needs the testenv (hack/testenv.sh up)"]
+async fn prune_disabled_is_respected_and_deletion_policies_apply() {
+    let w = world("ks-prune").await;
+    let repo = Repo::new("ks-prune");
+    repo.write(
+        "keep/kept.yaml",
+        &config_map("kept", "v").replace(
+            "metadata:\n",
+            "metadata:\n  annotations:\n    kustomize.toolkit.fluxcd.io/prune: disabled\n",
+        ),
+    );
+    repo.write("keep/other.yaml", &config_map("other", "v"));
+    repo.write("mirror/mirror.yaml", &config_map("mirror", "v"));
+    repo.write("orphan/orphan.yaml", &config_map("orphan", "v"));
+    let first = repo.commit("first");
+    w.git_repository("repo", &repo).await;
+    w.kustomization("keep", serde_json::json!({"path": "./keep"}))
+        .await;
+    w.kustomization("mirror", serde_json::json!({"path": "./mirror"}))
+        .await;
+    w.kustomization(
+        "orphan",
+        serde_json::json!({"path": "./orphan", "deletionPolicy": "Orphan"}),
+    )
+    .await;
+    for name in ["keep", "mirror", "orphan"] {
+        w.wait_applied(name, &first).await;
+    }
+    // An object not in the inventory is never touched, even with the ownership labels.
+    let stranger: ConfigMap = serde_json::from_value(serde_json::json!({"metadata": {"name": "stranger",
+        "labels": {"kustomize.toolkit.fluxcd.io/name": "keep", "kustomize.toolkit.fluxcd.io/namespace": w.ns}}})).unwrap();
+    w.config_maps()
+        .create(&PostParams::default(), &stranger)
+        .await
+        .unwrap();
+
+    repo.remove("keep/kept.yaml").remove("keep/other.yaml");
+    repo.write("keep/new.yaml", &config_map("new", "v"));
+    let second = repo.commit("second");
+    w.refresh("repo").await;
+    w.wait_applied("keep", &second).await;
+    testing::wait_gone(&w.config_maps(), "other", T).await;
+    assert!(
+        w.config_maps().get_opt("kept").await.unwrap().is_some(),
+        "prune: disabled is kept"
+    );
+    assert!(
+        w.config_maps().get_opt("stranger").await.unwrap().is_some(),
+        "not in the inventory"
+    );
+
+    // MirrorPrune (the default, with prune) deletes what it applied; Orphan leaves it.
+    w.kustomizations
+        .delete("mirror", &Default::default())
+        .await
+        .unwrap();
+    w.kustomizations
+        .delete("orphan", &Default::default())
+        .await
+        .unwrap();
+    testing::wait_gone(&w.kustomizations, "mirror", T).await;
+    testing::wait_gone(&w.kustomizations, "orphan", T).await;
+    testing::wait_gone(&w.config_maps(), "mirror", T).await;
+    assert!(
+        w.config_maps().get_opt("orphan").await.unwrap().is_some(),
+        "Orphan keeps objects"
+    );
+    w.done().await;
+}
