@@ -133,6 +133,64 @@ echo "Artifact served by source-controller: $url"
 echo "  $digest, containing:"
 curl -fsS "$url" | tar -tzf - | sed 's/^/    /'
 
+say "Applying the fleet with three Kustomizations (podinfo-* dependsOn infrastructure)"
+cat <<'YAML' | $KUBECTL apply --server-side --field-manager=quickstart -f - >/dev/null
+apiVersion: kustomize.toolkit.fluxcd.io/v1
+kind: Kustomization
+metadata: {name: infrastructure, namespace: flux-system}
+spec:
+  interval: 10m
+  prune: true
+  path: ./infrastructure
+  sourceRef: {kind: GitRepository, name: fleet}
+---
+apiVersion: kustomize.toolkit.fluxcd.io/v1
+kind: Kustomization
+metadata: {name: podinfo-staging, namespace: flux-system}
+spec:
+  interval: 10m
+  prune: true
+  wait: true
+  timeout: 2m
+  path: ./apps/podinfo/staging
+  dependsOn: [{name: infrastructure}]
+  sourceRef: {kind: GitRepository, name: fleet}
+---
+apiVersion: kustomize.toolkit.fluxcd.io/v1
+kind: Kustomization
+metadata: {name: podinfo-production, namespace: flux-system}
+spec:
+  interval: 10m
+  prune: true
+  wait: true
+  timeout: 2m
+  path: ./apps/podinfo/production
+  dependsOn: [{name: infrastructure}]
+  sourceRef: {kind: GitRepository, name: fleet}
+YAML
+$KUBECTL -n flux-system wait --for=condition=Ready kustomizations --all --timeout=180s >/dev/null
+$KUBECTL -n flux-system get kustomizations
+echo
+$KUBECTL get deployments,services,configmaps -n podinfo-production -l environment=production
+echo
+echo "Inventory of podinfo-production:"
+$KUBECTL -n flux-system get kustomization podinfo-production -o jsonpath='{range .status.inventory.entries[*]}{"  "}{.id}{"\n"}{end}'
+
+say "Committing a change (production scales to 3 replicas) and waiting for it to be applied"
+sed -i 's/count: 2/count: 3/' "$work/apps/podinfo/production/kustomization.yaml"
+gitq commit -q -am "Scale podinfo in production to 3"
+gitq push -q --force "$GIT_REPOS_DIR/fleet.git" HEAD:main
+commit=$(gitq rev-parse HEAD)
+$KUBECTL -n flux-system annotate --overwrite gitrepository/fleet reconcile.fluxcd.io/requestedAt="$(date +%s)" >/dev/null
+for _ in $(seq 1 120); do
+  applied=$($KUBECTL -n flux-system get kustomization podinfo-production -o jsonpath='{.status.lastAppliedRevision}')
+  [ "$applied" = "main@sha1:$commit" ] && break
+  sleep 1
+done
+[ "$applied" = "main@sha1:$commit" ] || { echo "the change was not applied in 2 minutes"; exit 1; }
+echo "  applied main@sha1:$commit"
+$KUBECTL -n podinfo-production get deployment podinfo
+
 cat <<EOF2
 
 Source servers for your own experiments (after: . target/testenv/env.sh):
