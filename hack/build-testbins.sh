@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Builds the Go binaries the test environment needs, from Go modules, cached per version outside the
 # repository: kube-apiserver, kube-controller-manager, kube-scheduler, kubectl (k8s.io/kubernetes),
-# etcd and kwok. Recipe and pitfalls: ../shared/docs/testenv-recipe.md §1, §3, §4.
+# etcd, kwok and sops (SOPS test data). Recipe and pitfalls: ../shared/docs/testenv-recipe.md §1, §3, §4.
 #
-# Usage: hack/build-testbins.sh [all|k8s|etcd|kwok|helm]     (default: all but helm)
+# Usage: hack/build-testbins.sh [all|k8s|etcd|kwok|sops|helm]     (default: all but helm)
 # Prints nothing but progress; each component logs to $TESTBINS_CACHE/logs/<component>.log.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -105,12 +105,22 @@ build_helm() {
     -ldflags "-s -w -X helm.sh/helm/v4/internal/version.version=v$HELM_VERSION" "helm.sh/helm/v4/cmd/helm@v$HELM_VERSION"
 }
 
+build_sops() {
+  local d="$TESTBINS_CACHE/sops-v$SOPS_VERSION"
+  [ -x "$d/sops" ] && return 0
+  echo "building sops v$SOPS_VERSION"
+  mkdir -p "$d"
+  : >"$TESTBINS_CACHE/logs/sops.log"
+  run_logged sops env GOBIN="$d" go install -trimpath -ldflags "-s -w" "github.com/getsops/sops/v3/cmd/sops@v$SOPS_VERSION"
+}
+
 what=${1:-all}
 case "$what" in
-  all) build_etcd; build_kwok; build_k8s ;;
+  all) build_etcd; build_kwok; build_k8s; build_sops ;;
   k8s) build_k8s ;;
   etcd) build_etcd ;;
   kwok) build_kwok ;;
   helm) build_helm ;;
-  *) echo "usage: $0 [all|k8s|etcd|kwok|helm]" >&2; exit 2 ;;
+  sops) build_sops ;;
+  *) echo "usage: $0 [all|k8s|etcd|kwok|sops|helm]" >&2; exit 2 ;;
 esac

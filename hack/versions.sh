@@ -5,6 +5,8 @@ ETCD_VERSION=${ETCD_VERSION:-3.6.8}
 KWOK_VERSION=${KWOK_VERSION:-0.8.0}
 HELM_VERSION=${HELM_VERSION:-4.3.1}
 FLUX_VERSION=${FLUX_VERSION:-2.9.4}
+# sops encrypts the Secrets of the SOPS decryption tests (kustomize-controller).
+SOPS_VERSION=${SOPS_VERSION:-3.13.3}
 # Go-built binaries live outside the repository, one directory per version.
 TESTBINS_CACHE=${TESTBINS_CACHE:-$HOME/.cache/driftless-testbins}
 TESTBINS_WORK=${TESTBINS_WORK:-$HOME/.cache/driftless-testbins-src}

@@ -8,6 +8,7 @@ pub mod apply;
 pub mod generator;
 pub mod health;
 pub mod reconciler;
+pub mod sops;
 pub mod source;
 pub mod substitute;
 pub mod triggers;

@@ -134,7 +134,7 @@ impl Reconciler for KustomizationReconciler {
             ),
         )
         .await;
-        let objects = self.build(ks, &client, workdir.path(), &dir).await?;
+        let objects = self.build(ks, &ctx.client, workdir.path(), &dir).await?;
 
         ctx.progress(
             ks,
@@ -391,21 +391,7 @@ impl KustomizationReconciler {
         .map_err(|e| build_failed(e.to_string()))?
         .map_err(build_failed)?;
 
-        for object in &objects {
-            if object.get("kind").and_then(Value::as_str) == Some("Secret") && object.get("sops").is_some() {
-                let name = object
-                    .pointer("/metadata/name")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
-                return Err(build_failed(if ks.spec.decryption.is_none() {
-                    format!(
-                        "Secret/{name} is SOPS encrypted, configuring decryption is required for this secret to be reconciled"
-                    )
-                } else {
-                    format!("Secret/{name}: SOPS decryption is not supported by this version of driftless")
-                }));
-            }
-        }
+        self.decrypt(ks, client, &mut objects).await?;
 
         if let Some(post_build) = &ks.spec.post_build {
             let vars = self.substitution_vars(ks, client, post_build).await?;
@@ -439,6 +425,88 @@ impl KustomizationReconciler {
             }
         }
         Ok(objects)
+    }
+
+    /// SOPS-encrypted Secrets are decrypted with the age keys of `decryption.secretRef`; without
+    /// decryption configured they fail the build rather than reach the cluster encrypted.
+    async fn decrypt(
+        &self,
+        ks: &Kustomization,
+        client: &Client,
+        objects: &mut [Value],
+    ) -> Result<(), ReconcileError> {
+        let mut keys = None;
+        for object in objects.iter_mut() {
+            if object.get("kind").and_then(Value::as_str) != Some("Secret")
+                || !crate::sops::is_encrypted(object)
+            {
+                continue;
+            }
+            if object
+                .pointer("/metadata/annotations/kustomize.toolkit.fluxcd.io~1decrypt")
+                .and_then(Value::as_str)
+                == Some("disabled")
+            {
+                continue;
+            }
+            let name = object
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            let namespace = object
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            let Some(decryption) = &ks.spec.decryption else {
+                return Err(build_failed(format!(
+                    "Secret/{namespace}/{name} is SOPS encrypted, configuring decryption is required for this secret to be reconciled"
+                )));
+            };
+            if keys.is_none() {
+                keys = Some(self.decryption_keys(ks, client, decryption).await?);
+            }
+            let Some(keys) = keys.as_ref() else { continue };
+            crate::sops::decrypt(object, keys).map_err(|e| {
+                build_failed(format!(
+                    "failed to decrypt and format '{namespace}/{name}' Secret data: {e}"
+                ))
+            })?;
+        }
+        Ok(())
+    }
+
+    async fn decryption_keys(
+        &self,
+        ks: &Kustomization,
+        client: &Client,
+        decryption: &driftless_api::kustomize::Decryption,
+    ) -> Result<crate::sops::Keys, ReconcileError> {
+        if decryption.provider != "sops" {
+            return Err(build_failed(format!(
+                "unsupported decryption provider '{}'",
+                decryption.provider
+            )));
+        }
+        let Some(secret_ref) = &decryption.secret_ref else {
+            return Err(build_failed(
+                "decryption.secretRef is required: only age keys from a Secret are supported",
+            ));
+        };
+        let namespace = ks.namespace().unwrap_or_default();
+        let secret = Api::<Secret>::namespaced(client.clone(), &namespace)
+            .get(&secret_ref.name)
+            .await
+            .map_err(|e| {
+                build_failed(format!(
+                    "cannot get sops decryption Secret '{namespace}/{}': {e}",
+                    secret_ref.name
+                ))
+            })?;
+        let data = secret.data.unwrap_or_default();
+        crate::sops::Keys::from_secret_data(data.iter().map(|(k, v)| (k.as_str(), v.0.as_slice())))
+            .map_err(build_failed)
     }
 
     /// postBuild variables: substituteFrom in order (later wins), then the inline ones.

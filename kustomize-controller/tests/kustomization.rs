@@ -457,13 +457,17 @@ async fn health_checks_pass_for_available_deployments_and_time_out_otherwise() {
     .await;
     let good = w.wait_applied("good", &revision).await;
     assert_eq!(condition(&good, "Healthy").unwrap().status, "True");
-    let bad = w.wait_failed("bad", "HealthCheckFailed", "Deployment/").await;
+    // Retries set Healthy back to Unknown while they run: wait for a settled failure.
+    let bad = testing::wait_for(&w.kustomizations, "bad", T, |k: &Kustomization| {
+        ready(k).is_some_and(|c| c.reason == "HealthCheckFailed" && c.message.contains("Deployment/"))
+            && condition(k, "Healthy").is_some_and(|c| c.status == "False")
+    })
+    .await;
     assert!(
         ready(&bad).unwrap().message.contains("timeout waiting for"),
         "{:?}",
         ready(&bad)
     );
-    assert_eq!(condition(&bad, "Healthy").unwrap().status, "False");
     w.done().await;
 }
 
@@ -638,5 +642,74 @@ async fn prune_disabled_is_respected_and_deletion_policies_apply() {
         w.config_maps().get_opt("orphan").await.unwrap().is_some(),
         "Orphan keeps objects"
     );
+    w.done().await;
+}
+
+/// Encrypts with the real sops binary, as a user would before committing.
+fn sops_encrypt(plain: &str, recipient: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("secret.yaml");
+    std::fs::write(&file, plain).unwrap();
+    let out = Command::new(env("SOPS_BIN"))
+        .args([
+            "--encrypt",
+            "--age",
+            recipient,
+            "--encrypted-regex",
+            "^(data|stringData)$",
+        ])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "sops: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test]
+#[ignore = "needs the testenv (hack/testenv.sh up)"]
+async fn a_sops_encrypted_secret_is_decrypted_with_the_age_key() {
+    use age::secrecy::ExposeSecret;
+    let w = world("ks-sops").await;
+    let identity = age::x25519::Identity::generate();
+    let recipient = identity.to_public().to_string();
+    let plain = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\ntype: Opaque\nstringData:\n  password: s3cr3t\n  port: \"5432\"\ndata:\n  token: dG9rZW4=\n";
+    let encrypted = sops_encrypt(plain, &recipient);
+    assert!(encrypted.contains("ENC[AES256_GCM") && !encrypted.contains("s3cr3t"));
+    let repo = Repo::new("ks-sops");
+    repo.write("secret.yaml", &encrypted);
+    let revision = repo.commit("encrypted secret");
+    let keys: Secret = serde_json::from_value(serde_json::json!({"metadata": {"name": "sops-age"},
+        "stringData": {"identity.agekey": identity.to_string().expose_secret()}}))
+    .unwrap();
+    Api::<Secret>::namespaced(w.client.clone(), &w.ns)
+        .create(&PostParams::default(), &keys)
+        .await
+        .unwrap();
+    w.git_repository("repo", &repo).await;
+    w.kustomization("plain", serde_json::json!({})).await;
+    w.wait_failed("plain", "BuildFailed", "SOPS encrypted").await;
+    w.kustomizations
+        .delete("plain", &Default::default())
+        .await
+        .unwrap();
+    testing::wait_gone(&w.kustomizations, "plain", T).await;
+    w.kustomization(
+        "decrypted",
+        serde_json::json!({"decryption": {"provider": "sops", "secretRef": {"name": "sops-age"}}}),
+    )
+    .await;
+    w.wait_applied("decrypted", &revision).await;
+    let secret = Api::<Secret>::namespaced(w.client.clone(), &w.ns)
+        .get("db")
+        .await
+        .unwrap();
+    let data = secret.data.unwrap();
+    assert_eq!(data["password"].0, b"s3cr3t");
+    assert_eq!(data["port"].0, b"5432");
+    assert_eq!(data["token"].0, b"token");
     w.done().await;
 }
