@@ -119,7 +119,8 @@ impl Discovery {
     }
 }
 
-fn api(client: &Client, resource: &ApiResource, namespaced: bool, namespace: &str) -> Api<DynamicObject> {
+/// The API of one kind, in `namespace` when the kind is namespaced.
+pub fn api(client: &Client, resource: &ApiResource, namespaced: bool, namespace: &str) -> Api<DynamicObject> {
     if namespaced {
         Api::namespaced_with(client.clone(), namespace, resource)
     } else {

@@ -248,11 +248,7 @@ impl Reconciler for KustomizationReconciler {
                 else {
                     continue;
                 };
-                let api: Api<DynamicObject> = if namespaced {
-                    Api::namespaced_with(client.clone(), &id.namespace, &resource)
-                } else {
-                    Api::all_with(client.clone(), &resource)
-                };
+                let api = apply::api(&client, &resource, namespaced, &id.namespace);
                 while matches!(api.get_opt(&id.name).await, Ok(Some(_))) {
                     if Instant::now() > deadline {
                         return Err(ReconcileError::transient(
@@ -769,11 +765,7 @@ impl KustomizationReconciler {
                 let state = match self.discovery.resolve(client, &id.group, version, &id.kind).await {
                     Err(e) => Health::InProgress(e),
                     Ok((resource, namespaced)) => {
-                        let api: Api<DynamicObject> = if namespaced {
-                            Api::namespaced_with(client.clone(), &id.namespace, &resource)
-                        } else {
-                            Api::all_with(client.clone(), &resource)
-                        };
+                        let api = apply::api(client, &resource, namespaced, &id.namespace);
                         match api.get_opt(&id.name).await {
                             Ok(Some(object)) => {
                                 health::compute(&serde_json::to_value(object).unwrap_or_default())

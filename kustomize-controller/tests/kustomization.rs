@@ -3,7 +3,6 @@
 //! fresh namespace per test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,73 +28,30 @@ fn env(key: &str) -> String {
     std::env::var(key).unwrap_or_else(|_| panic!("{key} is unset: run hack/testenv.sh up and source env.sh"))
 }
 
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args([
-            "-c",
-            "user.name=test",
-            "-c",
-            "user.email=test@example.com",
-            "-c",
-            "init.defaultBranch=main",
-        ])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// A repository on the testenv git server and a clone to commit from.
-struct Repo {
-    name: String,
-    work: tempfile::TempDir,
-}
+/// A repository on the testenv git server whose commits return Flux's revision string.
+struct Repo(testing::GitRepo);
 
 impl Repo {
     fn new(prefix: &str) -> Repo {
-        let name = format!("{prefix}-{:08x}", rand::random::<u32>());
-        let bare = PathBuf::from(env("GIT_REPOS_DIR")).join(format!("{name}.git"));
-        git(
-            Path::new("/"),
-            &["init", "-q", "--bare", "-b", "main", bare.to_str().unwrap()],
-        );
-        let work = tempfile::tempdir().unwrap();
-        git(work.path(), &["init", "-q", "-b", "main"]);
-        git(work.path(), &["remote", "add", "origin", bare.to_str().unwrap()]);
-        Repo { name, work }
+        Repo(testing::GitRepo::new(prefix))
     }
 
     fn write(&self, path: &str, content: &str) -> &Repo {
-        let p = self.work.path().join(path);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, content).unwrap();
+        self.0.write(path, content);
         self
     }
 
     fn remove(&self, path: &str) -> &Repo {
-        std::fs::remove_file(self.work.path().join(path)).unwrap();
+        self.0.remove(path);
         self
     }
 
-    /// Commits and pushes; returns the revision as Flux writes it.
     fn commit(&self, message: &str) -> String {
-        git(self.work.path(), &["add", "-A"]);
-        git(self.work.path(), &["commit", "-q", "-m", message]);
-        git(
-            self.work.path(),
-            &["push", "-q", "--force", "origin", "HEAD:main"],
-        );
-        format!("main@sha1:{}", git(self.work.path(), &["rev-parse", "HEAD"]))
+        format!("main@sha1:{}", self.0.commit(message))
     }
 
     fn url(&self) -> String {
-        format!("{}/{}.git", env("GIT_HTTP_BASE"), self.name)
+        self.0.http_url()
     }
 }
 

@@ -15,83 +15,11 @@ use kube::{
     api::{DeleteParams, ListParams},
 };
 use source_controller::git_repository::{GitRepositoryReconciler, include_triggers};
-use std::{path::PathBuf, process::Command, time::Duration};
+use std::{process::Command, time::Duration};
 use support::{Harness, NEGATIVE, T, conds, env, ready};
 
-/// A bare repository on the test git server plus a working clone to commit from.
-struct Repo {
-    name: String,
-    work: tempfile::TempDir,
-}
-
-fn git(dir: &std::path::Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args([
-            "-c",
-            "user.name=test",
-            "-c",
-            "user.email=test@example.com",
-            "-c",
-            "init.defaultBranch=main",
-        ])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-impl Repo {
-    fn new(prefix: &str) -> Self {
-        let name = format!("{prefix}-{:08x}", rand::random::<u32>());
-        let bare = PathBuf::from(env("GIT_REPOS_DIR")).join(format!("{name}.git"));
-        git(
-            std::path::Path::new("/"),
-            &["init", "-q", "--bare", "-b", "main", bare.to_str().unwrap()],
-        );
-        let work = tempfile::tempdir().unwrap();
-        git(work.path(), &["init", "-q", "-b", "main"]);
-        git(work.path(), &["remote", "add", "origin", bare.to_str().unwrap()]);
-        Repo { name, work }
-    }
-
-    fn write(&self, path: &str, content: &str) -> &Self {
-        let p = self.work.path().join(path);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, content).unwrap();
-        self
-    }
-
-    /// Commits everything and pushes `main`; returns the commit id.
-    fn commit(&self, message: &str) -> String {
-        git(self.work.path(), &["add", "-A"]);
-        git(self.work.path(), &["commit", "-q", "-m", message]);
-        git(
-            self.work.path(),
-            &["push", "-q", "--force", "origin", "HEAD:main"],
-        );
-        git(self.work.path(), &["rev-parse", "HEAD"])
-    }
-
-    fn tag(&self, tag: &str) -> String {
-        git(self.work.path(), &["tag", "-a", tag, "-m", tag]);
-        git(self.work.path(), &["push", "-q", "origin", tag]);
-        git(self.work.path(), &["rev-parse", "HEAD"])
-    }
-
-    fn http_url(&self) -> String {
-        format!("{}/{}.git", env("GIT_HTTP_BASE"), self.name)
-    }
-
-    fn ssh_url(&self) -> String {
-        format!("{}/{}.git", env("GIT_SSH_BASE"), self.name)
-    }
-}
+type Repo = testing::GitRepo;
+use testing::git;
 
 type H = Harness<GitRepository>;
 

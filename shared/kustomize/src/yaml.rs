@@ -141,33 +141,7 @@ fn resolve_yaml11(s: &str) -> Value {
 
 /// `strconv.ParseInt(s, 0, 64)`.
 fn parse_go_int(s: &str) -> Option<i64> {
-    let (negative, unsigned) = match s.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, s.strip_prefix('+').unwrap_or(s)),
-    };
-    let (digits, radix) = if let Some(d) = unsigned
-        .strip_prefix("0x")
-        .or_else(|| unsigned.strip_prefix("0X"))
-    {
-        (d, 16)
-    } else if let Some(d) = unsigned
-        .strip_prefix("0o")
-        .or_else(|| unsigned.strip_prefix("0O"))
-    {
-        (d, 8)
-    } else if let Some(d) = unsigned
-        .strip_prefix("0b")
-        .or_else(|| unsigned.strip_prefix("0B"))
-    {
-        (d, 2)
-    } else if unsigned.len() > 1 && unsigned.starts_with('0') {
-        (&unsigned[1..], 8)
-    } else {
-        (unsigned, 10)
-    };
-    if digits.is_empty() || digits.starts_with(['+', '-']) {
-        return None;
-    }
+    let (digits, radix, negative) = go_int_digits(s)?;
     let magnitude = i64::from_str_radix(digits, radix).ok()?;
     Some(if negative { -magnitude } else { magnitude })
 }
@@ -826,7 +800,15 @@ fn is_binary(s: &str) -> bool {
 
 /// `strconv.ParseInt(s, 0, 64)` or `ParseUint` would succeed.
 fn is_go_int(s: &str) -> bool {
-    let unsigned = s.strip_prefix(['+', '-']).unwrap_or(s);
+    go_int_digits(s).is_some_and(|(digits, radix, _)| u64::from_str_radix(digits, radix).is_ok())
+}
+
+/// The digits, radix and sign of a Go integer literal (base prefix or leading-zero octal).
+fn go_int_digits(s: &str) -> Option<(&str, u32, bool)> {
+    let (negative, unsigned) = match s.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, s.strip_prefix('+').unwrap_or(s)),
+    };
     let (digits, radix) = if let Some(d) = unsigned
         .strip_prefix("0x")
         .or_else(|| unsigned.strip_prefix("0X"))
@@ -847,7 +829,7 @@ fn is_go_int(s: &str) -> bool {
     } else {
         (unsigned, 10)
     };
-    !digits.is_empty() && u64::from_str_radix(digits, radix).is_ok()
+    (!digits.is_empty() && !digits.starts_with(['+', '-'])).then_some((digits, radix, negative))
 }
 
 fn is_timestamp(s: &str) -> bool {

@@ -157,3 +157,102 @@ where
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// `git` with a test identity, in `dir`; returns its trimmed stdout.
+///
+/// # Panics
+/// When git fails, with its stderr.
+pub fn git(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .args([
+            "-c",
+            "user.name=test",
+            "-c",
+            "user.email=test@example.com",
+            "-c",
+            "init.defaultBranch=main",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A repository on the testenv git server (`GIT_REPOS_DIR`) and a working clone to commit from.
+pub struct GitRepo {
+    /// Repository name on the server (`<name>.git`).
+    pub name: String,
+    /// The working clone.
+    pub work: tempfile::TempDir,
+}
+
+fn testenv_var(key: &str) -> String {
+    std::env::var(key).unwrap_or_else(|_| panic!("{key} is unset: run hack/testenv.sh up and source env.sh"))
+}
+
+impl GitRepo {
+    /// A new empty repository named `<prefix>-<random>`.
+    pub fn new(prefix: &str) -> GitRepo {
+        let name = format!("{prefix}-{:08x}", rand::random::<u32>());
+        let bare = std::path::PathBuf::from(testenv_var("GIT_REPOS_DIR")).join(format!("{name}.git"));
+        let bare = bare.to_string_lossy().into_owned();
+        git(
+            std::path::Path::new("/"),
+            &["init", "-q", "--bare", "-b", "main", &bare],
+        );
+        let work = tempfile::tempdir().expect("temp dir");
+        git(work.path(), &["init", "-q", "-b", "main"]);
+        git(work.path(), &["remote", "add", "origin", &bare]);
+        GitRepo { name, work }
+    }
+
+    /// Writes a file of the working clone.
+    pub fn write(&self, path: &str, content: &str) -> &GitRepo {
+        let p = self.work.path().join(path);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).expect("directories");
+        }
+        std::fs::write(p, content).expect("file written");
+        self
+    }
+
+    /// Removes a file of the working clone.
+    pub fn remove(&self, path: &str) -> &GitRepo {
+        std::fs::remove_file(self.work.path().join(path)).expect("file removed");
+        self
+    }
+
+    /// Commits everything and pushes `main`; returns the commit id.
+    pub fn commit(&self, message: &str) -> String {
+        git(self.work.path(), &["add", "-A"]);
+        git(self.work.path(), &["commit", "-q", "-m", message]);
+        git(
+            self.work.path(),
+            &["push", "-q", "--force", "origin", "HEAD:main"],
+        );
+        git(self.work.path(), &["rev-parse", "HEAD"])
+    }
+
+    /// Tags HEAD (annotated) and pushes the tag; returns the commit id.
+    pub fn tag(&self, tag: &str) -> String {
+        git(self.work.path(), &["tag", "-a", tag, "-m", tag]);
+        git(self.work.path(), &["push", "-q", "origin", tag]);
+        git(self.work.path(), &["rev-parse", "HEAD"])
+    }
+
+    /// The repository over smart HTTP (basic auth: `GIT_HTTP_USER` / `GIT_HTTP_PASSWORD`).
+    pub fn http_url(&self) -> String {
+        format!("{}/{}.git", testenv_var("GIT_HTTP_BASE"), self.name)
+    }
+
+    /// The repository over SSH (`GIT_SSH_KEY`, `GIT_SSH_KNOWN_HOSTS`).
+    pub fn ssh_url(&self) -> String {
+        format!("{}/{}.git", testenv_var("GIT_SSH_BASE"), self.name)
+    }
+}
