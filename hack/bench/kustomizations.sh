@@ -21,6 +21,8 @@ mkdir -p "$B" hack/bench/results
 hack/testenv.sh up >/dev/null
 # shellcheck source=/dev/null
 . target/testenv/env.sh
+# shellcheck source=hack/versions.sh
+. hack/versions.sh
 cargo build -q --release -p source-controller -p kustomize-controller -p driftless-cli
 BIN=$root/target/release
 $KUBECTL apply --server-side --field-manager=bench -f manifests/crds >/dev/null

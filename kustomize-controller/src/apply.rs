@@ -167,11 +167,12 @@ pub async fn apply_stage(
     client: &Client,
     objects: &[Desired],
     force_all: bool,
-) -> Result<Vec<Action>, String> {
+) -> Result<Vec<(Action, Option<Value>)>, String> {
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let mut dry = params.clone();
     dry.dry_run = true;
     let mut plans = Vec::with_capacity(objects.len());
+    let mut live: Vec<(usize, Value)> = Vec::new();
     let mut errors = Vec::new();
     for desired in objects {
         let api = api(
@@ -210,6 +211,8 @@ pub async fn apply_stage(
                         let before = comparable(&serde_json::to_value(existing).unwrap_or_default());
                         let after = comparable(&serde_json::to_value(&result).unwrap_or_default());
                         if before == after {
+                            // The live object is current: health can be judged from it.
+                            live.push((plans.len(), serde_json::to_value(existing).unwrap_or_default()));
                             Action::Unchanged
                         } else {
                             Action::Configured
@@ -235,7 +238,7 @@ pub async fn apply_stage(
         return Err(errors.join("\n"));
     }
     let mut actions = Vec::with_capacity(objects.len());
-    for (desired, (action, recreate)) in objects.iter().zip(plans) {
+    for (index, (desired, (action, recreate))) in objects.iter().zip(plans).enumerate() {
         if matches!(action, Action::Created | Action::Configured) {
             let api = api(
                 client,
@@ -259,7 +262,11 @@ pub async fn apply_stage(
                 .await
                 .map_err(|e| format!("{} apply failed: {}", desired.id.display(), api_message(&e)))?;
         }
-        actions.push(action);
+        let current = live
+            .iter()
+            .find(|(i, _)| *i == index)
+            .map(|(_, object)| object.clone());
+        actions.push((action, current));
     }
     Ok(actions)
 }

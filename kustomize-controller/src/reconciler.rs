@@ -6,7 +6,7 @@
 //!   ─▶ inventory + prune ─▶ health ─▶ status
 //! ```
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,6 +28,13 @@ use crate::health::{self, Health};
 use crate::{generator, source, substitute};
 
 const HEALTHY: &str = "Healthy";
+
+/// What applying produced: each object with its version and manifest, the change lines for the
+/// event, and the live state of the objects the apply found unchanged.
+type Applied = (Vec<AppliedObject>, Vec<String>, HashMap<ObjectId, Value>);
+
+/// An applied object: its id, version and manifest.
+type AppliedObject = (ObjectId, String, Value);
 /// How often health is polled while waiting.
 const HEALTH_POLL: Duration = Duration::from_secs(2);
 
@@ -96,16 +103,22 @@ impl Reconciler for KustomizationReconciler {
         status.last_attempted_revision = Some(revision.clone());
         let timeout = timeout_of(ks);
         let started = Instant::now();
-
-        ctx.progress(
-            ks,
-            status,
-            &format!(
-                "Fetching manifests for revision {revision} with a timeout of {}",
+        // Re-applying the revision already applied (an interval or a requested reconcile) writes
+        // no progress: that keeps a no-op reconcile to the requests the apply itself needs.
+        let previous = ks.status.as_ref();
+        let quiet = previous.and_then(|s| s.last_applied_revision.as_deref()) == Some(revision.as_str())
+            && previous.and_then(|s| s.observed_generation) == ks.metadata.generation;
+        let progress = |message: &str| {
+            let message = format!(
+                "{message} for revision {revision} with a timeout of {}",
                 humantime(timeout)
-            ),
-        )
-        .await;
+            );
+            (!quiet).then_some(message)
+        };
+
+        if let Some(message) = progress("Fetching manifests") {
+            ctx.progress(ks, status, &message).await;
+        }
         let workdir = tempfile::tempdir()
             .map_err(|e| ReconcileError::transient(reasons::ARTIFACT_FAILED, e.to_string()))?;
         self.fetcher
@@ -125,27 +138,15 @@ impl Reconciler for KustomizationReconciler {
 
         let client = self.client_for(ks, &ctx.client).await?;
 
-        ctx.progress(
-            ks,
-            status,
-            &format!(
-                "Building manifests for revision {revision} with a timeout of {}",
-                humantime(timeout)
-            ),
-        )
-        .await;
+        if let Some(message) = progress("Building manifests") {
+            ctx.progress(ks, status, &message).await;
+        }
         let objects = self.build(ks, &ctx.client, workdir.path(), &dir).await?;
 
-        ctx.progress(
-            ks,
-            status,
-            &format!(
-                "Detecting drift for revision {revision} with a timeout of {}",
-                humantime(timeout)
-            ),
-        )
-        .await;
-        let (applied, changes) = self.apply_objects(ks, &client, objects).await?;
+        if let Some(message) = progress("Detecting drift") {
+            ctx.progress(ks, status, &message).await;
+        }
+        let (applied, changes, current) = self.apply_objects(ks, &client, objects).await?;
 
         let mut inventory = apply::inventory(
             applied
@@ -184,7 +185,8 @@ impl Reconciler for KustomizationReconciler {
             status,
             ctx,
             &client,
-            &applied,
+            (&applied, &current),
+            quiet,
             &revision,
             timeout.saturating_sub(started.elapsed()),
         )
@@ -561,7 +563,7 @@ impl KustomizationReconciler {
         ks: &Kustomization,
         client: &Client,
         objects: Vec<Value>,
-    ) -> Result<(Vec<(ObjectId, String, Value)>, Vec<String>), ReconcileError> {
+    ) -> Result<Applied, ReconcileError> {
         let (name, namespace) = (ks.name_any(), ks.namespace().unwrap_or_default());
         let mut stages: [Vec<Value>; 3] = Default::default();
         for mut object in objects {
@@ -586,6 +588,7 @@ impl KustomizationReconciler {
         }
         let force = ks.spec.force == Some(true);
         let mut applied = Vec::new();
+        let mut current = HashMap::new();
         let mut changes = Vec::new();
         for (index, stage) in stages.into_iter().enumerate() {
             if stage.is_empty() {
@@ -598,9 +601,12 @@ impl KustomizationReconciler {
             let actions = apply::apply_stage(client, &desired, force)
                 .await
                 .map_err(apply_failed)?;
-            for (d, action) in desired.into_iter().zip(actions) {
+            for (d, (action, live)) in desired.into_iter().zip(actions) {
                 if matches!(action, Action::Created | Action::Configured) {
                     changes.push(format!("{} {}", d.id.display(), action.verb()));
+                }
+                if let Some(object) = live {
+                    current.insert(d.id.clone(), object);
                 }
                 applied.push((d.id, d.version, d.object));
             }
@@ -610,7 +616,7 @@ impl KustomizationReconciler {
                 self.wait_established(client, &applied).await;
             }
         }
-        Ok((applied, changes))
+        Ok((applied, changes, current))
     }
 
     async fn describe(&self, client: &Client, mut object: Value) -> Result<Desired, String> {
@@ -701,7 +707,8 @@ impl KustomizationReconciler {
         status: &mut KustomizationStatus,
         ctx: &ReconcileContext<Kustomization>,
         client: &Client,
-        applied: &[(ObjectId, String, Value)],
+        (applied, current): (&[AppliedObject], &HashMap<ObjectId, Value>),
+        quiet: bool,
         revision: &str,
         timeout: Duration,
     ) -> Result<(), ReconcileError> {
@@ -741,27 +748,35 @@ impl KustomizationReconciler {
             conditions::delete(status.conditions_mut(), HEALTHY);
             return Ok(());
         }
-        conditions::set(
-            status.conditions_mut(),
-            HEALTHY,
-            Status::Unknown,
-            reasons::PROGRESSING,
-            "Running health checks",
-            generation,
-        );
-        ctx.progress(
-            ks,
-            status,
-            &format!(
-                "Running health checks for revision {revision} with a timeout of {}",
-                humantime(timeout)
-            ),
-        )
-        .await;
+        if !quiet {
+            conditions::set(
+                status.conditions_mut(),
+                HEALTHY,
+                Status::Unknown,
+                reasons::PROGRESSING,
+                "Running health checks",
+                generation,
+            );
+            ctx.progress(
+                ks,
+                status,
+                &format!(
+                    "Running health checks for revision {revision} with a timeout of {}",
+                    humantime(timeout)
+                ),
+            )
+            .await;
+        }
         let deadline = Instant::now() + timeout;
+        let mut first = true;
         loop {
             let mut pending = Vec::new();
             for (id, version) in &targets {
+                // Objects the apply found unchanged and current need no second read.
+                let known = current.get(id).map(health::compute);
+                if first && known == Some(Health::Current) {
+                    continue;
+                }
                 let state = match self.discovery.resolve(client, &id.group, version, &id.kind).await {
                     Err(e) => Health::InProgress(e),
                     Ok((resource, namespaced)) => {
@@ -792,6 +807,7 @@ impl KustomizationReconciler {
                     Health::InProgress(_) => pending.push(format!("{} status: 'InProgress'", id.display())),
                 }
             }
+            first = false;
             if pending.is_empty() {
                 conditions::set(
                     status.conditions_mut(),
