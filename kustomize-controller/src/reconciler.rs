@@ -266,6 +266,23 @@ impl Reconciler for KustomizationReconciler {
     }
 }
 
+/// A string field of a manifest, or "".
+fn field_text(object: &Value, pointer: &str) -> String {
+    object
+        .pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// `group/version` (or a core `version`) split into group and version.
+fn group_version(api_version: &str) -> (String, String) {
+    match api_version.split_once('/') {
+        Some((group, version)) => (group.to_string(), version.to_string()),
+        None => (String::new(), api_version.to_string()),
+    }
+}
+
 fn humantime(d: Duration) -> String {
     duration::format(d)
 }
@@ -407,10 +424,7 @@ impl KustomizationReconciler {
                 }
                 let text = driftless_kustomize::yaml::to_yaml(object);
                 let substituted = substitute::substitute(&text, &vars, true).map_err(|e| {
-                    let id = object
-                        .pointer("/metadata/name")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default();
+                    let id = field_text(object, "/metadata/name");
                     build_failed(format!("post build failed for '{id}': {e}"))
                 })?;
                 if substituted != text {
@@ -447,16 +461,8 @@ impl KustomizationReconciler {
             {
                 continue;
             }
-            let name = object
-                .pointer("/metadata/name")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
-            let namespace = object
-                .pointer("/metadata/namespace")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
+            let name = field_text(object, "/metadata/name");
+            let namespace = field_text(object, "/metadata/namespace");
             let Some(decryption) = &ks.spec.decryption else {
                 return Err(build_failed(format!(
                     "Secret/{namespace}/{name} is SOPS encrypted, configuring decryption is required for this secret to be reconciled"
@@ -579,11 +585,7 @@ impl KustomizationReconciler {
                     );
                 }
             }
-            let kind = object
-                .get("kind")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
+            let kind = field_text(&object, "/kind");
             stages[apply::stage_of(&kind)].push(object);
         }
         let force = ks.spec.force == Some(true);
@@ -620,31 +622,12 @@ impl KustomizationReconciler {
     }
 
     async fn describe(&self, client: &Client, mut object: Value) -> Result<Desired, String> {
-        let api_version = object
-            .get("apiVersion")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        let kind = object
-            .get("kind")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        let (group, version) = match api_version.split_once('/') {
-            Some((g, v)) => (g.to_string(), v.to_string()),
-            None => (String::new(), api_version.clone()),
-        };
+        let api_version = field_text(&object, "/apiVersion");
+        let kind = field_text(&object, "/kind");
+        let (group, version) = group_version(&api_version);
         let (resource, namespaced) = self.discovery.resolve(client, &group, &version, &kind).await?;
-        let name = object
-            .pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        let mut namespace = object
-            .pointer("/metadata/namespace")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
+        let name = field_text(&object, "/metadata/name");
+        let mut namespace = field_text(&object, "/metadata/namespace");
         if namespaced && namespace.is_empty() {
             namespace = "default".into();
             if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
@@ -723,10 +706,7 @@ impl KustomizationReconciler {
                 .flatten()
                 .map(|h| {
                     let api_version = h.api_version.clone().unwrap_or_default();
-                    let (group, version) = match api_version.split_once('/') {
-                        Some((g, v)) => (g.to_string(), v.to_string()),
-                        None => (String::new(), api_version),
-                    };
+                    let (group, version) = group_version(&api_version);
                     let namespace = h
                         .namespace
                         .clone()
