@@ -603,19 +603,23 @@ impl KustomizationReconciler {
             let actions = apply::apply_stage(client, &desired, force)
                 .await
                 .map_err(apply_failed)?;
+            let mut changed_definitions = Vec::new();
             for (d, (action, live)) in desired.into_iter().zip(actions) {
                 if matches!(action, Action::Created | Action::Configured) {
                     changes.push(format!("{} {}", d.id.display(), action.verb()));
+                    if d.id.kind == "CustomResourceDefinition" {
+                        changed_definitions.push((d.id.clone(), d.version.clone()));
+                    }
                 }
                 if let Some(object) = live {
                     current.insert(d.id.clone(), object);
                 }
                 applied.push((d.id, d.version, d.object));
             }
-            if index == 0 {
-                // New CRDs and namespaces must be usable before the next stage.
-                self.discovery.invalidate();
-                self.wait_established(client, &applied).await;
+            if index == 0 && !changed_definitions.is_empty() {
+                // New or changed CRDs must be served before the next stage uses their kinds;
+                // an unchanged stage costs no waiting and no rediscovery.
+                self.wait_established(client, &changed_definitions).await;
             }
         }
         Ok((applied, changes, current))
@@ -654,12 +658,9 @@ impl KustomizationReconciler {
         })
     }
 
-    async fn wait_established(&self, client: &Client, applied: &[(ObjectId, String, Value)]) {
+    async fn wait_established(&self, client: &Client, definitions: &[(ObjectId, String)]) {
         let deadline = Instant::now() + Duration::from_secs(30);
-        for (id, version, _) in applied
-            .iter()
-            .filter(|(id, _, _)| id.kind == "CustomResourceDefinition")
-        {
+        for (id, version) in definitions {
             let Ok((resource, _)) = self.discovery.resolve(client, &id.group, version, &id.kind).await else {
                 continue;
             };
@@ -748,6 +749,17 @@ impl KustomizationReconciler {
             .await;
         }
         let deadline = Instant::now() + timeout;
+        let unhealthy = |status: &mut KustomizationStatus, message: String| {
+            conditions::set(
+                status.conditions_mut(),
+                HEALTHY,
+                Status::False,
+                reasons::HEALTH_CHECK_FAILED,
+                &message,
+                generation,
+            );
+            ReconcileError::transient(reasons::HEALTH_CHECK_FAILED, message)
+        };
         let mut first = true;
         loop {
             let mut pending = Vec::new();
@@ -773,16 +785,10 @@ impl KustomizationReconciler {
                 match state {
                     Health::Current => {}
                     Health::Failed(message) => {
-                        let message = format!("{} status: 'Failed': {message}", id.display());
-                        conditions::set(
-                            status.conditions_mut(),
-                            HEALTHY,
-                            Status::False,
-                            reasons::HEALTH_CHECK_FAILED,
-                            &message,
-                            generation,
-                        );
-                        return Err(ReconcileError::transient(reasons::HEALTH_CHECK_FAILED, message));
+                        return Err(unhealthy(
+                            status,
+                            format!("{} status: 'Failed': {message}", id.display()),
+                        ));
                     }
                     Health::InProgress(_) => pending.push(format!("{} status: 'InProgress'", id.display())),
                 }
@@ -800,16 +806,10 @@ impl KustomizationReconciler {
                 return Ok(());
             }
             if Instant::now() + HEALTH_POLL > deadline {
-                let message = format!("timeout waiting for: [{}]", pending.join(", "));
-                conditions::set(
-                    status.conditions_mut(),
-                    HEALTHY,
-                    Status::False,
-                    reasons::HEALTH_CHECK_FAILED,
-                    &message,
-                    generation,
-                );
-                return Err(ReconcileError::transient(reasons::HEALTH_CHECK_FAILED, message));
+                return Err(unhealthy(
+                    status,
+                    format!("timeout waiting for: [{}]", pending.join(", ")),
+                ));
             }
             tokio::time::sleep(HEALTH_POLL).await;
         }

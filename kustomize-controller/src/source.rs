@@ -2,15 +2,11 @@
 
 use driftless_api::kustomize::Kustomization;
 use driftless_api::meta::Artifact;
+use driftless_api::meta::reasons::{ACCESS_DENIED, ARTIFACT_FAILED};
 use driftless_api::source::{Bucket, ExternalArtifact, GitRepository, OCIRepository};
 use driftless_runtime::reconcile::ReconcileError;
 use kube::{Api, Client, ResourceExt};
 use std::time::Duration;
-
-/// Flux's reason when the source or its artifact is unusable.
-pub const ARTIFACT_FAILED: &str = "ArtifactFailed";
-/// Flux's reason when cross-namespace references are refused.
-pub const ACCESS_DENIED: &str = "AccessDenied";
 
 /// The namespace and name of the referenced source.
 pub fn source_key(ks: &Kustomization) -> (String, String, String) {

@@ -669,3 +669,48 @@ async fn a_sops_encrypted_secret_is_decrypted_with_the_age_key() {
     assert_eq!(data["token"].0, b"token");
     w.done().await;
 }
+
+#[tokio::test]
+#[ignore = "needs the testenv (hack/testenv.sh up)"]
+async fn a_crd_and_its_custom_resource_apply_in_one_kustomization() {
+    let w = world("ks-crd").await;
+    // A group of its own per test: CRDs are cluster-wide.
+    let group = format!("{}.example.com", w.ns);
+    let crd = format!(
+        "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: widgets.{group}\nspec:\n  group: {group}\n  names: {{kind: Widget, plural: widgets}}\n  scope: Namespaced\n  versions:\n  - name: v1\n    served: true\n    storage: true\n    schema:\n      openAPIV3Schema: {{type: object, x-kubernetes-preserve-unknown-fields: true}}\n"
+    );
+    let widget =
+        format!("apiVersion: {group}/v1\nkind: Widget\nmetadata:\n  name: gadget\nspec:\n  size: 3\n");
+    let repo = Repo::new("ks-crd");
+    repo.write("crd.yaml", &crd).write("widget.yaml", &widget);
+    let revision = repo.commit("crd and cr");
+    w.git_repository("repo", &repo).await;
+    w.kustomization("app", serde_json::json!({})).await;
+    let ks = w.wait_applied("app", &revision).await;
+    let ids: Vec<String> = ks
+        .status
+        .unwrap()
+        .inventory
+        .unwrap()
+        .entries
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    assert!(
+        ids.contains(&format!("{}_gadget_{group}_Widget", w.ns)),
+        "{ids:?}"
+    );
+    assert!(
+        ids.contains(&format!(
+            "_widgets.{group}_apiextensions.k8s.io_CustomResourceDefinition"
+        )),
+        "{ids:?}"
+    );
+    let crds: Api<
+        k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+    > = Api::all(w.client.clone());
+    crds.delete(&format!("widgets.{group}"), &Default::default())
+        .await
+        .ok();
+    w.done().await;
+}
