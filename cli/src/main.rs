@@ -1,78 +1,27 @@
-//! The `driftless` command line. Commands follow the `flux` CLI; this build has `version`,
-//! `push artifact` and `kustomize build` (install, bootstrap, get, reconcile … arrive with issue 6).
+//! The `driftless` command line. Commands, flags and output follow the `flux` CLI.
+
+mod args;
+mod bootstrap;
+mod build;
+mod cluster;
+mod create;
+mod git;
+mod install;
+mod kinds;
+mod manifests;
+mod operate;
+mod show;
 
 use anyhow::{Context, bail};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser};
 use driftless_artifact::oci;
 use oci_client::secrets::RegistryAuth;
-use std::path::PathBuf;
 
-#[derive(Parser)]
-#[command(
-    name = "driftless",
-    version,
-    about = "Driftless: a Flux-compatible GitOps toolkit"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Print the client version and the toolkit API versions it speaks.
-    Version,
-    /// Push artifacts to an OCI registry.
-    Push {
-        #[command(subcommand)]
-        what: PushCommand,
-    },
-    /// Kustomize, built in (no kustomize binary needed).
-    Kustomize {
-        #[command(subcommand)]
-        what: KustomizeCommand,
-    },
-}
-
-#[derive(Subcommand)]
-enum KustomizeCommand {
-    /// Print the YAML stream `kubectl kustomize DIR` prints.
-    Build {
-        /// The kustomization directory.
-        #[arg(default_value = ".")]
-        dir: PathBuf,
-    },
-}
-
-#[derive(Subcommand)]
-enum PushCommand {
-    /// Push a directory as a Flux OCI artifact (the layout `flux push artifact` writes).
-    Artifact(PushArtifact),
-}
-
-#[derive(clap::Args)]
-struct PushArtifact {
-    /// Destination, `oci://<registry>/<repository>:<tag>`.
-    url: String,
-    /// Directory to package.
-    #[arg(long)]
-    path: PathBuf,
-    /// Source URL recorded in `org.opencontainers.image.source`.
-    #[arg(long)]
-    source: String,
-    /// Source revision recorded in `org.opencontainers.image.revision`, e.g. `main@sha1:<commit>`.
-    #[arg(long)]
-    revision: String,
-    /// Registry credentials, `<user>:<password>`.
-    #[arg(long)]
-    creds: Option<String>,
-    /// Extra annotations, `key=value` (repeatable).
-    #[arg(long = "annotations", short = 'a')]
-    annotations: Vec<String>,
-    /// Use plain HTTP.
-    #[arg(long)]
-    insecure_registry: bool,
-}
+use args::{
+    BootstrapCommand, BuildCommand, Cli, Command, CreateCommand, CreateSecret, CreateSource,
+    KustomizeCommand, PushArtifact, PushCommand, TreeCommand,
+};
+use cluster::Cluster;
 
 async fn push_artifact(args: PushArtifact) -> anyhow::Result<()> {
     let reference = args.url.strip_prefix("oci://").with_context(|| {
@@ -112,30 +61,126 @@ async fn push_artifact(args: PushArtifact) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
-        Command::Version => {
-            println!("driftless: v{}", env!("CARGO_PKG_VERSION"));
-            for crd in driftless_api::all_crds() {
-                let versions: Vec<_> = crd.spec.versions.iter().map(|v| v.name.as_str()).collect();
-                println!(
-                    "  {}/{} {}",
-                    crd.spec.group,
-                    versions.join(","),
-                    crd.spec.names.kind
-                );
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let global = &cli.global;
+    let connect = || Cluster::connect(global);
+    match cli.command {
+        Command::Version { client } => show::version(global, client).await?,
+        Command::Install(args) => install::install(global, &args).await?,
+        Command::Uninstall(args) => install::uninstall(global, &args).await?,
+        Command::Check { pre } => install::check(global, pre).await?,
+        Command::Bootstrap {
+            what: BootstrapCommand::Git(args),
+        } => bootstrap::bootstrap_git(global, &args).await?,
+        Command::Get {
+            all_namespaces,
+            status_selector,
+            no_header,
+            target,
+        } => {
+            let (kinds, named) = target.resolve();
+            show::get(
+                &connect().await?,
+                &kinds,
+                named,
+                all_namespaces,
+                status_selector.as_deref(),
+                no_header,
+            )
+            .await?
+        }
+        Command::Reconcile { with_source, target } => {
+            let (kind, named) = target.single()?;
+            operate::reconcile(&connect().await?, kind, named, with_source).await?
+        }
+        Command::Suspend { target } => {
+            let (kind, named) = target.single()?;
+            operate::set_suspend(&connect().await?, kind, named, true, false).await?
+        }
+        Command::Resume { wait, target } => {
+            let (kind, named) = target.single()?;
+            operate::set_suspend(&connect().await?, kind, named, false, wait).await?
+        }
+        Command::Delete { silent, target } => {
+            let (kind, named) = target.single()?;
+            operate::delete(&connect().await?, kind, named, silent).await?
+        }
+        Command::Export { target } => {
+            let (kinds, named) = target.resolve();
+            show::export(&connect().await?, &kinds, named).await?
+        }
+        Command::Create { what } => {
+            let export = match &what {
+                CreateCommand::Source {
+                    what: CreateSource::Git(a),
+                } => a.common.export,
+                CreateCommand::Source {
+                    what: CreateSource::Oci(a),
+                } => a.common.export,
+                CreateCommand::Kustomization(a) => a.common.export,
+                CreateCommand::Secret {
+                    what: CreateSecret::Git(a),
+                } => a.export,
+            };
+            // --export works without a cluster.
+            let cluster = if export { None } else { Some(connect().await?) };
+            let (cluster, ns) = (cluster.as_ref(), global.namespace.as_str());
+            match &what {
+                CreateCommand::Source {
+                    what: CreateSource::Git(a),
+                } => create::source_git(cluster, ns, a).await?,
+                CreateCommand::Source {
+                    what: CreateSource::Oci(a),
+                } => create::source_oci(cluster, ns, a).await?,
+                CreateCommand::Kustomization(a) => create::kustomization(cluster, ns, a).await?,
+                CreateCommand::Secret {
+                    what: CreateSecret::Git(a),
+                } => create::secret_git(cluster, ns, a).await?,
             }
         }
+        Command::Build {
+            what: BuildCommand::Kustomization(args),
+        } => {
+            let cluster = if args.dry_run {
+                None
+            } else {
+                Some(connect().await?)
+            };
+            build::build(cluster.as_ref(), &global.namespace, &args).await?
+        }
+        Command::Diff {
+            what: BuildCommand::Kustomization(args),
+        } => {
+            if build::diff(&connect().await?, &args).await? {
+                // As flux: exit code 1 when the cluster differs.
+                std::process::exit(1);
+            }
+        }
+        Command::Tree {
+            what: TreeCommand::Kustomization { name, compact },
+        } => show::tree(&connect().await?, &name, compact).await?,
+        Command::Events {
+            for_object,
+            all_namespaces,
+        } => show::events(&connect().await?, for_object.as_deref(), all_namespaces).await?,
         Command::Push {
             what: PushCommand::Artifact(args),
         } => push_artifact(args).await?,
         Command::Kustomize {
             what: KustomizeCommand::Build { dir },
-        } => {
-            let out = driftless_kustomize::build_yaml(&dir, None)?;
-            print!("{out}");
+        } => print!("{}", driftless_kustomize::build_yaml(&dir, None)?),
+        Command::Completion { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "driftless", &mut std::io::stdout())
         }
     }
     Ok(())
+}
+
+#[tokio::main]
+async fn main() {
+    driftless_artifact::install_crypto_provider();
+    if let Err(e) = run(Cli::parse()).await {
+        eprintln!("✗ {e:#}");
+        std::process::exit(1);
+    }
 }

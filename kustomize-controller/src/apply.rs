@@ -2,8 +2,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
-use driftless_api::kustomize::{FIELD_MANAGER, annotations};
+use driftless_api::kustomize::annotations;
 use driftless_api::meta::{ResourceInventory, ResourceRef};
 use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, PropagationPolicy};
 use kube::core::GroupVersionKind;
@@ -74,6 +75,29 @@ impl Action {
     }
 }
 
+/// What applying produced: each object with its version and manifest, the change lines for the
+/// event, and the live state of the objects the apply found unchanged.
+pub type Applied = (Vec<AppliedObject>, Vec<String>, HashMap<ObjectId, Value>);
+
+/// An applied object: its id, version and manifest.
+pub type AppliedObject = (ObjectId, String, Value);
+
+pub fn field_text(object: &Value, pointer: &str) -> String {
+    object
+        .pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// `group/version` (or a core `version`) split into group and version.
+pub fn group_version(api_version: &str) -> (String, String) {
+    match api_version.split_once('/') {
+        Some((group, version)) => (group.to_string(), version.to_string()),
+        None => (String::new(), api_version.to_string()),
+    }
+}
+
 /// Group, version and kind.
 type GvkKey = (String, String, String);
 
@@ -111,6 +135,70 @@ impl Discovery {
         Ok((resource, namespaced))
     }
 
+    /// Where `object` goes: its id, API resource and scope. A namespaced object without a
+    /// namespace goes to `default`; a cluster-scoped one loses any namespace it names.
+    pub async fn describe(&self, client: &Client, mut object: Value) -> Result<Desired, String> {
+        let api_version = field_text(&object, "/apiVersion");
+        let kind = field_text(&object, "/kind");
+        let (group, version) = group_version(&api_version);
+        let (resource, namespaced) = self.resolve(client, &group, &version, &kind).await?;
+        let name = field_text(&object, "/metadata/name");
+        let mut namespace = field_text(&object, "/metadata/namespace");
+        if namespaced && namespace.is_empty() {
+            namespace = "default".into();
+            if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+                metadata.insert("namespace".into(), Value::String(namespace.clone()));
+            }
+        }
+        if !namespaced {
+            namespace.clear();
+            if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+                metadata.remove("namespace");
+            }
+        }
+        Ok(Desired {
+            id: ObjectId {
+                namespace,
+                name,
+                group,
+                kind,
+            },
+            version,
+            object,
+            resource,
+            namespaced,
+        })
+    }
+
+    /// Waits (up to 30 s) for new or changed CRDs to be established, then forgets what was
+    /// discovered so the next stage sees their kinds.
+    pub async fn wait_established(&self, client: &Client, definitions: &[(ObjectId, String)]) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for (id, version) in definitions {
+            let Ok((resource, _)) = self.resolve(client, &id.group, version, &id.kind).await else {
+                continue;
+            };
+            let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
+            while Instant::now() < deadline {
+                let established = api
+                    .get_opt(&id.name)
+                    .await
+                    .ok()
+                    .flatten()
+                    .map(|o| {
+                        crate::health::compute(&serde_json::to_value(o).unwrap_or_default())
+                            == crate::health::Health::Current
+                    })
+                    .unwrap_or(true);
+                if established {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+        self.invalidate();
+    }
+
     /// Forgets what was learned, after CRDs changed.
     pub fn invalidate(&self) {
         if let Ok(mut cache) = self.cache.lock() {
@@ -128,6 +216,22 @@ pub fn api(client: &Client, resource: &ApiResource, namespaced: bool, namespace:
     }
 }
 
+/// Stamps Flux's ownership labels (`kustomize.toolkit.fluxcd.io/name` and `…/namespace`).
+pub fn label_owner(object: &mut Value, name: &str, namespace: &str) {
+    if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        let labels = metadata
+            .entry("labels")
+            .or_insert_with(|| Value::Object(Default::default()));
+        if let Value::Object(labels) = labels {
+            labels.insert(annotations::OWNER_NAME.into(), Value::String(name.into()));
+            labels.insert(
+                annotations::OWNER_NAMESPACE.into(),
+                Value::String(namespace.into()),
+            );
+        }
+    }
+}
+
 /// Flux's apply stages: cluster definitions first, then classes, then everything else.
 pub fn stage_of(kind: &str) -> usize {
     match kind {
@@ -137,8 +241,57 @@ pub fn stage_of(kind: &str) -> usize {
     }
 }
 
+/// Applies `objects` in Flux's stages with field manager `manager`, each stage validated by a
+/// dry-run before anything in it is written, and CRDs established before the stages that may
+/// use them.
+pub async fn apply_staged(
+    client: &Client,
+    discovery: &Discovery,
+    objects: Vec<Value>,
+    manager: &str,
+    force: bool,
+) -> Result<Applied, String> {
+    let mut stages: [Vec<Value>; 3] = Default::default();
+    for object in objects {
+        let kind = field_text(&object, "/kind");
+        stages[stage_of(&kind)].push(object);
+    }
+    let mut applied = Vec::new();
+    let mut current = HashMap::new();
+    let mut changes = Vec::new();
+    for (index, stage) in stages.into_iter().enumerate() {
+        if stage.is_empty() {
+            continue;
+        }
+        let mut desired = Vec::with_capacity(stage.len());
+        for object in stage {
+            desired.push(discovery.describe(client, object).await?);
+        }
+        let actions = apply_stage(client, &desired, manager, force).await?;
+        let mut changed_definitions = Vec::new();
+        for (d, (action, live)) in desired.into_iter().zip(actions) {
+            if matches!(action, Action::Created | Action::Configured) {
+                changes.push(format!("{} {}", d.id.display(), action.verb()));
+                if d.id.kind == "CustomResourceDefinition" {
+                    changed_definitions.push((d.id.clone(), d.version.clone()));
+                }
+            }
+            if let Some(object) = live {
+                current.insert(d.id.clone(), object);
+            }
+            applied.push((d.id, d.version, d.object));
+        }
+        if index == 0 && !changed_definitions.is_empty() {
+            // New or changed CRDs must be served before the next stage uses their kinds;
+            // an unchanged stage costs no waiting and no rediscovery.
+            discovery.wait_established(client, &changed_definitions).await;
+        }
+    }
+    Ok((applied, changes, current))
+}
+
 /// Fields the apiserver owns; two versions of an object that differ only here are the same.
-fn comparable(object: &Value) -> Value {
+pub fn comparable(object: &Value) -> Value {
     let mut object = object.clone();
     if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
         for field in [
@@ -166,9 +319,10 @@ fn annotation<'a>(object: &'a Value, key: &str) -> Option<&'a str> {
 pub async fn apply_stage(
     client: &Client,
     objects: &[Desired],
+    manager: &str,
     force_all: bool,
 ) -> Result<Vec<(Action, Option<Value>)>, String> {
-    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let params = PatchParams::apply(manager).force();
     let mut dry = params.clone();
     dry.dry_run = true;
     let mut plans = Vec::with_capacity(objects.len());

@@ -6,35 +6,28 @@
 //!   ─▶ inventory + prune ─▶ health ─▶ status
 //! ```
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use driftless_api::kustomize::{Kustomization, KustomizationStatus, annotations};
+use driftless_api::kustomize::{FIELD_MANAGER, Kustomization, KustomizationStatus};
 use driftless_api::meta::{Artifact, ReconcileStatus, reasons};
 use driftless_artifact::fetch::{FetchError, Fetcher};
 use driftless_runtime::conditions::{self, Status};
 use driftless_runtime::duration;
 use driftless_runtime::events::EventType;
 use driftless_runtime::reconcile::{ReconcileContext, ReconcileError, Reconciler, Success};
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::api::DynamicObject;
+use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client, ResourceExt};
 use serde_json::Value;
 
-use crate::apply::{self, Action, Desired, Discovery, ObjectId};
+use crate::apply::{self, Applied, AppliedObject, Discovery, ObjectId, field_text, group_version};
 use crate::health::{self, Health};
 use crate::{generator, source, substitute};
 
 const HEALTHY: &str = "Healthy";
 
-/// What applying produced: each object with its version and manifest, the change lines for the
-/// event, and the live state of the objects the apply found unchanged.
-type Applied = (Vec<AppliedObject>, Vec<String>, HashMap<ObjectId, Value>);
-
-/// An applied object: its id, version and manifest.
-type AppliedObject = (ObjectId, String, Value);
 /// How often health is polled while waiting.
 const HEALTH_POLL: Duration = Duration::from_secs(2);
 
@@ -267,22 +260,6 @@ impl Reconciler for KustomizationReconciler {
 }
 
 /// A string field of a manifest, or "".
-fn field_text(object: &Value, pointer: &str) -> String {
-    object
-        .pointer(pointer)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string()
-}
-
-/// `group/version` (or a core `version`) split into group and version.
-fn group_version(api_version: &str) -> (String, String) {
-    match api_version.split_once('/') {
-        Some((group, version)) => (group.to_string(), version.to_string()),
-        None => (String::new(), api_version.to_string()),
-    }
-}
-
 fn humantime(d: Duration) -> String {
     duration::format(d)
 }
@@ -409,32 +386,11 @@ impl KustomizationReconciler {
         self.decrypt(ks, client, &mut objects).await?;
 
         if let Some(post_build) = &ks.spec.post_build {
-            let vars = self.substitution_vars(ks, client, post_build).await?;
-            for object in objects.iter_mut() {
-                let disabled = |field: &str| {
-                    object
-                        .pointer(&format!(
-                            "/metadata/{field}/kustomize.toolkit.fluxcd.io~1substitute"
-                        ))
-                        .and_then(Value::as_str)
-                        == Some("disabled")
-                };
-                if disabled("annotations") || disabled("labels") {
-                    continue;
-                }
-                let text = driftless_kustomize::yaml::to_yaml(object);
-                let substituted = substitute::substitute(&text, &vars, true).map_err(|e| {
-                    let id = field_text(object, "/metadata/name");
-                    build_failed(format!("post build failed for '{id}': {e}"))
-                })?;
-                if substituted != text {
-                    *object = driftless_kustomize::yaml::parse_documents(&substituted)
-                        .map_err(|e| build_failed(format!("post build produced invalid YAML: {e}")))?
-                        .into_iter()
-                        .next()
-                        .unwrap_or(Value::Null);
-                }
-            }
+            let namespace = ks.namespace().unwrap_or_default();
+            let vars = substitute::variables(client, &namespace, post_build)
+                .await
+                .map_err(build_failed)?;
+            substitute::substitute_objects(&mut objects, &vars).map_err(build_failed)?;
         }
         Ok(objects)
     }
@@ -513,56 +469,6 @@ impl KustomizationReconciler {
             .map_err(build_failed)
     }
 
-    /// postBuild variables: substituteFrom in order (later wins), then the inline ones.
-    async fn substitution_vars(
-        &self,
-        ks: &Kustomization,
-        client: &Client,
-        post_build: &driftless_api::kustomize::PostBuild,
-    ) -> Result<BTreeMap<String, String>, ReconcileError> {
-        let namespace = ks.namespace().unwrap_or_default();
-        let mut vars = BTreeMap::new();
-        for reference in post_build.substitute_from.iter().flatten() {
-            let optional = reference.optional.unwrap_or(false);
-            let missing = |e: String| {
-                build_failed(format!(
-                    "substitute from '{}/{}' error: {e}",
-                    reference.kind, reference.name
-                ))
-            };
-            match reference.kind.as_str() {
-                "ConfigMap" => match Api::<ConfigMap>::namespaced(client.clone(), &namespace)
-                    .get_opt(&reference.name)
-                    .await
-                {
-                    Ok(Some(cm)) => vars.extend(cm.data.unwrap_or_default()),
-                    Ok(None) if optional => {}
-                    Ok(None) => return Err(missing("not found".into())),
-                    Err(e) => return Err(missing(e.to_string())),
-                },
-                "Secret" => match Api::<Secret>::namespaced(client.clone(), &namespace)
-                    .get_opt(&reference.name)
-                    .await
-                {
-                    Ok(Some(secret)) => {
-                        for (k, v) in secret.data.unwrap_or_default() {
-                            vars.insert(k, String::from_utf8_lossy(&v.0).into_owned());
-                        }
-                        for (k, v) in secret.string_data.unwrap_or_default() {
-                            vars.insert(k, v);
-                        }
-                    }
-                    Ok(None) if optional => {}
-                    Ok(None) => return Err(missing("not found".into())),
-                    Err(e) => return Err(missing(e.to_string())),
-                },
-                other => return Err(missing(format!("unsupported kind '{other}'"))),
-            }
-        }
-        vars.extend(post_build.substitute.clone().unwrap_or_default());
-        Ok(vars)
-    }
-
     /// Step 8: ownership labels, then the stages in order, each validated before it is written.
     async fn apply_objects(
         &self,
@@ -571,115 +477,14 @@ impl KustomizationReconciler {
         objects: Vec<Value>,
     ) -> Result<Applied, ReconcileError> {
         let (name, namespace) = (ks.name_any(), ks.namespace().unwrap_or_default());
-        let mut stages: [Vec<Value>; 3] = Default::default();
-        for mut object in objects {
-            if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
-                let labels = metadata
-                    .entry("labels")
-                    .or_insert_with(|| Value::Object(Default::default()));
-                if let Value::Object(labels) = labels {
-                    labels.insert(annotations::OWNER_NAME.into(), Value::String(name.clone()));
-                    labels.insert(
-                        annotations::OWNER_NAMESPACE.into(),
-                        Value::String(namespace.clone()),
-                    );
-                }
-            }
-            let kind = field_text(&object, "/kind");
-            stages[apply::stage_of(&kind)].push(object);
+        let mut labelled = objects;
+        for object in labelled.iter_mut() {
+            apply::label_owner(object, &name, &namespace);
         }
         let force = ks.spec.force == Some(true);
-        let mut applied = Vec::new();
-        let mut current = HashMap::new();
-        let mut changes = Vec::new();
-        for (index, stage) in stages.into_iter().enumerate() {
-            if stage.is_empty() {
-                continue;
-            }
-            let mut desired = Vec::with_capacity(stage.len());
-            for object in stage {
-                desired.push(self.describe(client, object).await.map_err(apply_failed)?);
-            }
-            let actions = apply::apply_stage(client, &desired, force)
-                .await
-                .map_err(apply_failed)?;
-            let mut changed_definitions = Vec::new();
-            for (d, (action, live)) in desired.into_iter().zip(actions) {
-                if matches!(action, Action::Created | Action::Configured) {
-                    changes.push(format!("{} {}", d.id.display(), action.verb()));
-                    if d.id.kind == "CustomResourceDefinition" {
-                        changed_definitions.push((d.id.clone(), d.version.clone()));
-                    }
-                }
-                if let Some(object) = live {
-                    current.insert(d.id.clone(), object);
-                }
-                applied.push((d.id, d.version, d.object));
-            }
-            if index == 0 && !changed_definitions.is_empty() {
-                // New or changed CRDs must be served before the next stage uses their kinds;
-                // an unchanged stage costs no waiting and no rediscovery.
-                self.wait_established(client, &changed_definitions).await;
-            }
-        }
-        Ok((applied, changes, current))
-    }
-
-    async fn describe(&self, client: &Client, mut object: Value) -> Result<Desired, String> {
-        let api_version = field_text(&object, "/apiVersion");
-        let kind = field_text(&object, "/kind");
-        let (group, version) = group_version(&api_version);
-        let (resource, namespaced) = self.discovery.resolve(client, &group, &version, &kind).await?;
-        let name = field_text(&object, "/metadata/name");
-        let mut namespace = field_text(&object, "/metadata/namespace");
-        if namespaced && namespace.is_empty() {
-            namespace = "default".into();
-            if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
-                metadata.insert("namespace".into(), Value::String(namespace.clone()));
-            }
-        }
-        if !namespaced {
-            namespace.clear();
-            if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
-                metadata.remove("namespace");
-            }
-        }
-        Ok(Desired {
-            id: ObjectId {
-                namespace,
-                name,
-                group,
-                kind,
-            },
-            version,
-            object,
-            resource,
-            namespaced,
-        })
-    }
-
-    async fn wait_established(&self, client: &Client, definitions: &[(ObjectId, String)]) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        for (id, version) in definitions {
-            let Ok((resource, _)) = self.discovery.resolve(client, &id.group, version, &id.kind).await else {
-                continue;
-            };
-            let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
-            while Instant::now() < deadline {
-                let established = api
-                    .get_opt(&id.name)
-                    .await
-                    .ok()
-                    .flatten()
-                    .map(|o| health::compute(&serde_json::to_value(o).unwrap_or_default()) == Health::Current)
-                    .unwrap_or(true);
-                if established {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-        }
-        self.discovery.invalidate();
+        apply::apply_staged(client, &self.discovery, labelled, FIELD_MANAGER, force)
+            .await
+            .map_err(apply_failed)
     }
 
     /// Step 10: with `wait` every applied object, else the listed health checks, must become

@@ -4,6 +4,94 @@
 
 use std::collections::BTreeMap;
 
+use driftless_api::kustomize::PostBuild;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::{Api, Client};
+use serde_json::Value;
+
+/// postBuild variables: `substituteFrom` in order (later wins), then the inline `substitute`.
+pub async fn variables(
+    client: &Client,
+    namespace: &str,
+    post_build: &PostBuild,
+) -> Result<BTreeMap<String, String>, String> {
+    let mut vars = BTreeMap::new();
+    for reference in post_build.substitute_from.iter().flatten() {
+        let optional = reference.optional.unwrap_or(false);
+        let missing = |e: String| {
+            format!(
+                "substitute from '{}/{}' error: {e}",
+                reference.kind, reference.name
+            )
+        };
+        match reference.kind.as_str() {
+            "ConfigMap" => match Api::<ConfigMap>::namespaced(client.clone(), namespace)
+                .get_opt(&reference.name)
+                .await
+            {
+                Ok(Some(cm)) => vars.extend(cm.data.unwrap_or_default()),
+                Ok(None) if optional => {}
+                Ok(None) => return Err(missing("not found".into())),
+                Err(e) => return Err(missing(e.to_string())),
+            },
+            "Secret" => match Api::<Secret>::namespaced(client.clone(), namespace)
+                .get_opt(&reference.name)
+                .await
+            {
+                Ok(Some(secret)) => {
+                    for (k, v) in secret.data.unwrap_or_default() {
+                        vars.insert(k, String::from_utf8_lossy(&v.0).into_owned());
+                    }
+                    for (k, v) in secret.string_data.unwrap_or_default() {
+                        vars.insert(k, v);
+                    }
+                }
+                Ok(None) if optional => {}
+                Ok(None) => return Err(missing("not found".into())),
+                Err(e) => return Err(missing(e.to_string())),
+            },
+            other => return Err(missing(format!("unsupported kind '{other}'"))),
+        }
+    }
+    vars.extend(post_build.substitute.clone().unwrap_or_default());
+    Ok(vars)
+}
+
+/// Substitutes `vars` in every object (strictly, as Flux's StrictPostBuildSubstitutions gate
+/// does by default), except those that opt out with `kustomize.toolkit.fluxcd.io/substitute:
+/// disabled` as an annotation or label.
+pub fn substitute_objects(objects: &mut [Value], vars: &BTreeMap<String, String>) -> Result<(), String> {
+    for object in objects.iter_mut() {
+        let disabled = |field: &str| {
+            object
+                .pointer(&format!(
+                    "/metadata/{field}/kustomize.toolkit.fluxcd.io~1substitute"
+                ))
+                .and_then(Value::as_str)
+                == Some("disabled")
+        };
+        if disabled("annotations") || disabled("labels") {
+            continue;
+        }
+        let text = driftless_kustomize::yaml::to_yaml(object);
+        let substituted = substitute(&text, vars, true).map_err(|e| {
+            let name = object
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            format!("post build failed for '{name}': {e}")
+        })?;
+        if substituted != text {
+            *object = driftless_kustomize::yaml::parse_documents(&substituted)
+                .map_err(|e| format!("post build produced invalid YAML: {e}"))?
+                .into_iter()
+                .next()
+                .unwrap_or(Value::Null);
+        }
+    }
+    Ok(())
+}
+
 /// Substitutes the variables in `input`. With `strict`, an undefined variable without a default
 /// is an error naming it.
 pub fn substitute(input: &str, vars: &BTreeMap<String, String>, strict: bool) -> Result<String, String> {

@@ -1,0 +1,341 @@
+//! `create source git|oci`, `create kustomization`, `create secret git`: build the object,
+//! print it with `--export`, else apply it and wait for it to be Ready.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, bail};
+use serde_json::{Map, Value, json};
+
+use crate::args::{CreateCommon, CreateKustomization, CreateSecretGit, CreateSourceGit, CreateSourceOci};
+use crate::cluster::{self, Cluster, generate, step, success, waiting};
+use crate::kinds::{self, KindInfo};
+use crate::show::print_yaml;
+use crate::{git, manifests};
+
+fn metadata(common: &CreateCommon, namespace: &str) -> anyhow::Result<Value> {
+    let mut labels = Map::new();
+    for label in &common.label {
+        let Some((k, v)) = label.split_once('=') else {
+            bail!("label {label:?} is not key=value");
+        };
+        labels.insert(k.into(), Value::String(v.into()));
+    }
+    let mut metadata = json!({"name": common.name, "namespace": namespace});
+    if !labels.is_empty() {
+        metadata["labels"] = Value::Object(labels);
+    }
+    Ok(metadata)
+}
+
+fn object(kind: &KindInfo, metadata: Value, spec: Value) -> Value {
+    json!({
+        "apiVersion": format!("{}/{}", kind.group, kind.version),
+        "kind": kind.kind,
+        "metadata": metadata,
+        "spec": spec,
+    })
+}
+
+/// Prints with `--export`; else applies, waits for Ready and reports the outcome.
+async fn apply_or_export(
+    cluster: Option<&Cluster>,
+    kind: &KindInfo,
+    object: Value,
+    export: bool,
+) -> anyhow::Result<()> {
+    if export {
+        print_yaml(&[object]);
+        return Ok(());
+    }
+    let cluster = cluster.context("a cluster is needed unless --export is given")?;
+    let name = kinds::text(&object, "/metadata/name").to_string();
+    let namespace = kinds::text(&object, "/metadata/namespace").to_string();
+    generate(format!("generating {} {name}", kind.kind));
+    step(format!("applying {}", kind.kind));
+    // A new reconcile request makes an update reconcile at once, and tells the wait below
+    // when the controller has seen this version.
+    let token = cluster::request_token();
+    let mut object = object;
+    object["metadata"]["annotations"] = json!({"reconcile.fluxcd.io/requestedAt": token});
+    cluster.apply(kind, &object).await?;
+    success(format!("{} created", kind.kind));
+    waiting(format!("waiting for {} reconciliation", kind.kind));
+    let ready = cluster.wait_ready(kind, &namespace, &name, Some(&token)).await?;
+    success(format!("{} {name} is ready", kind.kind));
+    let revision = kinds::text(&ready, "/status/artifact/revision");
+    let applied = kinds::text(&ready, "/status/lastAppliedRevision");
+    if !revision.is_empty() {
+        success(format!("fetched revision: {revision}"));
+    } else if !applied.is_empty() {
+        success(format!("applied revision {applied}"));
+    }
+    Ok(())
+}
+
+pub async fn source_git(
+    cluster: Option<&Cluster>,
+    namespace: &str,
+    args: &CreateSourceGit,
+) -> anyhow::Result<()> {
+    let url = git::normalize_url(&args.url);
+    if !["http://", "https://", "ssh://"]
+        .iter()
+        .any(|p| url.starts_with(p))
+    {
+        bail!("git URL scheme must be http, https or ssh: {url}");
+    }
+    let mut reference = Map::new();
+    for (key, value) in [
+        ("branch", &args.branch),
+        ("tag", &args.tag),
+        ("semver", &args.semver),
+        ("name", &args.ref_name),
+        ("commit", &args.commit),
+    ] {
+        if let Some(v) = value {
+            reference.insert(key.into(), Value::String(v.clone()));
+        }
+    }
+    if reference.is_empty() {
+        bail!("a Git ref is required: --branch, --tag, --tag-semver, --ref-name or --commit");
+    }
+    let mut spec = json!({
+        "url": url,
+        "interval": driftless_runtime::duration::format(args.common.interval),
+        "ref": reference,
+    });
+    if let Some(secret) = &args.secret_ref {
+        spec["secretRef"] = json!({"name": secret});
+    }
+    if !args.ignore_paths.is_empty() {
+        spec["ignore"] = Value::String(args.ignore_paths.join("\n"));
+    }
+    let kind = &kinds::GIT_REPOSITORY;
+    let object = object(kind, metadata(&args.common, namespace)?, spec);
+    apply_or_export(cluster, kind, object, args.common.export).await
+}
+
+pub async fn source_oci(
+    cluster: Option<&Cluster>,
+    namespace: &str,
+    args: &CreateSourceOci,
+) -> anyhow::Result<()> {
+    if !args.url.starts_with("oci://") {
+        bail!("OCI URL must start with oci://: {}", args.url);
+    }
+    let reference = match (&args.tag, &args.semver, &args.digest) {
+        (_, _, Some(d)) => json!({"digest": d}),
+        (_, Some(s), None) => json!({"semver": s}),
+        (Some(t), None, None) => json!({"tag": t}),
+        (None, None, None) => bail!("a ref is required: --tag, --tag-semver or --digest"),
+    };
+    let mut spec = json!({
+        "url": args.url,
+        "interval": driftless_runtime::duration::format(args.common.interval),
+        "ref": reference,
+    });
+    if let Some(secret) = &args.secret_ref {
+        spec["secretRef"] = json!({"name": secret});
+    }
+    if args.insecure {
+        spec["insecure"] = Value::Bool(true);
+    }
+    let kind = &kinds::OCI_REPOSITORY;
+    let object = object(kind, metadata(&args.common, namespace)?, spec);
+    apply_or_export(cluster, kind, object, args.common.export).await
+}
+
+/// `[Kind/]name[.namespace]` → sourceRef.
+fn source_ref(source: &str) -> anyhow::Result<Value> {
+    let (kind, rest) = match source.split_once('/') {
+        Some((kind, rest)) => {
+            let Some(info) = KindInfo::by_kind(kind).filter(|k| kinds::SOURCES.contains(k)) else {
+                bail!(
+                    "unknown source kind {kind:?}: use GitRepository, OCIRepository, Bucket or ExternalArtifact"
+                );
+            };
+            (info.kind, rest)
+        }
+        None => ("GitRepository", source),
+    };
+    let mut reference = json!({"kind": kind});
+    match rest.split_once('.') {
+        Some((name, namespace)) => {
+            reference["name"] = json!(name);
+            reference["namespace"] = json!(namespace);
+        }
+        None => reference["name"] = json!(rest),
+    }
+    Ok(reference)
+}
+
+pub async fn kustomization(
+    cluster: Option<&Cluster>,
+    namespace: &str,
+    args: &CreateKustomization,
+) -> anyhow::Result<()> {
+    let mut spec = json!({
+        "interval": driftless_runtime::duration::format(args.common.interval),
+        "path": args.path,
+        "prune": args.prune,
+        "sourceRef": source_ref(&args.source)?,
+    });
+    if args.wait {
+        spec["wait"] = Value::Bool(true);
+    }
+    if let Some(timeout) = args.health_check_timeout {
+        spec["timeout"] = json!(driftless_runtime::duration::format(timeout));
+    }
+    if let Some(target) = &args.target_namespace {
+        spec["targetNamespace"] = json!(target);
+    }
+    if let Some(account) = &args.service_account {
+        spec["serviceAccountName"] = json!(account);
+    }
+    if !args.depends_on.is_empty() {
+        let deps: Vec<Value> = args
+            .depends_on
+            .iter()
+            .map(|d| match d.split_once('/') {
+                Some((ns, name)) => json!({"name": name, "namespace": ns}),
+                None => json!({"name": d}),
+            })
+            .collect();
+        spec["dependsOn"] = Value::Array(deps);
+    }
+    let kind = &kinds::KUSTOMIZATION;
+    let object = object(kind, metadata(&args.common, namespace)?, spec);
+    apply_or_export(cluster, kind, object, args.common.export).await
+}
+
+/// The data of a Git credentials Secret: basic auth, bearer token or SSH (with known_hosts
+/// scanned from the URL's server), plus `ca.crt`.
+pub struct GitSecret {
+    pub data: BTreeMap<String, String>,
+    /// The public key, when an SSH key was generated and must be registered as a deploy key.
+    pub generated_public_key: Option<String>,
+}
+
+pub fn git_secret_data(
+    url: &str,
+    username: Option<&str>,
+    password: Option<&str>,
+    bearer_token: Option<&str>,
+    private_key: Option<&str>,
+    key_algorithm: &str,
+    known_hosts: Option<&str>,
+) -> anyhow::Result<GitSecret> {
+    let mut data = BTreeMap::new();
+    let mut generated_public_key = None;
+    if git::is_ssh(url) {
+        let (private, public) = match private_key {
+            Some(private) => (
+                private.to_string(),
+                git::public_key_of(private).unwrap_or_default(),
+            ),
+            None => {
+                let (private, public) = git::generate_key(key_algorithm)?;
+                generated_public_key = Some(public.clone());
+                (private, public)
+            }
+        };
+        data.insert("identity".into(), private);
+        if !public.is_empty() {
+            data.insert("identity.pub".into(), public);
+        }
+        let known_hosts = match known_hosts {
+            Some(k) => k.to_string(),
+            None => git::scan_known_hosts(url)?,
+        };
+        data.insert("known_hosts".into(), known_hosts);
+    } else if let Some(token) = bearer_token {
+        data.insert("bearerToken".into(), token.to_string());
+    } else {
+        if let Some(username) = username {
+            data.insert("username".into(), username.to_string());
+        }
+        if let Some(password) = password {
+            data.insert("password".into(), password.to_string());
+        }
+    }
+    Ok(GitSecret {
+        data,
+        generated_public_key,
+    })
+}
+
+/// A Secret object with string data.
+pub fn secret(name: &str, namespace: &str, data: &BTreeMap<String, String>) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace},
+        "type": "Opaque",
+        "stringData": data,
+    })
+}
+
+/// Applies a Secret with the CLI's field manager.
+pub async fn apply_secret(cluster: &Cluster, secret: &Value) -> anyhow::Result<()> {
+    use k8s_openapi::api::core::v1::Secret;
+    use kube::api::{Patch, PatchParams};
+    let name = kinds::text(secret, "/metadata/name");
+    let namespace = kinds::text(secret, "/metadata/namespace");
+    kube::Api::<Secret>::namespaced(cluster.client.clone(), namespace)
+        .patch(
+            name,
+            &PatchParams::apply(manifests::FIELD_MANAGER).force(),
+            &Patch::Apply(secret),
+        )
+        .await
+        .with_context(|| format!("applying Secret {namespace}/{name}"))?;
+    Ok(())
+}
+
+pub async fn secret_git(
+    cluster: Option<&Cluster>,
+    namespace: &str,
+    args: &CreateSecretGit,
+) -> anyhow::Result<()> {
+    let url = git::normalize_url(&args.url);
+    let private_key = match &args.private_key_file {
+        Some(path) => {
+            Some(std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?)
+        }
+        None => None,
+    };
+    if !git::is_ssh(&url)
+        && args.bearer_token.is_none()
+        && (args.username.is_none() || args.password.is_none())
+    {
+        bail!("for http(s) URLs give --username and --password, or --bearer-token");
+    }
+    let mut secret_data = git_secret_data(
+        &url,
+        args.username.as_deref(),
+        args.password.as_deref(),
+        args.bearer_token.as_deref(),
+        private_key.as_deref(),
+        &args.ssh_key_algorithm,
+        None,
+    )?;
+    if let Some(ca) = &args.ca_file {
+        let ca = std::fs::read_to_string(ca).with_context(|| format!("reading {}", ca.display()))?;
+        secret_data.data.insert("ca.crt".into(), ca);
+    }
+    let object = secret(&args.name, namespace, &secret_data.data);
+    if args.export {
+        print_yaml(&[object]);
+        return Ok(());
+    }
+    let cluster = cluster.context("a cluster is needed unless --export is given")?;
+    apply_secret(cluster, &object).await?;
+    if let Some(public) = &secret_data.generated_public_key {
+        success(format!("deploy key: {public}"));
+    }
+    success(format!(
+        "git secret '{}' created in '{namespace}' namespace",
+        args.name
+    ));
+    Ok(())
+}
