@@ -84,37 +84,40 @@ pub async fn install(global: &GlobalArgs, args: &InstallArgs) -> anyhow::Result<
     Ok(())
 }
 
-/// Removes finalizers from every toolkit object, so deleting them deletes nothing they manage.
-async fn strip_finalizers(cluster: &Cluster) -> anyhow::Result<usize> {
-    let mut stripped = 0;
+/// Suspends every toolkit object and removes its finalizers, so deleting them deletes nothing
+/// they manage, even while a controller still runs (a suspended Kustomization or HelmRelease is
+/// never pruned on deletion, whatever finalizer a controller adds back).
+async fn release_objects(cluster: &Cluster) -> anyhow::Result<usize> {
+    let mut released = 0;
     for kind in kinds::ALL {
         let Ok(objects) = cluster.list(kind, None).await else {
             continue;
         };
         for object in objects {
-            let has = object
+            let finalizers = object
                 .pointer("/metadata/finalizers")
                 .and_then(Value::as_array)
                 .is_some_and(|f| !f.is_empty());
-            if !has {
+            let suspended = object.pointer("/spec/suspend").and_then(Value::as_bool) == Some(true);
+            if !finalizers && (suspended || !kind.suspendable) {
                 continue;
+            }
+            let mut patch = json!({"metadata": {"finalizers": null}});
+            if kind.suspendable {
+                patch["spec"] = json!({"suspend": true});
             }
             let (ns, name) = (
                 kinds::text(&object, "/metadata/namespace"),
                 kinds::text(&object, "/metadata/name"),
             );
             kind.api(&cluster.client, Some(ns))
-                .patch(
-                    name,
-                    &PatchParams::default(),
-                    &Patch::Merge(json!({"metadata": {"finalizers": null}})),
-                )
+                .patch(name, &PatchParams::default(), &Patch::Merge(patch))
                 .await
                 .ok();
-            stripped += 1;
+            released += 1;
         }
     }
-    Ok(stripped)
+    Ok(released)
 }
 
 pub async fn uninstall(global: &GlobalArgs, args: &UninstallArgs) -> anyhow::Result<()> {
@@ -160,9 +163,9 @@ pub async fn uninstall(global: &GlobalArgs, args: &UninstallArgs) -> anyhow::Res
             success(format!("{} deleted", desired.id.display()));
         }
     }
-    step("deleting toolkit finalizers in all namespaces");
-    let stripped = strip_finalizers(&cluster).await?;
-    success(format!("finalizers removed from {stripped} objects"));
+    step("suspending toolkit objects and deleting their finalizers in all namespaces");
+    let released = release_objects(&cluster).await?;
+    success(format!("{released} objects released"));
 
     step("deleting toolkit custom resource definitions");
     let crds: Api<CustomResourceDefinition> = Api::all(cluster.client.clone());
@@ -196,7 +199,7 @@ pub async fn uninstall(global: &GlobalArgs, args: &UninstallArgs) -> anyhow::Res
         if Instant::now() > deadline {
             bail!("timeout: {left} toolkit CRDs are still terminating");
         }
-        strip_finalizers(&cluster).await?;
+        release_objects(&cluster).await?;
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     if !args.keep_namespace {

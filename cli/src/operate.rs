@@ -172,6 +172,23 @@ pub async fn delete(
             .delete(&name, &DeleteParams::background())
             .await
             .map_err(|e| cluster.explain(kind, Some(&name), &namespace, e))?;
+        // The controller finishes the deletion (finalizer, pruning); wait for it.
+        let deadline = std::time::Instant::now() + cluster.timeout;
+        while kind
+            .api(&cluster.client, Some(&namespace))
+            .get_opt(&name)
+            .await
+            .map_err(|e| cluster.explain(kind, Some(&name), &namespace, e))?
+            .is_some()
+        {
+            if std::time::Instant::now() > deadline {
+                bail!(
+                    "timeout waiting for {} '{namespace}/{name}' to be deleted (is its controller running?)",
+                    kind.kind
+                );
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
         success(format!("{} deleted", kind.noun()));
     }
     Ok(())

@@ -11,6 +11,8 @@ pub mod reconciler;
 pub mod sops;
 pub mod source;
 pub mod substitute;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod triggers;
 
 use driftless_api::kustomize::STATUS_FIELD_MANAGER;

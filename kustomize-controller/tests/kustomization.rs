@@ -4,23 +4,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Duration;
 
 use driftless_api::kustomize::Kustomization;
 use driftless_api::meta::{Condition, REQUESTED_AT_ANNOTATION};
 use driftless_api::source::GitRepository;
-use driftless_runtime::metrics::Metrics;
-use driftless_runtime::reconcile::{KindController, LoopSettings};
 use driftless_runtime::{conditions, testing};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
-use kustomize_controller::reconciler::{KustomizationReconciler, Settings};
-use source_controller::git_repository::GitRepositoryReconciler;
-use source_controller::{server, storage::Storage};
-use tokio::sync::oneshot;
 
 const T: Duration = Duration::from_secs(90);
 
@@ -61,8 +54,7 @@ struct World {
     ns: String,
     kustomizations: Api<Kustomization>,
     sources: Api<GitRepository>,
-    _storage: tempfile::TempDir,
-    _stop: oneshot::Sender<()>,
+    _controllers: kustomize_controller::testing::Controllers,
 }
 
 async fn world(prefix: &str) -> World {
@@ -70,71 +62,13 @@ async fn world(prefix: &str) -> World {
     let client = testing::client().await;
     testing::install_toolkit_crds(&client).await;
     let ns = testing::namespace(&client, prefix).await;
-    let storage_dir = tempfile::tempdir().unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let storage = Arc::new(
-        Storage::new(
-            storage_dir.path().to_path_buf(),
-            &addr.to_string(),
-            Duration::from_secs(60),
-            2,
-        )
-        .unwrap(),
-    );
-    let (tx, rx) = oneshot::channel::<()>();
-    let stop = futures::FutureExt::shared(async move {
-        let _ = rx.await;
-    });
-    tokio::spawn(server::serve_on(
-        listener,
-        storage_dir.path().to_path_buf(),
-        stop.clone(),
-    ));
-    let settings = LoopSettings {
-        namespace: Some(ns.clone()),
-        min_retry_delay: Duration::from_millis(500),
-        max_retry_delay: Duration::from_secs(2),
-        ..LoopSettings::default()
-    };
-    let sources = KindController::new(
-        GitRepositoryReconciler::new(storage, Duration::from_secs(10)),
-        client.clone(),
-        "source-controller",
-        "source-controller",
-        Metrics::new(),
-        settings.clone(),
-    );
-    tokio::spawn(Arc::new(sources).run(stop.clone()));
-    let config = kube::Config::infer().await.unwrap();
-    let reconciler = KustomizationReconciler::new(
-        Settings {
-            no_cross_namespace_refs: false,
-            requeue_dependency: Duration::from_secs(5),
-            default_service_account: String::new(),
-        },
-        config,
-    );
-    let kustomizations = KindController::new(
-        reconciler,
-        client.clone(),
-        "kustomize-controller",
-        "gotk-kustomize-controller",
-        Metrics::new(),
-        settings,
-    )
-    .with_triggers(kustomize_controller::triggers::triggers(
-        client.clone(),
-        Some(ns.clone()),
-    ));
-    tokio::spawn(Arc::new(kustomizations).run(stop));
+    let controllers = kustomize_controller::testing::start_controllers(&client, &ns).await;
     World {
         kustomizations: Api::namespaced(client.clone(), &ns),
         sources: Api::namespaced(client.clone(), &ns),
         client,
         ns,
-        _storage: storage_dir,
-        _stop: tx,
+        _controllers: controllers,
     }
 }
 

@@ -246,6 +246,30 @@ impl GitRepo {
         git(self.work.path(), &["rev-parse", "HEAD"])
     }
 
+    /// The bare repository on the server.
+    fn bare(&self) -> String {
+        format!("{}/{}.git", testenv_var("GIT_REPOS_DIR"), self.name)
+    }
+
+    /// The commit `main` points to on the server (what others pushed too).
+    pub fn remote_head(&self) -> String {
+        git(
+            std::path::Path::new("/"),
+            &["--git-dir", &self.bare(), "rev-parse", "main"],
+        )
+    }
+
+    /// A file of `main` on the server, if it exists.
+    pub fn remote_file(&self, path: &str) -> Option<String> {
+        let out = std::process::Command::new("git")
+            .args(["--git-dir", &self.bare(), "show", &format!("main:{path}")])
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
     /// The repository over smart HTTP (basic auth: `GIT_HTTP_USER` / `GIT_HTTP_PASSWORD`).
     pub fn http_url(&self) -> String {
         format!("{}/{}.git", testenv_var("GIT_HTTP_BASE"), self.name)

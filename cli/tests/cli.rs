@@ -1,0 +1,419 @@
+//! The `driftless` binary as a user runs it, against the testenv control plane and git server,
+//! with the real source-controller and kustomize-controller running in-process and scoped to a
+//! fresh namespace per test (`-n <namespace>` on every command).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::process::Output;
+
+use common::{T, configmap, env, fails, ok, stderr, stdout, world};
+use driftless_runtime::testing::{self, GitRepo};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+
+#[tokio::test]
+#[ignore = "needs the testenv (hack/testenv.sh up)"]
+async fn bootstrap_over_http_into_a_repo_with_content_then_rerun_changes_nothing() {
+    let (client, ns, _controllers) = world("cli-boot-http").await;
+    let repo = GitRepo::new("cli-boot-http");
+    repo.write("apps/hello/configmap.yaml", &configmap("hello", "blue"));
+    repo.write(
+        "clusters/test/apps.yaml",
+        &format!(
+            "apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata:\n  name: apps\n  namespace: {ns}\n\
+spec:\n  interval: 10m\n  prune: true\n  path: ./apps/hello\n  targetNamespace: {ns}\n  sourceRef:\n    kind: GitRepository\n    name: flux-system\n"
+        ),
+    );
+    repo.commit("existing content");
+    let url = repo.http_url();
+    let (user, password) = (env("GIT_HTTP_USER"), env("GIT_HTTP_PASSWORD"));
+    let args = [
+        "bootstrap",
+        "git",
+        "-n",
+        &ns,
+        "--url",
+        &url,
+        "--username",
+        &user,
+        "--password",
+        &password,
+        "--allow-insecure-http",
+        "--path",
+        "clusters/test",
+        "--components",
+        "source-controller,kustomize-controller",
+        "--silent",
+        "--timeout",
+        "3m",
+    ];
+
+    // Plain HTTP needs the explicit opt-in, before anything is touched.
+    let insecure: Vec<&str> = args
+        .iter()
+        .copied()
+        .filter(|a| *a != "--allow-insecure-http")
+        .collect();
+    let refused = fails(&insecure).await;
+    assert!(
+        stderr(&refused).contains("--allow-insecure-http"),
+        "{}",
+        stderr(&refused)
+    );
+
+    let out = ok(&args).await;
+    let log = stderr(&out);
+    assert!(log.contains("✔ bootstrap finished"), "{log}");
+    let sync = repo
+        .remote_file("clusters/test/flux-system/gotk-sync.yaml")
+        .expect("gotk-sync.yaml committed");
+    assert!(
+        sync.contains(&format!("namespace: {ns}")) && sync.contains("path: ./clusters/test"),
+        "{sync}"
+    );
+    let components = repo
+        .remote_file("clusters/test/flux-system/gotk-components.yaml")
+        .unwrap();
+    assert!(components.contains("kind: CustomResourceDefinition"));
+    assert_eq!(
+        components.matches("kind: Deployment").count(),
+        2,
+        "only the selected components"
+    );
+    assert!(
+        repo.remote_file("clusters/test/flux-system/kustomization.yaml")
+            .is_some()
+    );
+    assert!(
+        repo.remote_file("apps/hello/configmap.yaml").is_some(),
+        "existing content kept"
+    );
+
+    // The cluster now manages itself and the existing content from Git.
+    let secret = Api::<Secret>::namespaced(client.clone(), &ns)
+        .get("flux-system")
+        .await
+        .unwrap();
+    assert!(secret.data.unwrap().contains_key("password"));
+    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    testing::wait_for(&configmaps, "hello", T, |_| true).await;
+
+    // Running it again is safe: nothing to commit, nothing to change.
+    let head = repo.remote_head();
+    let again = ok(&args).await;
+    let log = stderr(&again);
+    assert!(log.contains("component manifests are up to date"), "{log}");
+    assert!(log.contains("sync manifests are up to date"), "{log}");
+    assert_eq!(repo.remote_head(), head, "a re-run must not commit");
+
+    let tree = ok(&["tree", "kustomization", "flux-system", "-n", &ns]).await;
+    let tree = stdout(&tree);
+    assert!(tree.contains(&format!("Kustomization/{ns}/apps")), "{tree}");
+    assert!(
+        tree.contains(&format!("ConfigMap/{ns}/hello")),
+        "nested inventory: {tree}"
+    );
+    assert!(
+        tree.contains("Deployment/") && tree.contains("CustomResourceDefinition/"),
+        "{tree}"
+    );
+
+    // Another path for the same cluster is refused.
+    let mut other = args.to_vec();
+    let at = other.iter().position(|a| *a == "clusters/test").unwrap();
+    other[at] = "clusters/other";
+    let refused = fails(&other).await;
+    assert!(stderr(&refused).contains("syncs path"), "{}", stderr(&refused));
+}
+
+#[tokio::test]
+#[ignore = "needs the testenv (hack/testenv.sh up)"]
+async fn bootstrap_over_ssh_initialises_an_empty_repo() {
+    let (client, ns, _controllers) = world("cli-boot-ssh").await;
+    let repo = GitRepo::new("cli-boot-ssh");
+    let url = repo.ssh_url();
+    let key = env("GIT_SSH_KEY");
+    let out = ok(&[
+        "bootstrap",
+        "git",
+        "-n",
+        &ns,
+        "--url",
+        &url,
+        "--private-key-file",
+        &key,
+        "--branch",
+        "main",
+        "--path",
+        "clusters/ssh",
+        "--components",
+        "source-controller,kustomize-controller",
+        "--network-policy=false",
+        "--silent",
+        "--timeout",
+        "3m",
+    ])
+    .await;
+    assert!(stderr(&out).contains("✔ bootstrap finished"), "{}", stderr(&out));
+    assert!(
+        repo.remote_file("clusters/ssh/flux-system/gotk-sync.yaml")
+            .is_some()
+    );
+    let data = Api::<Secret>::namespaced(client.clone(), &ns)
+        .get("flux-system")
+        .await
+        .unwrap()
+        .data
+        .unwrap();
+    let known_hosts = String::from_utf8(data["known_hosts"].0.clone()).unwrap();
+    assert!(known_hosts.starts_with("[127.0.0.1]:"), "{known_hosts}");
+    assert!(data.contains_key("identity") && data.contains_key("identity.pub"));
+}
+
+#[tokio::test]
+#[ignore = "needs the testenv (hack/testenv.sh up)"]
+async fn create_get_reconcile_suspend_resume_tree_diff_build_export_delete() {
+    let (client, ns, _controllers) = world("cli-day2").await;
+    let repo = GitRepo::new("cli-day2");
+    repo.write("app/settings.yaml", &configmap("settings", "blue"));
+    let revision = format!("main@sha1:{}", repo.commit("app"));
+    let url = repo.http_url();
+    let (user, password) = (env("GIT_HTTP_USER"), env("GIT_HTTP_PASSWORD"));
+    let n = ["-n", ns.as_str()];
+    let with_ns =
+        |args: &[&str]| -> Vec<String> { args.iter().chain(n.iter()).map(|s| s.to_string()).collect() };
+    async fn run_ok(args: Vec<String>) -> Output {
+        ok(&args.iter().map(String::as_str).collect::<Vec<_>>()).await
+    }
+    async fn run_fails(args: Vec<String>) -> Output {
+        fails(&args.iter().map(String::as_str).collect::<Vec<_>>()).await
+    }
+
+    // create: --export needs no cluster; otherwise apply and wait.
+    let exported = run_ok(with_ns(&[
+        "create", "source", "git", "repo", "--url", &url, "--branch", "main", "--export",
+    ]))
+    .await;
+    assert!(stdout(&exported).contains("kind: GitRepository") && stdout(&exported).contains("branch: main"));
+    run_ok(with_ns(&[
+        "create",
+        "secret",
+        "git",
+        "repo-auth",
+        "--url",
+        &url,
+        "-u",
+        &user,
+        "-p",
+        &password,
+    ]))
+    .await;
+    let created = run_ok(with_ns(&[
+        "create",
+        "source",
+        "git",
+        "repo",
+        "--url",
+        &url,
+        "--branch",
+        "main",
+        "--secret-ref",
+        "repo-auth",
+    ]))
+    .await;
+    assert!(
+        stderr(&created).contains(&format!("fetched revision: {revision}")),
+        "{}",
+        stderr(&created)
+    );
+    let created = run_ok(with_ns(&[
+        "create",
+        "kustomization",
+        "app",
+        "--source",
+        "GitRepository/repo",
+        "--path",
+        "./app",
+        "--prune",
+        "--target-namespace",
+        &ns,
+    ]))
+    .await;
+    assert!(
+        stderr(&created).contains(&format!("applied revision {revision}")),
+        "{}",
+        stderr(&created)
+    );
+    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    assert_eq!(
+        configmaps.get("settings").await.unwrap().data.unwrap()["color"],
+        "blue"
+    );
+
+    // get: tables like flux's.
+    let get = stdout(&run_ok(with_ns(&["get", "kustomizations"])).await);
+    assert!(
+        get.starts_with("NAME") && get.contains("REVISION") && get.contains("SUSPENDED"),
+        "{get}"
+    );
+    assert!(
+        get.lines()
+            .any(|l| l.starts_with("app ") && l.contains("True") && l.contains("main@sha1:")),
+        "{get}"
+    );
+    let all = stdout(&run_ok(with_ns(&["get", "all"])).await);
+    assert!(
+        all.contains("gitrepository/repo") && all.contains("kustomization/app"),
+        "{all}"
+    );
+    let not_ready = run_ok(with_ns(&[
+        "get",
+        "sources",
+        "git",
+        "--status-selector",
+        "ready=false",
+    ]))
+    .await;
+    assert!(stdout(&not_ready).is_empty(), "{}", stdout(&not_ready));
+    let missing = run_fails(with_ns(&["get", "kustomization", "nope"])).await;
+    assert!(stderr(&missing).contains("not found"), "{}", stderr(&missing));
+
+    // reconcile --with-source picks up a new commit.
+    repo.write("app/settings.yaml", &configmap("settings", "green"));
+    let revision = format!("main@sha1:{}", repo.commit("green"));
+    let reconciled = run_ok(with_ns(&["reconcile", "kustomization", "app", "--with-source"])).await;
+    let log = stderr(&reconciled);
+    assert!(log.contains(&format!("fetched revision {revision}")), "{log}");
+    assert!(log.contains(&format!("applied revision {revision}")), "{log}");
+    assert_eq!(
+        configmaps.get("settings").await.unwrap().data.unwrap()["color"],
+        "green"
+    );
+
+    // suspend / resume.
+    run_ok(with_ns(&["suspend", "kustomization", "app"])).await;
+    let get = stdout(&run_ok(with_ns(&["get", "kustomization", "app"])).await);
+    assert!(
+        get.lines().nth(1).unwrap().split_whitespace().nth(2) == Some("True"),
+        "{get}"
+    );
+    let refused = run_fails(with_ns(&["reconcile", "kustomization", "app"])).await;
+    assert!(stderr(&refused).contains("suspended"), "{}", stderr(&refused));
+    let resumed = run_ok(with_ns(&["resume", "kustomization", "app"])).await;
+    assert!(
+        stderr(&resumed).contains("reconciliation completed"),
+        "{}",
+        stderr(&resumed)
+    );
+
+    // tree, export, build.
+    let tree = stdout(&run_ok(with_ns(&["tree", "kustomization", "app"])).await);
+    assert_eq!(
+        tree,
+        format!("Kustomization/{ns}/app\n└── ConfigMap/{ns}/settings\n")
+    );
+    let export = stdout(&run_ok(with_ns(&["export", "kustomization", "app"])).await);
+    assert!(
+        export.starts_with("---\napiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\n"),
+        "{export}"
+    );
+    assert!(
+        !export.contains("status:") && !export.contains("managedFields"),
+        "{export}"
+    );
+    let local = repo.work.path().join("app");
+    let local = local.to_str().unwrap();
+    let built = stdout(&run_ok(with_ns(&["build", "kustomization", "app", "--path", local])).await);
+    assert!(built.contains("kustomize.toolkit.fluxcd.io/name: app"), "{built}");
+    assert!(
+        built.contains(&format!("namespace: {ns}")) && built.contains("color: green"),
+        "{built}"
+    );
+
+    // diff: nothing while in sync; a manual edit shows as drift (exit code 1).
+    let clean = run_ok(with_ns(&["diff", "kustomization", "app", "--path", local])).await;
+    assert!(stderr(&clean).contains("no changes"), "{}", stderr(&clean));
+    configmaps
+        .patch(
+            "settings",
+            &PatchParams::apply("kubectl-edit").force(),
+            &Patch::Apply(
+                serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "data": {"color": "red"}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let drift = run_fails(with_ns(&["diff", "kustomization", "app", "--path", local])).await;
+    let out = stdout(&drift);
+    assert!(
+        out.contains(&format!("► ConfigMap/{ns}/settings drifted")),
+        "{out}"
+    );
+    assert!(
+        out.contains("-  color: red") && out.contains("+  color: green"),
+        "{out}"
+    );
+
+    // events and delete.
+    let events = stdout(&run_ok(with_ns(&["events", "--for", "Kustomization/app"])).await);
+    assert!(events.contains("Kustomization/app"), "{events}");
+    run_ok(with_ns(&["delete", "kustomization", "app", "--silent"])).await;
+    run_fails(with_ns(&["get", "kustomization", "app"])).await;
+}
+
+#[tokio::test]
+#[ignore = "needs the testenv (hack/testenv.sh up)"]
+async fn errors_a_user_can_act_on() {
+    // No cluster reachable.
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:1\n\
+contexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\nusers:\n- name: u\n  user:\n    token: x\n",
+    )
+    .unwrap();
+    let out = fails(&[
+        "get",
+        "kustomizations",
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+    ])
+    .await;
+    assert!(
+        stderr(&out).contains("cannot reach the Kubernetes API server"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A generated SSH secret, with known_hosts scanned from the server, printed only.
+    let url = format!("{}/nothing.git", env("GIT_SSH_BASE"));
+    let out = ok(&[
+        "create",
+        "secret",
+        "git",
+        "ssh-auth",
+        "--url",
+        &url,
+        "--ssh-key-algorithm",
+        "ed25519",
+        "--export",
+    ])
+    .await;
+    let yaml = stdout(&out);
+    assert!(
+        yaml.contains("identity: |") && yaml.contains("identity.pub: ssh-ed25519"),
+        "{yaml}"
+    );
+    assert!(yaml.contains("known_hosts: |\n    [127.0.0.1]:"), "{yaml}");
+
+    // check --pre passes on the testenv.
+    let out = ok(&["check", "--pre"]).await;
+    assert!(
+        stderr(&out).contains("prerequisites checks passed"),
+        "{}",
+        stderr(&out)
+    );
+}
