@@ -195,17 +195,26 @@ pub fn condition<'a>(object: &'a Value, type_: &str) -> Option<&'a Value> {
         .find(|c| c["type"] == type_)
 }
 
-/// Shortens the hashes in a revision (`main@sha1:0123456789abcdef…` → `main@sha1:01234567`) as
-/// `flux get` prints them.
-pub fn short_revision(revision: &str) -> String {
-    for algo in ["sha1:", "sha256:", "sha384:", "sha512:", "blake3:"] {
-        if let Some(at) = revision.find(algo) {
-            let start = at + algo.len();
-            let end = (start + 8).min(revision.len());
-            return revision[..end].to_string();
-        }
+/// Shortens the hashes in a revision or a message (`main@sha1:0123456789abcdef…` →
+/// `main@sha1:01234567`) as `flux get` prints them.
+pub fn short_revision(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = ["sha1:", "sha256:", "sha384:", "sha512:", "blake3:"]
+        .iter()
+        .filter_map(|algo| rest.find(algo).map(|i| (i, algo.len())))
+        .min()
+    {
+        let (start, len) = at;
+        let hex_start = start + len;
+        let hex_len = rest[hex_start..]
+            .find(|c: char| !c.is_ascii_hexdigit())
+            .unwrap_or(rest.len() - hex_start);
+        out.push_str(&rest[..hex_start + hex_len.min(8)]);
+        rest = &rest[hex_start + hex_len..];
     }
-    revision.to_string()
+    out.push_str(rest);
+    out
 }
 
 #[cfg(test)]
@@ -236,5 +245,9 @@ mod tests {
         );
         assert_eq!(short_revision("sha256:abcdef0123456789"), "sha256:abcdef01");
         assert_eq!(short_revision("6.1.0"), "6.1.0");
+        assert_eq!(
+            short_revision("Applied revision: main@sha1:0123456789abcdef0123456789abcdef01234567, ok"),
+            "Applied revision: main@sha1:01234567, ok"
+        );
     }
 }
