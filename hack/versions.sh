@@ -5,6 +5,9 @@ ETCD_VERSION=${ETCD_VERSION:-3.6.8}
 KWOK_VERSION=${KWOK_VERSION:-0.8.0}
 HELM_VERSION=${HELM_VERSION:-4.3.1}
 FLUX_VERSION=${FLUX_VERSION:-2.9.4}
+# The controllers flux2 v2.9.4 pins (manifests/bases), for the side-by-side benchmarks (issue 7).
+FLUX_SOURCE_CONTROLLER_VERSION=${FLUX_SOURCE_CONTROLLER_VERSION:-1.9.4}
+FLUX_KUSTOMIZE_CONTROLLER_VERSION=${FLUX_KUSTOMIZE_CONTROLLER_VERSION:-1.9.4}
 # sops encrypts the Secrets of the SOPS decryption tests (kustomize-controller).
 SOPS_VERSION=${SOPS_VERSION:-3.13.3}
 # Go-built binaries live outside the repository, one directory per version.

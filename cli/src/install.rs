@@ -23,7 +23,7 @@ const MIN_KUBERNETES: (u64, u64) = (1, 33);
 pub async fn apply_objects(cluster: &Cluster, objects: Vec<Value>) -> anyhow::Result<()> {
     let discovery = Discovery::default();
     let (applied, changes, _) =
-        apply::apply_staged(&cluster.client, &discovery, objects, FIELD_MANAGER, false)
+        apply::apply_staged(&cluster.client, &discovery, objects, FIELD_MANAGER, false, &[])
             .await
             .map_err(|e| anyhow!("apply failed: {e}"))?;
     for line in &changes {

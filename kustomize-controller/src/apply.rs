@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use driftless_api::kustomize::annotations;
+use driftless_api::kustomize::{IgnoreRule, annotations};
 use driftless_api::meta::{ResourceInventory, ResourceRef};
 use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, PropagationPolicy};
 use kube::core::GroupVersionKind;
@@ -250,6 +250,7 @@ pub async fn apply_staged(
     objects: Vec<Value>,
     manager: &str,
     force: bool,
+    ignore: &[IgnoreRule],
 ) -> Result<Applied, String> {
     let mut stages: [Vec<Value>; 3] = Default::default();
     for object in objects {
@@ -267,7 +268,7 @@ pub async fn apply_staged(
         for object in stage {
             desired.push(discovery.describe(client, object).await?);
         }
-        let actions = apply_stage(client, &desired, manager, force).await?;
+        let actions = apply_stage(client, &desired, manager, force, ignore).await?;
         let mut changed_definitions = Vec::new();
         for (d, (action, live)) in desired.into_iter().zip(actions) {
             if matches!(action, Action::Created | Action::Configured) {
@@ -288,6 +289,91 @@ pub async fn apply_staged(
         }
     }
     Ok((applied, changes, current))
+}
+
+/// The JSON pointers the drift-ignore rules that select `object` exclude.
+fn ignored_paths(rules: &[IgnoreRule], object: &Value) -> Result<Vec<String>, String> {
+    let mut paths = Vec::new();
+    for rule in rules {
+        let selected = match &rule.target {
+            None => true,
+            Some(t) => {
+                let selector = driftless_kustomize::kustomization::Selector {
+                    group: t.group.clone().unwrap_or_default(),
+                    version: t.version.clone().unwrap_or_default(),
+                    kind: t.kind.clone().unwrap_or_default(),
+                    name: t.name.clone().unwrap_or_default(),
+                    namespace: t.namespace.clone().unwrap_or_default(),
+                    label_selector: t.label_selector.clone().unwrap_or_default(),
+                    annotation_selector: t.annotation_selector.clone().unwrap_or_default(),
+                };
+                driftless_kustomize::selects(&selector, object).map_err(|e| format!("ignore rule: {e}"))?
+            }
+        };
+        if selected {
+            paths.extend(rule.paths.iter().cloned());
+        }
+    }
+    Ok(paths)
+}
+
+fn pointer_tokens(pointer: &str) -> Vec<String> {
+    pointer
+        .split('/')
+        .skip(1)
+        .map(|t| t.replace("~1", "/").replace("~0", "~"))
+        .collect()
+}
+
+/// Sets the field a JSON pointer names, when its parent exists.
+fn set_pointer(object: &mut Value, pointer: &str, value: Value) {
+    let Some(parent) = object.pointer_mut(&pointer[..pointer.rfind('/').unwrap_or(0)]) else {
+        return;
+    };
+    let tokens = pointer_tokens(pointer);
+    let Some(last) = tokens.last() else { return };
+    match parent {
+        Value::Object(map) => {
+            map.insert(last.clone(), value);
+        }
+        Value::Array(items) => {
+            if let Some(slot) = last.parse::<usize>().ok().and_then(|i| items.get_mut(i)) {
+                *slot = value;
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Removes the field a JSON pointer (RFC 6901) names, if present.
+fn remove_pointer(object: &mut Value, pointer: &str) {
+    let tokens = pointer_tokens(pointer);
+    let Some((last, parents)) = tokens.split_last() else {
+        return;
+    };
+    let mut at = object;
+    for token in parents {
+        let next = match at {
+            Value::Object(map) => map.get_mut(token),
+            Value::Array(items) => token.parse::<usize>().ok().and_then(|i| items.get_mut(i)),
+            _ => None,
+        };
+        let Some(next) = next else { return };
+        at = next;
+    }
+    match at {
+        Value::Object(map) => {
+            map.remove(last);
+        }
+        Value::Array(items) => {
+            if let Ok(i) = last.parse::<usize>()
+                && i < items.len()
+            {
+                items.remove(i);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// Fields the apiserver owns; two versions of an object that differ only here are the same.
@@ -321,14 +407,17 @@ pub async fn apply_stage(
     objects: &[Desired],
     manager: &str,
     force_all: bool,
+    ignore: &[IgnoreRule],
 ) -> Result<Vec<(Action, Option<Value>)>, String> {
     let params = PatchParams::apply(manager).force();
     let mut dry = params.clone();
     dry.dry_run = true;
     let mut plans = Vec::with_capacity(objects.len());
+    // What is applied: the manifest, minus drift-ignored fields on objects that exist.
+    let mut manifests: Vec<Value> = objects.iter().map(|d| d.object.clone()).collect();
     let mut live: Vec<(usize, Value)> = Vec::new();
     let mut errors = Vec::new();
-    for desired in objects {
+    for (desired, manifest) in objects.iter().zip(manifests.iter_mut()) {
         let api = api(
             client,
             &desired.resource,
@@ -353,11 +442,19 @@ pub async fn apply_stage(
             plans.push((Action::Skipped, false));
             continue;
         }
+        if let Some(existing) = &existing {
+            // Ignored fields keep their live values (removing them would make server-side
+            // apply delete the ones this manager owned).
+            let live = serde_json::to_value(existing).unwrap_or_default();
+            for pointer in ignored_paths(ignore, &desired.object)? {
+                match live.pointer(&pointer) {
+                    Some(value) => set_pointer(manifest, &pointer, value.clone()),
+                    None => remove_pointer(manifest, &pointer),
+                }
+            }
+        }
         let force = force_all || annotation(&desired.object, annotations::FORCE) == Some("enabled");
-        match api
-            .patch(&desired.id.name, &dry, &Patch::Apply(&desired.object))
-            .await
-        {
+        match api.patch(&desired.id.name, &dry, &Patch::Apply(&*manifest)).await {
             Ok(result) => {
                 let action = match &existing {
                     None => Action::Created,
@@ -392,7 +489,9 @@ pub async fn apply_stage(
         return Err(errors.join("\n"));
     }
     let mut actions = Vec::with_capacity(objects.len());
-    for (index, (desired, (action, recreate))) in objects.iter().zip(plans).enumerate() {
+    for (index, ((desired, manifest), (action, recreate))) in
+        objects.iter().zip(&manifests).zip(plans).enumerate()
+    {
         if matches!(action, Action::Created | Action::Configured) {
             let api = api(
                 client,
@@ -412,7 +511,7 @@ pub async fn apply_stage(
                     })?;
                 wait_gone(&api, &desired.id.name).await;
             }
-            api.patch(&desired.id.name, &params, &Patch::Apply(&desired.object))
+            api.patch(&desired.id.name, &params, &Patch::Apply(manifest))
                 .await
                 .map_err(|e| format!("{} apply failed: {}", desired.id.display(), api_message(&e)))?;
         }
@@ -522,4 +621,46 @@ pub fn stale_entries(old: Option<&ResourceInventory>, new: &ResourceInventory) -
             .collect()
     })
     .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn ignore_rules_remove_selected_fields() {
+        let object = serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "annotations": {"a/b": "x"}},
+            "spec": {"replicas": 2, "template": {"spec": {"containers": [{"name": "c"}]}}}});
+        let rules: Vec<IgnoreRule> = serde_json::from_value(serde_json::json!([
+            {"paths": ["/spec/replicas", "/metadata/annotations/a~1b"], "target": {"kind": "Deployment", "name": "w.*"}},
+            {"paths": ["/spec/template"], "target": {"kind": "StatefulSet"}},
+        ]))
+        .unwrap();
+        let paths = ignored_paths(&rules, &object).unwrap();
+        assert_eq!(paths, ["/spec/replicas", "/metadata/annotations/a~1b"]);
+        let mut manifest = object.clone();
+        for p in &paths {
+            remove_pointer(&mut manifest, p);
+        }
+        assert!(manifest["spec"].get("replicas").is_none());
+        assert_eq!(manifest["metadata"]["annotations"], serde_json::json!({}));
+        remove_pointer(&mut manifest, "/spec/template/spec/containers/0");
+        assert_eq!(
+            manifest["spec"]["template"]["spec"]["containers"],
+            serde_json::json!([])
+        );
+        remove_pointer(&mut manifest, "/nope/deeper");
+        set_pointer(&mut manifest, "/spec/replicas", serde_json::json!(5));
+        set_pointer(
+            &mut manifest,
+            "/metadata/annotations/a~1b",
+            serde_json::json!("y"),
+        );
+        set_pointer(&mut manifest, "/nope/deeper", serde_json::json!(1));
+        assert_eq!(manifest["spec"]["replicas"], 5);
+        assert_eq!(manifest["metadata"]["annotations"]["a/b"], "y");
+        assert!(manifest.get("nope").is_none());
+    }
 }

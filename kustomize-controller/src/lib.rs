@@ -7,6 +7,7 @@
 pub mod apply;
 pub mod generator;
 pub mod health;
+pub mod history;
 pub mod reconciler;
 pub mod sops;
 pub mod source;

@@ -6,7 +6,7 @@
 //!   ─▶ inventory + prune ─▶ health ─▶ status
 //! ```
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -135,6 +135,7 @@ impl Reconciler for KustomizationReconciler {
             ctx.progress(ks, status, &message).await;
         }
         let objects = self.build(ks, &ctx.client, workdir.path(), &dir).await?;
+        let digest = crate::history::digest(&objects);
 
         if let Some(message) = progress("Detecting drift") {
             ctx.progress(ks, status, &message).await;
@@ -191,6 +192,20 @@ impl Reconciler for KustomizationReconciler {
             .as_ref()
             .and_then(|m| m.get("org.opencontainers.image.revision"))
             .cloned();
+        let mut history = status.history.clone().unwrap_or_default();
+        let mut metadata = BTreeMap::from([("revision".to_string(), revision.clone())]);
+        if let Some(origin) = &status.last_applied_origin_revision {
+            metadata.insert("originRevision".into(), origin.clone());
+        }
+        crate::history::upsert(
+            &mut history,
+            &digest,
+            reasons::RECONCILIATION_SUCCEEDED,
+            started.elapsed(),
+            metadata,
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()),
+        );
+        status.history = Some(history);
         Ok(Success::new(
             reasons::RECONCILIATION_SUCCEEDED,
             format!("Applied revision: {revision}"),
@@ -482,7 +497,8 @@ impl KustomizationReconciler {
             apply::label_owner(object, &name, &namespace);
         }
         let force = ks.spec.force == Some(true);
-        apply::apply_staged(client, &self.discovery, labelled, FIELD_MANAGER, force)
+        let ignore = ks.spec.ignore.clone().unwrap_or_default();
+        apply::apply_staged(client, &self.discovery, labelled, FIELD_MANAGER, force, &ignore)
             .await
             .map_err(apply_failed)
     }
@@ -617,6 +633,31 @@ impl KustomizationReconciler {
                 ));
             }
             tokio::time::sleep(HEALTH_POLL).await;
+            // A new revision makes this wait moot: give way to the reconcile that applies it
+            // (Flux's CancelHealthCheckOnNewRevision).
+            if let Ok(latest) = source::artifact(
+                &ctx.client,
+                ks,
+                self.settings.no_cross_namespace_refs,
+                self.settings.requeue_dependency,
+            )
+            .await
+                && latest.revision != revision
+            {
+                let message = format!(
+                    "health check canceled: new revision '{}' is available",
+                    latest.revision
+                );
+                conditions::set(
+                    status.conditions_mut(),
+                    HEALTHY,
+                    Status::Unknown,
+                    reasons::HEALTH_CHECK_CANCELED,
+                    &message,
+                    generation,
+                );
+                return Err(ReconcileError::transient(reasons::HEALTH_CHECK_CANCELED, message));
+            }
         }
     }
 }

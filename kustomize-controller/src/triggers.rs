@@ -1,5 +1,6 @@
 //! What makes a Kustomization reconcile besides its own changes: a new artifact of its source,
-//! and a dependency becoming ready (Flux polls every 30 s for the latter; we do not need to).
+//! a dependency becoming ready (Flux polls every 30 s for the latter; we do not need to), and a
+//! change to a ConfigMap or Secret it uses that is labelled `reconcile.fluxcd.io/watch: Enabled`.
 
 use std::hash::{Hash, Hasher};
 
@@ -8,6 +9,7 @@ use driftless_api::meta::condition_types;
 use driftless_api::source::{Bucket, ExternalArtifact, GitRepository, OCIRepository};
 use driftless_runtime::reconcile::TriggerFn;
 use futures::{StreamExt, stream::BoxStream};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -113,6 +115,76 @@ fn dependency_ready(
     .boxed()
 }
 
+/// Flux's `--watch-configs-label-selector` default.
+pub const WATCH_CONFIGS_SELECTOR: &str = "reconcile.fluxcd.io/watch=Enabled";
+
+/// Whether `ks` uses the ConfigMap or Secret `kind/name` in its namespace (postBuild
+/// substituteFrom, decryption, kubeConfig).
+fn uses_config(ks: &Kustomization, kind: &str, name: &str) -> bool {
+    let substitutes = ks
+        .spec
+        .post_build
+        .iter()
+        .flat_map(|p| p.substitute_from.iter().flatten())
+        .any(|r| r.kind == kind && r.name == name);
+    let secret = |n: Option<&str>| kind == "Secret" && n == Some(name);
+    substitutes
+        || secret(
+            ks.spec
+                .decryption
+                .as_ref()
+                .and_then(|d| d.secret_ref.as_ref())
+                .map(|r| r.name.as_str()),
+        )
+        || secret(
+            ks.spec
+                .kube_config
+                .as_ref()
+                .and_then(|k| k.secret_ref.as_ref())
+                .map(|r| r.name.as_str()),
+        )
+}
+
+/// Kustomizations that use a watched ConfigMap or Secret whose data changed.
+fn config_changes<K>(
+    client: &Client,
+    namespace: &Option<String>,
+    store: Store<Kustomization>,
+    data: fn(&K) -> Option<u64>,
+) -> BoxStream<'static, ObjectRef<Kustomization>>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    watcher(
+        api::<K>(client, namespace),
+        watcher::Config::default()
+            .labels(WATCH_CONFIGS_SELECTOR)
+            .any_semantic(),
+    )
+    .default_backoff()
+    .applied_objects()
+    .predicate_filter(data, Default::default())
+    .filter_map(|r| futures::future::ready(r.ok()))
+    .flat_map(move |config| {
+        let kind = K::kind(&()).to_string();
+        let (ns, name) = (config.namespace().unwrap_or_default(), config.name_any());
+        let refs: Vec<_> = store
+            .state()
+            .iter()
+            .filter(|ks| ks.namespace().as_deref() == Some(ns.as_str()) && uses_config(ks, &kind, &name))
+            .map(|ks| ObjectRef::from_obj(&**ks))
+            .collect();
+        futures::stream::iter(refs)
+    })
+    .boxed()
+}
+
 pub fn triggers(client: Client, namespace: Option<String>) -> TriggerFn<Kustomization> {
     Box::new(move |store| {
         futures::stream::select_all([
@@ -143,6 +215,19 @@ pub fn triggers(client: Client, namespace: Option<String>) -> TriggerFn<Kustomiz
                     .artifact
                     .as_ref()
                     .map(|a| hash_of((&a.revision, &a.digest)))
+            }),
+            config_changes::<ConfigMap>(&client, &namespace, store.clone(), |c| {
+                Some(hash_of((
+                    &c.data,
+                    &c.binary_data.as_ref().map(|b| b.keys().collect::<Vec<_>>()),
+                )))
+            }),
+            config_changes::<Secret>(&client, &namespace, store.clone(), |s| {
+                Some(hash_of(
+                    s.data
+                        .as_ref()
+                        .map(|d| d.iter().map(|(k, v)| (k, &v.0)).collect::<Vec<_>>()),
+                ))
             }),
             dependency_ready(&client, &namespace, store),
         ])

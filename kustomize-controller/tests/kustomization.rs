@@ -648,3 +648,104 @@ async fn a_crd_and_its_custom_resource_apply_in_one_kustomization() {
         .ok();
     w.done().await;
 }
+
+#[tokio::test]
+#[ignore = "needs the testenv (hack/testenv.sh up)"]
+async fn ignore_rules_history_and_watched_configs() {
+    let w = world("ks-ignore").await;
+    let repo = Repo::new("ks-ignore");
+    repo.write("deploy.yaml", DEPLOYMENT);
+    repo.write(
+        "cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  color: ${color}\n",
+    );
+    let revision = repo.commit("app");
+    let vars: ConfigMap = serde_json::from_value(serde_json::json!({"metadata": {"name": "vars",
+        "labels": {"reconcile.fluxcd.io/watch": "Enabled"}}, "data": {"color": "blue"}}))
+    .unwrap();
+    w.config_maps()
+        .create(&PostParams::default(), &vars)
+        .await
+        .unwrap();
+    w.git_repository("repo", &repo).await;
+    w.kustomization(
+        "app",
+        serde_json::json!({
+            "ignore": [{"paths": ["/spec/replicas"], "target": {"kind": "Deployment", "name": "web"}}],
+            "postBuild": {"substituteFrom": [{"kind": "ConfigMap", "name": "vars"}]},
+        }),
+    )
+    .await;
+    let ks = w.wait_applied("app", &revision).await;
+    let history = ks.status.unwrap().history.unwrap();
+    assert_eq!(history.len(), 1);
+    assert!(history[0].digest.starts_with("sha256:"), "{history:?}");
+    assert_eq!(history[0].last_reconciled_status, "ReconciliationSucceeded");
+    assert_eq!(history[0].metadata.as_ref().unwrap()["revision"], revision);
+
+    // A scaler changes replicas: an ignored field, so it is not corrected.
+    let deployments: Api<Deployment> = Api::namespaced(w.client.clone(), &w.ns);
+    deployments
+        .patch(
+            "web",
+            &PatchParams::apply("autoscaler").force(),
+            &Patch::Apply(
+                serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment", "spec": {"replicas": 4}}),
+            ),
+        )
+        .await
+        .unwrap();
+
+    // The watched ConfigMap changes: the Kustomization reconciles at once (its interval is 10m).
+    w.config_maps()
+        .patch(
+            "vars",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"data": {"color": "green"}})),
+        )
+        .await
+        .unwrap();
+    let settings = testing::wait_for(&w.config_maps(), "settings", T, |c| {
+        c.data.as_ref().is_some_and(|d| d["color"] == "green")
+    })
+    .await;
+    assert_eq!(settings.data.unwrap()["color"], "green");
+    let replicas = deployments.get("web").await.unwrap().spec.unwrap().replicas;
+    assert_eq!(replicas, Some(4), "an ignored field keeps its live value");
+    let ks = w.kustomizations.get("app").await.unwrap();
+    let history = ks.status.unwrap().history.unwrap();
+    assert_eq!(
+        history.len(),
+        2,
+        "a new build digest is a new snapshot: {history:?}"
+    );
+    w.done().await;
+}
+
+#[tokio::test]
+#[ignore = "needs the testenv (hack/testenv.sh up)"]
+async fn a_new_revision_cancels_a_pending_health_wait() {
+    let w = world("ks-cancel").await;
+    let repo = Repo::new("ks-cancel");
+    // No node matches: the Deployment never becomes Available, the wait would last 10 minutes.
+    let stuck = DEPLOYMENT.replace(
+        "      containers:",
+        "      nodeSelector:\n        nowhere: \"true\"\n      containers:",
+    );
+    repo.write("deployment.yaml", &stuck);
+    repo.commit("stuck");
+    w.git_repository("repo", &repo).await;
+    w.kustomization("app", serde_json::json!({"wait": true, "timeout": "10m"}))
+        .await;
+    testing::wait_for(&w.kustomizations, "app", T, |k: &Kustomization| {
+        condition(k, "Healthy").is_some_and(|c| c.status == "Unknown")
+    })
+    .await;
+    // The fix lands while the controller waits: it is applied well before the timeout.
+    repo.write("deployment.yaml", DEPLOYMENT);
+    let fixed = repo.commit("fix");
+    w.refresh("repo").await;
+    let ks = w.wait_applied("app", &fixed).await;
+    assert_eq!(condition(&ks, "Healthy").unwrap().status, "True");
+    w.done().await;
+}

@@ -56,6 +56,14 @@ pub fn build_yaml(dir: &Path, jail: Option<&Path>) -> Result<String, Error> {
 }
 
 /// Objects as one YAML stream, separated by `---`, as kustomize prints them.
+/// Whether `object` matches a target selector as patches use it (anchored regular expressions
+/// for group, version, kind, name and namespace; label and annotation selectors). Flux's
+/// drift-ignore rules select objects the same way.
+pub fn selects(selector: &kustomization::Selector, object: &Value) -> Result<bool, Error> {
+    let resources = [resource::Resource::new(object.clone())];
+    Ok(!transform::select(selector, &resources)?.is_empty())
+}
+
 pub fn to_yaml_stream(objects: &[Value]) -> String {
     let mut out = String::new();
     for (i, object) in objects.iter().enumerate() {
