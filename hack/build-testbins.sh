@@ -147,7 +147,7 @@ build_flux_controller() {
     cd "$w"
     run_logged "$name" go mod edit -dropreplace="github.com/fluxcd/$name/api"
     run_logged "$name" go build -mod=mod -trimpath -ldflags "-s -w" -o "$d/$name-v$version.tmp" .
-  )
+  ) || return 1
   mv "$d/$name-v$version.tmp" "$d/$name-v$version"
 }
 

@@ -1,38 +1,54 @@
 #!/usr/bin/env bash
-# W1 (fan-out) and W3 (no-op storm) for our source-controller and kustomize-controller, in the
-# flux-benchmark shape: N Kustomizations, each with its own OCIRepository, each applying 4
-# objects (a Deployment scaled to zero, a ServiceAccount, a Service and an Ingress), with
-# `wait: true`, `timeout: 1m`, `interval: 60m`. Not a test: it measures and writes
-# hack/bench/results/<date>-kustomizations.md. Flux's controllers join the table with issue 7.
+# Side by side: our kustomize-controller and Flux's (v$FLUX_KUSTOMIZE_CONTROLLER_VERSION, built
+# from Go modules by hack/build-testbins.sh flux-controllers), one implementation at a time
+# against the same testenv, with the same settings. Workloads (../shared/docs/performance.md):
 #
-# Per N (default "100 500 1000", set SIZES):
-#   time to Ready   from applying the N pairs until every Kustomization is Ready
-#   peak RSS        VmHWM of each controller process; CPU seconds (utime + stime)
-#   no-op storm     requestedAt on all N, wait until all handled; apiserver requests / N
-# Controllers run as release builds with Flux's defaults for the large profile's concurrency
-# (source 10, kustomize 20).
+#   W0  idle: RSS after start-up with no objects, and after N objects are reconciled
+#   W1  fan-out, the flux-benchmark shape: N Kustomizations, each with its own OCIRepository,
+#       each applying 4 objects (a Deployment scaled to zero, a ServiceAccount, a Service and an
+#       Ingress), `wait: true`, `timeout: 1m`, `interval: 60m`. Time until all are Ready, per-
+#       object latency p50/p95 (creation → Ready), peak RSS (VmHWM), CPU seconds
+#   W3  no-op storm: requestedAt on all N, until all handled; apiserver requests per object
+#   W4  commit-to-applied latency for one Kustomization: a new artifact is pushed and the
+#       OCIRepository's reconcile requested; 20 trials, p50/p95
+#
+# The artifacts come from our source-controller for both: Flux's source-controller cannot be
+# built here (github.com/fluxcd/pkg/artifact is not served by the module proxy), so this compares
+# the kustomize-controllers with the same artifact producer. Before a timing counts, both must
+# have applied the same objects (4N, with the same ownership labels).
+#
+#   SIZES="100 500 1000" IMPLS="driftless flux" hack/bench/kustomizations.sh
+# Writes hack/bench/results/<date>-vs-flux.md and <date>-vs-flux.svg (time to Ready against N).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 SIZES=${SIZES:-"100 500 1000"}
+IMPLS=${IMPLS:-"driftless flux"}
+TRIALS=${TRIALS:-20}
+CONCURRENT=${CONCURRENT:-20}
 B=$root/target/bench/kustomizations
 mkdir -p "$B" hack/bench/results
 
+# shellcheck source=hack/versions.sh
+. hack/versions.sh
 hack/testenv.sh up >/dev/null
 # shellcheck source=/dev/null
 . target/testenv/env.sh
-# shellcheck source=hack/versions.sh
-. hack/versions.sh
 cargo build -q --release -p source-controller -p kustomize-controller -p driftless-cli
 BIN=$root/target/release
-$KUBECTL apply --server-side --field-manager=bench -f manifests/crds >/dev/null
+if [[ " $IMPLS " == *" flux "* ]]; then
+  hack/build-testbins.sh flux-controllers
+fi
+FLUX_KC=$TESTBINS_CACHE/flux-ctrl/kustomize-controller-v$FLUX_KUSTOMIZE_CONTROLLER_VERSION
+$KUBECTL apply --server-side --force-conflicts --field-manager=bench -f manifests/crds >/dev/null
 $KUBECTL wait --for=condition=Established crd --all --timeout=60s >/dev/null
+$KUBECTL create namespace flux-system --dry-run=client -o yaml | $KUBECTL apply --server-side -f - >/dev/null
 
-app_yaml() { # app_yaml I NAMESPACE
+app_yaml() { # app_yaml I NAMESPACE TAG
   cat <<EOF
 apiVersion: apps/v1
 kind: Deployment
-metadata: {name: app$1, namespace: $2}
+metadata: {name: app$1, namespace: $2, annotations: {bench/tag: "$3"}}
 spec:
   replicas: 0
   selector: {matchLabels: {app: app$1}}
@@ -64,18 +80,26 @@ spec:
 EOF
 }
 
-pairs_yaml() { # pairs_yaml N NAMESPACE
-  for i in $(seq 1 "$1"); do
+push_app() { # push_app I NAMESPACE TAG
+  local d=$B/apps/$2/app$1
+  mkdir -p "$d"
+  app_yaml "$1" "$2" "$3" >"$d/app.yaml"
+  "$BIN/driftless" push artifact "oci://$OCI_REGISTRY/bench/$2/app$1:v1" --path "$d" --source bench \
+    --revision "v1@sha1:$(printf '%040d' "$3")" --insecure-registry >/dev/null
+}
+
+pairs_yaml() { # pairs_yaml FIRST LAST NAMESPACE
+  for i in $(seq "$1" "$2"); do
     cat <<EOF
 ---
 apiVersion: source.toolkit.fluxcd.io/v1
 kind: OCIRepository
-metadata: {name: app$i, namespace: $2}
-spec: {url: "oci://$OCI_REGISTRY/bench/app$i", insecure: true, interval: 60m, ref: {tag: v1}}
+metadata: {name: app$i, namespace: $3}
+spec: {url: "oci://$OCI_REGISTRY/bench/$3/app$i", insecure: true, interval: 60m, ref: {tag: v1}}
 ---
 apiVersion: kustomize.toolkit.fluxcd.io/v1
 kind: Kustomization
-metadata: {name: app$i, namespace: $2}
+metadata: {name: app$i, namespace: $3}
 spec:
   interval: 60m
   timeout: 1m
@@ -94,70 +118,152 @@ handled_count() { # handled_count NAMESPACE TOKEN
   $KUBECTL get kustomizations -n "$1" -o jsonpath='{range .items[*]}{.status.lastHandledReconcileAt}{"\n"}{end}' | grep -c "^$2\$" || true
 }
 
+# Seconds from creation to the Ready transition of every Kustomization: "p50 p95".
+latencies() {
+  $KUBECTL get kustomizations -n "$1" -o json | python3 -c '
+import json, sys, datetime
+def t(s): return datetime.datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
+xs = sorted(t(c["lastTransitionTime"]) - t(k["metadata"]["creationTimestamp"])
+            for k in json.load(sys.stdin)["items"] for c in k["status"]["conditions"] if c["type"] == "Ready")
+q = lambda p: xs[min(len(xs) - 1, int(p * len(xs)))]
+print(f"{q(0.5):.0f} {q(0.95):.0f}")'
+}
+
+# What was applied, for the same-state check: objects carrying the ownership labels.
+applied_state() {
+  for k in deployments serviceaccounts services ingresses; do
+    $KUBECTL get "$k" -n "$1" -l kustomize.toolkit.fluxcd.io/namespace="$1" -o name | wc -l
+  done | awk '{s += $1} END {print s}'
+}
+
 api_requests() {
   $KUBECTL get --raw /metrics | awk '/^apiserver_request_total/ {s += $NF} END {printf "%d", s}'
 }
 
-proc_stats() { # proc_stats PID → "peak_kib cpu_seconds"
-  local hwm ticks
-  hwm=$(awk '/VmHWM/ {print $2}' "/proc/$1/status")
-  ticks=$(awk '{print $14 + $15}' "/proc/$1/stat")
-  echo "$hwm $(awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.1f", t/hz}')"
-}
+rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+hwm_kib() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
+cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.1f", ($14 + $15) / hz}' "/proc/$1/stat"; }
 
-result=hack/bench/results/$(date +%F)-kustomizations.md
-{
-  echo "# W1/W3: N Kustomizations with their own OCIRepository (4 objects each)"
-  echo
-  echo "- date: $(date -u +%FT%TZ); machine: $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
-  echo "- driftless $(git rev-parse --short HEAD), release builds; source-controller --concurrent=10,"
-  echo "  kustomize-controller --concurrent=20; Kubernetes $K8S_VERSION (testenv, kwok nodes)"
-  echo
-  echo "| N | time to all Ready | source peak RSS | kustomize peak RSS | source CPU s | kustomize CPU s | no-op storm: API requests per Kustomization | per applied object |"
-  echo "|---|---|---|---|---|---|---|---|"
-} >"$result"
-
-for n in $SIZES; do
-  ns=bench-$n
-  $KUBECTL delete namespace "$ns" --ignore-not-found --wait=true >/dev/null
-  $KUBECTL create namespace "$ns" >/dev/null
-  echo "N=$n: pushing $n artifacts"
-  for i in $(seq 1 "$n"); do
-    d=$B/apps/app$i
-    mkdir -p "$d"
-    app_yaml "$i" "$ns" >"$d/app.yaml"
-    "$BIN/driftless" push artifact "oci://$OCI_REGISTRY/bench/app$i:v1" --path "$d" --source bench \
-      --revision "v1@sha1:0000000000000000000000000000000000000001" --insecure-registry >/dev/null
-  done
+start_source() {
   rm -rf "$B/storage" && mkdir -p "$B/storage"
   "$BIN/source-controller" --concurrent=10 --storage-path="$B/storage" --storage-addr=127.0.0.1:19190 \
     --storage-adv-addr=127.0.0.1:19190 --metrics-addr=127.0.0.1:18191 --health-addr=127.0.0.1:19191 \
-    --watch-all-namespaces >"$B/source-controller.log" 2>&1 &
-  sc=$!
-  "$BIN/kustomize-controller" --concurrent=20 --metrics-addr=127.0.0.1:18192 --health-addr=127.0.0.1:19192 \
-    >"$B/kustomize-controller.log" 2>&1 &
-  kc=$!
-  sleep 2
-  pairs_yaml "$n" "$ns" >"$B/pairs.yaml"
-  start=$(date +%s.%N)
-  $KUBECTL apply --server-side --field-manager=bench -f "$B/pairs.yaml" >/dev/null
-  while [ "$(ready_count "$ns")" -lt "$n" ]; do sleep 1; done
-  elapsed=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN {printf "%.1f", e - s}')
-  read -r s_rss s_cpu < <(proc_stats "$sc")
-  read -r k_rss k_cpu < <(proc_stats "$kc")
+    >"$B/source-controller.log" 2>&1 &
+  echo $!
+}
 
-  before=$(api_requests)
-  token="storm-$(date +%s)"
-  $KUBECTL annotate kustomizations -n "$ns" --all --overwrite "reconcile.fluxcd.io/requestedAt=$token" >/dev/null
-  while [ "$(handled_count "$ns" "$token")" -lt "$n" ]; do sleep 1; done
-  after=$(api_requests)
-  # The annotate itself is 1 + N requests, and polling adds a few; both are subtracted.
-  per=$(awk -v a="$after" -v b="$before" -v n="$n" 'BEGIN {printf "%.2f", (a - b - n - 1) / n}')
-  per_object=$(awk -v p="$per" 'BEGIN {printf "%.2f", p / 4}')
+start_kustomize() { # start_kustomize IMPL → pid
+  case "$1" in
+    driftless)
+      "$BIN/kustomize-controller" --concurrent="$CONCURRENT" --metrics-addr=127.0.0.1:18192 \
+        --health-addr=127.0.0.1:19192 >"$B/kc-$1.log" 2>&1 & ;;
+    flux)
+      # As Flux ships it: GOMEMLIMIT from the 1Gi limit.
+      GOMEMLIMIT=1GiB RUNTIME_NAMESPACE=flux-system "$FLUX_KC" --concurrent="$CONCURRENT" \
+        --metrics-addr=127.0.0.1:18192 --health-addr=127.0.0.1:19192 --watch-all-namespaces \
+        --log-level=info >"$B/kc-$1.log" 2>&1 & ;;
+  esac
+  local pid=$!
+  for _ in $(seq 1 100); do
+    curl -fs http://127.0.0.1:19192/readyz >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  echo "$pid"
+}
 
-  kill "$sc" "$kc"; wait "$sc" "$kc" 2>/dev/null || true
-  echo "| $n | ${elapsed}s | $((s_rss / 1024)) MiB | $((k_rss / 1024)) MiB | $s_cpu | $k_cpu | $per | $per_object |" >>"$result"
-  echo "N=$n ready in ${elapsed}s; RSS source $((s_rss / 1024)) MiB, kustomize $((k_rss / 1024)) MiB; no-op requests/object $per"
+stop() { kill "$@" 2>/dev/null || true; wait "$@" 2>/dev/null || true; }
+
+version_of() {
+  case "$1" in
+    driftless) echo "driftless $(git rev-parse --short HEAD)" ;;
+    flux) echo "Flux kustomize-controller v$FLUX_KUSTOMIZE_CONTROLLER_VERSION" ;;
+  esac
+}
+
+raw=$B/raw.tsv
+: >"$raw"
+# record IMPL METRIC N VALUE
+record() { printf '%s\t%s\t%s\t%s\n' "$@" >>"$raw"; }
+
+for impl in $IMPLS; do
+  # W0 with no objects: start-up, then 10 s idle.
+  sc=$(start_source)
+  kc=$(start_kustomize "$impl")
+  sleep 10
+  record "$impl" idle_rss 0 "$(( $(rss_kib "$kc") / 1024 ))"
+  stop "$kc" "$sc"
+
+  for n in $SIZES; do
+    ns=bench-$impl-$n
+    $KUBECTL delete namespace "$ns" --ignore-not-found --wait=true >/dev/null
+    $KUBECTL create namespace "$ns" >/dev/null
+    echo "$impl N=$n: pushing $n artifacts"
+    for i in $(seq 1 "$n"); do push_app "$i" "$ns" 1; done
+    sc=$(start_source)
+    kc=$(start_kustomize "$impl")
+    pairs_yaml 1 "$n" "$ns" >"$B/pairs.yaml"
+    start=$(date +%s.%N)
+    $KUBECTL apply --server-side --field-manager=bench -f "$B/pairs.yaml" >/dev/null
+    deadline=$(( $(date +%s) + 1800 ))
+    while [ "$(ready_count "$ns")" -lt "$n" ]; do
+      [ "$(date +%s)" -lt "$deadline" ] || { echo "$impl N=$n: not all Ready in 30 min" >&2; break; }
+      sleep 1
+    done
+    elapsed=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN {printf "%.1f", e - s}')
+    state=$(applied_state "$ns")
+    [ "$state" -eq $((4 * n)) ] || echo "$impl N=$n: WARNING: $state objects applied, expected $((4 * n))" >&2
+    read -r p50 p95 < <(latencies "$ns")
+    record "$impl" ready_s "$n" "$elapsed"
+    record "$impl" latency_p50 "$n" "$p50"
+    record "$impl" latency_p95 "$n" "$p95"
+    record "$impl" peak_rss "$n" "$(( $(hwm_kib "$kc") / 1024 ))"
+    record "$impl" cpu_s "$n" "$(cpu_s "$kc")"
+    record "$impl" applied "$n" "$state"
+    sleep 10
+    record "$impl" steady_rss "$n" "$(( $(rss_kib "$kc") / 1024 ))"
+
+    # W3: a no-op storm.
+    before=$(api_requests)
+    token="storm-$(date +%s%N)"
+    $KUBECTL annotate kustomizations -n "$ns" --all --overwrite "reconcile.fluxcd.io/requestedAt=$token" >/dev/null
+    while [ "$(handled_count "$ns" "$token")" -lt "$n" ]; do sleep 1; done
+    after=$(api_requests)
+    # The annotate itself is 1 + N requests, and the polling a few more; both are subtracted.
+    record "$impl" noop_requests_per_object "$n" "$(awk -v a="$after" -v b="$before" -v n="$n" 'BEGIN {printf "%.2f", (a - b - n - 1) / n / 4}')"
+    echo "$impl N=$n: Ready in ${elapsed}s (p50 ${p50}s, p95 ${p95}s), peak $(( $(hwm_kib "$kc") / 1024 )) MiB"
+    stop "$kc" "$sc"
+    $KUBECTL delete namespace "$ns" --wait=false >/dev/null
+  done
+
+  # W4: commit-to-applied latency of one Kustomization, TRIALS times.
+  ns=bench-$impl-w4
+  $KUBECTL delete namespace "$ns" --ignore-not-found --wait=true >/dev/null
+  $KUBECTL create namespace "$ns" >/dev/null
+  push_app 1 "$ns" 1
+  sc=$(start_source)
+  kc=$(start_kustomize "$impl")
+  pairs_yaml 1 1 "$ns" | $KUBECTL apply --server-side --field-manager=bench -f - >/dev/null
+  while [ "$(ready_count "$ns")" -lt 1 ]; do sleep 0.2; done
+  : >"$B/w4-$impl.txt"
+  for t in $(seq 2 $((TRIALS + 1))); do
+    push_app 1 "$ns" "$t"
+    start=$(date +%s.%N)
+    $KUBECTL annotate ocirepository app1 -n "$ns" --overwrite "reconcile.fluxcd.io/requestedAt=w4-$t" >/dev/null
+    want="v1@sha1:$(printf '%040d' "$t")"
+    until [ "$($KUBECTL get kustomization app1 -n "$ns" -o jsonpath='{.status.lastAppliedRevision}')" = "$want" ]; do
+      sleep 0.05
+    done
+    awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN {printf "%.2f\n", e - s}' >>"$B/w4-$impl.txt"
+  done
+  stop "$kc" "$sc"
+  read -r w4p50 w4p95 < <(sort -n "$B/w4-$impl.txt" | awk '{a[NR] = $1} END {printf "%s %s", a[int(NR * 0.5) + 1], a[int(NR * 0.95) + 1 > NR ? NR : int(NR * 0.95) + 1]}')
+  record "$impl" w4_p50 1 "$w4p50"
+  record "$impl" w4_p95 1 "$w4p95"
+  echo "$impl W4: p50 ${w4p50}s p95 ${w4p95}s"
   $KUBECTL delete namespace "$ns" --wait=false >/dev/null
 done
-echo "wrote $result"
+
+date=$(date +%F)
+python3 hack/bench/report.py "$raw" "hack/bench/results/$date-vs-flux.md" "hack/bench/results/$date-vs-flux.svg" \
+  "$(version_of driftless)" "$(version_of flux)" "$K8S_VERSION" "$CONCURRENT"
+echo "wrote hack/bench/results/$date-vs-flux.md"

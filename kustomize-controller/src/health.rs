@@ -1,7 +1,90 @@
-//! Step 10: health, with kstatus rules for the built-in kinds and the Ready condition for
-//! everything else.
+//! Step 10: health, with kstatus rules for the built-in kinds, the Ready condition for
+//! everything else, and `healthCheckExprs` (CEL) for the kinds they name.
 
+use driftless_api::meta::CustomHealthCheck;
 use serde_json::Value;
+
+/// Compiled `healthCheckExprs` for one kind. The object's top-level fields (`metadata`, `spec`,
+/// `status`, …) are the variables, as in Flux.
+pub struct CustomHealth {
+    api_version: String,
+    kind: String,
+    current: cel::Program,
+    in_progress: Option<cel::Program>,
+    failed: Option<cel::Program>,
+}
+
+/// Compiles the expressions; an invalid one is named in the error.
+pub fn compile(checks: &[CustomHealthCheck]) -> Result<Vec<CustomHealth>, String> {
+    let program = |expr: &str, field: &str, check: &CustomHealthCheck| {
+        cel::Program::compile(expr).map_err(|e| {
+            format!(
+                "failed to parse the '{field}' expression of {}/{}: {e}",
+                check.api_version, check.kind
+            )
+        })
+    };
+    checks
+        .iter()
+        .map(|check| {
+            Ok(CustomHealth {
+                api_version: check.api_version.clone(),
+                kind: check.kind.clone(),
+                current: program(&check.current, "current", check)?,
+                in_progress: check
+                    .in_progress
+                    .as_deref()
+                    .map(|e| program(e, "inProgress", check))
+                    .transpose()?,
+                failed: check
+                    .failed
+                    .as_deref()
+                    .map(|e| program(e, "failed", check))
+                    .transpose()?,
+            })
+        })
+        .collect()
+}
+
+/// Whether a program is true for the object; evaluation errors (a field not there yet) are
+/// "not true".
+fn holds(program: &cel::Program, context: &cel::Context<'_, '_>) -> bool {
+    matches!(program.execute(context), Ok(cel::Value::Bool(true)))
+}
+
+/// The health of a live object: a matching custom check (evaluated inProgress → failed →
+/// current, as Flux does), else the built-in rules.
+pub fn compute_with(object: &Value, custom: &[CustomHealth]) -> Health {
+    let api_version = object
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let kind = object.get("kind").and_then(Value::as_str).unwrap_or_default();
+    let Some(check) = custom
+        .iter()
+        .find(|c| c.api_version == api_version && (c.kind.is_empty() || c.kind == kind))
+    else {
+        return compute(object);
+    };
+    let mut context = cel::Context::default();
+    if let Some(fields) = object.as_object() {
+        for (name, value) in fields {
+            if let Ok(value) = cel::to_value(value) {
+                context.add_variable_from_value(name.clone(), value);
+            }
+        }
+    }
+    if check.in_progress.as_ref().is_some_and(|p| holds(p, &context)) {
+        return Health::InProgress("the inProgress expression is true".into());
+    }
+    if check.failed.as_ref().is_some_and(|p| holds(p, &context)) {
+        return Health::Failed("the failed expression is true".into());
+    }
+    if holds(&check.current, &context) {
+        return Health::Current;
+    }
+    Health::InProgress("no expression is true yet".into())
+}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Health {
@@ -169,6 +252,33 @@ pub fn compute(object: &Value) -> Health {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn custom_expressions_decide_for_their_kind() {
+        let checks: Vec<CustomHealthCheck> = serde_json::from_value(serde_json::json!([{
+            "apiVersion": "cert-manager.io/v1", "kind": "Certificate",
+            "current": "status.conditions.filter(e, e.type == 'Ready').all(e, e.status == 'True')",
+            "failed": "status.conditions.filter(e, e.type == 'Ready').all(e, e.status == 'False')",
+        }]))
+        .unwrap_or_default();
+        let custom = compile(&checks).unwrap_or_default();
+        let cert = |status: &str| {
+            serde_json::json!({"apiVersion": "cert-manager.io/v1", "kind": "Certificate", "metadata": {"name": "c"},
+                "status": {"conditions": [{"type": "Ready", "status": status}]}})
+        };
+        assert_eq!(compute_with(&cert("True"), &custom), Health::Current);
+        assert!(matches!(compute_with(&cert("False"), &custom), Health::Failed(_)));
+        assert!(matches!(
+            compute_with(&cert("Unknown"), &custom),
+            Health::InProgress(_)
+        ));
+        let no_status = serde_json::json!({"apiVersion": "cert-manager.io/v1", "kind": "Certificate"});
+        assert!(matches!(compute_with(&no_status, &custom), Health::InProgress(_)));
+        let bad: Vec<CustomHealthCheck> = serde_json::from_value(serde_json::json!([{
+            "apiVersion": "x/v1", "kind": "X", "current": "status.(("}]))
+        .unwrap_or_default();
+        assert!(compile(&bad).is_err_and(|e| e.contains("'current' expression of x/v1/X")));
+    }
     use serde_json::json;
 
     #[test]

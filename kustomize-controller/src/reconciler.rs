@@ -84,6 +84,9 @@ impl Reconciler for KustomizationReconciler {
         status: &mut KustomizationStatus,
         ctx: &ReconcileContext<Kustomization>,
     ) -> Result<Success, ReconcileError> {
+        // Step 2: invalid health expressions stall before anything else happens.
+        let custom_health = health::compile(ks.spec.health_check_exprs.as_deref().unwrap_or_default())
+            .map_err(|e| ReconcileError::stalled(reasons::INVALID_CEL_EXPRESSION, e))?;
         let artifact = source::artifact(
             &ctx.client,
             ks,
@@ -180,6 +183,7 @@ impl Reconciler for KustomizationReconciler {
             ctx,
             &client,
             (&applied, &current),
+            &custom_health,
             quiet,
             &revision,
             timeout.saturating_sub(started.elapsed()),
@@ -513,6 +517,7 @@ impl KustomizationReconciler {
         ctx: &ReconcileContext<Kustomization>,
         client: &Client,
         (applied, current): (&[AppliedObject], &HashMap<ObjectId, Value>),
+        custom: &[health::CustomHealth],
         quiet: bool,
         revision: &str,
         timeout: Duration,
@@ -586,7 +591,7 @@ impl KustomizationReconciler {
             let mut pending = Vec::new();
             for (id, version) in &targets {
                 // Objects the apply found unchanged and current need no second read.
-                let known = current.get(id).map(health::compute);
+                let known = current.get(id).map(|o| health::compute_with(o, custom));
                 if first && known == Some(Health::Current) {
                     continue;
                 }
@@ -595,9 +600,10 @@ impl KustomizationReconciler {
                     Ok((resource, namespaced)) => {
                         let api = apply::api(client, &resource, namespaced, &id.namespace);
                         match api.get_opt(&id.name).await {
-                            Ok(Some(object)) => {
-                                health::compute(&serde_json::to_value(object).unwrap_or_default())
-                            }
+                            Ok(Some(object)) => health::compute_with(
+                                &serde_json::to_value(object).unwrap_or_default(),
+                                custom,
+                            ),
                             Ok(None) => Health::InProgress("NotFound".into()),
                             Err(e) => Health::InProgress(e.to_string()),
                         }

@@ -749,3 +749,47 @@ async fn a_new_revision_cancels_a_pending_health_wait() {
     assert_eq!(condition(&ks, "Healthy").unwrap().status, "True");
     w.done().await;
 }
+
+#[tokio::test]
+#[ignore = "needs the testenv (hack/testenv.sh up)"]
+async fn health_check_exprs_decide_health_and_invalid_ones_stall() {
+    let w = world("ks-cel").await;
+    let repo = Repo::new("ks-cel");
+    for (dir, state) in [("ok", "yes"), ("broken", "broken")] {
+        repo.write(
+            &format!("{dir}/cm.yaml"),
+            &format!(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {dir}\ndata:\n  ready: \"{state}\"\n"
+            ),
+        );
+    }
+    let revision = repo.commit("cel");
+    w.git_repository("repo", &repo).await;
+    let exprs = serde_json::json!([{"apiVersion": "v1", "kind": "ConfigMap",
+        "current": "data.ready == 'yes'", "failed": "data.ready == 'broken'"}]);
+    for name in ["ok", "broken"] {
+        w.kustomization(
+            name,
+            serde_json::json!({"path": format!("./{name}"), "wait": true, "timeout": "1m", "healthCheckExprs": exprs}),
+        )
+        .await;
+    }
+    w.kustomization(
+        "invalid",
+        serde_json::json!({"path": "./ok", "wait": true,
+            "healthCheckExprs": [{"apiVersion": "v1", "kind": "ConfigMap", "current": "data.(("}]}),
+    )
+    .await;
+    let ok = w.wait_applied("ok", &revision).await;
+    assert_eq!(condition(&ok, "Healthy").unwrap().status, "True");
+    // `failed` is true: the wait fails fast, well before its one-minute timeout.
+    let broken = w.wait_failed("broken", "HealthCheckFailed", "Failed").await;
+    assert!(
+        ready(&broken).unwrap().message.contains("ConfigMap/"),
+        "{:?}",
+        ready(&broken)
+    );
+    let invalid = w.wait_failed("invalid", "InvalidCELExpression", "current").await;
+    assert_eq!(condition(&invalid, "Stalled").unwrap().status, "True");
+    w.done().await;
+}
