@@ -291,6 +291,67 @@ pub async fn apply_staged(
     Ok((applied, changes, current))
 }
 
+/// Field managers whose fields the controller takes over, as Flux's cleanup does: objects
+/// created with `kubectl apply` or `kubectl create` keep fields owned by those managers, and
+/// fields removed from Git would then never be removed from the cluster.
+fn taken_over(entry: &Value, manager: &str) -> bool {
+    if entry
+        .get("subresource")
+        .and_then(Value::as_str)
+        .is_some_and(|s| !s.is_empty())
+    {
+        return false;
+    }
+    let operation = entry.get("operation").and_then(Value::as_str).unwrap_or_default();
+    match entry.get("manager").and_then(Value::as_str).unwrap_or_default() {
+        "kubectl" => true,
+        "before-first-apply" => operation == "Update",
+        m => m == manager && operation == "Update",
+    }
+}
+
+/// Union of two `fieldsV1` trees.
+fn merge_fields(into: &mut Value, from: &Value) {
+    if let (Value::Object(into), Value::Object(from)) = (into, from) {
+        for (key, value) in from {
+            merge_fields(
+                into.entry(key.clone())
+                    .or_insert_with(|| Value::Object(Default::default())),
+                value,
+            );
+        }
+    }
+}
+
+/// The object's managed fields with the taken-over managers' fields moved to `manager`'s Apply
+/// entry, or None when there is nothing to take over.
+fn take_over_fields(live: &Value, manager: &str, desired: &Value) -> Option<Value> {
+    let entries = live.pointer("/metadata/managedFields")?.as_array()?;
+    if !entries.iter().any(|e| taken_over(e, manager)) {
+        return None;
+    }
+    let api_version = desired.get("apiVersion").cloned().unwrap_or(Value::Null);
+    let mut merged = Value::Object(Default::default());
+    let mut kept = Vec::new();
+    for entry in entries {
+        let own_apply = entry.get("manager").and_then(Value::as_str) == Some(manager)
+            && entry.get("operation").and_then(Value::as_str) == Some("Apply");
+        if taken_over(entry, manager) || own_apply {
+            merge_fields(&mut merged, entry.get("fieldsV1").unwrap_or(&Value::Null));
+        } else {
+            kept.push(entry.clone());
+        }
+    }
+    kept.push(serde_json::json!({
+        "manager": manager,
+        "operation": "Apply",
+        "apiVersion": api_version,
+        "fieldsType": "FieldsV1",
+        "fieldsV1": merged,
+    }));
+    Some(Value::Array(kept))
+}
+
 /// The JSON pointers the drift-ignore rules that select `object` exclude.
 fn ignored_paths(rules: &[IgnoreRule], object: &Value) -> Result<Vec<String>, String> {
     let mut paths = Vec::new();
@@ -413,6 +474,8 @@ pub async fn apply_stage(
     let mut dry = params.clone();
     dry.dry_run = true;
     let mut plans = Vec::with_capacity(objects.len());
+    // Managed fields to rewrite before applying (Flux's cleanup of kubectl's managers).
+    let mut takeovers: Vec<(usize, Option<Value>)> = Vec::new();
     // What is applied: the manifest, minus drift-ignored fields on objects that exist.
     let mut manifests: Vec<Value> = objects.iter().map(|d| d.object.clone()).collect();
     let mut live: Vec<(usize, Value)> = Vec::new();
@@ -441,6 +504,12 @@ pub async fn apply_stage(
         if existing.is_some() && annotation(&desired.object, annotations::SSA) == Some("IfNotPresent") {
             plans.push((Action::Skipped, false));
             continue;
+        }
+        if let Some(existing) = &existing
+            && annotation(&desired.object, annotations::SSA) != Some("Merge")
+        {
+            let live = serde_json::to_value(existing).unwrap_or_default();
+            takeovers.push((plans.len(), take_over_fields(&live, manager, &desired.object)));
         }
         if let Some(existing) = &existing {
             // Ignored fields keep their live values (removing them would make server-side
@@ -492,6 +561,26 @@ pub async fn apply_stage(
     for (index, ((desired, manifest), (action, recreate))) in
         objects.iter().zip(&manifests).zip(plans).enumerate()
     {
+        if action != Action::Skipped
+            && let Some((_, Some(fields))) = takeovers.iter().find(|(i, _)| *i == index)
+        {
+            let api = api(
+                client,
+                &desired.resource,
+                desired.namespaced,
+                &desired.id.namespace,
+            );
+            let patch = serde_json::json!({"metadata": {"managedFields": fields}});
+            api.patch(&desired.id.name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .map_err(|e| {
+                    format!(
+                        "{} field manager cleanup failed: {}",
+                        desired.id.display(),
+                        api_message(&e)
+                    )
+                })?;
+        }
         if matches!(action, Action::Created | Action::Configured) {
             let api = api(
                 client,
@@ -627,6 +716,30 @@ pub fn stale_entries(old: Option<&ResourceInventory>, new: &ResourceInventory) -
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn kubectl_managers_are_taken_over() {
+        let live = serde_json::json!({"metadata": {"managedFields": [
+            {"manager": "kubectl", "operation": "Update", "apiVersion": "v1", "fieldsType": "FieldsV1",
+             "fieldsV1": {"f:data": {"f:a": {}}}},
+            {"manager": "kustomize-controller", "operation": "Apply", "apiVersion": "v1", "fieldsType": "FieldsV1",
+             "fieldsV1": {"f:data": {"f:b": {}}}},
+            {"manager": "kube-controller-manager", "operation": "Update", "apiVersion": "v1", "fieldsType": "FieldsV1",
+             "fieldsV1": {"f:status": {}}},
+        ]}});
+        let desired = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap"});
+        let fields = take_over_fields(&live, "kustomize-controller", &desired).unwrap();
+        let fields = fields.as_array().unwrap();
+        assert_eq!(fields.len(), 2);
+        assert_eq!(fields[0]["manager"], "kube-controller-manager");
+        assert_eq!(fields[1]["manager"], "kustomize-controller");
+        assert_eq!(
+            fields[1]["fieldsV1"],
+            serde_json::json!({"f:data": {"f:a": {}, "f:b": {}}})
+        );
+        let clean = serde_json::json!({"metadata": {"managedFields": [fields[1].clone()]}});
+        assert!(take_over_fields(&clean, "kustomize-controller", &desired).is_none());
+    }
 
     #[test]
     fn ignore_rules_remove_selected_fields() {

@@ -793,3 +793,41 @@ async fn health_check_exprs_decide_health_and_invalid_ones_stall() {
     assert_eq!(condition(&invalid, "Stalled").unwrap().status, "True");
     w.done().await;
 }
+
+#[tokio::test]
+#[ignore = "needs the testenv (hack/testenv.sh up)"]
+async fn fields_applied_with_kubectl_before_adoption_follow_git() {
+    let w = world("ks-adopt").await;
+    // Someone ran `kubectl apply --server-side` first, with a key Git does not have.
+    w.config_maps()
+        .patch(
+            "settings",
+            &PatchParams::apply("kubectl"),
+            &Patch::Apply(serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "settings"}, "data": {"value": "old", "extra": "stale"}})),
+        )
+        .await
+        .unwrap();
+    let repo = Repo::new("ks-adopt");
+    repo.write("cm.yaml", &config_map("settings", "new"));
+    let revision = repo.commit("adopt");
+    w.git_repository("repo", &repo).await;
+    w.kustomization("app", serde_json::json!({})).await;
+    w.wait_applied("app", &revision).await;
+    let cm = w.config_maps().get("settings").await.unwrap();
+    let data = cm.data.clone().unwrap();
+    assert_eq!(data["value"], "new");
+    assert!(
+        !data.contains_key("extra"),
+        "kubectl's fields were taken over and pruned: {data:?}"
+    );
+    let managers: Vec<String> = cm
+        .metadata
+        .managed_fields
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|m| m.manager)
+        .collect();
+    assert!(!managers.contains(&"kubectl".to_string()), "{managers:?}");
+    w.done().await;
+}
