@@ -174,7 +174,8 @@ up_control_plane() {
       --authorization-mode=RBAC \
       --service-account-issuer=https://kubernetes.default.svc.cluster.local \
       --service-account-key-file="$T/pki/sa.pub" --service-account-signing-key-file="$T/pki/sa.key" \
-      --service-cluster-ip-range=10.0.0.0/24 --allow-privileged=true --profiling=false --v=1
+      --service-cluster-ip-range=10.0.0.0/16 --allow-privileged=true --profiling=false --v=1
+    # (a /16 of Service IPs: hack/bench creates thousands of Services)
   fi
   wait_for kube-apiserver 120 apiserver_ready
 

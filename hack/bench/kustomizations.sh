@@ -27,6 +27,11 @@ IMPLS=${IMPLS:-"driftless flux"}
 TRIALS=${TRIALS:-20}
 CONCURRENT=${CONCURRENT:-20}
 B=$root/target/bench/kustomizations
+# Artifacts are pushed once per run (the registry may have been reset since the last one).
+# KEEP=1 continues a run: artifacts and measurements so far are kept.
+if [ "${KEEP:-}" != 1 ]; then
+  rm -rf "$B/apps" "$B"/pushed-* "$B/raw.tsv"
+fi
 mkdir -p "$B" hack/bench/results
 
 # shellcheck source=hack/versions.sh
@@ -36,19 +41,36 @@ hack/testenv.sh up >/dev/null
 . target/testenv/env.sh
 cargo build -q --release -p source-controller -p kustomize-controller -p driftless-cli
 BIN=$root/target/release
-if [[ " $IMPLS " == *" flux "* ]]; then
+FLUX_KC=$TESTBINS_CACHE/flux-ctrl/kustomize-controller-v$FLUX_KUSTOMIZE_CONTROLLER_VERSION
+if [[ " $IMPLS " == *" flux "* ]] && [ ! -x "$FLUX_KC" ]; then
   hack/build-testbins.sh flux-controllers
 fi
-FLUX_KC=$TESTBINS_CACHE/flux-ctrl/kustomize-controller-v$FLUX_KUSTOMIZE_CONTROLLER_VERSION
 $KUBECTL apply --server-side --force-conflicts --field-manager=bench -f manifests/crds >/dev/null
 $KUBECTL wait --for=condition=Established crd --all --timeout=60s >/dev/null
+# Deletes a bench namespace. The controllers are stopped by then, so the toolkit objects lose
+# their finalizers first (else the namespace would wait for a controller forever).
+drop_namespace() { # drop_namespace NAMESPACE [--wait=true|false]
+  local k
+  for k in kustomizations ocirepositories; do
+    $KUBECTL get "$k" -n "$1" -o name 2>/dev/null |
+      xargs -r -P 8 -I{} $KUBECTL patch {} -n "$1" --type=merge -p '{"metadata":{"finalizers":null}}' >/dev/null
+  done
+  $KUBECTL delete namespace "$1" --ignore-not-found "${2:---wait=true}" >/dev/null
+}
+
+# Leftovers of an interrupted run would be reconciled too (and hold Service IPs).
+for ns in $($KUBECTL get namespaces -o name | sed -n 's#^namespace/\(bench-.*\)#\1#p'); do
+  drop_namespace "$ns"
+done
 $KUBECTL create namespace flux-system --dry-run=client -o yaml | $KUBECTL apply --server-side -f - >/dev/null
 
-app_yaml() { # app_yaml I NAMESPACE TAG
+# The objects carry no namespace: the Kustomizations set targetNamespace, so one set of
+# artifacts per N serves both implementations.
+app_yaml() { # app_yaml I TAG
   cat <<EOF
 apiVersion: apps/v1
 kind: Deployment
-metadata: {name: app$1, namespace: $2, annotations: {bench/tag: "$3"}}
+metadata: {name: app$1, annotations: {bench/tag: "$2"}}
 spec:
   replicas: 0
   selector: {matchLabels: {app: app$1}}
@@ -60,18 +82,18 @@ spec:
 ---
 apiVersion: v1
 kind: ServiceAccount
-metadata: {name: app$1, namespace: $2}
+metadata: {name: app$1}
 ---
 apiVersion: v1
 kind: Service
-metadata: {name: app$1, namespace: $2}
+metadata: {name: app$1}
 spec:
   selector: {app: app$1}
   ports: [{port: 80, targetPort: 9898}]
 ---
 apiVersion: networking.k8s.io/v1
 kind: Ingress
-metadata: {name: app$1, namespace: $2}
+metadata: {name: app$1}
 spec:
   rules:
   - host: app$1.example.com
@@ -80,22 +102,31 @@ spec:
 EOF
 }
 
-push_app() { # push_app I NAMESPACE TAG
+push_app() { # push_app I SET TAG: artifact oci://…/bench/SET/appI:v1
   local d=$B/apps/$2/app$1
   mkdir -p "$d"
-  app_yaml "$1" "$2" "$3" >"$d/app.yaml"
+  app_yaml "$1" "$3" >"$d/app.yaml"
   "$BIN/driftless" push artifact "oci://$OCI_REGISTRY/bench/$2/app$1:v1" --path "$d" --source bench \
     --revision "v1@sha1:$(printf '%040d' "$3")" --insecure-registry >/dev/null
 }
+export -f push_app app_yaml
+export B BIN OCI_REGISTRY
 
-pairs_yaml() { # pairs_yaml FIRST LAST NAMESPACE
+push_set() { # push_set N: the N artifacts of set nN, once (4 pushes at a time)
+  [ -f "$B/pushed-n$1" ] && return 0
+  echo "pushing $1 artifacts"
+  seq 1 "$1" | xargs -P 4 -I{} bash -c 'push_app {} n'"$1"' 1'
+  touch "$B/pushed-n$1"
+}
+
+pairs_yaml() { # pairs_yaml FIRST LAST NAMESPACE SET
   for i in $(seq "$1" "$2"); do
     cat <<EOF
 ---
 apiVersion: source.toolkit.fluxcd.io/v1
 kind: OCIRepository
 metadata: {name: app$i, namespace: $3}
-spec: {url: "oci://$OCI_REGISTRY/bench/$3/app$i", insecure: true, interval: 60m, ref: {tag: v1}}
+spec: {url: "oci://$OCI_REGISTRY/bench/$4/app$i", insecure: true, interval: 60m, ref: {tag: v1}}
 ---
 apiVersion: kustomize.toolkit.fluxcd.io/v1
 kind: Kustomization
@@ -105,6 +136,7 @@ spec:
   timeout: 1m
   wait: true
   prune: true
+  targetNamespace: $3
   sourceRef: {kind: OCIRepository, name: app$i}
 EOF
   done
@@ -181,7 +213,7 @@ version_of() {
 }
 
 raw=$B/raw.tsv
-: >"$raw"
+touch "$raw"
 # record IMPL METRIC N VALUE
 record() { printf '%s\t%s\t%s\t%s\n' "$@" >>"$raw"; }
 
@@ -195,13 +227,12 @@ for impl in $IMPLS; do
 
   for n in $SIZES; do
     ns=bench-$impl-$n
-    $KUBECTL delete namespace "$ns" --ignore-not-found --wait=true >/dev/null
+    drop_namespace "$ns"
     $KUBECTL create namespace "$ns" >/dev/null
-    echo "$impl N=$n: pushing $n artifacts"
-    for i in $(seq 1 "$n"); do push_app "$i" "$ns" 1; done
+    push_set "$n"
     sc=$(start_source)
     kc=$(start_kustomize "$impl")
-    pairs_yaml 1 "$n" "$ns" >"$B/pairs.yaml"
+    pairs_yaml 1 "$n" "$ns" "n$n" >"$B/pairs.yaml"
     start=$(date +%s.%N)
     $KUBECTL apply --server-side --field-manager=bench -f "$B/pairs.yaml" >/dev/null
     deadline=$(( $(date +%s) + 1800 ))
@@ -232,35 +263,37 @@ for impl in $IMPLS; do
     record "$impl" noop_requests_per_object "$n" "$(awk -v a="$after" -v b="$before" -v n="$n" 'BEGIN {printf "%.2f", (a - b - n - 1) / n / 4}')"
     echo "$impl N=$n: Ready in ${elapsed}s (p50 ${p50}s, p95 ${p95}s), peak $(( $(hwm_kib "$kc") / 1024 )) MiB"
     stop "$kc" "$sc"
-    $KUBECTL delete namespace "$ns" --wait=false >/dev/null
+    drop_namespace "$ns" --wait=false
   done
 
   # W4: commit-to-applied latency of one Kustomization, TRIALS times.
   ns=bench-$impl-w4
-  $KUBECTL delete namespace "$ns" --ignore-not-found --wait=true >/dev/null
+  drop_namespace "$ns"
   $KUBECTL create namespace "$ns" >/dev/null
-  push_app 1 "$ns" 1
+  push_app 1 "w4-$impl" 1
   sc=$(start_source)
   kc=$(start_kustomize "$impl")
-  pairs_yaml 1 1 "$ns" | $KUBECTL apply --server-side --field-manager=bench -f - >/dev/null
+  pairs_yaml 1 1 "$ns" "w4-$impl" | $KUBECTL apply --server-side --field-manager=bench -f - >/dev/null
   while [ "$(ready_count "$ns")" -lt 1 ]; do sleep 0.2; done
   : >"$B/w4-$impl.txt"
   for t in $(seq 2 $((TRIALS + 1))); do
-    push_app 1 "$ns" "$t"
+    push_app 1 "w4-$impl" "$t"
     start=$(date +%s.%N)
     $KUBECTL annotate ocirepository app1 -n "$ns" --overwrite "reconcile.fluxcd.io/requestedAt=w4-$t" >/dev/null
+    # The artifact's revision is v1@sha256:<digest>; the commit is its origin revision.
     want="v1@sha1:$(printf '%040d' "$t")"
-    until [ "$($KUBECTL get kustomization app1 -n "$ns" -o jsonpath='{.status.lastAppliedRevision}')" = "$want" ]; do
+    until [ "$($KUBECTL get kustomization app1 -n "$ns" -o jsonpath='{.status.lastAppliedOriginRevision}')" = "$want" ]; do
       sleep 0.05
     done
     awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN {printf "%.2f\n", e - s}' >>"$B/w4-$impl.txt"
   done
   stop "$kc" "$sc"
-  read -r w4p50 w4p95 < <(sort -n "$B/w4-$impl.txt" | awk '{a[NR] = $1} END {printf "%s %s", a[int(NR * 0.5) + 1], a[int(NR * 0.95) + 1 > NR ? NR : int(NR * 0.95) + 1]}')
+  read -r w4p50 w4p95 < <(sort -n "$B/w4-$impl.txt" | awk '{a[NR] = $1}
+    END {i = int(NR * 0.5) + 1; j = int(NR * 0.95) + 1; if (j > NR) j = NR; printf "%s %s\n", a[i], a[j]}')
   record "$impl" w4_p50 1 "$w4p50"
   record "$impl" w4_p95 1 "$w4p95"
   echo "$impl W4: p50 ${w4p50}s p95 ${w4p95}s"
-  $KUBECTL delete namespace "$ns" --wait=false >/dev/null
+  drop_namespace "$ns" --wait=false
 done
 
 date=$(date +%F)

@@ -28,8 +28,11 @@ use crate::{generator, source, substitute};
 
 const HEALTHY: &str = "Healthy";
 
-/// How often health is polled while waiting.
-const HEALTH_POLL: Duration = Duration::from_secs(2);
+/// Health is polled soon after the apply (most objects are ready within a moment: a controller
+/// only has to observe them), then less and less often, up to every 2 s. A fixed 2 s first
+/// wait held each worker for 2 s per Kustomization (measured: half of W1's time at N = 1000).
+const HEALTH_POLL_FIRST: Duration = Duration::from_millis(100);
+const HEALTH_POLL_MAX: Duration = Duration::from_secs(2);
 
 /// Settings from the command line.
 #[derive(Clone, Debug)]
@@ -587,6 +590,7 @@ impl KustomizationReconciler {
             ReconcileError::transient(reasons::HEALTH_CHECK_FAILED, message)
         };
         let mut first = true;
+        let mut poll = HEALTH_POLL_FIRST;
         loop {
             let mut pending = Vec::new();
             for (id, version) in &targets {
@@ -632,15 +636,20 @@ impl KustomizationReconciler {
                 );
                 return Ok(());
             }
-            if Instant::now() + HEALTH_POLL > deadline {
+            if Instant::now() + poll > deadline {
                 return Err(unhealthy(
                     status,
                     format!("timeout waiting for: [{}]", pending.join(", ")),
                 ));
             }
-            tokio::time::sleep(HEALTH_POLL).await;
+            tokio::time::sleep(poll).await;
+            poll = (poll * 2).min(HEALTH_POLL_MAX);
             // A new revision makes this wait moot: give way to the reconcile that applies it
-            // (Flux's CancelHealthCheckOnNewRevision).
+            // (Flux's CancelHealthCheckOnNewRevision). Checked once polls are slow, so that
+            // short waits cost no source reads.
+            if poll < HEALTH_POLL_MAX {
+                continue;
+            }
             if let Ok(latest) = source::artifact(
                 &ctx.client,
                 ks,
