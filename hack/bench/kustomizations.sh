@@ -52,8 +52,10 @@ $KUBECTL wait --for=condition=Established crd --all --timeout=60s >/dev/null
 drop_namespace() { # drop_namespace NAMESPACE [--wait=true|false]
   local k
   for k in kustomizations ocirepositories; do
+    # (objects may vanish meanwhile: errors are expected and ignored)
     $KUBECTL get "$k" -n "$1" -o name 2>/dev/null |
-      xargs -r -P 8 -I{} $KUBECTL patch {} -n "$1" --type=merge -p '{"metadata":{"finalizers":null}}' >/dev/null
+      xargs -r -P 8 -I{} $KUBECTL patch {} -n "$1" --type=merge -p '{"metadata":{"finalizers":null}}' \
+        >/dev/null 2>&1 || true
   done
   $KUBECTL delete namespace "$1" --ignore-not-found "${2:---wait=true}" >/dev/null
 }
@@ -203,7 +205,15 @@ start_kustomize() { # start_kustomize IMPL → pid
   echo "$pid"
 }
 
-stop() { kill "$@" 2>/dev/null || true; wait "$@" 2>/dev/null || true; }
+# Stops controllers and waits until they are gone (they are not children of this shell, and
+# a controller still shutting down would hold the ports of the next one).
+stop() {
+  local p
+  kill "$@" 2>/dev/null || true
+  for p in "$@"; do
+    while kill -0 "$p" 2>/dev/null; do sleep 0.2; done
+  done
+}
 
 version_of() {
   case "$1" in
@@ -233,6 +243,11 @@ for impl in $IMPLS; do
     sc=$(start_source)
     kc=$(start_kustomize "$impl")
     pairs_yaml 1 "$n" "$ns" "n$n" >"$B/pairs.yaml"
+    # Where the time goes: the apiserver's and etcd's CPU and the requests served during W1.
+    apiserver=$(pgrep -f "$KUBE_BIN_DIR/kube-apiserver" | head -1)
+    etcd=$(pgrep -f "/etcd --name" | head -1)
+    w1_requests=$(api_requests)
+    w1_cpu=$(awk -v a="$(cpu_s "$apiserver")" -v e="$(cpu_s "$etcd")" -v s="$(cpu_s "$sc")" 'BEGIN {print a + e, s}')
     start=$(date +%s.%N)
     $KUBECTL apply --server-side --field-manager=bench -f "$B/pairs.yaml" >/dev/null
     deadline=$(( $(date +%s) + 1800 ))
@@ -245,6 +260,10 @@ for impl in $IMPLS; do
     [ "$state" -eq $((4 * n)) ] || echo "$impl N=$n: WARNING: $state objects applied, expected $((4 * n))" >&2
     read -r p50 p95 < <(latencies "$ns")
     record "$impl" ready_s "$n" "$elapsed"
+    read -r control_before source_before <<<"$w1_cpu"
+    record "$impl" w1_requests_per_kustomization "$n" "$(awk -v a="$(api_requests)" -v b="$w1_requests" -v n="$n" 'BEGIN {printf "%.1f", (a - b) / n}')"
+    record "$impl" w1_apiserver_etcd_cpu_s "$n" "$(awk -v a="$(cpu_s "$apiserver")" -v e="$(cpu_s "$etcd")" -v b="$control_before" 'BEGIN {printf "%.1f", a + e - b}')"
+    record "$impl" w1_source_cpu_s "$n" "$(awk -v s="$(cpu_s "$sc")" -v b="$source_before" 'BEGIN {printf "%.1f", s - b}')"
     record "$impl" latency_p50 "$n" "$p50"
     record "$impl" latency_p95 "$n" "$p95"
     record "$impl" peak_rss "$n" "$(( $(hwm_kib "$kc") / 1024 ))"
@@ -266,7 +285,8 @@ for impl in $IMPLS; do
     drop_namespace "$ns" --wait=false
   done
 
-  # W4: commit-to-applied latency of one Kustomization, TRIALS times.
+  # W4: commit-to-applied latency of one Kustomization, TRIALS times (TRIALS=0 skips it).
+  [ "$TRIALS" -gt 0 ] || continue
   ns=bench-$impl-w4
   drop_namespace "$ns"
   $KUBECTL create namespace "$ns" >/dev/null
