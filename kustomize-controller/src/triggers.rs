@@ -30,12 +30,18 @@ where
     }
 }
 
-/// Kustomizations that use the changed source.
-fn source_changes<K>(
+/// Which Kustomizations an object of kind `K` concerns: `(ks, kind, namespace, name)`.
+type Uses = fn(&Kustomization, &str, &str, &str) -> bool;
+
+/// Kustomizations that use an object of kind `K` whose `fingerprint` changed: a source's
+/// artifact, a watched ConfigMap's or Secret's data.
+fn referrers<K>(
     client: &Client,
     namespace: &Option<String>,
     store: Store<Kustomization>,
-    artifact: fn(&K) -> Option<u64>,
+    config: watcher::Config,
+    fingerprint: fn(&K) -> Option<u64>,
+    uses: Uses,
 ) -> BoxStream<'static, ObjectRef<Kustomization>>
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
@@ -46,26 +52,39 @@ where
         + Sync
         + 'static,
 {
-    watcher(
-        api::<K>(client, namespace),
-        watcher::Config::default().any_semantic(),
-    )
-    .default_backoff()
-    .applied_objects()
-    .predicate_filter(artifact, Default::default())
-    .filter_map(|r| futures::future::ready(r.ok()))
-    .flat_map(move |source| {
-        let kind = K::kind(&()).to_string();
-        let (ns, name) = (source.namespace().unwrap_or_default(), source.name_any());
-        let refs: Vec<_> = store
-            .state()
-            .iter()
-            .filter(|ks| crate::source::source_key(ks) == (kind.clone(), ns.clone(), name.clone()))
-            .map(|ks| ObjectRef::from_obj(&**ks))
-            .collect();
-        futures::stream::iter(refs)
-    })
-    .boxed()
+    watcher(api::<K>(client, namespace), config.any_semantic())
+        .default_backoff()
+        .applied_objects()
+        .predicate_filter(fingerprint, Default::default())
+        .filter_map(|r| futures::future::ready(r.ok()))
+        .flat_map(move |object| {
+            let kind = K::kind(&()).to_string();
+            let (ns, name) = (object.namespace().unwrap_or_default(), object.name_any());
+            let refs: Vec<_> = store
+                .state()
+                .iter()
+                .filter(|ks| uses(ks, &kind, &ns, &name))
+                .map(|ks| ObjectRef::from_obj(&**ks))
+                .collect();
+            futures::stream::iter(refs)
+        })
+        .boxed()
+}
+
+/// Kustomizations whose source is `kind/namespace/name`.
+fn uses_source(ks: &Kustomization, kind: &str, namespace: &str, name: &str) -> bool {
+    let (k, ns, n) = crate::source::source_key(ks);
+    k == kind && ns == namespace && n == name
+}
+
+/// Kustomizations that use the ConfigMap or Secret `kind/namespace/name`.
+fn uses_watched_config(ks: &Kustomization, kind: &str, namespace: &str, name: &str) -> bool {
+    ks.namespace().as_deref() == Some(namespace) && uses_config(ks, kind, name)
+}
+
+/// The artifact fingerprint of a source.
+fn artifact_of(artifact: Option<&driftless_api::meta::Artifact>) -> Option<u64> {
+    artifact.map(|a| hash_of((&a.revision, &a.digest)))
 }
 
 /// Dependents of a Kustomization that just became ready (or applied a new revision).
@@ -145,90 +164,70 @@ fn uses_config(ks: &Kustomization, kind: &str, name: &str) -> bool {
         )
 }
 
-/// Kustomizations that use a watched ConfigMap or Secret whose data changed.
-fn config_changes<K>(
-    client: &Client,
-    namespace: &Option<String>,
-    store: Store<Kustomization>,
-    data: fn(&K) -> Option<u64>,
-) -> BoxStream<'static, ObjectRef<Kustomization>>
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-{
-    watcher(
-        api::<K>(client, namespace),
-        watcher::Config::default()
-            .labels(WATCH_CONFIGS_SELECTOR)
-            .any_semantic(),
-    )
-    .default_backoff()
-    .applied_objects()
-    .predicate_filter(data, Default::default())
-    .filter_map(|r| futures::future::ready(r.ok()))
-    .flat_map(move |config| {
-        let kind = K::kind(&()).to_string();
-        let (ns, name) = (config.namespace().unwrap_or_default(), config.name_any());
-        let refs: Vec<_> = store
-            .state()
-            .iter()
-            .filter(|ks| ks.namespace().as_deref() == Some(ns.as_str()) && uses_config(ks, &kind, &name))
-            .map(|ks| ObjectRef::from_obj(&**ks))
-            .collect();
-        futures::stream::iter(refs)
-    })
-    .boxed()
-}
-
 pub fn triggers(client: Client, namespace: Option<String>) -> TriggerFn<Kustomization> {
     Box::new(move |store| {
+        let sources = watcher::Config::default;
+        let configs = || watcher::Config::default().labels(WATCH_CONFIGS_SELECTOR);
         futures::stream::select_all([
-            source_changes::<GitRepository>(&client, &namespace, store.clone(), |s| {
-                s.status
-                    .as_ref()?
-                    .artifact
-                    .as_ref()
-                    .map(|a| hash_of((&a.revision, &a.digest)))
-            }),
-            source_changes::<OCIRepository>(&client, &namespace, store.clone(), |s| {
-                s.status
-                    .as_ref()?
-                    .artifact
-                    .as_ref()
-                    .map(|a| hash_of((&a.revision, &a.digest)))
-            }),
-            source_changes::<Bucket>(&client, &namespace, store.clone(), |s| {
-                s.status
-                    .as_ref()?
-                    .artifact
-                    .as_ref()
-                    .map(|a| hash_of((&a.revision, &a.digest)))
-            }),
-            source_changes::<ExternalArtifact>(&client, &namespace, store.clone(), |s| {
-                s.status
-                    .as_ref()?
-                    .artifact
-                    .as_ref()
-                    .map(|a| hash_of((&a.revision, &a.digest)))
-            }),
-            config_changes::<ConfigMap>(&client, &namespace, store.clone(), |c| {
-                Some(hash_of((
-                    &c.data,
-                    &c.binary_data.as_ref().map(|b| b.keys().collect::<Vec<_>>()),
-                )))
-            }),
-            config_changes::<Secret>(&client, &namespace, store.clone(), |s| {
-                Some(hash_of(
-                    s.data
-                        .as_ref()
-                        .map(|d| d.iter().map(|(k, v)| (k, &v.0)).collect::<Vec<_>>()),
-                ))
-            }),
+            referrers::<GitRepository>(
+                &client,
+                &namespace,
+                store.clone(),
+                sources(),
+                |s| artifact_of(s.status.as_ref()?.artifact.as_ref()),
+                uses_source,
+            ),
+            referrers::<OCIRepository>(
+                &client,
+                &namespace,
+                store.clone(),
+                sources(),
+                |s| artifact_of(s.status.as_ref()?.artifact.as_ref()),
+                uses_source,
+            ),
+            referrers::<Bucket>(
+                &client,
+                &namespace,
+                store.clone(),
+                sources(),
+                |s| artifact_of(s.status.as_ref()?.artifact.as_ref()),
+                uses_source,
+            ),
+            referrers::<ExternalArtifact>(
+                &client,
+                &namespace,
+                store.clone(),
+                sources(),
+                |s| artifact_of(s.status.as_ref()?.artifact.as_ref()),
+                uses_source,
+            ),
+            referrers::<ConfigMap>(
+                &client,
+                &namespace,
+                store.clone(),
+                configs(),
+                |c| {
+                    Some(hash_of((
+                        &c.data,
+                        &c.binary_data.as_ref().map(|b| b.keys().collect::<Vec<_>>()),
+                    )))
+                },
+                uses_watched_config,
+            ),
+            referrers::<Secret>(
+                &client,
+                &namespace,
+                store.clone(),
+                configs(),
+                |s| {
+                    Some(hash_of(
+                        s.data
+                            .as_ref()
+                            .map(|d| d.iter().map(|(k, v)| (k, &v.0)).collect::<Vec<_>>()),
+                    ))
+                },
+                uses_watched_config,
+            ),
             dependency_ready(&client, &namespace, store),
         ])
         .boxed()
