@@ -81,13 +81,8 @@ fn row(kind: &KindInfo, object: &Value, prefix_kind: bool, all_namespaces: bool)
         match kinds::condition(object, "Ready") {
             Some(ready) => {
                 row.push(text(ready, "/status").to_string());
-                row.push(
-                    text(ready, "/message")
-                        .lines()
-                        .next()
-                        .unwrap_or_default()
-                        .to_string(),
-                );
+                let message = text(ready, "/message").lines().next().unwrap_or_default();
+                row.push(kinds::short_revision(message));
             }
             None => {
                 row.push("Unknown".into());
