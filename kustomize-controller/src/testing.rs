@@ -9,7 +9,7 @@ use driftless_runtime::metrics::Metrics;
 use driftless_runtime::reconcile::{KindController, LoopSettings};
 use kube::Client;
 use source_controller::git_repository::GitRepositoryReconciler;
-use source_controller::{server, storage::Storage};
+use source_controller::server;
 use tokio::sync::oneshot;
 
 use crate::reconciler::{KustomizationReconciler, Settings};
@@ -23,29 +23,13 @@ pub struct Controllers {
 /// Starts source-controller and kustomize-controller watching `namespace`.
 pub async fn start_controllers(client: &Client, namespace: &str) -> Controllers {
     driftless_artifact::install_crypto_provider();
-    let storage_dir = tempfile::tempdir().expect("storage dir");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind artifact server");
-    let addr = listener.local_addr().expect("artifact server address");
-    let storage = Arc::new(
-        Storage::new(
-            storage_dir.path().to_path_buf(),
-            &addr.to_string(),
-            Duration::from_secs(60),
-            2,
-        )
-        .expect("storage"),
-    );
     let (tx, rx) = oneshot::channel::<()>();
     let stop = futures::FutureExt::shared(async move {
         let _ = rx.await;
     });
-    tokio::spawn(server::serve_on(
-        listener,
-        storage_dir.path().to_path_buf(),
-        stop.clone(),
-    ));
+    let served = server::serve_temporary(stop.clone())
+        .await
+        .expect("artifact storage and server");
     let settings = LoopSettings {
         namespace: Some(namespace.to_string()),
         min_retry_delay: Duration::from_millis(500),
@@ -53,7 +37,7 @@ pub async fn start_controllers(client: &Client, namespace: &str) -> Controllers 
         ..LoopSettings::default()
     };
     let sources = KindController::new(
-        GitRepositoryReconciler::new(storage, Duration::from_secs(10)),
+        GitRepositoryReconciler::new(served.storage, Duration::from_secs(10)),
         client.clone(),
         "source-controller",
         "source-controller",
@@ -84,7 +68,7 @@ pub async fn start_controllers(client: &Client, namespace: &str) -> Controllers 
     ));
     tokio::spawn(Arc::new(kustomizations).run(stop));
     Controllers {
-        _storage: storage_dir,
+        _storage: served.dir,
         _stop: tx,
     }
 }

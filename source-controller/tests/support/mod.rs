@@ -61,27 +61,12 @@ where
     let client = testing::client().await;
     testing::install_toolkit_crds(&client).await;
     let ns = testing::namespace(&client, prefix).await;
-    let storage_dir = tempfile::tempdir().unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let artifact_addr = listener.local_addr().unwrap();
-    let storage = Arc::new(
-        Storage::new(
-            storage_dir.path().to_path_buf(),
-            &artifact_addr.to_string(),
-            Duration::from_secs(60),
-            2,
-        )
-        .unwrap(),
-    );
     let (tx, rx) = oneshot::channel::<()>();
     let stop = futures::FutureExt::shared(async move {
         let _ = rx.await;
     });
-    tokio::spawn(server::serve_on(
-        listener,
-        storage_dir.path().to_path_buf(),
-        stop.clone(),
-    ));
+    let served = server::serve_temporary(stop.clone()).await.unwrap();
+    let (storage, storage_dir, artifact_addr) = (served.storage, served.dir, served.addr);
     let mut ctrl = KindController::new(
         reconciler(storage),
         client.clone(),
