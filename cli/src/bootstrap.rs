@@ -134,7 +134,7 @@ pub async fn bootstrap_git(global: &GlobalArgs, args: &BootstrapGit) -> anyhow::
                 args.branch
             ));
             step("pushing component manifests to the remote");
-            push(&checkout).await?;
+            push(&checkout)?;
         }
         None => success("component manifests are up to date"),
     }
@@ -209,7 +209,7 @@ pub async fn bootstrap_git(global: &GlobalArgs, args: &BootstrapGit) -> anyhow::
                 args.branch
             ));
             step("pushing sync manifests to the remote");
-            push(&checkout).await?;
+            push(&checkout)?;
         }
         None => success("sync manifests are up to date"),
     }
@@ -268,8 +268,8 @@ pub async fn bootstrap_git(global: &GlobalArgs, args: &BootstrapGit) -> anyhow::
     Ok(())
 }
 
-async fn push(checkout: &Checkout) -> anyhow::Result<()> {
-    // git2 is blocking; the checkout is not Send, so push in place (a short operation).
+fn push(checkout: &Checkout) -> anyhow::Result<()> {
+    // Blocking git2 on the CLI's own thread: nothing else runs on this runtime meanwhile.
     checkout.push()?;
     success("pushed to the remote");
     Ok(())
