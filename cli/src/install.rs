@@ -22,10 +22,17 @@ const MIN_KUBERNETES: (u64, u64) = (1, 33);
 /// Applies objects in Flux's stages (CRDs and Namespaces first) and prints what changed.
 pub async fn apply_objects(cluster: &Cluster, objects: Vec<Value>) -> anyhow::Result<()> {
     let discovery = Discovery::default();
-    let (applied, changes, _) =
-        apply::apply_staged(&cluster.client, &discovery, objects, FIELD_MANAGER, false, &[])
-            .await
-            .map_err(|e| anyhow!("apply failed: {e}"))?;
+    let (applied, changes, _) = apply::apply_staged(
+        &cluster.client,
+        &discovery,
+        objects,
+        FIELD_MANAGER,
+        false,
+        &[],
+        &apply::Observed::default(),
+    )
+    .await
+    .map_err(|e| anyhow!("apply failed: {e}"))?;
     for line in &changes {
         eprintln!("{line}");
     }

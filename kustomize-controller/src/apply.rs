@@ -251,6 +251,7 @@ pub async fn apply_staged(
     manager: &str,
     force: bool,
     ignore: &[IgnoreRule],
+    observed: &Observed,
 ) -> Result<Applied, String> {
     let mut stages: [Vec<Value>; 3] = Default::default();
     for object in objects {
@@ -268,7 +269,7 @@ pub async fn apply_staged(
         for object in stage {
             desired.push(discovery.describe(client, object).await?);
         }
-        let actions = apply_stage(client, &desired, manager, force, ignore).await?;
+        let actions = apply_stage(client, &desired, manager, force, ignore, observed).await?;
         let mut changed_definitions = Vec::new();
         for (d, (action, live)) in desired.into_iter().zip(actions) {
             if matches!(action, Action::Created | Action::Configured) {
@@ -323,13 +324,20 @@ fn merge_fields(into: &mut Value, from: &Value) {
     }
 }
 
+fn has_taken_over_managers(object: &Value, manager: &str) -> bool {
+    object
+        .pointer("/metadata/managedFields")
+        .and_then(Value::as_array)
+        .is_some_and(|entries| entries.iter().any(|e| taken_over(e, manager)))
+}
+
 /// The object's managed fields with the taken-over managers' fields moved to `manager`'s Apply
 /// entry, or None when there is nothing to take over.
 fn take_over_fields(live: &Value, manager: &str, desired: &Value) -> Option<Value> {
-    let entries = live.pointer("/metadata/managedFields")?.as_array()?;
-    if !entries.iter().any(|e| taken_over(e, manager)) {
+    if !has_taken_over_managers(live, manager) {
         return None;
     }
+    let entries = live.pointer("/metadata/managedFields")?.as_array()?;
     let api_version = desired.get("apiVersion").cloned().unwrap_or(Value::Null);
     let mut merged = Value::Object(Default::default());
     let mut kept = Vec::new();
@@ -461,14 +469,71 @@ fn annotation<'a>(object: &'a Value, key: &str) -> Option<&'a str> {
     object.get("metadata")?.get("annotations")?.get(key)?.as_str()
 }
 
+/// What the controller last saw of the objects it applies: per object (by uid), the
+/// resourceVersion and a digest of its comparable form. When the dry-run of an apply reports
+/// the resourceVersion seen last and the same digest, the object is unchanged without reading
+/// it again: a no-op reconcile costs one request per object (Flux reads each object too).
+#[derive(Default)]
+pub struct Observed {
+    seen: Mutex<HashMap<u64, (u64, u64)>>,
+}
+
+/// Entries kept at most; beyond this the map starts over (objects deleted by others leave
+/// entries behind, and a miss only costs one read).
+const OBSERVED_LIMIT: usize = 200_000;
+
+fn digest(bytes: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    bytes.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// The uid and resourceVersion of an object that exists (a dry-run create has no
+/// resourceVersion).
+fn identity(object: &Value) -> Option<(u64, u64)> {
+    let uid = object.pointer("/metadata/uid")?.as_str()?;
+    let version = object.pointer("/metadata/resourceVersion")?.as_str()?;
+    (!version.is_empty()).then(|| (digest(uid.as_bytes()), digest(version.as_bytes())))
+}
+
+fn comparable_digest(object: &Value) -> u64 {
+    digest(&serde_json::to_vec(&comparable(object)).unwrap_or_default())
+}
+
+impl Observed {
+    /// Remembers a live object as read or written.
+    pub fn record(&self, object: &Value) {
+        let Some((uid, version)) = identity(object) else {
+            return;
+        };
+        if let Ok(mut seen) = self.seen.lock() {
+            if seen.len() >= OBSERVED_LIMIT {
+                seen.clear();
+            }
+            seen.insert(uid, (version, comparable_digest(object)));
+        }
+    }
+
+    /// Whether the dry-run result of an apply equals the live object, when the live object is
+    /// the one seen last; None when it is not known.
+    fn unchanged(&self, dry_run: &Value) -> Option<bool> {
+        let (uid, version) = identity(dry_run)?;
+        let (seen_version, seen_digest) = *self.seen.lock().ok()?.get(&uid)?;
+        (seen_version == version).then(|| seen_digest == comparable_digest(dry_run))
+    }
+}
+
 /// Applies one stage: every object is validated by a server-side dry-run first, and nothing is
-/// written when any of them fails. Returns what happened to each object.
+/// written when any of them fails. Returns what happened to each object, with the live state of
+/// the objects found unchanged.
 pub async fn apply_stage(
     client: &Client,
     objects: &[Desired],
     manager: &str,
     force_all: bool,
     ignore: &[IgnoreRule],
+    observed: &Observed,
 ) -> Result<Vec<(Action, Option<Value>)>, String> {
     let params = PatchParams::apply(manager).force();
     let mut dry = params.clone();
@@ -487,62 +552,45 @@ pub async fn apply_stage(
             desired.namespaced,
             &desired.id.namespace,
         );
-        let skip = annotation(&desired.object, annotations::RECONCILE) == Some("disabled")
-            || annotation(&desired.object, annotations::SSA) == Some("Ignore");
-        if skip {
+        let ssa = annotation(&desired.object, annotations::SSA);
+        if annotation(&desired.object, annotations::RECONCILE) == Some("disabled") || ssa == Some("Ignore") {
             plans.push((Action::Skipped, false));
             continue;
         }
-        let existing = match api.get_opt(&desired.id.name).await {
-            Ok(existing) => existing,
-            Err(e) => {
-                errors.push(format!("{} get failed: {e}", desired.id.display()));
+        let ignored = ignored_paths(ignore, &desired.object)?;
+        // Only objects whose manifest depends on the live state are read before the dry-run;
+        // the others learn whether they exist from it.
+        let mut read = None;
+        if ssa == Some("IfNotPresent") || !ignored.is_empty() {
+            match api.get_opt(&desired.id.name).await {
+                Ok(existing) => read = Some(existing.map(|o| serde_json::to_value(o).unwrap_or_default())),
+                Err(e) => {
+                    errors.push(format!("{} get failed: {e}", desired.id.display()));
+                    plans.push((Action::Skipped, false));
+                    continue;
+                }
+            }
+        }
+        if let Some(Some(existing)) = &read {
+            if ssa == Some("IfNotPresent") {
                 plans.push((Action::Skipped, false));
                 continue;
             }
-        };
-        if existing.is_some() && annotation(&desired.object, annotations::SSA) == Some("IfNotPresent") {
-            plans.push((Action::Skipped, false));
-            continue;
-        }
-        if let Some(existing) = &existing
-            && annotation(&desired.object, annotations::SSA) != Some("Merge")
-        {
-            let live = serde_json::to_value(existing).unwrap_or_default();
-            takeovers.push((plans.len(), take_over_fields(&live, manager, &desired.object)));
-        }
-        if let Some(existing) = &existing {
             // Ignored fields keep their live values (removing them would make server-side
             // apply delete the ones this manager owned).
-            let live = serde_json::to_value(existing).unwrap_or_default();
-            for pointer in ignored_paths(ignore, &desired.object)? {
-                match live.pointer(&pointer) {
-                    Some(value) => set_pointer(manifest, &pointer, value.clone()),
-                    None => remove_pointer(manifest, &pointer),
+            for pointer in &ignored {
+                match existing.pointer(pointer) {
+                    Some(value) => set_pointer(manifest, pointer, value.clone()),
+                    None => remove_pointer(manifest, pointer),
                 }
             }
         }
         let force = force_all || annotation(&desired.object, annotations::FORCE) == Some("enabled");
-        match api.patch(&desired.id.name, &dry, &Patch::Apply(&*manifest)).await {
-            Ok(result) => {
-                let action = match &existing {
-                    None => Action::Created,
-                    Some(existing) => {
-                        let before = comparable(&serde_json::to_value(existing).unwrap_or_default());
-                        let after = comparable(&serde_json::to_value(&result).unwrap_or_default());
-                        if before == after {
-                            // The live object is current: health can be judged from it.
-                            live.push((plans.len(), serde_json::to_value(existing).unwrap_or_default()));
-                            Action::Unchanged
-                        } else {
-                            Action::Configured
-                        }
-                    }
-                };
-                plans.push((action, false));
-            }
+        let result = match api.patch(&desired.id.name, &dry, &Patch::Apply(&*manifest)).await {
+            Ok(result) => serde_json::to_value(result).unwrap_or_default(),
             Err(kube::Error::Api(e)) if force && e.code == 422 && e.message.contains("immutable") => {
                 plans.push((Action::Created, true));
+                continue;
             }
             Err(e) => {
                 errors.push(format!(
@@ -551,7 +599,52 @@ pub async fn apply_stage(
                     api_message(&e)
                 ));
                 plans.push((Action::Skipped, false));
+                continue;
             }
+        };
+        if identity(&result).is_none() {
+            plans.push((Action::Created, false));
+            continue;
+        }
+        // The dry-run result still lists the managers to take over; their fields are merged
+        // with what this manager owned before the apply, so the live object is needed.
+        let takeover = ssa != Some("Merge") && has_taken_over_managers(&result, manager);
+        let known = match &read {
+            Some(_) => None,
+            None if takeover => None,
+            None => observed.unchanged(&result),
+        };
+        if read.is_none() && known.is_none() {
+            match api.get_opt(&desired.id.name).await {
+                Ok(existing) => {
+                    let existing = existing.map(|o| serde_json::to_value(o).unwrap_or_default());
+                    if let Some(existing) = &existing {
+                        observed.record(existing);
+                    }
+                    read = Some(existing);
+                }
+                Err(e) => {
+                    errors.push(format!("{} get failed: {e}", desired.id.display()));
+                    plans.push((Action::Skipped, false));
+                    continue;
+                }
+            }
+        }
+        if takeover && let Some(Some(existing)) = &read {
+            takeovers.push((plans.len(), take_over_fields(existing, manager, &desired.object)));
+        }
+        let unchanged = match (known, &read) {
+            (Some(unchanged), _) => unchanged,
+            (None, Some(Some(existing))) => comparable(existing) == comparable(&result),
+            (None, _) => false,
+        };
+        if unchanged {
+            // The live object is current (the dry-run returns it with its status): health can
+            // be judged from it.
+            live.push((plans.len(), result));
+            plans.push((Action::Unchanged, false));
+        } else {
+            plans.push((Action::Configured, false));
         }
     }
     if !errors.is_empty() {
@@ -600,9 +693,11 @@ pub async fn apply_stage(
                     })?;
                 wait_gone(&api, &desired.id.name).await;
             }
-            api.patch(&desired.id.name, &params, &Patch::Apply(manifest))
+            let result = api
+                .patch(&desired.id.name, &params, &Patch::Apply(manifest))
                 .await
                 .map_err(|e| format!("{} apply failed: {}", desired.id.display(), api_message(&e)))?;
+            observed.record(&serde_json::to_value(result).unwrap_or_default());
         }
         let current = live
             .iter()

@@ -22,7 +22,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client, ResourceExt};
 use serde_json::Value;
 
-use crate::apply::{self, Applied, AppliedObject, Discovery, ObjectId, field_text, group_version};
+use crate::apply::{self, Applied, AppliedObject, Discovery, ObjectId, Observed, field_text, group_version};
 use crate::health::{self, Health};
 use crate::{generator, source, substitute};
 
@@ -45,6 +45,8 @@ pub struct Settings {
 pub struct KustomizationReconciler {
     fetcher: Fetcher,
     discovery: Arc<Discovery>,
+    /// What the last applies and reads saw, so unchanged objects need no second read.
+    observed: Observed,
     settings: Settings,
     /// The controller's own connection, to derive impersonating clients from.
     config: kube::Config,
@@ -55,6 +57,7 @@ impl KustomizationReconciler {
         Self {
             fetcher: Fetcher::default(),
             discovery: Arc::new(Discovery::default()),
+            observed: Observed::default(),
             settings,
             config,
         }
@@ -143,76 +146,87 @@ impl Reconciler for KustomizationReconciler {
         let objects = self.build(ks, &ctx.client, workdir.path(), &dir).await?;
         let digest = crate::history::digest(&objects);
 
-        if let Some(message) = progress("Detecting drift") {
-            ctx.progress(ks, status, &message).await;
-        }
-        let (applied, changes, current) = self.apply_objects(ks, &client, objects).await?;
+        // From here on every outcome, failures too, is recorded in the history of this build.
+        let outcome: Result<(), ReconcileError> = async {
+            if let Some(message) = progress("Detecting drift") {
+                ctx.progress(ks, status, &message).await;
+            }
+            let (applied, changes, current) = self.apply_objects(ks, &client, objects).await?;
 
-        let mut inventory = apply::inventory(
-            applied
-                .iter()
-                .map(|(id, version, _)| (id.clone(), version.clone())),
-        );
-        let stale = apply::stale_entries(ks.status.as_ref().and_then(|s| s.inventory.as_ref()), &inventory);
-        let mut changes = changes;
-        let mut prune_errors = Vec::new();
-        if ks.spec.prune && !stale.is_empty() {
-            let namespace = ks.namespace().unwrap_or_default();
-            let (kept, deleted, errors) =
-                apply::prune(&client, &self.discovery, &stale, (&ks.name_any(), &namespace)).await;
-            inventory.entries.extend(kept);
-            inventory.entries.sort_by(|a, b| a.id.cmp(&b.id));
-            changes.extend(deleted);
-            prune_errors = errors;
-        }
-        status.inventory = Some(inventory);
-        if !changes.is_empty() {
-            let note = changes.join("\n");
-            let metadata = [("revision", revision.as_str())];
-            ctx.recorder
-                .publish(ks, EventType::Normal, reasons::PROGRESSING, &note, &metadata)
-                .await;
-        }
-        if !prune_errors.is_empty() {
-            return Err(ReconcileError::transient(
-                reasons::PRUNE_FAILED,
-                prune_errors.join("\n"),
-            ));
-        }
+            let mut inventory = apply::inventory(
+                applied
+                    .iter()
+                    .map(|(id, version, _)| (id.clone(), version.clone())),
+            );
+            let stale =
+                apply::stale_entries(ks.status.as_ref().and_then(|s| s.inventory.as_ref()), &inventory);
+            let mut changes = changes;
+            let mut prune_errors = Vec::new();
+            if ks.spec.prune && !stale.is_empty() {
+                let namespace = ks.namespace().unwrap_or_default();
+                let (kept, deleted, errors) =
+                    apply::prune(&client, &self.discovery, &stale, (&ks.name_any(), &namespace)).await;
+                inventory.entries.extend(kept);
+                inventory.entries.sort_by(|a, b| a.id.cmp(&b.id));
+                changes.extend(deleted);
+                prune_errors = errors;
+            }
+            status.inventory = Some(inventory);
+            if !changes.is_empty() {
+                let note = changes.join("\n");
+                let metadata = [("revision", revision.as_str())];
+                ctx.recorder
+                    .publish(ks, EventType::Normal, reasons::PROGRESSING, &note, &metadata)
+                    .await;
+            }
+            if !prune_errors.is_empty() {
+                return Err(ReconcileError::transient(
+                    reasons::PRUNE_FAILED,
+                    prune_errors.join("\n"),
+                ));
+            }
 
-        self.check_health(
-            ks,
-            status,
-            ctx,
-            &client,
-            (&applied, &current),
-            &custom_health,
-            quiet,
-            &revision,
-            timeout.saturating_sub(started.elapsed()),
-        )
-        .await?;
-
-        status.last_applied_revision = Some(revision.clone());
-        status.last_applied_origin_revision = artifact
+            self.check_health(
+                ks,
+                status,
+                ctx,
+                &client,
+                (&applied, &current),
+                &custom_health,
+                quiet,
+                &revision,
+                timeout.saturating_sub(started.elapsed()),
+            )
+            .await?;
+            Ok(())
+        }
+        .await;
+        let origin_revision = artifact
             .metadata
             .as_ref()
             .and_then(|m| m.get("org.opencontainers.image.revision"))
             .cloned();
         let mut history = status.history.clone().unwrap_or_default();
         let mut metadata = BTreeMap::from([("revision".to_string(), revision.clone())]);
-        if let Some(origin) = &status.last_applied_origin_revision {
+        if let Some(origin) = &origin_revision {
             metadata.insert("originRevision".into(), origin.clone());
         }
+        let outcome_reason = match &outcome {
+            Ok(()) => reasons::RECONCILIATION_SUCCEEDED,
+            Err(e) => e.reason.as_str(),
+        };
         crate::history::upsert(
             &mut history,
             &digest,
-            reasons::RECONCILIATION_SUCCEEDED,
+            outcome_reason,
             started.elapsed(),
             metadata,
             k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()),
         );
         status.history = Some(history);
+        outcome?;
+        status.last_applied_revision = Some(revision.clone());
+        status.last_applied_origin_revision = origin_revision;
         Ok(Success::new(
             reasons::RECONCILIATION_SUCCEEDED,
             format!("Applied revision: {revision}"),
@@ -505,9 +519,17 @@ impl KustomizationReconciler {
         }
         let force = ks.spec.force == Some(true);
         let ignore = ks.spec.ignore.clone().unwrap_or_default();
-        apply::apply_staged(client, &self.discovery, labelled, FIELD_MANAGER, force, &ignore)
-            .await
-            .map_err(apply_failed)
+        apply::apply_staged(
+            client,
+            &self.discovery,
+            labelled,
+            FIELD_MANAGER,
+            force,
+            &ignore,
+            &self.observed,
+        )
+        .await
+        .map_err(apply_failed)
     }
 
     /// Step 10: with `wait` every applied object, else the listed health checks, must become
@@ -604,10 +626,11 @@ impl KustomizationReconciler {
                     Ok((resource, namespaced)) => {
                         let api = apply::api(client, &resource, namespaced, &id.namespace);
                         match api.get_opt(&id.name).await {
-                            Ok(Some(object)) => health::compute_with(
-                                &serde_json::to_value(object).unwrap_or_default(),
-                                custom,
-                            ),
+                            Ok(Some(object)) => {
+                                let object = serde_json::to_value(object).unwrap_or_default();
+                                self.observed.record(&object);
+                                health::compute_with(&object, custom)
+                            }
                             Ok(None) => Health::InProgress("NotFound".into()),
                             Err(e) => Health::InProgress(e.to_string()),
                         }

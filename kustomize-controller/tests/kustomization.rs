@@ -315,6 +315,19 @@ async fn an_object_the_apiserver_rejects_stops_its_whole_stage() {
         w.config_maps().get_opt("settings").await.unwrap().is_none(),
         "nothing of the stage is applied"
     );
+    // The failure is in the history, with its reason and the revision attempted.
+    let history = ks.status.as_ref().unwrap().history.clone().unwrap_or_default();
+    let failed = history.first().expect("a history entry for the failure");
+    assert_eq!(failed.last_reconciled_status, "ReconciliationFailed");
+    assert!(failed.digest.starts_with("sha256:"));
+    assert!(
+        failed
+            .metadata
+            .as_ref()
+            .and_then(|m| m.get("revision"))
+            .is_some_and(|r| r.contains("@sha1:")),
+        "{failed:?}"
+    );
     w.done().await;
 }
 
