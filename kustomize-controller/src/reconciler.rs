@@ -64,6 +64,16 @@ impl KustomizationReconciler {
     }
 }
 
+/// Runs file-system work (build, decryption) off the async runtime; its errors fail the build.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Result<T, ReconcileError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| build_failed(e.to_string()))?
+        .map_err(build_failed)
+}
+
 fn timeout_of(ks: &Kustomization) -> Duration {
     ks.spec
         .timeout
@@ -411,15 +421,32 @@ impl KustomizationReconciler {
     ) -> Result<Vec<Value>, ReconcileError> {
         let spec = ks.spec.clone();
         let (root, dir) = (root.to_path_buf(), dir.to_path_buf());
-        let mut objects = tokio::task::spawn_blocking(move || -> Result<Vec<Value>, String> {
-            generator::prepare(&dir, &spec)?;
-            driftless_kustomize::build(&dir, Some(&root)).map_err(|e| e.to_string())
+        let (prepared, jail) = (dir.clone(), root.clone());
+        let encrypted = blocking(move || {
+            generator::prepare(&prepared, &spec)?;
+            Ok(crate::sops::encrypted_generator_sources(&prepared, &jail))
         })
-        .await
-        .map_err(|e| build_failed(e.to_string()))?
-        .map_err(build_failed)?;
+        .await?;
+        // Files that secretGenerators read are decrypted before the build, Secrets after it;
+        // the keys are read once for both.
+        let mut keys = None;
+        if !encrypted.is_empty()
+            && let Some(decryption) = &ks.spec.decryption
+        {
+            let file_keys = Arc::new(self.decryption_keys(ks, client, decryption).await?);
+            keys = Some(file_keys.clone());
+            blocking(move || {
+                encrypted
+                    .iter()
+                    .try_for_each(|file| crate::sops::decrypt_file(file, &file_keys))
+            })
+            .await?;
+        }
+        let mut objects =
+            blocking(move || driftless_kustomize::build(&dir, Some(&root)).map_err(|e| e.to_string()))
+                .await?;
 
-        self.decrypt(ks, client, &mut objects).await?;
+        self.decrypt(ks, client, &mut objects, keys).await?;
 
         if let Some(post_build) = &ks.spec.post_build {
             let namespace = ks.namespace().unwrap_or_default();
@@ -431,15 +458,15 @@ impl KustomizationReconciler {
         Ok(objects)
     }
 
-    /// SOPS-encrypted Secrets are decrypted with the age keys of `decryption.secretRef`; without
+    /// SOPS-encrypted Secrets are decrypted with the age and OpenPGP keys of `decryption.secretRef`; without
     /// decryption configured they fail the build rather than reach the cluster encrypted.
     async fn decrypt(
         &self,
         ks: &Kustomization,
         client: &Client,
         objects: &mut [Value],
+        mut keys: Option<Arc<crate::sops::Keys>>,
     ) -> Result<(), ReconcileError> {
-        let mut keys = None;
         for object in objects.iter_mut() {
             if object.get("kind").and_then(Value::as_str) != Some("Secret")
                 || !crate::sops::is_encrypted(object)
@@ -461,7 +488,7 @@ impl KustomizationReconciler {
                 )));
             };
             if keys.is_none() {
-                keys = Some(self.decryption_keys(ks, client, decryption).await?);
+                keys = Some(Arc::new(self.decryption_keys(ks, client, decryption).await?));
             }
             let Some(keys) = keys.as_ref() else { continue };
             crate::sops::decrypt(object, keys).map_err(|e| {
@@ -487,7 +514,7 @@ impl KustomizationReconciler {
         }
         let Some(secret_ref) = &decryption.secret_ref else {
             return Err(build_failed(
-                "decryption.secretRef is required: only age keys from a Secret are supported",
+                "decryption.secretRef is required: only keys from a Secret (age, OpenPGP) are supported",
             ));
         };
         let namespace = ks.namespace().unwrap_or_default();

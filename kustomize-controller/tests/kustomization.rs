@@ -548,19 +548,73 @@ async fn prune_disabled_is_respected_and_deletion_policies_apply() {
     w.done().await;
 }
 
-/// Encrypts with the real sops binary, as a user would before committing.
-fn sops_encrypt(plain: &str, recipient: &str) -> String {
+/// A fresh OpenPGP key (RSA, gpg's default) in its own gpg home: (home, fingerprint, armored
+/// secret key).
+fn gpg_secret_key() -> (tempfile::TempDir, String, String) {
+    let home = tempfile::tempdir().unwrap();
+    let gpg = |args: &[&str]| {
+        let out = Command::new("gpg")
+            .arg("--homedir")
+            .arg(home.path())
+            .args(["--batch", "--passphrase", ""])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "gpg: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    gpg(&[
+        "--quick-gen-key",
+        "sops <sops@example.com>",
+        "default",
+        "default",
+        "never",
+    ]);
+    let fingerprint = gpg(&["--list-secret-keys", "--with-colons"])
+        .lines()
+        .find(|l| l.starts_with("fpr:"))
+        .and_then(|l| l.split(':').nth(9))
+        .unwrap()
+        .to_string();
+    let armored = gpg(&[
+        "--pinentry-mode",
+        "loopback",
+        "--armor",
+        "--export-secret-keys",
+        &fingerprint,
+    ]);
+    (home, fingerprint, armored)
+}
+
+/// Encrypts with the real sops binary, as a user would before committing: to an age recipient,
+/// or with `--pgp <fingerprint>` to an OpenPGP key of `gnupg_home`.
+fn sops_encrypt(
+    file_name: &str,
+    plain: &str,
+    recipient: &[&str],
+    gnupg_home: Option<&std::path::Path>,
+) -> String {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("secret.yaml");
+    let file = dir.path().join(file_name);
     std::fs::write(&file, plain).unwrap();
-    let out = Command::new(env("SOPS_BIN"))
-        .args([
-            "--encrypt",
-            "--age",
-            recipient,
-            "--encrypted-regex",
-            "^(data|stringData)$",
-        ])
+    let mut sops = Command::new(env("SOPS_BIN"));
+    if let Some(home) = gnupg_home {
+        sops.env("GNUPGHOME", home);
+    }
+    let out = sops
+        .arg("--encrypt")
+        .args(recipient)
+        .args(
+            file_name
+                .ends_with("secret.yaml")
+                .then_some(["--encrypted-regex", "^(data|stringData)$"])
+                .into_iter()
+                .flatten(),
+        )
         .arg(&file)
         .output()
         .unwrap();
@@ -574,19 +628,49 @@ fn sops_encrypt(plain: &str, recipient: &str) -> String {
 
 #[tokio::test]
 #[ignore = "needs the testenv (hack/testenv.sh up)"]
-async fn a_sops_encrypted_secret_is_decrypted_with_the_age_key() {
+async fn sops_encrypted_secrets_are_decrypted_with_age_and_openpgp_keys() {
     use age::secrecy::ExposeSecret;
     let w = world("ks-sops").await;
     let identity = age::x25519::Identity::generate();
     let recipient = identity.to_public().to_string();
     let plain = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\ntype: Opaque\nstringData:\n  password: s3cr3t\n  port: \"5432\"\ndata:\n  token: dG9rZW4=\n";
-    let encrypted = sops_encrypt(plain, &recipient);
+    let encrypted = sops_encrypt("secret.yaml", plain, &["--age", &recipient], None);
     assert!(encrypted.contains("ENC[AES256_GCM") && !encrypted.contains("s3cr3t"));
+    let (gnupg_home, fingerprint, armored) = gpg_secret_key();
+    let openpgp_plain =
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: api\nstringData:\n  key: pgp-s3cr3t\n";
+    let openpgp_encrypted = sops_encrypt(
+        "secret.yaml",
+        openpgp_plain,
+        &["--pgp", &fingerprint],
+        Some(gnupg_home.path()),
+    );
+    assert!(openpgp_encrypted.contains("BEGIN PGP MESSAGE") && !openpgp_encrypted.contains("pgp-s3cr3t"));
     let repo = Repo::new("ks-sops");
     repo.write("secret.yaml", &encrypted);
-    let revision = repo.commit("encrypted secret");
+    repo.write("api.yaml", &openpgp_encrypted);
+    // Files a secretGenerator reads: a dotenv file (OpenPGP) and a binary one (age).
+    let age = ["--age", recipient.as_str()];
+    repo.write(
+        "app.env",
+        &sops_encrypt(
+            "app.env",
+            "USER=admin\nPASSWORD=env-s3cr3t\n",
+            &["--pgp", &fingerprint],
+            Some(gnupg_home.path()),
+        ),
+    );
+    repo.write(
+        "token.bin",
+        &sops_encrypt("token.bin", "bin-s3cr3t\n", &age, None),
+    );
+    repo.write(
+        "kustomization.yaml",
+        "resources: [secret.yaml, api.yaml]\nsecretGenerator:\n- name: app\n  envs: [app.env]\n  files: [token=token.bin]\n  options: {disableNameSuffixHash: true}\n",
+    );
+    let revision = repo.commit("encrypted secrets");
     let keys: Secret = serde_json::from_value(serde_json::json!({"metadata": {"name": "sops-age"},
-        "stringData": {"identity.agekey": identity.to_string().expose_secret()}}))
+        "stringData": {"identity.agekey": identity.to_string().expose_secret(), "sops.asc": armored}}))
     .unwrap();
     Api::<Secret>::namespaced(w.client.clone(), &w.ns)
         .create(&PostParams::default(), &keys)
@@ -614,6 +698,20 @@ async fn a_sops_encrypted_secret_is_decrypted_with_the_age_key() {
     assert_eq!(data["password"].0, b"s3cr3t");
     assert_eq!(data["port"].0, b"5432");
     assert_eq!(data["token"].0, b"token");
+    let api = Api::<Secret>::namespaced(w.client.clone(), &w.ns)
+        .get("api")
+        .await
+        .unwrap();
+    assert_eq!(api.data.unwrap()["key"].0, b"pgp-s3cr3t");
+    let generated = Api::<Secret>::namespaced(w.client.clone(), &w.ns)
+        .get("app")
+        .await
+        .unwrap()
+        .data
+        .unwrap();
+    assert_eq!(generated["USER"].0, b"admin");
+    assert_eq!(generated["PASSWORD"].0, b"env-s3cr3t");
+    assert_eq!(generated["token"].0, b"bin-s3cr3t\n");
     w.done().await;
 }
 
