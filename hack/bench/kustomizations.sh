@@ -9,6 +9,9 @@
 #       Ingress), `wait: true`, `timeout: 1m`, `interval: 60m`. Time until all are Ready, per-
 #       object latency p50/p95 (creation → Ready), peak RSS (VmHWM), CPU seconds
 #   W3  no-op storm: requestedAt on all N, until all handled; apiserver requests per object
+#   W11 restart with N up-to-date Kustomizations: time from process start until each was
+#       reconciled once, requests per object, peak RSS of the re-list
+#   W1 at DEFAULT_SIZES again with each implementation's default --concurrent
 #   W4  commit-to-applied latency for one Kustomization: a new artifact is pushed and the
 #       OCIRepository's reconcile requested; 20 trials, p50/p95
 #
@@ -26,6 +29,7 @@ SIZES=${SIZES:-"100 500 1000"}
 IMPLS=${IMPLS:-"driftless flux"}
 TRIALS=${TRIALS:-20}
 CONCURRENT=${CONCURRENT:-20}
+DEFAULT_SIZES=${DEFAULT_SIZES:-500}
 B=$root/target/bench/kustomizations
 # Artifacts are pushed once per run (the registry may have been reset since the last one).
 # KEEP=1 continues a run: artifacts and measurements so far are kept.
@@ -39,8 +43,11 @@ mkdir -p "$B" hack/bench/results
 hack/testenv.sh up >/dev/null
 # shellcheck source=/dev/null
 . target/testenv/env.sh
-cargo build -q --release -p source-controller -p kustomize-controller -p driftless-cli
-BIN=$root/target/release
+# The controllers as they ship (profile dist); the CLI only pushes artifacts.
+cargo build -q --profile dist -p source-controller -p kustomize-controller
+cargo build -q --release -p driftless-cli
+BIN=$root/target/dist
+ln -sf "$root/target/release/driftless" "$BIN/driftless"
 FLUX_KC=$TESTBINS_CACHE/flux-ctrl/kustomize-controller-v$FLUX_KUSTOMIZE_CONTROLLER_VERSION
 if [[ " $IMPLS " == *" flux "* ]] && [ ! -x "$FLUX_KC" ]; then
   hack/build-testbins.sh flux-controllers
@@ -176,6 +183,13 @@ api_requests() {
 
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 hwm_kib() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
+# Kustomization reconciles the controller on 127.0.0.1:18192 completed since it started.
+reconciles() {
+  curl -fs http://127.0.0.1:18192/metrics | awk '
+    /^gotk_reconcile_duration_seconds_count\{.*kind="Kustomization"/ {g += $NF}
+    /^controller_runtime_reconcile_total\{.*controller="kustomization"/ {c += $NF}
+    END {printf "%d", (g > 0 ? g : c)}' || echo 0
+}
 cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.1f", ($14 + $15) / hz}' "/proc/$1/stat"; }
 
 start_source() {
@@ -189,11 +203,11 @@ start_source() {
 start_kustomize() { # start_kustomize IMPL → pid
   case "$1" in
     driftless)
-      "$BIN/kustomize-controller" --concurrent="$CONCURRENT" --metrics-addr=127.0.0.1:18192 \
+      "$BIN/kustomize-controller" ${CONCURRENT:+--concurrent=$CONCURRENT} --metrics-addr=127.0.0.1:18192 \
         --health-addr=127.0.0.1:19192 >"$B/kc-$1.log" 2>&1 & ;;
     flux)
       # As Flux ships it: GOMEMLIMIT from the 1Gi limit.
-      GOMEMLIMIT=1GiB RUNTIME_NAMESPACE=flux-system "$FLUX_KC" --concurrent="$CONCURRENT" \
+      GOMEMLIMIT=1GiB RUNTIME_NAMESPACE=flux-system "$FLUX_KC" ${CONCURRENT:+--concurrent=$CONCURRENT} \
         --metrics-addr=127.0.0.1:18192 --health-addr=127.0.0.1:19192 --watch-all-namespaces \
         --log-level=info >"$B/kc-$1.log" 2>&1 & ;;
   esac
@@ -227,6 +241,78 @@ touch "$raw"
 # record IMPL METRIC N VALUE
 record() { printf '%s\t%s\t%s\t%s\n' "$@" >>"$raw"; }
 
+# W1 for IMPL at N Kustomizations with CONC workers ("" = the implementation's default),
+# recorded with SUFFIX; the main run (SUFFIX empty) adds W0 steady RSS, W3 and W11.
+fan_out() { # fan_out IMPL N CONC SUFFIX
+  local impl=$1 n=$2 conc=$3 suffix=$4
+  local ns=bench-$impl-$n${suffix//_/-} sc kc apiserver etcd w1_requests w1_cpu start deadline elapsed
+  local state p50 p95 control_before source_before before after token
+  drop_namespace "$ns"
+  $KUBECTL create namespace "$ns" >/dev/null
+  push_set "$n"
+  sc=$(start_source)
+  kc=$(CONCURRENT=$conc start_kustomize "$impl")
+  pairs_yaml 1 "$n" "$ns" "n$n" >"$B/pairs.yaml"
+  # Where the time goes: the apiserver's and etcd's CPU and the requests served during W1.
+  apiserver=$(pgrep -f "$KUBE_BIN_DIR/kube-apiserver" | head -1)
+  etcd=$(pgrep -f "/etcd --name" | head -1)
+  w1_requests=$(api_requests)
+  w1_cpu=$(awk -v a="$(cpu_s "$apiserver")" -v e="$(cpu_s "$etcd")" -v s="$(cpu_s "$sc")" 'BEGIN {print a + e, s}')
+  start=$(date +%s.%N)
+  $KUBECTL apply --server-side --field-manager=bench -f "$B/pairs.yaml" >/dev/null
+  deadline=$(( $(date +%s) + 1800 ))
+  while [ "$(ready_count "$ns")" -lt "$n" ]; do
+    [ "$(date +%s)" -lt "$deadline" ] || { echo "$impl N=$n: not all Ready in 30 min" >&2; break; }
+    sleep 1
+  done
+  elapsed=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN {printf "%.1f", e - s}')
+  state=$(applied_state "$ns")
+  [ "$state" -eq $((4 * n)) ] || echo "$impl N=$n: WARNING: $state objects applied, expected $((4 * n))" >&2
+  read -r p50 p95 < <(latencies "$ns")
+  record "$impl" "ready_s$suffix" "$n" "$elapsed"
+  read -r control_before source_before <<<"$w1_cpu"
+  record "$impl" "w1_requests_per_kustomization$suffix" "$n" "$(awk -v a="$(api_requests)" -v b="$w1_requests" -v n="$n" 'BEGIN {printf "%.1f", (a - b) / n}')"
+  record "$impl" "w1_apiserver_etcd_cpu_s$suffix" "$n" "$(awk -v a="$(cpu_s "$apiserver")" -v e="$(cpu_s "$etcd")" -v b="$control_before" 'BEGIN {printf "%.1f", a + e - b}')"
+  record "$impl" "w1_source_cpu_s$suffix" "$n" "$(awk -v s="$(cpu_s "$sc")" -v b="$source_before" 'BEGIN {printf "%.1f", s - b}')"
+  record "$impl" "latency_p50$suffix" "$n" "$p50"
+  record "$impl" "latency_p95$suffix" "$n" "$p95"
+  record "$impl" "peak_rss$suffix" "$n" "$(( $(hwm_kib "$kc") / 1024 ))"
+  record "$impl" "cpu_s$suffix" "$n" "$(cpu_s "$kc")"
+  record "$impl" "applied$suffix" "$n" "$state"
+  if [ -n "$suffix" ]; then
+    echo "$impl N=$n ($suffix): Ready in ${elapsed}s, peak $(( $(hwm_kib "$kc") / 1024 )) MiB"
+    stop "$kc" "$sc"
+    drop_namespace "$ns" --wait=false
+    return
+  fi
+  echo "$impl N=$n: Ready in ${elapsed}s (p50 ${p50}s, p95 ${p95}s), peak $(( $(hwm_kib "$kc") / 1024 )) MiB"
+  sleep 10
+  record "$impl" steady_rss "$n" "$(( $(rss_kib "$kc") / 1024 ))"
+
+  # W3: a no-op storm.
+  before=$(api_requests)
+  token="storm-$(date +%s%N)"
+  $KUBECTL annotate kustomizations -n "$ns" --all --overwrite "reconcile.fluxcd.io/requestedAt=$token" >/dev/null
+  while [ "$(handled_count "$ns" "$token")" -lt "$n" ]; do sleep 1; done
+  after=$(api_requests)
+  # The annotate itself is 1 + N requests, and the polling a few more; both are subtracted.
+  record "$impl" noop_requests_per_object "$n" "$(awk -v a="$after" -v b="$before" -v n="$n" 'BEGIN {printf "%.2f", (a - b - n - 1) / n / 4}')"
+
+  # W11: a restart with N up-to-date Kustomizations: from process start until each was
+  # reconciled once, the requests that took, and the peak RSS of the re-list.
+  stop "$kc"
+  before=$(api_requests)
+  start=$(date +%s.%N)
+  kc=$(CONCURRENT=$conc start_kustomize "$impl")
+  deadline=$(( $(date +%s) + 900 ))
+  while [ "$(reconciles)" -lt "$n" ] && [ "$(date +%s)" -lt "$deadline" ]; do sleep 0.2; done
+  record "$impl" restart_s "$n" "$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN {printf "%.1f", e - s}')"
+  record "$impl" restart_requests_per_object "$n" "$(awk -v a="$(api_requests)" -v b="$before" -v n="$n" 'BEGIN {printf "%.2f", (a - b) / n / 4}')"
+  record "$impl" restart_peak_rss "$n" "$(( $(hwm_kib "$kc") / 1024 ))"
+  stop "$kc" "$sc"
+  drop_namespace "$ns" --wait=false
+}
+
 for impl in $IMPLS; do
   # W0 with no objects: start-up, then 10 s idle.
   sc=$(start_source)
@@ -236,53 +322,11 @@ for impl in $IMPLS; do
   stop "$kc" "$sc"
 
   for n in $SIZES; do
-    ns=bench-$impl-$n
-    drop_namespace "$ns"
-    $KUBECTL create namespace "$ns" >/dev/null
-    push_set "$n"
-    sc=$(start_source)
-    kc=$(start_kustomize "$impl")
-    pairs_yaml 1 "$n" "$ns" "n$n" >"$B/pairs.yaml"
-    # Where the time goes: the apiserver's and etcd's CPU and the requests served during W1.
-    apiserver=$(pgrep -f "$KUBE_BIN_DIR/kube-apiserver" | head -1)
-    etcd=$(pgrep -f "/etcd --name" | head -1)
-    w1_requests=$(api_requests)
-    w1_cpu=$(awk -v a="$(cpu_s "$apiserver")" -v e="$(cpu_s "$etcd")" -v s="$(cpu_s "$sc")" 'BEGIN {print a + e, s}')
-    start=$(date +%s.%N)
-    $KUBECTL apply --server-side --field-manager=bench -f "$B/pairs.yaml" >/dev/null
-    deadline=$(( $(date +%s) + 1800 ))
-    while [ "$(ready_count "$ns")" -lt "$n" ]; do
-      [ "$(date +%s)" -lt "$deadline" ] || { echo "$impl N=$n: not all Ready in 30 min" >&2; break; }
-      sleep 1
-    done
-    elapsed=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN {printf "%.1f", e - s}')
-    state=$(applied_state "$ns")
-    [ "$state" -eq $((4 * n)) ] || echo "$impl N=$n: WARNING: $state objects applied, expected $((4 * n))" >&2
-    read -r p50 p95 < <(latencies "$ns")
-    record "$impl" ready_s "$n" "$elapsed"
-    read -r control_before source_before <<<"$w1_cpu"
-    record "$impl" w1_requests_per_kustomization "$n" "$(awk -v a="$(api_requests)" -v b="$w1_requests" -v n="$n" 'BEGIN {printf "%.1f", (a - b) / n}')"
-    record "$impl" w1_apiserver_etcd_cpu_s "$n" "$(awk -v a="$(cpu_s "$apiserver")" -v e="$(cpu_s "$etcd")" -v b="$control_before" 'BEGIN {printf "%.1f", a + e - b}')"
-    record "$impl" w1_source_cpu_s "$n" "$(awk -v s="$(cpu_s "$sc")" -v b="$source_before" 'BEGIN {printf "%.1f", s - b}')"
-    record "$impl" latency_p50 "$n" "$p50"
-    record "$impl" latency_p95 "$n" "$p95"
-    record "$impl" peak_rss "$n" "$(( $(hwm_kib "$kc") / 1024 ))"
-    record "$impl" cpu_s "$n" "$(cpu_s "$kc")"
-    record "$impl" applied "$n" "$state"
-    sleep 10
-    record "$impl" steady_rss "$n" "$(( $(rss_kib "$kc") / 1024 ))"
-
-    # W3: a no-op storm.
-    before=$(api_requests)
-    token="storm-$(date +%s%N)"
-    $KUBECTL annotate kustomizations -n "$ns" --all --overwrite "reconcile.fluxcd.io/requestedAt=$token" >/dev/null
-    while [ "$(handled_count "$ns" "$token")" -lt "$n" ]; do sleep 1; done
-    after=$(api_requests)
-    # The annotate itself is 1 + N requests, and the polling a few more; both are subtracted.
-    record "$impl" noop_requests_per_object "$n" "$(awk -v a="$after" -v b="$before" -v n="$n" 'BEGIN {printf "%.2f", (a - b - n - 1) / n / 4}')"
-    echo "$impl N=$n: Ready in ${elapsed}s (p50 ${p50}s, p95 ${p95}s), peak $(( $(hwm_kib "$kc") / 1024 )) MiB"
-    stop "$kc" "$sc"
-    drop_namespace "$ns" --wait=false
+    fan_out "$impl" "$n" "$CONCURRENT" ""
+  done
+  # Each implementation at its own default concurrency (4 for both kustomize-controllers).
+  for n in $DEFAULT_SIZES; do
+    fan_out "$impl" "$n" "" _default
   done
 
   # W4: commit-to-applied latency of one Kustomization, TRIALS times (TRIALS=0 skips it).

@@ -27,6 +27,14 @@ METRICS = [
     ("w1_apiserver_etcd_cpu_s", "W1 CPU seconds of kube-apiserver + etcd", ""),
     ("w1_source_cpu_s", "W1 CPU seconds of (our) source-controller", ""),
     ("noop_requests_per_object", "W3 no-op storm: apiserver requests per applied object", "≤ 2 (absolute)"),
+    ("restart_s", "W11 restart: process start until every Kustomization was reconciled once, s", ""),
+    ("restart_requests_per_object", "W11 restart: apiserver requests per applied object", ""),
+    ("restart_peak_rss", "W11 restart: peak RSS of the re-list, MiB", ""),
+    ("ready_s_default", "W1 at each implementation's default --concurrent (4): time until all N are Ready, s", ""),
+    ("latency_p95_default", "W1 at default --concurrent: per-Kustomization latency p95, s", ""),
+    ("peak_rss_default", "W1 at default --concurrent: peak RSS, MiB", ""),
+    ("cpu_s_default", "W1 at default --concurrent: CPU seconds", ""),
+    ("applied_default", "W1 at default --concurrent: objects applied (4N for both)", "equal"),
     ("w4_p50", "W4 commit-to-applied latency p50, s", ""),
     ("w4_p95", "W4 commit-to-applied latency p95, s", "≤ 0.25"),
     ("applied", "objects applied (same-state check: 4N for both)", "equal"),
@@ -37,7 +45,7 @@ out.append("# Driftless vs Flux: kustomize-controller side by side\n")
 out.append(f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%dT%H:%MZ}; machine: "
            f"{os.cpu_count()} CPUs, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.1f} GiB")
 out.append(f"- {ours} (release build) vs {theirs} (built from Go modules, GOMEMLIMIT=1GiB as Flux ships it)")
-out.append(f"- both with `--concurrent={concurrent}` and every other flag at its default; artifacts from our "
+out.append(f"- both with `--concurrent={concurrent}` (except the rows at default concurrency) and every other flag at its default; artifacts from our "
            f"source-controller (`--concurrent=10`) for both; Kubernetes {k8s} (testenv, kwok nodes)")
 out.append("- script: `hack/bench/kustomizations.sh`; ratio = driftless ÷ flux (lower is better)\n")
 out.append("| metric | N | driftless | flux | ratio | goal |")

@@ -750,41 +750,64 @@ async fn https_with_a_private_ca_is_trusted_only_through_ca_crt() {
 
 #[tokio::test]
 #[ignore = "needs the testenv (hack/test.sh)"]
-async fn proxy_secret_ref_is_refused_for_git_with_a_clear_message() {
+async fn proxy_secret_ref_routes_git_over_http_and_https_through_the_proxy() {
     let h = harness("git-proxy").await;
     let repo = Repo::new("proxied");
     repo.write("a.yaml", "a: 1\n");
-    repo.commit("init");
-    h.secret(
-        "proxy",
-        &[
+    let commit = repo.commit("init");
+    let proxy = |password: String| {
+        vec![
             ("address", env("PROXY_ADDRESS")),
             ("username", env("PROXY_USER")),
-            ("password", env("PROXY_PASSWORD")),
+            ("password", password),
+        ]
+    };
+    h.secret("proxy", &proxy(env("PROXY_PASSWORD"))).await;
+    h.secret("bad-proxy", &proxy("wrong-proxy-password".into())).await;
+    let ca = std::fs::read_to_string(env("SOURCES_CA_FILE")).unwrap();
+    h.secret(
+        "git",
+        &[
+            ("username", env("GIT_HTTP_USER")),
+            ("password", env("GIT_HTTP_PASSWORD")),
+            ("ca.crt", ca),
         ],
     )
     .await;
-    for (name, url) in [
-        ("https", format!("{}/{}.git", env("GIT_HTTPS_BASE"), repo.name)),
-        ("http", repo.http_url()),
-    ] {
+    let https = format!("{}/{}.git", env("GIT_HTTPS_BASE"), repo.name);
+    for (name, url) in [("https", https.clone()), ("http", repo.http_url())] {
         h.create(
             name,
-            serde_json::json!({"url": url, "interval": "1h", "proxySecretRef": {"name": "proxy"}}),
+            serde_json::json!({"url": url, "interval": "1h", "secretRef": {"name": "git"},
+                "proxySecretRef": {"name": "proxy"}}),
         )
         .await;
-        let r = h
-            .wait_failed(name, "AuthenticationFailed", "proxySecretRef 'git-proxy")
-            .await;
-        let message = ready(&r).unwrap().message;
-        assert!(
-            message.contains("is not supported for GitRepository yet"),
-            "{message}"
-        );
-        assert!(
-            !message.contains(&env("PROXY_PASSWORD")),
-            "proxy credentials leaked"
-        );
+        wait_ready(&h, name, &format!("main@sha1:{commit}")).await;
     }
+    // Plain HTTP requests name the repository; HTTPS goes through a CONNECT to the server.
+    let log = std::fs::read_to_string(env("PROXY_LOG")).unwrap();
+    assert!(
+        log.contains(&format!("{}.git/info/refs", repo.name)),
+        "the proxy did not see the HTTP fetch"
+    );
+    let https_host = https.split('/').nth(2).unwrap();
+    assert!(
+        log.contains(&format!("CONNECT {https_host}")),
+        "the proxy did not tunnel the HTTPS fetch"
+    );
+    h.create(
+        "bad-proxy",
+        serde_json::json!({"url": repo.http_url(), "interval": "1h", "secretRef": {"name": "git"},
+            "proxySecretRef": {"name": "bad-proxy"}}),
+    )
+    .await;
+    let r = h
+        .wait_failed("bad-proxy", "GitOperationFailed", "authentication failed")
+        .await;
+    let message = ready(&r).unwrap().message;
+    assert!(
+        !message.contains("wrong-proxy-password"),
+        "proxy credentials leaked: {message}"
+    );
     h.done().await;
 }

@@ -52,6 +52,8 @@ pub struct GitCredentials {
     pub ca_cert: Option<Vec<u8>>,
     /// Proxy URL, with its credentials embedded (from `proxySecretRef`).
     pub proxy: Option<String>,
+    /// PEM client certificate and key for HTTPS (`tls.crt` + `tls.key`).
+    pub client_identity: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for GitCredentials {
@@ -60,6 +62,10 @@ impl std::fmt::Debug for GitCredentials {
             .field("auth", &self.auth)
             .field("ca_cert", &self.ca_cert.as_ref().map(|_| "<pem>"))
             .field("proxy", &self.proxy.as_ref().map(|_| "<redacted>"))
+            .field(
+                "client_identity",
+                &self.client_identity.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
@@ -77,9 +83,9 @@ pub enum AuthError {
         /// `SSH` or `HTTP basic`.
         transport: &'static str,
     },
-    /// TLS client certificates are not supported by this build.
-    #[error("secret '{0}': TLS client certificates (tls.crt/tls.key) are not supported yet")]
-    ClientCertUnsupported(String),
+    /// A client certificate without its key, or the other way round.
+    #[error("secret '{0}': a TLS client certificate needs both 'tls.crt' and 'tls.key'")]
+    ClientCertIncomplete(String),
 }
 
 /// Builds credentials for `url` from Secret `data` (`secret` names it in errors).
@@ -89,9 +95,11 @@ pub fn from_secret(
     data: &BTreeMap<String, Vec<u8>>,
 ) -> Result<GitCredentials, AuthError> {
     let ca_cert = data.get("ca.crt").or_else(|| data.get("caFile")).cloned();
-    if data.contains_key("tls.crt") || data.contains_key("tls.key") {
-        return Err(AuthError::ClientCertUnsupported(secret.to_string()));
-    }
+    let client_identity = match (data.get("tls.crt"), data.get("tls.key")) {
+        (Some(cert), Some(key)) => Some([cert.as_slice(), b"\n", key.as_slice()].concat()),
+        (None, None) => None,
+        _ => return Err(AuthError::ClientCertIncomplete(secret.to_string())),
+    };
     let auth = if url.starts_with("ssh://") {
         let identity = secret_text(data, "identity").ok_or(AuthError::MissingKey {
             secret: secret.to_string(),
@@ -131,6 +139,7 @@ pub fn from_secret(
         auth,
         ca_cert,
         proxy: None,
+        client_identity,
     })
 }
 

@@ -253,10 +253,22 @@ fn bearer_header(creds: &GitCredentials) -> Option<String> {
     }
 }
 
+/// The URL to hand libgit2: remotes behind a proxy or needing a client certificate go through
+/// our HTTP transport (see `http`) while the returned route lives.
+fn transport_url(remote: &Remote<'_>) -> (String, Option<super::http::Route>) {
+    if super::http::needed(remote.url, remote.creds) {
+        let (url, route) = super::http::route(remote.url, remote.creds, remote.deadline);
+        (url, Some(route))
+    } else {
+        (remote.url.to_string(), None)
+    }
+}
+
 /// Lists the remote's refs and default branch, transferring no pack data.
 pub fn list_remote(remote: &Remote<'_>) -> Result<RemoteRefs, GitError> {
     let failure = Cell::new(None);
-    let mut r = git2::Remote::create_detached(remote.url).map_err(|e| {
+    let (url, _route) = transport_url(remote);
+    let mut r = git2::Remote::create_detached(url.as_str()).map_err(|e| {
         GitError(redact(
             remote.url,
             &format!("invalid URL '{}': {}", remote.url, e.message()),
@@ -303,8 +315,9 @@ fn list_with_fetch(remote: &Remote<'_>, header: &str) -> Result<(Vec<RemoteRef>,
     let failure = Cell::new(None);
     let dir = tempfile::tempdir().map_err(|e| GitError(e.to_string()))?;
     let repo = Repository::init_bare(dir.path()).map_err(|e| GitError(e.message().to_string()))?;
+    let (url, _route) = transport_url(remote);
     let mut r = repo
-        .remote_anonymous(remote.url)
+        .remote_anonymous(&url)
         .map_err(|e| GitError(redact(remote.url, e.message())))?;
     let mut fo = FetchOptions::new();
     fo.remote_callbacks(callbacks(remote, &failure));
@@ -341,8 +354,9 @@ pub fn checkout(
     let repo = Repository::init(dir)
         .map_err(|e| GitError(format!("failed to create repository: {}", e.message())))?;
     {
+        let (url, _route) = transport_url(remote);
         let mut r = repo
-            .remote_anonymous(remote.url)
+            .remote_anonymous(&url)
             .map_err(|e| GitError(redact(remote.url, e.message())))?;
         let mut fo = FetchOptions::new();
         fo.remote_callbacks(callbacks(remote, &failure));

@@ -14,6 +14,7 @@
 
 pub mod auth;
 pub mod git;
+pub mod http;
 pub mod reference;
 pub mod verify;
 
@@ -65,7 +66,7 @@ impl GitRepositoryReconciler {
         ctx: &ReconcileContext<GitRepository>,
     ) -> Result<auth::GitCredentials, String> {
         let ns = obj.namespace().unwrap_or_default();
-        let creds = match &obj.spec.secret_ref {
+        let mut creds = match &obj.spec.secret_ref {
             None => auth::GitCredentials::default(),
             Some(r) => {
                 let data = common::secret_data(&ctx.client, &ns, &r.name).await?;
@@ -74,15 +75,8 @@ impl GitRepositoryReconciler {
             }
         };
         if let Some(r) = &obj.spec.proxy_secret_ref {
-            // libgit2 sends plain HTTP straight to the server, and its CONNECT tunnel for HTTPS
-            // failed intermittently in our tests ("http parser error: Expected HTTP/" on the
-            // fetch after a successful listing). Refuse clearly rather than bypass the proxy or
-            // work only sometimes. The plumbing in `git` (ProxyOptions) stays for when it is solved.
-            return Err(format!(
-                "proxySecretRef '{ns}/{}' is not supported for GitRepository yet (libgit2's proxy support is \
-                 unreliable); remove it or use an OCIRepository, which supports proxies",
-                r.name
-            ));
+            let data = common::secret_data(&ctx.client, &ns, &r.name).await?;
+            creds.proxy = Some(common::proxy_from_secret(&format!("{ns}/{}", r.name), &data)?);
         }
         Ok(creds)
     }
