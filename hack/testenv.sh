@@ -26,6 +26,7 @@ GIT_SSH_PORT=${TESTENV_GIT_SSH_PORT:-12222}
 REGISTRY_PORT=${TESTENV_REGISTRY_PORT:-15000}
 HELM_HTTP_PORT=${TESTENV_HELM_HTTP_PORT:-18081}
 GIT_HTTPS_PORT=${TESTENV_GIT_HTTPS_PORT:-18443}
+GIT_MTLS_PORT=${TESTENV_GIT_MTLS_PORT:-18444}
 REGISTRY_TLS_PORT=${TESTENV_REGISTRY_TLS_PORT:-15443}
 PROXY_PORT=${TESTENV_PROXY_PORT:-13128}
 KWOK_NODES=${TESTENV_KWOK_NODES:-3}
@@ -135,9 +136,19 @@ current-context: driftless-test
 EOF
 }
 
-# A serving certificate for the HTTPS git server and the TLS registry, from the testenv CA.
+# A serving certificate for the HTTPS git server and the TLS registry, and a client
+# certificate for the git server that requires one, from the testenv CA.
 ensure_sources_tls() {
   local p=$T/pki
+  if [ ! -f "$p/client.crt" ]; then
+    (
+      cd "$p"
+      openssl req -newkey rsa:2048 -nodes -subj "/CN=driftless-client" -keyout client.key -out client.csr 2>/dev/null
+      printf 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n' >client.ext
+      openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 -out client.crt \
+        -extfile client.ext 2>/dev/null
+    )
+  fi
   [ -f "$p/sources.crt" ] && return 0
   (
     cd "$p"
@@ -237,6 +248,15 @@ server.max-request-size = 0
   ssl.engine = "enable"
   ssl.pemfile = "$T/pki/sources.crt"
   ssl.privkey = "$T/pki/sources.key"
+}
+# The same repositories, only for clients with a certificate from the testenv CA (mTLS).
+\$SERVER["socket"] == "127.0.0.1:$GIT_MTLS_PORT" {
+  ssl.engine = "enable"
+  ssl.pemfile = "$T/pki/sources.crt"
+  ssl.privkey = "$T/pki/sources.key"
+  ssl.verifyclient.activate = "enable"
+  ssl.verifyclient.enforce = "enable"
+  ssl.verifyclient.ca-file = "$T/pki/ca.crt"
 }
 alias.url += ( "/git" => "/usr/lib/git-core/git-http-backend" )
 \$HTTP["url"] =~ "^/git" {
@@ -368,6 +388,9 @@ export GIT_REPOS_DIR="$T/git/repos"
 export GIT_HTTP_BASE="http://127.0.0.1:$GIT_HTTP_PORT/git"
 export GIT_HTTPS_BASE="https://127.0.0.1:$GIT_HTTPS_PORT/git"
 export SOURCES_CA_FILE="$T/pki/ca.crt"
+export GIT_MTLS_BASE="https://127.0.0.1:$GIT_MTLS_PORT/git"
+export GIT_CLIENT_CERT="$T/pki/client.crt"
+export GIT_CLIENT_KEY="$T/pki/client.key"
 export GIT_HTTP_USER="git"
 export GIT_HTTP_PASSWORD="$(cat "$T/git/password")"
 export GIT_SSH_BASE="ssh://$(id -un)@127.0.0.1:$GIT_SSH_PORT$T/git/repos"

@@ -750,6 +750,53 @@ async fn https_with_a_private_ca_is_trusted_only_through_ca_crt() {
 
 #[tokio::test]
 #[ignore = "needs the testenv (hack/test.sh)"]
+async fn a_server_requiring_client_certificates_is_reached_with_tls_crt_and_key() {
+    let h = harness("git-mtls").await;
+    let repo = Repo::new("mtls");
+    repo.write("a.yaml", "a: 1\n");
+    let commit = repo.commit("init");
+    let url = format!("{}/{}.git", env("GIT_MTLS_BASE"), repo.name);
+    let read = |var: &str| std::fs::read_to_string(env(var)).unwrap();
+    let basic = [
+        ("username", env("GIT_HTTP_USER")),
+        ("password", env("GIT_HTTP_PASSWORD")),
+        ("ca.crt", read("SOURCES_CA_FILE")),
+    ];
+    let mut with_cert = basic.to_vec();
+    with_cert.extend([
+        ("tls.crt", read("GIT_CLIENT_CERT")),
+        ("tls.key", read("GIT_CLIENT_KEY")),
+    ]);
+    h.secret("with-cert", &with_cert).await;
+    h.secret("no-cert", &basic).await;
+    let mut half = basic.to_vec();
+    half.push(("tls.crt", read("GIT_CLIENT_CERT")));
+    h.secret("half-cert", &half).await;
+    for (name, secret) in [
+        ("mtls", "with-cert"),
+        ("no-cert", "no-cert"),
+        ("half", "half-cert"),
+    ] {
+        h.create(
+            name,
+            serde_json::json!({"url": url, "interval": "1h", "secretRef": {"name": secret}}),
+        )
+        .await;
+    }
+    wait_ready(&h, "mtls", &format!("main@sha1:{commit}")).await;
+    h.wait_failed("no-cert", "GitOperationFailed", "unable to list remote")
+        .await;
+    h.wait_failed(
+        "half",
+        "AuthenticationFailed",
+        "needs both 'tls.crt' and 'tls.key'",
+    )
+    .await;
+    h.done().await;
+}
+
+#[tokio::test]
+#[ignore = "needs the testenv (hack/test.sh)"]
 async fn proxy_secret_ref_routes_git_over_http_and_https_through_the_proxy() {
     let h = harness("git-proxy").await;
     let repo = Repo::new("proxied");
