@@ -237,8 +237,9 @@ up_git_http() {
     head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$T/git/password"
   fi
   printf 'git:%s\n' "$(cat "$T/git/password")" >"$T/git/users"
+  [ -f "$T/git/token" ] || head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$T/git/token"
   cat >"$T/git/lighttpd.conf" <<EOF
-server.modules = ("mod_alias", "mod_cgi", "mod_setenv", "mod_auth", "mod_authn_file", "mod_openssl")
+server.modules = ("mod_access", "mod_alias", "mod_cgi", "mod_setenv", "mod_auth", "mod_authn_file", "mod_openssl")
 server.document-root = "$T/git/www"
 server.bind = "127.0.0.1"
 server.port = $GIT_HTTP_PORT
@@ -259,6 +260,19 @@ server.max-request-size = 0
   ssl.verifyclient.ca-file = "$T/pki/ca.crt"
 }
 alias.url += ( "/git" => "/usr/lib/git-core/git-http-backend" )
+# The same repositories for bearer-token clients: anything but the token is refused.
+alias.url += ( "/token-git" => "/usr/lib/git-core/git-http-backend" )
+\$HTTP["url"] =~ "^/token-git" {
+  cgi.assign = ( "" => "" )
+  setenv.add-environment = (
+    "GIT_PROJECT_ROOT" => "$T/git/repos",
+    "GIT_HTTP_EXPORT_ALL" => "",
+    "GIT_CONFIG_COUNT" => "1", "GIT_CONFIG_KEY_0" => "safe.directory", "GIT_CONFIG_VALUE_0" => "*"
+  )
+  \$REQUEST_HEADER["Authorization"] != "Bearer $(cat "$T/git/token")" {
+    url.access-deny = ( "" )
+  }
+}
 \$HTTP["url"] =~ "^/git" {
   cgi.assign = ( "" => "" )
   setenv.add-environment = (
@@ -389,6 +403,8 @@ export GIT_HTTP_BASE="http://127.0.0.1:$GIT_HTTP_PORT/git"
 export GIT_HTTPS_BASE="https://127.0.0.1:$GIT_HTTPS_PORT/git"
 export SOURCES_CA_FILE="$T/pki/ca.crt"
 export GIT_MTLS_BASE="https://127.0.0.1:$GIT_MTLS_PORT/git"
+export GIT_TOKEN_BASE="http://127.0.0.1:$GIT_HTTP_PORT/token-git"
+export GIT_BEARER_TOKEN="$(cat "$T/git/token")"
 export GIT_CLIENT_CERT="$T/pki/client.crt"
 export GIT_CLIENT_KEY="$T/pki/client.key"
 export GIT_HTTP_USER="git"

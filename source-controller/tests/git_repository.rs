@@ -750,6 +750,32 @@ async fn https_with_a_private_ca_is_trusted_only_through_ca_crt() {
 
 #[tokio::test]
 #[ignore = "needs the testenv (hack/test.sh)"]
+async fn a_bearer_token_authenticates_and_a_wrong_one_fails() {
+    let h = harness("git-bearer").await;
+    let repo = Repo::new("bearer");
+    repo.write("a.yaml", "a: 1\n");
+    let commit = repo.commit("init");
+    let url = format!("{}/{}.git", env("GIT_TOKEN_BASE"), repo.name);
+    h.secret("token", &[("bearerToken", env("GIT_BEARER_TOKEN"))])
+        .await;
+    h.secret("wrong-token", &[("bearerToken", "not-the-token".into())])
+        .await;
+    for (name, secret) in [("bearer", "token"), ("wrong", "wrong-token")] {
+        h.create(
+            name,
+            serde_json::json!({"url": url, "interval": "1h", "secretRef": {"name": secret}}),
+        )
+        .await;
+    }
+    wait_ready(&h, "bearer", &format!("main@sha1:{commit}")).await;
+    let r = h.wait_failed("wrong", "GitOperationFailed", "403").await;
+    let message = ready(&r).unwrap().message;
+    assert!(!message.contains("not-the-token"), "token leaked: {message}");
+    h.done().await;
+}
+
+#[tokio::test]
+#[ignore = "needs the testenv (hack/test.sh)"]
 async fn a_server_requiring_client_certificates_is_reached_with_tls_crt_and_key() {
     let h = harness("git-mtls").await;
     let repo = Repo::new("mtls");
