@@ -47,6 +47,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         no_cross_namespace_refs: rt.args.no_cross_namespace_refs,
         requeue_dependency: rt.args.requeue_dependency,
         default_service_account: rt.args.default_service_account.clone(),
+        default_kubeconfig_service_account: rt.args.default_kubeconfig_service_account.clone(),
     };
     let loop_settings = rt.loop_settings(DEFAULT_CONCURRENCY);
     let controller = Arc::new(

@@ -6,6 +6,7 @@
 //!   ─▶ inventory + prune ─▶ health ─▶ status
 //! ```
 
+use base64::Engine;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
@@ -40,6 +41,7 @@ pub struct Settings {
     pub no_cross_namespace_refs: bool,
     pub requeue_dependency: Duration,
     pub default_service_account: String,
+    pub default_kubeconfig_service_account: String,
 }
 
 pub struct KustomizationReconciler {
@@ -391,7 +393,18 @@ impl KustomizationReconciler {
                     .await
                     .map_err(|e| apply_failed(format!("invalid kubeconfig: {e}")))?
             }
-            None => self.config.clone(),
+            None => match ks
+                .spec
+                .kube_config
+                .as_ref()
+                .and_then(|k| k.config_map_ref.as_ref())
+            {
+                Some(config_map_ref) => {
+                    self.workload_identity(own, &namespace, &config_map_ref.name)
+                        .await?
+                }
+                None => self.config.clone(),
+            },
         };
         let account = ks
             .spec
@@ -409,6 +422,102 @@ impl KustomizationReconciler {
                 Client::try_from(config).map_err(|e| apply_failed(format!("failed to build client: {e}")))
             }
         }
+    }
+
+    /// A connection to the remote cluster a `kubeConfig.configMapRef` names, authenticated with
+    /// a short-lived token of a ServiceAccount of the Kustomization's namespace (provider
+    /// `generic`: any cluster that trusts this cluster's ServiceAccount tokens, e.g. through
+    /// OIDC). ConfigMap keys: `provider`, `address`, `ca.crt`, `audiences`,
+    /// `serviceAccountName`.
+    async fn workload_identity(
+        &self,
+        own: &Client,
+        namespace: &str,
+        name: &str,
+    ) -> Result<kube::Config, ReconcileError> {
+        let config_maps: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(own.clone(), namespace);
+        let data = config_maps
+            .get(name)
+            .await
+            .map_err(|e| {
+                apply_failed(format!(
+                    "failed to get kubeconfig ConfigMap '{namespace}/{name}': {e}"
+                ))
+            })?
+            .data
+            .unwrap_or_default();
+        let key = |k: &str| {
+            data.get(k)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let provider = key("provider").unwrap_or_else(|| "generic".into());
+        if provider != "generic" {
+            return Err(ReconcileError::stalled(
+                reasons::RECONCILIATION_FAILED,
+                format!(
+                    "kubeconfig ConfigMap '{namespace}/{name}': provider '{provider}' needs the cloud's workload identity, which this controller does not support; use provider 'generic' or kubeConfig.secretRef"
+                ),
+            ));
+        }
+        let address = key("address").ok_or_else(|| {
+            ReconcileError::stalled(
+                reasons::RECONCILIATION_FAILED,
+                format!("kubeconfig ConfigMap '{namespace}/{name}' has no 'address' key"),
+            )
+        })?;
+        let account = key("serviceAccountName")
+            .or_else(|| Some(self.settings.default_kubeconfig_service_account.clone()).filter(|s| !s.is_empty()))
+            .ok_or_else(|| {
+                ReconcileError::stalled(
+                    reasons::RECONCILIATION_FAILED,
+                    format!(
+                        "kubeconfig ConfigMap '{namespace}/{name}' has no 'serviceAccountName' and no --default-kubeconfig-service-account is set"
+                    ),
+                )
+            })?;
+        let audiences = match key("audiences") {
+            Some(list) => list
+                .split([',', '\n'])
+                .map(str::trim)
+                .filter(|a| !a.is_empty())
+                .map(str::to_string)
+                .collect(),
+            None => vec![address.clone()],
+        };
+        let request = serde_json::json!({
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {"audiences": audiences, "expirationSeconds": 600},
+        });
+        let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+            Api::namespaced(own.clone(), namespace);
+        let token: k8s_openapi::api::authentication::v1::TokenRequest = accounts
+            .create_subresource("token", &account, &kube::api::PostParams::default(), &request)
+            .await
+            .map_err(|e| {
+                apply_failed(format!(
+                    "failed to get a token for ServiceAccount '{namespace}/{account}': {e}"
+                ))
+            })?;
+        let token = token.status.map(|s| s.token).unwrap_or_default();
+        let mut cluster = serde_json::json!({"server": address});
+        if let Some(ca) = data.get("ca.crt") {
+            cluster["certificate-authority-data"] =
+                serde_json::Value::String(base64::engine::general_purpose::STANDARD.encode(ca));
+        }
+        let kubeconfig: kube::config::Kubeconfig = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "remote", "cluster": cluster}],
+            "users": [{"name": "workload-identity", "user": {"token": token}}],
+            "contexts": [{"name": "remote", "context": {"cluster": "remote", "user": "workload-identity"}}],
+            "current-context": "remote",
+        }))
+        .map_err(|e| apply_failed(format!("invalid kubeconfig ConfigMap '{namespace}/{name}': {e}")))?;
+        kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
+            .await
+            .map_err(|e| apply_failed(format!("invalid kubeconfig ConfigMap '{namespace}/{name}': {e}")))
     }
 
     /// Step 7: generate and build, then the SOPS check and postBuild substitution.

@@ -479,6 +479,88 @@ async fn impersonating_a_service_account_without_rights_is_refused() {
 
 #[tokio::test]
 #[ignore = "needs the testenv (hack/testenv.sh up)"]
+async fn a_kubeconfig_config_map_reaches_the_cluster_with_a_service_account_token() {
+    let w = world("ks-wi").await;
+    let repo = Repo::new("ks-wi");
+    repo.write("cm.yaml", &config_map("settings", "v"));
+    let revision = repo.commit("workload identity");
+    w.git_repository("repo", &repo).await;
+    // The "remote" cluster is the testenv's own apiserver, which trusts the tokens of its
+    // ServiceAccounts for its issuer's audience; the ServiceAccount may only manage ConfigMaps.
+    let objects: Vec<serde_json::Value> = vec![
+        serde_json::json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "deployer"}}),
+        serde_json::json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "deployer"},
+            "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["*"]}]}),
+        serde_json::json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "deployer"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "deployer"},
+            "subjects": [{"kind": "ServiceAccount", "name": "deployer", "namespace": w.ns}]}),
+    ];
+    let discovery = kube::Discovery::new(w.client.clone()).run().await.unwrap();
+    for object in objects {
+        let object: kube::api::DynamicObject = serde_json::from_value(object).unwrap();
+        let gvk = kube::api::GroupVersionKind::try_from(object.types.as_ref().unwrap()).unwrap();
+        let (resource, _) = discovery.resolve_gvk(&gvk).unwrap();
+        Api::<kube::api::DynamicObject>::namespaced_with(w.client.clone(), &w.ns, &resource)
+            .create(&PostParams::default(), &object)
+            .await
+            .unwrap();
+    }
+    let address = kube::Config::infer().await.unwrap().cluster_url.to_string();
+    let ca = std::fs::read_to_string(env("SOURCES_CA_FILE")).unwrap();
+    let remote = |name: &str, extra: &[(&str, &str)]| {
+        let mut data = serde_json::json!({"provider": "generic", "address": address.trim_end_matches('/'), "ca.crt": ca,
+            "audiences": "https://kubernetes.default.svc.cluster.local", "serviceAccountName": "deployer"});
+        for (k, v) in extra {
+            if v.is_empty() {
+                data.as_object_mut().unwrap().remove(*k);
+            } else {
+                data[*k] = serde_json::Value::String(v.to_string());
+            }
+        }
+        serde_json::from_value::<ConfigMap>(serde_json::json!({"metadata": {"name": name}, "data": data}))
+            .unwrap()
+    };
+    for (name, extra) in [
+        ("remote", vec![]),
+        ("no-account", vec![("serviceAccountName", "")]),
+        ("cloud", vec![("provider", "aws")]),
+    ] {
+        w.config_maps()
+            .create(&PostParams::default(), &remote(name, &extra))
+            .await
+            .unwrap();
+        w.kustomization(
+            name,
+            serde_json::json!({"kubeConfig": {"configMapRef": {"name": name}}}),
+        )
+        .await;
+    }
+    w.wait_applied("remote", &revision).await;
+    let settings = w.config_maps().get("settings").await.unwrap();
+    let managers: Vec<_> = settings
+        .metadata
+        .managed_fields
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|m| m.manager)
+        .collect();
+    assert!(
+        managers.contains(&"kustomize-controller".to_string()),
+        "{managers:?}"
+    );
+    w.wait_failed(
+        "no-account",
+        "ReconciliationFailed",
+        "has no 'serviceAccountName'",
+    )
+    .await;
+    w.wait_failed("cloud", "ReconciliationFailed", "provider 'aws'")
+        .await;
+    w.done().await;
+}
+
+#[tokio::test]
+#[ignore = "needs the testenv (hack/testenv.sh up)"]
 async fn prune_disabled_is_respected_and_deletion_policies_apply() {
     let w = world("ks-prune").await;
     let repo = Repo::new("ks-prune");

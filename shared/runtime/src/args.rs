@@ -46,6 +46,10 @@ pub struct CommonArgs {
     /// Service account impersonated (or used for workload identity) when an object names none.
     #[arg(long, default_value = "")]
     pub default_service_account: String,
+    /// Service account whose token reaches a remote cluster (`kubeConfig.configMapRef`) when
+    /// the ConfigMap names none.
+    #[arg(long, default_value = "")]
+    pub default_kubeconfig_service_account: String,
     /// Retry period for dependencies and sources that are not ready.
     #[arg(long, default_value = "30s", value_parser = duration_arg)]
     pub requeue_dependency: Duration,
