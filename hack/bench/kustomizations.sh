@@ -244,7 +244,9 @@ ours_version=$(version_of driftless)
 record() { printf '%s\t%s\t%s\t%s\n' "$@" >>"$raw"; }
 
 # W1 for IMPL at N Kustomizations with CONC workers ("" = the implementation's default),
-# recorded with SUFFIX; the main run (SUFFIX empty) adds W0 steady RSS, W3 and W11.
+# recorded with SUFFIX; the main run (SUFFIX empty) adds W0 steady RSS, W3 and W11. The
+# namespace is deleted and waited for at the end: deleting 4N objects loads the apiserver, and
+# the next measurement must not share it with that clean-up.
 fan_out() { # fan_out IMPL N CONC SUFFIX
   local impl=$1 n=$2 conc=$3 suffix=$4
   local ns=bench-$impl-$n${suffix//_/-} sc kc apiserver etcd w1_requests w1_cpu start deadline elapsed
@@ -287,7 +289,7 @@ fan_out() { # fan_out IMPL N CONC SUFFIX
   if [ -n "$suffix" ]; then
     echo "$impl N=$n ($suffix): Ready in ${elapsed}s, peak $(( $(hwm_kib "$kc") / 1024 )) MiB"
     stop "$kc" "$sc"
-    drop_namespace "$ns" --wait=false
+    drop_namespace "$ns"
     return
   fi
   echo "$impl N=$n: Ready in ${elapsed}s (p50 ${p50}s, p95 ${p95}s), peak $(( $(hwm_kib "$kc") / 1024 )) MiB"
@@ -315,7 +317,7 @@ fan_out() { # fan_out IMPL N CONC SUFFIX
   record "$impl" restart_requests_per_object "$n" "$(awk -v a="$(api_requests)" -v b="$before" -v n="$n" 'BEGIN {printf "%.2f", (a - b) / n / 4}')"
   record "$impl" restart_peak_rss "$n" "$(( $(hwm_kib "$kc") / 1024 ))"
   stop "$kc" "$sc"
-  drop_namespace "$ns" --wait=false
+  drop_namespace "$ns"
 }
 
 for impl in $IMPLS; do
