@@ -259,27 +259,22 @@ server.max-request-size = 0
   ssl.verifyclient.enforce = "enable"
   ssl.verifyclient.ca-file = "$T/pki/ca.crt"
 }
+# /git takes basic auth (below); /token-git serves the same repositories to bearer-token
+# clients only: anything but the token is refused.
 alias.url += ( "/git" => "/usr/lib/git-core/git-http-backend" )
-# The same repositories for bearer-token clients: anything but the token is refused.
 alias.url += ( "/token-git" => "/usr/lib/git-core/git-http-backend" )
-\$HTTP["url"] =~ "^/token-git" {
+\$HTTP["url"] =~ "^/(token-)?git" {
   cgi.assign = ( "" => "" )
   setenv.add-environment = (
     "GIT_PROJECT_ROOT" => "$T/git/repos",
     "GIT_HTTP_EXPORT_ALL" => "",
     "GIT_CONFIG_COUNT" => "1", "GIT_CONFIG_KEY_0" => "safe.directory", "GIT_CONFIG_VALUE_0" => "*"
   )
+}
+\$HTTP["url"] =~ "^/token-git" {
   \$REQUEST_HEADER["Authorization"] != "Bearer $(cat "$T/git/token")" {
     url.access-deny = ( "" )
   }
-}
-\$HTTP["url"] =~ "^/git" {
-  cgi.assign = ( "" => "" )
-  setenv.add-environment = (
-    "GIT_PROJECT_ROOT" => "$T/git/repos",
-    "GIT_HTTP_EXPORT_ALL" => "",
-    "GIT_CONFIG_COUNT" => "1", "GIT_CONFIG_KEY_0" => "safe.directory", "GIT_CONFIG_VALUE_0" => "*"
-  )
 }
 auth.backend = "plain"
 auth.backend.plain.userfile = "$T/git/users"
