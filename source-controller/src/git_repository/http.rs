@@ -27,6 +27,8 @@ const SCHEME_PREFIX: &str = "driftless+";
 struct Settings {
     creds: GitCredentials,
     deadline: Instant,
+    /// Built on first use and shared by the requests of the fetch (one connection pool).
+    client: Option<Result<reqwest::blocking::Client, String>>,
 }
 
 thread_local! {
@@ -47,6 +49,7 @@ pub fn route(url: &str, creds: &GitCredentials, deadline: Instant) -> (String, R
         *c.borrow_mut() = Some(Settings {
             creds: creds.clone(),
             deadline,
+            client: None,
         })
     });
     (format!("{SCHEME_PREFIX}{url}"), Route)
@@ -84,7 +87,14 @@ struct HttpTransport;
 impl SmartSubtransport for HttpTransport {
     fn action(&self, url: &str, action: Service) -> Result<Box<dyn SmartSubtransportStream>, git2::Error> {
         let settings = CURRENT
-            .with(|c| c.borrow().clone())
+            .with(|c| {
+                let mut current = c.borrow_mut();
+                let settings = current.as_mut()?;
+                if settings.client.is_none() {
+                    settings.client = Some(client(settings));
+                }
+                Some(settings.clone())
+            })
             .ok_or_else(|| git2::Error::from_str("git HTTP transport used outside a fetch"))?;
         let base = url
             .strip_prefix(SCHEME_PREFIX)
@@ -105,7 +115,11 @@ impl SmartSubtransport for HttpTransport {
                 return Err(git2::Error::from_str("pushing is not supported"));
             }
         };
-        let client = client(&settings).map_err(|e| git2::Error::from_str(&e))?;
+        let client = match &settings.client {
+            Some(Ok(client)) => client.clone(),
+            Some(Err(e)) => return Err(git2::Error::from_str(e)),
+            None => return Err(git2::Error::from_str("git HTTP client missing")),
+        };
         Ok(Box::new(HttpStream {
             client,
             settings,
