@@ -531,9 +531,16 @@ impl KustomizationReconciler {
         let spec = ks.spec.clone();
         let (root, dir) = (root.to_path_buf(), dir.to_path_buf());
         let (prepared, jail) = (dir.clone(), root.clone());
+        // Only with decryption configured are secretGenerator files looked at (as Flux does):
+        // without it, a reconcile reads no more files than the build does.
+        let scan = ks.spec.decryption.is_some();
         let encrypted = blocking(move || {
             generator::prepare(&prepared, &spec)?;
-            Ok(crate::sops::encrypted_generator_sources(&prepared, &jail))
+            Ok(if scan {
+                crate::sops::encrypted_generator_sources(&prepared, &jail)
+            } else {
+                Vec::new()
+            })
         })
         .await?;
         // Files that secretGenerators read are decrypted before the build, Secrets after it;
