@@ -28,6 +28,8 @@ HELM_HTTP_PORT=${TESTENV_HELM_HTTP_PORT:-18081}
 GIT_HTTPS_PORT=${TESTENV_GIT_HTTPS_PORT:-18443}
 GIT_MTLS_PORT=${TESTENV_GIT_MTLS_PORT:-18444}
 REGISTRY_TLS_PORT=${TESTENV_REGISTRY_TLS_PORT:-15443}
+REGISTRY_MTLS_PORT=${TESTENV_REGISTRY_MTLS_PORT:-15444}
+REGISTRY_TOKEN_PORT=${TESTENV_REGISTRY_TOKEN_PORT:-15001}
 PROXY_PORT=${TESTENV_PROXY_PORT:-13128}
 KWOK_NODES=${TESTENV_KWOK_NODES:-3}
 TOKEN=driftless-admin-token
@@ -35,7 +37,7 @@ TOKEN=driftless-admin-token
 K8S_BIN=$TESTBINS_CACHE/k8s-v$K8S_VERSION
 ETCD_BIN=$TESTBINS_CACHE/etcd-v$ETCD_VERSION/etcd
 KWOK_DIR=$TESTBINS_CACHE/kwok-v$KWOK_VERSION
-COMPONENTS="etcd kube-apiserver kube-controller-manager kube-scheduler kwok git-http git-ssh registry registry-tls helm-http proxy"
+COMPONENTS="etcd kube-apiserver kube-controller-manager kube-scheduler kwok git-http git-ssh registry registry-tls registry-mtls registry-token helm-http proxy"
 
 log() { printf '[testenv] %s\n' "$*" >&2; }
 die() { printf '[testenv] error: %s\n' "$*" >&2; exit 1; }
@@ -236,7 +238,10 @@ up_git_http() {
   if [ ! -f "$T/git/password" ]; then
     head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$T/git/password"
   fi
-  printf 'git:%s\n' "$(cat "$T/git/password")" >"$T/git/users"
+  [ -f "$T/git/registry-password" ] || head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$T/git/registry-password"
+  printf 'git:%s\nregistry:%s\n' "$(cat "$T/git/password")" "$(cat "$T/git/registry-password")" >"$T/git/users"
+  # The token service of the token-auth registry: a static token, for the registry user only.
+  printf '{"token":"%s"}\n' "$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')" >"$T/git/www/registry-token"
   [ -f "$T/git/token" ] || head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$T/git/token"
   cat >"$T/git/lighttpd.conf" <<EOF
 server.modules = ("mod_access", "mod_alias", "mod_cgi", "mod_setenv", "mod_auth", "mod_authn_file", "mod_openssl")
@@ -278,7 +283,10 @@ alias.url += ( "/token-git" => "/usr/lib/git-core/git-http-backend" )
 }
 auth.backend = "plain"
 auth.backend.plain.userfile = "$T/git/users"
-auth.require = ( "/git" => ( "method" => "basic", "realm" => "git", "require" => "valid-user" ) )
+auth.require = (
+  "/git" => ( "method" => "basic", "realm" => "git", "require" => "user=git" ),
+  "/registry-token" => ( "method" => "basic", "realm" => "registry", "require" => "user=registry" )
+)
 EOF
   if ! running git-http; then
     start git-http lighttpd -D -f "$T/git/lighttpd.conf"
@@ -315,40 +323,46 @@ EOF
   ssh-keyscan -p "$GIT_SSH_PORT" 127.0.0.1 2>/dev/null | grep ssh-ed25519 >"$s/known_hosts"
 }
 
-up_registry() {
-  mkdir -p "$T/registry/data"
-  cat >"$T/registry/config.yml" <<EOF
+# docker-registry instances over one storage, so an artifact pushed to one is served by all:
+# plain HTTP; TLS; TLS requiring a client certificate from the testenv CA; plain HTTP with token
+# authentication (distribution's "silly" controller: it challenges with Bearer and lets any
+# Authorization through, so the credentials are checked by the token service on git-http,
+# which hands its token to the `registry` user only).
+write_registry_config() { # name port [http-extra] [top-level-extra]
+  cat >"$T/registry/$1.yml" <<EOF
 version: 0.1
 log: {level: warn}
 storage:
   filesystem: {rootdirectory: $T/registry/data}
   delete: {enabled: true}
+${4:-}
 http:
-  addr: 127.0.0.1:$REGISTRY_PORT
+  addr: 127.0.0.1:$2
+${3:-}
 EOF
-  if ! running registry; then
-    start registry docker-registry serve "$T/registry/config.yml"
-  fi
-  wait_for registry 20 curl -fsS --max-time 2 "http://127.0.0.1:$REGISTRY_PORT/v2/"
 }
 
-up_registry_tls() {
-  cat >"$T/registry/config-tls.yml" <<EOF
-version: 0.1
-log: {level: warn}
-storage:
-  filesystem: {rootdirectory: $T/registry/data}
-  delete: {enabled: true}
-http:
-  addr: 127.0.0.1:$REGISTRY_TLS_PORT
-  tls:
+up_registries() {
+  mkdir -p "$T/registry/data"
+  local tls="  tls:
     certificate: $T/pki/sources.crt
-    key: $T/pki/sources.key
-EOF
-  if ! running registry-tls; then
-    start registry-tls docker-registry serve "$T/registry/config-tls.yml"
-  fi
+    key: $T/pki/sources.key"
+  write_registry_config registry "$REGISTRY_PORT"
+  write_registry_config registry-tls "$REGISTRY_TLS_PORT" "$tls"
+  write_registry_config registry-mtls "$REGISTRY_MTLS_PORT" "$tls
+    clientcas: [$T/pki/ca.crt]"
+  write_registry_config registry-token "$REGISTRY_TOKEN_PORT" "" "auth:
+  silly: {realm: \"http://127.0.0.1:$GIT_HTTP_PORT/registry-token\", service: driftless-testenv}"
+  local c
+  for c in registry registry-tls registry-mtls registry-token; do
+    running "$c" || start "$c" docker-registry serve "$T/registry/$c.yml"
+  done
+  wait_for registry 20 curl -fsS --max-time 2 "http://127.0.0.1:$REGISTRY_PORT/v2/"
   wait_for registry-tls 20 curl -fsS --max-time 2 --cacert "$T/pki/ca.crt" "https://127.0.0.1:$REGISTRY_TLS_PORT/v2/"
+  wait_for registry-mtls 20 curl -fsS --max-time 2 --cacert "$T/pki/ca.crt" \
+    --cert "$T/pki/client.crt" --key "$T/pki/client.key" "https://127.0.0.1:$REGISTRY_MTLS_PORT/v2/"
+  wait_for registry-token 20 bash -c \
+    "curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$REGISTRY_TOKEN_PORT/v2/ | grep -q 401"
 }
 
 up_helm_http() {
@@ -409,6 +423,10 @@ export GIT_SSH_KEY="$T/ssh/client"
 export GIT_SSH_KNOWN_HOSTS="$T/ssh/known_hosts"
 export OCI_REGISTRY="127.0.0.1:$REGISTRY_PORT"
 export OCI_REGISTRY_TLS="127.0.0.1:$REGISTRY_TLS_PORT"
+export OCI_REGISTRY_MTLS="127.0.0.1:$REGISTRY_MTLS_PORT"
+export OCI_REGISTRY_TOKEN="127.0.0.1:$REGISTRY_TOKEN_PORT"
+export OCI_REGISTRY_USER="registry"
+export OCI_REGISTRY_PASSWORD="$(cat "$T/git/registry-password")"
 export HELM_REPO_DIR="$T/helm/repo"
 export HELM_REPO_URL="http://127.0.0.1:$HELM_HTTP_PORT"
 export PROXY_ADDRESS="http://127.0.0.1:$PROXY_PORT"
@@ -429,8 +447,7 @@ cmd_up() {
   up_control_plane
   up_git_http
   up_git_ssh
-  up_registry
-  up_registry_tls
+  up_registries
   up_helm_http
   up_proxy
   write_env

@@ -216,6 +216,29 @@ pub fn secret_text(data: &BTreeMap<String, Vec<u8>>, key: &str) -> Option<String
     })
 }
 
+/// TLS material from a Secret: a CA bundle (`ca.crt`) and a client certificate (`tls.crt` +
+/// `tls.key`), both PEM. The identity is certificate and key concatenated, as reqwest reads it.
+#[derive(Default)]
+pub struct TlsMaterial {
+    /// PEM CA bundle trusted in addition to the system roots.
+    pub ca: Option<Vec<u8>>,
+    /// PEM client certificate followed by its key.
+    pub identity: Option<Vec<u8>>,
+}
+
+/// Reads [`TlsMaterial`]; `None` when only one of `tls.crt` and `tls.key` is there.
+pub fn tls_material(data: &BTreeMap<String, Vec<u8>>) -> Option<TlsMaterial> {
+    let identity = match (data.get("tls.crt"), data.get("tls.key")) {
+        (Some(cert), Some(key)) => Some([cert.as_slice(), b"\n", key.as_slice()].concat()),
+        (None, None) => None,
+        _ => return None,
+    };
+    Some(TlsMaterial {
+        ca: data.get("ca.crt").or_else(|| data.get("caFile")).cloned(),
+        identity,
+    })
+}
+
 /// A proxy URL from a `proxySecretRef` Secret (`address`, optional `username`/`password`).
 /// HTTP(S) proxies only: libgit2 speaks no SOCKS.
 pub fn proxy_from_secret(secret: &str, data: &BTreeMap<String, Vec<u8>>) -> Result<String, String> {

@@ -17,13 +17,13 @@ use driftless_api::{
     meta::condition_types as ct,
     source::{OCIRepository, OCIRepositoryStatus, reasons},
 };
-use driftless_artifact::{extract, oci};
+use driftless_artifact::{extract, oci, registry::Puller};
 use driftless_runtime::{
     events::EventType,
     reconcile::{ReconcileContext, ReconcileError, Reconciler, Success},
 };
 use kube::{Resource, ResourceExt};
-use oci_client::{Reference, secrets::RegistryAuth};
+use oci_client::secrets::RegistryAuth;
 use std::{future::Future, sync::Arc, time::Duration};
 
 /// Kind directory in storage.
@@ -59,53 +59,52 @@ async fn within<T, E: std::fmt::Display>(
     }
 }
 
-/// What the Secrets of an OCIRepository say about reaching its registry.
-struct RegistryAccess {
-    auth: RegistryAuth,
-    ca: Option<Vec<u8>>,
-    proxy: Option<String>,
-}
-
-/// Reads `secretRef` (docker config), `certSecretRef` (`ca.crt`) and `proxySecretRef`; the error
-/// names the Secret and what is wrong with it.
-async fn registry_access(
+/// A pull client for `repository` (`host/path`) as the OCIRepository's Secrets say to reach it:
+/// `secretRef` (docker config), `certSecretRef` (`ca.crt`, `tls.crt` + `tls.key`) and
+/// `proxySecretRef`; the error names the Secret and what is wrong with it.
+async fn registry_client(
     obj: &OCIRepository,
-    registry: &str,
+    repository: &str,
     ctx: &ReconcileContext<OCIRepository>,
-) -> Result<RegistryAccess, String> {
+) -> Result<Puller, String> {
     let ns = obj.namespace().unwrap_or_default();
-    let mut access = RegistryAccess {
-        auth: RegistryAuth::Anonymous,
-        ca: None,
-        proxy: None,
-    };
+    let registry = repository.split('/').next().unwrap_or_default();
+    let mut auth = RegistryAuth::Anonymous;
+    let mut tls = common::TlsMaterial::default();
+    let mut proxy = None;
     if let Some(r) = &obj.spec.secret_ref {
         let data = common::secret_data(&ctx.client, &ns, &r.name).await?;
         let config = data
             .get(".dockerconfigjson")
             .ok_or_else(|| format!("secret '{ns}/{}' has no '.dockerconfigjson' key", r.name))?;
-        access.auth = oci::auth_from_docker_config(config, registry)
+        auth = oci::auth_from_docker_config(config, registry)
             .map_err(|e| format!("secret '{ns}/{}': {e}", r.name))?;
     }
     if let Some(r) = &obj.spec.cert_secret_ref {
         let data = common::secret_data(&ctx.client, &ns, &r.name).await?;
-        if data.contains_key("tls.crt") || data.contains_key("tls.key") {
+        tls = common::tls_material(&data).ok_or_else(|| {
+            format!(
+                "secret '{ns}/{}': a TLS client certificate needs both 'tls.crt' and 'tls.key'",
+                r.name
+            )
+        })?;
+        if tls.ca.is_none() && tls.identity.is_none() {
             return Err(format!(
-                "secret '{ns}/{}': TLS client certificates are not supported yet",
+                "secret '{ns}/{}' has neither 'ca.crt' nor 'tls.crt' and 'tls.key'",
                 r.name
             ));
         }
-        access.ca = Some(
-            data.get("ca.crt")
-                .cloned()
-                .ok_or_else(|| format!("secret '{ns}/{}' has no 'ca.crt' key", r.name))?,
-        );
     }
     if let Some(r) = &obj.spec.proxy_secret_ref {
         let data = common::secret_data(&ctx.client, &ns, &r.name).await?;
-        access.proxy = Some(common::proxy_from_secret(&format!("{ns}/{}", r.name), &data)?);
+        proxy = Some(common::proxy_from_secret(&format!("{ns}/{}", r.name), &data)?);
     }
-    Ok(access)
+    let connection = oci::Connection {
+        insecure: obj.spec.insecure.unwrap_or(false),
+        ca: tls.ca.as_deref(),
+        proxy: proxy.as_deref(),
+    };
+    Puller::new(&connection, tls.identity.as_deref(), repository, auth)
 }
 
 /// The tag to pull for a semver range: the highest matching tag, after `semverFilter`.
@@ -141,7 +140,6 @@ impl Reconciler for OCIRepositoryReconciler {
             let m = format!("invalid OCI URL '{url}': expected oci://<registry>/<repository>");
             return Err(common::stalled(status, generation, reasons::URL_INVALID, m));
         };
-        let registry = repository.split('/').next().unwrap_or_default().to_string();
 
         // 1. storage
         let mut artifact = status.artifact.take();
@@ -158,7 +156,7 @@ impl Reconciler for OCIRepositoryReconciler {
         status.artifact = artifact;
 
         // 2. source
-        let access = registry_access(obj, &registry, ctx).await.map_err(|m| {
+        let registry = registry_client(obj, &repository, ctx).await.map_err(|m| {
             failed(
                 status,
                 generation,
@@ -167,12 +165,6 @@ impl Reconciler for OCIRepositoryReconciler {
                 m,
             )
         })?;
-        let auth = access.auth;
-        let client = oci::connect(&oci::Connection {
-            insecure: obj.spec.insecure.unwrap_or(false),
-            ca: access.ca.as_deref(),
-            proxy: access.proxy.as_deref(),
-        });
         let pull_failed = |status: &mut OCIRepositoryStatus, m: String| {
             failed(
                 status,
@@ -183,37 +175,31 @@ impl Reconciler for OCIRepositoryReconciler {
             )
         };
         let r = obj.spec.reference.clone().unwrap_or_default();
-        let (revision, reference) = if let Some(digest) = r.digest.filter(|d| !d.is_empty()) {
-            (digest.clone(), format!("{repository}@{digest}"))
+        let (revision, digest) = if let Some(digest) = r.digest.filter(|d| !d.is_empty()) {
+            (digest.clone(), digest)
         } else {
             let tag = match r.semver.filter(|s| !s.is_empty()) {
                 Some(range) => {
-                    let image: Reference = repository
-                        .parse()
-                        .map_err(|e| pull_failed(status, format!("invalid reference: {e}")))?;
                     let tags = within(
                         timeout,
                         &format!("failed to list tags of '{url}'"),
-                        client.list_tags(&image, &auth, None, None),
+                        registry.tags(),
                     )
                     .await
                     .map_err(|m| pull_failed(status, m))?;
-                    pick_semver_tag(&tags.tags, &range, r.semver_filter.as_deref())
+                    pick_semver_tag(&tags, &range, r.semver_filter.as_deref())
                         .map_err(|m| pull_failed(status, m))?
                 }
                 None => r.tag.filter(|t| !t.is_empty()).unwrap_or_else(|| "latest".into()),
             };
-            let image: Reference = format!("{repository}:{tag}")
-                .parse()
-                .map_err(|e| pull_failed(status, format!("invalid reference: {e}")))?;
             let digest = within(
                 timeout,
                 &format!("failed to determine artifact digest of '{url}:{tag}'"),
-                client.fetch_manifest_digest(&image, &auth),
+                registry.manifest_digest(&tag),
             )
             .await
             .map_err(|m| pull_failed(status, m))?;
-            (format!("{tag}@{digest}"), format!("{repository}@{digest}"))
+            (format!("{tag}@{digest}"), digest)
         };
         let current = status
             .artifact
@@ -229,13 +215,10 @@ impl Reconciler for OCIRepositoryReconciler {
         ctx.progress(obj, status, &message).await;
 
         // 3. artifact
-        let image: Reference = reference
-            .parse()
-            .map_err(|e| pull_failed(status, format!("invalid reference: {e}")))?;
         let (manifest, manifest_digest) = within(
             timeout,
             &format!("failed to pull artifact from '{url}'"),
-            client.pull_image_manifest(&image, &auth),
+            registry.manifest(&digest),
         )
         .await
         .map_err(|m| pull_failed(status, m))?;
@@ -247,7 +230,7 @@ impl Reconciler for OCIRepositoryReconciler {
         .cloned()
         .ok_or_else(|| {
             let m = format!(
-                "failed to find layer with media type '{}' in artifact '{reference}'",
+                "failed to find layer with media type '{}' in artifact '{repository}@{digest}'",
                 selector.media_type.as_deref().unwrap_or("*")
             );
             failed(
@@ -269,7 +252,7 @@ impl Reconciler for OCIRepositoryReconciler {
             )
         })?;
         let blob_path = workdir.path().join("layer.tar.gz");
-        let blob_file = tokio::fs::File::create(&blob_path).await.map_err(|e| {
+        let mut blob_file = tokio::fs::File::create(&blob_path).await.map_err(|e| {
             failed(
                 status,
                 generation,
@@ -281,7 +264,7 @@ impl Reconciler for OCIRepositoryReconciler {
         within(
             timeout,
             &format!("failed to pull layer of '{url}'"),
-            client.pull_blob(&image, &layer, blob_file),
+            registry.blob(&layer, &mut blob_file),
         )
         .await
         .map_err(|m| pull_failed(status, m))?;

@@ -350,3 +350,103 @@ async fn proxy_secret_ref_routes_registry_calls_through_the_proxy() {
     assert!(log.contains(&repo), "the proxy did not see the registry calls");
     h.done().await;
 }
+
+#[tokio::test]
+#[ignore = "needs the testenv (hack/test.sh)"]
+async fn a_registry_requiring_client_certificates_gets_them_from_cert_secret_ref() {
+    let h = harness("oci-mtls").await;
+    let repo = format!("mtls-{:08x}", rand::random::<u32>());
+    // Pushed over plain HTTP; the mTLS registry serves the same storage.
+    let digest = push(&repo, "v1", &[("a.yaml", "a: 1\n")], "main@sha1:aaaa").await;
+    let read = |k: &str| std::fs::read_to_string(env(k)).unwrap();
+    h.secret(
+        "client-tls",
+        &[
+            ("ca.crt", read("SOURCES_CA_FILE")),
+            ("tls.crt", read("GIT_CLIENT_CERT")),
+            ("tls.key", read("GIT_CLIENT_KEY")),
+        ],
+    )
+    .await;
+    h.secret("ca-only", &[("ca.crt", read("SOURCES_CA_FILE"))]).await;
+    h.secret("cert-only", &[("tls.crt", read("GIT_CLIENT_CERT"))])
+        .await;
+    let url = format!("oci://{}/{repo}", env("OCI_REGISTRY_MTLS"));
+    let spec = |secret: &str| {
+        serde_json::json!({"url": url, "interval": "1h", "timeout": "10s", "ref": {"semver": ">=1.0.0-0"},
+        "certSecretRef": {"name": secret}})
+    };
+    h.create("with-cert", spec("client-tls")).await;
+    wait_ready(&h, "with-cert", &format!("v1@{digest}")).await;
+
+    h.create("without-cert", spec("ca-only")).await;
+    let r = h
+        .wait_failed("without-cert", "OCIArtifactPullFailed", "failed to list tags")
+        .await;
+    assert!(conditions::is_true(&conds(&r), "FetchFailed"));
+
+    h.create("cert-without-key", spec("cert-only")).await;
+    h.wait_failed(
+        "cert-without-key",
+        "AuthenticationFailed",
+        "needs both 'tls.crt' and 'tls.key'",
+    )
+    .await;
+    h.done().await;
+}
+
+#[tokio::test]
+#[ignore = "needs the testenv (hack/test.sh)"]
+async fn docker_config_credentials_are_exchanged_for_a_registry_token() {
+    let h = harness("oci-token").await;
+    let repo = format!("token-{:08x}", rand::random::<u32>());
+    let digest = push(&repo, "v1.2.0", &[("a.yaml", "a: 1\n")], "main@sha1:aaaa").await;
+    let registry = env("OCI_REGISTRY_TOKEN");
+    let docker_config = |password: &str| {
+        serde_json::json!({"auths": {registry.as_str(): {"username": env("OCI_REGISTRY_USER"), "password": password}}})
+            .to_string()
+    };
+    h.secret(
+        "registry-creds",
+        &[(".dockerconfigjson", docker_config(&env("OCI_REGISTRY_PASSWORD")))],
+    )
+    .await;
+    h.secret(
+        "wrong-creds",
+        &[(".dockerconfigjson", docker_config("not-the-password"))],
+    )
+    .await;
+    let url = format!("oci://{registry}/{repo}");
+    let spec = |secret: Option<&str>| {
+        let mut s =
+            serde_json::json!({"url": url, "interval": "1h", "insecure": true, "ref": {"semver": "1.x"}});
+        if let Some(secret) = secret {
+            s["secretRef"] = serde_json::json!({"name": secret});
+        }
+        s
+    };
+    // Tags, manifest and blob all go through the token flow.
+    h.create("authorized", spec(Some("registry-creds"))).await;
+    let r = wait_ready(&h, "authorized", &format!("v1.2.0@{digest}")).await;
+    let a = r.status.unwrap().artifact.unwrap();
+    let out = tempfile::tempdir().unwrap();
+    Fetcher::default()
+        .fetch(&a.url, &a.digest, out.path())
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(out.path().join("a.yaml")).unwrap(),
+        "a: 1\n"
+    );
+
+    h.create("wrong-password", spec(Some("wrong-creds"))).await;
+    let r = h
+        .wait_failed("wrong-password", "OCIArtifactPullFailed", "token service refused")
+        .await;
+    assert!(!ready(&r).unwrap().message.contains("not-the-password"));
+
+    h.create("anonymous", spec(None)).await;
+    h.wait_failed("anonymous", "OCIArtifactPullFailed", "token service refused")
+        .await;
+    h.done().await;
+}

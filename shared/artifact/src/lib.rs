@@ -9,6 +9,8 @@
 //!   so callers can *wait* rather than fail.
 //! * [`oci`] (feature `oci`): Flux's OCI artifact layout — push a directory as
 //!   `flux push artifact` does, and registry credentials from a docker config Secret.
+//! * [`registry`] (feature `oci`): the pull client OCIRepository uses — tags, manifest digests,
+//!   manifests and verified blobs, with token/basic auth and TLS client certificates.
 
 pub mod archive;
 pub mod digest;
@@ -16,6 +18,8 @@ pub mod extract;
 pub mod fetch;
 #[cfg(feature = "oci")]
 pub mod oci;
+#[cfg(feature = "oci")]
+pub mod registry;
 
 /// Makes ring the process-wide TLS crypto provider (kube uses ring too), once. HTTP clients are
 /// built with rustls but no provider of their own, so exactly one provider is compiled in.

@@ -94,12 +94,8 @@ pub fn from_secret(
     secret: &str,
     data: &BTreeMap<String, Vec<u8>>,
 ) -> Result<GitCredentials, AuthError> {
-    let ca_cert = data.get("ca.crt").or_else(|| data.get("caFile")).cloned();
-    let client_identity = match (data.get("tls.crt"), data.get("tls.key")) {
-        (Some(cert), Some(key)) => Some([cert.as_slice(), b"\n", key.as_slice()].concat()),
-        (None, None) => None,
-        _ => return Err(AuthError::ClientCertIncomplete(secret.to_string())),
-    };
+    let tls = crate::common::tls_material(data)
+        .ok_or_else(|| AuthError::ClientCertIncomplete(secret.to_string()))?;
     let auth = if url.starts_with("ssh://") {
         let identity = secret_text(data, "identity").ok_or(AuthError::MissingKey {
             secret: secret.to_string(),
@@ -137,9 +133,9 @@ pub fn from_secret(
     };
     Ok(GitCredentials {
         auth,
-        ca_cert,
+        ca_cert: tls.ca,
         proxy: None,
-        client_identity,
+        client_identity: tls.identity,
     })
 }
 
