@@ -383,6 +383,11 @@ async fn a_registry_requiring_client_certificates_gets_them_from_cert_secret_ref
     let r = h
         .wait_failed("without-cert", "OCIArtifactPullFailed", "failed to list tags")
         .await;
+    let message = ready(&r).unwrap().message;
+    assert!(
+        message.contains("Certificate"),
+        "the TLS alert is reported: {message}"
+    );
     assert!(conditions::is_true(&conds(&r), "FetchFailed"));
 
     h.create("cert-without-key", spec("cert-only")).await;

@@ -107,7 +107,20 @@ pub fn parse_semver_range(range: &str) -> Result<Vec<semver::VersionReq>, Resolv
 
 /// Parses a tag as a version, allowing a leading `v`.
 pub fn tag_version(tag: &str) -> Option<semver::Version> {
-    semver::Version::parse(tag.strip_prefix('v').unwrap_or(tag)).ok()
+    let tag = tag.strip_prefix('v').unwrap_or(tag);
+    if let Ok(v) = semver::Version::parse(tag) {
+        return Some(v);
+    }
+    // Flux (Masterminds semver) also reads `1` and `1.2` as 1.0.0 and 1.2.0.
+    let (core, rest) = tag.split_at(tag.find(['-', '+']).unwrap_or(tag.len()));
+    let parts = core.split('.').count();
+    let numeric = core
+        .split('.')
+        .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    if parts > 2 || !numeric {
+        return None;
+    }
+    semver::Version::parse(&format!("{core}{}{rest}", ".0".repeat(3 - parts))).ok()
 }
 
 /// Resolves `reference` (None = the remote's default branch) against the advertised refs.
@@ -295,6 +308,18 @@ mod tests {
             ResolveError::NoSemverMatch("5.x".into())
         );
         assert!(matches!(pick("not a range"), Err(ResolveError::InvalidSemver(_))));
+    }
+
+    #[test]
+    fn tags_read_as_versions_the_way_flux_reads_them() {
+        let v = |t: &str| tag_version(t).map(|v| v.to_string());
+        assert_eq!(v("v1.2.3").as_deref(), Some("1.2.3"));
+        assert_eq!(v("v1").as_deref(), Some("1.0.0"));
+        assert_eq!(v("1.2-rc.1").as_deref(), Some("1.2.0-rc.1"));
+        assert_eq!(v("2+build.5").as_deref(), Some("2.0.0+build.5"));
+        assert_eq!(v("latest"), None);
+        assert_eq!(v("1.2.3.4"), None);
+        assert_eq!(v("v"), None);
     }
 
     #[test]
