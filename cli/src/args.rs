@@ -398,6 +398,9 @@ pub struct CreateSourceOci {
     /// Secret with registry credentials (docker config JSON).
     #[arg(long)]
     pub secret_ref: Option<String>,
+    /// Secret with TLS material: `ca.crt`, and/or `tls.crt` + `tls.key` for a client certificate.
+    #[arg(long)]
+    pub cert_ref: Option<String>,
     /// Plain-HTTP registry.
     #[arg(long)]
     pub insecure: bool,
@@ -437,6 +440,44 @@ pub struct CreateKustomization {
 pub enum CreateSecret {
     /// A Secret for a GitRepository: basic auth or SSH.
     Git(CreateSecretGit),
+    /// A docker config Secret with registry credentials, for an OCIRepository's `secretRef`.
+    Oci(CreateSecretOci),
+    /// A Secret with a CA and/or a client certificate, for a `certSecretRef`.
+    Tls(CreateSecretTls),
+}
+
+#[derive(Args)]
+pub struct CreateSecretOci {
+    /// Secret name.
+    pub name: String,
+    /// Registry host (`ghcr.io`, `127.0.0.1:5000`), or an oci:// URL on it.
+    #[arg(long)]
+    pub url: String,
+    #[arg(short = 'u', long)]
+    pub username: String,
+    #[arg(short = 'p', long)]
+    pub password: String,
+    /// Print the YAML instead of applying it.
+    #[arg(long)]
+    pub export: bool,
+}
+
+#[derive(Args)]
+pub struct CreateSecretTls {
+    /// Secret name.
+    pub name: String,
+    /// PEM CA certificate that signed the server's certificate.
+    #[arg(long)]
+    pub ca_crt_file: Option<PathBuf>,
+    /// PEM client certificate.
+    #[arg(long)]
+    pub tls_crt_file: Option<PathBuf>,
+    /// PEM key of the client certificate.
+    #[arg(long)]
+    pub tls_key_file: Option<PathBuf>,
+    /// Print the YAML instead of applying it.
+    #[arg(long)]
+    pub export: bool,
 }
 
 #[derive(Args)]

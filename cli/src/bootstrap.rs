@@ -185,7 +185,7 @@ pub async fn bootstrap_git(global: &GlobalArgs, args: &BootstrapGit) -> anyhow::
         ));
         create::apply_secret(
             &cluster,
-            &create::secret(&args.secret_name, &namespace, &secret_data.data),
+            &create::secret(&args.secret_name, &namespace, "Opaque", &secret_data.data),
         )
         .await?;
         success("reconciled source secret");

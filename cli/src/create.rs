@@ -6,7 +6,10 @@ use std::collections::BTreeMap;
 use anyhow::{Context, bail};
 use serde_json::{Map, Value, json};
 
-use crate::args::{CreateCommon, CreateKustomization, CreateSecretGit, CreateSourceGit, CreateSourceOci};
+use crate::args::{
+    CreateCommon, CreateKustomization, CreateSecretGit, CreateSecretOci, CreateSecretTls, CreateSourceGit,
+    CreateSourceOci,
+};
 use crate::cluster::{self, Cluster, generate, step, success, waiting};
 use crate::kinds::{self, KindInfo};
 use crate::show::print_yaml;
@@ -137,6 +140,9 @@ pub async fn source_oci(
     if let Some(secret) = &args.secret_ref {
         spec["secretRef"] = json!({"name": secret});
     }
+    if let Some(secret) = &args.cert_ref {
+        spec["certSecretRef"] = json!({"name": secret});
+    }
     if args.insecure {
         spec["insecure"] = Value::Bool(true);
     }
@@ -265,14 +271,86 @@ pub fn git_secret_data(
 }
 
 /// A Secret object with string data.
-pub fn secret(name: &str, namespace: &str, data: &BTreeMap<String, String>) -> Value {
+pub fn secret(name: &str, namespace: &str, secret_type: &str, data: &BTreeMap<String, String>) -> Value {
     json!({
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": {"name": name, "namespace": namespace},
-        "type": "Opaque",
+        "type": secret_type,
         "stringData": data,
     })
+}
+
+/// Prints `object` with `--export`, else applies it and says so.
+async fn export_or_apply_secret(
+    cluster: Option<&Cluster>,
+    object: &Value,
+    export: bool,
+    what: &str,
+) -> anyhow::Result<()> {
+    if export {
+        print_yaml(std::slice::from_ref(object));
+        return Ok(());
+    }
+    let cluster = cluster.context("a cluster is needed unless --export is given")?;
+    apply_secret(cluster, object).await?;
+    success(format!(
+        "{what} secret '{}' created in '{}' namespace",
+        kinds::text(object, "/metadata/name"),
+        kinds::text(object, "/metadata/namespace")
+    ));
+    Ok(())
+}
+
+/// The docker config JSON giving `username`/`password` for `registry`.
+fn docker_config(registry: &str, username: &str, password: &str) -> String {
+    use base64::Engine;
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
+    json!({"auths": {registry: {"username": username, "password": password, "auth": auth}}}).to_string()
+}
+
+pub async fn secret_oci(
+    cluster: Option<&Cluster>,
+    namespace: &str,
+    args: &CreateSecretOci,
+) -> anyhow::Result<()> {
+    let url = args.url.strip_prefix("oci://").unwrap_or(&args.url);
+    let registry = url.split('/').next().unwrap_or_default();
+    if registry.is_empty() {
+        bail!("--url must name a registry host: {}", args.url);
+    }
+    let data = BTreeMap::from([(
+        ".dockerconfigjson".to_string(),
+        docker_config(registry, &args.username, &args.password),
+    )]);
+    let object = secret(&args.name, namespace, "kubernetes.io/dockerconfigjson", &data);
+    export_or_apply_secret(cluster, &object, args.export, "oci").await
+}
+
+pub async fn secret_tls(
+    cluster: Option<&Cluster>,
+    namespace: &str,
+    args: &CreateSecretTls,
+) -> anyhow::Result<()> {
+    if args.tls_crt_file.is_some() != args.tls_key_file.is_some() {
+        bail!("a client certificate needs both --tls-crt-file and --tls-key-file");
+    }
+    let mut data = BTreeMap::new();
+    for (key, file) in [
+        ("ca.crt", &args.ca_crt_file),
+        ("tls.crt", &args.tls_crt_file),
+        ("tls.key", &args.tls_key_file),
+    ] {
+        if let Some(path) = file {
+            let pem = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            data.insert(key.to_string(), pem);
+        }
+    }
+    if data.is_empty() {
+        bail!("give --ca-crt-file and/or --tls-crt-file with --tls-key-file");
+    }
+    let object = secret(&args.name, namespace, "Opaque", &data);
+    export_or_apply_secret(cluster, &object, args.export, "tls").await
 }
 
 /// Applies a Secret with the CLI's field manager.
@@ -323,19 +401,10 @@ pub async fn secret_git(
         let ca = std::fs::read_to_string(ca).with_context(|| format!("reading {}", ca.display()))?;
         secret_data.data.insert("ca.crt".into(), ca);
     }
-    let object = secret(&args.name, namespace, &secret_data.data);
-    if args.export {
-        print_yaml(&[object]);
-        return Ok(());
-    }
-    let cluster = cluster.context("a cluster is needed unless --export is given")?;
-    apply_secret(cluster, &object).await?;
-    if let Some(public) = &secret_data.generated_public_key {
+    let object = secret(&args.name, namespace, "Opaque", &secret_data.data);
+    export_or_apply_secret(cluster, &object, args.export, "git").await?;
+    if let Some(public) = secret_data.generated_public_key.as_ref().filter(|_| !args.export) {
         success(format!("deploy key: {public}"));
     }
-    success(format!(
-        "git secret '{}' created in '{namespace}' namespace",
-        args.name
-    ));
     Ok(())
 }

@@ -121,6 +121,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 CreateCommand::Secret {
                     what: CreateSecret::Git(a),
                 } => a.export,
+                CreateCommand::Secret {
+                    what: CreateSecret::Oci(a),
+                } => a.export,
+                CreateCommand::Secret {
+                    what: CreateSecret::Tls(a),
+                } => a.export,
             };
             // --export works without a cluster.
             let cluster = if export { None } else { Some(connect().await?) };
@@ -136,6 +142,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 CreateCommand::Secret {
                     what: CreateSecret::Git(a),
                 } => create::secret_git(cluster, ns, a).await?,
+                CreateCommand::Secret {
+                    what: CreateSecret::Oci(a),
+                } => create::secret_oci(cluster, ns, a).await?,
+                CreateCommand::Secret {
+                    what: CreateSecret::Tls(a),
+                } => create::secret_tls(cluster, ns, a).await?,
             }
         }
         Command::Build {

@@ -417,3 +417,171 @@ contexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: 
         stderr(&out)
     );
 }
+
+#[tokio::test]
+#[ignore = "needs the testenv (hack/testenv.sh up)"]
+async fn oci_artifacts_pushed_with_credentials_are_pulled_with_secrets_and_applied() {
+    let (client, ns, _controllers) = world("cli-oci").await;
+    let n = ns.as_str();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("settings.yaml"),
+        configmap("oci-settings", "green"),
+    )
+    .unwrap();
+    let repo = ns.clone(); // unique per run
+    let token_registry = env("OCI_REGISTRY_TOKEN");
+    let (user, password) = (env("OCI_REGISTRY_USER"), env("OCI_REGISTRY_PASSWORD"));
+    let creds = format!("{user}:{password}");
+    let path = dir.path().to_str().unwrap();
+    let pushed = ok(&[
+        "push",
+        "artifact",
+        &format!("oci://{token_registry}/{repo}:1.0.0"),
+        "--path",
+        path,
+        "--source",
+        "https://example.com/app",
+        "--revision",
+        "main@sha1:0123456789abcdef0123456789abcdef01234567",
+        "--creds",
+        &creds,
+        "--insecure-registry",
+    ])
+    .await;
+    let digest = stdout(&pushed).rsplit('@').next().unwrap().trim().to_string();
+    assert!(digest.starts_with("sha256:"), "{}", stdout(&pushed));
+
+    // Registry credentials in a docker config Secret, exchanged for a token by the controller.
+    let exported = ok(&[
+        "create",
+        "secret",
+        "oci",
+        "creds",
+        "-n",
+        n,
+        "--url",
+        &token_registry,
+        "-u",
+        &user,
+        "-p",
+        &password,
+        "--export",
+    ])
+    .await;
+    assert!(stdout(&exported).contains("type: kubernetes.io/dockerconfigjson"));
+    ok(&[
+        "create",
+        "secret",
+        "oci",
+        "creds",
+        "-n",
+        n,
+        "--url",
+        &token_registry,
+        "-u",
+        &user,
+        "-p",
+        &password,
+    ])
+    .await;
+    let created = ok(&[
+        "create",
+        "source",
+        "oci",
+        "app",
+        "-n",
+        n,
+        "--url",
+        &format!("oci://{token_registry}/{repo}"),
+        "--tag-semver",
+        "1.x",
+        "--secret-ref",
+        "creds",
+        "--insecure",
+    ])
+    .await;
+    assert!(
+        stderr(&created).contains(&format!("1.0.0@{digest}")),
+        "{}",
+        stderr(&created)
+    );
+    ok(&[
+        "create",
+        "kustomization",
+        "app",
+        "-n",
+        n,
+        "--source",
+        "OCIRepository/app",
+        "--path",
+        "./",
+        "--target-namespace",
+        n,
+        "--prune",
+    ])
+    .await;
+    let cm: ConfigMap = Api::namespaced(client.clone(), n)
+        .get("oci-settings")
+        .await
+        .unwrap();
+    assert_eq!(cm.data.unwrap()["color"], "green");
+
+    // A client certificate from a TLS Secret, for the registry that requires one.
+    let (ca, cert, key) = (
+        env("SOURCES_CA_FILE"),
+        env("GIT_CLIENT_CERT"),
+        env("GIT_CLIENT_KEY"),
+    );
+    let half = fails(&[
+        "create",
+        "secret",
+        "tls",
+        "half",
+        "-n",
+        n,
+        "--tls-crt-file",
+        &cert,
+        "--export",
+    ])
+    .await;
+    assert!(stderr(&half).contains("--tls-key-file"), "{}", stderr(&half));
+    ok(&[
+        "create",
+        "secret",
+        "tls",
+        "client",
+        "-n",
+        n,
+        "--ca-crt-file",
+        &ca,
+        "--tls-crt-file",
+        &cert,
+        "--tls-key-file",
+        &key,
+    ])
+    .await;
+    let secret: Secret = Api::namespaced(client.clone(), n).get("client").await.unwrap();
+    let keys: Vec<_> = secret.data.unwrap().into_keys().collect();
+    assert_eq!(keys, ["ca.crt", "tls.crt", "tls.key"]);
+    let created = ok(&[
+        "create",
+        "source",
+        "oci",
+        "app-mtls",
+        "-n",
+        n,
+        "--url",
+        &format!("oci://{}/{repo}", env("OCI_REGISTRY_MTLS")),
+        "--tag",
+        "1.0.0",
+        "--cert-ref",
+        "client",
+    ])
+    .await;
+    assert!(
+        stderr(&created).contains(&format!("1.0.0@{digest}")),
+        "{}",
+        stderr(&created)
+    );
+}

@@ -1,6 +1,6 @@
-//! For integration tests (feature `testing`): the real source-controller (GitRepositories) and
-//! kustomize-controller running in-process, scoped to one namespace, with an artifact server on
-//! a free loopback port. Dropping [`Controllers`] stops them.
+//! For integration tests (feature `testing`): the real source-controller (GitRepositories and
+//! OCIRepositories) and kustomize-controller running in-process, scoped to one namespace, with
+//! an artifact server on a free loopback port. Dropping [`Controllers`] stops them.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,6 +9,7 @@ use driftless_runtime::metrics::Metrics;
 use driftless_runtime::reconcile::{KindController, LoopSettings};
 use kube::Client;
 use source_controller::git_repository::GitRepositoryReconciler;
+use source_controller::oci_repository::OCIRepositoryReconciler;
 use source_controller::server;
 use tokio::sync::oneshot;
 
@@ -36,15 +37,24 @@ pub async fn start_controllers(client: &Client, namespace: &str) -> Controllers 
         max_retry_delay: Duration::from_secs(2),
         ..LoopSettings::default()
     };
-    let sources = KindController::new(
-        GitRepositoryReconciler::new(served.storage, Duration::from_secs(10)),
+    let git = KindController::new(
+        GitRepositoryReconciler::new(served.storage.clone(), Duration::from_secs(10)),
         client.clone(),
         "source-controller",
         "source-controller",
         Metrics::new(),
         settings.clone(),
     );
-    tokio::spawn(Arc::new(sources).run(stop.clone()));
+    tokio::spawn(Arc::new(git).run(stop.clone()));
+    let oci = KindController::new(
+        OCIRepositoryReconciler::new(served.storage),
+        client.clone(),
+        "source-controller",
+        "source-controller",
+        Metrics::new(),
+        settings.clone(),
+    );
+    tokio::spawn(Arc::new(oci).run(stop.clone()));
     let config = kube::Config::infer().await.expect("kubeconfig");
     let reconciler = KustomizationReconciler::new(
         Settings {
