@@ -677,6 +677,97 @@ async fn commit_and_tag_signatures_are_verified_against_the_trusted_keys() {
     h.done().await;
 }
 
+/// A fresh ed25519 SSH key; returns (its directory, the private key path, the public key line).
+fn ssh_signing_key() -> (tempfile::TempDir, std::path::PathBuf, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("signing");
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "signer@example.com", "-f"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    (dir, key, public)
+}
+
+#[tokio::test]
+#[ignore = "needs the testenv (hack/test.sh)"]
+async fn ssh_signed_commits_and_tags_are_verified_against_sshpub_keys() {
+    let h = harness("git-verify-ssh").await;
+    let (_dir, key, public) = ssh_signing_key();
+    let (_other_dir, _other_key, other_public) = ssh_signing_key();
+    let repo = Repo::new("ssh-signed");
+    repo.write("a.yaml", "a: 1\n");
+    git(repo.work.path(), &["add", "-A"]);
+    let ssh_git = |args: &[&str]| {
+        let out = Command::new("git")
+            .args([
+                "-c",
+                "user.name=test",
+                "-c",
+                "user.email=test@example.com",
+                "-c",
+                "gpg.format=ssh",
+                "-c",
+            ])
+            .arg(format!("user.signingkey={}", key.display()))
+            .args(args)
+            .current_dir(repo.work.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    ssh_git(&["commit", "-q", "-S", "-m", "ssh-signed"]);
+    ssh_git(&["tag", "-s", "v2.0.0", "-m", "v2.0.0"]);
+    git(
+        repo.work.path(),
+        &["push", "-q", "--force", "origin", "HEAD:main", "v2.0.0"],
+    );
+    let commit = git(repo.work.path(), &["rev-parse", "HEAD"]);
+    http_secret(&h).await;
+    h.secret("ssh-keys", &[("signer.sshpub", public)]).await;
+    h.secret("other-ssh-keys", &[("other.sshpub", other_public)])
+        .await;
+    let auth = serde_json::json!({"name": "http-auth"});
+
+    h.create(
+        "tag-and-head",
+        serde_json::json!({"url": repo.http_url(), "interval": "1h", "secretRef": auth,
+        "ref": {"tag": "v2.0.0"}, "verify": {"mode": "TagAndHEAD", "secretRef": {"name": "ssh-keys"}}}),
+    )
+    .await;
+    let r = wait_ready(&h, "tag-and-head", &format!("v2.0.0@sha1:{commit}")).await;
+    let v = conditions::get(&conds(&r), "SourceVerified").cloned().unwrap();
+    assert_eq!(v.status, "True");
+    assert!(
+        v.message.contains("tag 'v2.0.0' with key 'SHA256:")
+            && v.message.contains(&format!("commit '{commit}'")),
+        "{}",
+        v.message
+    );
+
+    h.create(
+        "stranger",
+        serde_json::json!({"url": repo.http_url(), "interval": "1h", "secretRef": auth,
+        "verify": {"secretRef": {"name": "other-ssh-keys"}}}),
+    )
+    .await;
+    let r = h
+        .wait_failed(
+            "stranger",
+            "VerificationError",
+            "no trusted key verifies the signature",
+        )
+        .await;
+    assert!(r.status.unwrap().artifact.is_none());
+    h.done().await;
+}
+
 #[tokio::test]
 #[ignore = "needs the testenv (hack/test.sh)"]
 async fn https_with_a_private_ca_is_trusted_only_through_ca_crt() {

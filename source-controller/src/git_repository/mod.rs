@@ -110,7 +110,7 @@ impl GitRepositoryReconciler {
 }
 
 impl GitRepositoryReconciler {
-    /// Step 2b, `spec.verify`: checks the OpenPGP signature of the commit (`HEAD`), of the
+    /// Step 2b, `spec.verify`: checks the OpenPGP or SSH signature of the commit (`HEAD`), of the
     /// annotated tag (`Tag`) or both, and records `SourceVerified`.
     async fn verify(
         &self,
