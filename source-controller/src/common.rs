@@ -3,6 +3,7 @@
 
 use crate::storage::{ObjectDir, Storage};
 use driftless_api::meta::{Artifact, ReconcileStatus, condition_types as ct, reasons as meta_reasons};
+use driftless_api::source::reasons;
 use driftless_runtime::{
     conditions::{self, Status},
     duration,
@@ -48,6 +49,33 @@ pub fn stalled<S: ReconcileStatus>(
         generation,
     );
     ReconcileError::stalled(reason, message)
+}
+
+/// Records the outcome of a signature verification in `SourceVerified`: True with the message
+/// of `outcome`, or False with reason `VerificationError` and a failed reconcile — stalled when
+/// the spec asks for something this controller cannot do, so it is not retried.
+pub fn record_verification<S: ReconcileStatus>(
+    status: &mut S,
+    generation: Option<i64>,
+    outcome: Result<String, (String, bool)>,
+) -> Result<(), ReconcileError> {
+    let (state, reason, message) = match &outcome {
+        Ok(message) => (Status::True, meta_reasons::SUCCEEDED, message),
+        Err((message, _)) => (Status::False, reasons::VERIFICATION_ERROR, message),
+    };
+    conditions::set(
+        status.conditions_mut(),
+        ct::SOURCE_VERIFIED,
+        state,
+        reason,
+        message,
+        generation,
+    );
+    match outcome {
+        Ok(_) => Ok(()),
+        Err((message, true)) => Err(ReconcileError::stalled(reasons::VERIFICATION_ERROR, message)),
+        Err((message, false)) => Err(ReconcileError::transient(reasons::VERIFICATION_ERROR, message)),
+    }
 }
 
 /// The success of a source reconcile: failures cleared, `ArtifactInStorage=True`.

@@ -6,6 +6,7 @@
 //! controller per kind.
 
 pub mod common;
+pub mod cosign;
 pub mod git_repository;
 pub mod oci_repository;
 pub mod server;

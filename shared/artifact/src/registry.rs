@@ -114,6 +114,18 @@ impl Puller {
         Ok(digest)
     }
 
+    /// The image manifest `reference` names, or None when the registry has none by that name.
+    pub async fn manifest_if_present(&self, reference: &str) -> Result<Option<OciImageManifest>, String> {
+        let resp = self
+            .send(Method::HEAD, &self.manifest_url(reference), Some(MANIFEST_ACCEPT))
+            .await?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        ok(resp, "read manifest").await?;
+        self.manifest(reference).await.map(|(m, _)| Some(m))
+    }
+
     /// The image manifest `reference` names and its digest. An index resolves to the entry for
     /// this machine's platform (linux and its architecture), else to its first entry.
     pub async fn manifest(&self, reference: &str) -> Result<(OciImageManifest, String), String> {
@@ -130,8 +142,13 @@ impl Puller {
         Ok((manifest, digest))
     }
 
-    /// Streams the blob `descriptor` names into `out`, checking its size and sha256 digest.
-    pub async fn blob(&self, descriptor: &OciDescriptor, out: &mut tokio::fs::File) -> Result<(), String> {
+    /// Streams the blob `descriptor` names into `out` (a file, or a `Vec<u8>` for small blobs),
+    /// checking its size and sha256 digest.
+    pub async fn blob<W: tokio::io::AsyncWrite + Unpin>(
+        &self,
+        descriptor: &OciDescriptor,
+        out: &mut W,
+    ) -> Result<(), String> {
         let url = format!("{}/v2/{}/blobs/{}", self.base, self.repository, descriptor.digest);
         let resp = self.send(Method::GET, &url, None).await?;
         let resp = ok(resp, "pull blob").await?;

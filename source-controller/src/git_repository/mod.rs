@@ -157,32 +157,12 @@ impl GitRepositoryReconciler {
                 .and_then(|r| r)
             }
         };
-        match outcome {
-            Ok(verified) => {
-                let message = format!("verified signature of\n\t- {}", verified.join("\n\t- "));
-                conditions::set(
-                    status.conditions_mut(),
-                    ct::SOURCE_VERIFIED,
-                    Status::True,
-                    "Succeeded",
-                    &message,
-                    generation,
-                );
-                status.source_verification_mode = Some(mode);
-                Ok(())
-            }
-            Err(message) => {
-                conditions::set(
-                    status.conditions_mut(),
-                    ct::SOURCE_VERIFIED,
-                    Status::False,
-                    reasons::VERIFICATION_ERROR,
-                    &message,
-                    generation,
-                );
-                Err(ReconcileError::transient(reasons::VERIFICATION_ERROR, message))
-            }
-        }
+        let outcome = outcome
+            .map(|verified| format!("verified signature of\n\t- {}", verified.join("\n\t- ")))
+            .map_err(|message| (message, false));
+        common::record_verification(status, generation, outcome)?;
+        status.source_verification_mode = Some(mode);
+        Ok(())
     }
 
     /// The artifacts of the included GitRepositories, in `spec.include` order. A missing
