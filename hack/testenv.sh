@@ -100,7 +100,8 @@ ensure_packages() {
 
 ensure_binaries() {
   if [ ! -x "$K8S_BIN/kube-apiserver" ] || [ ! -x "$ETCD_BIN" ] || [ ! -x "$KWOK_DIR/kwok" ] \
-    || [ ! -x "$TESTBINS_CACHE/sops-v$SOPS_VERSION/sops" ]; then
+    || [ ! -x "$TESTBINS_CACHE/sops-v$SOPS_VERSION/sops" ] \
+    || [ ! -x "$TESTBINS_CACHE/cosign-v$COSIGN_VERSION/cosign" ]; then
     log "building control-plane binaries from Go modules into $TESTBINS_CACHE (cold: ~10-25 min)"
     "$here/build-testbins.sh" all
   fi
@@ -434,6 +435,7 @@ export PROXY_USER="proxyuser"
 export PROXY_PASSWORD="$(cat "$T/proxy/password")"
 export PROXY_LOG="$T/logs/proxy.log"
 export SOPS_BIN="$TESTBINS_CACHE/sops-v$SOPS_VERSION/sops"
+export COSIGN_BIN="$TESTBINS_CACHE/cosign-v$COSIGN_VERSION/cosign"
 EOF
 }
 

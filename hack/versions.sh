@@ -10,6 +10,8 @@ FLUX_SOURCE_CONTROLLER_VERSION=${FLUX_SOURCE_CONTROLLER_VERSION:-1.9.4}
 FLUX_KUSTOMIZE_CONTROLLER_VERSION=${FLUX_KUSTOMIZE_CONTROLLER_VERSION:-1.9.4}
 # sops encrypts the Secrets of the SOPS decryption tests (kustomize-controller).
 SOPS_VERSION=${SOPS_VERSION:-3.13.3}
+# cosign signs the artifacts of the OCIRepository verification tests (v2: signatures as `.sig` tags).
+COSIGN_VERSION=${COSIGN_VERSION:-2.6.5}
 # Go-built binaries live outside the repository, one directory per version.
 TESTBINS_CACHE=${TESTBINS_CACHE:-$HOME/.cache/driftless-testbins}
 TESTBINS_WORK=${TESTBINS_WORK:-$HOME/.cache/driftless-testbins-src}

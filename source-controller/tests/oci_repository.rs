@@ -455,3 +455,89 @@ async fn docker_config_credentials_are_exchanged_for_a_registry_token() {
         .await;
     h.done().await;
 }
+
+/// A cosign key pair made by the real cosign in `dir` as `<name>.key`/`<name>.pub`; returns the
+/// public key.
+fn cosign_key_pair(dir: &std::path::Path, name: &str) -> String {
+    let out = std::process::Command::new(env("COSIGN_BIN"))
+        .args(["generate-key-pair", "--output-key-prefix", name])
+        .env("COSIGN_PASSWORD", "")
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::read_to_string(dir.join(format!("{name}.pub"))).unwrap()
+}
+
+#[tokio::test]
+#[ignore = "needs the testenv (hack/test.sh)"]
+async fn cosign_signatures_are_verified_with_the_trusted_public_keys() {
+    let h = harness("oci-cosign").await;
+    let repo = format!("cosign-{:08x}", rand::random::<u32>());
+    let signed = push(&repo, "v1", &[("a.yaml", "a: 1\n")], "main@sha1:aaaa").await;
+    let unsigned = push(&repo, "unsigned", &[("a.yaml", "a: 2\n")], "main@sha1:bbbb").await;
+    let keys = tempfile::tempdir().unwrap();
+    let public = cosign_key_pair(keys.path(), "trusted");
+    let other_public = cosign_key_pair(keys.path(), "stranger");
+    // Offline, as Flux verifies with a key: no transparency log.
+    let out = std::process::Command::new(env("COSIGN_BIN"))
+        .args([
+            "sign",
+            "--key",
+            "trusted.key",
+            "--tlog-upload=false",
+            "--allow-http-registry",
+            "--yes",
+        ])
+        .arg(format!("{}/{repo}@{signed}", env("OCI_REGISTRY")))
+        .env("COSIGN_PASSWORD", "")
+        .current_dir(keys.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    h.secret("cosign-keys", &[("cosign.pub", public)]).await;
+    h.secret("other-keys", &[("cosign.pub", other_public)]).await;
+    let spec = |tag: &str, verify: serde_json::Value| serde_json::json!({"url": url(&repo), "interval": "1h", "insecure": true, "ref": {"tag": tag}, "verify": verify});
+    let with_keys = |secret: &str| serde_json::json!({"provider": "cosign", "secretRef": {"name": secret}});
+
+    h.create("signed", spec("v1", with_keys("cosign-keys"))).await;
+    let r = wait_ready(&h, "signed", &format!("v1@{signed}")).await;
+    let v = conditions::get(&conds(&r), "SourceVerified").cloned().unwrap();
+    assert_eq!((v.status.as_str(), v.reason.as_str()), ("True", "Succeeded"));
+    assert!(
+        v.message
+            .contains(&format!("verified signature of revision v1@{signed}")),
+        "{}",
+        v.message
+    );
+
+    h.create("stranger", spec("v1", with_keys("other-keys"))).await;
+    let r = h
+        .wait_failed(
+            "stranger",
+            "VerificationError",
+            "no matching signatures were found",
+        )
+        .await;
+    assert!(
+        r.status.unwrap().artifact.is_none(),
+        "nothing unverified is stored"
+    );
+
+    h.create("unsigned", spec("unsigned", with_keys("cosign-keys")))
+        .await;
+    let r = h
+        .wait_failed("unsigned", "VerificationError", "no signatures found")
+        .await;
+    assert!(r.status.as_ref().unwrap().artifact.is_none());
+    assert!(ready(&r).unwrap().message.contains(&unsigned));
+
+    // Keyless verification needs Fulcio and Rekor: refused rather than skipped.
+    h.create("keyless", spec("v1", serde_json::json!({"provider": "cosign"})))
+        .await;
+    let r = h
+        .wait_failed("keyless", "VerificationError", "keyless verification")
+        .await;
+    assert!(conditions::is_true(&conds(&r), "Stalled"));
+    h.done().await;
+}
