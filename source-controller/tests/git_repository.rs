@@ -700,27 +700,10 @@ async fn ssh_signed_commits_and_tags_are_verified_against_sshpub_keys() {
     let repo = Repo::new("ssh-signed");
     repo.write("a.yaml", "a: 1\n");
     git(repo.work.path(), &["add", "-A"]);
+    let signing_key = format!("user.signingkey={}", key.display());
     let ssh_git = |args: &[&str]| {
-        let out = Command::new("git")
-            .args([
-                "-c",
-                "user.name=test",
-                "-c",
-                "user.email=test@example.com",
-                "-c",
-                "gpg.format=ssh",
-                "-c",
-            ])
-            .arg(format!("user.signingkey={}", key.display()))
-            .args(args)
-            .current_dir(repo.work.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let signing = ["-c", "gpg.format=ssh", "-c", signing_key.as_str()];
+        git(repo.work.path(), &[&signing[..], args].concat());
     };
     ssh_git(&["commit", "-q", "-S", "-m", "ssh-signed"]);
     ssh_git(&["tag", "-s", "v2.0.0", "-m", "v2.0.0"]);
