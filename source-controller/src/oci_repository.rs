@@ -24,7 +24,8 @@ use driftless_runtime::{
     events::EventType,
     reconcile::{ReconcileContext, ReconcileError, Reconciler, Success},
 };
-use kube::{Resource, ResourceExt};
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::{Api, Resource, ResourceExt};
 use oci_client::secrets::RegistryAuth;
 use std::{future::Future, sync::Arc, time::Duration};
 
@@ -62,8 +63,9 @@ async fn within<T, E: std::fmt::Display>(
 }
 
 /// A pull client for `repository` (`host/path`) as the OCIRepository's Secrets say to reach it:
-/// `secretRef` (docker config), `certSecretRef` (`ca.crt`, `tls.crt` + `tls.key`) and
-/// `proxySecretRef`; the error names the Secret and what is wrong with it.
+/// registry credentials from the docker configs of `secretRef` and of the image pull secrets of
+/// `serviceAccountName` (the first with an entry for the registry), `certSecretRef` (`ca.crt`,
+/// `tls.crt` + `tls.key`) and `proxySecretRef`; the error names the Secret and what is wrong.
 async fn registry_client(
     obj: &OCIRepository,
     repository: &str,
@@ -74,13 +76,26 @@ async fn registry_client(
     let mut auth = RegistryAuth::Anonymous;
     let mut tls = common::TlsMaterial::default();
     let mut proxy = None;
-    if let Some(r) = &obj.spec.secret_ref {
-        let data = common::secret_data(&ctx.client, &ns, &r.name).await?;
+    let mut pull_secrets: Vec<String> = obj.spec.secret_ref.iter().map(|r| r.name.clone()).collect();
+    if let Some(sa) = obj.spec.service_account_name.as_deref().filter(|s| !s.is_empty()) {
+        let accounts: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), &ns);
+        let account = accounts
+            .get_opt(sa)
+            .await
+            .map_err(|e| format!("failed to get service account '{ns}/{sa}': {e}"))?
+            .ok_or_else(|| format!("failed to get service account '{ns}/{sa}': not found"))?;
+        pull_secrets.extend(account.image_pull_secrets.into_iter().flatten().map(|r| r.name));
+    }
+    for name in pull_secrets {
+        let data = common::secret_data(&ctx.client, &ns, &name).await?;
         let config = data
             .get(".dockerconfigjson")
-            .ok_or_else(|| format!("secret '{ns}/{}' has no '.dockerconfigjson' key", r.name))?;
+            .ok_or_else(|| format!("secret '{ns}/{name}' has no '.dockerconfigjson' key"))?;
         auth = oci::auth_from_docker_config(config, registry)
-            .map_err(|e| format!("secret '{ns}/{}': {e}", r.name))?;
+            .map_err(|e| format!("secret '{ns}/{name}': {e}"))?;
+        if auth != RegistryAuth::Anonymous {
+            break;
+        }
     }
     if let Some(r) = &obj.spec.cert_secret_ref {
         let data = common::secret_data(&ctx.client, &ns, &r.name).await?;
@@ -211,6 +226,23 @@ impl Reconciler for OCIRepositoryReconciler {
         status.artifact = artifact;
 
         // 2. source
+        if let Some(provider) = obj
+            .spec
+            .provider
+            .as_deref()
+            .filter(|p| !p.is_empty() && *p != "generic")
+        {
+            let m = format!(
+                "provider '{provider}' is not supported: give the registry credentials in secretRef or \
+                 the image pull secrets of serviceAccountName"
+            );
+            return Err(common::stalled(
+                status,
+                generation,
+                reasons::AUTHENTICATION_FAILED,
+                m,
+            ));
+        }
         let registry = registry_client(obj, &repository, ctx).await.map_err(|m| {
             failed(
                 status,

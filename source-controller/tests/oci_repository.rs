@@ -9,6 +9,8 @@ mod support;
 use driftless_api::source::OCIRepository;
 use driftless_artifact::{fetch::Fetcher, oci};
 use driftless_runtime::{conditions, testing};
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::{Api, api::PostParams};
 use oci_client::{
     client::{Config, ImageLayer},
     secrets::RegistryAuth,
@@ -453,6 +455,29 @@ async fn docker_config_credentials_are_exchanged_for_a_registry_token() {
     h.create("anonymous", spec(None)).await;
     h.wait_failed("anonymous", "OCIArtifactPullFailed", "token service refused")
         .await;
+
+    // The image pull secrets of a ServiceAccount serve as well.
+    let account: ServiceAccount = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "puller"}, "imagePullSecrets": [{"name": "registry-creds"}]
+    }))
+    .unwrap();
+    Api::<ServiceAccount>::namespaced(h.client.clone(), &h.ns)
+        .create(&PostParams::default(), &account)
+        .await
+        .unwrap();
+    let mut via_account = spec(None);
+    via_account["serviceAccountName"] = "puller".into();
+    h.create("via-service-account", via_account).await;
+    wait_ready(&h, "via-service-account", &format!("v1.2.0@{digest}")).await;
+
+    // Cloud providers' identities are not available: said plainly, not retried.
+    let mut cloud = spec(None);
+    cloud["provider"] = "aws".into();
+    h.create("cloud", cloud).await;
+    let r = h
+        .wait_failed("cloud", "AuthenticationFailed", "provider 'aws' is not supported")
+        .await;
+    assert!(conditions::is_true(&conds(&r), "Stalled"));
     h.done().await;
 }
 
