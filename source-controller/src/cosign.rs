@@ -1,20 +1,30 @@
 //! cosign signature verification for OCIRepository (`verify.provider: cosign` with public keys
 //! in `verify.secretRef`), the way Flux verifies with a key: offline, without consulting a
-//! transparency log.
+//! transparency log. Both places cosign keeps signatures are read, as Flux reads them:
 //!
-//! A cosign signature of the manifest `sha256:<hex>` is stored as the image
-//! `<repository>:sha256-<hex>.sig`. Each of its layers is a "simple signing" JSON payload whose
-//! signature (base64, ASN.1 DER ECDSA over the payload's SHA-256) is the layer annotation
-//! `dev.cosignproject.cosign/signature`. A signature counts when one of the trusted keys verifies
-//! it and its payload names the digest being pulled.
+//! * cosign v3 (and v2 with `--new-bundle-format`): Sigstore bundles attached to the manifest as
+//!   OCI 1.1 referrers (the referrers API, or the `sha256-<hex>` referrers tag where the
+//!   registry has none). A bundle holds a DSSE envelope whose in-toto statement names the
+//!   digest as its subject, or a message signature over the digest itself.
+//! * cosign v2, used when no bundle is attached: the image `<repository>:sha256-<hex>.sig`,
+//!   each layer a "simple signing" JSON payload naming the digest, its signature in the layer
+//!   annotation `dev.cosignproject.cosign/signature`.
+//!
+//! Signatures are ASN.1 DER ECDSA P-256 with SHA-256 (what `cosign generate-key-pair` makes).
 
+use base64::Engine;
 use driftless_artifact::registry::Puller;
 use p256::{
-    ecdsa::{DerSignature, VerifyingKey, signature::Verifier},
+    ecdsa::{
+        DerSignature, VerifyingKey,
+        signature::{Verifier, hazmat::PrehashVerifier},
+    },
     pkcs8::DecodePublicKey,
 };
 use std::collections::BTreeMap;
 
+/// Media types (and artifact types) of Sigstore bundles start so (`…v0.3+json`).
+const BUNDLE_MEDIA_TYPE: &str = "application/vnd.dev.sigstore.bundle";
 /// Layer annotation holding a layer's signature.
 const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
 /// Largest signature payload read.
@@ -41,6 +51,42 @@ pub fn keys_from_secret(secret: &str, data: &BTreeMap<String, Vec<u8>>) -> Resul
 /// Checks that a signature of `digest` in the repository `registry` pulls from verifies with
 /// one of `keys`; returns the name of the key that verified it.
 pub async fn verify(registry: &Puller, digest: &str, keys: &PublicKeys) -> Result<String, String> {
+    let bundles: Vec<_> = registry
+        .referrers(digest)
+        .await?
+        .into_iter()
+        .filter(|r| {
+            r.artifact_type
+                .as_deref()
+                .is_some_and(|t| t.starts_with(BUNDLE_MEDIA_TYPE))
+        })
+        .collect();
+    if bundles.is_empty() {
+        return verify_signature_image(registry, digest, keys).await;
+    }
+    for referrer in bundles {
+        let (manifest, _) = registry.manifest(&referrer.digest).await?;
+        let layers = manifest
+            .layers
+            .iter()
+            .filter(|l| l.media_type.starts_with(BUNDLE_MEDIA_TYPE) && l.size <= MAX_PAYLOAD);
+        for layer in layers {
+            let mut bundle = Vec::new();
+            registry.blob(layer, &mut bundle).await?;
+            if let Some(name) = bundle_verified_by(keys, &bundle, digest) {
+                return Ok(name.to_string());
+            }
+        }
+    }
+    Err("no matching signatures were found".into())
+}
+
+/// cosign v2's signature image: `<repository>:sha256-<hex>.sig`.
+async fn verify_signature_image(
+    registry: &Puller,
+    digest: &str,
+    keys: &PublicKeys,
+) -> Result<String, String> {
     let signature_tag = format!("{}.sig", digest.replacen(':', "-", 1));
     let Some(manifest) = registry.manifest_if_present(&signature_tag).await? else {
         return Err("no signatures found".into());
@@ -65,22 +111,65 @@ pub async fn verify(registry: &Puller, digest: &str, keys: &PublicKeys) -> Resul
     Err("no matching signatures were found".into())
 }
 
-/// The key that verifies `signature` (base64 DER) over `payload`, when the payload names `digest`.
-fn verified_by<'k>(keys: &'k PublicKeys, payload: &[u8], signature: &str, digest: &str) -> Option<&'k str> {
-    use base64::Engine;
-    let der = base64::engine::general_purpose::STANDARD
-        .decode(signature.trim())
-        .ok()?;
-    let signature = DerSignature::from_bytes(&der).ok()?;
+fn base64(text: &str) -> Option<Vec<u8>> {
+    base64::engine::general_purpose::STANDARD.decode(text.trim()).ok()
+}
+
+/// The key whose signature (base64 DER) over `message` verifies.
+fn signer<'k>(keys: &'k PublicKeys, message: &[u8], signature: &str) -> Option<&'k str> {
+    let signature = DerSignature::from_bytes(&base64(signature)?).ok()?;
     let (name, _) = keys
         .0
         .iter()
-        .find(|(_, key)| key.verify(payload, &signature).is_ok())?;
+        .find(|(_, key)| key.verify(message, &signature).is_ok())?;
+    Some(name)
+}
+
+/// The key that verifies `signature` (base64 DER) over `payload`, when the payload names `digest`.
+fn verified_by<'k>(keys: &'k PublicKeys, payload: &[u8], signature: &str, digest: &str) -> Option<&'k str> {
+    let name = signer(keys, payload, signature)?;
     let payload: serde_json::Value = serde_json::from_slice(payload).ok()?;
     let signed = payload
         .pointer("/critical/image/docker-manifest-digest")?
         .as_str()?;
-    (signed == digest).then_some(name.as_str())
+    (signed == digest).then_some(name)
+}
+
+/// The key that verifies a Sigstore bundle (JSON) about `digest`: a DSSE envelope whose in-toto
+/// statement has the digest as a subject, or a message signature over the digest.
+fn bundle_verified_by<'k>(keys: &'k PublicKeys, bundle: &[u8], digest: &str) -> Option<&'k str> {
+    let bundle: serde_json::Value = serde_json::from_slice(bundle).ok()?;
+    let hex_digest = digest.strip_prefix("sha256:")?;
+    if let Some(envelope) = bundle.get("dsseEnvelope") {
+        let payload_type = envelope.get("payloadType")?.as_str()?;
+        let payload = base64(envelope.get("payload")?.as_str()?)?;
+        // DSSE signs the pre-authentication encoding of type and payload.
+        let mut pae = format!("DSSEv1 {} {payload_type} {} ", payload_type.len(), payload.len()).into_bytes();
+        pae.extend_from_slice(&payload);
+        let name = envelope
+            .get("signatures")?
+            .as_array()?
+            .iter()
+            .find_map(|s| signer(keys, &pae, s.get("sig")?.as_str()?))?;
+        let statement: serde_json::Value = serde_json::from_slice(&payload).ok()?;
+        let names_digest = statement
+            .get("subject")?
+            .as_array()?
+            .iter()
+            .any(|s| s.pointer("/digest/sha256").and_then(|d| d.as_str()) == Some(hex_digest));
+        return names_digest.then_some(name);
+    }
+    let message = bundle.get("messageSignature")?;
+    let signed_digest = base64(message.pointer("/messageDigest/digest")?.as_str()?)?;
+    if hex::encode(&signed_digest) != hex_digest {
+        return None;
+    }
+    let signature = DerSignature::from_bytes(&base64(message.get("signature")?.as_str()?)?).ok()?;
+    let (name, _) = keys
+        .0
+        .iter()
+        .find(|(_, key)| key.verify_prehash(&signed_digest, &signature).is_ok())?;
+    Some(name)
 }
 
 #[cfg(test)]
@@ -104,7 +193,6 @@ mod tests {
         let stranger = SigningKey::from_slice(&[9u8; 32]).unwrap();
         let payload = br#"{"critical":{"identity":{"docker-reference":"r/app"},"image":{"docker-manifest-digest":"sha256:aa"},"type":"cosign container image signature"},"optional":null}"#;
         let sign = |k: &SigningKey| {
-            use base64::Engine;
             let sig: DerSignature = k.sign(payload);
             base64::engine::general_purpose::STANDARD.encode(sig.as_bytes())
         };
@@ -119,6 +207,50 @@ mod tests {
             None
         );
         assert_eq!(verified_by(&trusted, payload, "not base64", "sha256:aa"), None);
+    }
+
+    #[test]
+    fn bundles_count_with_a_trusted_key_over_the_same_digest() {
+        use p256::ecdsa::signature::hazmat::PrehashSigner;
+        let signer = SigningKey::from_slice(&[7u8; 32]).unwrap();
+        let trusted = keys(&signer);
+        let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+        let digest = format!("sha256:{}", "ab".repeat(32));
+        // A DSSE envelope with an in-toto statement about the digest.
+        let statement = format!(
+            r#"{{"_type":"https://in-toto.io/Statement/v1","subject":[{{"name":"r/app","digest":{{"sha256":"{}"}}}}],"predicateType":"https://sigstore.dev/cosign/sign/v1","predicate":{{}}}}"#,
+            "ab".repeat(32)
+        );
+        let payload_type = "application/vnd.in-toto+json";
+        let pae = format!(
+            "DSSEv1 {} {payload_type} {} {statement}",
+            payload_type.len(),
+            statement.len()
+        );
+        let sig: DerSignature = signer.sign(pae.as_bytes());
+        let dsse = serde_json::json!({"mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
+            "dsseEnvelope": {"payload": b64(statement.as_bytes()), "payloadType": payload_type,
+            "signatures": [{"sig": b64(sig.as_bytes())}]}})
+        .to_string();
+        assert_eq!(
+            bundle_verified_by(&trusted, dsse.as_bytes(), &digest),
+            Some("cosign.pub")
+        );
+        let other = format!("sha256:{}", "cd".repeat(32));
+        assert_eq!(bundle_verified_by(&trusted, dsse.as_bytes(), &other), None);
+        let stranger = keys(&SigningKey::from_slice(&[9u8; 32]).unwrap());
+        assert_eq!(bundle_verified_by(&stranger, dsse.as_bytes(), &digest), None);
+        // A message signature over the digest.
+        let raw = hex::decode("ab".repeat(32)).unwrap();
+        let sig: p256::ecdsa::Signature = signer.sign_prehash(&raw).unwrap();
+        let message = serde_json::json!({"messageSignature": {"messageDigest": {"algorithm": "SHA2_256",
+            "digest": b64(&raw)}, "signature": b64(sig.to_der().as_bytes())}})
+        .to_string();
+        assert_eq!(
+            bundle_verified_by(&trusted, message.as_bytes(), &digest),
+            Some("cosign.pub")
+        );
+        assert_eq!(bundle_verified_by(&trusted, message.as_bytes(), &other), None);
     }
 
     #[test]

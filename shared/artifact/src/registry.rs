@@ -19,8 +19,21 @@ const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, \
     application/vnd.docker.distribution.manifest.v2+json, \
     application/vnd.oci.image.index.v1+json, \
     application/vnd.docker.distribution.manifest.list.v2+json";
+/// Media type of an OCI image index (the referrers list is one).
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 /// Largest manifest read.
 const MAX_MANIFEST: usize = 4 << 20;
+
+/// A manifest that refers to another (an entry of a referrers index).
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Referrer {
+    /// The referring manifest's digest.
+    pub digest: String,
+    /// What kind of artifact it is (`application/vnd.dev.sigstore.bundle.v0.3+json`, …).
+    #[serde(default)]
+    pub artifact_type: Option<String>,
+}
 
 /// A pull client for one repository (`host/path`) of a registry.
 pub struct Puller {
@@ -124,6 +137,35 @@ impl Puller {
         }
         ok(resp, "read manifest").await?;
         self.manifest(reference).await.map(|(m, _)| Some(m))
+    }
+
+    /// The manifests that name `digest` as their subject (OCI 1.1 referrers): from the referrers
+    /// API, or, where the registry has none (404), from the referrers tag `sha256-<hex>`.
+    pub async fn referrers(&self, digest: &str) -> Result<Vec<Referrer>, String> {
+        #[derive(serde::Deserialize)]
+        struct Index {
+            #[serde(default)]
+            manifests: Vec<Referrer>,
+        }
+        let api = format!("{}/v2/{}/referrers/{digest}", self.base, self.repository);
+        let mut resp = self.send(Method::GET, &api, Some(OCI_INDEX)).await?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            let tag = digest.replacen(':', "-", 1);
+            resp = self
+                .send(Method::GET, &self.manifest_url(&tag), Some(OCI_INDEX))
+                .await?;
+            if resp.status() == StatusCode::NOT_FOUND {
+                return Ok(Vec::new());
+            }
+        }
+        let body = ok(resp, "read referrers")
+            .await?
+            .bytes()
+            .await
+            .map_err(|e| format!("read referrers: {e}"))?;
+        let index: Index =
+            serde_json::from_slice(&body).map_err(|e| format!("invalid referrers index: {e}"))?;
+        Ok(index.manifests)
     }
 
     /// The image manifest `reference` names and its digest. An index resolves to the entry for
