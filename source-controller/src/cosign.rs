@@ -25,6 +25,10 @@ use std::collections::BTreeMap;
 
 /// Media types (and artifact types) of Sigstore bundles start so (`…v0.3+json`).
 const BUNDLE_MEDIA_TYPE: &str = "application/vnd.dev.sigstore.bundle";
+/// The OCI empty descriptor's media type.
+const EMPTY_MEDIA_TYPE: &str = "application/vnd.oci.empty.v1+json";
+/// Most referrers read when looking for bundles.
+const MAX_REFERRERS: usize = 32;
 /// Layer annotation holding a layer's signature.
 const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
 /// Largest signature payload read.
@@ -51,31 +55,31 @@ pub fn keys_from_secret(secret: &str, data: &BTreeMap<String, Vec<u8>>) -> Resul
 /// Checks that a signature of `digest` in the repository `registry` pulls from verifies with
 /// one of `keys`; returns the name of the key that verified it.
 pub async fn verify(registry: &Puller, digest: &str, keys: &PublicKeys) -> Result<String, String> {
-    let bundles: Vec<_> = registry
-        .referrers(digest)
-        .await?
-        .into_iter()
-        .filter(|r| {
-            r.artifact_type
-                .as_deref()
-                .is_some_and(|t| t.starts_with(BUNDLE_MEDIA_TYPE))
-        })
-        .collect();
+    // A referrers index may describe a bundle manifest by its config media type (the empty
+    // descriptor) rather than its artifactType, so candidates are read to find the bundles.
+    let candidates = registry.referrers(digest).await?.into_iter().filter(|r| {
+        r.artifact_type
+            .as_deref()
+            .is_none_or(|t| t.starts_with(BUNDLE_MEDIA_TYPE) || t == EMPTY_MEDIA_TYPE)
+    });
+    let mut bundles = Vec::new();
+    for referrer in candidates.take(MAX_REFERRERS) {
+        let (manifest, _) = registry.manifest(&referrer.digest).await?;
+        bundles.extend(
+            manifest
+                .layers
+                .into_iter()
+                .filter(|l| l.media_type.starts_with(BUNDLE_MEDIA_TYPE) && l.size <= MAX_PAYLOAD),
+        );
+    }
     if bundles.is_empty() {
         return verify_signature_image(registry, digest, keys).await;
     }
-    for referrer in bundles {
-        let (manifest, _) = registry.manifest(&referrer.digest).await?;
-        let layers = manifest
-            .layers
-            .iter()
-            .filter(|l| l.media_type.starts_with(BUNDLE_MEDIA_TYPE) && l.size <= MAX_PAYLOAD);
-        for layer in layers {
-            let mut bundle = Vec::new();
-            registry.blob(layer, &mut bundle).await?;
-            if let Some(name) = bundle_verified_by(keys, &bundle, digest) {
-                return Ok(name.to_string());
-            }
+    for layer in &bundles {
+        let mut bundle = Vec::new();
+        registry.blob(layer, &mut bundle).await?;
+        if let Some(name) = bundle_verified_by(keys, &bundle, digest) {
+            return Ok(name.to_string());
         }
     }
     Err("no matching signatures were found".into())

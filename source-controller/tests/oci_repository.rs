@@ -501,25 +501,32 @@ async fn cosign_signatures_are_verified_with_the_trusted_public_keys() {
     let repo = format!("cosign-{:08x}", rand::random::<u32>());
     let signed = push(&repo, "v1", &[("a.yaml", "a: 1\n")], "main@sha1:aaaa").await;
     let unsigned = push(&repo, "unsigned", &[("a.yaml", "a: 2\n")], "main@sha1:bbbb").await;
+    let bundled = push(&repo, "v2", &[("a.yaml", "a: 3\n")], "main@sha1:cccc").await;
     let keys = tempfile::tempdir().unwrap();
     let public = cosign_key_pair(keys.path(), "trusted");
     let other_public = cosign_key_pair(keys.path(), "stranger");
-    // Offline, as Flux verifies with a key: no transparency log.
-    let out = std::process::Command::new(env("COSIGN_BIN"))
-        .args([
-            "sign",
-            "--key",
-            "trusted.key",
-            "--tlog-upload=false",
-            "--allow-http-registry",
-            "--yes",
-        ])
-        .arg(format!("{}/{repo}@{signed}", env("OCI_REGISTRY")))
-        .env("COSIGN_PASSWORD", "")
-        .current_dir(keys.path())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Offline, as Flux verifies with a key: no transparency log. v1 gets cosign v2's signature
+    // image, v2 a Sigstore bundle attached as an OCI 1.1 referrer (cosign v3's default).
+    let sign = |digest: &str, extra: &[&str]| {
+        let out = std::process::Command::new(env("COSIGN_BIN"))
+            .args([
+                "sign",
+                "--key",
+                "trusted.key",
+                "--tlog-upload=false",
+                "--allow-http-registry",
+                "--yes",
+            ])
+            .args(extra)
+            .arg(format!("{}/{repo}@{digest}", env("OCI_REGISTRY")))
+            .env("COSIGN_PASSWORD", "")
+            .current_dir(keys.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    sign(&signed, &[]);
+    sign(&bundled, &["--new-bundle-format"]);
     h.secret("cosign-keys", &[("cosign.pub", public)]).await;
     h.secret("other-keys", &[("cosign.pub", other_public)]).await;
     let spec = |tag: &str, verify: serde_json::Value| serde_json::json!({"url": url(&repo), "interval": "1h", "insecure": true, "ref": {"tag": tag}, "verify": verify});
@@ -535,6 +542,18 @@ async fn cosign_signatures_are_verified_with_the_trusted_public_keys() {
         "{}",
         v.message
     );
+
+    h.create("bundled", spec("v2", with_keys("cosign-keys"))).await;
+    let r = wait_ready(&h, "bundled", &format!("v2@{bundled}")).await;
+    assert!(conditions::is_true(&conds(&r), "SourceVerified"));
+    h.create("bundled-stranger", spec("v2", with_keys("other-keys")))
+        .await;
+    h.wait_failed(
+        "bundled-stranger",
+        "VerificationError",
+        "no matching signatures were found",
+    )
+    .await;
 
     h.create("stranger", spec("v1", with_keys("other-keys"))).await;
     let r = h
