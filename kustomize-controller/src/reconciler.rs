@@ -52,7 +52,16 @@ pub struct KustomizationReconciler {
     settings: Settings,
     /// The controller's own connection, to derive impersonating clients from.
     config: kube::Config,
+    /// ServiceAccount tokens for `kubeConfig.configMapRef`, reused until close to expiry.
+    tokens: std::sync::Mutex<HashMap<TokenKey, (String, Instant)>>,
 }
+
+/// What a workload-identity token is for: namespace, ServiceAccount, audiences.
+type TokenKey = (String, String, Vec<String>);
+/// How long a requested workload-identity token is valid.
+const TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
+/// A cached token is replaced when less than this is left of it.
+const TOKEN_RENEW_BEFORE: Duration = Duration::from_secs(600);
 
 impl KustomizationReconciler {
     pub fn new(settings: Settings, config: kube::Config) -> Self {
@@ -62,6 +71,7 @@ impl KustomizationReconciler {
             observed: Observed::default(),
             settings,
             config,
+            tokens: Default::default(),
         }
     }
 }
@@ -485,22 +495,9 @@ impl KustomizationReconciler {
                 .collect(),
             None => vec![address.clone()],
         };
-        let request = serde_json::json!({
-            "apiVersion": "authentication.k8s.io/v1",
-            "kind": "TokenRequest",
-            "spec": {"audiences": audiences, "expirationSeconds": 600},
-        });
-        let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
-            Api::namespaced(own.clone(), namespace);
-        let token: k8s_openapi::api::authentication::v1::TokenRequest = accounts
-            .create_subresource("token", &account, &kube::api::PostParams::default(), &request)
-            .await
-            .map_err(|e| {
-                apply_failed(format!(
-                    "failed to get a token for ServiceAccount '{namespace}/{account}': {e}"
-                ))
-            })?;
-        let token = token.status.map(|s| s.token).unwrap_or_default();
+        let token = self
+            .service_account_token(own, namespace, &account, audiences)
+            .await?;
         let mut cluster = serde_json::json!({"server": address});
         if let Some(ca) = data.get("ca.crt") {
             cluster["certificate-authority-data"] =
@@ -518,6 +515,59 @@ impl KustomizationReconciler {
         kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
             .await
             .map_err(|e| apply_failed(format!("invalid kubeconfig ConfigMap '{namespace}/{name}': {e}")))
+    }
+
+    /// A token of ServiceAccount `namespace/account` for `audiences`: a cached one while it has
+    /// more than [`TOKEN_RENEW_BEFORE`] left, else a new one from the TokenRequest API.
+    async fn service_account_token(
+        &self,
+        own: &Client,
+        namespace: &str,
+        account: &str,
+        audiences: Vec<String>,
+    ) -> Result<String, ReconcileError> {
+        let key = (namespace.to_string(), account.to_string(), audiences);
+        let now = Instant::now();
+        let cached = self
+            .tokens
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .cloned();
+        if let Some((token, _)) = cached.filter(|(_, expires)| *expires > now + TOKEN_RENEW_BEFORE) {
+            return Ok(token);
+        }
+        let request = serde_json::json!({
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {"audiences": key.2, "expirationSeconds": TOKEN_LIFETIME.as_secs()},
+        });
+        let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+            Api::namespaced(own.clone(), namespace);
+        let response: k8s_openapi::api::authentication::v1::TokenRequest = accounts
+            .create_subresource("token", account, &kube::api::PostParams::default(), &request)
+            .await
+            .map_err(|e| {
+                apply_failed(format!(
+                    "failed to get a token for ServiceAccount '{namespace}/{account}': {e}"
+                ))
+            })?;
+        let status = response.status.unwrap_or_default();
+        // The apiserver may grant less than asked: its expiration counts, from the request on.
+        let granted = status
+            .expiration_timestamp
+            .map(|t| {
+                Duration::try_from(t.0.duration_since(k8s_openapi::jiff::Timestamp::now()))
+                    .unwrap_or_default()
+            })
+            .unwrap_or(TOKEN_LIFETIME);
+        let expires = now + granted.min(TOKEN_LIFETIME);
+        let token = status.token.unwrap_or_default();
+        self.tokens
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, (token.clone(), expires));
+        Ok(token)
     }
 
     /// Step 7: generate and build, then the SOPS check and postBuild substitution.
