@@ -630,48 +630,6 @@ async fn prune_disabled_is_respected_and_deletion_policies_apply() {
     w.done().await;
 }
 
-/// A fresh OpenPGP key (RSA, gpg's default) in its own gpg home: (home, fingerprint, armored
-/// secret key).
-fn gpg_secret_key() -> (tempfile::TempDir, String, String) {
-    let home = tempfile::tempdir().unwrap();
-    let gpg = |args: &[&str]| {
-        let out = Command::new("gpg")
-            .arg("--homedir")
-            .arg(home.path())
-            .args(["--batch", "--passphrase", ""])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "gpg: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
-    gpg(&[
-        "--quick-gen-key",
-        "sops <sops@example.com>",
-        "default",
-        "default",
-        "never",
-    ]);
-    let fingerprint = gpg(&["--list-secret-keys", "--with-colons"])
-        .lines()
-        .find(|l| l.starts_with("fpr:"))
-        .and_then(|l| l.split(':').nth(9))
-        .unwrap()
-        .to_string();
-    let armored = gpg(&[
-        "--pinentry-mode",
-        "loopback",
-        "--armor",
-        "--export-secret-keys",
-        &fingerprint,
-    ]);
-    (home, fingerprint, armored)
-}
-
 /// Encrypts with the real sops binary, as a user would before committing: to an age recipient,
 /// or with `--pgp <fingerprint>` to an OpenPGP key of `gnupg_home`.
 fn sops_encrypt(
@@ -718,13 +676,14 @@ async fn sops_encrypted_secrets_are_decrypted_with_age_and_openpgp_keys() {
     let plain = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\ntype: Opaque\nstringData:\n  password: s3cr3t\n  port: \"5432\"\ndata:\n  token: dG9rZW4=\n";
     let encrypted = sops_encrypt("secret.yaml", plain, &["--age", &recipient], None);
     assert!(encrypted.contains("ENC[AES256_GCM") && !encrypted.contains("s3cr3t"));
-    let (gnupg_home, fingerprint, armored) = gpg_secret_key();
+    let key = testing::GpgKey::new("sops <sops@example.com>", "default", "default");
+    let (gnupg_home, fingerprint, armored) = (&key.home, key.fingerprint.as_str(), key.secret_armored());
     let openpgp_plain =
         "apiVersion: v1\nkind: Secret\nmetadata:\n  name: api\nstringData:\n  key: pgp-s3cr3t\n";
     let openpgp_encrypted = sops_encrypt(
         "secret.yaml",
         openpgp_plain,
-        &["--pgp", &fingerprint],
+        &["--pgp", fingerprint],
         Some(gnupg_home.path()),
     );
     assert!(openpgp_encrypted.contains("BEGIN PGP MESSAGE") && !openpgp_encrypted.contains("pgp-s3cr3t"));
@@ -738,7 +697,7 @@ async fn sops_encrypted_secrets_are_decrypted_with_age_and_openpgp_keys() {
         &sops_encrypt(
             "app.env",
             "USER=admin\nPASSWORD=env-s3cr3t\n",
-            &["--pgp", &fingerprint],
+            &["--pgp", fingerprint],
             Some(gnupg_home.path()),
         ),
     );

@@ -527,43 +527,6 @@ async fn included_repositories_are_copied_in_and_their_changes_rebuild_the_inclu
     h.done().await;
 }
 
-/// A fresh gpg key in its own home; returns (home, fingerprint, armored public key).
-fn gpg_key(name: &str) -> (tempfile::TempDir, String, String) {
-    let home = tempfile::tempdir().unwrap();
-    let h = home.path().to_str().unwrap().to_string();
-    let ok = Command::new("gpg")
-        .args([
-            "--batch",
-            "--homedir",
-            &h,
-            "--passphrase",
-            "",
-            "--quick-gen-key",
-            &format!("{name} <{name}@example.com>"),
-            "ed25519",
-            "sign",
-            "never",
-        ])
-        .output()
-        .unwrap();
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
-    let list = Command::new("gpg")
-        .args(["--homedir", &h, "--list-keys", "--with-colons"])
-        .output()
-        .unwrap();
-    let fpr = String::from_utf8_lossy(&list.stdout)
-        .lines()
-        .find(|l| l.starts_with("fpr:"))
-        .and_then(|l| l.split(':').nth(9))
-        .unwrap()
-        .to_string();
-    let export = Command::new("gpg")
-        .args(["--homedir", &h, "--armor", "--export", &fpr])
-        .output()
-        .unwrap();
-    (home, fpr, String::from_utf8_lossy(&export.stdout).into_owned())
-}
-
 /// Runs git with `gpg` signing as `fpr` from `home`.
 fn signed_git(repo: &Repo, home: &std::path::Path, fpr: &str, args: &[&str]) {
     let out = Command::new("git")
@@ -593,13 +556,15 @@ fn signed_git(repo: &Repo, home: &std::path::Path, fpr: &str, args: &[&str]) {
 #[ignore = "needs the testenv (hack/test.sh)"]
 async fn commit_and_tag_signatures_are_verified_against_the_trusted_keys() {
     let h = harness("git-verify").await;
-    let (home, fpr, public) = gpg_key("trusted");
-    let (_other_home, _other_fpr, other_public) = gpg_key("stranger");
+    let key = testing::GpgKey::new("trusted <trusted@example.com>", "ed25519", "sign");
+    let (home, fpr, public) = (&key.home, key.fingerprint.as_str(), key.public_armored());
+    let other_public =
+        testing::GpgKey::new("stranger <stranger@example.com>", "ed25519", "sign").public_armored();
     let repo = Repo::new("signed");
     repo.write("a.yaml", "a: 1\n");
     git(repo.work.path(), &["add", "-A"]);
-    signed_git(&repo, home.path(), &fpr, &["commit", "-q", "-S", "-m", "signed"]);
-    signed_git(&repo, home.path(), &fpr, &["tag", "-s", "v1.0.0", "-m", "v1.0.0"]);
+    signed_git(&repo, home.path(), fpr, &["commit", "-q", "-S", "-m", "signed"]);
+    signed_git(&repo, home.path(), fpr, &["tag", "-s", "v1.0.0", "-m", "v1.0.0"]);
     git(
         repo.work.path(),
         &["push", "-q", "--force", "origin", "HEAD:main", "v1.0.0"],

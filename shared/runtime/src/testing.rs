@@ -280,3 +280,65 @@ impl GitRepo {
         format!("{}/{}.git", testenv_var("GIT_SSH_BASE"), self.name)
     }
 }
+
+/// A fresh OpenPGP key made by the real gpg in a gpg home of its own (signing commits, SOPS).
+pub struct GpgKey {
+    /// The gpg home (`GNUPGHOME`) holding the key.
+    pub home: tempfile::TempDir,
+    /// The primary key's fingerprint.
+    pub fingerprint: String,
+}
+
+impl GpgKey {
+    /// A key for `uid` (`Name <mail>`); `algo` and `usage` as `gpg --quick-gen-key` takes them
+    /// (`default`, `ed25519`; `default`, `sign`).
+    ///
+    /// # Panics
+    /// When gpg fails, with its stderr.
+    pub fn new(uid: &str, algo: &str, usage: &str) -> GpgKey {
+        let home = tempfile::tempdir().expect("temp dir");
+        let key = GpgKey {
+            home,
+            fingerprint: String::new(),
+        };
+        key.gpg(&["--quick-gen-key", uid, algo, usage, "never"]);
+        let fingerprint = key
+            .gpg(&["--list-secret-keys", "--with-colons"])
+            .lines()
+            .find(|l| l.starts_with("fpr:"))
+            .and_then(|l| l.split(':').nth(9))
+            .expect("gpg lists the new key's fingerprint")
+            .to_string();
+        GpgKey { fingerprint, ..key }
+    }
+
+    /// Runs gpg on this key's home (batch mode, empty passphrase); returns its stdout.
+    ///
+    /// # Panics
+    /// When gpg fails, with its stderr.
+    pub fn gpg(&self, args: &[&str]) -> String {
+        let out = std::process::Command::new("gpg")
+            .arg("--homedir")
+            .arg(self.home.path())
+            .args(["--batch", "--pinentry-mode", "loopback", "--passphrase", ""])
+            .args(args)
+            .output()
+            .expect("gpg runs");
+        assert!(
+            out.status.success(),
+            "gpg {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("gpg output is UTF-8")
+    }
+
+    /// The armored public key.
+    pub fn public_armored(&self) -> String {
+        self.gpg(&["--armor", "--export", &self.fingerprint])
+    }
+
+    /// The armored secret key.
+    pub fn secret_armored(&self) -> String {
+        self.gpg(&["--armor", "--export-secret-keys", &self.fingerprint])
+    }
+}
