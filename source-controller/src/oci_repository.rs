@@ -1,12 +1,15 @@
 //! OCIRepository: pull an artifact from an OCI registry and republish it as a source artifact.
 //!
-//! Steps: **storage** (as GitRepository) → **source** (credentials from a docker config
-//! Secret; resolve `ref` — digest > semver (+ `semverFilter`) > tag, `latest` by default — to a
-//! manifest digest with a HEAD request; nothing is pulled when the stored artifact already has
-//! that revision and `ignore`/`layerSelector` are unchanged) → **artifact** (pull the selected
-//! layer; `extract` re-archives its content with the ignore rules, `copy` stores it as-is; the
-//! manifest annotations become the artifact metadata, so `org.opencontainers.image.revision`
-//! carries the origin revision downstream).
+//! Steps: **storage** (as GitRepository) → **source** (a pull client from the Secrets:
+//! docker-config credentials of `secretRef` or of the ServiceAccount's image pull secrets, CA and
+//! client certificate of `certSecretRef`, proxy; resolve `ref` — digest > semver
+//! (+ `semverFilter`) > tag, `latest` by default — to a manifest digest with a HEAD request) →
+//! **verify** (`spec.verify`: the digest's cosign signature, before anything is pulled; skipped
+//! when that revision is stored and verified) → nothing is pulled when the stored artifact
+//! already has that revision and `ignore`/`layerSelector` are unchanged → **artifact** (pull
+//! the selected layer; `extract` re-archives its content with the ignore rules, `copy` stores
+//! it as-is; the manifest annotations become the artifact metadata, so
+//! `org.opencontainers.image.revision` carries the origin revision downstream).
 
 use crate::{
     common::{self, failed, stored},
