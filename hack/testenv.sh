@@ -102,7 +102,7 @@ ensure_binaries() {
   if [ ! -x "$K8S_BIN/kube-apiserver" ] || [ ! -x "$ETCD_BIN" ] || [ ! -x "$KWOK_DIR/kwok" ] \
     || [ ! -x "$TESTBINS_CACHE/sops-v$SOPS_VERSION/sops" ] \
     || [ ! -x "$TESTBINS_CACHE/cosign-v$COSIGN_VERSION/cosign" ]; then
-    log "building control-plane binaries from Go modules into $TESTBINS_CACHE (cold: ~10-25 min)"
+    log "building control-plane binaries from Go modules into $TESTBINS_CACHE (cold: ~15-25 min)"
     "$here/build-testbins.sh" all
   fi
 }
