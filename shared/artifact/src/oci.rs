@@ -84,7 +84,7 @@ pub fn auth_from_docker_config(config: &[u8], registry: &str) -> Result<Registry
         .ok_or("docker config has no 'auths'")?;
     let entry = auths.iter().find(|(host, _)| {
         let h = host.trim_start_matches("https://").trim_start_matches("http://");
-        h.split('/').next() == Some(registry)
+        h.split('/').next().map(docker_hub_as_one) == Some(docker_hub_as_one(registry))
     });
     let Some((_, entry)) = entry else {
         return Ok(RegistryAuth::Anonymous);
@@ -108,6 +108,15 @@ pub fn auth_from_docker_config(config: &[u8], registry: &str) -> Result<Registry
         return Ok(RegistryAuth::Basic(u.to_string(), p.to_string()));
     }
     Ok(RegistryAuth::Anonymous)
+}
+
+/// Docker Hub goes by several host names (`docker.io`, `index.docker.io` — the key `docker
+/// login` writes —, `registry-1.docker.io`); they name one registry.
+fn docker_hub_as_one(host: &str) -> &str {
+    match host {
+        "index.docker.io" | "registry-1.docker.io" => "docker.io",
+        other => other,
+    }
 }
 
 /// What to record about the pushed content.
@@ -178,6 +187,11 @@ mod tests {
         assert_eq!(
             auth_from_docker_config(cfg, "docker.io").unwrap(),
             RegistryAuth::Anonymous
+        );
+        let hub = br#"{"auths":{"https://index.docker.io/v1/":{"username":"u","password":"p"}}}"#;
+        assert_eq!(
+            auth_from_docker_config(hub, "docker.io").unwrap(),
+            RegistryAuth::Basic("u".into(), "p".into())
         );
         assert!(auth_from_docker_config(b"nope", "x").is_err());
     }
