@@ -129,14 +129,12 @@ impl Puller {
 
     /// The image manifest `reference` names, or None when the registry has none by that name.
     pub async fn manifest_if_present(&self, reference: &str) -> Result<Option<OciImageManifest>, String> {
-        let resp = self
-            .send(Method::HEAD, &self.manifest_url(reference), Some(MANIFEST_ACCEPT))
-            .await?;
-        if resp.status() == StatusCode::NOT_FOUND {
+        let Some((body, _)) = self.manifest_body(reference, MANIFEST_ACCEPT).await? else {
             return Ok(None);
-        }
-        ok(resp, "read manifest").await?;
-        self.manifest(reference).await.map(|(m, _)| Some(m))
+        };
+        serde_json::from_slice(&body)
+            .map(Some)
+            .map_err(|e| format!("invalid manifest: {e}"))
     }
 
     /// The manifests that name `digest` as their subject (OCI 1.1 referrers): from the referrers
@@ -148,21 +146,20 @@ impl Puller {
             manifests: Vec<Referrer>,
         }
         let api = format!("{}/v2/{}/referrers/{digest}", self.base, self.repository);
-        let mut resp = self.send(Method::GET, &api, Some(OCI_INDEX)).await?;
-        if resp.status() == StatusCode::NOT_FOUND {
+        let resp = self.send(Method::GET, &api, Some(OCI_INDEX)).await?;
+        let body = if resp.status() == StatusCode::NOT_FOUND {
             let tag = digest.replacen(':', "-", 1);
-            resp = self
-                .send(Method::GET, &self.manifest_url(&tag), Some(OCI_INDEX))
-                .await?;
-            if resp.status() == StatusCode::NOT_FOUND {
-                return Ok(Vec::new());
+            match self.manifest_body(&tag, OCI_INDEX).await? {
+                Some((body, _)) => body,
+                None => return Ok(Vec::new()),
             }
-        }
-        let body = ok(resp, "read referrers")
-            .await?
-            .bytes()
-            .await
-            .map_err(|e| format!("read referrers: {e}"))?;
+        } else {
+            let resp = ok(resp, "read referrers").await?;
+            resp.bytes()
+                .await
+                .map_err(|e| format!("read referrers: {e}"))?
+                .to_vec()
+        };
         let index: Index =
             serde_json::from_slice(&body).map_err(|e| format!("invalid referrers index: {e}"))?;
         Ok(index.manifests)
@@ -225,11 +222,31 @@ impl Puller {
         format!("{}/v2/{}/manifests/{reference}", self.base, self.repository)
     }
 
-    /// The manifest body and its digest; a digest reference must match what was received.
+    /// The manifest body and its digest; a missing manifest is an error.
     async fn manifest_bytes(&self, reference: &str) -> Result<(Vec<u8>, String), String> {
+        self.manifest_body(reference, MANIFEST_ACCEPT)
+            .await?
+            .ok_or_else(|| {
+                format!(
+                    "read manifest: {}: 404 manifest unknown",
+                    self.manifest_url(reference)
+                )
+            })
+    }
+
+    /// A manifest (or index) body and its digest, None on a 404; a digest reference must match
+    /// what was received.
+    async fn manifest_body(
+        &self,
+        reference: &str,
+        accept: &str,
+    ) -> Result<Option<(Vec<u8>, String)>, String> {
         let resp = self
-            .send(Method::GET, &self.manifest_url(reference), Some(MANIFEST_ACCEPT))
+            .send(Method::GET, &self.manifest_url(reference), Some(accept))
             .await?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
         let resp = ok(resp, "read manifest").await?;
         let body = resp.bytes().await.map_err(|e| format!("read manifest: {e}"))?;
         if body.len() > MAX_MANIFEST {
@@ -241,7 +258,7 @@ impl Puller {
                 "manifest {reference} does not match its content ({digest})"
             ));
         }
-        Ok((body.to_vec(), digest))
+        Ok(Some((body.to_vec(), digest)))
     }
 
     /// Sends a request with the current authorization; on a 401 answers the challenge once and
