@@ -51,17 +51,36 @@ pub fn stalled<S: ReconcileStatus>(
     ReconcileError::stalled(reason, message)
 }
 
+/// Why a signature verification did not pass.
+pub enum VerificationFailure {
+    /// The signature is missing, unreadable or not trusted: retried.
+    Failed(String),
+    /// The spec asks for a verification this controller cannot do: stalled, not retried.
+    Unsupported(String),
+}
+
+impl VerificationFailure {
+    /// The same kind of failure with another message.
+    pub fn map(self, f: impl FnOnce(String) -> String) -> Self {
+        match self {
+            Self::Failed(m) => Self::Failed(f(m)),
+            Self::Unsupported(m) => Self::Unsupported(f(m)),
+        }
+    }
+}
+
 /// Records the outcome of a signature verification in `SourceVerified`: True with the message
-/// of `outcome`, or False with reason `VerificationError` and a failed reconcile — stalled when
-/// the spec asks for something this controller cannot do, so it is not retried.
+/// of `outcome`, or False with reason `VerificationError` and a failed reconcile.
 pub fn record_verification<S: ReconcileStatus>(
     status: &mut S,
     generation: Option<i64>,
-    outcome: Result<String, (String, bool)>,
+    outcome: Result<String, VerificationFailure>,
 ) -> Result<(), ReconcileError> {
     let (state, reason, message) = match &outcome {
         Ok(message) => (Status::True, meta_reasons::SUCCEEDED, message),
-        Err((message, _)) => (Status::False, reasons::VERIFICATION_ERROR, message),
+        Err(VerificationFailure::Failed(message) | VerificationFailure::Unsupported(message)) => {
+            (Status::False, reasons::VERIFICATION_ERROR, message)
+        }
     };
     conditions::set(
         status.conditions_mut(),
@@ -73,8 +92,12 @@ pub fn record_verification<S: ReconcileStatus>(
     );
     match outcome {
         Ok(_) => Ok(()),
-        Err((message, true)) => Err(ReconcileError::stalled(reasons::VERIFICATION_ERROR, message)),
-        Err((message, false)) => Err(ReconcileError::transient(reasons::VERIFICATION_ERROR, message)),
+        Err(VerificationFailure::Unsupported(message)) => {
+            Err(ReconcileError::stalled(reasons::VERIFICATION_ERROR, message))
+        }
+        Err(VerificationFailure::Failed(message)) => {
+            Err(ReconcileError::transient(reasons::VERIFICATION_ERROR, message))
+        }
     }
 }
 

@@ -12,7 +12,7 @@
 //! `org.opencontainers.image.revision` carries the origin revision downstream).
 
 use crate::{
-    common::{self, failed, stored},
+    common::{self, VerificationFailure, failed, stored},
     cosign,
     sourceignore::SourceIgnore,
     storage::{ObjectDir, Storage},
@@ -158,24 +158,26 @@ async fn verify_signature(
             match keys {
                 Ok(keys) => within(timeout, "verification", cosign::verify(registry, digest, &keys))
                     .await
-                    .map_err(|m| (m, false)),
-                Err(m) => Err((m, false)),
+                    .map_err(VerificationFailure::Failed),
+                Err(m) => Err(VerificationFailure::Failed(m)),
             }
         }
-        ("cosign", None) => Err((
+        ("cosign", None) => Err(VerificationFailure::Unsupported(
             "keyless verification (matchOIDCIdentity) is not supported: give verify.secretRef with public keys".into(),
-            true,
         )),
-        (other, _) => Err((format!("verification provider '{other}' is not supported"), true)),
+        (other, _) => Err(VerificationFailure::Unsupported(format!(
+            "verification provider '{other}' is not supported"
+        ))),
     };
     let outcome = outcome
         .map(|key| format!("verified signature of revision {revision} with key '{key}'"))
-        .map_err(|(m, stall)| {
-            let m = format!(
-                "failed to verify the signature using provider '{provider}': {m} for '{}@{digest}'",
-                obj.spec.url
-            );
-            (m, stall)
+        .map_err(|failure| {
+            failure.map(|m| {
+                format!(
+                    "failed to verify the signature using provider '{provider}': {m} for '{}@{digest}'",
+                    obj.spec.url
+                )
+            })
         });
     common::record_verification(status, generation, outcome)
 }

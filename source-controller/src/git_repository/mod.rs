@@ -159,7 +159,7 @@ impl GitRepositoryReconciler {
         };
         let outcome = outcome
             .map(|verified| format!("verified signature of\n\t- {}", verified.join("\n\t- ")))
-            .map_err(|message| (message, false));
+            .map_err(common::VerificationFailure::Failed);
         common::record_verification(status, generation, outcome)?;
         status.source_verification_mode = Some(mode);
         Ok(())
