@@ -408,6 +408,15 @@ fn apply_patch(p: &Patch, loader: &Loader, resources: &mut Vec<Resource>) -> Res
         for index in select(target, resources)? {
             let resource = &mut resources[index];
             resource.store_previous_id();
+            // kustomize keeps its own bookkeeping annotations on every object while it builds, so
+            // an `add` under /metadata/annotations finds the map even when the object has none
+            // (labels get no such help). An empty map is dropped again below.
+            if let Some(Value::Object(metadata)) = resource.object.get_mut("metadata") {
+                let annotations = metadata.entry("annotations").or_insert(Value::Null);
+                if annotations.is_null() {
+                    *annotations = Value::Object(serde_json::Map::new());
+                }
+            }
             patch::apply_json_patch(&mut resource.object, &ops)
                 .map_err(|e| Error::new(format!("{source} on {}: {e}", resource.id())))?;
             // kustomize rewrites the annotations after a JSON patch, as a map of strings.
