@@ -36,6 +36,7 @@ step() {
 }
 
 step "cargo fmt --check" cargo fmt --all -- --check
+step "crate dependency rules" hack/check-crate-rules.sh
 step "cargo clippy -D warnings" cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 # Includes the golden test that fails when manifests/crds is stale (hack/gen-crds.sh fixes it).
 step "unit tests and CRD drift check" cargo_test --workspace --all-features --locked

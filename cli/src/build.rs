@@ -7,9 +7,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow, bail};
 use driftless_api::kustomize::KustomizationSpec;
-use kube::api::{Patch, PatchParams};
-use kustomize_controller::apply::{self, Discovery, ObjectId};
-use kustomize_controller::{generator, substitute};
+use driftless_apply::{self as apply, Discovery, ObjectId, Owner};
+use driftless_build::{generator, substitute};
 use serde_json::Value;
 
 use crate::args::BuildKustomization;
@@ -70,22 +69,20 @@ async fn build_objects(
     let mut objects = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<Value>> {
         copy_tree(&root, work.path())?;
         let dir = work.path().join(&relative);
-        generator::prepare(&dir, &spec).map_err(|e| anyhow!(e))?;
-        driftless_kustomize::build(&dir, Some(work.path()))
-            .map_err(|e| anyhow!("kustomize build failed: {e}"))
+        generator::prepare(&dir, &spec)?;
+        driftless_build::kustomize(&dir, work.path()).map_err(|e| anyhow!("kustomize build failed: {e}"))
     })
     .await??;
     if let Some(post_build) = &post_build {
         let vars = match cluster {
-            Some(cluster) => substitute::variables(&cluster.client, namespace, post_build)
-                .await
-                .map_err(|e| anyhow!(e))?,
+            Some(cluster) => substitute::variables(&cluster.client, namespace, post_build).await?,
             None => post_build.substitute.clone().unwrap_or_default(),
         };
-        substitute::substitute_objects(&mut objects, &vars).map_err(|e| anyhow!(e))?;
+        substitute::substitute_objects(&mut objects, &vars)?;
     }
+    let owner = Owner::new(driftless_api::kustomize::GROUP, name, namespace);
     for object in objects.iter_mut() {
-        apply::label_owner(object, name, namespace);
+        owner.label(object);
     }
     Ok(objects)
 }
@@ -137,43 +134,29 @@ pub async fn diff(cluster: &Cluster, args: &BuildKustomization) -> anyhow::Resul
     let namespace = cluster.namespace.clone();
     let objects = build_objects(Some(cluster), &args.name, &namespace, &spec, &args.path).await?;
     let discovery = Discovery::default();
-    let params = PatchParams {
-        dry_run: true,
-        ..PatchParams::apply(driftless_api::kustomize::FIELD_MANAGER).force()
-    };
     let mut changed = false;
     let mut built = BTreeSet::new();
     for object in objects {
-        let desired = discovery
-            .describe(&cluster.client, object)
-            .await
-            .map_err(|e| anyhow!(e))?;
-        built.insert(desired.id.inventory_id());
-        let api = apply::api(
+        let preview = apply::preview(
             &cluster.client,
-            &desired.resource,
-            desired.namespaced,
-            &desired.id.namespace,
-        );
-        let live = api.get_opt(&desired.id.name).await?;
-        let dry = api
-            .patch(&desired.id.name, &params, &Patch::Apply(&desired.object))
-            .await
-            .map_err(|e| anyhow!("{} dry-run failed: {e}", desired.id.display()))?;
-        let Some(live) = live else {
-            println!("► {} created", desired.id.display());
+            &discovery,
+            object,
+            driftless_api::kustomize::FIELD_MANAGER,
+        )
+        .await?;
+        let id = &preview.desired.id;
+        built.insert(id.inventory_id());
+        let Some(live) = preview.live else {
+            println!("► {} created", id.display());
             changed = true;
             continue;
         };
-        let (before, after) = (
-            masked(&serde_json::to_value(live)?),
-            masked(&serde_json::to_value(dry)?),
-        );
+        let (before, after) = (masked(&live), masked(&preview.after));
         if before == after {
             continue;
         }
         changed = true;
-        println!("► {} drifted", desired.id.display());
+        println!("► {} drifted", id.display());
         let (before, after) = (
             driftless_kustomize::yaml::to_yaml(&before),
             driftless_kustomize::yaml::to_yaml(&after),

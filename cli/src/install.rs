@@ -3,11 +3,10 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail};
+use driftless_apply::{self as apply, ApplyOptions, Discovery, Health, health};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
-use kustomize_controller::apply::{self, Discovery};
-use kustomize_controller::health::{self, Health};
 use serde_json::{Value, json};
 
 use crate::args::{InstallArgs, UninstallArgs};
@@ -22,13 +21,17 @@ const MIN_KUBERNETES: (u64, u64) = (1, 33);
 /// Applies objects in Flux's stages (CRDs and Namespaces first) and prints what changed.
 pub async fn apply_objects(cluster: &Cluster, objects: Vec<Value>) -> anyhow::Result<()> {
     let discovery = Discovery::default();
+    let options = ApplyOptions {
+        manager: FIELD_MANAGER,
+        group: driftless_api::kustomize::GROUP,
+        force: false,
+        ignore: &[],
+    };
     let (applied, changes, _) = apply::apply_staged(
         &cluster.client,
         &discovery,
         objects,
-        FIELD_MANAGER,
-        false,
-        &[],
+        &options,
         &apply::Observed::default(),
     )
     .await

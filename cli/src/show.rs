@@ -220,8 +220,8 @@ pub async fn export(cluster: &Cluster, kinds: &[&'static KindInfo], named: &Name
 }
 
 /// One inventory entry: `<namespace>_<name>_<group>_<kind>`.
-fn parse_id(id: &str) -> Option<kustomize_controller::apply::ObjectId> {
-    kustomize_controller::apply::ObjectId::parse(id)
+fn parse_id(id: &str) -> Option<driftless_apply::ObjectId> {
+    driftless_apply::ObjectId::parse(id)
 }
 
 /// `tree kustomization NAME`: the inventory, with the inventories of nested Kustomizations.

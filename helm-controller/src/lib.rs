@@ -1,4 +1,6 @@
-//! helm-controller: reconciles HelmRelease.
+//! helm-controller: not yet a reconciler. It starts, serves `/healthz`, `/readyz` and `/metrics`
+//! and takes part in leader election, so the install bundle and `driftless check` see it; it
+//! reconciles nothing yet: HelmReleases are accepted by their CRD and left alone (issue 15).
 //!
 //! The binary's `main.rs` only parses flags; [`run`] wires the shared runtime (probes, metrics,
 //! leader election, graceful shutdown) and the kind controllers.

@@ -1,4 +1,6 @@
-//! image-automation-controller: reconciles ImageUpdateAutomation.
+//! image-automation-controller: not yet a reconciler. It starts, serves `/healthz`, `/readyz` and
+//! `/metrics` and takes part in leader election, so the install bundle and `driftless check` see
+//! it; ImageUpdateAutomations are accepted by their CRD and left alone (issue 17).
 //!
 //! The binary's `main.rs` only parses flags; [`run`] wires the shared runtime (probes, metrics,
 //! leader election, graceful shutdown) and the kind controllers.

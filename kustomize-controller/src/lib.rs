@@ -4,16 +4,14 @@
 //! The binary's `main.rs` only parses flags; [`run`] wires the shared runtime (probes, metrics,
 //! leader election, graceful shutdown) and the Kustomization controller with its triggers.
 
-pub mod apply;
-pub mod generator;
-pub mod health;
+mod build;
+mod client;
+mod deletion;
+mod health;
 pub mod history;
 pub mod reconciler;
 pub mod sops;
 pub mod source;
-pub mod substitute;
-#[cfg(feature = "testing")]
-pub mod testing;
 pub mod triggers;
 
 use driftless_api::kustomize::STATUS_FIELD_MANAGER;

@@ -1,8 +1,9 @@
-//! Step 2: the source a Kustomization reads, and its artifact.
+//! Steps 3 and 4: the source a Kustomization reads, its artifact, and the Kustomizations it
+//! depends on.
 
 use driftless_api::kustomize::Kustomization;
-use driftless_api::meta::Artifact;
 use driftless_api::meta::reasons::{ACCESS_DENIED, ARTIFACT_FAILED};
+use driftless_api::meta::{Artifact, condition_types::READY, reasons};
 use driftless_api::source::{Bucket, ExternalArtifact, GitRepository, OCIRepository};
 use driftless_runtime::reconcile::ReconcileError;
 use kube::{Api, Client, ResourceExt};
@@ -86,4 +87,53 @@ where
             format!("failed to get source: {e}"),
         )),
     }
+}
+
+/// Every dependency exists, is Ready at its generation and, when it shares the source, has
+/// applied the same revision; else the Kustomization waits `requeue_dependency`.
+pub async fn check_dependencies(
+    client: &Client,
+    ks: &Kustomization,
+    artifact: &Artifact,
+    requeue_dependency: Duration,
+) -> Result<(), ReconcileError> {
+    let own_namespace = ks.namespace().unwrap_or_default();
+    for dep in ks.spec.depends_on.iter().flatten() {
+        let namespace = dep
+            .namespace
+            .clone()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| own_namespace.clone());
+        let not_ready = |why: &str| {
+            ReconcileError::waiting(
+                reasons::DEPENDENCY_NOT_READY,
+                format!("dependency '{namespace}/{}' {why}", dep.name),
+                requeue_dependency,
+            )
+        };
+        let api: Api<Kustomization> = Api::namespaced(client.clone(), &namespace);
+        let found = api.get_opt(&dep.name).await.map_err(|e| {
+            ReconcileError::transient(
+                reasons::DEPENDENCY_NOT_READY,
+                format!("failed to get dependency: {e}"),
+            )
+        })?;
+        let Some(found) = found else {
+            return Err(not_ready("not found"));
+        };
+        let dep_status = found.status.clone().unwrap_or_default();
+        let ready = dep_status
+            .conditions
+            .as_deref()
+            .is_some_and(|c| driftless_runtime::conditions::is_true(c, READY));
+        if found.metadata.generation != dep_status.observed_generation || !ready {
+            return Err(not_ready("is not ready"));
+        }
+        if source_key(&found) == source_key(ks)
+            && dep_status.last_applied_revision.as_deref() != Some(&artifact.revision)
+        {
+            return Err(not_ready("revision is not up to date"));
+        }
+    }
+    Ok(())
 }

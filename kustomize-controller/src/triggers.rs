@@ -24,10 +24,7 @@ fn api<K>(client: &Client, namespace: &Option<String>) -> Api<K>
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
 {
-    match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    }
+    driftless_runtime::object::namespaced_or_all(client, namespace.as_deref())
 }
 
 /// Which Kustomizations an object of kind `K` concerns: `(ks, kind, namespace, name)`.

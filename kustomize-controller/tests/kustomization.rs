@@ -54,7 +54,7 @@ struct World {
     ns: String,
     kustomizations: Api<Kustomization>,
     sources: Api<GitRepository>,
-    _controllers: kustomize_controller::testing::Controllers,
+    _controllers: driftless_testkit::Controllers,
 }
 
 async fn world(prefix: &str) -> World {
@@ -62,7 +62,7 @@ async fn world(prefix: &str) -> World {
     let client = testing::client().await;
     testing::install_toolkit_crds(&client).await;
     let ns = testing::namespace(&client, prefix).await;
-    let controllers = kustomize_controller::testing::start_controllers(&client, &ns).await;
+    let controllers = driftless_testkit::start_controllers(&client, &ns).await;
     World {
         kustomizations: Api::namespaced(client.clone(), &ns),
         sources: Api::namespaced(client.clone(), &ns),

@@ -1,4 +1,7 @@
-//! notification-controller: reconciles Provider, Alert and Receiver.
+//! notification-controller: not yet a reconciler. It starts, serves `/healthz`, `/readyz` and
+//! `/metrics` and takes part in leader election, so the install bundle and `driftless check` see
+//! it; Providers, Alerts and Receivers are accepted by their CRDs and left alone, and nothing
+//! listens on the event or receiver ports yet (issue 16).
 //!
 //! The binary's `main.rs` only parses flags; [`run`] wires the shared runtime (probes, metrics,
 //! leader election, graceful shutdown) and the kind controllers.

@@ -6,7 +6,6 @@ use driftless_api::meta::{Artifact, ReconcileStatus, condition_types as ct, reas
 use driftless_api::source::reasons;
 use driftless_runtime::{
     conditions::{self, Status},
-    duration,
     reconcile::{ReconcileError, Success},
 };
 use k8s_openapi::api::core::v1::Secret;
@@ -147,12 +146,68 @@ pub fn outdated<S: ReconcileStatus>(
     }
 }
 
+/// A failure by whose move it is, the rule every controller follows: the spec or the content
+/// of a referenced Secret is wrong (a missing key, a malformed value) → stalled; a referenced
+/// object is not there yet → waited for; the apiserver or a remote failed → retried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    Invalid(String),
+    Missing(String),
+    Unavailable(String),
+}
+
+/// How long a source waits for a referenced object (a Secret, a ServiceAccount, an include)
+/// that is not there yet before it looks again.
+pub const REFERENCE_REQUEUE: Duration = Duration::from_secs(10);
+
+impl Problem {
+    /// A failed read of a referenced object: not found is Missing, anything else Unavailable.
+    pub fn of_read(what: &str, error: kube::Error) -> Self {
+        match &error {
+            kube::Error::Api(e) if e.code == 404 => {
+                Problem::Missing(format!("failed to get {what}: not found"))
+            }
+            _ => Problem::Unavailable(format!("failed to get {what}: {error}")),
+        }
+    }
+
+    pub fn message(&self) -> &str {
+        match self {
+            Problem::Invalid(m) | Problem::Missing(m) | Problem::Unavailable(m) => m,
+        }
+    }
+}
+
+/// Marks `condition=True` with `reason` and returns the error in the class the problem has.
+pub fn fail<S: ReconcileStatus>(
+    status: &mut S,
+    generation: Option<i64>,
+    condition: &str,
+    reason: &str,
+    problem: Problem,
+) -> ReconcileError {
+    let message = problem.message().to_string();
+    conditions::set(
+        status.conditions_mut(),
+        condition,
+        Status::True,
+        reason,
+        &message,
+        generation,
+    );
+    match problem {
+        Problem::Invalid(_) => ReconcileError::stalled(reason, message),
+        Problem::Missing(_) => ReconcileError::waiting(reason, message, REFERENCE_REQUEUE),
+        Problem::Unavailable(_) => ReconcileError::transient(reason, message),
+    }
+}
+
 /// Reads a Secret's data; the error names the Secret and is fit for a condition.
 pub async fn secret_data(
     client: &Client,
     namespace: &str,
     name: &str,
-) -> Result<BTreeMap<String, Vec<u8>>, String> {
+) -> Result<BTreeMap<String, Vec<u8>>, Problem> {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
     match secrets.get_opt(name).await {
         Ok(Some(s)) => Ok(s
@@ -161,10 +216,12 @@ pub async fn secret_data(
             .into_iter()
             .map(|(k, v)| (k, v.0))
             .collect()),
-        Ok(None) => Err(format!(
+        Ok(None) => Err(Problem::Missing(format!(
             "failed to get secret '{namespace}/{name}': secret not found"
-        )),
-        Err(e) => Err(format!("failed to get secret '{namespace}/{name}': {e}")),
+        ))),
+        Err(e) => Err(Problem::Unavailable(format!(
+            "failed to get secret '{namespace}/{name}': {e}"
+        ))),
     }
 }
 
@@ -236,27 +293,8 @@ pub async fn remove_artifacts(
     })
 }
 
-/// `spec.timeout`, defaulting to Flux's 60s.
-pub fn timeout_of(timeout: Option<&str>) -> Duration {
-    timeout
-        .and_then(|t| duration::parse(t).ok())
-        .unwrap_or(Duration::from_secs(60))
-}
-
-/// Runs blocking work off the async runtime, giving up after `timeout` (plus a grace period).
-pub async fn blocking<T: Send + 'static>(
-    timeout: Duration,
-    f: impl FnOnce() -> Result<T, String> + Send + 'static,
-) -> Result<T, String> {
-    match tokio::time::timeout(timeout + Duration::from_secs(2), tokio::task::spawn_blocking(f)).await {
-        Err(_) => Err(format!(
-            "timed out after {} waiting for the operation",
-            duration::format(timeout)
-        )),
-        Ok(Err(join)) => Err(format!("operation failed: {join}")),
-        Ok(Ok(r)) => r,
-    }
-}
+/// A source's `spec.timeout` when it has none (Flux's 60 s).
+pub const SOURCE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A Secret value as text, without a trailing newline.
 pub fn secret_text(data: &BTreeMap<String, Vec<u8>>, key: &str) -> Option<String> {
@@ -292,10 +330,13 @@ pub fn tls_material(data: &BTreeMap<String, Vec<u8>>) -> Option<TlsMaterial> {
 
 /// A proxy URL from a `proxySecretRef` Secret (`address`, optional `username`/`password`).
 /// HTTP(S) proxies only: libgit2 speaks no SOCKS.
+///
+/// The credentials are percent-encoded into the URL, so that any character may be in them;
+/// its readers (reqwest, libgit2) decode them.
 pub fn proxy_from_secret(secret: &str, data: &BTreeMap<String, Vec<u8>>) -> Result<String, String> {
     let address = secret_text(data, "address")
         .ok_or_else(|| format!("secret '{secret}' has no 'address' key for the proxy"))?;
-    let Some((scheme, rest)) = address.split_once("://") else {
+    let Some((scheme, _)) = address.split_once("://") else {
         return Err(format!(
             "secret '{secret}': proxy address {address:?} has no scheme"
         ));
@@ -305,12 +346,27 @@ pub fn proxy_from_secret(secret: &str, data: &BTreeMap<String, Vec<u8>>) -> Resu
             "secret '{secret}': proxy scheme '{scheme}' is not supported for git (use http or https)"
         ));
     }
-    Ok(
-        match (secret_text(data, "username"), secret_text(data, "password")) {
-            (Some(u), Some(p)) => format!("{scheme}://{u}:{p}@{rest}"),
-            _ => address,
-        },
-    )
+    let mut proxy_url = url::Url::parse(&address)
+        .map_err(|e| format!("secret '{secret}': proxy address {address:?} is not a valid URL: {e}"))?;
+    let username = secret_text(data, "username");
+    let password = secret_text(data, "password");
+    let (Some(username), Some(password)) = (username, password) else {
+        return Ok(address);
+    };
+    // `Url` percent-encodes what userinfo cannot hold, except `%` itself, which readers decode.
+    let (user, pass) = (username.replace('%', "%25"), password.replace('%', "%25"));
+    if proxy_url.set_username(&user).is_err() || proxy_url.set_password(Some(pass.as_str())).is_err() {
+        return Err(format!(
+            "secret '{secret}': proxy address {address:?} cannot carry credentials"
+        ));
+    }
+    // `Url` writes the empty path of `http://host:port` as `/`; keep the address as written.
+    let bare = proxy_url.path() == "/" && proxy_url.query().is_none() && proxy_url.fragment().is_none();
+    let mut proxy = String::from(proxy_url);
+    if bare && !address.ends_with('/') {
+        proxy.pop();
+    }
+    Ok(proxy)
 }
 
 #[cfg(test)]
@@ -344,6 +400,116 @@ mod tests {
             proxy_from_secret("ns/p", &data(&[]))
                 .unwrap_err()
                 .contains("'address'")
+        );
+        assert!(
+            proxy_from_secret("ns/p", &data(&[("address", "http://proxy:port")]))
+                .unwrap_err()
+                .contains("not a valid URL")
+        );
+    }
+
+    /// Every character URLs give a meaning to, and `%`.
+    const AWKWARD_PASSWORD: &str = "p/a#s?s@w:rd%41 ;=[]";
+
+    #[test]
+    fn proxy_credentials_are_percent_encoded_and_round_trip() {
+        let p = proxy_from_secret(
+            "ns/p",
+            &data(&[
+                ("address", "http://proxy:3128"),
+                ("username", "us@er/1"),
+                ("password", AWKWARD_PASSWORD),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            p,
+            "http://us%40er%2F1:p%2Fa%23s%3Fs%40w%3Ard%2541%20%3B%3D%5B%5D@proxy:3128"
+        );
+        let url = url::Url::parse(&p).unwrap();
+        assert_eq!(
+            (url.host_str(), url.port(), url.path()),
+            (Some("proxy"), Some(3128), "/")
+        );
+        assert_eq!(percent_decode(url.username()), "us@er/1");
+        assert_eq!(percent_decode(url.password().unwrap()), AWKWARD_PASSWORD);
+        // An address with a path keeps it.
+        let p = proxy_from_secret(
+            "ns/p",
+            &data(&[
+                ("address", "https://proxy/"),
+                ("username", "u"),
+                ("password", "p@ss"),
+            ]),
+        );
+        assert_eq!(p.unwrap(), "https://u:p%40ss@proxy/");
+    }
+
+    /// `%XX` decoding, as the proxy URL's readers do it.
+    fn percent_decode(s: &str) -> String {
+        let mut parts = s.split('%');
+        let mut out = parts.next().unwrap_or_default().as_bytes().to_vec();
+        for part in parts {
+            let (hex, rest) = part.split_at(2);
+            out.push(u8::from_str_radix(hex, 16).unwrap());
+            out.extend_from_slice(rest.as_bytes());
+        }
+        String::from_utf8(out).unwrap()
+    }
+
+    /// The reader that matters: the client the git transport and the registry client build
+    /// with `reqwest::Proxy::all` sends the credentials to the proxy decoded.
+    #[test]
+    fn the_proxy_receives_the_credentials_decoded() {
+        use base64::Engine as _;
+        use std::io::{BufRead, BufReader, Write};
+
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = format!("http://{}", listener.local_addr().unwrap());
+        // A proxy that records `Proxy-Authorization` and refuses.
+        let proxy = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut authorization = None;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap() == 0 || line.trim_end().is_empty() {
+                    break;
+                }
+                if let Some((name, value)) = line.split_once(':')
+                    && name.eq_ignore_ascii_case("proxy-authorization")
+                {
+                    authorization = Some(value.trim().to_string());
+                }
+            }
+            stream
+                .write_all(b"HTTP/1.1 407 Proxy Authentication Required\r\ncontent-length: 0\r\n\r\n")
+                .unwrap();
+            authorization
+        });
+        let url = proxy_from_secret(
+            "ns/p",
+            &data(&[
+                ("address", address.as_str()),
+                ("username", "us@er/1"),
+                ("password", AWKWARD_PASSWORD),
+            ]),
+        )
+        .unwrap();
+        driftless_artifact::install_crypto_provider();
+        let client = reqwest::blocking::Client::builder()
+            .proxy(reqwest::Proxy::all(&url).unwrap())
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        let response = client.get("http://git.example/info/refs").send().unwrap();
+        assert_eq!(response.status().as_u16(), 407);
+        let authorization = proxy.join().unwrap().expect("no Proxy-Authorization header");
+        let token = authorization.strip_prefix("Basic ").unwrap();
+        let decoded = base64::engine::general_purpose::STANDARD.decode(token).unwrap();
+        assert_eq!(
+            String::from_utf8(decoded).unwrap(),
+            format!("us@er/1:{AWKWARD_PASSWORD}")
         );
     }
 }

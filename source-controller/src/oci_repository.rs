@@ -12,7 +12,7 @@
 //! `org.opencontainers.image.revision` carries the origin revision downstream).
 
 use crate::{
-    common::{self, VerificationFailure, failed, stored},
+    common::{self, Problem, VerificationFailure, failed, stored},
     cosign,
     sourceignore::SourceIgnore,
     storage::{ObjectDir, Storage},
@@ -26,6 +26,7 @@ use driftless_runtime::{
     conditions,
     events::EventType,
     reconcile::{ReconcileContext, ReconcileError, Reconciler, Success},
+    work::{Blocking, blocking, timeout_of},
 };
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::{Api, Resource, ResourceExt};
@@ -73,7 +74,7 @@ async fn registry_client(
     obj: &OCIRepository,
     repository: &str,
     ctx: &ReconcileContext<OCIRepository>,
-) -> Result<Puller, String> {
+) -> Result<Puller, Problem> {
     let ns = obj.namespace().unwrap_or_default();
     let registry = repository.split('/').next().unwrap_or_default();
     let mut auth = RegistryAuth::Anonymous;
@@ -83,19 +84,18 @@ async fn registry_client(
     if let Some(sa) = obj.spec.service_account_name.as_deref().filter(|s| !s.is_empty()) {
         let accounts: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), &ns);
         let account = accounts
-            .get_opt(sa)
+            .get(sa)
             .await
-            .map_err(|e| format!("failed to get service account '{ns}/{sa}': {e}"))?
-            .ok_or_else(|| format!("failed to get service account '{ns}/{sa}': not found"))?;
+            .map_err(|e| Problem::of_read(&format!("service account '{ns}/{sa}'"), e))?;
         pull_secrets.extend(account.image_pull_secrets.into_iter().flatten().map(|r| r.name));
     }
     for name in pull_secrets {
         let data = common::secret_data(&ctx.client, &ns, &name).await?;
-        let config = data
-            .get(".dockerconfigjson")
-            .ok_or_else(|| format!("secret '{ns}/{name}' has no '.dockerconfigjson' key"))?;
+        let config = data.get(".dockerconfigjson").ok_or_else(|| {
+            Problem::Invalid(format!("secret '{ns}/{name}' has no '.dockerconfigjson' key"))
+        })?;
         auth = oci::auth_from_docker_config(config, registry)
-            .map_err(|e| format!("secret '{ns}/{name}': {e}"))?;
+            .map_err(|e| Problem::Invalid(format!("secret '{ns}/{name}': {e}")))?;
         if auth != RegistryAuth::Anonymous {
             break;
         }
@@ -103,28 +103,29 @@ async fn registry_client(
     if let Some(r) = &obj.spec.cert_secret_ref {
         let data = common::secret_data(&ctx.client, &ns, &r.name).await?;
         tls = common::tls_material(&data).ok_or_else(|| {
-            format!(
+            Problem::Invalid(format!(
                 "secret '{ns}/{}': a TLS client certificate needs both 'tls.crt' and 'tls.key'",
                 r.name
-            )
+            ))
         })?;
         if tls.ca.is_none() && tls.identity.is_none() {
-            return Err(format!(
+            return Err(Problem::Invalid(format!(
                 "secret '{ns}/{}' has neither 'ca.crt' nor 'tls.crt' and 'tls.key'",
                 r.name
-            ));
+            )));
         }
     }
     if let Some(r) = &obj.spec.proxy_secret_ref {
         let data = common::secret_data(&ctx.client, &ns, &r.name).await?;
-        proxy = Some(common::proxy_from_secret(&format!("{ns}/{}", r.name), &data)?);
+        let address = common::proxy_from_secret(&format!("{ns}/{}", r.name), &data);
+        proxy = Some(address.map_err(Problem::Invalid)?);
     }
     let connection = oci::Connection {
         insecure: obj.spec.insecure.unwrap_or(false),
         ca: tls.ca.as_deref(),
         proxy: proxy.as_deref(),
     };
-    Puller::new(&connection, tls.identity.as_deref(), repository, auth)
+    Puller::new(&connection, tls.identity.as_deref(), repository, auth).map_err(Problem::Invalid)
 }
 
 /// Step 2b, `spec.verify`: checks the signature of the manifest `digest` before anything is
@@ -154,6 +155,7 @@ async fn verify_signature(
         ("cosign", Some(r)) => {
             let keys = common::secret_data(&ctx.client, &ns, &r.name)
                 .await
+                .map_err(|p| p.message().to_string())
                 .and_then(|data| cosign::keys_from_secret(&format!("{ns}/{}", r.name), &data));
             match keys {
                 Ok(keys) => within(timeout, "verification", cosign::verify(registry, digest, &keys))
@@ -198,40 +200,22 @@ fn pick_semver_tag(tags: &[String], range: &str, filter: Option<&str>) -> Result
         .ok_or_else(|| format!("no match found for semver: {range}"))
 }
 
-impl Reconciler for OCIRepositoryReconciler {
-    type Kind = OCIRepository;
-
-    async fn apply(
-        &self,
-        obj: &OCIRepository,
-        status: &mut OCIRepositoryStatus,
-        ctx: &ReconcileContext<OCIRepository>,
-    ) -> Result<Success, ReconcileError> {
-        let generation = obj.meta().generation;
-        let (ns, name) = (obj.namespace().unwrap_or_default(), obj.name_any());
-        let timeout = common::timeout_of(obj.spec.timeout.as_deref());
-        let url = obj.spec.url.clone();
-        let Some(repository) = oci::repository_of(&url).map(str::to_string) else {
+impl OCIRepositoryReconciler {
+    /// Step 1: an `oci://<registry>/<repository>` URL, and no cloud provider: both stall.
+    async fn validate(&self, run: &mut Run<'_>) -> Result<(), ReconcileError> {
+        let url = &run.obj.spec.url;
+        let Some(repository) = oci::repository_of(url).map(str::to_string) else {
             let m = format!("invalid OCI URL '{url}': expected oci://<registry>/<repository>");
-            return Err(common::stalled(status, generation, reasons::URL_INVALID, m));
+            return Err(common::stalled(
+                run.status,
+                run.generation,
+                reasons::URL_INVALID,
+                m,
+            ));
         };
-
-        // 1. storage
-        let mut artifact = status.artifact.take();
-        common::reconcile_storage(
-            &self.storage,
-            STORAGE_KIND,
-            &ns,
-            &name,
-            &mut artifact,
-            status,
-            generation,
-        )
-        .await;
-        status.artifact = artifact;
-
-        // 2. source
-        if let Some(provider) = obj
+        run.repository = repository;
+        if let Some(provider) = run
+            .obj
             .spec
             .provider
             .as_deref()
@@ -242,83 +226,124 @@ impl Reconciler for OCIRepositoryReconciler {
                  the image pull secrets of serviceAccountName"
             );
             return Err(common::stalled(
-                status,
-                generation,
+                run.status,
+                run.generation,
                 reasons::AUTHENTICATION_FAILED,
                 m,
             ));
         }
-        let registry = registry_client(obj, &repository, ctx).await.map_err(|m| {
-            failed(
-                status,
-                generation,
+        Ok(())
+    }
+
+    /// Step 2: the stored artifact is still there (else forgotten, so it is rebuilt), and older
+    /// artifacts are garbage-collected.
+    async fn storage(&self, run: &mut Run<'_>) -> Result<(), ReconcileError> {
+        let mut artifact = run.status.artifact.take();
+        common::reconcile_storage(
+            &self.storage,
+            STORAGE_KIND,
+            &run.namespace,
+            &run.name,
+            &mut artifact,
+            run.status,
+            run.generation,
+        )
+        .await;
+        run.status.artifact = artifact;
+        Ok(())
+    }
+
+    /// Step 3: the pull client, from `secretRef`, the ServiceAccount's image pull secrets,
+    /// `certSecretRef` and `proxySecretRef`.
+    async fn connect(&self, run: &mut Run<'_>) -> Result<(), ReconcileError> {
+        let client = registry_client(run.obj, &run.repository, run.ctx).await;
+        run.registry = Some(client.map_err(|problem| {
+            common::fail(
+                run.status,
+                run.generation,
                 ct::FETCH_FAILED,
                 reasons::AUTHENTICATION_FAILED,
-                m,
+                problem,
             )
-        })?;
-        let pull_failed = |status: &mut OCIRepositoryStatus, m: String| {
-            failed(
-                status,
-                generation,
-                ct::FETCH_FAILED,
-                reasons::OCI_ARTIFACT_PULL_FAILED,
-                m,
-            )
-        };
-        let r = obj.spec.reference.clone().unwrap_or_default();
-        let (revision, digest) = if let Some(digest) = r.digest.filter(|d| !d.is_empty()) {
-            (digest.clone(), digest)
+        })?);
+        Ok(())
+    }
+
+    /// Step 4: `ref` resolved — digest > semver (+ `semverFilter`) > tag, `latest` by default —
+    /// to a revision and a manifest digest (a HEAD request).
+    async fn resolve(&self, run: &mut Run<'_>) -> Result<(), ReconcileError> {
+        let url = run.obj.spec.url.clone();
+        let r = run.obj.spec.reference.clone().unwrap_or_default();
+        if let Some(digest) = r.digest.filter(|d| !d.is_empty()) {
+            (run.revision, run.digest) = (digest.clone(), digest);
         } else {
             let tag = match r.semver.filter(|s| !s.is_empty()) {
                 Some(range) => {
-                    let tags = within(
-                        timeout,
-                        &format!("failed to list tags of '{url}'"),
-                        registry.tags(),
-                    )
-                    .await
-                    .map_err(|m| pull_failed(status, m))?;
+                    let what = format!("failed to list tags of '{url}'");
+                    let tags = within(run.timeout, &what, run.registry()?.tags()).await;
+                    let tags = tags.map_err(|m| run.pull_failed(m))?;
                     pick_semver_tag(&tags, &range, r.semver_filter.as_deref())
-                        .map_err(|m| pull_failed(status, m))?
+                        .map_err(|m| run.pull_failed(m))?
                 }
                 None => r.tag.filter(|t| !t.is_empty()).unwrap_or_else(|| "latest".into()),
             };
-            let digest = within(
-                timeout,
-                &format!("failed to determine artifact digest of '{url}:{tag}'"),
-                registry.manifest_digest(&tag),
-            )
-            .await
-            .map_err(|m| pull_failed(status, m))?;
-            (format!("{tag}@{digest}"), digest)
-        };
-        let current = status
+            let what = format!("failed to determine artifact digest of '{url}:{tag}'");
+            let digest = within(run.timeout, &what, run.registry()?.manifest_digest(&tag)).await;
+            let digest = digest.map_err(|m| run.pull_failed(m))?;
+            (run.revision, run.digest) = (format!("{tag}@{digest}"), digest);
+        }
+        run.current = run
+            .status
             .artifact
             .as_ref()
-            .is_some_and(|a| a.revision == revision && self.storage.exists(a))
-            && status.observed_ignore == obj.spec.ignore
-            && status.observed_layer_selector == obj.spec.layer_selector;
-        let verified = current && conditions::is_true(status.conditions(), ct::SOURCE_VERIFIED);
-        if !verified {
-            verify_signature(obj, status, ctx, &registry, &digest, &revision, timeout).await?;
-        }
-        if current {
-            return Ok(stored(status, generation, &revision));
-        }
-        let had_artifact = status.artifact.is_some();
-        let message = common::outdated(status, had_artifact, generation, &revision);
-        ctx.progress(obj, status, &message).await;
+            .is_some_and(|a| a.revision == run.revision && self.storage.exists(a))
+            && run.status.observed_ignore == run.obj.spec.ignore
+            && run.status.observed_layer_selector == run.obj.spec.layer_selector;
+        Ok(())
+    }
 
-        // 3. artifact
-        let (manifest, manifest_digest) = within(
-            timeout,
-            &format!("failed to pull artifact from '{url}'"),
-            registry.manifest(&digest),
-        )
-        .await
-        .map_err(|m| pull_failed(status, m))?;
-        let selector = obj.spec.layer_selector.clone().unwrap_or_default();
+    /// Step 5: `spec.verify`, before anything is pulled; a stored revision verified before is
+    /// not verified again.
+    async fn verify(&self, run: &mut Run<'_>) -> Result<(), ReconcileError> {
+        if run.current && conditions::is_true(run.status.conditions(), ct::SOURCE_VERIFIED) {
+            return Ok(());
+        }
+        let registry = run.registry.take();
+        let verified = match &registry {
+            Some(registry) => {
+                verify_signature(
+                    run.obj,
+                    run.status,
+                    run.ctx,
+                    registry,
+                    &run.digest,
+                    &run.revision,
+                    run.timeout,
+                )
+                .await
+            }
+            None => run.registry().map(|_| ()),
+        };
+        run.registry = registry;
+        verified
+    }
+
+    /// Step 6: unless current, pull the selected layer and store it: `extract` re-archives its
+    /// content with the ignore rules, `copy` stores it as-is; the manifest annotations become
+    /// the artifact metadata.
+    async fn pull(&self, run: &mut Run<'_>) -> Result<(), ReconcileError> {
+        if run.current {
+            return Ok(());
+        }
+        let (generation, revision, url) = (run.generation, run.revision.clone(), run.obj.spec.url.clone());
+        let had_artifact = run.status.artifact.is_some();
+        let message = common::outdated(run.status, had_artifact, generation, &revision);
+        run.ctx.progress(run.obj, run.status, &message).await;
+
+        let what = format!("failed to pull artifact from '{url}'");
+        let pulled = within(run.timeout, &what, run.registry()?.manifest(&run.digest)).await;
+        let (manifest, manifest_digest) = pulled.map_err(|m| run.pull_failed(m))?;
+        let selector = run.obj.spec.layer_selector.clone().unwrap_or_default();
         let layer = match selector.media_type.as_deref().filter(|m| !m.is_empty()) {
             Some(mt) => manifest.layers.iter().find(|l| l.media_type == mt),
             None => manifest.layers.first(),
@@ -326,118 +351,200 @@ impl Reconciler for OCIRepositoryReconciler {
         .cloned()
         .ok_or_else(|| {
             let m = format!(
-                "failed to find layer with media type '{}' in artifact '{repository}@{digest}'",
-                selector.media_type.as_deref().unwrap_or("*")
+                "failed to find layer with media type '{}' in artifact '{}@{}'",
+                selector.media_type.as_deref().unwrap_or("*"),
+                run.repository,
+                run.digest
             );
             failed(
-                status,
+                run.status,
                 generation,
                 ct::FETCH_FAILED,
                 reasons::OCI_ARTIFACT_LAYER_OPERATION_FAILED,
                 m,
             )
         })?;
+        let storage_failed = |status: &mut OCIRepositoryStatus, reason: &str, m: String| {
+            failed(status, generation, ct::STORAGE_OPERATION_FAILED, reason, m)
+        };
         let workdir = tempfile::tempdir().map_err(|e| {
             let m = format!("failed to create temporary directory: {e}");
-            failed(
-                status,
-                generation,
-                ct::STORAGE_OPERATION_FAILED,
-                reasons::DIRECTORY_CREATION_FAILED,
-                m,
-            )
+            storage_failed(run.status, reasons::DIRECTORY_CREATION_FAILED, m)
         })?;
         let blob_path = workdir.path().join("layer.tar.gz");
-        let mut blob_file = tokio::fs::File::create(&blob_path).await.map_err(|e| {
-            failed(
-                status,
-                generation,
-                ct::STORAGE_OPERATION_FAILED,
-                reasons::ARCHIVE_OPERATION_FAILED,
-                e.to_string(),
-            )
-        })?;
-        within(
-            timeout,
-            &format!("failed to pull layer of '{url}'"),
-            registry.blob(&layer, &mut blob_file),
-        )
-        .await
-        .map_err(|m| pull_failed(status, m))?;
+        let mut blob_file = tokio::fs::File::create(&blob_path)
+            .await
+            .map_err(|e| storage_failed(run.status, reasons::ARCHIVE_OPERATION_FAILED, e.to_string()))?;
+        let what = format!("failed to pull layer of '{url}'");
+        let fetched = within(run.timeout, &what, run.registry()?.blob(&layer, &mut blob_file)).await;
+        fetched.map_err(|m| run.pull_failed(m))?;
 
         let metadata = manifest.annotations.clone().map(|a| a.into_iter().collect());
         let file = format!("{}.tar.gz", manifest_digest.trim_start_matches("sha256:"));
         let copy = selector.operation.as_deref() == Some("copy");
-        let (storage, spec_ignore, rev) = (self.storage.clone(), obj.spec.ignore.clone(), revision.clone());
-        let (ns2, name2) = (ns.clone(), name.clone());
+        let (storage, spec_ignore, rev) = (
+            self.storage.clone(),
+            run.obj.spec.ignore.clone(),
+            revision.clone(),
+        );
+        let (ns, name) = (run.namespace.clone(), run.name.clone());
         let content_dir = workdir.path().join("content");
-        let result = tokio::task::spawn_blocking(move || -> Result<_, (bool, String)> {
+        let stored_artifact = blocking(run.timeout, move || {
             let dir = ObjectDir {
                 kind: STORAGE_KIND,
-                namespace: &ns2,
-                name: &name2,
+                namespace: &ns,
+                name: &name,
             };
+            let storage_error = |e: std::io::Error| StoreFailure::Storage(e.to_string());
             if copy {
                 return storage
                     .store_file(&dir, &file, &blob_path, &rev, metadata)
-                    .map_err(|e| (false, e.to_string()));
+                    .map_err(storage_error);
             }
-            let reader =
-                std::io::BufReader::new(std::fs::File::open(&blob_path).map_err(|e| (false, e.to_string()))?);
+            let reader = std::io::BufReader::new(std::fs::File::open(&blob_path).map_err(storage_error)?);
             extract::extract_tar_gz(reader, &content_dir, MAX_EXTRACTED)
-                .map_err(|e| (true, e.to_string()))?;
+                .map_err(|e| StoreFailure::Layer(e.to_string()))?;
             let rules = SourceIgnore::new(&content_dir, spec_ignore.as_deref());
             let include = |p: &str, is_dir: bool| rules.includes(p, is_dir);
             storage
                 .store_dir(&dir, &file, &content_dir, &include, &rev, metadata)
-                .map_err(|e| (false, e.to_string()))
+                .map_err(storage_error)
         })
-        .await
-        .map_err(|e| (false, e.to_string()))
-        .and_then(|r| r);
-        let artifact = result.map_err(|(layer_error, e)| {
-            if layer_error {
-                let m = format!("failed to extract layer contents from artifact: {e}");
-                failed(
-                    status,
-                    generation,
-                    ct::FETCH_FAILED,
-                    reasons::OCI_ARTIFACT_LAYER_OPERATION_FAILED,
-                    m,
-                )
-            } else {
-                let m = format!("unable to store artifact: {e}");
-                failed(
-                    status,
-                    generation,
-                    ct::STORAGE_OPERATION_FAILED,
-                    reasons::ARCHIVE_OPERATION_FAILED,
-                    m,
-                )
-            }
+        .await;
+        let artifact = stored_artifact.map_err(|e| match e {
+            Blocking::Failed(StoreFailure::Layer(e)) => failed(
+                run.status,
+                generation,
+                ct::FETCH_FAILED,
+                reasons::OCI_ARTIFACT_LAYER_OPERATION_FAILED,
+                format!("failed to extract layer contents from artifact: {e}"),
+            ),
+            Blocking::Failed(StoreFailure::Storage(e)) => storage_failed(
+                run.status,
+                reasons::ARCHIVE_OPERATION_FAILED,
+                format!("unable to store artifact: {e}"),
+            ),
+            Blocking::TimedOut(after) => storage_failed(
+                run.status,
+                reasons::ARCHIVE_OPERATION_FAILED,
+                format!(
+                    "unable to store artifact: {}",
+                    Blocking::<String>::TimedOut(after)
+                ),
+            ),
+            Blocking::Panicked(why) => storage_failed(
+                run.status,
+                reasons::ARCHIVE_OPERATION_FAILED,
+                format!("unable to store artifact: {why}"),
+            ),
         })?;
         drop(workdir);
 
         let digest = artifact.digest.clone();
-        status.artifact = Some(artifact);
-        status.url = Some(self.storage.latest_url(&ObjectDir {
+        run.status.artifact = Some(artifact);
+        run.status.url = Some(self.storage.latest_url(&ObjectDir {
             kind: STORAGE_KIND,
-            namespace: &ns,
-            name: &name,
+            namespace: &run.namespace,
+            name: &run.name,
         }));
-        status.observed_ignore = obj.spec.ignore.clone();
-        status.observed_layer_selector = obj.spec.layer_selector.clone();
-        let success = stored(status, generation, &revision);
-        ctx.recorder
+        run.status.observed_ignore = run.obj.spec.ignore.clone();
+        run.status.observed_layer_selector = run.obj.spec.layer_selector.clone();
+        run.ctx
+            .recorder
             .publish(
-                obj,
+                run.obj,
                 EventType::Normal,
                 reasons::NEW_ARTIFACT,
                 &format!("stored artifact with revision '{revision}' from '{url}'"),
                 &[("revision", revision.as_str()), ("digest", digest.as_str())],
             )
             .await;
-        Ok(success)
+        Ok(())
+    }
+}
+
+/// One reconcile of one OCIRepository: the object, its status being written, and what each step
+/// leaves for the next.
+struct Run<'a> {
+    obj: &'a OCIRepository,
+    status: &'a mut OCIRepositoryStatus,
+    ctx: &'a ReconcileContext<OCIRepository>,
+    generation: Option<i64>,
+    namespace: String,
+    name: String,
+    timeout: Duration,
+    /// `host/path` of `spec.url` (step 1).
+    repository: String,
+    /// The pull client (step 3).
+    registry: Option<Puller>,
+    /// `<tag>@<digest>` (or the digest) and the manifest digest it resolved to (step 4).
+    revision: String,
+    digest: String,
+    /// The stored artifact already has this revision, ignore rules and layer selector.
+    current: bool,
+}
+
+impl Run<'_> {
+    fn registry(&self) -> Result<&Puller, ReconcileError> {
+        self.registry.as_ref().ok_or_else(|| {
+            ReconcileError::transient(reasons::AUTHENTICATION_FAILED, "no registry client yet")
+        })
+    }
+
+    fn pull_failed(&mut self, message: String) -> ReconcileError {
+        failed(
+            self.status,
+            self.generation,
+            ct::FETCH_FAILED,
+            reasons::OCI_ARTIFACT_PULL_FAILED,
+            message,
+        )
+    }
+}
+
+/// Why storing the pulled layer failed: its content (refused by the safe extraction) or the
+/// storage itself.
+enum StoreFailure {
+    Layer(String),
+    Storage(String),
+}
+
+impl Reconciler for OCIRepositoryReconciler {
+    type Kind = OCIRepository;
+
+    /// 1. [`validate`](Self::validate): the URL and the provider;
+    /// 2. [`storage`](Self::storage): the stored artifact still there, older ones collected;
+    /// 3. [`connect`](Self::connect): the pull client from the Secrets;
+    /// 4. [`resolve`](Self::resolve): `ref` to a revision and manifest digest;
+    /// 5. [`verify`](Self::verify): `spec.verify`, unless that revision is stored and verified;
+    /// 6. [`pull`](Self::pull): the layer, stored as the artifact, unless it is current.
+    async fn apply(
+        &self,
+        obj: &OCIRepository,
+        status: &mut OCIRepositoryStatus,
+        ctx: &ReconcileContext<OCIRepository>,
+    ) -> Result<Success, ReconcileError> {
+        let mut run = Run {
+            obj,
+            status,
+            ctx,
+            generation: obj.meta().generation,
+            namespace: obj.namespace().unwrap_or_default(),
+            name: obj.name_any(),
+            timeout: timeout_of(obj.spec.timeout.as_deref(), common::SOURCE_TIMEOUT),
+            repository: String::new(),
+            registry: None,
+            revision: String::new(),
+            digest: String::new(),
+            current: false,
+        };
+        self.validate(&mut run).await?;
+        self.storage(&mut run).await?;
+        self.connect(&mut run).await?;
+        self.resolve(&mut run).await?;
+        self.verify(&mut run).await?;
+        self.pull(&mut run).await?;
+        Ok(stored(run.status, run.generation, &run.revision))
     }
 
     async fn cleanup(

@@ -215,6 +215,16 @@ mod tests {
         (d, s)
     }
 
+    /// Sets the modification time of `path`, instead of waiting for the clock to move on.
+    fn set_mtime(path: &Path, mtime: SystemTime) {
+        fs::File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+    }
+
     const DIR: ObjectDir<'static> = ObjectDir {
         kind: "gitrepository",
         namespace: "ns",
@@ -268,10 +278,14 @@ mod tests {
         let (tmp, s) = storage(2, Duration::from_secs(3600));
         let src = tmp.path().join("src");
         fs::create_dir_all(&src).unwrap();
-        for (i, f) in ["1.tar.gz", "2.tar.gz", "3.tar.gz"].iter().enumerate() {
-            fs::write(src.join("v"), i.to_string()).unwrap();
+        // Ages set explicitly (oldest first, all within the TTL) rather than waited for.
+        for (f, age) in [("1.tar.gz", 300), ("2.tar.gz", 200), ("3.tar.gz", 100)] {
+            fs::write(src.join("v"), f).unwrap();
             s.store_dir(&DIR, f, &src, &|_: &str, _| true, "r", None).unwrap();
-            std::thread::sleep(Duration::from_millis(20));
+            set_mtime(
+                &s.root().join("gitrepository/ns/app").join(f),
+                SystemTime::now() - Duration::from_secs(age),
+            );
         }
         // Current is the oldest: it survives, plus one newest other record.
         let removed = s.garbage_collect(&DIR, "1.tar.gz").unwrap();
@@ -283,7 +297,7 @@ mod tests {
                 ..s.clone()
             },
         );
-        std::thread::sleep(Duration::from_millis(10));
+        // "3" is 100s old: expired with a zero TTL.
         assert_eq!(
             s0.garbage_collect(&DIR, "1.tar.gz").unwrap(),
             vec!["3.tar.gz".to_string()]

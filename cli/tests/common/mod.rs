@@ -57,11 +57,11 @@ pub async fn fails(args: &[&str]) -> Output {
     out
 }
 
-pub async fn world(prefix: &str) -> (Client, String, kustomize_controller::testing::Controllers) {
+pub async fn world(prefix: &str) -> (Client, String, driftless_testkit::Controllers) {
     let client = testing::client().await;
     testing::install_toolkit_crds(&client).await;
     let ns = testing::namespace(&client, prefix).await;
-    let controllers = kustomize_controller::testing::start_controllers(&client, &ns).await;
+    let controllers = driftless_testkit::start_controllers(&client, &ns).await;
     (client, ns, controllers)
 }
 

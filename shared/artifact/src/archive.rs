@@ -136,8 +136,13 @@ mod tests {
         // Different times and modes on disk must not matter.
         fs::set_permissions(b.path().join("README.md"), fs::Permissions::from_mode(0o600)).unwrap();
         let da = write_tar_gz(a.path(), &all, Vec::new()).unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(1100));
-        fs::write(b.path().join("deploy/base/app.yaml"), "kind: Deployment\n").unwrap();
+        let long_ago = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
+        fs::File::options()
+            .write(true)
+            .open(b.path().join("deploy/base/app.yaml"))
+            .unwrap()
+            .set_modified(long_ago)
+            .unwrap();
         let db = write_tar_gz(b.path(), &all, Vec::new()).unwrap();
         assert_eq!(da, db);
         fs::write(b.path().join("README.md"), "changed\n").unwrap();

@@ -43,8 +43,10 @@ pub enum ExtractError {
     Io(#[from] io::Error),
 }
 
-/// A relative path with no `..`, `.`-only or root components, as a destination-relative path.
-fn safe_relative(raw: &Path) -> Option<PathBuf> {
+/// `raw` as a path relative to a root it cannot leave: its normal components (`.` dropped);
+/// None when it has `..`, a root or a prefix. The one path confinement for archive entries and
+/// for paths a spec names inside an artifact (GitRepository `include` paths).
+pub fn confined(raw: &Path) -> Option<PathBuf> {
     let mut out = PathBuf::new();
     for c in raw.components() {
         match c {
@@ -53,7 +55,12 @@ fn safe_relative(raw: &Path) -> Option<PathBuf> {
             Component::ParentDir | Component::RootDir | Component::Prefix(_) => return None,
         }
     }
-    (!out.as_os_str().is_empty()).then_some(out)
+    Some(out)
+}
+
+/// A non-empty confined path, as an archive entry's destination-relative path.
+fn safe_relative(raw: &Path) -> Option<PathBuf> {
+    confined(raw).filter(|p| !p.as_os_str().is_empty())
 }
 
 /// Whether `target`, as a link at `link` (destination-relative), stays inside the destination.

@@ -6,6 +6,7 @@
 //! temporary file while it is hashed; nothing is extracted unless the digest matches.
 
 use crate::{digest, extract};
+use backon::{ExponentialBuilder, Retryable};
 use futures::StreamExt;
 use sha2::{Digest as _, Sha256};
 use std::{io::Write, path::Path, time::Duration};
@@ -59,6 +60,14 @@ impl Default for Fetcher {
     fn default() -> Self {
         Self::new(9, 2 << 30, 8 << 30)
     }
+}
+
+/// How one download attempt failed.
+enum Attempt {
+    /// The server failed or the transfer broke: worth another try.
+    Retry(String),
+    /// Final: not found, refused, too large, or the digest cannot match.
+    Fail(FetchError),
 }
 
 impl Fetcher {
@@ -118,39 +127,52 @@ impl Fetcher {
         Ok(())
     }
 
-    /// Streams `url` into `out` with retries; returns the digest of what was written.
+    /// Streams `url` into `out`, retrying server errors and broken transfers `retries` times
+    /// with exponential backoff (250 ms doubling up to 10 s); returns the digest of what was
+    /// written.
     async fn download(&self, url: &str, out: &std::fs::File) -> Result<String, FetchError> {
-        let mut delay = Duration::from_millis(250);
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let failure = match self.client.get(url).send().await {
-                Ok(resp) if resp.status() == reqwest::StatusCode::NOT_FOUND => {
-                    return Err(FetchError::NotFound(url.to_string()));
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(250))
+            .with_max_delay(Duration::from_secs(10))
+            .with_max_times(self.retries as usize);
+        let attempt = || self.download_once(url, out);
+        attempt
+            .retry(backoff)
+            .when(|e| matches!(e, Attempt::Retry(_)))
+            .notify(|e, after| {
+                if let Attempt::Retry(failure) = e {
+                    tracing::debug!(url, %failure, ?after, "retrying artifact download");
                 }
-                Ok(resp) if resp.status().is_success() => match self.stream_to(resp, out).await {
-                    Ok(digest) => return Ok(digest),
-                    Err(FetchError::Download { reason, .. }) => reason,
-                    Err(e) => return Err(e),
-                },
-                Ok(resp) if resp.status().is_server_error() => format!("server answered {}", resp.status()),
-                Ok(resp) => {
-                    return Err(FetchError::Download {
-                        url: url.to_string(),
-                        reason: format!("server answered {}", resp.status()),
-                    });
-                }
-                Err(e) => e.to_string(),
-            };
-            if attempt > self.retries {
-                return Err(FetchError::Download {
+            })
+            .await
+            .map_err(|e| match e {
+                Attempt::Retry(reason) => FetchError::Download {
                     url: url.to_string(),
-                    reason: failure,
-                });
+                    reason,
+                },
+                Attempt::Fail(e) => e,
+            })
+    }
+
+    /// One download attempt: a failure worth retrying, or one that is final.
+    async fn download_once(&self, url: &str, out: &std::fs::File) -> Result<String, Attempt> {
+        match self.client.get(url).send().await {
+            Ok(resp) if resp.status() == reqwest::StatusCode::NOT_FOUND => {
+                Err(Attempt::Fail(FetchError::NotFound(url.to_string())))
             }
-            tracing::debug!(url, attempt, %failure, "retrying artifact download");
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(10));
+            Ok(resp) if resp.status().is_success() => match self.stream_to(resp, out).await {
+                Ok(digest) => Ok(digest),
+                Err(FetchError::Download { reason, .. }) => Err(Attempt::Retry(reason)),
+                Err(e) => Err(Attempt::Fail(e)),
+            },
+            Ok(resp) if resp.status().is_server_error() => {
+                Err(Attempt::Retry(format!("server answered {}", resp.status())))
+            }
+            Ok(resp) => Err(Attempt::Fail(FetchError::Download {
+                url: url.to_string(),
+                reason: format!("server answered {}", resp.status()),
+            })),
+            Err(e) => Err(Attempt::Retry(e.to_string())),
         }
     }
 

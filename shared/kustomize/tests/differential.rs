@@ -111,6 +111,12 @@ fn corpus_matches_kubectl_kustomize() {
     );
     let filter = std::env::var("CORPUS_FILTER").unwrap_or_default();
     cases.retain(|c| c.to_string_lossy().contains(&filter));
+    // A filter that selects nothing must not pass as a green run.
+    assert!(
+        !cases.is_empty(),
+        "CORPUS_FILTER={filter:?} matches no case under {}: nothing was compared",
+        corpus.display()
+    );
 
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())

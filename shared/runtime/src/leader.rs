@@ -50,11 +50,18 @@ impl LeaderElector {
 
     /// Waits until this candidate holds the lease.
     pub async fn acquire(&self) {
+        let mut standing_by = false;
         loop {
             match self.try_acquire_or_renew().await {
                 Ok(true) => {
                     tracing::info!(lease = %self.name, identity = %self.identity, "acquired leadership");
                     return;
+                }
+                Ok(false) if !standing_by => {
+                    // Once, not every retry period: a standby may wait for hours.
+                    tracing::info!(lease = %self.name, identity = %self.identity,
+                        "lease held by another candidate, standing by");
+                    standing_by = true;
                 }
                 Ok(false) => {}
                 Err(err) => tracing::debug!(%err, "lease acquisition attempt failed"),

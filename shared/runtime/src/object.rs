@@ -85,3 +85,15 @@ toolkit_object!(Receiver, notification::ReceiverStatus, interval: |s| s.interval
 toolkit_object!(ImageRepository, image::ImageRepositoryStatus, interval: |s| Some(&s.interval));
 toolkit_object!(ImagePolicy, image::ImagePolicyStatus, interval: |s| s.interval.as_deref());
 toolkit_object!(ImageUpdateAutomation, image::ImageUpdateAutomationStatus, interval: |s| Some(&s.interval));
+
+/// The API of a namespaced kind in `namespace`, or across all namespaces when None (a
+/// controller watching all namespaces or one, as `--watch-all-namespaces` says).
+pub fn namespaced_or_all<K>(client: &kube::Client, namespace: Option<&str>) -> kube::Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(ns) => kube::Api::namespaced(client.clone(), ns),
+        None => kube::Api::all(client.clone()),
+    }
+}

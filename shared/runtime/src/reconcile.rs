@@ -280,10 +280,8 @@ impl<R: Reconciler> KindController<R> {
 
     /// Runs the watch-and-reconcile loop until `shutdown` resolves; in-flight reconciles finish.
     pub async fn run(self: Arc<Self>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
-        let api: Api<R::Kind> = match &self.settings.namespace {
-            Some(ns) => Api::namespaced(self.client.clone(), ns),
-            None => Api::all(self.client.clone()),
-        };
+        let api: Api<R::Kind> =
+            crate::object::namespaced_or_all(&self.client, self.settings.namespace.as_deref());
         let mut wc = watcher::Config::default().any_semantic();
         if let Some(sel) = &self.settings.label_selector {
             wc = wc.labels(sel);

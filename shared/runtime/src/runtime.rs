@@ -17,6 +17,7 @@ use crate::{
     telemetry,
 };
 use kube::Client;
+use sha2::{Digest as _, Sha256};
 use std::future::Future;
 use tokio::sync::watch;
 
@@ -172,15 +173,17 @@ impl Runtime {
     }
 }
 
-/// Flux's lease id: `<controller>-leader-election`, made distinct per shard.
+/// Flux's lease id: `<controller>-leader-election`, made distinct per shard by the first 8 hex
+/// digits of the SHA-256 of the label selector, as Flux's `leaderelection.GenerateID` does. Every
+/// version of every controller (Flux's included) must derive the same name, or two of them would
+/// elect two leaders: hence a specified hash, not std's `DefaultHasher` (whose output may change
+/// between Rust releases).
 fn lease_name(controller: &str, label_selector: &str) -> String {
     if label_selector.is_empty() {
         return format!("{controller}-leader-election");
     }
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    label_selector.hash(&mut h);
-    format!("{controller}-leader-election-{:08x}", h.finish() as u32)
+    let digest = Sha256::digest(label_selector.as_bytes());
+    format!("{controller}-leader-election-{}", hex::encode(&digest[..4]))
 }
 
 async fn wait_for_signal() {
@@ -203,5 +206,33 @@ async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lease_name;
+
+    #[test]
+    fn the_lease_name_is_fluxs_without_a_selector() {
+        assert_eq!(
+            lease_name("source-controller", ""),
+            "source-controller-leader-election"
+        );
+    }
+
+    /// Pinned: a different name for the same shard would let two controller versions both lead.
+    #[test]
+    fn the_lease_name_of_a_shard_never_changes() {
+        assert_eq!(
+            lease_name("source-controller", "shard=a"),
+            "source-controller-leader-election-3d8dfb26"
+        );
+        // Flux's own test vector for `GenerateID(id, "bar")`: `<id>-fcde2b2e`.
+        assert_eq!(lease_name("foo", "bar"), "foo-leader-election-fcde2b2e");
+        assert_ne!(
+            lease_name("source-controller", "shard=b"),
+            lease_name("source-controller", "shard=a")
+        );
     }
 }

@@ -86,6 +86,18 @@ fn ready_reason(w: &Widget) -> Option<(String, String)> {
     conditions::get(&conds(w), "Ready").map(|c| (c.status.clone(), c.reason.clone()))
 }
 
+/// How many reconciles of widget `name` have finished (`gotk_reconcile_duration_seconds_count`).
+fn reconcile_count(metrics: &Metrics, name: &str) -> f64 {
+    let label = format!("name=\"{name}\"");
+    metrics
+        .encode()
+        .lines()
+        .find(|l| l.starts_with("gotk_reconcile_duration_seconds_count") && l.contains(&label))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
 async fn patch_spec(h: &Harness, name: &str, spec: serde_json::Value) {
     h.widgets
         .patch(
@@ -184,7 +196,20 @@ async fn a_suspended_object_is_left_alone_until_resumed() {
     )
     .await;
     request_reconcile(&h, "a", "while-suspended").await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // A fence: "b", created after "a" was suspended and requested, is reconciled only once the
+    // controller's watch (one watch, events in order) has delivered both changes of "a".
+    h.widgets
+        .create(&PostParams::default(), &widget("b", ""))
+        .await
+        .unwrap();
+    testing::wait_for(&h.widgets, "b", T, |w: &Widget| {
+        ready_reason(w).is_some_and(|r| r.0 == "True")
+    })
+    .await;
+    // That "a" is not reconciled can only be watched for a while: a reconcile of "a" started by
+    // these changes would have begun no later than the one of "b" (concurrency 4) and written
+    // its status within this window.
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let w = h.widgets.get("a").await.unwrap();
     assert_eq!(
         ready_reason(&w),
@@ -326,22 +351,23 @@ async fn periodic_reconciles_of_an_unchanged_object_write_nothing() {
     })
     .await;
     let rv = w.resource_version();
-    // The interval is 1s: several reconciles run in this window.
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // The interval is 1s: wait for three more finished reconciles (the one that wrote `rv` may
+    // still be counted among them), then none of them may have written.
+    let before = reconcile_count(&h.metrics, "a");
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        let count = reconcile_count(&h.metrics, "a");
+        if count >= before + 3.0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "expected periodic reconciles: {count} finished after {T:?}, {before} before"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let after = h.widgets.get("a").await.unwrap();
     assert_eq!(after.resource_version(), rv, "a no-op reconcile wrote the object");
-    let text = h.metrics.encode();
-    let count_line = text
-        .lines()
-        .find(|l| l.starts_with("gotk_reconcile_duration_seconds_count") && l.contains("name=\"a\""))
-        .unwrap_or_default()
-        .to_string();
-    let count: f64 = count_line
-        .rsplit(' ')
-        .next()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
-    assert!(count >= 3.0, "expected periodic reconciles, saw {count_line:?}");
     testing::delete_namespace(&h.client, &h.ns).await;
 }
 

@@ -1,14 +1,10 @@
 //! GitRepository: fetch a ref, package it as a deterministic artifact, publish it in status.
 //!
-//! Steps, in order (each owns its conditions):
-//! 1. **storage** — garbage-collect old artifacts; forget a stored artifact whose file vanished.
-//! 2. **source** — credentials from `secretRef`; list the remote's refs (no pack data); resolve
-//!    `ref` to a revision. When the stored artifact already has that revision and the
-//!    content-affecting spec (`ignore`, `recurseSubmodules`, `sparseCheckout`) is unchanged,
-//!    nothing is cloned. Failures: `FetchFailed=True`.
-//! 3. **artifact** — shallow clone, check out, archive with the ignore rules, store, point
-//!    `latest.tar.gz` at it, record `status.artifact` and the `observed*` fields, emit
-//!    `NewArtifact`. Failures: `StorageOperationFailed=True`.
+//! The steps are listed on [`GitRepositoryReconciler`]'s `apply` (each owns its conditions):
+//! validate, storage, connect, resolve, include, checkout, verify, copy includes, store. When the
+//! stored artifact already has the resolved revision and the content-affecting spec (`ignore`,
+//! `recurseSubmodules`, `sparseCheckout`, includes, verification) is unchanged, nothing is
+//! cloned. Fetch failures set `FetchFailed=True`, storage failures `StorageOperationFailed=True`.
 //!
 //! A failure never removes the previously stored artifact: it stays in status and is served.
 
@@ -19,7 +15,7 @@ pub mod reference;
 pub mod verify;
 
 use crate::{
-    common::{self, blocking, failed, stored},
+    common::{self, Problem, failed, stored},
     sourceignore::SourceIgnore,
     storage::{ObjectDir, Storage},
 };
@@ -27,11 +23,12 @@ use driftless_api::{
     meta::{Artifact, ReconcileStatus, condition_types as ct},
     source::{GitRepository, GitRepositoryInclude, GitRepositoryStatus, reasons},
 };
-use driftless_artifact::fetch::Fetcher;
+use driftless_artifact::{extract::confined, fetch::Fetcher};
 use driftless_runtime::{
     conditions::{self, Status},
     events::EventType,
     reconcile::{ReconcileContext, ReconcileError, Reconciler, Success, TriggerFn},
+    work::{blocking, timeout_of},
 };
 use futures::StreamExt;
 use kube::{
@@ -39,7 +36,7 @@ use kube::{
     runtime::{WatchStreamExt, reflector::ObjectRef, watcher},
 };
 use std::{
-    path::{Component, Path},
+    path::{Path, PathBuf},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -64,19 +61,20 @@ impl GitRepositoryReconciler {
         &self,
         obj: &GitRepository,
         ctx: &ReconcileContext<GitRepository>,
-    ) -> Result<auth::GitCredentials, String> {
+    ) -> Result<auth::GitCredentials, Problem> {
         let ns = obj.namespace().unwrap_or_default();
         let mut creds = match &obj.spec.secret_ref {
             None => auth::GitCredentials::default(),
             Some(r) => {
                 let data = common::secret_data(&ctx.client, &ns, &r.name).await?;
                 auth::from_secret(&obj.spec.url, &format!("{ns}/{}", r.name), &data)
-                    .map_err(|e| e.to_string())?
+                    .map_err(|e| Problem::Invalid(e.to_string()))?
             }
         };
         if let Some(r) = &obj.spec.proxy_secret_ref {
             let data = common::secret_data(&ctx.client, &ns, &r.name).await?;
-            creds.proxy = Some(common::proxy_from_secret(&format!("{ns}/{}", r.name), &data)?);
+            let proxy = common::proxy_from_secret(&format!("{ns}/{}", r.name), &data);
+            creds.proxy = Some(proxy.map_err(Problem::Invalid)?);
         }
         Ok(creds)
     }
@@ -130,7 +128,7 @@ impl GitRepositoryReconciler {
         let ns = obj.namespace().unwrap_or_default();
         let secret = format!("{ns}/{}", spec.secret_ref.name);
         let outcome = match common::secret_data(&ctx.client, &ns, &spec.secret_ref.name).await {
-            Err(e) => Err(e),
+            Err(e) => Err(e.message().to_string()),
             Ok(data) => {
                 let (dir, commit, tag, mode) = (
                     checkout.to_path_buf(),
@@ -224,14 +222,6 @@ fn verification_mode(obj: &GitRepository) -> Option<String> {
     })
 }
 
-/// A relative path that stays inside its base (no `..`, not absolute).
-fn inside(path: &str) -> Option<&Path> {
-    let p = Path::new(path.trim_start_matches("./"));
-    p.components()
-        .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
-        .then_some(p)
-}
-
 /// Downloads an included artifact and copies its `fromPath` into `<checkout>/<toPath>`.
 async fn copy_include(
     inc: &GitRepositoryInclude,
@@ -239,13 +229,11 @@ async fn copy_include(
     checkout: &Path,
 ) -> Result<(), String> {
     let name = &inc.repository.name;
-    let from = inside(inc.from_path.as_deref().unwrap_or(""))
-        .ok_or_else(|| format!("include '{name}': fromPath must stay inside the artifact"))?
-        .to_path_buf();
-    let to = inside(inc.to_path.as_deref().unwrap_or(name))
+    let from = confined(Path::new(inc.from_path.as_deref().unwrap_or("")))
+        .ok_or_else(|| format!("include '{name}': fromPath must stay inside the artifact"))?;
+    let to = confined(Path::new(inc.to_path.as_deref().unwrap_or(name)))
         .filter(|p| !p.as_os_str().is_empty())
-        .ok_or_else(|| format!("include '{name}': toPath must be a path inside the repository"))?
-        .to_path_buf();
+        .ok_or_else(|| format!("include '{name}': toPath must be a path inside the repository"))?;
     let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
     Fetcher::default()
         .fetch(&artifact.url, &artifact.digest, tmp.path())
@@ -282,10 +270,8 @@ fn copy_tree(src: &Path, dst: &Path) -> std::io::Result<()> {
 /// artifact (their own spec did not change, so nothing else would wake them).
 pub fn include_triggers(client: Client, namespace: Option<String>) -> TriggerFn<GitRepository> {
     Box::new(move |store| {
-        let api: Api<GitRepository> = match &namespace {
-            Some(ns) => Api::namespaced(client, ns),
-            None => Api::all(client),
-        };
+        let api: Api<GitRepository> =
+            driftless_runtime::object::namespaced_or_all(&client, namespace.as_deref());
         let artifact_hash = |r: &GitRepository| {
             use std::hash::{Hash, Hasher};
             let a = r.status.as_ref().and_then(|s| s.artifact.as_ref())?;
@@ -353,220 +339,324 @@ fn validate_url(url: &str) -> Result<(), String> {
     Ok(())
 }
 
+impl GitRepositoryReconciler {
+    /// Step 1: a URL the CRD pattern let through but git cannot use stalls.
+    async fn validate(&self, run: &mut Run<'_>) -> Result<(), ReconcileError> {
+        validate_url(&run.obj.spec.url)
+            .map_err(|message| common::stalled(run.status, run.generation, reasons::URL_INVALID, message))
+    }
+
+    /// Step 2: the stored artifact is still there (else forgotten, so it is rebuilt), and older
+    /// artifacts are garbage-collected.
+    async fn storage(&self, run: &mut Run<'_>) -> Result<(), ReconcileError> {
+        let mut artifact = run.status.artifact.take();
+        common::reconcile_storage(
+            &self.storage,
+            STORAGE_KIND,
+            &run.namespace,
+            &run.name,
+            &mut artifact,
+            run.status,
+            run.generation,
+        )
+        .await;
+        run.status.artifact = artifact;
+        Ok(())
+    }
+
+    /// Step 3: credentials from `secretRef`, the proxy from `proxySecretRef`.
+    async fn connect(&self, run: &mut Run<'_>) -> Result<(), ReconcileError> {
+        run.creds = self.credentials(run.obj, run.ctx).await.map_err(|problem| {
+            common::fail(
+                run.status,
+                run.generation,
+                ct::FETCH_FAILED,
+                reasons::AUTHENTICATION_FAILED,
+                problem,
+            )
+        })?;
+        Ok(())
+    }
+
+    /// Step 4: the remote's refs, without pack data, and `ref` resolved to a revision.
+    async fn resolve(&self, run: &mut Run<'_>) -> Result<(), ReconcileError> {
+        let (url, creds, deadline) = run.remote();
+        let listed = blocking(run.timeout, move || {
+            git::list_remote(&git::Remote {
+                url: &url,
+                creds: &creds,
+                deadline,
+            })
+            .map_err(|e| e.0)
+        })
+        .await
+        .map_err(|e| run.fetch_failed(reasons::GIT_OPERATION_FAILED, e.to_string()))?;
+        let resolved = reference::resolve(run.obj.spec.reference.as_ref(), &listed).map_err(|e| {
+            run.fetch_failed(
+                reasons::GIT_OPERATION_FAILED,
+                format!("failed to resolve ref: {e}"),
+            )
+        })?;
+        run.resolved = Some(resolved);
+        Ok(())
+    }
+
+    /// Step 5: the included artifacts; then whether the stored artifact is current. When it is
+    /// not, progress says which revision is being built.
+    async fn include(&self, run: &mut Run<'_>) -> Result<(), ReconcileError> {
+        let includes = run.obj.spec.include.clone().unwrap_or_default();
+        run.included = self
+            .included_artifacts(run.obj, &includes, run.status, run.ctx)
+            .await?;
+        let revision = run.revision();
+        run.current = self.artifact_current(run.obj, run.status, &revision, &run.included);
+        if !run.current {
+            let had_artifact = run.status.artifact.is_some();
+            let message = common::outdated(run.status, had_artifact, run.generation, &revision);
+            run.ctx.progress(run.obj, run.status, &message).await;
+        }
+        Ok(())
+    }
+
+    /// Step 6: shallow clone and checkout of the resolved commit (sparse, with submodules);
+    /// every sparse directory must exist at that revision.
+    async fn checkout(&self, run: &mut Run<'_>) -> Result<(), ReconcileError> {
+        if run.current {
+            return Ok(());
+        }
+        let workdir = tempfile::tempdir().map_err(|e| {
+            failed(
+                run.status,
+                run.generation,
+                ct::STORAGE_OPERATION_FAILED,
+                reasons::DIRECTORY_CREATION_FAILED,
+                format!("failed to create temporary directory: {e}"),
+            )
+        })?;
+        run.checkout_dir = workdir.path().join("checkout");
+        run.workdir = Some(workdir);
+        let sparse: Vec<String> = run.obj.spec.sparse_checkout.clone().unwrap_or_default();
+        let submodules = run.obj.spec.recurse_submodules.unwrap_or(false);
+        let (url, creds, deadline) = run.remote();
+        let (target, dir, wanted) = (run.resolved()?.clone(), run.checkout_dir.clone(), sparse.clone());
+        let checked_out = blocking(run.timeout, move || {
+            let remote = git::Remote {
+                url: &url,
+                creds: &creds,
+                deadline,
+            };
+            git::checkout(&remote, &target, &dir, &wanted, submodules).map_err(|e| e.0)
+        })
+        .await
+        .map_err(|e| run.fetch_failed(reasons::GIT_OPERATION_FAILED, e.to_string()))?;
+        for dir in &sparse {
+            if !run.checkout_dir.join(dir.trim_matches('/')).is_dir() {
+                let m = format!(
+                    "sparse checkout directory '{dir}' does not exist at revision '{}'",
+                    run.revision()
+                );
+                return Err(run.fetch_failed(reasons::GIT_OPERATION_FAILED, m));
+            }
+        }
+        run.commit = Some(checked_out);
+        Ok(())
+    }
+
+    /// Step 7: `spec.verify` on the checked-out commit and tag.
+    async fn verify_signatures(&self, run: &mut Run<'_>) -> Result<(), ReconcileError> {
+        let Some(checked_out) = run.commit.clone().filter(|_| !run.current) else {
+            return Ok(());
+        };
+        let resolved = run.resolved()?.clone();
+        self.verify(
+            run.obj,
+            run.status,
+            run.ctx,
+            &resolved,
+            &checked_out.commit,
+            &run.checkout_dir,
+        )
+        .await
+    }
+
+    /// Step 8: the included artifacts' `fromPath` copied to their `toPath` in the checkout.
+    async fn copy_includes(&self, run: &mut Run<'_>) -> Result<(), ReconcileError> {
+        if run.current {
+            return Ok(());
+        }
+        let includes = run.obj.spec.include.clone().unwrap_or_default();
+        for (inc, artifact) in includes.iter().zip(&run.included) {
+            if let Err(m) = copy_include(inc, artifact, &run.checkout_dir).await {
+                conditions::set(
+                    run.status.conditions_mut(),
+                    ct::INCLUDE_UNAVAILABLE,
+                    Status::True,
+                    "CopyFailure",
+                    &m,
+                    run.generation,
+                );
+                return Err(ReconcileError::transient("CopyFailure", m));
+            }
+        }
+        Ok(())
+    }
+
+    /// Step 9: the checkout archived with the ignore rules and stored; `latest.tar.gz` points at
+    /// it; `status.artifact` and the `observed*` fields are recorded; `NewArtifact` is emitted.
+    async fn store(&self, run: &mut Run<'_>) -> Result<(), ReconcileError> {
+        let Some(checked_out) = run.commit.clone().filter(|_| !run.current) else {
+            return Ok(());
+        };
+        let storage = self.storage.clone();
+        let spec_ignore = run.obj.spec.ignore.clone();
+        let file = format!("{}.tar.gz", checked_out.commit);
+        let revision = run.revision();
+        let (ns, name, checkout_dir) = (run.namespace.clone(), run.name.clone(), run.checkout_dir.clone());
+        let rev = revision.clone();
+        let artifact = blocking(run.timeout, move || {
+            let rules = SourceIgnore::new(&checkout_dir, spec_ignore.as_deref());
+            let include = |p: &str, is_dir: bool| rules.includes(p, is_dir);
+            let dir = ObjectDir {
+                kind: STORAGE_KIND,
+                namespace: &ns,
+                name: &name,
+            };
+            storage.store_dir(&dir, &file, &checkout_dir, &include, &rev, None)
+        })
+        .await
+        .map_err(|e| {
+            failed(
+                run.status,
+                run.generation,
+                ct::STORAGE_OPERATION_FAILED,
+                reasons::ARCHIVE_OPERATION_FAILED,
+                format!("unable to archive artifact to storage: {e}"),
+            )
+        })?;
+        run.workdir = None;
+
+        let digest = artifact.digest.clone();
+        let obj = run.obj;
+        run.status.artifact = Some(artifact);
+        run.status.observed_ignore = obj.spec.ignore.clone();
+        run.status.observed_recurse_submodules = obj.spec.recurse_submodules.filter(|r| *r);
+        run.status.observed_sparse_checkout = obj.spec.sparse_checkout.clone().filter(|s| !s.is_empty());
+        let included = std::mem::take(&mut run.included);
+        run.status.included_artifacts = (!included.is_empty()).then_some(included);
+        run.status.observed_include = obj.spec.include.clone().filter(|i| !i.is_empty());
+        run.ctx
+            .recorder
+            .publish(
+                obj,
+                EventType::Normal,
+                reasons::NEW_ARTIFACT,
+                &format!("stored artifact for commit '{}'", checked_out.summary),
+                &[("revision", revision.as_str()), ("digest", digest.as_str())],
+            )
+            .await;
+        Ok(())
+    }
+}
+
+/// One reconcile of one GitRepository: the object, its status being written, and what each step
+/// leaves for the next.
+struct Run<'a> {
+    obj: &'a GitRepository,
+    status: &'a mut GitRepositoryStatus,
+    ctx: &'a ReconcileContext<GitRepository>,
+    generation: Option<i64>,
+    namespace: String,
+    name: String,
+    timeout: Duration,
+    /// Credentials and proxy for the remote (step 3).
+    creds: auth::GitCredentials,
+    /// The ref resolved against the remote's refs (step 4).
+    resolved: Option<reference::Resolved>,
+    /// Artifacts of `spec.include`, in order (step 5).
+    included: Vec<Artifact>,
+    /// The stored artifact already reflects the revision, includes and spec: nothing to build.
+    current: bool,
+    /// The checkout being built (step 6): its temporary directory, path and commit.
+    workdir: Option<tempfile::TempDir>,
+    checkout_dir: PathBuf,
+    commit: Option<git::Checkout>,
+}
+
+impl Run<'_> {
+    fn resolved(&self) -> Result<&reference::Resolved, ReconcileError> {
+        self.resolved.as_ref().ok_or_else(|| {
+            ReconcileError::transient(reasons::GIT_OPERATION_FAILED, "the ref is not resolved yet")
+        })
+    }
+
+    fn revision(&self) -> String {
+        self.resolved
+            .as_ref()
+            .map(|r| r.revision.clone())
+            .unwrap_or_default()
+    }
+
+    /// Marks `FetchFailed` with `reason` and returns the (transient) error.
+    fn fetch_failed(&mut self, reason: &str, message: String) -> ReconcileError {
+        failed(self.status, self.generation, ct::FETCH_FAILED, reason, message)
+    }
+
+    /// A remote as git sees it, with a deadline of the object's timeout from now.
+    fn remote(&self) -> (String, auth::GitCredentials, Instant) {
+        (
+            self.obj.spec.url.clone(),
+            self.creds.clone(),
+            Instant::now() + self.timeout,
+        )
+    }
+}
+
 impl Reconciler for GitRepositoryReconciler {
     type Kind = GitRepository;
 
+    /// 1. [`validate`](Self::validate): the URL;
+    /// 2. [`storage`](Self::storage): the stored artifact still there, older ones collected;
+    /// 3. [`connect`](Self::connect): credentials and proxy from the Secrets;
+    /// 4. [`resolve`](Self::resolve): the remote's refs listed (no pack data), `ref` resolved;
+    /// 5. [`include`](Self::include): the included GitRepositories' artifacts; when the stored
+    ///    artifact already reflects all of it, the steps below do nothing;
+    /// 6. [`checkout`](Self::checkout): shallow clone and checkout (sparse, submodules);
+    /// 7. [`verify_signatures`](Self::verify_signatures): `spec.verify`;
+    /// 8. [`copy_includes`](Self::copy_includes): included artifacts copied into the checkout;
+    /// 9. [`store`](Self::store): archive with the ignore rules, store, `status.artifact`, event.
     async fn apply(
         &self,
         obj: &GitRepository,
         status: &mut GitRepositoryStatus,
         ctx: &ReconcileContext<GitRepository>,
     ) -> Result<Success, ReconcileError> {
-        let generation = obj.meta().generation;
-        let (ns, name) = (obj.namespace().unwrap_or_default(), obj.name_any());
-        let timeout = common::timeout_of(obj.spec.timeout.as_deref());
-        if let Err(message) = validate_url(&obj.spec.url) {
-            return Err(common::stalled(status, generation, reasons::URL_INVALID, message));
-        }
-
-        // 1. storage
-        let mut artifact = status.artifact.take();
-        common::reconcile_storage(
-            &self.storage,
-            STORAGE_KIND,
-            &ns,
-            &name,
-            &mut artifact,
+        let mut run = Run {
+            obj,
             status,
-            generation,
-        )
-        .await;
-        status.artifact = artifact;
-
-        // 2. source
-        let creds = self.credentials(obj, ctx).await.map_err(|m| {
-            failed(
-                status,
-                generation,
-                ct::FETCH_FAILED,
-                reasons::AUTHENTICATION_FAILED,
-                m,
-            )
-        })?;
-        let url = obj.spec.url.clone();
-        let listed = {
-            let (url, creds) = (url.clone(), creds.clone());
-            let deadline = Instant::now() + timeout;
-            blocking(timeout, move || {
-                git::list_remote(&git::Remote {
-                    url: &url,
-                    creds: &creds,
-                    deadline,
-                })
-                .map_err(|e| e.0)
-            })
-            .await
-        }
-        .map_err(|m| {
-            failed(
-                status,
-                generation,
-                ct::FETCH_FAILED,
-                reasons::GIT_OPERATION_FAILED,
-                m,
-            )
-        })?;
-        let resolved = reference::resolve(obj.spec.reference.as_ref(), &listed).map_err(|e| {
-            let m = format!("failed to resolve ref: {e}");
-            failed(
-                status,
-                generation,
-                ct::FETCH_FAILED,
-                reasons::GIT_OPERATION_FAILED,
-                m,
-            )
-        })?;
-        let includes = obj.spec.include.clone().unwrap_or_default();
-        let included = self.included_artifacts(obj, &includes, status, ctx).await?;
-        if self.artifact_current(obj, status, &resolved.revision, &included) {
-            return Ok(stored(status, generation, &resolved.revision));
-        }
-        let had_artifact = status.artifact.is_some();
-        let message = common::outdated(status, had_artifact, generation, &resolved.revision);
-        ctx.progress(obj, status, &message).await;
-
-        // 3. artifact
-        let workdir = tempfile::tempdir().map_err(|e| {
-            let m = format!("failed to create temporary directory: {e}");
-            failed(
-                status,
-                generation,
-                ct::STORAGE_OPERATION_FAILED,
-                reasons::DIRECTORY_CREATION_FAILED,
-                m,
-            )
-        })?;
-        let checkout_dir = workdir.path().join("checkout");
-        let sparse: Vec<String> = obj.spec.sparse_checkout.clone().unwrap_or_default();
-        let submodules = obj.spec.recurse_submodules.unwrap_or(false);
-        let checked_out = {
-            let (url, creds, target, dir, sparse) = (
-                url.clone(),
-                creds.clone(),
-                resolved.clone(),
-                checkout_dir.clone(),
-                sparse.clone(),
-            );
-            let deadline = Instant::now() + timeout;
-            blocking(timeout, move || {
-                git::checkout(
-                    &git::Remote {
-                        url: &url,
-                        creds: &creds,
-                        deadline,
-                    },
-                    &target,
-                    &dir,
-                    &sparse,
-                    submodules,
-                )
-                .map_err(|e| e.0)
-            })
-            .await
-        }
-        .map_err(|m| {
-            failed(
-                status,
-                generation,
-                ct::FETCH_FAILED,
-                reasons::GIT_OPERATION_FAILED,
-                m,
-            )
-        })?;
-        for dir in &sparse {
-            if !checkout_dir.join(dir.trim_matches('/')).is_dir() {
-                let m = format!(
-                    "sparse checkout directory '{dir}' does not exist at revision '{}'",
-                    resolved.revision
-                );
-                return Err(failed(
-                    status,
-                    generation,
-                    ct::FETCH_FAILED,
-                    reasons::GIT_OPERATION_FAILED,
-                    m,
-                ));
-            }
-        }
-
-        self.verify(obj, status, ctx, &resolved, &checked_out.commit, &checkout_dir)
-            .await?;
-
-        for (inc, artifact) in includes.iter().zip(&included) {
-            copy_include(inc, artifact, &checkout_dir).await.map_err(|m| {
-                conditions::set(
-                    status.conditions_mut(),
-                    ct::INCLUDE_UNAVAILABLE,
-                    Status::True,
-                    "CopyFailure",
-                    &m,
-                    generation,
-                );
-                ReconcileError::transient("CopyFailure", m)
-            })?;
-        }
-
-        let storage = self.storage.clone();
-        let spec_ignore = obj.spec.ignore.clone();
-        let file = format!("{}.tar.gz", checked_out.commit);
-        let revision = resolved.revision.clone();
-        let (ns2, name2) = (ns.clone(), name.clone());
-        let artifact = tokio::task::spawn_blocking(move || {
-            let rules = SourceIgnore::new(&checkout_dir, spec_ignore.as_deref());
-            let include = |p: &str, is_dir: bool| rules.includes(p, is_dir);
-            let dir = ObjectDir {
-                kind: STORAGE_KIND,
-                namespace: &ns2,
-                name: &name2,
-            };
-            storage.store_dir(&dir, &file, &checkout_dir, &include, &revision, None)
-        })
-        .await
-        .map_err(|e| std::io::Error::other(e.to_string()))
-        .and_then(|r| r)
-        .map_err(|e| {
-            let m = format!("unable to archive artifact to storage: {e}");
-            failed(
-                status,
-                generation,
-                ct::STORAGE_OPERATION_FAILED,
-                reasons::ARCHIVE_OPERATION_FAILED,
-                m,
-            )
-        })?;
-        drop(workdir);
-
-        let digest = artifact.digest.clone();
-        status.artifact = Some(artifact);
-        status.observed_ignore = obj.spec.ignore.clone();
-        status.observed_recurse_submodules = obj.spec.recurse_submodules.filter(|r| *r);
-        status.observed_sparse_checkout = obj.spec.sparse_checkout.clone().filter(|s| !s.is_empty());
-        status.included_artifacts = (!included.is_empty()).then_some(included);
-        status.observed_include = obj.spec.include.clone().filter(|i| !i.is_empty());
-        let success = stored(status, generation, &resolved.revision);
-        ctx.recorder
-            .publish(
-                obj,
-                EventType::Normal,
-                reasons::NEW_ARTIFACT,
-                &format!("stored artifact for commit '{}'", checked_out.summary),
-                &[
-                    ("revision", resolved.revision.as_str()),
-                    ("digest", digest.as_str()),
-                ],
-            )
-            .await;
-        Ok(success)
+            ctx,
+            generation: obj.meta().generation,
+            namespace: obj.namespace().unwrap_or_default(),
+            name: obj.name_any(),
+            timeout: timeout_of(obj.spec.timeout.as_deref(), common::SOURCE_TIMEOUT),
+            creds: auth::GitCredentials::default(),
+            resolved: None,
+            included: Vec::new(),
+            current: false,
+            workdir: None,
+            checkout_dir: PathBuf::new(),
+            commit: None,
+        };
+        self.validate(&mut run).await?;
+        self.storage(&mut run).await?;
+        self.connect(&mut run).await?;
+        self.resolve(&mut run).await?;
+        self.include(&mut run).await?;
+        self.checkout(&mut run).await?;
+        self.verify_signatures(&mut run).await?;
+        self.copy_includes(&mut run).await?;
+        self.store(&mut run).await?;
+        let revision = run.revision();
+        Ok(stored(run.status, run.generation, &revision))
     }
 
     async fn cleanup(

@@ -9,21 +9,25 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::{Api, Client};
 use serde_json::Value;
 
+use crate::BuildError;
+
 /// postBuild variables: `substituteFrom` in order (later wins), then the inline `substitute`.
 pub async fn variables(
     client: &Client,
     namespace: &str,
     post_build: &PostBuild,
-) -> Result<BTreeMap<String, String>, String> {
+) -> Result<BTreeMap<String, String>, BuildError> {
     let mut vars = BTreeMap::new();
     for reference in post_build.substitute_from.iter().flatten() {
         let optional = reference.optional.unwrap_or(false);
-        let missing = |e: String| {
+        let message = |e: String| {
             format!(
                 "substitute from '{}/{}' error: {e}",
                 reference.kind, reference.name
             )
         };
+        let missing = |e: String| BuildError::Missing(message(e));
+        let unavailable = |e: kube::Error| BuildError::Unavailable(message(e.to_string()));
         match reference.kind.as_str() {
             "ConfigMap" => match Api::<ConfigMap>::namespaced(client.clone(), namespace)
                 .get_opt(&reference.name)
@@ -32,7 +36,7 @@ pub async fn variables(
                 Ok(Some(cm)) => vars.extend(cm.data.unwrap_or_default()),
                 Ok(None) if optional => {}
                 Ok(None) => return Err(missing("not found".into())),
-                Err(e) => return Err(missing(e.to_string())),
+                Err(e) => return Err(unavailable(e)),
             },
             "Secret" => match Api::<Secret>::namespaced(client.clone(), namespace)
                 .get_opt(&reference.name)
@@ -48,9 +52,13 @@ pub async fn variables(
                 }
                 Ok(None) if optional => {}
                 Ok(None) => return Err(missing("not found".into())),
-                Err(e) => return Err(missing(e.to_string())),
+                Err(e) => return Err(unavailable(e)),
             },
-            other => return Err(missing(format!("unsupported kind '{other}'"))),
+            other => {
+                return Err(BuildError::Invalid(message(format!(
+                    "unsupported kind '{other}'"
+                ))));
+            }
         }
     }
     vars.extend(post_build.substitute.clone().unwrap_or_default());
@@ -60,7 +68,7 @@ pub async fn variables(
 /// Substitutes `vars` in every object (strictly, as Flux's StrictPostBuildSubstitutions gate
 /// does by default), except those that opt out with `kustomize.toolkit.fluxcd.io/substitute:
 /// disabled` as an annotation or label.
-pub fn substitute_objects(objects: &mut [Value], vars: &BTreeMap<String, String>) -> Result<(), String> {
+pub fn substitute_objects(objects: &mut [Value], vars: &BTreeMap<String, String>) -> Result<(), BuildError> {
     for object in objects.iter_mut() {
         let disabled = |field: &str| {
             object
@@ -79,11 +87,11 @@ pub fn substitute_objects(objects: &mut [Value], vars: &BTreeMap<String, String>
                 .pointer("/metadata/name")
                 .and_then(Value::as_str)
                 .unwrap_or_default();
-            format!("post build failed for '{name}': {e}")
+            BuildError::Invalid(format!("post build failed for '{name}': {e}"))
         })?;
         if substituted != text {
             *object = driftless_kustomize::yaml::parse_documents(&substituted)
-                .map_err(|e| format!("post build produced invalid YAML: {e}"))?
+                .map_err(|e| BuildError::Invalid(format!("post build produced invalid YAML: {e}")))?
                 .into_iter()
                 .next()
                 .unwrap_or(Value::Null);

@@ -1,16 +1,22 @@
-//! Step 7a: the kustomization.yaml that is built. Like Flux, a directory without one gets one
+//! The kustomization.yaml that is built. Like Flux, a directory without one gets one
 //! listing its manifests, and the Kustomization's own transformations (targetNamespace,
 //! namePrefix, nameSuffix, commonMetadata, patches, images, components) are written into it.
 
 use std::path::{Component, Path, PathBuf};
 
 use driftless_api::kustomize::KustomizationSpec;
+
+use crate::BuildError;
 use serde_json::{Map, Value, json};
 
 const FILE_NAMES: [&str; 3] = ["kustomization.yaml", "kustomization.yml", "Kustomization"];
 
 /// `path` inside `root`, refusing anything that would leave it.
-pub fn secure_join(root: &Path, path: &str) -> Result<PathBuf, String> {
+pub fn secure_join(root: &Path, path: &str) -> Result<PathBuf, BuildError> {
+    secure_join_text(root, path).map_err(BuildError::Invalid)
+}
+
+fn secure_join_text(root: &Path, path: &str) -> Result<PathBuf, String> {
     let mut joined = root.to_path_buf();
     for component in Path::new(path).components() {
         match component {
@@ -38,7 +44,11 @@ pub fn secure_join(root: &Path, path: &str) -> Result<PathBuf, String> {
 }
 
 /// Writes the kustomization.yaml to build in `dir`.
-pub fn prepare(dir: &Path, spec: &KustomizationSpec) -> Result<(), String> {
+pub fn prepare(dir: &Path, spec: &KustomizationSpec) -> Result<(), BuildError> {
+    prepare_text(dir, spec).map_err(BuildError::Invalid)
+}
+
+fn prepare_text(dir: &Path, spec: &KustomizationSpec) -> Result<(), String> {
     let existing = FILE_NAMES.iter().map(|n| dir.join(n)).find(|p| p.is_file());
     let (file, mut kustomization) = match existing {
         Some(file) => {

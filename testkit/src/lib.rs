@@ -1,6 +1,11 @@
-//! For integration tests (feature `testing`): the real source-controller (GitRepositories and
-//! OCIRepositories) and kustomize-controller running in-process, scoped to one namespace, with
+//! Dev-only: the real source-controller (GitRepositories and OCIRepositories) and
+//! kustomize-controller running in-process for integration tests, scoped to one namespace, with
 //! an artifact server on a free loopback port. Dropping [`Controllers`] stops them.
+//!
+//! This is the one crate that may depend on several controllers: controllers talk only through
+//! Kubernetes objects, and no controller or CLI crate depends on a controller crate
+//! (`hack/check-crate-rules.sh`, run by `hack/test.sh`, fails otherwise). Test code of
+//! kustomize-controller and the CLI reaches the other controllers through this crate.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +18,7 @@ use source_controller::oci_repository::OCIRepositoryReconciler;
 use source_controller::server;
 use tokio::sync::oneshot;
 
-use crate::reconciler::{KustomizationReconciler, Settings};
+use kustomize_controller::reconciler::{KustomizationReconciler, Settings};
 
 /// Running controllers; they stop when this is dropped.
 pub struct Controllers {
@@ -68,12 +73,12 @@ pub async fn start_controllers(client: &Client, namespace: &str) -> Controllers 
     let kustomizations = KindController::new(
         reconciler,
         client.clone(),
-        crate::CONTROLLER_NAME,
+        kustomize_controller::CONTROLLER_NAME,
         driftless_api::kustomize::STATUS_FIELD_MANAGER,
         Metrics::new(),
         settings,
     )
-    .with_triggers(crate::triggers::triggers(
+    .with_triggers(kustomize_controller::triggers::triggers(
         client.clone(),
         Some(namespace.to_string()),
     ));

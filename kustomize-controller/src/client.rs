@@ -1,0 +1,247 @@
+//! Step 6: the client objects are applied with: the controller's own, one impersonating a
+//! ServiceAccount, or one for a remote cluster (`kubeConfig.secretRef`, or
+//! `kubeConfig.configMapRef` with a workload-identity token), and the cache of those tokens.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use driftless_api::kustomize::Kustomization;
+use driftless_api::meta::reasons;
+use driftless_runtime::reconcile::ReconcileError;
+use k8s_openapi::api::core::v1::Secret;
+use kube::{Api, Client, ResourceExt};
+
+use crate::reconciler::KustomizationReconciler;
+
+/// What a workload-identity token is for: namespace, ServiceAccount, audiences.
+type TokenKey = (String, String, Vec<String>);
+/// How long a requested workload-identity token is valid.
+const TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
+/// A cached token is replaced when less than this is left of it.
+const TOKEN_RENEW_BEFORE: Duration = Duration::from_secs(600);
+
+/// ServiceAccount tokens for `kubeConfig.configMapRef`, reused until close to expiry.
+#[derive(Default)]
+pub struct TokenCache {
+    tokens: Mutex<HashMap<TokenKey, (String, Instant)>>,
+}
+
+/// The spec names something that is not right: the user must fix it.
+fn invalid(message: String) -> ReconcileError {
+    ReconcileError::stalled(reasons::RECONCILIATION_FAILED, message)
+}
+
+impl KustomizationReconciler {
+    /// A request about a referenced object failed: not there yet is waited for (as long as
+    /// `--requeue-dependency` says), anything else retried.
+    fn unreadable(&self, what: String, error: kube::Error) -> ReconcileError {
+        match &error {
+            kube::Error::Api(e) if e.code == 404 => ReconcileError::waiting(
+                reasons::RECONCILIATION_FAILED,
+                format!("{what} not found"),
+                self.settings.requeue_dependency,
+            ),
+            _ => ReconcileError::transient(
+                reasons::RECONCILIATION_FAILED,
+                format!("failed to get {what}: {error}"),
+            ),
+        }
+    }
+}
+
+impl KustomizationReconciler {
+    pub(crate) async fn client_for(
+        &self,
+        ks: &Kustomization,
+        own: &Client,
+    ) -> Result<Client, ReconcileError> {
+        let namespace = ks.namespace().unwrap_or_default();
+        let mut config = match ks.spec.kube_config.as_ref().and_then(|k| k.secret_ref.as_ref()) {
+            Some(secret_ref) => {
+                let secrets: Api<Secret> = Api::namespaced(own.clone(), &namespace);
+                let secret = secrets
+                    .get(&secret_ref.name)
+                    .await
+                    .map_err(|e| self.unreadable(format!("kubeconfig secret '{}'", secret_ref.name), e))?;
+                let data = secret.data.unwrap_or_default();
+                let key = secret_ref.key.clone().unwrap_or_default();
+                let bytes = [key.as_str(), "value", "value.yaml"]
+                    .iter()
+                    .filter(|k| !k.is_empty())
+                    .find_map(|k| data.get(*k))
+                    .ok_or_else(|| {
+                        invalid(format!(
+                            "kubeconfig secret '{}' has no 'value' or 'value.yaml' key",
+                            secret_ref.name
+                        ))
+                    })?;
+                let text = String::from_utf8_lossy(&bytes.0);
+                let kubeconfig = kube::config::Kubeconfig::from_yaml(&text)
+                    .map_err(|e| invalid(format!("invalid kubeconfig: {e}")))?;
+                kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
+                    .await
+                    .map_err(|e| invalid(format!("invalid kubeconfig: {e}")))?
+            }
+            None => match ks
+                .spec
+                .kube_config
+                .as_ref()
+                .and_then(|k| k.config_map_ref.as_ref())
+            {
+                Some(config_map_ref) => {
+                    self.workload_identity(own, &namespace, &config_map_ref.name)
+                        .await?
+                }
+                None => self.config.clone(),
+            },
+        };
+        let account = ks
+            .spec
+            .service_account_name
+            .clone()
+            .filter(|s| !s.is_empty())
+            .or_else(|| Some(self.settings.default_service_account.clone()).filter(|s| !s.is_empty()));
+        match account {
+            None if ks.spec.kube_config.is_none() => Ok(own.clone()),
+            account => {
+                if let Some(account) = account {
+                    config.auth_info.impersonate =
+                        Some(format!("system:serviceaccount:{namespace}:{account}"));
+                }
+                Client::try_from(config).map_err(|e| invalid(format!("failed to build client: {e}")))
+            }
+        }
+    }
+
+    /// A connection to the remote cluster a `kubeConfig.configMapRef` names, authenticated with
+    /// a short-lived token of a ServiceAccount of the Kustomization's namespace (provider
+    /// `generic`: any cluster that trusts this cluster's ServiceAccount tokens, e.g. through
+    /// OIDC). ConfigMap keys: `provider`, `address`, `ca.crt`, `audiences`,
+    /// `serviceAccountName`.
+    async fn workload_identity(
+        &self,
+        own: &Client,
+        namespace: &str,
+        name: &str,
+    ) -> Result<kube::Config, ReconcileError> {
+        let config_maps: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(own.clone(), namespace);
+        let data = config_maps
+            .get(name)
+            .await
+            .map_err(|e| self.unreadable(format!("kubeconfig ConfigMap '{namespace}/{name}'"), e))?
+            .data
+            .unwrap_or_default();
+        let key = |k: &str| {
+            data.get(k)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let provider = key("provider").unwrap_or_else(|| "generic".into());
+        if provider != "generic" {
+            return Err(ReconcileError::stalled(
+                reasons::RECONCILIATION_FAILED,
+                format!(
+                    "kubeconfig ConfigMap '{namespace}/{name}': provider '{provider}' needs the cloud's workload identity, which this controller does not support; use provider 'generic' or kubeConfig.secretRef"
+                ),
+            ));
+        }
+        let address = key("address").ok_or_else(|| {
+            ReconcileError::stalled(
+                reasons::RECONCILIATION_FAILED,
+                format!("kubeconfig ConfigMap '{namespace}/{name}' has no 'address' key"),
+            )
+        })?;
+        let account = key("serviceAccountName")
+            .or_else(|| Some(self.settings.default_kubeconfig_service_account.clone()).filter(|s| !s.is_empty()))
+            .ok_or_else(|| {
+                ReconcileError::stalled(
+                    reasons::RECONCILIATION_FAILED,
+                    format!(
+                        "kubeconfig ConfigMap '{namespace}/{name}' has no 'serviceAccountName' and no --default-kubeconfig-service-account is set"
+                    ),
+                )
+            })?;
+        let audiences = match key("audiences") {
+            Some(list) => list
+                .split([',', '\n'])
+                .map(str::trim)
+                .filter(|a| !a.is_empty())
+                .map(str::to_string)
+                .collect(),
+            None => vec![address.clone()],
+        };
+        let token = self
+            .service_account_token(own, namespace, &account, audiences)
+            .await?;
+        let mut cluster = serde_json::json!({"server": address});
+        if let Some(ca) = data.get("ca.crt") {
+            cluster["certificate-authority-data"] =
+                serde_json::Value::String(base64::engine::general_purpose::STANDARD.encode(ca));
+        }
+        let kubeconfig: kube::config::Kubeconfig = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "remote", "cluster": cluster}],
+            "users": [{"name": "workload-identity", "user": {"token": token}}],
+            "contexts": [{"name": "remote", "context": {"cluster": "remote", "user": "workload-identity"}}],
+            "current-context": "remote",
+        }))
+        .map_err(|e| invalid(format!("invalid kubeconfig ConfigMap '{namespace}/{name}': {e}")))?;
+        kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
+            .await
+            .map_err(|e| invalid(format!("invalid kubeconfig ConfigMap '{namespace}/{name}': {e}")))
+    }
+
+    /// A token of ServiceAccount `namespace/account` for `audiences`: a cached one while it has
+    /// more than [`TOKEN_RENEW_BEFORE`] left, else a new one from the TokenRequest API.
+    pub(crate) async fn service_account_token(
+        &self,
+        own: &Client,
+        namespace: &str,
+        account: &str,
+        audiences: Vec<String>,
+    ) -> Result<String, ReconcileError> {
+        let key = (namespace.to_string(), account.to_string(), audiences);
+        let now = Instant::now();
+        let cached = self
+            .tokens
+            .tokens
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .cloned();
+        if let Some((token, _)) = cached.filter(|(_, expires)| *expires > now + TOKEN_RENEW_BEFORE) {
+            return Ok(token);
+        }
+        let request = serde_json::json!({
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {"audiences": key.2, "expirationSeconds": TOKEN_LIFETIME.as_secs()},
+        });
+        let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+            Api::namespaced(own.clone(), namespace);
+        let response: k8s_openapi::api::authentication::v1::TokenRequest = accounts
+            .create_subresource("token", account, &kube::api::PostParams::default(), &request)
+            .await
+            .map_err(|e| self.unreadable(format!("a token for ServiceAccount '{namespace}/{account}'"), e))?;
+        let status = response.status.unwrap_or_default();
+        // The apiserver may grant less than asked: its expiration counts, from the request on.
+        let granted = status
+            .expiration_timestamp
+            .map(|t| {
+                Duration::try_from(t.0.duration_since(k8s_openapi::jiff::Timestamp::now()))
+                    .unwrap_or_default()
+            })
+            .unwrap_or(TOKEN_LIFETIME);
+        let expires = now + granted.min(TOKEN_LIFETIME);
+        let token = status.token.unwrap_or_default();
+        self.tokens
+            .tokens
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, (token.clone(), expires));
+        Ok(token)
+    }
+}
