@@ -25,6 +25,7 @@ GIT_HTTP_PORT=${TESTENV_GIT_HTTP_PORT:-18080}
 GIT_SSH_PORT=${TESTENV_GIT_SSH_PORT:-12222}
 REGISTRY_PORT=${TESTENV_REGISTRY_PORT:-15000}
 HELM_HTTP_PORT=${TESTENV_HELM_HTTP_PORT:-18081}
+HELM_HTTPS_PORT=${TESTENV_HELM_HTTPS_PORT:-18445}
 GIT_HTTPS_PORT=${TESTENV_GIT_HTTPS_PORT:-18443}
 GIT_MTLS_PORT=${TESTENV_GIT_MTLS_PORT:-18444}
 REGISTRY_TLS_PORT=${TESTENV_REGISTRY_TLS_PORT:-15443}
@@ -368,12 +369,26 @@ up_registries() {
 
 up_helm_http() {
   mkdir -p "$T/helm/repo"
+  [ -f "$T/helm/password" ] || head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$T/helm/password"
+  printf 'helm:%s\n' "$(cat "$T/helm/password")" >"$T/helm/users"
+  # The repository at / for anyone; /private serves the same files to user helm only (basic
+  # auth, HelmRepository secretRef); the same over HTTPS on its own port (certSecretRef ca.crt).
   cat >"$T/helm/lighttpd.conf" <<EOF
+server.modules = ("mod_alias", "mod_auth", "mod_authn_file", "mod_openssl")
 server.document-root = "$T/helm/repo"
 server.bind = "127.0.0.1"
 server.port = $HELM_HTTP_PORT
 server.errorlog = "$T/logs/helm-http-error.log"
 mimetype.assign = (".yaml" => "application/x-yaml", ".tgz" => "application/gzip")
+\$SERVER["socket"] == "127.0.0.1:$HELM_HTTPS_PORT" {
+  ssl.engine = "enable"
+  ssl.pemfile = "$T/pki/sources.crt"
+  ssl.privkey = "$T/pki/sources.key"
+}
+alias.url += ( "/private/" => "$T/helm/repo/" )
+auth.backend = "plain"
+auth.backend.plain.userfile = "$T/helm/users"
+auth.require = ( "/private/" => ( "method" => "basic", "realm" => "helm", "require" => "user=helm" ) )
 EOF
   if ! running helm-http; then
     start helm-http lighttpd -D -f "$T/helm/lighttpd.conf"
@@ -430,6 +445,10 @@ export OCI_REGISTRY_USER="registry"
 export OCI_REGISTRY_PASSWORD="$(cat "$T/git/registry-password")"
 export HELM_REPO_DIR="$T/helm/repo"
 export HELM_REPO_URL="http://127.0.0.1:$HELM_HTTP_PORT"
+export HELM_REPO_PRIVATE_URL="http://127.0.0.1:$HELM_HTTP_PORT/private"
+export HELM_REPO_HTTPS_URL="https://127.0.0.1:$HELM_HTTPS_PORT"
+export HELM_REPO_USER="helm"
+export HELM_REPO_PASSWORD="$(cat "$T/helm/password")"
 export PROXY_ADDRESS="http://127.0.0.1:$PROXY_PORT"
 export PROXY_USER="proxyuser"
 export PROXY_PASSWORD="$(cat "$T/proxy/password")"

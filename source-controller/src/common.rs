@@ -102,7 +102,22 @@ pub fn record_verification<S: ReconcileStatus>(
 
 /// The success of a source reconcile: failures cleared, `ArtifactInStorage=True`.
 pub fn stored<S: ReconcileStatus>(status: &mut S, generation: Option<i64>, revision: &str) -> Success {
-    let message = format!("stored artifact for revision '{revision}'");
+    stored_as(
+        status,
+        generation,
+        revision,
+        format!("stored artifact for revision '{revision}'"),
+    )
+}
+
+/// Like [`stored`], with the kind's own Ready message (HelmRepository: `stored artifact:
+/// revision '…'`).
+pub fn stored_as<S: ReconcileStatus>(
+    status: &mut S,
+    generation: Option<i64>,
+    revision: &str,
+    message: String,
+) -> Success {
     let conds = status.conditions_mut();
     for negative in [
         ct::FETCH_FAILED,

@@ -1,5 +1,5 @@
-//! source-controller: fetches GitRepositories and OCIRepositories and publishes them as
-//! artifacts.
+//! source-controller: fetches GitRepositories, OCIRepositories and Helm repository indexes
+//! (HelmRepositories) and publishes them as artifacts.
 //!
 //! The binary's `main.rs` only parses flags; [`run`] wires the shared runtime (probes, metrics,
 //! leader election, graceful shutdown), the artifact storage and its HTTP server, and one
@@ -8,6 +8,7 @@
 pub mod common;
 pub mod cosign;
 pub mod git_repository;
+pub mod helm_repository;
 pub mod oci_repository;
 pub mod server;
 pub mod sourceignore;
@@ -55,6 +56,9 @@ pub struct Args {
     /// How many artifacts (the current one included) are kept per object.
     #[arg(long, default_value_t = 2)]
     pub artifact_retention_records: usize,
+    /// Largest Helm repository index fetched, in bytes.
+    #[arg(long, default_value_t = helm_repository::DEFAULT_INDEX_MAX_SIZE)]
+    pub helm_index_max_size: u64,
     /// Digest algorithm of artifacts; only sha256 is supported.
     #[arg(long, default_value = "sha256", value_parser = ["sha256"])]
     pub artifact_digest_algo: String,
@@ -104,9 +108,21 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         rt.metrics.clone(),
         rt.loop_settings(DEFAULT_CONCURRENCY),
     ));
+    let helm = Arc::new(KindController::new(
+        helm_repository::HelmRepositoryReconciler::new(storage.clone(), args.helm_index_max_size),
+        rt.client.clone(),
+        CONTROLLER_NAME,
+        CONTROLLER_NAME,
+        rt.metrics.clone(),
+        rt.loop_settings(DEFAULT_CONCURRENCY),
+    ));
     let shutdown = rt.shutdown().clone();
     let work = async move {
-        tokio::join!(git.run(shutdown.wait()), oci.run(shutdown.wait()));
+        tokio::join!(
+            git.run(shutdown.wait()),
+            oci.run(shutdown.wait()),
+            helm.run(shutdown.wait())
+        );
     };
     rt.run(work).await
 }

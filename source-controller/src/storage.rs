@@ -87,7 +87,7 @@ impl Storage {
     ) -> io::Result<Artifact> {
         let rel = format!("{}/{file}", dir.rel());
         let archived = archive::archive_dir(src, include, &self.root.join(&rel))?;
-        self.link_latest(dir, file)?;
+        self.link(dir, file, LATEST)?;
         Ok(self.artifact(rel, revision, archived.digest, archived.size, metadata))
     }
 
@@ -101,6 +101,33 @@ impl Storage {
         revision: &str,
         metadata: Option<BTreeMap<String, String>>,
     ) -> io::Result<Artifact> {
+        let (rel, digest, size) = self.write(dir, file, &mut fs::File::open(src)?)?;
+        self.link(dir, file, LATEST)?;
+        Ok(self.artifact(rel, revision, digest, size, metadata))
+    }
+
+    /// Stores `bytes` as `<dir>/<file>` (atomically) and points the link `link` at it (a
+    /// HelmRepository's index is served as `index.yaml`, as Flux serves it). Blocking.
+    pub fn store_bytes(
+        &self,
+        dir: &ObjectDir<'_>,
+        file: &str,
+        bytes: &[u8],
+        revision: &str,
+        link: &str,
+    ) -> io::Result<Artifact> {
+        let (rel, digest, size) = self.write(dir, file, &mut io::Cursor::new(bytes))?;
+        self.link(dir, file, link)?;
+        Ok(self.artifact(rel, revision, digest, size, None))
+    }
+
+    /// Writes `<dir>/<file>` atomically from `content`; its relative path, digest and size.
+    fn write(
+        &self,
+        dir: &ObjectDir<'_>,
+        file: &str,
+        content: &mut impl io::Read,
+    ) -> io::Result<(String, String, u64)> {
         let rel = format!("{}/{file}", dir.rel());
         let out = self.root.join(&rel);
         let parent = out
@@ -109,13 +136,12 @@ impl Storage {
         fs::create_dir_all(parent)?;
         let tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(parent)?;
         let mut hashing = driftless_artifact::digest::HashingWriter::new(tmp.as_file());
-        io::copy(&mut fs::File::open(src)?, &mut hashing)?;
+        io::copy(content, &mut hashing)?;
         let (_, digest, size) = hashing.finish();
         tmp.as_file().sync_all()?;
         tmp.persist(&out).map_err(|e| e.error)?;
         fs::set_permissions(&out, fs::Permissions::from_mode(0o644))?;
-        self.link_latest(dir, file)?;
-        Ok(self.artifact(rel, revision, digest, size, metadata))
+        Ok((rel, digest, size))
     }
 
     fn artifact(
@@ -141,15 +167,21 @@ impl Storage {
 
     /// The URL of the `latest.tar.gz` link of an object.
     pub fn latest_url(&self, dir: &ObjectDir<'_>) -> String {
-        self.url_for(&format!("{}/{LATEST}", dir.rel()))
+        self.link_url(dir, LATEST)
     }
 
-    fn link_latest(&self, dir: &ObjectDir<'_>, file: &str) -> io::Result<()> {
+    /// The URL of the link `link` of an object.
+    pub fn link_url(&self, dir: &ObjectDir<'_>, link: &str) -> String {
+        self.url_for(&format!("{}/{link}", dir.rel()))
+    }
+
+    /// Points the symlink `<dir>/<link>` at `file`, atomically.
+    fn link(&self, dir: &ObjectDir<'_>, file: &str, link: &str) -> io::Result<()> {
         let d = self.root.join(dir.rel());
-        let tmp = d.join(format!(".{LATEST}.tmp"));
+        let tmp = d.join(format!(".{link}.tmp"));
         let _ = fs::remove_file(&tmp);
         std::os::unix::fs::symlink(file, &tmp)?;
-        fs::rename(&tmp, d.join(LATEST))
+        fs::rename(&tmp, d.join(link))
     }
 
     /// Removes old artifacts of an object: everything but `current` and the link that is older

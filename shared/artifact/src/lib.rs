@@ -16,6 +16,7 @@ pub mod archive;
 pub mod digest;
 pub mod extract;
 pub mod fetch;
+pub mod http;
 #[cfg(feature = "oci")]
 pub mod oci;
 #[cfg(feature = "oci")]

@@ -67,24 +67,14 @@ impl Puller {
             host
         };
         let scheme = if connection.insecure { "http" } else { "https" };
-        let mut builder =
-            reqwest::Client::builder().user_agent(concat!("driftless/", env!("CARGO_PKG_VERSION")));
-        if let Some(ca) = connection.ca {
-            let certs =
-                reqwest::Certificate::from_pem_bundle(ca).map_err(|e| format!("invalid ca.crt: {e}"))?;
-            builder = builder.tls_certs_merge(certs);
-        }
-        if let Some(identity) = identity {
-            let identity =
-                reqwest::Identity::from_pem(identity).map_err(|e| format!("invalid tls.crt/tls.key: {e}"))?;
-            builder = builder.identity(identity);
-        }
-        if let Some(proxy) = connection.proxy {
-            builder =
-                builder.proxy(reqwest::Proxy::all(proxy).map_err(|_| "invalid proxy address".to_string())?);
-        }
+        let settings = crate::http::ClientSettings {
+            ca: connection.ca,
+            identity,
+            proxy: connection.proxy,
+        };
+        let http = crate::http::client(&settings, concat!("driftless/", env!("CARGO_PKG_VERSION")))?;
         Ok(Self {
-            http: builder.build().map_err(|e| e.to_string())?,
+            http,
             base: format!("{scheme}://{host}"),
             repository: path.to_string(),
             auth,

@@ -137,6 +137,13 @@ pub trait Reconciler: Send + Sync + 'static {
         ctx: &ReconcileContext<Self::Kind>,
     ) -> impl Future<Output = Result<Success, ReconcileError>> + Send;
 
+    /// Whether the object is not this reconciler's to manage at all (Flux's `type: oci`
+    /// HelmRepositories are static data holders): it gets no finalizer and no status; one
+    /// managed before is cleaned up, and its finalizer and status are removed.
+    fn ignores(&self, _obj: &Self::Kind) -> bool {
+        false
+    }
+
     /// Releases what the object owns before its finalizer is removed. Must be idempotent and
     /// tolerate an `apply` that never ran.
     fn cleanup(
@@ -537,6 +544,15 @@ async fn reconcile<R: Reconciler>(
     let _enter = span.enter();
     drop(_enter);
     let api: Api<R::Kind> = Api::namespaced(ctrl.client.clone(), &labels.namespace);
+    if ctrl.reconciler.ignores(&obj) {
+        // Managed before (it has the finalizer): what it owns is released first.
+        if obj.finalizers().iter().any(|f| f == FINALIZER)
+            && let Err(err) = ctrl.reconciler.cleanup(&obj, &ctrl.context()).await
+        {
+            tracing::warn!(%err, "cleanup of an object no longer managed failed");
+        }
+        return release(&api, &obj).await.map(|()| Action::await_change());
+    }
     let result = {
         use tracing::Instrument;
         finalizer(&api, FINALIZER, obj, |event| async {
@@ -554,6 +570,46 @@ async fn reconcile<R: Reconciler>(
         ctrl.metrics.observe_duration(labels, started);
     }
     result.map_err(|e| FrameworkError::Finalizer(Box::new(e)))
+}
+
+/// Leaves an object the reconciler ignores as a user wrote it: its status is cleared and this
+/// toolkit's finalizer removed, when they are there.
+async fn release<K: ToolkitObject>(api: &Api<K>, obj: &K) -> Result<(), FrameworkError> {
+    let name = obj.name_any();
+    // The CRD defaults observedGeneration to -1, so a cleared status reads back as that alone.
+    let blank = obj.status().is_none_or(|status| {
+        serde_json::to_value(status)
+            .ok()
+            .and_then(|v| v.as_object().cloned())
+            .is_some_and(|fields| {
+                fields
+                    .iter()
+                    .all(|(k, v)| v.is_null() || (k == "observedGeneration" && v == -1))
+            })
+    });
+    if !blank {
+        let clear = serde_json::json!({"status": null});
+        api.patch_status(
+            &name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&clear),
+        )
+        .await
+        .map_err(FrameworkError::Status)?;
+    }
+    if obj.finalizers().iter().any(|f| f == FINALIZER) {
+        let kept: Vec<&String> = obj.finalizers().iter().filter(|f| *f != FINALIZER).collect();
+        let patch =
+            serde_json::json!({"metadata": {"finalizers": kept, "resourceVersion": obj.resource_version()}});
+        api.patch(
+            &name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+        .map_err(FrameworkError::Status)?;
+    }
+    Ok(())
 }
 
 fn error_policy<R: Reconciler>(
