@@ -4,7 +4,7 @@
 # etcd, kwok, sops (SOPS test data) and cosign (signed OCI test artifacts). Recipe and pitfalls: ../shared/docs/testenv-recipe.md §1, §3, §4.
 #
 # Usage: hack/build-testbins.sh [all|k8s|etcd|kwok|sops|cosign|helm|flux|flux-controllers]
-#        (default: all; helm, flux and the Flux controllers are built on demand)
+#        (default: all; flux and the Flux controllers are built on demand)
 # Prints nothing but progress; each component logs to $TESTBINS_CACHE/logs/<component>.log.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -163,7 +163,7 @@ build_flux_controller() {
 
 what=${1:-all}
 case "$what" in
-  all) build_etcd; build_kwok; build_k8s; build_sops; build_cosign ;;
+  all) build_etcd; build_kwok; build_k8s; build_sops; build_cosign; build_helm ;;
   k8s) build_k8s ;;
   etcd) build_etcd ;;
   kwok) build_kwok ;;

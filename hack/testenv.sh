@@ -102,7 +102,8 @@ ensure_packages() {
 ensure_binaries() {
   if [ ! -x "$K8S_BIN/kube-apiserver" ] || [ ! -x "$ETCD_BIN" ] || [ ! -x "$KWOK_DIR/kwok" ] \
     || [ ! -x "$TESTBINS_CACHE/sops-v$SOPS_VERSION/sops" ] \
-    || [ ! -x "$TESTBINS_CACHE/cosign-v$COSIGN_VERSION/cosign" ]; then
+    || [ ! -x "$TESTBINS_CACHE/cosign-v$COSIGN_VERSION/cosign" ] \
+    || [ ! -x "$TESTBINS_CACHE/helm-v$HELM_VERSION/helm" ]; then
     log "building control-plane binaries from Go modules into $TESTBINS_CACHE (cold: ~15-25 min)"
     "$here/build-testbins.sh" all
   fi
@@ -455,6 +456,7 @@ export PROXY_PASSWORD="$(cat "$T/proxy/password")"
 export PROXY_LOG="$T/logs/proxy.log"
 export SOPS_BIN="$TESTBINS_CACHE/sops-v$SOPS_VERSION/sops"
 export COSIGN_BIN="$TESTBINS_CACHE/cosign-v$COSIGN_VERSION/cosign"
+export HELM_BIN="$TESTBINS_CACHE/helm-v$HELM_VERSION/helm"
 EOF
 }
 

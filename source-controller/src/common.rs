@@ -102,20 +102,17 @@ pub fn record_verification<S: ReconcileStatus>(
 
 /// The success of a source reconcile: failures cleared, `ArtifactInStorage=True`.
 pub fn stored<S: ReconcileStatus>(status: &mut S, generation: Option<i64>, revision: &str) -> Success {
-    stored_as(
-        status,
-        generation,
-        revision,
-        format!("stored artifact for revision '{revision}'"),
-    )
+    let message = format!("stored artifact for revision '{revision}'");
+    stored_as(status, generation, revision, meta_reasons::SUCCEEDED, message)
 }
 
-/// Like [`stored`], with the kind's own Ready message (HelmRepository: `stored artifact:
-/// revision '…'`).
+/// Like [`stored`], with the kind's own Ready reason and message (HelmRepository: `stored
+/// artifact: revision '…'`; HelmChart: `ChartPullSucceeded`, `pulled '…' chart with version '…'`).
 pub fn stored_as<S: ReconcileStatus>(
     status: &mut S,
     generation: Option<i64>,
     revision: &str,
+    reason: &str,
     message: String,
 ) -> Success {
     let conds = status.conditions_mut();
@@ -130,11 +127,11 @@ pub fn stored_as<S: ReconcileStatus>(
         conds,
         ct::ARTIFACT_IN_STORAGE,
         Status::True,
-        meta_reasons::SUCCEEDED,
+        reason,
         &message,
         generation,
     );
-    Success::new(meta_reasons::SUCCEEDED, message).with_revision(revision)
+    Success::new(reason, message).with_revision(revision)
 }
 
 /// Marks progress towards a new revision: `ArtifactOutdated` when an artifact exists, and the

@@ -120,6 +120,7 @@ impl Reconciler for HelmRepositoryReconciler {
             run.status,
             run.generation,
             &run.revision,
+            meta_reasons::SUCCEEDED,
             message,
         ))
     }
@@ -176,7 +177,7 @@ impl HelmRepositoryReconciler {
     /// Step 3: `secretRef` (`username` and `password`, both or neither) and `certSecretRef`
     /// (`ca.crt`, `tls.crt` + `tls.key`).
     async fn connect(&self, run: &mut Run<'_>) -> Result<(), ReconcileError> {
-        let connected = connection(run.obj, run.ctx).await;
+        let connected = connection(run.obj, &run.ctx.client).await;
         let (http, basic_auth) = connected.map_err(|problem| {
             common::fail(
                 run.status,
@@ -207,6 +208,12 @@ impl HelmRepositoryReconciler {
                 &run.index_url,
                 run.basic_auth.as_ref(),
                 self.index_max_size,
+                || {
+                    format!(
+                        "index exceeds the maximum index file size of {} bytes",
+                        self.index_max_size
+                    )
+                },
             ),
         )
         .await
@@ -345,21 +352,20 @@ pub fn index_url(url: &str) -> Result<String, String> {
     Ok(parsed.to_string())
 }
 
-/// The HTTP client and basic-auth credentials a HelmRepository's Secrets give.
-async fn connection(
+/// The HTTP client and basic-auth credentials a HelmRepository's Secrets give (HelmCharts
+/// download with them too).
+pub async fn connection(
     obj: &HelmRepository,
-    ctx: &ReconcileContext<HelmRepository>,
+    kube: &kube::Client,
 ) -> Result<(reqwest::Client, Option<(String, String)>), Problem> {
     let ns = obj.namespace().unwrap_or_default();
     let mut basic_auth = None;
     if let Some(r) = &obj.spec.secret_ref {
-        let data = common::secret_data(&ctx.client, &ns, &r.name)
-            .await
-            .map_err(|p| {
-                with_message(p, |m| {
-                    format!("failed to get authentication secret '{ns}/{}': {m}", r.name)
-                })
-            })?;
+        let data = common::secret_data(kube, &ns, &r.name).await.map_err(|p| {
+            with_message(p, |m| {
+                format!("failed to get authentication secret '{ns}/{}': {m}", r.name)
+            })
+        })?;
         basic_auth = match (
             common::secret_text(&data, "username"),
             common::secret_text(&data, "password"),
@@ -376,13 +382,11 @@ async fn connection(
     }
     let mut tls = common::TlsMaterial::default();
     if let Some(r) = &obj.spec.cert_secret_ref {
-        let data = common::secret_data(&ctx.client, &ns, &r.name)
-            .await
-            .map_err(|p| {
-                with_message(p, |m| {
-                    format!("failed to get TLS authentication secret '{ns}/{}': {m}", r.name)
-                })
-            })?;
+        let data = common::secret_data(kube, &ns, &r.name).await.map_err(|p| {
+            with_message(p, |m| {
+                format!("failed to get TLS authentication secret '{ns}/{}': {m}", r.name)
+            })
+        })?;
         tls = common::tls_material(&data).ok_or_else(|| {
             Problem::Invalid(format!(
                 "secret '{ns}/{}': a TLS client certificate needs both 'tls.crt' and 'tls.key'",
@@ -409,12 +413,13 @@ fn with_message(problem: Problem, rewrite: impl Fn(&str) -> String) -> Problem {
     }
 }
 
-/// Downloads `url` into memory, refusing more than `max` bytes.
-async fn download(
+/// Downloads `url` into memory, refusing more than `max` bytes (with `too_large`'s message).
+pub async fn download(
     http: &reqwest::Client,
     url: &str,
     basic_auth: Option<&(String, String)>,
     max: u64,
+    too_large: impl Fn() -> String,
 ) -> Result<Vec<u8>, String> {
     let mut request = http.get(url);
     if let Some((user, password)) = basic_auth {
@@ -427,7 +432,6 @@ async fn download(
     if !response.status().is_success() {
         return Err(format!("failed to fetch {url} : {}", response.status()));
     }
-    let too_large = || format!("index exceeds the maximum index file size of {max} bytes");
     if response.content_length().is_some_and(|n| n > max) {
         return Err(too_large());
     }

@@ -8,6 +8,7 @@
 pub mod common;
 pub mod cosign;
 pub mod git_repository;
+pub mod helm_chart;
 pub mod helm_repository;
 pub mod oci_repository;
 pub mod server;
@@ -59,6 +60,9 @@ pub struct Args {
     /// Largest Helm repository index fetched, in bytes.
     #[arg(long, default_value_t = helm_repository::DEFAULT_INDEX_MAX_SIZE)]
     pub helm_index_max_size: u64,
+    /// Largest Helm chart archive pulled, in bytes.
+    #[arg(long, default_value_t = helm_chart::DEFAULT_CHART_MAX_SIZE)]
+    pub helm_chart_max_size: u64,
     /// Digest algorithm of artifacts; only sha256 is supported.
     #[arg(long, default_value = "sha256", value_parser = ["sha256"])]
     pub artifact_digest_algo: String,
@@ -116,12 +120,21 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         rt.metrics.clone(),
         rt.loop_settings(DEFAULT_CONCURRENCY),
     ));
+    let charts = Arc::new(KindController::new(
+        helm_chart::HelmChartReconciler::new(storage.clone(), args.helm_chart_max_size),
+        rt.client.clone(),
+        CONTROLLER_NAME,
+        CONTROLLER_NAME,
+        rt.metrics.clone(),
+        rt.loop_settings(DEFAULT_CONCURRENCY),
+    ));
     let shutdown = rt.shutdown().clone();
     let work = async move {
         tokio::join!(
             git.run(shutdown.wait()),
             oci.run(shutdown.wait()),
-            helm.run(shutdown.wait())
+            helm.run(shutdown.wait()),
+            charts.run(shutdown.wait())
         );
     };
     rt.run(work).await
