@@ -2,30 +2,16 @@
 //! a dependency becoming ready (Flux polls every 30 s for the latter; we do not need to), and a
 //! change to a ConfigMap or Secret it uses that is labelled `reconcile.fluxcd.io/watch: Enabled`.
 
-use std::hash::{Hash, Hasher};
-
 use driftless_api::kustomize::Kustomization;
 use driftless_api::meta::condition_types;
 use driftless_api::source::{Bucket, ExternalArtifact, GitRepository, OCIRepository};
 use driftless_runtime::reconcile::TriggerFn;
+use driftless_runtime::triggers::{self, hash_of};
 use futures::{StreamExt, stream::BoxStream};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client, Resource, ResourceExt};
-
-fn hash_of(value: impl Hash) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    value.hash(&mut h);
-    h.finish()
-}
-
-fn api<K>(client: &Client, namespace: &Option<String>) -> Api<K>
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
-{
-    driftless_runtime::object::namespaced_or_all(client, namespace.as_deref())
-}
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
 
 /// Which Kustomizations an object of kind `K` concerns: `(ks, kind, namespace, name)`.
 type Uses = fn(&Kustomization, &str, &str, &str) -> bool;
@@ -49,23 +35,16 @@ where
         + Sync
         + 'static,
 {
-    watcher(api::<K>(client, namespace), config.any_semantic())
-        .default_backoff()
-        .applied_objects()
-        .predicate_filter(fingerprint, Default::default())
-        .filter_map(|r| futures::future::ready(r.ok()))
-        .flat_map(move |object| {
-            let kind = K::kind(&()).to_string();
-            let (ns, name) = (object.namespace().unwrap_or_default(), object.name_any());
-            let refs: Vec<_> = store
-                .state()
-                .iter()
-                .filter(|ks| uses(ks, &kind, &ns, &name))
-                .map(|ks| ObjectRef::from_obj(&**ks))
-                .collect();
-            futures::stream::iter(refs)
-        })
-        .boxed()
+    let kind = K::kind(&()).to_string();
+    let uses = move |ks: &Kustomization, object: &K| {
+        uses(
+            ks,
+            &kind,
+            &object.namespace().unwrap_or_default(),
+            &object.name_any(),
+        )
+    };
+    triggers::referrers(client, namespace.as_deref(), store, config, fingerprint, uses)
 }
 
 /// Kustomizations whose source is `kind/namespace/name`.
@@ -81,7 +60,7 @@ fn uses_watched_config(ks: &Kustomization, kind: &str, namespace: &str, name: &s
 
 /// The artifact fingerprint of a source.
 fn artifact_of(artifact: Option<&driftless_api::meta::Artifact>) -> Option<u64> {
-    artifact.map(|a| hash_of((&a.revision, &a.digest)))
+    triggers::artifact_fingerprint(artifact)
 }
 
 /// Dependents of a Kustomization that just became ready (or applied a new revision).
@@ -100,35 +79,26 @@ fn dependency_ready(
             .any(|c| c.type_ == condition_types::READY && c.status == "True");
         ready.then(|| hash_of((&status.last_applied_revision, status.observed_generation)))
     };
-    watcher(
-        api::<Kustomization>(client, namespace),
-        watcher::Config::default().any_semantic(),
-    )
-    .default_backoff()
-    .applied_objects()
-    .predicate_filter(readiness, Default::default())
-    .filter_map(|r| futures::future::ready(r.ok()))
-    .flat_map(move |dependency| {
+    let depends_on = |ks: &Kustomization, dependency: &Kustomization| {
         let (ns, name) = (dependency.namespace().unwrap_or_default(), dependency.name_any());
-        let refs: Vec<_> = store
-            .state()
-            .iter()
-            .filter(|ks| {
-                let own = ks.namespace().unwrap_or_default();
-                ks.spec.depends_on.iter().flatten().any(|d| {
-                    d.name == name
-                        && d.namespace
-                            .clone()
-                            .filter(|n| !n.is_empty())
-                            .unwrap_or_else(|| own.clone())
-                            == ns
-                })
-            })
-            .map(|ks| ObjectRef::from_obj(&**ks))
-            .collect();
-        futures::stream::iter(refs)
-    })
-    .boxed()
+        let own = ks.namespace().unwrap_or_default();
+        ks.spec.depends_on.iter().flatten().any(|d| {
+            d.name == name
+                && d.namespace
+                    .clone()
+                    .filter(|n| !n.is_empty())
+                    .unwrap_or_else(|| own.clone())
+                    == ns
+        })
+    };
+    triggers::referrers(
+        client,
+        namespace.as_deref(),
+        store,
+        watcher::Config::default(),
+        readiness,
+        depends_on,
+    )
 }
 
 /// Flux's `--watch-configs-label-selector` default.

@@ -8,6 +8,8 @@
 //! one). The chart archive is stored byte for byte as `<chart>-<version>.tgz`; the revision is
 //! the version, as Flux writes it.
 //!
+//! A new index of the repository reconciles its HelmCharts at once ([`repository_triggers`]).
+//!
 //! Not yet (each stalls with a message naming what is missing, never accepted silently):
 //! charts from GitRepository, Bucket and OCI HelmRepositories, `valuesFiles`, `verify`.
 
@@ -19,7 +21,8 @@ use driftless_api::meta::{ReconcileStatus, condition_types as ct, reasons as met
 use driftless_api::source::{HelmChart, HelmChartStatus, HelmRepository, reasons};
 use driftless_runtime::conditions::{self, Status};
 use driftless_runtime::events::EventType;
-use driftless_runtime::reconcile::{ReconcileContext, ReconcileError, Reconciler, Success};
+use driftless_runtime::reconcile::{ReconcileContext, ReconcileError, Reconciler, Success, TriggerFn};
+use driftless_runtime::triggers;
 use driftless_runtime::work::{blocking, timeout_of};
 use kube::{Api, Resource, ResourceExt};
 use serde::Deserialize;
@@ -131,6 +134,26 @@ pub fn chart_url(repository: &str, reference: &str) -> Result<String, String> {
         resolved.set_query(query.as_deref());
     }
     Ok(resolved.to_string())
+}
+
+/// Reconciles the HelmCharts of a HelmRepository as soon as it publishes a new index (a new
+/// chart version is pulled then, not at the chart's next interval).
+pub fn repository_triggers(client: kube::Client, namespace: Option<String>) -> TriggerFn<HelmChart> {
+    Box::new(move |store| {
+        let uses = |chart: &HelmChart, repository: &HelmRepository| {
+            chart.spec.source_ref.kind == "HelmRepository"
+                && chart.spec.source_ref.name == repository.name_any()
+                && chart.namespace() == repository.namespace()
+        };
+        triggers::referrers(
+            &client,
+            namespace.as_deref(),
+            store,
+            kube::runtime::watcher::Config::default(),
+            |r: &HelmRepository| triggers::artifact_fingerprint(r.status.as_ref()?.artifact.as_ref()),
+            uses,
+        )
+    })
 }
 
 /// Reconciles HelmCharts into chart artifacts in `storage`.

@@ -120,14 +120,20 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         rt.metrics.clone(),
         rt.loop_settings(DEFAULT_CONCURRENCY),
     ));
-    let charts = Arc::new(KindController::new(
-        helm_chart::HelmChartReconciler::new(storage.clone(), args.helm_chart_max_size),
-        rt.client.clone(),
-        CONTROLLER_NAME,
-        CONTROLLER_NAME,
-        rt.metrics.clone(),
-        rt.loop_settings(DEFAULT_CONCURRENCY),
-    ));
+    let charts = Arc::new(
+        KindController::new(
+            helm_chart::HelmChartReconciler::new(storage.clone(), args.helm_chart_max_size),
+            rt.client.clone(),
+            CONTROLLER_NAME,
+            CONTROLLER_NAME,
+            rt.metrics.clone(),
+            settings.clone(),
+        )
+        .with_triggers(helm_chart::repository_triggers(
+            rt.client.clone(),
+            settings.namespace.clone(),
+        )),
+    );
     let shutdown = rt.shutdown().clone();
     let work = async move {
         tokio::join!(

@@ -17,7 +17,7 @@ use driftless_runtime::reconcile::{KindController, LoopSettings};
 use driftless_runtime::{conditions, testing};
 use kube::Api;
 use kube::api::PostParams;
-use source_controller::helm_chart::{DEFAULT_CHART_MAX_SIZE, HelmChartReconciler};
+use source_controller::helm_chart::{DEFAULT_CHART_MAX_SIZE, HelmChartReconciler, repository_triggers};
 use source_controller::helm_repository::{DEFAULT_INDEX_MAX_SIZE, HelmRepositoryReconciler};
 use support::{Harness, T, conds, env, ready};
 
@@ -27,10 +27,14 @@ type H = Harness<HelmChart>;
 async fn harness(prefix: &str) -> H {
     let storage = Arc::new(Mutex::new(None));
     let keep = storage.clone();
-    let h = support::harness(prefix, move |s| {
-        *keep.lock().unwrap() = Some(s.clone());
-        HelmChartReconciler::new(s, DEFAULT_CHART_MAX_SIZE)
-    })
+    let h = support::harness_with(
+        prefix,
+        move |s| {
+            *keep.lock().unwrap() = Some(s.clone());
+            HelmChartReconciler::new(s, DEFAULT_CHART_MAX_SIZE)
+        },
+        |client, ns| Some(repository_triggers(client, Some(ns))),
+    )
     .await;
     let storage = storage.lock().unwrap().take().unwrap();
     let repositories = KindController::new(
@@ -195,7 +199,8 @@ async fn charts_are_pulled_from_a_repository_as_helm_packaged_them() {
     h.wait_failed("from-git", "UnsupportedSourceKind", "not supported yet")
         .await;
 
-    // A new version in the repository: pulled once the index is.
+    // A new version in the repository: pulled as soon as the repository has the new index,
+    // without a reconcile of the chart being asked for.
     publish(&h.ns, &["6.14.2"]);
     let token = "new-version";
     let repos: Api<HelmRepository> = Api::namespaced(h.client.clone(), &h.ns);
@@ -215,7 +220,6 @@ async fn charts_are_pulled_from_a_repository_as_helm_packaged_them() {
             == Some(token)
     })
     .await;
-    h.request("podinfo", "1").await;
     wait_pulled(&h, "podinfo", "6.14.2").await;
     h.done().await;
 }

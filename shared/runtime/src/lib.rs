@@ -20,4 +20,5 @@ pub mod status;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod triggers;
 pub mod work;

@@ -28,13 +28,10 @@ use driftless_runtime::{
     conditions::{self, Status},
     events::EventType,
     reconcile::{ReconcileContext, ReconcileError, Reconciler, Success, TriggerFn},
+    triggers,
     work::{blocking, timeout_of},
 };
-use futures::StreamExt;
-use kube::{
-    Api, Client, Resource, ResourceExt,
-    runtime::{WatchStreamExt, reflector::ObjectRef, watcher},
-};
+use kube::{Api, Client, Resource, ResourceExt, runtime::watcher};
 use std::{
     path::{Path, PathBuf},
     sync::Arc,
@@ -270,51 +267,34 @@ fn copy_tree(src: &Path, dst: &Path) -> std::io::Result<()> {
 /// artifact (their own spec did not change, so nothing else would wake them).
 pub fn include_triggers(client: Client, namespace: Option<String>) -> TriggerFn<GitRepository> {
     Box::new(move |store| {
-        let api: Api<GitRepository> =
-            driftless_runtime::object::namespaced_or_all(&client, namespace.as_deref());
-        let artifact_hash = |r: &GitRepository| {
-            use std::hash::{Hash, Hasher};
-            let a = r.status.as_ref().and_then(|s| s.artifact.as_ref())?;
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            (&a.revision, &a.digest).hash(&mut h);
-            Some(h.finish())
-        };
-        watcher(api, watcher::Config::default().any_semantic())
-            .default_backoff()
-            .applied_objects()
-            .predicate_filter(artifact_hash, Default::default())
-            .filter_map(|r| futures::future::ready(r.ok()))
-            .flat_map(move |changed| {
-                let digest = changed
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.artifact.as_ref())
-                    .map(|a| a.digest.clone());
-                let refs: Vec<_> = store
-                    .state()
+        let includes = |r: &GitRepository, changed: &GitRepository| {
+            let digest = changed
+                .status
+                .as_ref()
+                .and_then(|s| s.artifact.as_ref())
+                .map(|a| a.digest.clone());
+            let seen = r
+                .status
+                .as_ref()
+                .and_then(|s| s.included_artifacts.as_deref())
+                .unwrap_or_default();
+            r.namespace() == changed.namespace()
+                && r.spec
+                    .include
+                    .as_deref()
+                    .unwrap_or_default()
                     .iter()
-                    .filter(|r| r.namespace() == changed.namespace())
-                    .filter(|r| {
-                        r.spec
-                            .include
-                            .as_deref()
-                            .unwrap_or_default()
-                            .iter()
-                            .any(|i| i.repository.name == changed.name_any())
-                    })
-                    .filter(|r| {
-                        let seen = r
-                            .status
-                            .as_ref()
-                            .and_then(|s| s.included_artifacts.as_deref())
-                            .unwrap_or_default();
-                        !seen.iter().any(|a| Some(&a.digest) == digest.as_ref())
-                    })
-                    .map(|r| ObjectRef::from_obj(&**r))
-                    .collect();
-                futures::stream::iter(refs)
-            })
-            .boxed()
+                    .any(|i| i.repository.name == changed.name_any())
+                && !seen.iter().any(|a| Some(&a.digest) == digest.as_ref())
+        };
+        triggers::referrers(
+            &client,
+            namespace.as_deref(),
+            store,
+            watcher::Config::default(),
+            |r: &GitRepository| triggers::artifact_fingerprint(r.status.as_ref()?.artifact.as_ref()),
+            includes,
+        )
     })
 }
 

@@ -1,0 +1,61 @@
+//! Reconcile triggers from other objects: "when a source publishes a new artifact, reconcile
+//! what uses it". One watch per kind; an object whose fingerprint changed wakes the objects of
+//! the controller's own store that use it.
+
+use std::hash::{Hash, Hasher};
+
+use futures::{StreamExt, stream::BoxStream};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource};
+
+/// A fingerprint of what matters in an object (in-process only: never persisted).
+pub fn hash_of(value: impl Hash) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    value.hash(&mut h);
+    h.finish()
+}
+
+/// The fingerprint of an artifact: its revision and digest.
+pub fn artifact_fingerprint(artifact: Option<&driftless_api::meta::Artifact>) -> Option<u64> {
+    artifact.map(|a| hash_of((&a.revision, &a.digest)))
+}
+
+/// The objects of `store` that `uses` says use an object of kind `K` (watched in `namespace`,
+/// or all, with `config`) whose `fingerprint` changed. An object without a fingerprint (None)
+/// wakes nothing.
+pub fn referrers<K, T>(
+    client: &Client,
+    namespace: Option<&str>,
+    store: Store<T>,
+    config: watcher::Config,
+    fingerprint: fn(&K) -> Option<u64>,
+    uses: impl Fn(&T, &K) -> bool + Send + 'static,
+) -> BoxStream<'static, ObjectRef<T>>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+    T: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+{
+    let api = crate::object::namespaced_or_all::<K>(client, namespace);
+    watcher(api, config.any_semantic())
+        .default_backoff()
+        .applied_objects()
+        .predicate_filter(fingerprint, Default::default())
+        .filter_map(|r| futures::future::ready(r.ok()))
+        .flat_map(move |changed| {
+            let refs: Vec<_> = store
+                .state()
+                .iter()
+                .filter(|object| uses(object, &changed))
+                .map(|object| ObjectRef::from_obj(&**object))
+                .collect();
+            futures::stream::iter(refs)
+        })
+        .boxed()
+}
