@@ -356,6 +356,46 @@ pub enum CreateSource {
     Git(CreateSourceGit),
     /// An OCIRepository.
     Oci(CreateSourceOci),
+    /// A HelmRepository (an HTTP(S) index, or `oci://` for an OCI repository).
+    Helm(CreateSourceHelm),
+    /// A HelmChart from a HelmRepository.
+    Chart(CreateSourceChart),
+}
+
+#[derive(Args)]
+pub struct CreateSourceHelm {
+    #[command(flatten)]
+    pub common: CreateCommon,
+    /// Repository URL: http(s):// (the index.yaml is under it) or oci:// (type oci).
+    #[arg(long)]
+    pub url: String,
+    /// Secret with `username` and `password` for basic auth.
+    #[arg(long)]
+    pub secret_ref: Option<String>,
+    /// Secret with TLS material: `ca.crt`, and/or `tls.crt` + `tls.key`.
+    #[arg(long)]
+    pub cert_ref: Option<String>,
+    /// Send the credentials to hosts other than the repository's (chart URLs elsewhere).
+    #[arg(long)]
+    pub pass_credentials: bool,
+}
+
+#[derive(Args)]
+pub struct CreateSourceChart {
+    #[command(flatten)]
+    pub common: CreateCommon,
+    /// Chart name in the repository.
+    #[arg(long)]
+    pub chart: String,
+    /// Version or semver range (default: the newest).
+    #[arg(long)]
+    pub chart_version: Option<String>,
+    /// Source, `HelmRepository/<name>`.
+    #[arg(long)]
+    pub source: String,
+    /// ChartVersion (default) or Revision.
+    #[arg(long)]
+    pub reconcile_strategy: Option<String>,
 }
 
 #[derive(Args)]

@@ -7,8 +7,8 @@ use anyhow::{Context, bail};
 use serde_json::{Map, Value, json};
 
 use crate::args::{
-    CreateCommon, CreateKustomization, CreateSecretGit, CreateSecretOci, CreateSecretTls, CreateSourceGit,
-    CreateSourceOci,
+    CreateCommon, CreateKustomization, CreateSecretGit, CreateSecretOci, CreateSecretTls, CreateSourceChart,
+    CreateSourceGit, CreateSourceHelm, CreateSourceOci,
 };
 use crate::cluster::{self, Cluster, generate, step, success, waiting};
 use crate::kinds::{self, KindInfo};
@@ -147,6 +147,67 @@ pub async fn source_oci(
         spec["insecure"] = Value::Bool(true);
     }
     let kind = &kinds::OCI_REPOSITORY;
+    let object = object(kind, metadata(&args.common, namespace)?, spec);
+    apply_or_export(cluster, kind, object, args.common.export).await
+}
+
+pub async fn source_helm(
+    cluster: Option<&Cluster>,
+    namespace: &str,
+    args: &CreateSourceHelm,
+) -> anyhow::Result<()> {
+    let oci = args.url.starts_with("oci://");
+    if !oci && !args.url.starts_with("http://") && !args.url.starts_with("https://") {
+        bail!(
+            "Helm repository URL must start with http://, https:// or oci://: {}",
+            args.url
+        );
+    }
+    let mut spec = json!({
+        "url": args.url,
+        "interval": driftless_runtime::duration::format(args.common.interval),
+    });
+    if oci {
+        spec["type"] = json!("oci");
+    }
+    if let Some(secret) = &args.secret_ref {
+        spec["secretRef"] = json!({"name": secret});
+    }
+    if let Some(secret) = &args.cert_ref {
+        spec["certSecretRef"] = json!({"name": secret});
+    }
+    if args.pass_credentials {
+        spec["passCredentials"] = Value::Bool(true);
+    }
+    let kind = &kinds::HELM_REPOSITORY;
+    let object = object(kind, metadata(&args.common, namespace)?, spec);
+    apply_or_export(cluster, kind, object, args.common.export).await
+}
+
+pub async fn source_chart(
+    cluster: Option<&Cluster>,
+    namespace: &str,
+    args: &CreateSourceChart,
+) -> anyhow::Result<()> {
+    let (kind, name) = args
+        .source
+        .split_once('/')
+        .ok_or_else(|| anyhow::anyhow!("--source must be HelmRepository/<name>: {}", args.source))?;
+    if kind != "HelmRepository" {
+        bail!("--source kind {kind:?} is not supported: use HelmRepository/<name>");
+    }
+    let mut spec = json!({
+        "chart": args.chart,
+        "interval": driftless_runtime::duration::format(args.common.interval),
+        "sourceRef": {"kind": kind, "name": name},
+    });
+    if let Some(version) = &args.chart_version {
+        spec["version"] = json!(version);
+    }
+    if let Some(strategy) = &args.reconcile_strategy {
+        spec["reconcileStrategy"] = json!(strategy);
+    }
+    let kind = &kinds::HELM_CHART;
     let object = object(kind, metadata(&args.common, namespace)?, spec);
     apply_or_export(cluster, kind, object, args.common.export).await
 }

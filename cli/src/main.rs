@@ -117,6 +117,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 CreateCommand::Source {
                     what: CreateSource::Oci(a),
                 } => a.common.export,
+                CreateCommand::Source {
+                    what: CreateSource::Helm(a),
+                } => a.common.export,
+                CreateCommand::Source {
+                    what: CreateSource::Chart(a),
+                } => a.common.export,
                 CreateCommand::Kustomization(a) => a.common.export,
                 CreateCommand::Secret {
                     what: CreateSecret::Git(a),
@@ -138,6 +144,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 CreateCommand::Source {
                     what: CreateSource::Oci(a),
                 } => create::source_oci(cluster, ns, a).await?,
+                CreateCommand::Source {
+                    what: CreateSource::Helm(a),
+                } => create::source_helm(cluster, ns, a).await?,
+                CreateCommand::Source {
+                    what: CreateSource::Chart(a),
+                } => create::source_chart(cluster, ns, a).await?,
                 CreateCommand::Kustomization(a) => create::kustomization(cluster, ns, a).await?,
                 CreateCommand::Secret {
                     what: CreateSecret::Git(a),

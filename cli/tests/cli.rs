@@ -585,3 +585,90 @@ async fn oci_artifacts_pushed_with_credentials_are_pulled_with_secrets_and_appli
         stderr(&created)
     );
 }
+
+#[tokio::test]
+#[ignore = "needs the testenv (hack/testenv.sh up)"]
+async fn helm_repositories_and_charts_are_created_and_listed() {
+    let (_client, ns, _controllers) = world("cli-helm").await;
+    // podinfo packaged and indexed by the real helm, served by the testenv's Helm repository.
+    let dir = std::path::Path::new(&env("HELM_REPO_DIR")).join(&ns);
+    std::fs::create_dir_all(&dir).unwrap();
+    let chart = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata/charts/podinfo");
+    for args in [
+        vec![
+            "package",
+            chart.to_str().unwrap(),
+            "--destination",
+            dir.to_str().unwrap(),
+        ],
+        vec!["repo", "index", dir.to_str().unwrap()],
+    ] {
+        let out = std::process::Command::new(env("HELM_BIN"))
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let url = format!("{}/{ns}", env("HELM_REPO_URL"));
+    let n = ns.as_str();
+
+    let exported = ok(&[
+        "create", "source", "helm", "podinfo", "--url", &url, "-n", n, "--export",
+    ])
+    .await;
+    assert!(
+        stdout(&exported).contains("kind: HelmRepository"),
+        "{}",
+        stdout(&exported)
+    );
+    let created = ok(&["create", "source", "helm", "podinfo", "--url", &url, "-n", n]).await;
+    assert!(
+        stderr(&created).contains("fetched revision: sha256:"),
+        "{}",
+        stderr(&created)
+    );
+    let created = ok(&[
+        "create",
+        "source",
+        "chart",
+        "podinfo",
+        "--chart",
+        "podinfo",
+        "--chart-version",
+        "6.14.x",
+        "--source",
+        "HelmRepository/podinfo",
+        "-n",
+        n,
+    ])
+    .await;
+    assert!(
+        stderr(&created).contains("fetched revision: 6.14.1"),
+        "{}",
+        stderr(&created)
+    );
+    let listed = ok(&["get", "sources", "chart", "-n", n]).await;
+    assert!(
+        stdout(&listed).contains("podinfo") && stdout(&listed).contains("6.14.1"),
+        "{}",
+        stdout(&listed)
+    );
+    let refused = fails(&[
+        "create",
+        "source",
+        "chart",
+        "x",
+        "--chart",
+        "x",
+        "--source",
+        "GitRepository/repo",
+        "-n",
+        n,
+    ])
+    .await;
+    assert!(
+        stderr(&refused).contains("use HelmRepository/<name>"),
+        "{}",
+        stderr(&refused)
+    );
+}

@@ -1,4 +1,5 @@
-//! Dev-only: the real source-controller (GitRepositories and OCIRepositories) and
+//! Dev-only: the real source-controller (GitRepositories, OCIRepositories, HelmRepositories and
+//! HelmCharts) and
 //! kustomize-controller running in-process for integration tests, scoped to one namespace, with
 //! an artifact server on a free loopback port. Dropping [`Controllers`] stops them.
 //!
@@ -14,6 +15,8 @@ use driftless_runtime::metrics::Metrics;
 use driftless_runtime::reconcile::{KindController, LoopSettings};
 use kube::Client;
 use source_controller::git_repository::GitRepositoryReconciler;
+use source_controller::helm_chart::{DEFAULT_CHART_MAX_SIZE, HelmChartReconciler, repository_triggers};
+use source_controller::helm_repository::{DEFAULT_INDEX_MAX_SIZE, HelmRepositoryReconciler};
 use source_controller::oci_repository::OCIRepositoryReconciler;
 use source_controller::server;
 use tokio::sync::oneshot;
@@ -51,6 +54,25 @@ pub async fn start_controllers(client: &Client, namespace: &str) -> Controllers 
         settings.clone(),
     );
     tokio::spawn(Arc::new(git).run(stop.clone()));
+    let helm = KindController::new(
+        HelmRepositoryReconciler::new(served.storage.clone(), DEFAULT_INDEX_MAX_SIZE),
+        client.clone(),
+        "source-controller",
+        "source-controller",
+        Metrics::new(),
+        settings.clone(),
+    );
+    tokio::spawn(Arc::new(helm).run(stop.clone()));
+    let charts = KindController::new(
+        HelmChartReconciler::new(served.storage.clone(), DEFAULT_CHART_MAX_SIZE),
+        client.clone(),
+        "source-controller",
+        "source-controller",
+        Metrics::new(),
+        settings.clone(),
+    )
+    .with_triggers(repository_triggers(client.clone(), Some(namespace.to_string())));
+    tokio::spawn(Arc::new(charts).run(stop.clone()));
     let oci = KindController::new(
         OCIRepositoryReconciler::new(served.storage),
         client.clone(),
