@@ -50,11 +50,26 @@ pub struct IndexedVersion {
     pub created: Option<String>,
 }
 
-/// The charts of one index revision: name → versions, newest first.
+/// The charts of one index revision: name → versions. Only the fields listed here are kept
+/// (serde skips the rest while parsing), so a 50 MB index becomes a few MB of table.
 #[derive(Debug, Default, Deserialize)]
 pub struct ChartIndex {
+    #[serde(default, rename = "apiVersion")]
+    pub api_version: String,
     #[serde(default)]
     pub entries: HashMap<String, Vec<IndexedVersion>>,
+}
+
+impl ChartIndex {
+    /// Parses an index (YAML, or JSON, which is YAML); one without `apiVersion` is refused,
+    /// as Helm refuses it.
+    pub fn parse(bytes: &[u8]) -> Result<Self, String> {
+        let index: ChartIndex = serde_norway::from_slice(bytes).map_err(|e| e.to_string())?;
+        if index.api_version.is_empty() {
+            return Err("no API version specified".into());
+        }
+        Ok(index)
+    }
 }
 
 /// Parsed indexes by stored artifact path (one path per index revision), shared by every
@@ -70,10 +85,10 @@ impl IndexCache {
         if let Some(index) = self.lock().get(path) {
             return Ok(index.clone());
         }
-        let file =
-            std::fs::File::open(storage.root().join(path)).map_err(|e| format!("reading the index: {e}"))?;
-        let index: ChartIndex = serde_json::from_reader(std::io::BufReader::new(file))
-            .map_err(|e| format!("reading the index: {e}"))?;
+        let bytes =
+            std::fs::read(storage.root().join(path)).map_err(|e| format!("reading the index: {e}"))?;
+        let index = ChartIndex::parse(&bytes).map_err(|e| format!("reading the index: {e}"))?;
+        drop(bytes);
         let index = Arc::new(index);
         let mut indexes = self.lock();
         // Indexes of superseded revisions go; a miss costs one parse.

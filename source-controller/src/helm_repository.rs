@@ -22,7 +22,6 @@ use driftless_runtime::reconcile::{ReconcileContext, ReconcileError, Reconciler,
 use driftless_runtime::work::{Blocking, blocking, timeout_of};
 use futures::StreamExt;
 use kube::{Resource, ResourceExt};
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::common::{self, Problem, failed};
@@ -257,8 +256,8 @@ impl HelmRepositoryReconciler {
         Ok(())
     }
 
-    /// Step 5: unless current, the index parsed and validated, its versions sorted newest
-    /// first, stored as JSON (`index-<hex>.yaml`, linked as `index.yaml`); `NewArtifact`.
+    /// Step 5: unless current, the index validated and stored as it was served
+    /// (`index-<hex>.yaml`, linked as `index.yaml`); `NewArtifact`.
     async fn store(&self, run: &mut Run<'_>) -> Result<(), ReconcileError> {
         if run.current {
             return Ok(());
@@ -268,7 +267,7 @@ impl HelmRepositoryReconciler {
         let (storage, revision) = (self.storage.clone(), run.revision.clone());
         let (ns, name) = (run.namespace.clone(), run.name.clone());
         let stored = blocking(run.timeout, move || {
-            let normalized = normalize_index(&index).map_err(Problem::Invalid)?;
+            validate_index(&index).map_err(Problem::Invalid)?;
             let dir = ObjectDir {
                 kind: STORAGE_KIND,
                 namespace: &ns,
@@ -276,7 +275,7 @@ impl HelmRepositoryReconciler {
             };
             let file = format!("index-{}.yaml", revision.trim_start_matches("sha256:"));
             storage
-                .store_bytes(&dir, &file, &normalized, &revision, INDEX_LINK)
+                .store_bytes(&dir, &file, &index, &revision, INDEX_LINK)
                 .map_err(|e| Problem::Unavailable(format!("unable to store artifact: {e}")))
         })
         .await;
@@ -447,44 +446,14 @@ pub async fn download(
     Ok(body)
 }
 
-/// The index validated (a map with `apiVersion`; `entries` a map of version lists), each
-/// chart's versions sorted newest first (by semver, as Helm sorts them; versions that do not
-/// parse last), as pretty JSON.
-pub fn normalize_index(bytes: &[u8]) -> Result<Vec<u8>, String> {
+/// Checks that `bytes` is a Helm repository index: YAML (or JSON) with an `apiVersion` and
+/// `entries`, a map of chart names to lists of versions, each with a `version`. Parsed into
+/// the compact table HelmCharts use, so a large index costs no more memory here than there.
+pub fn validate_index(bytes: &[u8]) -> Result<(), String> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err("empty index".into());
     }
-    let mut index: Value = serde_norway::from_slice(bytes).map_err(|e| e.to_string())?;
-    let Value::Object(map) = &mut index else {
-        return Err("the index is not a map".into());
-    };
-    if map
-        .get("apiVersion")
-        .and_then(Value::as_str)
-        .is_none_or(str::is_empty)
-    {
-        return Err("no API version specified".into());
-    }
-    match map.get_mut("entries") {
-        None | Some(Value::Null) => {}
-        Some(Value::Object(entries)) => {
-            for (name, versions) in entries.iter_mut() {
-                let Value::Array(versions) = versions else {
-                    return Err(format!("entries of chart '{name}' are not a list"));
-                };
-                versions.sort_by(|a, b| {
-                    let version = |v: &Value| {
-                        v.get("version")
-                            .and_then(Value::as_str)
-                            .and_then(crate::git_repository::reference::tag_version)
-                    };
-                    version(b).cmp(&version(a))
-                });
-            }
-        }
-        Some(_) => return Err("entries is not a map".into()),
-    }
-    serde_json::to_vec_pretty(&index).map_err(|e| e.to_string())
+    crate::helm_chart::ChartIndex::parse(bytes).map(|_| ())
 }
 
 /// A byte count as Go's `units.HumanSize` writes it (decimal units, 4 significant digits):
@@ -535,20 +504,14 @@ mod tests {
     }
 
     #[test]
-    fn indexes_are_validated_and_sorted_newest_first() {
-        let yaml = b"apiVersion: v1\nentries:\n  app:\n  - version: 1.2.0\n  - version: 1.10.0\n  - version: v1.9.0\n  - version: nope\n";
-        let json: Value = serde_json::from_slice(&normalize_index(yaml).unwrap()).unwrap();
-        let versions: Vec<&str> = json["entries"]["app"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v["version"].as_str().unwrap())
-            .collect();
-        assert_eq!(versions, ["1.10.0", "v1.9.0", "1.2.0", "nope"]);
-        assert!(normalize_index(b"entries: {}\n").is_err_and(|e| e.contains("API version")));
-        assert!(normalize_index(b"  \n").is_err());
-        assert!(normalize_index(b"apiVersion: v1\nentries: [1]\n").is_err());
-        assert!(normalize_index(b"apiVersion: [\n").is_err());
+    fn indexes_are_validated() {
+        let yaml = b"apiVersion: v1\nentries:\n  app:\n  - version: 1.2.0\n    urls: [app-1.2.0.tgz]\n    extra: {deep: [1]}\n";
+        assert!(validate_index(yaml).is_ok());
+        assert!(validate_index(b"entries: {}\n").is_err_and(|e| e.contains("API version")));
+        assert!(validate_index(b"  \n").is_err());
+        assert!(validate_index(b"apiVersion: v1\nentries: [1]\n").is_err());
+        assert!(validate_index(b"apiVersion: [\n").is_err());
+        assert!(validate_index(b"{\"apiVersion\": \"v1\", \"entries\": {}}").is_ok());
     }
 
     #[test]
