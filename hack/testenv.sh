@@ -380,6 +380,9 @@ server.document-root = "$T/helm/repo"
 server.bind = "127.0.0.1"
 server.port = $HELM_HTTP_PORT
 server.errorlog = "$T/logs/helm-http-error.log"
+# Tests rewrite index.yaml and fetch it within the same second: lighttpd's stat cache would
+# then serve the new file with the old size (a truncated or padded index).
+server.stat-cache-engine = "disable"
 mimetype.assign = (".yaml" => "application/x-yaml", ".tgz" => "application/gzip")
 \$SERVER["socket"] == "127.0.0.1:$HELM_HTTPS_PORT" {
   ssl.engine = "enable"
