@@ -77,11 +77,18 @@ impl ChartIndex {
 #[derive(Default)]
 pub struct IndexCache {
     indexes: Mutex<HashMap<String, Arc<ChartIndex>>>,
+    /// Held while an index is parsed, so that workers asking for the same new revision wait
+    /// for one parse instead of each parsing it (a parse of a large index is the costly part).
+    parsing: Mutex<()>,
 }
 
 impl IndexCache {
     /// The index stored at `path` in `storage`, parsed on first use. Blocking.
     pub fn get(&self, storage: &Storage, path: &str) -> Result<Arc<ChartIndex>, String> {
+        if let Some(index) = self.lock().get(path) {
+            return Ok(index.clone());
+        }
+        let _parsing = self.parsing.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(index) = self.lock().get(path) {
             return Ok(index.clone());
         }
