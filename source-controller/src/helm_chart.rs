@@ -62,13 +62,145 @@ pub struct ChartIndex {
 
 impl ChartIndex {
     /// Parses an index (YAML, or JSON, which is YAML); one without `apiVersion` is refused,
-    /// as Helm refuses it.
+    /// as Helm refuses it. The parser's events are consumed one at a time and only the
+    /// table's fields are kept, so a large index never exists as a document tree or an event
+    /// list in memory.
     pub fn parse(bytes: &[u8]) -> Result<Self, String> {
-        let index: ChartIndex = serde_norway::from_slice(bytes).map_err(|e| e.to_string())?;
-        if index.api_version.is_empty() {
+        let text = std::str::from_utf8(bytes).map_err(|e| format!("the index is not UTF-8: {e}"))?;
+        let mut builder = TableBuilder::default();
+        yaml_rust2::parser::Parser::new_from_str(text)
+            .load(&mut builder, false)
+            .map_err(|e| e.to_string())?;
+        if let Some(error) = builder.error {
+            return Err(error);
+        }
+        if !builder.seen_map {
+            return Err("the index is not a map".into());
+        }
+        if builder.index.api_version.is_empty() {
             return Err("no API version specified".into());
         }
-        Ok(index)
+        Ok(builder.index)
+    }
+}
+
+/// A container being read: a map (with the key whose value comes next) or a sequence.
+enum Frame {
+    Map(Option<String>),
+    Seq,
+}
+
+/// Builds a [`ChartIndex`] from parser events, tracking only the path to the current value.
+#[derive(Default)]
+struct TableBuilder {
+    frames: Vec<Frame>,
+    /// Keys (and `[]` for sequence items) from the document root to the current container.
+    path: Vec<String>,
+    index: ChartIndex,
+    /// The version entry being read: its chart and fields.
+    current: Option<(String, IndexedVersion)>,
+    seen_map: bool,
+    error: Option<String>,
+}
+
+impl TableBuilder {
+    /// The path segment of the value that starts now (a map's pending key is used up).
+    fn segment(&mut self) -> String {
+        match self.frames.last_mut() {
+            Some(Frame::Map(key)) => key.take().unwrap_or_default(),
+            Some(Frame::Seq) => "[]".into(),
+            None => String::new(),
+        }
+    }
+
+    fn at(&self, segments: &[&str]) -> bool {
+        self.path.len() == segments.len() && self.path.iter().zip(segments).all(|(p, s)| *s == "*" || p == s)
+    }
+
+    fn start(&mut self, frame: Frame) {
+        let is_map = matches!(frame, Frame::Map(_));
+        if self.frames.is_empty() {
+            self.seen_map |= is_map;
+        } else {
+            let segment = self.segment();
+            self.path.push(segment);
+        }
+        if self.at(&["entries"]) && !is_map {
+            self.error.get_or_insert_with(|| "entries is not a map".into());
+        } else if self.at(&["entries", "*"]) {
+            if is_map {
+                let chart = self.path[1].clone();
+                self.error
+                    .get_or_insert_with(|| format!("entries of chart '{chart}' are not a list"));
+            } else {
+                self.index.entries.entry(self.path[1].clone()).or_default();
+            }
+        } else if self.at(&["entries", "*", "[]"]) && is_map {
+            let version = IndexedVersion {
+                version: String::new(),
+                urls: Vec::new(),
+                created: None,
+            };
+            self.current = Some((self.path[1].clone(), version));
+        }
+        self.frames.push(frame);
+    }
+
+    fn end(&mut self) {
+        self.frames.pop();
+        if self.at(&["entries", "*", "[]"])
+            && let Some((chart, version)) = self.current.take()
+        {
+            self.index.entries.entry(chart).or_default().push(version);
+        }
+        self.path.pop();
+    }
+
+    fn scalar(&mut self, value: String) {
+        if let Some(Frame::Map(key @ None)) = self.frames.last_mut() {
+            *key = Some(value);
+            return;
+        }
+        let segment = self.segment();
+        self.path.push(segment);
+        if self.at(&["apiVersion"]) {
+            self.index.api_version = value;
+        } else if self.at(&["entries", "*"]) {
+            // `chart: ~` (no versions) is an empty list; any other scalar is not a list.
+            if value.is_empty() || value == "~" || value == "null" {
+                self.index.entries.entry(self.path[1].clone()).or_default();
+            } else {
+                let chart = self.path[1].clone();
+                self.error
+                    .get_or_insert_with(|| format!("entries of chart '{chart}' are not a list"));
+            }
+        } else if let Some((_, version)) = self.current.as_mut() {
+            if self.path.len() == 4 && self.path[3] == "version" {
+                version.version = value;
+            } else if self.path.len() == 4 && self.path[3] == "created" {
+                version.created = Some(value);
+            } else if self.path.len() == 5 && self.path[3] == "urls" {
+                version.urls.push(value);
+            }
+        } else if self.at(&["entries"]) && value != "~" && value != "null" && !value.is_empty() {
+            self.error.get_or_insert_with(|| "entries is not a map".into());
+        }
+        self.path.pop();
+    }
+}
+
+impl yaml_rust2::parser::MarkedEventReceiver for TableBuilder {
+    fn on_event(&mut self, event: yaml_rust2::parser::Event, _mark: yaml_rust2::scanner::Marker) {
+        use yaml_rust2::parser::Event;
+        match event {
+            Event::MappingStart(..) => self.start(Frame::Map(None)),
+            Event::SequenceStart(..) => self.start(Frame::Seq),
+            Event::MappingEnd | Event::SequenceEnd => self.end(),
+            Event::Scalar(value, ..) => self.scalar(value),
+            // An alias is a value like any other; the table keeps none of them.
+            Event::Alias(_) => self.scalar(String::new()),
+            _ => {}
+        }
     }
 }
 
@@ -608,6 +740,30 @@ mod tests {
                 .is_err_and(|e| e.contains("no 'podinfo' chart with version matching '9.9.9' found"))
         );
         assert!(pick_version(&index, "nginx", "*").is_err_and(|e| e.contains("no chart name found")));
+    }
+
+    #[test]
+    fn indexes_are_read_into_the_table_from_parser_events() {
+        let yaml = b"apiVersion: v1\nentries:\n  app:\n  - name: app\n    version: 1.2.0\n    urls: [app-1.2.0.tgz, https://m/app.tgz]\n    maintainers: [{name: x, urls: [no]}]\n    annotations: {version: no}\n    created: \"2026-01-01T00:00:00Z\"\n  - {version: 1.0.0, urls: [app-1.0.0.tgz]}\n  empty: []\n  nulled: ~\ngenerated: x\n";
+        let index = ChartIndex::parse(yaml).unwrap();
+        assert_eq!(index.api_version, "v1");
+        let app = &index.entries["app"];
+        assert_eq!(app.len(), 2);
+        assert_eq!(app[0].version, "1.2.0");
+        assert_eq!(app[0].urls, ["app-1.2.0.tgz", "https://m/app.tgz"]);
+        assert_eq!(app[0].created.as_deref(), Some("2026-01-01T00:00:00Z"));
+        assert_eq!(app[1].version, "1.0.0");
+        assert!(index.entries["empty"].is_empty() && index.entries["nulled"].is_empty());
+        let json = br#"{"apiVersion": "v1", "entries": {"a": [{"version": "0.1.0", "urls": ["a.tgz"]}]}}"#;
+        assert_eq!(ChartIndex::parse(json).unwrap().entries["a"][0].urls, ["a.tgz"]);
+        assert!(ChartIndex::parse(b"- 1\n").is_err_and(|e| e.contains("not a map")));
+        assert!(
+            ChartIndex::parse(b"apiVersion: v1\nentries: {a: 1}\n").is_err_and(|e| e.contains("not a list"))
+        );
+        assert!(
+            ChartIndex::parse(b"apiVersion: v1\nentries: {a: {b: 1}}\n")
+                .is_err_and(|e| e.contains("not a list"))
+        );
     }
 
     #[test]
