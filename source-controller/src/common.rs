@@ -237,21 +237,43 @@ pub async fn secret_data(
     }
 }
 
+/// The status of a kind that publishes an artifact.
+pub trait SourceStatus: ReconcileStatus {
+    fn artifact_mut(&mut self) -> &mut Option<Artifact>;
+}
+
+macro_rules! source_status {
+    ($($status:ty),*) => {$(
+        impl SourceStatus for $status {
+            fn artifact_mut(&mut self) -> &mut Option<Artifact> {
+                &mut self.artifact
+            }
+        }
+    )*};
+}
+source_status!(
+    driftless_api::source::GitRepositoryStatus,
+    driftless_api::source::OCIRepositoryStatus,
+    driftless_api::source::HelmRepositoryStatus,
+    driftless_api::source::HelmChartStatus
+);
+
 /// The storage step: forget an artifact whose file vanished (so it is rebuilt), otherwise
 /// garbage-collect older artifacts of the object.
-pub async fn reconcile_storage<S: ReconcileStatus>(
+pub async fn reconcile_storage<S: SourceStatus>(
     storage: &Arc<Storage>,
     kind: &'static str,
     namespace: &str,
     name: &str,
-    artifact: &mut Option<Artifact>,
-    status_conditions: &mut S,
+    status: &mut S,
     generation: Option<i64>,
 ) {
-    let Some(current) = artifact.clone() else { return };
+    let Some(current) = status.artifact_mut().clone() else {
+        return;
+    };
     if !storage.exists(&current) {
-        *artifact = None;
-        let conds = status_conditions.conditions_mut();
+        *status.artifact_mut() = None;
+        let conds = status.conditions_mut();
         conditions::delete(conds, ct::ARTIFACT_IN_STORAGE);
         conditions::mark_reconciling(
             conds,

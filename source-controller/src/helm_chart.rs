@@ -446,18 +446,15 @@ impl HelmChartReconciler {
     /// Step 2: the stored chart is still there (else forgotten, so it is pulled again), and
     /// older ones are garbage-collected.
     async fn storage(&self, run: &mut Run<'_>) -> Result<(), ReconcileError> {
-        let mut artifact = run.status.artifact.take();
         common::reconcile_storage(
             &self.storage,
             STORAGE_KIND,
             &run.namespace,
             &run.name,
-            &mut artifact,
             run.status,
             run.generation,
         )
         .await;
-        run.status.artifact = artifact;
         Ok(())
     }
 

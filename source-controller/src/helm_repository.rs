@@ -158,18 +158,15 @@ impl HelmRepositoryReconciler {
     /// Step 2: the stored index is still there (else forgotten, so it is stored again), and
     /// older ones are garbage-collected.
     async fn storage(&self, run: &mut Run<'_>) -> Result<(), ReconcileError> {
-        let mut artifact = run.status.artifact.take();
         common::reconcile_storage(
             &self.storage,
             STORAGE_KIND,
             &run.namespace,
             &run.name,
-            &mut artifact,
             run.status,
             run.generation,
         )
         .await;
-        run.status.artifact = artifact;
         Ok(())
     }
 

@@ -238,18 +238,15 @@ impl OCIRepositoryReconciler {
     /// Step 2: the stored artifact is still there (else forgotten, so it is rebuilt), and older
     /// artifacts are garbage-collected.
     async fn storage(&self, run: &mut Run<'_>) -> Result<(), ReconcileError> {
-        let mut artifact = run.status.artifact.take();
         common::reconcile_storage(
             &self.storage,
             STORAGE_KIND,
             &run.namespace,
             &run.name,
-            &mut artifact,
             run.status,
             run.generation,
         )
         .await;
-        run.status.artifact = artifact;
         Ok(())
     }
 
