@@ -1,14 +1,33 @@
-//! helm-controller: not yet a reconciler. It starts, serves `/healthz`, `/readyz` and `/metrics`
-//! and takes part in leader election, so the install bundle and `driftless check` see it; it
-//! reconciles nothing yet: HelmReleases are accepted by their CRD and left alone (issue 15).
+//! helm-controller: reconciles HelmReleases by driving the real `helm` CLI (Helm 4), so
+//! releases are Helm's own: `helm list`, `helm history` and `helm rollback` see and handle
+//! them, and a cluster moved from Flux keeps its releases.
 //!
 //! The binary's `main.rs` only parses flags; [`run`] wires the shared runtime (probes, metrics,
-//! leader election, graceful shutdown) and the kind controllers.
+//! leader election, graceful shutdown) and the HelmRelease controller with its triggers. The
+//! same binary is Helm's post-renderer (`helm-controller post-render`, [`post_render`]).
 
-use driftless_runtime::{args::CommonArgs, runtime::Runtime};
+pub mod actions;
+pub mod chart;
+mod connect;
+mod deletion;
+pub mod helm;
+pub mod post_render;
+pub mod reconciler;
+mod record;
+pub mod release;
+pub mod triggers;
+pub mod values;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use driftless_api::helm::STATUS_FIELD_MANAGER;
+use driftless_runtime::{args::CommonArgs, reconcile::KindController, runtime::Runtime};
 
 /// Name used for events, the status field manager and the leader-election lease.
 pub const CONTROLLER_NAME: &str = "helm-controller";
+/// Reconciles at once when `--concurrent` is not given (Flux's default).
+pub const DEFAULT_CONCURRENCY: u16 = 4;
 
 /// Command-line flags.
 #[derive(clap::Parser, Debug)]
@@ -21,12 +40,38 @@ pub struct Args {
     /// Flags every toolkit controller shares.
     #[command(flatten)]
     pub common: CommonArgs,
+    /// The `helm` binary (Helm 4) the controller drives.
+    #[arg(long, env = "HELM_BIN", default_value = "helm")]
+    pub helm_path: PathBuf,
 }
 
 /// Runs the controller until SIGTERM.
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    Runtime::start(CONTROLLER_NAME, args.common)
-        .await?
-        .run_idle("HelmRelease")
-        .await
+    driftless_artifact::install_crypto_provider();
+    let config = kube::Config::infer().await?;
+    let rt = Runtime::start(CONTROLLER_NAME, args.common).await?;
+    let settings = reconciler::Settings {
+        no_cross_namespace_refs: rt.args.no_cross_namespace_refs,
+        requeue_dependency: rt.args.requeue_dependency,
+        default_service_account: rt.args.default_service_account.clone(),
+    };
+    let post_renderer = std::env::current_exe()?;
+    let helm = helm::Helm::new(args.helm_path, Some(&post_renderer))?;
+    let loop_settings = rt.loop_settings(DEFAULT_CONCURRENCY);
+    let controller = Arc::new(
+        KindController::new(
+            reconciler::HelmReleaseReconciler::new(helm, settings, config),
+            rt.client.clone(),
+            CONTROLLER_NAME,
+            STATUS_FIELD_MANAGER,
+            rt.metrics.clone(),
+            loop_settings.clone(),
+        )
+        .with_triggers(triggers::triggers(
+            rt.client.clone(),
+            loop_settings.namespace.clone(),
+        )),
+    );
+    let shutdown = rt.shutdown().clone();
+    rt.run(async move { controller.run(shutdown.wait()).await }).await
 }

@@ -2,9 +2,8 @@
 //! depends on.
 
 use driftless_api::kustomize::Kustomization;
-use driftless_api::meta::reasons::{ACCESS_DENIED, ARTIFACT_FAILED};
+use driftless_api::meta::reasons::ACCESS_DENIED;
 use driftless_api::meta::{Artifact, condition_types::READY, reasons};
-use driftless_api::source::{Bucket, ExternalArtifact, GitRepository, OCIRepository};
 use driftless_runtime::reconcile::ReconcileError;
 use kube::{Api, Client, ResourceExt};
 use std::time::Duration;
@@ -34,59 +33,7 @@ pub async fn artifact(
             format!("cannot access {kind}/{namespace}/{name}, cross-namespace references have been disabled"),
         ));
     }
-    let artifact = match kind.as_str() {
-        "GitRepository" => get::<GitRepository>(client, &namespace, &name)
-            .await?
-            .and_then(|s| s.status.and_then(|s| s.artifact)),
-        "OCIRepository" => get::<OCIRepository>(client, &namespace, &name)
-            .await?
-            .and_then(|s| s.status.and_then(|s| s.artifact)),
-        "Bucket" => get::<Bucket>(client, &namespace, &name)
-            .await?
-            .and_then(|s| s.status.and_then(|s| s.artifact)),
-        "ExternalArtifact" => get::<ExternalArtifact>(client, &namespace, &name)
-            .await?
-            .and_then(|s| s.status.and_then(|s| s.artifact)),
-        other => {
-            return Err(ReconcileError::stalled(
-                ARTIFACT_FAILED,
-                format!("source kind '{other}' is not supported"),
-            ));
-        }
-    };
-    artifact.ok_or_else(|| {
-        ReconcileError::waiting(
-            ARTIFACT_FAILED,
-            format!(
-                "Source artifact not found for {kind}/{namespace}/{name}, retrying in {}s",
-                requeue_dependency.as_secs()
-            ),
-            requeue_dependency,
-        )
-    })
-}
-
-/// A missing source is waited for, not a failure of the spec: it may be created later.
-async fn get<K>(client: &Client, namespace: &str, name: &str) -> Result<Option<K>, ReconcileError>
-where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
-{
-    let api: Api<K> = Api::namespaced(client.clone(), namespace);
-    match api.get_opt(name).await {
-        Ok(Some(source)) => Ok(Some(source)),
-        Ok(None) => Err(ReconcileError::waiting(
-            ARTIFACT_FAILED,
-            format!("Source '{}/{namespace}/{name}' not found", K::kind(&())),
-            Duration::from_secs(30),
-        )),
-        Err(e) => Err(ReconcileError::transient(
-            ARTIFACT_FAILED,
-            format!("failed to get source: {e}"),
-        )),
-    }
+    driftless_runtime::sources::artifact(client, &kind, &namespace, &name, requeue_dependency).await
 }
 
 /// Every dependency exists, is Ready at its generation and, when it shares the source, has

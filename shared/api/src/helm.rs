@@ -639,3 +639,51 @@ pub struct TestHookStatus {
 }
 
 crate::impl_reconcile_status!(HelmReleaseStatus);
+
+/// Field manager of objects helm-controller applies itself (HelmCharts, CRDs, drift corrections).
+pub const FIELD_MANAGER: &str = "helm-controller";
+/// Field manager of HelmRelease status.
+pub const STATUS_FIELD_MANAGER: &str = "gotk-helm-controller";
+
+/// Condition types of HelmReleases besides Ready, Reconciling and Stalled.
+pub mod condition_types {
+    pub const RELEASED: &str = "Released";
+    pub const TEST_SUCCESS: &str = "TestSuccess";
+    pub const REMEDIATED: &str = "Remediated";
+    pub const DRIFTED: &str = "Drifted";
+}
+
+/// Condition reasons of HelmReleases (Flux's).
+pub mod reasons {
+    pub const INSTALL_SUCCEEDED: &str = "InstallSucceeded";
+    pub const INSTALL_FAILED: &str = "InstallFailed";
+    pub const UPGRADE_SUCCEEDED: &str = "UpgradeSucceeded";
+    pub const UPGRADE_FAILED: &str = "UpgradeFailed";
+    pub const TEST_SUCCEEDED: &str = "TestSucceeded";
+    pub const TEST_FAILED: &str = "TestFailed";
+    pub const ROLLBACK_SUCCEEDED: &str = "RollbackSucceeded";
+    pub const ROLLBACK_FAILED: &str = "RollbackFailed";
+    pub const UNINSTALL_SUCCEEDED: &str = "UninstallSucceeded";
+    pub const UNINSTALL_FAILED: &str = "UninstallFailed";
+    pub const RETRIES_EXCEEDED: &str = "RetriesExceeded";
+    pub const MISSING_ROLLBACK_TARGET: &str = "MissingRollbackTarget";
+    pub const VALUES_ERROR: &str = "ValuesError";
+    pub const SOURCE_NOT_READY: &str = "SourceNotReady";
+    pub const DRIFT_DETECTED: &str = "DriftDetected";
+    pub const NO_DRIFT_DETECTED: &str = "NoDriftDetected";
+    pub const INVENTORY_BUILD_FAILED: &str = "InventoryBuildFailed";
+}
+
+impl HelmReleaseSpec {
+    /// The retry interval of `RetryOnFailure` (install's, else upgrade's; Flux's default 5m),
+    /// or None when failures are remediated instead.
+    pub fn retry_interval(&self) -> Option<&str> {
+        let install = self.install.as_ref().and_then(|i| i.strategy.as_ref());
+        let upgrade = self.upgrade.as_ref().and_then(|u| u.strategy.as_ref());
+        [install, upgrade]
+            .into_iter()
+            .flatten()
+            .find(|s| s.name == "RetryOnFailure")
+            .map(|s| s.retry_interval.as_deref().unwrap_or("5m"))
+    }
+}

@@ -80,7 +80,8 @@ toolkit_object!(HelmChart, source::HelmChartStatus, interval: |s| Some(&s.interv
 toolkit_object!(Bucket, source::BucketStatus, interval: |s| Some(&s.interval));
 toolkit_object!(Kustomization, kustomize::KustomizationStatus, interval: |s| Some(&s.interval),
     retry: |s| s.retry_interval.as_deref());
-toolkit_object!(HelmRelease, helm::HelmReleaseStatus, interval: |s| Some(&s.interval));
+toolkit_object!(HelmRelease, helm::HelmReleaseStatus, interval: |s| Some(&s.interval),
+    retry: |s| s.retry_interval());
 toolkit_object!(Receiver, notification::ReceiverStatus, interval: |s| s.interval.as_deref());
 toolkit_object!(ImageRepository, image::ImageRepositoryStatus, interval: |s| Some(&s.interval));
 toolkit_object!(ImagePolicy, image::ImagePolicyStatus, interval: |s| s.interval.as_deref());

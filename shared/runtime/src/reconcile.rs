@@ -67,6 +67,9 @@ pub struct ReconcileError {
     pub reason: String,
     /// Human-readable message for the condition and the event.
     pub message: String,
+    /// Reason of the Stalled condition when it differs from Ready's (a HelmRelease is Ready
+    /// False with `UpgradeFailed` and Stalled with `RetriesExceeded`).
+    pub stalled_reason: Option<String>,
 }
 
 impl ReconcileError {
@@ -76,6 +79,7 @@ impl ReconcileError {
             class: ErrorClass::Stalled,
             reason: reason.into(),
             message: message.into(),
+            stalled_reason: None,
         }
     }
     /// A wait for something expected.
@@ -84,6 +88,14 @@ impl ReconcileError {
             class: ErrorClass::Waiting(after),
             reason: reason.into(),
             message: message.into(),
+            stalled_reason: None,
+        }
+    }
+    /// A stall whose Stalled condition has its own reason.
+    pub fn stalled_because(reason: &str, stalled_reason: &str, message: impl Into<String>) -> Self {
+        Self {
+            stalled_reason: Some(stalled_reason.into()),
+            ..Self::stalled(reason, message)
         }
     }
     /// A failure worth retrying.
@@ -92,6 +104,7 @@ impl ReconcileError {
             class: ErrorClass::Transient,
             reason: reason.into(),
             message: message.into(),
+            stalled_reason: None,
         }
     }
 }
@@ -448,7 +461,8 @@ impl<R: Reconciler> KindController<R> {
                 );
                 match err.class {
                     ErrorClass::Stalled => {
-                        conditions::mark_stalled(conds, &err.reason, &err.message, generation);
+                        let stalled_reason = err.stalled_reason.as_deref().unwrap_or(&err.reason);
+                        conditions::mark_stalled(conds, stalled_reason, &err.message, generation);
                         status.set_observed_generation(generation.unwrap_or_default());
                         self.metrics.count_failure(&kind, &err.reason);
                         (

@@ -1,0 +1,89 @@
+//! Step 7: who Helm acts as and on which cluster. Helm gets the same identity as the storage
+//! reads: `--kube-as-user system:serviceaccount:<ns>:<sa>` for `serviceAccountName` (else
+//! `--default-service-account`), `--kubeconfig` for `kubeConfig.secretRef`; without either,
+//! Helm inherits the controller's own connection (`KUBECONFIG` or the in-cluster account).
+
+use driftless_api::meta::reasons;
+use driftless_runtime::reconcile::ReconcileError;
+use k8s_openapi::api::core::v1::Secret;
+use kube::{Api, Client, ResourceExt};
+
+use crate::reconciler::{HelmReleaseReconciler, Run};
+
+/// The spec names something that is not right: the user must fix it.
+fn invalid(message: String) -> ReconcileError {
+    ReconcileError::stalled(reasons::FAILED, message)
+}
+
+pub async fn connect(r: &HelmReleaseReconciler, run: &mut Run<'_>) -> Result<(), ReconcileError> {
+    let namespace = run.hr.namespace().unwrap_or_default();
+    let spec = &run.hr.spec;
+    let mut config = None;
+    if let Some(kube_config) = &spec.kube_config {
+        let Some(secret_ref) = &kube_config.secret_ref else {
+            return Err(invalid(
+                "kubeConfig.configMapRef is not supported by helm-controller yet; use kubeConfig.secretRef"
+                    .into(),
+            ));
+        };
+        let secret = Api::<Secret>::namespaced(run.ctx.client.clone(), &namespace)
+            .get_opt(&secret_ref.name)
+            .await
+            .map_err(|e| {
+                ReconcileError::transient(
+                    reasons::FAILED,
+                    format!("failed to get kubeconfig secret '{}': {e}", secret_ref.name),
+                )
+            })?
+            .ok_or_else(|| {
+                ReconcileError::waiting(
+                    reasons::FAILED,
+                    format!("kubeconfig secret '{}' not found", secret_ref.name),
+                    r.settings.requeue_dependency,
+                )
+            })?;
+        let data = secret.data.unwrap_or_default();
+        let key = secret_ref.key.clone().unwrap_or_default();
+        let bytes = [key.as_str(), "value", "value.yaml"]
+            .iter()
+            .filter(|k| !k.is_empty())
+            .find_map(|k| data.get(*k))
+            .ok_or_else(|| {
+                invalid(format!(
+                    "kubeconfig secret '{}' has no 'value' or 'value.yaml' key",
+                    secret_ref.name
+                ))
+            })?;
+        let text = String::from_utf8_lossy(&bytes.0).into_owned();
+        let kubeconfig = kube::config::Kubeconfig::from_yaml(&text)
+            .map_err(|e| invalid(format!("invalid kubeconfig: {e}")))?;
+        config = Some(
+            kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
+                .await
+                .map_err(|e| invalid(format!("invalid kubeconfig: {e}")))?,
+        );
+        let dir = run
+            .workdir
+            .as_ref()
+            .map(|w| w.path().to_path_buf())
+            .unwrap_or_else(std::env::temp_dir);
+        let path = dir.join("kubeconfig");
+        std::fs::write(&path, text).map_err(|e| ReconcileError::transient(reasons::FAILED, e.to_string()))?;
+        run.connection.kubeconfig = Some(path);
+    }
+    let account = spec
+        .service_account_name
+        .clone()
+        .filter(|s| !s.is_empty())
+        .or_else(|| Some(r.settings.default_service_account.clone()).filter(|s| !s.is_empty()));
+    if let Some(account) = account {
+        let user = format!("system:serviceaccount:{namespace}:{account}");
+        let config = config.get_or_insert_with(|| r.config.clone());
+        config.auth_info.impersonate = Some(user.clone());
+        run.connection.as_user = Some(user);
+    }
+    if let Some(config) = config {
+        run.client = Client::try_from(config).map_err(|e| invalid(format!("failed to build client: {e}")))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,48 @@
+//! Deletion of a HelmRelease (the runtime's step 1 calls it before removing the finalizer):
+//! its release is uninstalled as `spec.uninstall` says, unless the HelmRelease is suspended
+//! (Flux leaves a suspended release alone), and the HelmChart its template made is deleted.
+
+use driftless_api::helm::{HelmRelease, reasons as helm_reasons};
+use driftless_runtime::reconcile::{ReconcileContext, ReconcileError};
+
+use crate::reconciler::{HelmReleaseReconciler, Run};
+
+pub async fn cleanup(
+    r: &HelmReleaseReconciler,
+    hr: &HelmRelease,
+    ctx: &ReconcileContext<HelmRelease>,
+) -> Result<(), ReconcileError> {
+    let mut status = hr.status.clone().unwrap_or_default();
+    let mut run = Run::for_deletion(hr, &mut status, ctx);
+    let installed = hr
+        .status
+        .as_ref()
+        .and_then(|s| s.history.as_ref())
+        .is_some_and(|h| !h.is_empty());
+    if hr.spec.suspend != Some(true) && installed {
+        crate::connect::connect(r, &mut run).await?;
+        let releases = crate::release::history(&run.client, &run.release_namespace, &run.release_name)
+            .await
+            .map_err(|m| ReconcileError::transient(helm_reasons::UNINSTALL_FAILED, m))?;
+        let present = releases.first().is_some_and(|r| r.info.status != "uninstalled");
+        if present {
+            let args =
+                crate::actions::uninstall_args(hr, &run.release_name, &run.release_namespace, run.timeout);
+            let timeout = crate::actions::uninstall_timeout(hr, run.timeout);
+            r.helm.run(&args, &run.connection, timeout).await.map_err(|e| {
+                ReconcileError::transient(
+                    helm_reasons::UNINSTALL_FAILED,
+                    format!(
+                        "Helm uninstall failed for release {}/{}: {}",
+                        run.release_namespace, run.release_name, e.message
+                    ),
+                )
+            })?;
+            tracing::info!(release = %run.release_name, namespace = %run.release_namespace, "uninstalled");
+        }
+    }
+    if let Some(chart) = hr.status.as_ref().and_then(|s| s.helm_chart.clone()) {
+        crate::chart::delete_helm_chart(&ctx.client, &chart).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,418 @@
+//! The HelmRelease reconciler. [`HelmReleaseReconciler::apply`] is a list of steps, each
+//! `async fn(&self, &mut Run) -> Result<(), ReconcileError>`; the numbers are those of
+//! `docs/helm-controller.md` (step 1, finalizer, deletion and suspend, is the shared runtime's):
+//!
+//! 2. [`validate`](HelmReleaseReconciler::validate): names, namespaces, health expressions
+//! 3. [`find_chart`](HelmReleaseReconciler::find_chart): the template's HelmChart, or `chartRef`
+//! 4. [`check_dependencies`](HelmReleaseReconciler::check_dependencies): `dependsOn`
+//! 5. [`compose_values`](HelmReleaseReconciler::compose_values): `valuesFrom`, then `values`
+//! 6. [`download`](HelmReleaseReconciler::download): fetch, verify, extract, read `Chart.yaml`
+//! 7. [`connect`](HelmReleaseReconciler::connect): who Helm acts as, on which cluster
+//! 8. [`release`](HelmReleaseReconciler::release): the release state machine ([`crate::actions`])
+//! 9. [`record`](HelmReleaseReconciler::record): history, inventory, storage namespace
+//!
+//! Errors carry their class by type, as in every controller: what the user must fix stalls,
+//! what is not there yet waits, the apiserver, the network and failed Helm actions with
+//! retries left are retried.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use driftless_api::helm::{HelmRelease, HelmReleaseStatus, condition_types, reasons as helm_reasons};
+use driftless_api::meta::{Artifact, condition_types::READY, reasons};
+use driftless_apply::{CustomHealth, Discovery};
+use driftless_artifact::fetch::{FetchError, Fetcher};
+use driftless_runtime::conditions;
+use driftless_runtime::duration;
+use driftless_runtime::events::EventType;
+use driftless_runtime::reconcile::{ReconcileContext, ReconcileError, Reconciler, Success};
+use kube::{Client, ResourceExt};
+use serde_json::Value;
+
+use crate::chart::{self, ChartFile, SourceKey};
+use crate::helm::{Connection, Helm};
+use crate::release::{self, Release};
+
+/// Flux's default of `spec.timeout`.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Settings from the command line.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub no_cross_namespace_refs: bool,
+    pub requeue_dependency: Duration,
+    pub default_service_account: String,
+}
+
+pub struct HelmReleaseReconciler {
+    pub(crate) helm: Helm,
+    pub(crate) fetcher: Fetcher,
+    pub(crate) discovery: Arc<Discovery>,
+    pub(crate) settings: Settings,
+    /// The controller's own connection, to derive impersonating clients from.
+    pub(crate) config: kube::Config,
+}
+
+impl HelmReleaseReconciler {
+    pub fn new(helm: Helm, settings: Settings, config: kube::Config) -> Self {
+        Self {
+            helm,
+            fetcher: Fetcher::default(),
+            discovery: Arc::new(Discovery::default()),
+            settings,
+            config,
+        }
+    }
+}
+
+/// One reconcile of one HelmRelease: the object, its status being written, and what each step
+/// leaves for the next.
+pub struct Run<'a> {
+    pub hr: &'a HelmRelease,
+    pub status: &'a mut HelmReleaseStatus,
+    pub ctx: &'a ReconcileContext<HelmRelease>,
+    pub started: Instant,
+    /// `spec.timeout`, else 5m.
+    pub timeout: Duration,
+    /// Release name and namespace (step 2); Helm stores the release in its namespace.
+    pub release_name: String,
+    pub release_namespace: String,
+    pub custom_health: Vec<CustomHealth>,
+    /// The chart's source and its artifact (step 3).
+    pub source: Option<SourceKey>,
+    pub artifact: Option<Artifact>,
+    /// The composed values and their digest (step 5).
+    pub values: Value,
+    pub config_digest: String,
+    /// The extracted chart and its `Chart.yaml` (step 6).
+    pub workdir: Option<tempfile::TempDir>,
+    pub chart_dir: PathBuf,
+    pub chart: ChartFile,
+    /// How Helm and the storage reads reach the cluster (step 7).
+    pub client: Client,
+    pub connection: Connection,
+    /// The stored revisions, newest first (read by step 8 and refreshed after each action).
+    pub releases: Vec<Release>,
+    /// The Ready summary of what this reconcile did, if anything.
+    pub done: Option<(String, String)>,
+    /// A `forceAt` request not handled yet.
+    pub force: Option<String>,
+}
+
+impl<'a> Run<'a> {
+    fn new(
+        hr: &'a HelmRelease,
+        status: &'a mut HelmReleaseStatus,
+        ctx: &'a ReconcileContext<HelmRelease>,
+    ) -> Self {
+        Run {
+            hr,
+            status,
+            ctx,
+            started: Instant::now(),
+            timeout: hr
+                .spec
+                .timeout
+                .as_deref()
+                .and_then(|t| duration::parse(t).ok())
+                .unwrap_or(DEFAULT_TIMEOUT),
+            release_name: String::new(),
+            release_namespace: String::new(),
+            custom_health: Vec::new(),
+            source: None,
+            artifact: None,
+            values: Value::Null,
+            config_digest: String::new(),
+            workdir: None,
+            chart_dir: PathBuf::new(),
+            chart: ChartFile::default(),
+            client: ctx.client.clone(),
+            connection: Connection::default(),
+            releases: Vec::new(),
+            done: None,
+            force: None,
+        }
+    }
+
+    /// A run for deleting: the release's names and a work directory, nothing else.
+    pub(crate) fn for_deletion(
+        hr: &'a HelmRelease,
+        status: &'a mut HelmReleaseStatus,
+        ctx: &'a ReconcileContext<HelmRelease>,
+    ) -> Self {
+        let mut run = Run::new(hr, status, ctx);
+        (run.release_name, run.release_namespace) = names(hr);
+        run.workdir = tempfile::tempdir().ok();
+        run
+    }
+
+    /// `name@version` of the chart being released.
+    pub fn chart_ref(&self) -> String {
+        format!("{}@{}", self.chart.name, self.chart.version)
+    }
+
+    /// Sets one of the HelmRelease's own conditions (Released, TestSuccess, Remediated).
+    pub fn condition(&mut self, type_: &str, ok: bool, reason: &str, message: &str) {
+        let status = if ok {
+            conditions::Status::True
+        } else {
+            conditions::Status::False
+        };
+        let generation = self.hr.metadata.generation;
+        let conds = self.status.conditions.get_or_insert_with(Vec::new);
+        conditions::set(conds, type_, status, reason, message, generation);
+    }
+
+    /// An event about a Helm action, annotated with the chart version and app version.
+    pub async fn event(&self, type_: EventType, reason: &str, message: &str) {
+        let mut metadata = vec![("revision", self.chart.version.as_str())];
+        if let Some(app) = &self.chart.app_version {
+            metadata.push(("app-version", app.as_str()));
+        }
+        self.ctx
+            .recorder
+            .publish(self.hr, type_, reason, message, &metadata)
+            .await;
+    }
+}
+
+impl Reconciler for HelmReleaseReconciler {
+    type Kind = HelmRelease;
+
+    async fn apply(
+        &self,
+        hr: &HelmRelease,
+        status: &mut HelmReleaseStatus,
+        ctx: &ReconcileContext<HelmRelease>,
+    ) -> Result<Success, ReconcileError> {
+        let mut run = Run::new(hr, status, ctx);
+        self.validate(&mut run).await?;
+        self.find_chart(&mut run).await?;
+        self.check_dependencies(&mut run).await?;
+        self.compose_values(&mut run).await?;
+        self.download(&mut run).await?;
+        self.connect(&mut run).await?;
+        let outcome = self.release(&mut run).await;
+        self.record(&mut run).await?;
+        outcome?;
+        Ok(summary(&run))
+    }
+
+    async fn cleanup(
+        &self,
+        hr: &HelmRelease,
+        ctx: &ReconcileContext<HelmRelease>,
+    ) -> Result<(), ReconcileError> {
+        crate::deletion::cleanup(self, hr, ctx).await
+    }
+}
+
+/// The release's name and namespace: `releaseName`, else `[targetNamespace-]name`, in
+/// `targetNamespace`, else the HelmRelease's namespace.
+pub fn names(hr: &HelmRelease) -> (String, String) {
+    let spec = &hr.spec;
+    let namespace = spec
+        .target_namespace
+        .clone()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| hr.namespace().unwrap_or_default());
+    let name = release::release_name(
+        &hr.name_any(),
+        spec.target_namespace.as_deref(),
+        spec.release_name.as_deref(),
+    );
+    (name, namespace)
+}
+
+/// The Ready summary of a reconcile that ended in sync: what it did, else the state the
+/// conditions describe (tests over the release).
+fn summary(run: &Run<'_>) -> Success {
+    let version = run.chart.version.clone();
+    if let Some((reason, message)) = &run.done {
+        return Success::new(reason, message.clone()).with_revision(version);
+    }
+    let conds = run.status.conditions.as_deref().unwrap_or_default();
+    let tests = run.hr.spec.test.as_ref().and_then(|t| t.enable) == Some(true);
+    let from = [
+        tests.then_some(condition_types::TEST_SUCCESS),
+        Some(condition_types::RELEASED),
+    ];
+    for type_ in from.into_iter().flatten() {
+        if let Some(c) = conditions::get(conds, type_).filter(|c| c.status == "True") {
+            return Success::new(&c.reason, c.message.clone()).with_revision(version);
+        }
+    }
+    let latest = run.releases.first().map(Release::full_name).unwrap_or_default();
+    Success::new(
+        helm_reasons::UPGRADE_SUCCEEDED,
+        format!("Release {latest} with chart {} is in sync", run.chart_ref()),
+    )
+    .with_revision(version)
+}
+
+impl HelmReleaseReconciler {
+    /// Step 2: the release's name and namespace, compiled health expressions. Helm's CLI
+    /// stores a release in its own namespace, so a different `storageNamespace` stalls.
+    async fn validate(&self, run: &mut Run<'_>) -> Result<(), ReconcileError> {
+        let spec = &run.hr.spec;
+        (run.release_name, run.release_namespace) = names(run.hr);
+        if let Some(storage) = spec
+            .storage_namespace
+            .as_deref()
+            .filter(|s| *s != run.release_namespace)
+        {
+            return Err(ReconcileError::stalled(
+                reasons::FAILED,
+                format!(
+                    "storageNamespace '{storage}' differs from the release namespace '{}': the helm CLI stores a release in its own namespace",
+                    run.release_namespace
+                ),
+            ));
+        }
+        let exprs = spec.health_check_exprs.as_deref().unwrap_or_default();
+        run.custom_health = driftless_apply::health::compile(exprs)
+            .map_err(|e| ReconcileError::stalled(reasons::INVALID_CEL_EXPRESSION, e))?;
+        Ok(())
+    }
+
+    /// Step 3: the chart template's HelmChart applied and ready, or the `chartRef` source;
+    /// then its artifact.
+    async fn find_chart(&self, run: &mut Run<'_>) -> Result<(), ReconcileError> {
+        let Some(key) = chart::source_key(run.hr) else {
+            return Err(ReconcileError::stalled(
+                reasons::FAILED,
+                "either chart or chartRef must be set",
+            ));
+        };
+        let own = run.hr.namespace().unwrap_or_default();
+        if self.settings.no_cross_namespace_refs && key.namespace != own {
+            return Err(ReconcileError::stalled(
+                reasons::ACCESS_DENIED,
+                format!("cannot access {key}, cross-namespace references have been disabled"),
+            ));
+        }
+        if run.hr.spec.chart.is_some() {
+            chart::ensure_helm_chart(&run.ctx.client, run.hr, &key, self.settings.requeue_dependency).await?;
+            run.status.helm_chart = Some(format!("{}/{}", key.namespace, key.name));
+        }
+        let artifact = driftless_runtime::sources::artifact(
+            &run.ctx.client,
+            &key.kind,
+            &key.namespace,
+            &key.name,
+            self.settings.requeue_dependency,
+        )
+        .await?;
+        run.artifact = Some(artifact);
+        run.source = Some(key);
+        Ok(())
+    }
+
+    /// Step 4: every HelmRelease named in `dependsOn` is Ready at its generation.
+    async fn check_dependencies(&self, run: &mut Run<'_>) -> Result<(), ReconcileError> {
+        let own = run.hr.namespace().unwrap_or_default();
+        for dep in run.hr.spec.depends_on.iter().flatten() {
+            let namespace = dep
+                .namespace
+                .clone()
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| own.clone());
+            let not_ready = |why: &str| {
+                ReconcileError::waiting(
+                    reasons::DEPENDENCY_NOT_READY,
+                    format!("dependency '{namespace}/{}' {why}", dep.name),
+                    self.settings.requeue_dependency,
+                )
+            };
+            let api: kube::Api<HelmRelease> = kube::Api::namespaced(run.ctx.client.clone(), &namespace);
+            let found = api.get_opt(&dep.name).await.map_err(|e| {
+                ReconcileError::transient(
+                    reasons::DEPENDENCY_NOT_READY,
+                    format!("failed to get dependency: {e}"),
+                )
+            })?;
+            let Some(found) = found else {
+                return Err(not_ready("not found"));
+            };
+            let status = found.status.clone().unwrap_or_default();
+            let ready = conditions::is_true(status.conditions.as_deref().unwrap_or_default(), READY);
+            if found.metadata.generation != status.observed_generation || !ready {
+                return Err(not_ready("is not ready"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Step 5: values from ConfigMaps and Secrets in order, then inline values. A referenced
+    /// object not there yet is waited for; content that is not values stalls.
+    async fn compose_values(&self, run: &mut Run<'_>) -> Result<(), ReconcileError> {
+        use crate::values::ValuesError;
+        run.values = crate::values::compose(&run.ctx.client, run.hr)
+            .await
+            .map_err(|e| match e {
+                ValuesError::Missing(m) => {
+                    ReconcileError::waiting(helm_reasons::VALUES_ERROR, m, self.settings.requeue_dependency)
+                }
+                ValuesError::Invalid(m) => ReconcileError::stalled(helm_reasons::VALUES_ERROR, m),
+                ValuesError::Unavailable(m) => ReconcileError::transient(helm_reasons::VALUES_ERROR, m),
+            })?;
+        run.config_digest = release::config_digest(&run.values);
+        Ok(())
+    }
+
+    /// Step 6: the chart artifact downloaded, checked against its digest, extracted; the
+    /// chart directory and its `Chart.yaml` found in it.
+    async fn download(&self, run: &mut Run<'_>) -> Result<(), ReconcileError> {
+        let Some(artifact) = run.artifact.clone() else {
+            return Ok(());
+        };
+        let workdir = tempfile::tempdir()
+            .map_err(|e| ReconcileError::transient(reasons::ARTIFACT_FAILED, e.to_string()))?;
+        let extracted = workdir.path().join("chart");
+        self.fetcher
+            .fetch(&artifact.url, &artifact.digest, &extracted)
+            .await
+            .map_err(|e| match e {
+                FetchError::NotFound(_) => ReconcileError::waiting(
+                    reasons::ARTIFACT_FAILED,
+                    e.to_string(),
+                    self.settings.requeue_dependency,
+                ),
+                other => ReconcileError::transient(reasons::ARTIFACT_FAILED, other.to_string()),
+            })?;
+        let (dir, chart) =
+            chart::locate(&extracted).map_err(|e| ReconcileError::stalled(reasons::ARTIFACT_FAILED, e))?;
+        run.chart_dir = dir;
+        run.chart = chart;
+        run.workdir = Some(workdir);
+        Ok(())
+    }
+
+    /// Step 7: Helm acts as `serviceAccountName` (else `--default-service-account`) when set,
+    /// on the cluster of `kubeConfig.secretRef` when set; storage reads use the same identity.
+    async fn connect(&self, run: &mut Run<'_>) -> Result<(), ReconcileError> {
+        crate::connect::connect(self, run).await
+    }
+
+    /// Step 8: the release state machine, action after action until the release is in sync
+    /// or an action fails (see [`crate::actions`]).
+    async fn release(&self, run: &mut Run<'_>) -> Result<(), ReconcileError> {
+        crate::actions::reconcile_release(self, run).await
+    }
+
+    /// Step 9: what Helm stored after this reconcile, recorded in status: the history of
+    /// revisions, the inventory of the deployed release, its storage namespace.
+    async fn record(&self, run: &mut Run<'_>) -> Result<(), ReconcileError> {
+        crate::record::record(self, run).await
+    }
+
+    /// Sets `Reconciling` with Flux's progress message for an action about to run.
+    pub(crate) async fn progress(&self, run: &mut Run<'_>, action: &str, timeout: Duration) {
+        let message = format!(
+            "Running '{action}' action with timeout of {}",
+            duration::format(timeout)
+        );
+        run.ctx.progress(run.hr, run.status, &message).await;
+    }
+}
