@@ -237,6 +237,9 @@ pub async fn reconcile_release(r: &HelmReleaseReconciler, run: &mut Run<'_>) -> 
             state = State::InSync;
         }
         tracing::debug!(?state, release = %run.release_name, "release state");
+        if !matches!(state, State::InSync | State::Locked) {
+            check_retries(run)?;
+        }
         match state {
             State::InSync => return Ok(()),
             State::Absent => run_action(r, run, Action::Install).await?,
@@ -294,35 +297,46 @@ fn prepare_attempt(run: &mut Run<'_>) {
     status.storage_namespace = Some(run.release_namespace.clone());
 }
 
-/// Installs or upgrades, unless retries are exhausted; a failure is counted and remediated.
+/// Fails with `RetriesExceeded` when the action last attempted has used up its retries (Flux's
+/// active remediation), unless a `forceAt` request overrides it.
+fn check_retries(run: &Run<'_>) -> Result<(), ReconcileError> {
+    let active = match run.status.last_attempted_release_action.as_deref() {
+        Some("install") => Action::Install,
+        Some("upgrade") => Action::Upgrade,
+        _ => return Ok(()),
+    };
+    let failures = failures_of(run, active);
+    if run.force.is_some() || !exhausted(&policy(run.hr, active), failures) {
+        return Ok(());
+    }
+    let conds = run.status.conditions.as_deref().unwrap_or_default();
+    let (reason, last) = [condition_types::TEST_SUCCESS, condition_types::RELEASED]
+        .iter()
+        .find_map(|t| driftless_runtime::conditions::get(conds, t).filter(|c| c.status == "False"))
+        .map(|c| (c.reason.clone(), c.message.clone()))
+        .unwrap_or_else(|| (failed_reason(active).to_string(), String::new()));
+    Err(ReconcileError::stalled_because(
+        &reason,
+        helm_reasons::RETRIES_EXCEEDED,
+        format!("Failed to {} after {failures} attempt(s): {last}", active.name()),
+    ))
+}
+
+fn failed_reason(action: Action) -> &'static str {
+    match action {
+        Action::Install => helm_reasons::INSTALL_FAILED,
+        Action::Upgrade => helm_reasons::UPGRADE_FAILED,
+    }
+}
+
+/// Installs or upgrades; a failure is counted and remediated.
 async fn run_action(
     r: &HelmReleaseReconciler,
     run: &mut Run<'_>,
     action: Action,
 ) -> Result<(), ReconcileError> {
-    let policy = policy(run.hr, action);
-    let failed_reason = match action {
-        Action::Install => helm_reasons::INSTALL_FAILED,
-        Action::Upgrade => helm_reasons::UPGRADE_FAILED,
-    };
-    if run.force.is_none() && exhausted(&policy, failures_of(run, action)) {
-        let last = run
-            .status
-            .conditions
-            .as_deref()
-            .and_then(|c| driftless_runtime::conditions::get(c, condition_types::RELEASED))
-            .map(|c| c.message.clone())
-            .unwrap_or_default();
-        return Err(ReconcileError::stalled_because(
-            failed_reason,
-            helm_reasons::RETRIES_EXCEEDED,
-            format!(
-                "Failed to {} after {} attempt(s): {last}",
-                action.name(),
-                failures_of(run, action)
-            ),
-        ));
-    }
+    let failed_reason = failed_reason(action);
+    let before = run.releases.first().map(|r| r.version);
     if let Some(token) = run.force.take() {
         run.status.last_handled_force_at = Some(token);
     }
@@ -364,7 +378,10 @@ async fn run_action(
                 e.message
             );
             run.condition(condition_types::RELEASED, false, failed_reason, &message);
-            Err(action_failed(r, run, action, failed_reason, message).await)
+            // Helm refuses some failures (a values schema, a locked name) before it stores a
+            // revision: there is nothing to remediate then.
+            let stored = latest(run).await.ok().map(|r| r.version) != before;
+            Err(action_failed(r, run, action, failed_reason, message, stored).await)
         }
     }
 }
@@ -377,6 +394,7 @@ async fn action_failed(
     action: Action,
     reason: &str,
     message: String,
+    stored: bool,
 ) -> ReconcileError {
     run.event(EventType::Warning, reason, &message).await;
     let policy = policy(run.hr, action);
@@ -392,7 +410,7 @@ async fn action_failed(
     }
     let exhausted = exhausted(&policy, count);
     let mut outcome = (reason.to_string(), message.clone());
-    if !exhausted || policy.remediate_last {
+    if stored && (!exhausted || policy.remediate_last) {
         let remediated = match action {
             Action::Install => uninstall(r, run, "install").await,
             Action::Upgrade if policy.uninstall_on_upgrade_failure => uninstall(r, run, "upgrade").await,
@@ -654,7 +672,7 @@ async fn test(r: &HelmReleaseReconciler, run: &mut Run<'_>) -> Result<(), Reconc
                     .await;
                 return Ok(());
             }
-            Err(action_failed(r, run, action, helm_reasons::TEST_FAILED, message).await)
+            Err(action_failed(r, run, action, helm_reasons::TEST_FAILED, message, true).await)
         }
     }
 }

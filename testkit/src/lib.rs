@@ -1,7 +1,6 @@
 //! Dev-only: the real source-controller (GitRepositories, OCIRepositories, HelmRepositories and
-//! HelmCharts) and
-//! kustomize-controller running in-process for integration tests, scoped to one namespace, with
-//! an artifact server on a free loopback port. Dropping [`Controllers`] stops them.
+//! HelmCharts), kustomize-controller and helm-controller running in-process for integration
+//! tests, scoped to one namespace, with an artifact server on a free loopback port. Dropping [`Controllers`] stops them.
 //!
 //! This is the one crate that may depend on several controllers: controllers talk only through
 //! Kubernetes objects, and no controller or CLI crate depends on a controller crate
@@ -21,7 +20,20 @@ use source_controller::oci_repository::OCIRepositoryReconciler;
 use source_controller::server;
 use tokio::sync::oneshot;
 
+use helm_controller::helm::Helm;
+use helm_controller::reconciler::HelmReleaseReconciler;
 use kustomize_controller::reconciler::{KustomizationReconciler, Settings};
+
+/// The `helm` of the testenv (`HELM_BIN`), with the helm-controller binary cargo built beside
+/// the test executable as its post-renderer.
+fn helm_cli() -> Helm {
+    let binary = std::env::var("HELM_BIN").unwrap_or_else(|_| "helm".into());
+    let post_renderer = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.join("helm-controller")))
+        .filter(|p| p.is_file());
+    Helm::new(binary.into(), post_renderer.as_deref()).expect("helm homes")
+}
 
 /// Running controllers; they stop when this is dropped.
 pub struct Controllers {
@@ -29,7 +41,7 @@ pub struct Controllers {
     _stop: oneshot::Sender<()>,
 }
 
-/// Starts source-controller and kustomize-controller watching `namespace`.
+/// Starts source-controller, kustomize-controller and helm-controller watching `namespace`.
 pub async fn start_controllers(client: &Client, namespace: &str) -> Controllers {
     driftless_artifact::install_crypto_provider();
     let (tx, rx) = oneshot::channel::<()>();
@@ -98,13 +110,34 @@ pub async fn start_controllers(client: &Client, namespace: &str) -> Controllers 
         kustomize_controller::CONTROLLER_NAME,
         driftless_api::kustomize::STATUS_FIELD_MANAGER,
         Metrics::new(),
-        settings,
+        settings.clone(),
     )
     .with_triggers(kustomize_controller::triggers::triggers(
         client.clone(),
         Some(namespace.to_string()),
     ));
-    tokio::spawn(Arc::new(kustomizations).run(stop));
+    tokio::spawn(Arc::new(kustomizations).run(stop.clone()));
+    let helm_releases = KindController::new(
+        HelmReleaseReconciler::new(
+            helm_cli(),
+            helm_controller::reconciler::Settings {
+                no_cross_namespace_refs: false,
+                requeue_dependency: Duration::from_secs(5),
+                default_service_account: String::new(),
+            },
+            kube::Config::infer().await.expect("kubeconfig"),
+        ),
+        client.clone(),
+        helm_controller::CONTROLLER_NAME,
+        driftless_api::helm::STATUS_FIELD_MANAGER,
+        Metrics::new(),
+        settings,
+    )
+    .with_triggers(helm_controller::triggers::triggers(
+        client.clone(),
+        Some(namespace.to_string()),
+    ));
+    tokio::spawn(Arc::new(helm_releases).run(stop));
     Controllers {
         _storage: served.dir,
         _stop: tx,

@@ -1,0 +1,454 @@
+//! HelmReleases end to end: real charts packaged by the real `helm` (`HELM_BIN`), served by the
+//! testenv's Helm repository, pulled by the real source-controller and released by
+//! helm-controller driving `helm` against the testenv apiserver, all in-process and scoped to a
+//! fresh namespace per test. What Helm stored is checked with `helm list` and `helm history`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use driftless_api::helm::HelmRelease;
+use driftless_api::meta::Condition;
+use driftless_api::source::HelmRepository;
+use driftless_runtime::{conditions, testing};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use serde_json::{Value, json};
+
+const T: Duration = Duration::from_secs(180);
+
+fn env(key: &str) -> String {
+    std::env::var(key).unwrap_or_else(|_| panic!("{key} is unset: run hack/testenv.sh up and source env.sh"))
+}
+
+fn helm(args: &[&str]) -> String {
+    let out = Command::new(env("HELM_BIN")).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "helm {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn helm_json(args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.extend(["-o", "json"]);
+    serde_json::from_str(&helm(&all)).unwrap()
+}
+
+fn chart_dir(name: &str) -> PathBuf {
+    match name {
+        "tested" => Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/charts/tested"),
+        other => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata/charts").join(other),
+    }
+}
+
+/// One test's world: a namespace with a Helm repository of its own and the controllers.
+struct World {
+    client: Client,
+    ns: String,
+    releases: Api<HelmRelease>,
+    _controllers: driftless_testkit::Controllers,
+}
+
+async fn world(prefix: &str) -> World {
+    driftless_artifact::install_crypto_provider();
+    let client = testing::client().await;
+    testing::install_toolkit_crds(&client).await;
+    let ns = testing::namespace(&client, prefix).await;
+    let controllers = driftless_testkit::start_controllers(&client, &ns).await;
+    World {
+        releases: Api::namespaced(client.clone(), &ns),
+        client,
+        ns,
+        _controllers: controllers,
+    }
+}
+
+impl World {
+    /// Packages `chart` at `versions` into this test's directory of the Helm repository and
+    /// (re)indexes it; creates the HelmRepository `charts` the first time.
+    async fn publish(&self, chart: &str, versions: &[&str]) {
+        let out = Path::new(&env("HELM_REPO_DIR")).join(&self.ns);
+        let first = !out.exists();
+        std::fs::create_dir_all(&out).unwrap();
+        for v in versions {
+            helm(&[
+                "package",
+                chart_dir(chart).to_str().unwrap(),
+                "--version",
+                v,
+                "--destination",
+                out.to_str().unwrap(),
+            ]);
+        }
+        helm(&["repo", "index", out.to_str().unwrap()]);
+        if first {
+            let repo: HelmRepository = serde_json::from_value(json!({
+                "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "HelmRepository",
+                "metadata": {"name": "charts"},
+                "spec": {"url": format!("{}/{}", env("HELM_REPO_URL"), self.ns), "interval": "1m"},
+            }))
+            .unwrap();
+            Api::<HelmRepository>::namespaced(self.client.clone(), &self.ns)
+                .create(&PostParams::default(), &repo)
+                .await
+                .unwrap();
+        } else {
+            self.refresh_repository().await;
+        }
+    }
+
+    async fn refresh_repository(&self) {
+        let token = format!("{:?}", std::time::SystemTime::now());
+        let patch = json!({"metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": token}}});
+        Api::<HelmRepository>::namespaced(self.client.clone(), &self.ns)
+            .patch("charts", &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .unwrap();
+    }
+
+    async fn release(&self, name: &str, chart: &str, version: &str, extra: Value) {
+        let mut spec = json!({
+            "interval": "10m",
+            "timeout": "2m",
+            "chart": {"spec": {"chart": chart, "version": version,
+                "sourceRef": {"kind": "HelmRepository", "name": "charts"}}},
+        });
+        spec.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        let hr: HelmRelease = serde_json::from_value(json!({
+            "apiVersion": "helm.toolkit.fluxcd.io/v2", "kind": "HelmRelease",
+            "metadata": {"name": name}, "spec": spec,
+        }))
+        .unwrap();
+        self.releases.create(&PostParams::default(), &hr).await.unwrap();
+    }
+
+    async fn patch_spec(&self, name: &str, spec: Value) {
+        self.releases
+            .patch(name, &PatchParams::default(), &Patch::Merge(json!({"spec": spec})))
+            .await
+            .unwrap();
+    }
+
+    /// Waits until Ready has `status` and `reason` at the current generation.
+    async fn wait_ready(&self, name: &str, status: &str, reason: &str) -> HelmRelease {
+        let (status, reason) = (status.to_string(), reason.to_string());
+        testing::wait_for(&self.releases, name, T, move |hr: &HelmRelease| {
+            condition(hr, "Ready").is_some_and(|c| {
+                c.status == status && c.reason == reason && c.observed_generation == hr.metadata.generation
+            })
+        })
+        .await
+    }
+
+    async fn wait_for(&self, name: &str, what: impl Fn(&HelmRelease) -> bool + Send + 'static) -> HelmRelease {
+        testing::wait_for(&self.releases, name, T, what).await
+    }
+
+    /// The revisions Helm stored for `release`, as `helm history` reports them.
+    fn history(&self, release: &str) -> Vec<Value> {
+        helm_json(&["history", release, "--namespace", &self.ns])
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
+    async fn release_secrets(&self, release: &str) -> usize {
+        Api::<Secret>::namespaced(self.client.clone(), &self.ns)
+            .list(&ListParams::default().labels(&format!("owner=helm,name={release}")))
+            .await
+            .unwrap()
+            .items
+            .len()
+    }
+
+    async fn deployment(&self, name: &str) -> Option<Deployment> {
+        Api::<Deployment>::namespaced(self.client.clone(), &self.ns)
+            .get_opt(name)
+            .await
+            .unwrap()
+    }
+}
+
+fn condition(hr: &HelmRelease, type_: &str) -> Option<Condition> {
+    hr.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_deref())
+        .and_then(|c| conditions::get(c, type_).cloned())
+}
+
+fn latest_version(hr: &HelmRelease) -> i64 {
+    hr.status
+        .as_ref()
+        .and_then(|s| s.history.as_ref())
+        .and_then(|h| h.first())
+        .map(|s| s.version)
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+#[ignore = "needs the testenv (hack/test.sh)"]
+async fn podinfo_is_installed_upgraded_and_uninstalled_from_a_helm_repository() {
+    let w = world("hr-podinfo").await;
+    w.publish("podinfo", &["6.14.0", "6.14.1"]).await;
+    w.release("podinfo", "podinfo", "6.14.0", json!({"values": {"replicaCount": 1}}))
+        .await;
+
+    // Installed: status, `helm list` and `helm history` agree.
+    let hr = w.wait_ready("podinfo", "True", "InstallSucceeded").await;
+    let ready = condition(&hr, "Ready").unwrap();
+    assert_eq!(
+        ready.message,
+        format!(
+            "Helm install succeeded for release {}/podinfo.v1 with chart podinfo@6.14.0",
+            w.ns
+        )
+    );
+    assert_eq!(condition(&hr, "Released").unwrap().reason, "InstallSucceeded");
+    let status = hr.status.clone().unwrap();
+    assert_eq!(status.helm_chart, Some(format!("{0}/{0}-podinfo", w.ns)));
+    assert_eq!(status.storage_namespace.as_deref(), Some(w.ns.as_str()));
+    assert_eq!(status.last_attempted_revision.as_deref(), Some("6.14.0"));
+    assert_eq!(status.last_attempted_release_action.as_deref(), Some("install"));
+    let list = helm_json(&["list", "--namespace", &w.ns]);
+    assert_eq!(list[0]["name"], "podinfo");
+    assert_eq!(list[0]["chart"], "podinfo-6.14.0");
+    assert_eq!(list[0]["status"], "deployed");
+    let snapshot = &status.history.as_ref().unwrap()[0];
+    assert_eq!((snapshot.version, snapshot.status.as_str()), (1, "deployed"));
+    assert_eq!(snapshot.chart_version, "6.14.0");
+    assert!(snapshot.digest.starts_with("sha256:"));
+    let inventory = status.inventory.unwrap();
+    assert!(
+        inventory
+            .entries
+            .iter()
+            .any(|e| e.id == format!("{}_podinfo_apps_Deployment", w.ns) && e.v == "v1"),
+        "{inventory:?}"
+    );
+    // Objects carry the origin labels Flux's post-renderer adds.
+    let deployment = w.deployment("podinfo").await.unwrap();
+    let labels = deployment.metadata.labels.clone().unwrap();
+    assert_eq!(labels["helm.toolkit.fluxcd.io/name"], "podinfo");
+    assert_eq!(labels["helm.toolkit.fluxcd.io/namespace"], w.ns);
+    assert_eq!(labels["app.kubernetes.io/managed-by"], "Helm");
+
+    // A values change upgrades.
+    w.patch_spec("podinfo", json!({"values": {"replicaCount": 2}})).await;
+    let hr = w.wait_ready("podinfo", "True", "UpgradeSucceeded").await;
+    assert_eq!(latest_version(&hr), 2);
+    let deployment = w.deployment("podinfo").await.unwrap();
+    assert_eq!(deployment.spec.unwrap().replicas, Some(2));
+    assert_eq!(
+        helm_json(&["get", "values", "podinfo", "--namespace", &w.ns]),
+        json!({"replicaCount": 2})
+    );
+
+    // A new chart version in range upgrades at once (the HelmChart's new artifact triggers it).
+    w.patch_spec(
+        "podinfo",
+        json!({"chart": {"spec": {"chart": "podinfo", "version": "6.14.x",
+            "sourceRef": {"kind": "HelmRepository", "name": "charts"}}}}),
+    )
+    .await;
+    let hr = w
+        .wait_for("podinfo", |hr| {
+            hr.status
+                .as_ref()
+                .and_then(|s| s.history.as_ref())
+                .and_then(|h| h.first())
+                .is_some_and(|s| s.chart_version == "6.14.1" && s.status == "deployed")
+        })
+        .await;
+    assert_eq!(latest_version(&hr), 3);
+    let history = w.history("podinfo");
+    assert_eq!(history.len(), 3);
+    assert_eq!(history[2]["chart"], "podinfo-6.14.1");
+    assert_eq!(history[2]["status"], "deployed");
+    assert_eq!(history[1]["status"], "superseded");
+
+    // valuesFrom a Secret that does not exist yet: the release waits, then upgrades when it
+    // appears.
+    w.patch_spec(
+        "podinfo",
+        json!({"valuesFrom": [{"kind": "Secret", "name": "extra-values"},
+            {"kind": "Secret", "name": "extra-values", "valuesKey": "tag", "targetPath": "image.tag"}]}),
+    )
+    .await;
+    let hr = w.wait_ready("podinfo", "False", "ValuesError").await;
+    assert!(
+        condition(&hr, "Ready")
+            .unwrap()
+            .message
+            .contains(&format!("could not find Secret '{}/extra-values'", w.ns))
+    );
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "extra-values"},
+        "stringData": {"values.yaml": "replicaCount: 3\nui:\n  message: from a secret\n", "tag": "6.14.1"},
+    }))
+    .unwrap();
+    Api::<Secret>::namespaced(w.client.clone(), &w.ns)
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    let hr = w.wait_ready("podinfo", "True", "UpgradeSucceeded").await;
+    assert_eq!(latest_version(&hr), 4);
+    assert_eq!(
+        helm_json(&["get", "values", "podinfo", "--namespace", &w.ns]),
+        json!({"replicaCount": 2, "ui": {"message": "from a secret"}, "image": {"tag": "6.14.1"}})
+    );
+
+    // Suspended, a change waits; resumed, it is released.
+    w.patch_spec("podinfo", json!({"suspend": true})).await;
+    w.patch_spec("podinfo", json!({"values": {"replicaCount": 1}})).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(w.history("podinfo").len(), 4, "a suspended release is left alone");
+    w.patch_spec("podinfo", json!({"suspend": false})).await;
+    let hr = w.wait_ready("podinfo", "True", "UpgradeSucceeded").await;
+    assert_eq!(latest_version(&hr), 5);
+
+    // Deleted: the release is uninstalled and the HelmChart it made deleted.
+    w.releases
+        .delete("podinfo", &Default::default())
+        .await
+        .unwrap();
+    testing::wait_gone(&w.releases, "podinfo", T).await;
+    assert_eq!(w.release_secrets("podinfo").await, 0);
+    assert!(w.deployment("podinfo").await.is_none());
+    let charts: Api<driftless_api::source::HelmChart> = Api::namespaced(w.client.clone(), &w.ns);
+    testing::wait_gone(&charts, &format!("{}-podinfo", w.ns), T).await;
+    testing::delete_namespace(&w.client, &w.ns).await;
+}
+
+#[tokio::test]
+#[ignore = "needs the testenv (hack/test.sh)"]
+async fn failed_upgrades_are_remediated_until_retries_run_out() {
+    let w = world("hr-remediate").await;
+    w.publish("tested", &["1.0.0"]).await;
+
+    // Rollback (the default) while retries remain, then on the last failure; then stalled.
+    w.release(
+        "web",
+        "tested",
+        "1.0.0",
+        json!({"upgrade": {"remediation": {"retries": 1}}}),
+    )
+    .await;
+    w.wait_ready("web", "True", "InstallSucceeded").await;
+    w.patch_spec("web", json!({"values": {"badService": true}})).await;
+    let hr = w
+        .wait_for("web", |hr| {
+            condition(hr, "Stalled").is_some_and(|c| c.reason == "RetriesExceeded")
+        })
+        .await;
+    let status = hr.status.clone().unwrap();
+    assert_eq!(status.upgrade_failures, Some(2));
+    let remediated = condition(&hr, "Remediated").unwrap();
+    assert_eq!((remediated.status.as_str(), remediated.reason.as_str()), ("True", "RollbackSucceeded"));
+    let ready = condition(&hr, "Ready").unwrap();
+    assert_eq!(ready.status, "False");
+    assert!(ready.message.contains("Failed to upgrade after 2 attempt(s)"), "{}", ready.message);
+    assert_eq!(condition(&hr, "Released").unwrap().reason, "UpgradeFailed");
+    // Helm's history: the install, two failed upgrades, each rolled back.
+    let statuses: Vec<String> = w
+        .history("web")
+        .iter()
+        .map(|r| r["status"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(statuses, ["superseded", "failed", "superseded", "failed", "deployed"]);
+
+    // A fixed spec is a new attempt: counters reset, the upgrade succeeds.
+    w.patch_spec("web", json!({"values": {"badService": false, "message": "fixed"}})).await;
+    let hr = w.wait_ready("web", "True", "UpgradeSucceeded").await;
+    assert_eq!(hr.status.unwrap().upgrade_failures, None);
+
+    // With `strategy: uninstall` a failed upgrade is uninstalled instead.
+    w.release(
+        "solo",
+        "tested",
+        "1.0.0",
+        json!({"upgrade": {"remediation": {"strategy": "uninstall", "remediateLastFailure": true}}}),
+    )
+    .await;
+    w.wait_ready("solo", "True", "InstallSucceeded").await;
+    w.patch_spec("solo", json!({"values": {"badService": true}})).await;
+    let hr = w
+        .wait_for("solo", |hr| {
+            condition(hr, "Stalled").is_some_and(|c| c.reason == "RetriesExceeded")
+        })
+        .await;
+    assert_eq!(condition(&hr, "Remediated").unwrap().reason, "UninstallSucceeded");
+    assert_eq!(w.release_secrets("solo").await, 0);
+    assert!(w.deployment("solo").await.is_none());
+
+    // Values the chart's schema rejects: a clear InstallFailed and nothing installed.
+    w.release("bad", "tested", "1.0.0", json!({"values": {"replicas": "many"}}))
+        .await;
+    let hr = w
+        .wait_for("bad", |hr| {
+            condition(hr, "Stalled").is_some_and(|c| c.reason == "RetriesExceeded")
+        })
+        .await;
+    let ready = condition(&hr, "Ready").unwrap();
+    assert_eq!(ready.reason, "InstallFailed");
+    assert!(ready.message.contains("schema"), "{}", ready.message);
+    assert_eq!(w.release_secrets("bad").await, 0);
+    assert!(w.deployment("bad").await.is_none());
+    testing::delete_namespace(&w.client, &w.ns).await;
+}
+
+#[tokio::test]
+#[ignore = "needs the testenv (hack/test.sh)"]
+async fn helm_tests_run_after_release_and_failures_count_unless_ignored() {
+    let w = world("hr-test").await;
+    w.publish("tested", &["1.0.0"]).await;
+
+    w.release("ok", "tested", "1.0.0", json!({"test": {"enable": true}})).await;
+    let hr = w.wait_ready("ok", "True", "TestSucceeded").await;
+    let ready = condition(&hr, "Ready").unwrap();
+    assert_eq!(
+        ready.message,
+        format!(
+            "Helm test succeeded for release {}/ok.v1 with chart tested@1.0.0: 1 test hook(s) completed successfully",
+            w.ns
+        )
+    );
+    let hooks = hr.status.unwrap().history.unwrap()[0].test_hooks.clone().unwrap();
+    assert_eq!(hooks["ok-test"].phase.as_deref(), Some("Succeeded"));
+
+    // A failing test counts as a failed install: with no retries the release stalls (and is
+    // kept, as remediateLastFailure defaults to false without retries).
+    w.release(
+        "failing",
+        "tested",
+        "1.0.0",
+        json!({"test": {"enable": true}, "values": {"failTest": true}}),
+    )
+    .await;
+    let hr = w
+        .wait_for("failing", |hr| {
+            condition(hr, "Stalled").is_some_and(|c| c.reason == "RetriesExceeded")
+        })
+        .await;
+    assert_eq!(condition(&hr, "Ready").unwrap().reason, "TestFailed");
+    assert_eq!(condition(&hr, "TestSuccess").unwrap().status, "False");
+    assert_eq!(hr.status.unwrap().install_failures, Some(1));
+    assert_eq!(w.history("failing")[0]["status"], "deployed");
+
+    // Ignored test failures leave the release Ready.
+    w.release(
+        "ignored",
+        "tested",
+        "1.0.0",
+        json!({"test": {"enable": true, "ignoreFailures": true}, "values": {"failTest": true}}),
+    )
+    .await;
+    let hr = w.wait_ready("ignored", "True", "InstallSucceeded").await;
+    assert_eq!(condition(&hr, "TestSuccess").unwrap().reason, "TestFailed");
+    testing::delete_namespace(&w.client, &w.ns).await;
+}
