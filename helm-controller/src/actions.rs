@@ -83,12 +83,8 @@ pub fn state(run: &Run<'_>) -> State {
     if latest.info.status == "failed" {
         return State::Failed;
     }
-    let known = run
-        .hr
-        .status
-        .as_ref()
-        .and_then(|s| s.history.as_ref())
-        .is_some_and(|h| {
+    let known = run.made.contains(&latest.version)
+        || run.status.history.as_ref().is_some_and(|h| {
             h.iter()
                 .any(|s| s.name == latest.name && s.version == latest.version)
         });
@@ -110,7 +106,7 @@ pub fn state(run: &Run<'_>) -> State {
 
 /// Whether post-renderers or common metadata changed since they were last applied.
 fn post_render_changed(run: &Run<'_>) -> bool {
-    let status = run.hr.status.clone().unwrap_or_default();
+    let status = &*run.status;
     status
         .observed_post_renderers_digest
         .as_deref()
@@ -723,6 +719,9 @@ async fn latest(run: &mut Run<'_>) -> Result<Release, ReconcileError> {
     run.releases = release::history(&run.client, &run.release_namespace, &run.release_name)
         .await
         .map_err(|m| ReconcileError::transient(driftless_api::meta::reasons::FAILED, m))?;
+    if let Some(latest) = run.releases.first() {
+        run.made.push(latest.version);
+    }
     run.releases.first().cloned().ok_or_else(|| {
         ReconcileError::transient(
             driftless_api::meta::reasons::FAILED,

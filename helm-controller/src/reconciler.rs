@@ -94,6 +94,8 @@ pub struct Run<'a> {
     pub connection: Connection,
     /// The stored revisions, newest first (read by step 8 and refreshed after each action).
     pub releases: Vec<Release>,
+    /// Revisions this reconcile's actions stored (known before `history` records them).
+    pub made: Vec<i64>,
     /// The Ready summary of what this reconcile did, if anything.
     pub done: Option<(String, String)>,
     /// A `forceAt` request not handled yet.
@@ -130,6 +132,7 @@ impl<'a> Run<'a> {
             client: ctx.client.clone(),
             connection: Connection::default(),
             releases: Vec::new(),
+            made: Vec::new(),
             done: None,
             force: None,
         }

@@ -43,7 +43,9 @@ fn helm_json(args: &[&str]) -> Value {
 fn chart_dir(name: &str) -> PathBuf {
     match name {
         "tested" => Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/charts/tested"),
-        other => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata/charts").join(other),
+        other => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/testdata/charts")
+            .join(other),
     }
 }
 
@@ -119,7 +121,9 @@ impl World {
             "chart": {"spec": {"chart": chart, "version": version,
                 "sourceRef": {"kind": "HelmRepository", "name": "charts"}}},
         });
-        spec.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        spec.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
         let hr: HelmRelease = serde_json::from_value(json!({
             "apiVersion": "helm.toolkit.fluxcd.io/v2", "kind": "HelmRelease",
             "metadata": {"name": name}, "spec": spec,
@@ -130,7 +134,11 @@ impl World {
 
     async fn patch_spec(&self, name: &str, spec: Value) {
         self.releases
-            .patch(name, &PatchParams::default(), &Patch::Merge(json!({"spec": spec})))
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": spec})),
+            )
             .await
             .unwrap();
     }
@@ -146,7 +154,11 @@ impl World {
         .await
     }
 
-    async fn wait_for(&self, name: &str, what: impl Fn(&HelmRelease) -> bool + Send + 'static) -> HelmRelease {
+    async fn wait_for(
+        &self,
+        name: &str,
+        what: impl Fn(&HelmRelease) -> bool + Send + 'static,
+    ) -> HelmRelease {
         testing::wait_for(&self.releases, name, T, what).await
     }
 
@@ -196,8 +208,13 @@ fn latest_version(hr: &HelmRelease) -> i64 {
 async fn podinfo_is_installed_upgraded_and_uninstalled_from_a_helm_repository() {
     let w = world("hr-podinfo").await;
     w.publish("podinfo", &["6.14.0", "6.14.1"]).await;
-    w.release("podinfo", "podinfo", "6.14.0", json!({"values": {"replicaCount": 1}}))
-        .await;
+    w.release(
+        "podinfo",
+        "podinfo",
+        "6.14.0",
+        json!({"values": {"replicaCount": 1}}),
+    )
+    .await;
 
     // Installed: status, `helm list` and `helm history` agree.
     let hr = w.wait_ready("podinfo", "True", "InstallSucceeded").await;
@@ -239,7 +256,8 @@ async fn podinfo_is_installed_upgraded_and_uninstalled_from_a_helm_repository() 
     assert_eq!(labels["app.kubernetes.io/managed-by"], "Helm");
 
     // A values change upgrades.
-    w.patch_spec("podinfo", json!({"values": {"replicaCount": 2}})).await;
+    w.patch_spec("podinfo", json!({"values": {"replicaCount": 2}}))
+        .await;
     let hr = w.wait_ready("podinfo", "True", "UpgradeSucceeded").await;
     assert_eq!(latest_version(&hr), 2);
     let deployment = w.deployment("podinfo").await.unwrap();
@@ -305,7 +323,8 @@ async fn podinfo_is_installed_upgraded_and_uninstalled_from_a_helm_repository() 
 
     // Suspended, a change waits; resumed, it is released.
     w.patch_spec("podinfo", json!({"suspend": true})).await;
-    w.patch_spec("podinfo", json!({"values": {"replicaCount": 1}})).await;
+    w.patch_spec("podinfo", json!({"values": {"replicaCount": 1}}))
+        .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(w.history("podinfo").len(), 4, "a suspended release is left alone");
     w.patch_spec("podinfo", json!({"suspend": false})).await;
@@ -313,10 +332,7 @@ async fn podinfo_is_installed_upgraded_and_uninstalled_from_a_helm_repository() 
     assert_eq!(latest_version(&hr), 5);
 
     // Deleted: the release is uninstalled and the HelmChart it made deleted.
-    w.releases
-        .delete("podinfo", &Default::default())
-        .await
-        .unwrap();
+    w.releases.delete("podinfo", &Default::default()).await.unwrap();
     testing::wait_gone(&w.releases, "podinfo", T).await;
     assert_eq!(w.release_secrets("podinfo").await, 0);
     assert!(w.deployment("podinfo").await.is_none());
@@ -349,10 +365,17 @@ async fn failed_upgrades_are_remediated_until_retries_run_out() {
     let status = hr.status.clone().unwrap();
     assert_eq!(status.upgrade_failures, Some(2));
     let remediated = condition(&hr, "Remediated").unwrap();
-    assert_eq!((remediated.status.as_str(), remediated.reason.as_str()), ("True", "RollbackSucceeded"));
+    assert_eq!(
+        (remediated.status.as_str(), remediated.reason.as_str()),
+        ("True", "RollbackSucceeded")
+    );
     let ready = condition(&hr, "Ready").unwrap();
     assert_eq!(ready.status, "False");
-    assert!(ready.message.contains("Failed to upgrade after 2 attempt(s)"), "{}", ready.message);
+    assert!(
+        ready.message.contains("Failed to upgrade after 2 attempt(s)"),
+        "{}",
+        ready.message
+    );
     assert_eq!(condition(&hr, "Released").unwrap().reason, "UpgradeFailed");
     // Helm's history: the install, two failed upgrades, each rolled back.
     let statuses: Vec<String> = w
@@ -360,10 +383,17 @@ async fn failed_upgrades_are_remediated_until_retries_run_out() {
         .iter()
         .map(|r| r["status"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(statuses, ["superseded", "failed", "superseded", "failed", "deployed"]);
+    assert_eq!(
+        statuses,
+        ["superseded", "failed", "superseded", "failed", "deployed"]
+    );
 
     // A fixed spec is a new attempt: counters reset, the upgrade succeeds.
-    w.patch_spec("web", json!({"values": {"badService": false, "message": "fixed"}})).await;
+    w.patch_spec(
+        "web",
+        json!({"values": {"badService": false, "message": "fixed"}}),
+    )
+    .await;
     let hr = w.wait_ready("web", "True", "UpgradeSucceeded").await;
     assert_eq!(hr.status.unwrap().upgrade_failures, None);
 
@@ -376,7 +406,8 @@ async fn failed_upgrades_are_remediated_until_retries_run_out() {
     )
     .await;
     w.wait_ready("solo", "True", "InstallSucceeded").await;
-    w.patch_spec("solo", json!({"values": {"badService": true}})).await;
+    w.patch_spec("solo", json!({"values": {"badService": true}}))
+        .await;
     let hr = w
         .wait_for("solo", |hr| {
             condition(hr, "Stalled").is_some_and(|c| c.reason == "RetriesExceeded")
@@ -408,7 +439,8 @@ async fn helm_tests_run_after_release_and_failures_count_unless_ignored() {
     let w = world("hr-test").await;
     w.publish("tested", &["1.0.0"]).await;
 
-    w.release("ok", "tested", "1.0.0", json!({"test": {"enable": true}})).await;
+    w.release("ok", "tested", "1.0.0", json!({"test": {"enable": true}}))
+        .await;
     let hr = w.wait_ready("ok", "True", "TestSucceeded").await;
     let ready = condition(&hr, "Ready").unwrap();
     assert_eq!(
