@@ -65,6 +65,12 @@ pub enum Command {
         /// Reconcile the source first.
         #[arg(long, global = true)]
         with_source: bool,
+        /// HelmReleases: run a one-off install or upgrade, even in sync or out of retries.
+        #[arg(long, global = true)]
+        force: bool,
+        /// HelmReleases: clear the failure counters so retries start over.
+        #[arg(long, global = true)]
+        reset: bool,
         #[command(subcommand)]
         target: Target,
     },
@@ -328,6 +334,9 @@ pub enum CreateCommand {
     },
     /// A Kustomization.
     Kustomization(CreateKustomization),
+    /// A HelmRelease.
+    #[command(visible_alias = "hr")]
+    Helmrelease(CreateHelmRelease),
     /// Secrets.
     Secret {
         #[command(subcommand)]
@@ -474,6 +483,50 @@ pub struct CreateKustomization {
     /// ServiceAccount to impersonate.
     #[arg(long)]
     pub service_account: Option<String>,
+}
+
+#[derive(Args)]
+pub struct CreateHelmRelease {
+    #[command(flatten)]
+    pub common: CreateCommon,
+    /// Chart source for a chart template, `Kind/name[.namespace]` (HelmRepository,
+    /// GitRepository or Bucket).
+    #[arg(long)]
+    pub source: Option<String>,
+    /// Chart name (with --source), or its path in a Git or Bucket source.
+    #[arg(long)]
+    pub chart: Option<String>,
+    /// Chart version or semver range (with --source).
+    #[arg(long)]
+    pub chart_version: Option<String>,
+    /// An existing chart artifact instead of a template, `Kind/name[.namespace]`
+    /// (OCIRepository, HelmChart or ExternalArtifact).
+    #[arg(long, conflicts_with_all = ["source", "chart", "chart_version"])]
+    pub chart_ref: Option<String>,
+    /// Release name (default: `[target-namespace-]name`).
+    #[arg(long)]
+    pub release_name: Option<String>,
+    /// Namespace the release is installed into.
+    #[arg(long)]
+    pub target_namespace: Option<String>,
+    /// Create the target namespace on install.
+    #[arg(long)]
+    pub create_target_namespace: bool,
+    /// HelmReleases that must be ready first, `[namespace/]name` (repeatable).
+    #[arg(long, value_delimiter = ',')]
+    pub depends_on: Vec<String>,
+    /// Values files merged in order into `spec.values` (repeatable).
+    #[arg(long = "values")]
+    pub values: Vec<std::path::PathBuf>,
+    /// Values from `Secret/name` or `ConfigMap/name` (key `values.yaml`; repeatable).
+    #[arg(long)]
+    pub values_from: Vec<String>,
+    /// ServiceAccount to impersonate.
+    #[arg(long)]
+    pub service_account: Option<String>,
+    /// CRD policy for install and upgrade: Skip, Create or CreateReplace.
+    #[arg(long)]
+    pub crds: Option<String>,
 }
 
 #[derive(Subcommand)]

@@ -7,8 +7,8 @@ use anyhow::{Context, bail};
 use serde_json::{Map, Value, json};
 
 use crate::args::{
-    CreateCommon, CreateKustomization, CreateSecretGit, CreateSecretOci, CreateSecretTls, CreateSourceChart,
-    CreateSourceGit, CreateSourceHelm, CreateSourceOci,
+    CreateCommon, CreateHelmRelease, CreateKustomization, CreateSecretGit, CreateSecretOci, CreateSecretTls,
+    CreateSourceChart, CreateSourceGit, CreateSourceHelm, CreateSourceOci,
 };
 use crate::cluster::{self, Cluster, generate, step, success, waiting};
 use crate::kinds::{self, KindInfo};
@@ -66,7 +66,11 @@ async fn apply_or_export(
     let ready = cluster.wait_ready(kind, &namespace, &name, Some(&token)).await?;
     success(format!("{} {name} is ready", kind.kind));
     let revision = kinds::text(&ready, "/status/artifact/revision");
-    let applied = kinds::text(&ready, "/status/lastAppliedRevision");
+    // A HelmRelease records the chart version it released as its last attempted revision.
+    let applied = match kinds::text(&ready, "/status/lastAppliedRevision") {
+        "" => kinds::text(&ready, "/status/lastAttemptedRevision"),
+        applied => applied,
+    };
     if !revision.is_empty() {
         success(format!("fetched revision: {revision}"));
     } else if !applied.is_empty() {
@@ -260,19 +264,135 @@ pub async fn kustomization(
         spec["serviceAccountName"] = json!(account);
     }
     if !args.depends_on.is_empty() {
-        let deps: Vec<Value> = args
-            .depends_on
-            .iter()
-            .map(|d| match d.split_once('/') {
-                Some((ns, name)) => json!({"name": name, "namespace": ns}),
-                None => json!({"name": d}),
-            })
-            .collect();
-        spec["dependsOn"] = Value::Array(deps);
+        spec["dependsOn"] = depends_on(&args.depends_on);
     }
     let kind = &kinds::KUSTOMIZATION;
     let object = object(kind, metadata(&args.common, namespace)?, spec);
     apply_or_export(cluster, kind, object, args.common.export).await
+}
+
+/// `[namespace/]name` entries → `dependsOn`.
+fn depends_on(entries: &[String]) -> Value {
+    entries
+        .iter()
+        .map(|d| match d.split_once('/') {
+            Some((ns, name)) => json!({"name": name, "namespace": ns}),
+            None => json!({"name": d}),
+        })
+        .collect()
+}
+
+/// `Kind/name[.namespace]` → a reference to one of `kinds`.
+fn kind_ref(text: &str, kinds: &[&str]) -> anyhow::Result<Value> {
+    let Some((kind, rest)) = text.split_once('/') else {
+        bail!(
+            "{text:?} must be Kind/name[.namespace], Kind one of {}",
+            kinds.join(", ")
+        );
+    };
+    if !kinds.contains(&kind) {
+        bail!(
+            "kind {kind:?} is not supported here: use one of {}",
+            kinds.join(", ")
+        );
+    }
+    Ok(match rest.split_once('.') {
+        Some((name, namespace)) => json!({"kind": kind, "name": name, "namespace": namespace}),
+        None => json!({"kind": kind, "name": rest}),
+    })
+}
+
+/// `create helmrelease`: a chart template (`--source` + `--chart`) or a `--chart-ref`.
+pub async fn helm_release(
+    cluster: Option<&Cluster>,
+    namespace: &str,
+    args: &CreateHelmRelease,
+) -> anyhow::Result<()> {
+    let interval = driftless_runtime::duration::format(args.common.interval);
+    let mut spec = json!({"interval": interval});
+    match (&args.chart_ref, &args.source, &args.chart) {
+        (Some(chart_ref), _, _) => {
+            spec["chartRef"] = kind_ref(chart_ref, &["OCIRepository", "HelmChart", "ExternalArtifact"])?;
+        }
+        (None, Some(source), Some(chart)) => {
+            let mut template = json!({
+                "chart": chart,
+                "sourceRef": kind_ref(source, &["HelmRepository", "GitRepository", "Bucket"])?,
+                "interval": interval,
+            });
+            if let Some(version) = &args.chart_version {
+                template["version"] = json!(version);
+            }
+            spec["chart"] = json!({"spec": template});
+        }
+        _ => bail!("either --source and --chart, or --chart-ref, is required"),
+    }
+    if let Some(name) = &args.release_name {
+        spec["releaseName"] = json!(name);
+    }
+    if let Some(target) = &args.target_namespace {
+        spec["targetNamespace"] = json!(target);
+    }
+    if args.create_target_namespace {
+        spec["install"] = json!({"createNamespace": true});
+    }
+    if let Some(crds) = &args.crds {
+        if !["Skip", "Create", "CreateReplace"].contains(&crds.as_str()) {
+            bail!("--crds must be Skip, Create or CreateReplace");
+        }
+        spec["install"]["crds"] = json!(crds);
+        spec["upgrade"] = json!({"crds": crds});
+    }
+    if let Some(account) = &args.service_account {
+        spec["serviceAccountName"] = json!(account);
+    }
+    if !args.depends_on.is_empty() {
+        spec["dependsOn"] = depends_on(&args.depends_on);
+    }
+    let mut values = serde_json::Map::new();
+    for file in &args.values {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| anyhow::anyhow!("cannot read values file {}: {e}", file.display()))?;
+        let parsed = driftless_kustomize::yaml::parse_documents(&text)
+            .map_err(|e| anyhow::anyhow!("invalid values file {}: {e}", file.display()))?
+            .into_iter()
+            .next()
+            .unwrap_or(Value::Null);
+        match parsed {
+            Value::Object(map) => merge_values(&mut values, map),
+            Value::Null => {}
+            _ => bail!("values file {} is not a map", file.display()),
+        }
+    }
+    if !values.is_empty() {
+        spec["values"] = Value::Object(values);
+    }
+    if !args.values_from.is_empty() {
+        let references = args
+            .values_from
+            .iter()
+            .map(|r| match r.split_once('/') {
+                Some((kind @ ("Secret" | "ConfigMap"), name)) => Ok(json!({"kind": kind, "name": name})),
+                _ => bail!("--values-from {r:?} must be Secret/<name> or ConfigMap/<name>"),
+            })
+            .collect::<anyhow::Result<Vec<Value>>>()?;
+        spec["valuesFrom"] = Value::Array(references);
+    }
+    let kind = &kinds::HELM_RELEASE;
+    let object = object(kind, metadata(&args.common, namespace)?, spec);
+    apply_or_export(cluster, kind, object, args.common.export).await
+}
+
+/// Merges values maps as Helm merges `--values` files: maps key by key, the rest replaced.
+fn merge_values(into: &mut serde_json::Map<String, Value>, from: serde_json::Map<String, Value>) {
+    for (key, value) in from {
+        match (into.get_mut(&key), value) {
+            (Some(Value::Object(existing)), Value::Object(incoming)) => merge_values(existing, incoming),
+            (_, value) => {
+                into.insert(key, value);
+            }
+        }
+    }
 }
 
 /// The data of a Git credentials Secret: basic auth, bearer token or SSH (with known_hosts

@@ -89,9 +89,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             )
             .await?
         }
-        Command::Reconcile { with_source, target } => {
+        Command::Reconcile {
+            with_source,
+            force,
+            reset,
+            target,
+        } => {
             let (kind, named) = target.single()?;
-            operate::reconcile(&connect().await?, kind, named, with_source).await?
+            operate::reconcile(&connect().await?, kind, named, with_source, force, reset).await?
         }
         Command::Suspend { target } => {
             let (kind, named) = target.single()?;
@@ -124,6 +129,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     what: CreateSource::Chart(a),
                 } => a.common.export,
                 CreateCommand::Kustomization(a) => a.common.export,
+                CreateCommand::Helmrelease(a) => a.common.export,
                 CreateCommand::Secret {
                     what: CreateSecret::Git(a),
                 } => a.export,
@@ -151,6 +157,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     what: CreateSource::Chart(a),
                 } => create::source_chart(cluster, ns, a).await?,
                 CreateCommand::Kustomization(a) => create::kustomization(cluster, ns, a).await?,
+                CreateCommand::Helmrelease(a) => create::helm_release(cluster, ns, a).await?,
                 CreateCommand::Secret {
                     what: CreateSecret::Git(a),
                 } => create::secret_git(cluster, ns, a).await?,

@@ -16,6 +16,12 @@ fn outcome(kind: &KindInfo, object: &Value) -> String {
             return format!("fetched revision {revision}");
         }
     }
+    if kind == &kinds::HELM_RELEASE {
+        let revision = text(object, "/status/lastAttemptedRevision");
+        if !revision.is_empty() {
+            return format!("applied revision {revision}");
+        }
+    }
     let applied = text(object, "/status/lastAppliedRevision");
     if !applied.is_empty() {
         return format!("applied revision {applied}");
@@ -51,18 +57,23 @@ async fn request_and_wait(
     kind: &KindInfo,
     namespace: &str,
     name: &str,
+    also: &[&str],
 ) -> anyhow::Result<Value> {
     step(format!(
         "annotating {} {name} in {namespace} namespace",
         kind.kind
     ));
     let token = cluster::request_token();
+    let mut annotations = serde_json::Map::new();
+    for key in std::iter::once(&driftless_api::meta::REQUESTED_AT_ANNOTATION).chain(also) {
+        annotations.insert(key.to_string(), json!(token));
+    }
     cluster
         .merge_patch(
             kind,
             namespace,
             name,
-            json!({"metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": token}}}),
+            json!({"metadata": {"annotations": annotations}}),
         )
         .await?;
     success(format!("{} annotated", kind.kind));
@@ -72,13 +83,20 @@ async fn request_and_wait(
     Ok(object)
 }
 
-/// `reconcile <kind> NAME [--with-source]`.
+/// `reconcile <kind> NAME [--with-source] [--force] [--reset]`: `--force` and `--reset` set
+/// the HelmRelease annotations `reconcile.fluxcd.io/forceAt` and `resetAt` to the request's
+/// token (a one-off upgrade even in sync or out of retries; failure counters cleared).
 pub async fn reconcile(
     cluster: &Cluster,
     kind: &'static KindInfo,
     named: &Named,
     with_source: bool,
+    force: bool,
+    reset: bool,
 ) -> anyhow::Result<()> {
+    if (force || reset) && kind != &kinds::HELM_RELEASE {
+        bail!("--force and --reset apply to HelmReleases only");
+    }
     let Some(name) = &named.name else {
         bail!("{} name is required", kind.noun());
     };
@@ -91,9 +109,16 @@ pub async fn reconcile(
         let Some((source_kind, source_ns, source_name)) = source_of(kind, &object, &namespace) else {
             bail!("{} '{namespace}/{name}' has no source to reconcile", kind.kind);
         };
-        request_and_wait(cluster, source_kind, &source_ns, &source_name).await?;
+        request_and_wait(cluster, source_kind, &source_ns, &source_name, &[]).await?;
     }
-    request_and_wait(cluster, kind, &namespace, name).await?;
+    let mut also = Vec::new();
+    if force {
+        also.push(driftless_api::meta::FORCE_AT_ANNOTATION);
+    }
+    if reset {
+        also.push(driftless_api::meta::RESET_AT_ANNOTATION);
+    }
+    request_and_wait(cluster, kind, &namespace, name, &also).await?;
     Ok(())
 }
 

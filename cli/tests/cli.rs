@@ -653,6 +653,68 @@ async fn helm_repositories_and_charts_are_created_and_listed() {
         "{}",
         stdout(&listed)
     );
+    // A HelmRelease from the repository: created, listed, force-upgraded, reset.
+    let created = ok(&[
+        "create",
+        "helmrelease",
+        "web",
+        "--source",
+        "HelmRepository/podinfo",
+        "--chart",
+        "podinfo",
+        "--values-from",
+        "ConfigMap/missing",
+        "-n",
+        n,
+        "--export",
+    ])
+    .await;
+    assert!(
+        stdout(&created).contains("kind: HelmRelease") && stdout(&created).contains("valuesFrom"),
+        "{}",
+        stdout(&created)
+    );
+    let created = ok(&[
+        "create",
+        "hr",
+        "web",
+        "--source",
+        "HelmRepository/podinfo",
+        "--chart",
+        "podinfo",
+        "-n",
+        n,
+    ])
+    .await;
+    assert!(
+        stderr(&created).contains("applied revision 6.14.1"),
+        "{}",
+        stderr(&created)
+    );
+    let listed = ok(&["get", "helmreleases", "-n", n]).await;
+    assert!(
+        stdout(&listed).contains("web") && stdout(&listed).contains("Helm install succeeded"),
+        "{}",
+        stdout(&listed)
+    );
+    ok(&["reconcile", "helmrelease", "web", "--force", "-n", n]).await;
+    let history = std::process::Command::new(env("HELM_BIN"))
+        .args(["history", "web", "--namespace", n, "-o", "json"])
+        .output()
+        .unwrap();
+    let history: serde_json::Value = serde_json::from_slice(&history.stdout).unwrap();
+    assert_eq!(
+        history.as_array().unwrap().len(),
+        2,
+        "--force upgrades once: {history}"
+    );
+    ok(&["reconcile", "hr", "web", "--reset", "-n", n]).await;
+    let refused = fails(&["reconcile", "source", "helm", "podinfo", "--force", "-n", n]).await;
+    assert!(
+        stderr(&refused).contains("HelmReleases only"),
+        "{}",
+        stderr(&refused)
+    );
     let refused = fails(&[
         "create",
         "source",
