@@ -79,6 +79,11 @@ git init -q --bare -b main "$GIT_REPOS_DIR/fleet.git"
 cp -r examples/fleet "$work"
 gitq() { git -C "$work" -c user.name=quickstart -c user.email=quickstart@example.com "$@"; }
 auth_url=${GIT_HTTP_BASE/http:\/\//http://$GIT_HTTP_USER:$GIT_HTTP_PASSWORD@}/fleet.git
+# The Helm repository the fleet's HelmRelease pulls podinfo from.
+mkdir -p "$HELM_REPO_DIR/quickstart"
+"$HELM_BIN" package ../shared/testdata/charts/podinfo --destination "$HELM_REPO_DIR/quickstart" >/dev/null
+"$HELM_BIN" repo index "$HELM_REPO_DIR/quickstart"
+sed -i "s|http://127.0.0.1:18081|$HELM_REPO_URL|" "$work/apps/podinfo-helm/repository.yaml"
 gitq init -q -b main
 gitq add -A
 gitq commit -q -m "Fleet as of $(date -u +%FT%TZ)"
@@ -93,7 +98,11 @@ driftless bootstrap git --url "$GIT_HTTP_BASE/fleet.git" --username "$GIT_HTTP_U
 
 # The fleet's own Kustomizations come from clusters/quickstart; wait for the apps.
 $KUBECTL -n flux-system wait --for=condition=Ready kustomization/infrastructure \
-  kustomization/podinfo-staging kustomization/podinfo-production --timeout=180s >/dev/null
+  kustomization/podinfo-staging kustomization/podinfo-production kustomization/podinfo-helm \
+  --timeout=240s >/dev/null
+
+say "helm list -n podinfo-helm (the HelmRelease's release, as Helm itself sees it)"
+"$HELM_BIN" list -n podinfo-helm
 
 say "driftless get all -A"
 driftless get all -A
