@@ -26,6 +26,7 @@ pub async fn apply_objects(cluster: &Cluster, objects: Vec<Value>) -> anyhow::Re
         group: driftless_api::kustomize::GROUP,
         force: false,
         ignore: &[],
+        dry_run: false,
     };
     let (applied, changes, _) = apply::apply_staged(
         &cluster.client,

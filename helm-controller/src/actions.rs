@@ -9,7 +9,8 @@
 //! | OutOfSync | chart, version or values differ from the stored release | upgrade |
 //! | Locked | the latest revision is `pending-*` (a killed action) | unlock: mark it failed |
 //! | Untested | tests enabled and the deployed revision's tests never ran | test |
-//! | Failed | the latest revision failed | retry the action (counted against `retries`) |
+//! | Failed | the latest revision failed, or its tests did (unless ignored) | retry the action (counted against `retries`) |
+//! | Drifted | `driftDetection` on and the cluster differs from the deployed manifest | correct it (`enabled`) or report it (`warn`), [`crate::drift`] |
 //! | InSync | none of the above | nothing |
 //!
 //! A failed install or upgrade (or its tests, unless ignored) is counted; with
@@ -98,8 +99,25 @@ pub fn state(run: &Run<'_>) -> State {
     {
         return State::OutOfSync;
     }
-    if tests_enabled(run.hr) && !tested(run, latest) {
-        return State::Untested;
+    if tests_enabled(run.hr) {
+        if !tested(run, latest) {
+            return State::Untested;
+        }
+        // A failed test is a failed release unless test failures are ignored, as in Flux.
+        let action = if latest.version == 1 {
+            Action::Install
+        } else {
+            Action::Upgrade
+        };
+        let ignored = run.hr.spec.test.as_ref().and_then(|t| t.ignore_failures) == Some(true)
+            || policy(run.hr, action).ignore_test_failures;
+        let failed = latest
+            .test_hooks()
+            .filter(|h| selected(run.hr, &h.name))
+            .any(|h| h.last_run.as_ref().is_some_and(|r| r.phase == "Failed"));
+        if failed && !ignored {
+            return State::Failed;
+        }
     }
     State::InSync
 }
@@ -237,7 +255,7 @@ pub async fn reconcile_release(r: &HelmReleaseReconciler, run: &mut Run<'_>) -> 
             check_retries(run)?;
         }
         match state {
-            State::InSync => return Ok(()),
+            State::InSync => return crate::drift::detect(r, run).await,
             State::Absent => run_action(r, run, Action::Install).await?,
             State::Unmanaged | State::OutOfSync => run_action(r, run, Action::Upgrade).await?,
             State::Failed => {
@@ -474,7 +492,11 @@ async fn rollback(r: &HelmReleaseReconciler, run: &mut Run<'_>) -> Result<(Strin
         }
     }
     flag(&mut args, spec.disable_hooks, "--no-hooks");
-    flag(&mut args, spec.force, "--force-replace");
+    if spec.force == Some(true) {
+        args.push("--force-replace".into());
+    } else {
+        args.push("--force-conflicts".into());
+    }
     flag(&mut args, spec.cleanup_on_fail, "--cleanup-on-fail");
     if let Some(ssa) = server_side(spec.server_side_apply.as_deref()) {
         args.push(format!("--server-side={ssa}"));
@@ -885,7 +907,12 @@ fn action_args(
                 spec.disable_schema_validation,
                 "--skip-schema-validation",
             );
-            flag(&mut args, spec.force, "--force-replace");
+            // Fields drift correction applied as helm-controller are Helm's again on upgrade.
+            if spec.force == Some(true) {
+                args.push("--force-replace".into());
+            } else {
+                args.push("--force-conflicts".into());
+            }
             flag(&mut args, spec.cleanup_on_fail, "--cleanup-on-fail");
             if spec.disable_take_ownership != Some(true) {
                 args.push("--take-ownership".into());

@@ -10,6 +10,7 @@ pub mod actions;
 pub mod chart;
 mod connect;
 mod deletion;
+mod drift;
 pub mod helm;
 pub mod post_render;
 pub mod reconciler;

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use driftless_api::helm::{HelmRelease, HelmReleaseStatus, condition_types, reasons as helm_reasons};
 use driftless_api::meta::{Artifact, condition_types::READY, reasons};
-use driftless_apply::{CustomHealth, Discovery};
+use driftless_apply::{CustomHealth, Discovery, Observed};
 use driftless_artifact::fetch::{FetchError, Fetcher};
 use driftless_runtime::conditions;
 use driftless_runtime::duration;
@@ -49,6 +49,8 @@ pub struct HelmReleaseReconciler {
     pub(crate) helm: Helm,
     pub(crate) fetcher: Fetcher,
     pub(crate) discovery: Arc<Discovery>,
+    /// What drift detection's last applies and reads saw.
+    pub(crate) observed: Observed,
     pub(crate) settings: Settings,
     /// The controller's own connection, to derive impersonating clients from.
     pub(crate) config: kube::Config,
@@ -60,6 +62,7 @@ impl HelmReleaseReconciler {
             helm,
             fetcher: Fetcher::default(),
             discovery: Arc::new(Discovery::default()),
+            observed: Observed::default(),
             settings,
             config,
         }

@@ -484,3 +484,88 @@ async fn helm_tests_run_after_release_and_failures_count_unless_ignored() {
     assert_eq!(condition(&hr, "TestSuccess").unwrap().reason, "TestFailed");
     testing::delete_namespace(&w.client, &w.ns).await;
 }
+
+#[tokio::test]
+#[ignore = "needs the testenv (hack/test.sh)"]
+async fn drift_is_corrected_when_enabled_and_reported_when_warn() {
+    let w = world("hr-drift").await;
+    w.publish("tested", &["1.0.0"]).await;
+    w.release(
+        "fixed",
+        "tested",
+        "1.0.0",
+        json!({"driftDetection": {"mode": "enabled"}}),
+    )
+    .await;
+    w.release(
+        "watched",
+        "tested",
+        "1.0.0",
+        json!({"driftDetection": {"mode": "warn", "ignore": [{"paths": ["/data/message"], "target": {"kind": "ConfigMap"}}]}}),
+    )
+    .await;
+    w.wait_ready("fixed", "True", "InstallSucceeded").await;
+    w.wait_ready("watched", "True", "InstallSucceeded").await;
+
+    // `kubectl edit`: another manager changes the released objects.
+    let edit = |replicas: i32| json!({"spec": {"replicas": replicas}});
+    let deployments: Api<Deployment> = Api::namespaced(w.client.clone(), &w.ns);
+    let by_hand = PatchParams {
+        field_manager: Some("kubectl-edit".into()),
+        ..Default::default()
+    };
+    for name in ["fixed", "watched"] {
+        deployments
+            .patch(name, &by_hand, &Patch::Merge(edit(5)))
+            .await
+            .unwrap();
+    }
+    let configs: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(w.client.clone(), &w.ns);
+    configs
+        .patch(
+            "watched-config",
+            &by_hand,
+            &Patch::Merge(json!({"data": {"message": "edited"}})),
+        )
+        .await
+        .unwrap();
+    for name in ["fixed", "watched"] {
+        let token = format!("{:?}", std::time::SystemTime::now());
+        w.releases
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(
+                    json!({"metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": token}}}),
+                ),
+            )
+            .await
+            .unwrap();
+    }
+
+    // enabled: corrected.
+    testing::wait_for(&deployments, "fixed", T, |d: &Deployment| {
+        d.spec.as_ref().and_then(|s| s.replicas) == Some(1)
+    })
+    .await;
+    // warn: reported, not corrected; the ignored ConfigMap field is not drift.
+    let hr = w
+        .wait_for("watched", |hr| {
+            condition(hr, "Drifted").is_some_and(|c| c.status == "True")
+        })
+        .await;
+    let drifted = condition(&hr, "Drifted").unwrap();
+    assert_eq!(drifted.reason, "DriftDetected");
+    assert!(
+        drifted
+            .message
+            .contains(&format!("Deployment/{}/watched configured", w.ns)),
+        "{}",
+        drifted.message
+    );
+    assert!(!drifted.message.contains("ConfigMap"), "{}", drifted.message);
+    assert_eq!(condition(&hr, "Ready").unwrap().status, "True");
+    let watched = w.deployment("watched").await.unwrap();
+    assert_eq!(watched.spec.unwrap().replicas, Some(5));
+    testing::delete_namespace(&w.client, &w.ns).await;
+}

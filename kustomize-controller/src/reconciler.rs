@@ -342,6 +342,7 @@ impl KustomizationReconciler {
             group: GROUP,
             force: run.ks.spec.force == Some(true),
             ignore: &ignore,
+            dry_run: false,
         };
         let (applied, changes, current) =
             driftless_apply::apply_staged(&run.client, &self.discovery, objects, &options, &self.observed)

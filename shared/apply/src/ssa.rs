@@ -27,6 +27,9 @@ pub struct ApplyOptions<'a> {
     pub group: &'a str,
     pub force: bool,
     pub ignore: &'a [DriftIgnore],
+    /// Plan only: every object is dry-run and compared, nothing is written (drift detection
+    /// that reports without correcting).
+    pub dry_run: bool,
 }
 
 /// Why an apply failed, by whose move it is (the order is precedence: when several objects
@@ -164,7 +167,7 @@ pub async fn apply_staged(
             }
             applied.push((d.id, d.version, d.object));
         }
-        if index == 0 && !changed_definitions.is_empty() {
+        if index == 0 && !changed_definitions.is_empty() && !options.dry_run {
             // New or changed CRDs must be served before the next stage uses their kinds;
             // an unchanged stage costs no waiting and no rediscovery.
             discovery.wait_established(client, &changed_definitions).await;
@@ -306,6 +309,9 @@ pub async fn apply_stage(
     if let Some(failure) = errors.iter().map(|(f, _)| *f).min() {
         let lines: Vec<String> = errors.into_iter().map(|(_, m)| m).collect();
         return Err(ApplyError::new(failure, lines.join("\n")));
+    }
+    if options.dry_run {
+        return Ok(plans.into_iter().map(|(action, _)| (action, None)).collect());
     }
     let mut actions = Vec::with_capacity(objects.len());
     for (index, ((desired, manifest), (action, recreate))) in
