@@ -306,6 +306,13 @@ fn prepare_attempt(run: &mut Run<'_>) {
     }
     status.last_attempted_generation = run.hr.metadata.generation;
     status.last_attempted_revision = Some(run.chart.version.clone());
+    // An OCI chart's digest (`<tag>@sha256:…`), as Flux tracks it.
+    status.last_attempted_revision_digest = run
+        .source
+        .as_ref()
+        .filter(|s| s.kind == "OCIRepository")
+        .and_then(|_| run.artifact.as_ref())
+        .and_then(|a| a.revision.split_once('@').map(|(_, digest)| digest.to_string()));
     status.last_attempted_config_digest = Some(run.config_digest.clone());
     status.last_attempted_values_checksum = None;
     status.storage_namespace = Some(run.release_namespace.clone());

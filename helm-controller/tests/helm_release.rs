@@ -569,3 +569,60 @@ async fn drift_is_corrected_when_enabled_and_reported_when_warn() {
     assert_eq!(watched.spec.unwrap().replicas, Some(5));
     testing::delete_namespace(&w.client, &w.ns).await;
 }
+
+#[tokio::test]
+#[ignore = "needs the testenv (hack/test.sh)"]
+async fn podinfo_is_installed_from_an_oci_repository_through_chart_ref() {
+    let w = world("hr-oci").await;
+    // podinfo pushed by the real helm to the testenv registry.
+    let dir = tempfile::tempdir().unwrap();
+    helm(&[
+        "package",
+        chart_dir("podinfo").to_str().unwrap(),
+        "--destination",
+        dir.path().to_str().unwrap(),
+    ]);
+    let package = dir.path().join("podinfo-6.14.1.tgz");
+    helm(&[
+        "push",
+        package.to_str().unwrap(),
+        &format!("oci://{}/{}/charts", env("OCI_REGISTRY"), w.ns),
+        "--plain-http",
+    ]);
+    let source: driftless_api::source::OCIRepository = serde_json::from_value(json!({
+        "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "OCIRepository",
+        "metadata": {"name": "podinfo"},
+        "spec": {"url": format!("oci://{}/{}/charts/podinfo", env("OCI_REGISTRY"), w.ns),
+            "ref": {"tag": "6.14.1"}, "interval": "10m", "insecure": true,
+            "layerSelector": {"mediaType": "application/vnd.cncf.helm.chart.content.v1.tar+gzip", "operation": "copy"}},
+    }))
+    .unwrap();
+    Api::<driftless_api::source::OCIRepository>::namespaced(w.client.clone(), &w.ns)
+        .create(&PostParams::default(), &source)
+        .await
+        .unwrap();
+    let hr: HelmRelease = serde_json::from_value(json!({
+        "apiVersion": "helm.toolkit.fluxcd.io/v2", "kind": "HelmRelease",
+        "metadata": {"name": "podinfo"},
+        "spec": {"interval": "10m", "timeout": "2m",
+            "chartRef": {"kind": "OCIRepository", "name": "podinfo"}},
+    }))
+    .unwrap();
+    w.releases.create(&PostParams::default(), &hr).await.unwrap();
+    let hr = w.wait_ready("podinfo", "True", "InstallSucceeded").await;
+    let status = hr.status.unwrap();
+    assert_eq!(status.last_attempted_revision.as_deref(), Some("6.14.1"));
+    assert!(
+        status
+            .last_attempted_revision_digest
+            .as_deref()
+            .is_some_and(|d| d.starts_with("sha256:")),
+        "{:?}",
+        status.last_attempted_revision_digest
+    );
+    assert_eq!(status.helm_chart, None);
+    let list = helm_json(&["list", "--namespace", &w.ns]);
+    assert_eq!(list[0]["chart"], "podinfo-6.14.1");
+    assert_eq!(list[0]["status"], "deployed");
+    testing::delete_namespace(&w.client, &w.ns).await;
+}
