@@ -311,7 +311,7 @@ fn prepare_attempt(run: &mut Run<'_>) {
         .source
         .as_ref()
         .filter(|s| s.kind == "OCIRepository")
-        .and_then(|_| run.artifact.as_ref())
+        .and(run.artifact.as_ref())
         .and_then(|a| a.revision.split_once('@').map(|(_, digest)| digest.to_string()));
     status.last_attempted_config_digest = Some(run.config_digest.clone());
     status.last_attempted_values_checksum = None;

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use driftless_api::helm::{HelmRelease, HelmReleaseStatus, condition_types, reasons as helm_reasons};
 use driftless_api::meta::{Artifact, condition_types::READY, reasons};
+use driftless_apply::dependency::{self, DependencyError};
 use driftless_apply::{CustomHealth, Discovery, Observed};
 use driftless_artifact::fetch::{FetchError, Fetcher};
 use driftless_runtime::conditions;
@@ -315,7 +316,8 @@ impl HelmReleaseReconciler {
         Ok(())
     }
 
-    /// Step 4: every HelmRelease named in `dependsOn` is Ready at its generation.
+    /// Step 4: every HelmRelease named in `dependsOn` is Ready at its generation; an entry of
+    /// another kind (beyond Flux) is Current by kstatus.
     async fn check_dependencies(&self, run: &mut Run<'_>) -> Result<(), ReconcileError> {
         let own = run.hr.namespace().unwrap_or_default();
         for dep in run.hr.spec.depends_on.iter().flatten() {
@@ -331,6 +333,19 @@ impl HelmReleaseReconciler {
                     self.settings.requeue_dependency,
                 )
             };
+            // Beyond Flux: a dependency of another kind is ready by kstatus.
+            if let Some(kind) = dependency::other_kind(dep, "HelmRelease") {
+                match dependency::state(&run.ctx.client, &self.discovery, dep, kind, &namespace).await {
+                    Ok(state) => match state.wait_reason() {
+                        None => continue,
+                        Some(why) => return Err(not_ready(&why)),
+                    },
+                    Err(DependencyError::Invalid(m)) => {
+                        return Err(ReconcileError::stalled(reasons::DEPENDENCY_NOT_READY, m));
+                    }
+                    Err(DependencyError::Unavailable(m)) => return Err(not_ready(&m)),
+                }
+            }
             let api: kube::Api<HelmRelease> = kube::Api::namespaced(run.ctx.client.clone(), &namespace);
             let found = api.get_opt(&dep.name).await.map_err(|e| {
                 ReconcileError::transient(

@@ -626,3 +626,82 @@ async fn podinfo_is_installed_from_an_oci_repository_through_chart_ref() {
     assert_eq!(list[0]["status"], "deployed");
     testing::delete_namespace(&w.client, &w.ns).await;
 }
+
+#[tokio::test]
+#[ignore = "needs the testenv (hack/test.sh)"]
+async fn a_kustomization_waits_for_the_helm_release_it_depends_on() {
+    let w = world("hr-dep").await;
+    w.publish("tested", &["1.0.0"]).await;
+    // The Kustomization first: it names the HelmRelease by kind and waits for it.
+    let repo = testing::GitRepo::new("hr-dep");
+    repo.write(
+        "app/configmap.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app\ndata:\n  uses: db\n",
+    );
+    repo.commit("app");
+    let auth: Secret = serde_json::from_value(json!({"metadata": {"name": "git-auth"},
+        "stringData": {"username": env("GIT_HTTP_USER"), "password": env("GIT_HTTP_PASSWORD")}}))
+    .unwrap();
+    Api::<Secret>::namespaced(w.client.clone(), &w.ns)
+        .create(&PostParams::default(), &auth)
+        .await
+        .unwrap();
+    let source: driftless_api::source::GitRepository = serde_json::from_value(json!({
+        "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository",
+        "metadata": {"name": "repo"},
+        "spec": {"url": repo.http_url(), "interval": "10m", "ref": {"branch": "main"}, "secretRef": {"name": "git-auth"}},
+    }))
+    .unwrap();
+    Api::<driftless_api::source::GitRepository>::namespaced(w.client.clone(), &w.ns)
+        .create(&PostParams::default(), &source)
+        .await
+        .unwrap();
+    let ks: driftless_api::kustomize::Kustomization = serde_json::from_value(json!({
+        "apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+        "metadata": {"name": "app"},
+        "spec": {"interval": "10m", "prune": true, "path": "./app", "targetNamespace": w.ns,
+            "sourceRef": {"kind": "GitRepository", "name": "repo"},
+            "dependsOn": [{"apiVersion": "helm.toolkit.fluxcd.io/v2", "kind": "HelmRelease", "name": "db"}]},
+    }))
+    .unwrap();
+    let kustomizations: Api<driftless_api::kustomize::Kustomization> =
+        Api::namespaced(w.client.clone(), &w.ns);
+    kustomizations.create(&PostParams::default(), &ks).await.unwrap();
+    let waiting = testing::wait_for(
+        &kustomizations,
+        "app",
+        T,
+        |k: &driftless_api::kustomize::Kustomization| {
+            k.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_deref())
+                .and_then(|c| conditions::get(c, "Ready").cloned())
+                .is_some_and(|c| c.reason == "DependencyNotReady")
+        },
+    )
+    .await;
+    let message = waiting.status.unwrap().conditions.unwrap()[0].message.clone();
+    assert!(
+        message.contains(&format!("dependency '{}/db' not found", w.ns)),
+        "{message}"
+    );
+
+    // The HelmRelease appears and becomes Ready: the Kustomization applies.
+    w.release("db", "tested", "1.0.0", json!({})).await;
+    w.wait_ready("db", "True", "InstallSucceeded").await;
+    testing::wait_for(
+        &kustomizations,
+        "app",
+        T,
+        |k: &driftless_api::kustomize::Kustomization| {
+            k.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_deref())
+                .is_some_and(|c| conditions::is_true(c, "Ready"))
+        },
+    )
+    .await;
+    let configs: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(w.client.clone(), &w.ns);
+    assert!(configs.get_opt("app").await.unwrap().is_some());
+    testing::delete_namespace(&w.client, &w.ns).await;
+}

@@ -268,6 +268,7 @@ impl KustomizationReconciler {
     async fn check_dependencies(&self, run: &mut Run<'_>) -> Result<(), ReconcileError> {
         source::check_dependencies(
             &run.ctx.client,
+            &self.discovery,
             run.ks,
             &run.artifact,
             self.settings.requeue_dependency,

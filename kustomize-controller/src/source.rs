@@ -40,10 +40,12 @@ pub async fn artifact(
 /// applied the same revision; else the Kustomization waits `requeue_dependency`.
 pub async fn check_dependencies(
     client: &Client,
+    discovery: &driftless_apply::Discovery,
     ks: &Kustomization,
     artifact: &Artifact,
     requeue_dependency: Duration,
 ) -> Result<(), ReconcileError> {
+    use driftless_apply::dependency::{self, DependencyError};
     let own_namespace = ks.namespace().unwrap_or_default();
     for dep in ks.spec.depends_on.iter().flatten() {
         let namespace = dep
@@ -58,6 +60,19 @@ pub async fn check_dependencies(
                 requeue_dependency,
             )
         };
+        // Beyond Flux: a dependency of another kind is ready by kstatus.
+        if let Some(kind) = dependency::other_kind(dep, "Kustomization") {
+            match dependency::state(client, discovery, dep, kind, &namespace).await {
+                Ok(state) => match state.wait_reason() {
+                    None => continue,
+                    Some(why) => return Err(not_ready(&why)),
+                },
+                Err(DependencyError::Invalid(m)) => {
+                    return Err(ReconcileError::stalled(reasons::DEPENDENCY_NOT_READY, m));
+                }
+                Err(DependencyError::Unavailable(m)) => return Err(not_ready(&m)),
+            }
+        }
         let api: Api<Kustomization> = Api::namespaced(client.clone(), &namespace);
         let found = api.get_opt(&dep.name).await.map_err(|e| {
             ReconcileError::transient(

@@ -122,6 +122,13 @@ pub struct SecretKeyReference {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DependencyReference {
+    /// Beyond Flux: API version of a dependency of another kind (`group/version`, with `kind`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    /// Beyond Flux: kind of the dependency, ready by kstatus (a HelmRelease for a Kustomization,
+    /// a Deployment, any custom resource); without it, the dependent's own kind, as in Flux.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
     /// Name of the dependency.
     pub name: String,
     /// Namespace of the dependency; defaults to the dependent's namespace.

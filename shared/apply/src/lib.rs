@@ -12,6 +12,7 @@
 //!
 //! Nothing else in the workspace knows how to apply.
 
+pub mod dependency;
 pub mod discovery;
 pub mod health;
 pub mod ignore;
