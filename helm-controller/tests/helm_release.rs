@@ -705,3 +705,61 @@ async fn a_kustomization_waits_for_the_helm_release_it_depends_on() {
     assert!(configs.get_opt("app").await.unwrap().is_some());
     testing::delete_namespace(&w.client, &w.ns).await;
 }
+
+#[tokio::test]
+#[ignore = "needs the testenv (hack/test.sh)"]
+async fn cert_manager_is_installed_with_its_crds_and_its_values_schema_enforced() {
+    let w = world("hr-certs").await;
+    w.publish("cert-manager", &["1.19.0"]).await;
+    // Cluster-scoped objects are named after the release: one per test namespace.
+    w.release(
+        "cert-manager",
+        "cert-manager",
+        "1.19.0",
+        json!({"releaseName": w.ns, "install": {"crds": "CreateReplace"}, "upgrade": {"crds": "CreateReplace"},
+            "values": {"crds": {"enabled": true, "keep": false}}}),
+    )
+    .await;
+    let hr = w.wait_ready("cert-manager", "True", "InstallSucceeded").await;
+    let inventory = hr.status.unwrap().inventory.unwrap();
+    assert!(
+        inventory
+            .entries
+            .iter()
+            .any(|e| e.id == "_certificates.cert-manager.io_apiextensions.k8s.io_CustomResourceDefinition"),
+        "{inventory:?}"
+    );
+    let crds: Api<
+        k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+    > = Api::all(w.client.clone());
+    let crd = crds.get("certificates.cert-manager.io").await.unwrap();
+    assert_eq!(
+        crd.metadata.labels.unwrap()["helm.toolkit.fluxcd.io/namespace"],
+        w.ns
+    );
+    let webhook = format!("{}-cert-manager-webhook", w.ns);
+    assert!(w.deployment(&webhook).await.is_some());
+
+    // Values the chart's schema rejects: a clear InstallFailed, nothing installed.
+    w.release(
+        "invalid",
+        "cert-manager",
+        "1.19.0",
+        json!({"values": {"replicaCount": "two"}}),
+    )
+    .await;
+    let hr = w
+        .wait_for("invalid", |hr| {
+            condition(hr, "Stalled").is_some_and(|c| c.reason == "RetriesExceeded")
+        })
+        .await;
+    let ready = condition(&hr, "Ready").unwrap();
+    assert_eq!(ready.reason, "InstallFailed");
+    assert!(
+        ready.message.contains("replicaCount") && ready.message.contains("schema"),
+        "{}",
+        ready.message
+    );
+    assert_eq!(w.release_secrets("invalid").await, 0);
+    testing::delete_namespace(&w.client, &w.ns).await;
+}
