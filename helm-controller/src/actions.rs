@@ -363,6 +363,7 @@ async fn run_action(
     }
     let timeout = action_timeout(run, action);
     r.progress(run, action.name(), timeout).await;
+    apply_crds(r, run, action).await?;
     let args =
         action_args(r, run, action, timeout).map_err(|e| ReconcileError::transient(failed_reason, e))?;
     let outcome = r.helm.run(&args, &run.connection, timeout).await;
@@ -451,6 +452,90 @@ async fn action_failed(
     } else {
         ReconcileError::transient(&outcome.0, outcome.1)
     }
+}
+
+/// The CRD policy of an action: install's default is Create (Helm installs `crds/`), upgrade's
+/// Skip (Helm never touches `crds/` on upgrade); the deprecated `skipCRDs` means Skip.
+fn crd_policy(hr: &HelmRelease, action: Action) -> &str {
+    match action {
+        Action::Install => {
+            let install = hr.spec.install.as_ref();
+            match install.and_then(|i| i.crds.as_deref()) {
+                Some(policy) => policy,
+                None if install.and_then(|i| i.skip_crds) == Some(true) => "Skip",
+                None => "Create",
+            }
+        }
+        Action::Upgrade => hr
+            .spec
+            .upgrade
+            .as_ref()
+            .and_then(|u| u.crds.as_deref())
+            .unwrap_or("Skip"),
+    }
+}
+
+/// Applies the chart's `crds/` (and its unpacked subcharts') through the shared apply engine
+/// before an upgrade with `Create` or `CreateReplace`, or an install with `CreateReplace`:
+/// `Create` only creates the missing ones, `CreateReplace` also updates existing ones. Helm
+/// itself handles an install's `Create` and never updates CRDs.
+async fn apply_crds(
+    r: &HelmReleaseReconciler,
+    run: &mut Run<'_>,
+    action: Action,
+) -> Result<(), ReconcileError> {
+    let policy = crd_policy(run.hr, action);
+    let ours = match action {
+        Action::Install => policy == "CreateReplace",
+        Action::Upgrade => policy != "Skip",
+    };
+    if !ours {
+        return Ok(());
+    }
+    let reason = failed_reason(action);
+    let mut objects = crate::chart::crds(&run.chart_dir).map_err(|m| ReconcileError::stalled(reason, m))?;
+    if objects.is_empty() {
+        return Ok(());
+    }
+    if policy == "Create" {
+        let api: Api<
+            k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+        > = Api::all(run.client.clone());
+        let mut missing = Vec::new();
+        for object in objects {
+            let name = object
+                .pointer("/metadata/name")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default();
+            let exists = api
+                .get_opt(name)
+                .await
+                .map_err(|e| ReconcileError::transient(reason, format!("failed to get CRD {name}: {e}")))?
+                .is_some();
+            if !exists {
+                missing.push(object);
+            }
+        }
+        objects = missing;
+    }
+    let options = driftless_apply::ApplyOptions {
+        manager: driftless_api::helm::FIELD_MANAGER,
+        group: driftless_api::helm::GROUP,
+        force: false,
+        ignore: &[],
+        dry_run: false,
+    };
+    let (_, changes, _) =
+        driftless_apply::apply_staged(&run.client, &r.discovery, objects, &options, &r.observed)
+            .await
+            .map_err(|e| match e.failure {
+                driftless_apply::ApplyFailure::Invalid => ReconcileError::stalled(reason, e.message),
+                _ => ReconcileError::transient(reason, e.message),
+            })?;
+    if !changes.is_empty() {
+        tracing::info!(changes = %changes.join(", "), "chart CRDs applied");
+    }
+    Ok(())
 }
 
 /// Rolls a failed upgrade back to the newest earlier revision that was deployed.
@@ -875,12 +960,12 @@ fn action_args(
             flag(&mut args, spec.create_namespace, "--create-namespace");
             let replace = spec.replace == Some(true) || !run.releases.is_empty();
             flag(&mut args, Some(replace), "--replace");
-            let crds = spec.crds.as_deref().unwrap_or(if spec.skip_crds == Some(true) {
-                "Skip"
-            } else {
-                "Create"
-            });
-            flag(&mut args, Some(crds == "Skip"), "--skip-crds");
+            // CreateReplace: the controller applied the chart's CRDs already (see `apply_crds`).
+            flag(
+                &mut args,
+                Some(crd_policy(run.hr, action) != "Create"),
+                "--skip-crds",
+            );
             if spec.disable_take_ownership != Some(true) {
                 args.push("--take-ownership".into());
             }

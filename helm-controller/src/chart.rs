@@ -184,3 +184,37 @@ pub fn locate(root: &Path) -> Result<(PathBuf, ChartFile), String> {
     }
     Err("no Chart.yaml found in the artifact".into())
 }
+
+/// The CRDs of a chart's `crds/` directory and of its unpacked subcharts' (`charts/*/crds/`),
+/// in file-name order (`.yaml`, `.yml`, `.json`).
+pub fn crds(chart_dir: &Path) -> Result<Vec<serde_json::Value>, String> {
+    let mut dirs = vec![chart_dir.join("crds")];
+    if let Ok(entries) = std::fs::read_dir(chart_dir.join("charts")) {
+        let mut subcharts: Vec<PathBuf> = entries.flatten().map(|e| e.path().join("crds")).collect();
+        subcharts.sort();
+        dirs.extend(subcharts);
+    }
+    let mut objects = Vec::new();
+    for dir in dirs.iter().filter(|d| d.is_dir()) {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| format!("cannot read {}: {e}", dir.display()))?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                matches!(
+                    p.extension().and_then(|e| e.to_str()),
+                    Some("yaml" | "yml" | "json")
+                )
+            })
+            .collect();
+        files.sort();
+        for file in files {
+            let text =
+                std::fs::read_to_string(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+            let documents = crate::release::manifest_objects(&text)
+                .map_err(|e| format!("invalid CRD file {}: {e}", file.display()))?;
+            objects.extend(documents);
+        }
+    }
+    Ok(objects)
+}

@@ -75,13 +75,18 @@ impl World {
     /// Packages `chart` at `versions` into this test's directory of the Helm repository and
     /// (re)indexes it; creates the HelmRepository `charts` the first time.
     async fn publish(&self, chart: &str, versions: &[&str]) {
+        self.publish_dir(&chart_dir(chart), versions).await;
+    }
+
+    /// Like [`World::publish`], for a chart directory.
+    async fn publish_dir(&self, chart: &Path, versions: &[&str]) {
         let out = Path::new(&env("HELM_REPO_DIR")).join(&self.ns);
         let first = !out.exists();
         std::fs::create_dir_all(&out).unwrap();
         for v in versions {
             helm(&[
                 "package",
-                chart_dir(chart).to_str().unwrap(),
+                chart.to_str().unwrap(),
                 "--version",
                 v,
                 "--destination",
@@ -761,5 +766,65 @@ async fn cert_manager_is_installed_with_its_crds_and_its_values_schema_enforced(
         ready.message
     );
     assert_eq!(w.release_secrets("invalid").await, 0);
+    testing::delete_namespace(&w.client, &w.ns).await;
+}
+
+#[tokio::test]
+#[ignore = "needs the testenv (hack/test.sh)"]
+async fn chart_crds_are_replaced_on_upgrade_with_create_replace() {
+    let w = world("hr-crds").await;
+    // Version 2.0.0 of the chart adds a field to its CRD.
+    let copy = tempfile::tempdir().unwrap();
+    let chart = copy.path().join("tested");
+    let status = Command::new("cp")
+        .args([
+            "-r",
+            chart_dir("tested").to_str().unwrap(),
+            chart.to_str().unwrap(),
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // A CRD of its own (the other tests share the chart's Widget CRD), and version 2.0.0 of
+    // the chart adds a field to it.
+    let crd_file = chart.join("crds/widgets.yaml");
+    let own = std::fs::read_to_string(&crd_file)
+        .unwrap()
+        .replace("widgets.tests", "gadgets.tests")
+        .replace("Widget", "Gadget")
+        .replace("widget", "gadget");
+    std::fs::write(&crd_file, &own).unwrap();
+    w.publish_dir(&chart, &["1.0.0"]).await;
+    let crd = own.replace(
+        "                size:\n                  type: integer\n",
+        "                size:\n                  type: integer\n                color:\n                  type: string\n",
+    );
+    std::fs::write(&crd_file, crd).unwrap();
+    w.publish_dir(&chart, &["2.0.0"]).await;
+
+    w.release(
+        "crds",
+        "tested",
+        "1.0.0",
+        json!({"upgrade": {"crds": "CreateReplace"}}),
+    )
+    .await;
+    w.wait_ready("crds", "True", "InstallSucceeded").await;
+    w.patch_spec(
+        "crds",
+        json!({"chart": {"spec": {"chart": "tested", "version": "2.0.0",
+            "sourceRef": {"kind": "HelmRepository", "name": "charts"}}}}),
+    )
+    .await;
+    w.wait_ready("crds", "True", "UpgradeSucceeded").await;
+    let crds: Api<
+        k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+    > = Api::all(w.client.clone());
+    let crd = serde_json::to_value(crds.get("gadgets.tests.driftless.dev").await.unwrap()).unwrap();
+    assert_eq!(
+        crd.pointer("/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties/color/type"),
+        Some(&json!("string")),
+        "{crd}"
+    );
     testing::delete_namespace(&w.client, &w.ns).await;
 }
