@@ -104,11 +104,7 @@ pub fn state(run: &Run<'_>) -> State {
             return State::Untested;
         }
         // A failed test is a failed release unless test failures are ignored, as in Flux.
-        let action = if latest.version == 1 {
-            Action::Install
-        } else {
-            Action::Upgrade
-        };
+        let action = last_action(run);
         let ignored = run.hr.spec.test.as_ref().and_then(|t| t.ignore_failures) == Some(true)
             || policy(run.hr, action).ignore_test_failures;
         let failed = latest
@@ -237,7 +233,9 @@ fn exhausted(policy: &Policy, failures: i64) -> bool {
 /// Runs the state machine (step 8).
 pub async fn reconcile_release(r: &HelmReleaseReconciler, run: &mut Run<'_>) -> Result<(), ReconcileError> {
     prepare_attempt(run);
-    let mut tested_now = false;
+    // Each kind of action runs at most once per reconcile, as in Flux: a release that does not
+    // converge is retried by the next reconcile, not by a burst of revisions.
+    let mut ran: Vec<&'static str> = Vec::new();
     for _ in 0..MAX_ACTIONS {
         run.releases = release::history(&run.client, &run.release_namespace, &run.release_name)
             .await
@@ -246,38 +244,81 @@ pub async fn reconcile_release(r: &HelmReleaseReconciler, run: &mut Run<'_>) -> 
         if state == State::InSync && run.force.is_some() {
             state = State::OutOfSync;
         }
-        // Tests that failed and are ignored leave the release untested; run them once.
-        if state == State::Untested && tested_now {
-            state = State::InSync;
-        }
         tracing::debug!(?state, release = %run.release_name, "release state");
-        if !matches!(state, State::InSync | State::Locked) {
-            check_retries(run)?;
-        }
         match state {
             State::InSync => return crate::drift::detect(r, run).await,
-            State::Absent => run_action(r, run, Action::Install).await?,
-            State::Unmanaged | State::OutOfSync => run_action(r, run, Action::Upgrade).await?,
-            State::Failed => {
-                let action = if run
-                    .releases
-                    .iter()
-                    .any(|r| r.info.status == "superseded" || r.info.status == "deployed")
-                {
-                    Action::Upgrade
-                } else {
-                    Action::Install
-                };
-                run_action(r, run, action).await?;
+            State::Absent => {
+                check_retries(run, Action::Install)?;
+                once(&mut ran, "install")?;
+                run_action(r, run, Action::Install).await?;
             }
-            State::Locked => unlock(run).await?,
+            State::Unmanaged => {
+                once(&mut ran, "upgrade")?;
+                run_action(r, run, Action::Upgrade).await?;
+            }
+            State::OutOfSync => {
+                check_retries(run, Action::Upgrade)?;
+                once(&mut ran, "upgrade")?;
+                run_action(r, run, Action::Upgrade).await?;
+            }
+            State::Failed => {
+                let action = last_action(run);
+                check_retries(run, action)?;
+                let policy = policy(run.hr, action);
+                if failures_of(run, action) > 0 && !policy.strategy_retry {
+                    // A failure not remediated yet (its remediation failed, or the controller
+                    // stopped): remediate now, then the next loop retries the action.
+                    once(&mut ran, "remediate")?;
+                    remediate(r, run, action, &policy).await?;
+                } else {
+                    once(&mut ran, action.name())?;
+                    run_action(r, run, action).await?;
+                }
+            }
+            State::Locked => {
+                once(&mut ran, "unlock")?;
+                unlock(run).await?;
+            }
             State::Untested => {
-                tested_now = true;
+                if ran.contains(&"test") {
+                    // Failed tests that are ignored leave the revision untested.
+                    return crate::drift::detect(r, run).await;
+                }
+                once(&mut ran, "test")?;
                 test(r, run).await?;
             }
         }
     }
     Ok(())
+}
+
+/// Records that `what` runs in this reconcile; a second time is an error retried later.
+fn once(ran: &mut Vec<&'static str>, what: &'static str) -> Result<(), ReconcileError> {
+    if ran.contains(&what) {
+        return Err(ReconcileError::transient(
+            driftless_api::meta::reasons::FAILED,
+            format!("the release is not in sync after its {what}; retrying"),
+        ));
+    }
+    ran.push(what);
+    Ok(())
+}
+
+/// The action that made the latest revision: the one last attempted, else install for a first
+/// revision and upgrade after it.
+fn last_action(run: &Run<'_>) -> Action {
+    match run.status.last_attempted_release_action.as_deref() {
+        Some("install") => Action::Install,
+        Some("upgrade") => Action::Upgrade,
+        _ if run
+            .releases
+            .iter()
+            .any(|r| r.info.status == "superseded" || r.version > 1) =>
+        {
+            Action::Upgrade
+        }
+        _ => Action::Install,
+    }
 }
 
 /// Resets the failure counters for a new attempt (a new generation, chart version or values,
@@ -318,14 +359,9 @@ fn prepare_attempt(run: &mut Run<'_>) {
     status.storage_namespace = Some(run.release_namespace.clone());
 }
 
-/// Fails with `RetriesExceeded` when the action last attempted has used up its retries (Flux's
-/// active remediation), unless a `forceAt` request overrides it.
-fn check_retries(run: &Run<'_>) -> Result<(), ReconcileError> {
-    let active = match run.status.last_attempted_release_action.as_deref() {
-        Some("install") => Action::Install,
-        Some("upgrade") => Action::Upgrade,
-        _ => return Ok(()),
-    };
+/// Fails with `RetriesExceeded` when `active` has used up its retries, unless a `forceAt`
+/// request overrides it.
+fn check_retries(run: &Run<'_>, active: Action) -> Result<(), ReconcileError> {
     let failures = failures_of(run, active);
     if run.force.is_some() || !exhausted(&policy(run.hr, active), failures) {
         return Ok(());
@@ -419,6 +455,11 @@ async fn action_failed(
     stored: bool,
 ) -> ReconcileError {
     run.event(EventType::Warning, reason, &message).await;
+    // Refused before Helm stored a revision (a values schema, the apiserver unreachable,
+    // another operation in progress): nothing to remediate or count, as in Flux; retried.
+    if !stored {
+        return ReconcileError::transient(reason, message);
+    }
     let policy = policy(run.hr, action);
     run.status.failures = Some(run.status.failures.unwrap_or(0) + 1);
     let count = match action {
@@ -432,14 +473,9 @@ async fn action_failed(
     }
     let exhausted = exhausted(&policy, count);
     let mut outcome = (reason.to_string(), message.clone());
-    if stored && (!exhausted || policy.remediate_last) {
-        let remediated = match action {
-            Action::Install => uninstall(r, run, "install").await,
-            Action::Upgrade if policy.uninstall_on_upgrade_failure => uninstall(r, run, "upgrade").await,
-            Action::Upgrade => rollback(r, run).await,
-        };
-        match remediated {
-            Ok((reason, message)) => outcome = (reason, message),
+    if !exhausted || policy.remediate_last {
+        match remediate(r, run, action, &policy).await {
+            Ok(remediated) => outcome = remediated,
             Err(e) => return e,
         }
     }
@@ -451,6 +487,28 @@ async fn action_failed(
         )
     } else {
         ReconcileError::transient(&outcome.0, outcome.1)
+    }
+}
+
+/// Remediates a failed `action`: a failed install is uninstalled, a failed upgrade rolled back
+/// (or uninstalled with `strategy: uninstall`). A revision a killed action left locked is
+/// unlocked first, as Helm refuses to act on it.
+async fn remediate(
+    r: &HelmReleaseReconciler,
+    run: &mut Run<'_>,
+    action: Action,
+    policy: &Policy,
+) -> Result<(String, String), ReconcileError> {
+    run.releases = release::history(&run.client, &run.release_namespace, &run.release_name)
+        .await
+        .map_err(|m| ReconcileError::transient(driftless_api::meta::reasons::FAILED, m))?;
+    if run.releases.first().is_some_and(Release::is_pending) {
+        unlock(run).await?;
+    }
+    match action {
+        Action::Install => uninstall(r, run, "install").await,
+        Action::Upgrade if policy.uninstall_on_upgrade_failure => uninstall(r, run, "upgrade").await,
+        Action::Upgrade => rollback(r, run).await,
     }
 }
 
@@ -584,15 +642,17 @@ async fn rollback(r: &HelmReleaseReconciler, run: &mut Run<'_>) -> Result<(Strin
         }
     }
     flag(&mut args, spec.disable_hooks, "--no-hooks");
+    // Helm refuses to replace objects under server-side apply: `force` applies client-side.
     if spec.force == Some(true) {
         args.push("--force-replace".into());
+        args.push("--server-side=false".into());
     } else {
         args.push("--force-conflicts".into());
+        if let Some(ssa) = server_side(spec.server_side_apply.as_deref()) {
+            args.push(format!("--server-side={ssa}"));
+        }
     }
     flag(&mut args, spec.cleanup_on_fail, "--cleanup-on-fail");
-    if let Some(ssa) = server_side(spec.server_side_apply.as_deref()) {
-        args.push(format!("--server-side={ssa}"));
-    }
     let target_ref = format!("{}@{}", target.chart_name(), target.chart_version());
     match r.helm.run(&args, &run.connection, timeout).await {
         Ok(_) => {
@@ -771,11 +831,7 @@ async fn test(r: &HelmReleaseReconciler, run: &mut Run<'_>) -> Result<(), Reconc
                 helm_reasons::TEST_FAILED,
                 &message,
             );
-            let action = if stored.version == 1 {
-                Action::Install
-            } else {
-                Action::Upgrade
-            };
+            let action = last_action(run);
             let ignored = spec.ignore_failures == Some(true) || policy(run.hr, action).ignore_test_failures;
             if ignored {
                 run.event(EventType::Warning, helm_reasons::TEST_FAILED, &message)
@@ -1000,17 +1056,20 @@ fn action_args(
                 "--skip-schema-validation",
             );
             // Fields drift correction applied as helm-controller are Helm's again on upgrade.
+            // Helm refuses to replace objects under server-side apply: `force` applies
+            // client-side.
             if spec.force == Some(true) {
                 args.push("--force-replace".into());
+                args.push("--server-side=false".into());
             } else {
                 args.push("--force-conflicts".into());
+                if let Some(ssa) = server_side(spec.server_side_apply.as_deref()) {
+                    args.push(format!("--server-side={ssa}"));
+                }
             }
             flag(&mut args, spec.cleanup_on_fail, "--cleanup-on-fail");
             if spec.disable_take_ownership != Some(true) {
                 args.push("--take-ownership".into());
-            }
-            if let Some(ssa) = server_side(spec.server_side_apply.as_deref()) {
-                args.push(format!("--server-side={ssa}"));
             }
         }
     }

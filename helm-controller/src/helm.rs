@@ -18,8 +18,12 @@ use std::time::Duration;
 /// Name of the post-renderer plugin.
 pub const POST_RENDERER: &str = "driftless-post-renderer";
 
-/// Extra time given to a `helm` process beyond its own `--timeout` before it is killed.
+/// Extra time given to a `helm` process beyond its own `--timeout` before it is killed. Helm's
+/// timeout bounds each operation (every hook, then the wait), so an action may take several
+/// times it; Helm failing by its own timeout leaves the release failed rather than locked.
 const GRACE: Duration = Duration::from_secs(30);
+/// How many of its `--timeout` a `helm` process may run.
+const TIMEOUTS: u32 = 3;
 
 /// How a `helm` process reaches the cluster.
 #[derive(Clone, Debug, Default)]
@@ -114,6 +118,11 @@ impl Helm {
             .env("HELM_DRIVER", "secret")
             .env_remove("HELM_NAMESPACE")
             .env_remove("HELM_KUBEASUSER")
+            .env_remove("HELM_KUBEASGROUPS")
+            .env_remove("HELM_KUBETOKEN")
+            .env_remove("HELM_KUBEAPISERVER")
+            .env_remove("HELM_KUBECONTEXT")
+            .env_remove("HELM_KUBECAFILE")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -129,7 +138,7 @@ impl Helm {
             message: format!("failed to run {}: {e}", self.binary.display()),
             timed_out: false,
         })?;
-        let output = match tokio::time::timeout(limit + GRACE, child.wait_with_output()).await {
+        let output = match tokio::time::timeout(limit * TIMEOUTS + GRACE, child.wait_with_output()).await {
             Ok(Ok(output)) => output,
             Ok(Err(e)) => {
                 return Err(HelmError {

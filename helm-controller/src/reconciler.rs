@@ -201,8 +201,10 @@ impl Reconciler for HelmReleaseReconciler {
         self.download(&mut run).await?;
         self.connect(&mut run).await?;
         let outcome = self.release(&mut run).await;
-        self.record(&mut run).await?;
+        // What the release step did decides the outcome; a failed record after it is retried.
+        let recorded = self.record(&mut run).await;
         outcome?;
+        recorded?;
         Ok(summary(&run))
     }
 
@@ -264,6 +266,22 @@ impl HelmReleaseReconciler {
     async fn validate(&self, run: &mut Run<'_>) -> Result<(), ReconcileError> {
         let spec = &run.hr.spec;
         (run.release_name, run.release_namespace) = names(run.hr);
+        // Names reach `helm` as arguments and label selectors: only Helm's valid names do.
+        if !release::valid_release_name(&run.release_name) {
+            return Err(ReconcileError::stalled(
+                reasons::FAILED,
+                format!(
+                    "invalid release name '{}': a DNS-1123 subdomain of at most 53 characters is required",
+                    run.release_name
+                ),
+            ));
+        }
+        if run.release_namespace.contains('.') || !release::valid_release_name(&run.release_namespace) {
+            return Err(ReconcileError::stalled(
+                reasons::FAILED,
+                format!("invalid target namespace '{}'", run.release_namespace),
+            ));
+        }
         if let Some(storage) = spec
             .storage_namespace
             .as_deref()
@@ -298,6 +316,12 @@ impl HelmReleaseReconciler {
                 reasons::ACCESS_DENIED,
                 format!("cannot access {key}, cross-namespace references have been disabled"),
             ));
+        }
+        if run.hr.spec.chart.is_none()
+            && let Some(previous) = run.status.helm_chart.take()
+        {
+            // The template gave way to a chartRef: its HelmChart goes.
+            chart::delete_helm_chart(&run.ctx.client, &previous).await?;
         }
         if run.hr.spec.chart.is_some() {
             chart::ensure_helm_chart(&run.ctx.client, run.hr, &key, self.settings.requeue_dependency).await?;

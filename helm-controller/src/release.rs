@@ -37,8 +37,26 @@ pub fn release_name(name: &str, target_namespace: Option<&str>, release_name: Op
         return full;
     }
     let digest = hex::encode(Sha256::digest(full.as_bytes()));
-    format!("{}-{}", &full[..40], &digest[..12])
+    let head: String = full.chars().take(40).collect();
+    format!("{head}-{}", &digest[..12])
 }
+
+/// Whether `name` is a valid release name (Helm's rule: a DNS-1123 subdomain of at most 53
+/// characters). It keeps names from being read as `helm` flags or label-selector syntax.
+pub fn valid_release_name(name: &str) -> bool {
+    let label = |l: &str| {
+        !l.is_empty()
+            && l.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    name.len() <= MAX_RELEASE_NAME && name.split('.').all(label)
+}
+
+/// Largest decompressed release the controller reads (a stored release is a few MB at most;
+/// a Secret that merely carries Helm's labels must not exhaust memory).
+const MAX_RELEASE_BYTES: u64 = 64 << 20;
 
 /// One revision of a release as Helm stored it (the fields the controller reads).
 #[derive(Clone, Debug, Deserialize)]
@@ -151,12 +169,30 @@ impl Release {
 /// `sha256:<hex>` of values as canonical JSON (object keys sorted, as `serde_json` keeps them);
 /// empty values and no values are the same.
 pub fn config_digest(values: &Value) -> String {
-    let empty = Value::Object(Default::default());
-    let values = if values.is_null() { &empty } else { values };
+    let values = if values.is_null() {
+        Value::Object(Default::default())
+    } else {
+        whole_numbers(values)
+    };
     format!(
         "sha256:{}",
         hex::encode(Sha256::digest(values.to_string().as_bytes()))
     )
+}
+
+/// Whole-number floats as integers: Helm stores `replicas: 1.0` from a values file as `1`, and
+/// the digests of what was given and what was stored must agree.
+fn whole_numbers(value: &Value) -> Value {
+    match value {
+        Value::Number(n) if n.is_f64() => n
+            .as_f64()
+            .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+            .map(|f| Value::from(f as i64))
+            .unwrap_or_else(|| value.clone()),
+        Value::Array(items) => Value::Array(items.iter().map(whole_numbers).collect()),
+        Value::Object(map) => Value::Object(map.iter().map(|(k, v)| (k.clone(), whole_numbers(v))).collect()),
+        other => other.clone(),
+    }
 }
 
 /// Every stored revision of release `name` in `namespace`, newest first.
@@ -168,6 +204,9 @@ pub async fn history(client: &Client, namespace: &str, name: &str) -> Result<Vec
         .map_err(|e| format!("failed to read the storage of release {namespace}/{name}: {e}"))?;
     let mut releases = Vec::new();
     for secret in list.items {
+        if secret.type_.as_deref() != Some("helm.sh/release.v1") {
+            continue;
+        }
         let Some(data) = secret.data.as_ref().and_then(|d| d.get("release")) else {
             continue;
         };
@@ -202,6 +241,7 @@ fn decompress(data: &[u8]) -> Result<Vec<u8>, String> {
     }
     let mut out = Vec::new();
     flate2::read::GzDecoder::new(bytes.as_slice())
+        .take(MAX_RELEASE_BYTES)
         .read_to_end(&mut out)
         .map_err(|e| format!("not gzip: {e}"))?;
     Ok(out)
@@ -255,5 +295,13 @@ mod tests {
         );
         assert_eq!(manifest_objects(&release.manifest).unwrap().len(), 2);
         assert_eq!(config_digest(&Value::Null), config_digest(&serde_json::json!({})));
+        assert_eq!(
+            config_digest(&serde_json::json!({"a": [1.0]})),
+            config_digest(&serde_json::json!({"a": [1]}))
+        );
+        assert!(valid_release_name("apps-podinfo.v2"));
+        assert!(!valid_release_name("--kube-as-group=x"));
+        assert!(!valid_release_name("Web"));
+        assert_eq!(release_name(&"é".repeat(50), None, None).chars().count(), 53);
     }
 }

@@ -153,6 +153,9 @@ pub fn merge(into: &mut Map<String, Value>, from: Map<String, Value>) {
     }
 }
 
+/// Largest list index a target path may name (Helm's `--set` limit).
+const MAX_INDEX: usize = 65536;
+
 /// One step of a target path: a map key, or a list index.
 #[derive(Debug, PartialEq)]
 enum Step {
@@ -197,7 +200,9 @@ fn parse_path(path: &str) -> Result<Vec<Step>, String> {
                 }
                 let index = digits
                     .parse::<usize>()
-                    .map_err(|_| format!("'{path}' has an invalid index '[{digits}]'"))?;
+                    .ok()
+                    .filter(|i| *i <= MAX_INDEX)
+                    .ok_or_else(|| format!("'{path}' has an invalid index '[{digits}]'"))?;
                 steps.push(Step::Index(index));
                 after_index = true;
             }
@@ -292,6 +297,7 @@ mod tests {
         );
         assert!(parse_path("a..b").is_err());
         assert!(parse_path("a[x]").is_err());
+        assert!(parse_path("a[99999999999]").is_err());
         assert_eq!(typed("007"), json!("007"));
     }
 }
