@@ -36,14 +36,15 @@ chart=$(ls "$repo"/podinfo-*.tgz)
 # Namespaces of earlier runs go first (their finalizers are removed: no controller runs).
 cleanup() {
   for ns in $($KUBECTL get ns -o name | grep -E '^namespace/bench-w6' | cut -d/ -f2); do
-    for hr in $($KUBECTL get helmreleases -n "$ns" -o name 2>/dev/null); do
-      $KUBECTL patch -n "$ns" "$hr" --type merge -p '{"metadata":{"finalizers":null}}' >/dev/null 2>&1 || true
+    for object in $($KUBECTL get helmreleases,helmcharts,helmrepositories -n "$ns" -o name 2>/dev/null); do
+      $KUBECTL patch -n "$ns" "$object" --type merge -p '{"metadata":{"finalizers":null}}' >/dev/null 2>&1 || true
     done
     $KUBECTL delete ns "$ns" --wait=false >/dev/null 2>&1 || true
   done
 }
 cleanup
-while $KUBECTL get ns -o name | grep -q '^namespace/bench-w6'; do sleep 2; done
+# (The list is read whole first: `grep -q` closing the pipe would fail it under pipefail.)
+while namespaces=$($KUBECTL get ns -o name) && grep -q '^namespace/bench-w6' <<<"$namespaces"; do sleep 2; done
 
 # The floor: helm itself, CONCURRENT at a time, into fresh namespaces.
 for i in $(seq 1 "$RELEASES"); do echo "bench-w6-floor-$i"; done >"$B/floor-namespaces"
@@ -75,13 +76,18 @@ for i in $(seq 1 "$RELEASES"); do echo "bench-w6-$i"; done >"$B/namespaces"
 xargs -P 8 -I{} $KUBECTL create namespace {} <"$B/namespaces" >/dev/null
 
 # RSS of helm-controller and of its children (the helm processes and their post-renderer).
+rss_of() { # rss_of PID → VmRSS in KiB, 0 for a process gone or a zombie
+  local v
+  v=$(awk '/VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || true)
+  echo "${v:-0}"
+}
 family_rss_kib() {
   local total
-  total=$(awk '/VmRSS/ {print $2}' "/proc/$hc/status")
+  total=$(rss_of "$hc")
   for child in $(pgrep -P "$hc" || true); do
-    total=$((total + $(awk '/VmRSS/ {print $2}' "/proc/$child/status" 2>/dev/null || echo 0)))
+    total=$((total + $(rss_of "$child")))
     for grandchild in $(pgrep -P "$child" || true); do
-      total=$((total + $(awk '/VmRSS/ {print $2}' "/proc/$grandchild/status" 2>/dev/null || echo 0)))
+      total=$((total + $(rss_of "$grandchild")))
     done
   done
   echo "$total"
