@@ -635,23 +635,9 @@ async fn rollback(r: &HelmReleaseReconciler, run: &mut Run<'_>) -> Result<(Strin
         "--history-max".into(),
         max_history(run.hr).to_string(),
     ];
-    if spec.disable_wait != Some(true) {
-        args.push(wait_arg(run.hr));
-        if spec.disable_wait_for_jobs != Some(true) {
-            args.push("--wait-for-jobs".into());
-        }
-    }
+    wait_flags(&mut args, run.hr, spec.disable_wait, spec.disable_wait_for_jobs);
     flag(&mut args, spec.disable_hooks, "--no-hooks");
-    // Helm refuses to replace objects under server-side apply: `force` applies client-side.
-    if spec.force == Some(true) {
-        args.push("--force-replace".into());
-        args.push("--server-side=false".into());
-    } else {
-        args.push("--force-conflicts".into());
-        if let Some(ssa) = server_side(spec.server_side_apply.as_deref()) {
-            args.push(format!("--server-side={ssa}"));
-        }
-    }
+    apply_flags(&mut args, spec.force, spec.server_side_apply.as_deref());
     flag(&mut args, spec.cleanup_on_fail, "--cleanup-on-fail");
     let target_ref = format!("{}@{}", target.chart_name(), target.chart_version());
     match r.helm.run(&args, &run.connection, timeout).await {
@@ -944,6 +930,40 @@ fn server_side(policy: Option<&str>) -> Option<&'static str> {
     }
 }
 
+/// `--wait=<strategy>` and `--wait-for-jobs`, unless disabled (install, upgrade, rollback).
+fn wait_flags(
+    args: &mut Vec<String>,
+    hr: &HelmRelease,
+    disable_wait: Option<bool>,
+    disable_jobs: Option<bool>,
+) {
+    if disable_wait != Some(true) {
+        args.push(wait_arg(hr));
+        flag(args, Some(disable_jobs != Some(true)), "--wait-for-jobs");
+    }
+}
+
+/// `disableOpenAPIValidation` and `disableSchemaValidation` (install, upgrade).
+fn validation_flags(args: &mut Vec<String>, openapi: Option<bool>, schema: Option<bool>) {
+    flag(args, openapi, "--disable-openapi-validation");
+    flag(args, schema, "--skip-schema-validation");
+}
+
+/// How an upgrade or rollback writes objects. `force` replaces them, which Helm refuses under
+/// server-side apply, so it applies client-side; otherwise `--force-conflicts` takes back the
+/// fields a drift correction applied as helm-controller, with the `serverSideApply` policy.
+fn apply_flags(args: &mut Vec<String>, force: Option<bool>, server_side_apply: Option<&str>) {
+    if force == Some(true) {
+        args.push("--force-replace".into());
+        args.push("--server-side=false".into());
+    } else {
+        args.push("--force-conflicts".into());
+        if let Some(ssa) = server_side(server_side_apply) {
+            args.push(format!("--server-side={ssa}"));
+        }
+    }
+}
+
 fn flag(args: &mut Vec<String>, set: Option<bool>, name: &str) {
     if set == Some(true) {
         args.push(name.into());
@@ -996,22 +1016,12 @@ fn action_args(
     match action {
         Action::Install => {
             let spec = run.hr.spec.install.clone().unwrap_or_default();
-            if spec.disable_wait != Some(true) {
-                args.push(wait_arg(run.hr));
-                if spec.disable_wait_for_jobs != Some(true) {
-                    args.push("--wait-for-jobs".into());
-                }
-            }
+            wait_flags(&mut args, run.hr, spec.disable_wait, spec.disable_wait_for_jobs);
             flag(&mut args, spec.disable_hooks, "--no-hooks");
-            flag(
+            validation_flags(
                 &mut args,
                 spec.disable_openapi_validation,
-                "--disable-openapi-validation",
-            );
-            flag(
-                &mut args,
                 spec.disable_schema_validation,
-                "--skip-schema-validation",
             );
             flag(&mut args, spec.create_namespace, "--create-namespace");
             let replace = spec.replace == Some(true) || !run.releases.is_empty();
@@ -1038,35 +1048,14 @@ fn action_args(
             } else {
                 args.push("--reset-values".into());
             }
-            if spec.disable_wait != Some(true) {
-                args.push(wait_arg(run.hr));
-                if spec.disable_wait_for_jobs != Some(true) {
-                    args.push("--wait-for-jobs".into());
-                }
-            }
+            wait_flags(&mut args, run.hr, spec.disable_wait, spec.disable_wait_for_jobs);
             flag(&mut args, spec.disable_hooks, "--no-hooks");
-            flag(
+            validation_flags(
                 &mut args,
                 spec.disable_openapi_validation,
-                "--disable-openapi-validation",
-            );
-            flag(
-                &mut args,
                 spec.disable_schema_validation,
-                "--skip-schema-validation",
             );
-            // Fields drift correction applied as helm-controller are Helm's again on upgrade.
-            // Helm refuses to replace objects under server-side apply: `force` applies
-            // client-side.
-            if spec.force == Some(true) {
-                args.push("--force-replace".into());
-                args.push("--server-side=false".into());
-            } else {
-                args.push("--force-conflicts".into());
-                if let Some(ssa) = server_side(spec.server_side_apply.as_deref()) {
-                    args.push(format!("--server-side={ssa}"));
-                }
-            }
+            apply_flags(&mut args, spec.force, spec.server_side_apply.as_deref());
             flag(&mut args, spec.cleanup_on_fail, "--cleanup-on-fail");
             if spec.disable_take_ownership != Some(true) {
                 args.push("--take-ownership".into());
