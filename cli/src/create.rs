@@ -359,7 +359,7 @@ pub async fn helm_release(
             .next()
             .unwrap_or(Value::Null);
         match parsed {
-            Value::Object(map) => merge_values(&mut values, map),
+            Value::Object(map) => driftless_chart::values::merge(&mut values, map),
             Value::Null => {}
             _ => bail!("values file {} is not a map", file.display()),
         }
@@ -381,18 +381,6 @@ pub async fn helm_release(
     let kind = &kinds::HELM_RELEASE;
     let object = object(kind, metadata(&args.common, namespace)?, spec);
     apply_or_export(cluster, kind, object, args.common.export).await
-}
-
-/// Merges values maps as Helm merges `--values` files: maps key by key, the rest replaced.
-fn merge_values(into: &mut serde_json::Map<String, Value>, from: serde_json::Map<String, Value>) {
-    for (key, value) in from {
-        match (into.get_mut(&key), value) {
-            (Some(Value::Object(existing)), Value::Object(incoming)) => merge_values(existing, incoming),
-            (_, value) => {
-                into.insert(key, value);
-            }
-        }
-    }
 }
 
 /// The data of a Git credentials Secret: basic auth, bearer token or SSH (with known_hosts

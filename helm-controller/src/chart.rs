@@ -11,7 +11,6 @@ use driftless_api::source::HelmChart;
 use driftless_runtime::reconcile::ReconcileError;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
-use serde::Deserialize;
 
 /// `kind`, namespace and name of a chart source.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -152,38 +151,7 @@ pub async fn delete_helm_chart(client: &Client, namespaced_name: &str) -> Result
     }
 }
 
-/// `Chart.yaml` fields the controller reads.
-#[derive(Clone, Debug, Default, Deserialize)]
-pub struct ChartFile {
-    pub name: String,
-    pub version: String,
-    #[serde(default, rename = "appVersion")]
-    pub app_version: Option<String>,
-}
-
-/// The chart directory in an extracted artifact (a packaged chart holds `<name>/Chart.yaml`,
-/// an OCI or Git artifact may hold `Chart.yaml` at its root) and its `Chart.yaml`.
-pub fn locate(root: &Path) -> Result<(PathBuf, ChartFile), String> {
-    let mut candidates = vec![root.to_path_buf()];
-    if let Ok(entries) = std::fs::read_dir(root) {
-        let mut dirs: Vec<PathBuf> = entries
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.is_dir())
-            .collect();
-        dirs.sort();
-        candidates.extend(dirs);
-    }
-    for dir in candidates {
-        let file = dir.join("Chart.yaml");
-        if let Ok(text) = std::fs::read_to_string(&file) {
-            let chart: ChartFile =
-                serde_norway::from_str(&text).map_err(|e| format!("invalid Chart.yaml: {e}"))?;
-            return Ok((dir, chart));
-        }
-    }
-    Err("no Chart.yaml found in the artifact".into())
-}
+pub use driftless_chart::metadata::{ChartFile, locate};
 
 /// The CRDs of a chart's `crds/` directory and of its unpacked subcharts' (`charts/*/crds/`),
 /// in file-name order (`.yaml`, `.yml`, `.json`).

@@ -141,17 +141,7 @@ fn typed(text: &str) -> Value {
     }
 }
 
-/// Merges `from` into `into`: maps merge key by key, anything else replaces.
-pub fn merge(into: &mut Map<String, Value>, from: Map<String, Value>) {
-    for (key, value) in from {
-        match (into.get_mut(&key), value) {
-            (Some(Value::Object(existing)), Value::Object(incoming)) => merge(existing, incoming),
-            (_, value) => {
-                into.insert(key, value);
-            }
-        }
-    }
-}
+pub use driftless_chart::values::merge;
 
 /// Largest list index a target path may name (Helm's `--set` limit).
 const MAX_INDEX: usize = 65536;

@@ -188,6 +188,15 @@ impl Problem {
             Problem::Invalid(m) | Problem::Missing(m) | Problem::Unavailable(m) => m,
         }
     }
+
+    /// The same problem with its message rewritten.
+    pub fn map_message(self, rewrite: impl FnOnce(&str) -> String) -> Self {
+        match self {
+            Problem::Invalid(m) => Problem::Invalid(rewrite(&m)),
+            Problem::Missing(m) => Problem::Missing(rewrite(&m)),
+            Problem::Unavailable(m) => Problem::Unavailable(rewrite(&m)),
+        }
+    }
 }
 
 /// Marks `condition=True` with `reason` and returns the error in the class the problem has.
@@ -401,6 +410,22 @@ pub fn proxy_from_secret(secret: &str, data: &BTreeMap<String, Vec<u8>>) -> Resu
         proxy.pop();
     }
     Ok(proxy)
+}
+
+/// Bounds a registry call by the object's timeout.
+pub async fn within<T, E: std::fmt::Display>(
+    timeout: Duration,
+    what: &str,
+    fut: impl Future<Output = Result<T, E>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(timeout, fut).await {
+        Err(_) => Err(format!(
+            "{what}: timed out after {}",
+            driftless_runtime::duration::format(timeout)
+        )),
+        Ok(Err(e)) => Err(format!("{what}: {e}")),
+        Ok(Ok(v)) => Ok(v),
+    }
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! cosign signature verification for OCIRepository (`verify.provider: cosign` with public keys
+//! cosign signature verification for OCIRepository and OCI HelmCharts (`verify.provider: cosign` with public keys
 //! in `verify.secretRef`), the way Flux verifies with a key: offline, without consulting a
 //! transparency log. Both places cosign keeps signatures are read, as Flux reads them:
 //!
@@ -12,8 +12,13 @@
 //!
 //! Signatures are ASN.1 DER ECDSA P-256 with SHA-256 (what `cosign generate-key-pair` makes).
 
+use crate::common::{self, VerificationFailure};
 use base64::Engine;
+use driftless_api::meta::{ReconcileStatus, condition_types as ct};
+use driftless_api::source::OCIRepositoryVerification;
 use driftless_artifact::registry::Puller;
+use driftless_runtime::conditions;
+use driftless_runtime::reconcile::ReconcileError;
 use p256::{
     ecdsa::{
         DerSignature, VerifyingKey,
@@ -22,6 +27,7 @@ use p256::{
     pkcs8::DecodePublicKey,
 };
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 /// Media types (and artifact types) of Sigstore bundles start so (`…v0.3+json`).
 const BUNDLE_MEDIA_TYPE: &str = "application/vnd.dev.sigstore.bundle";
@@ -174,6 +180,72 @@ fn bundle_verified_by<'k>(keys: &'k PublicKeys, bundle: &[u8], digest: &str) -> 
         .iter()
         .find(|(_, key)| key.verify_prehash(&signed_digest, &signature).is_ok())?;
     Some(name)
+}
+
+/// What a signature is checked for: the manifest `digest` of `url` (in the messages as
+/// `what`, e.g. `revision v1@sha256:…` or `version 6.14.1`), for an object in `namespace`.
+pub struct Subject<'a> {
+    pub namespace: &'a str,
+    pub url: &'a str,
+    pub digest: &'a str,
+    pub what: &'a str,
+}
+
+/// `spec.verify` of an OCIRepository or a HelmChart from an OCI HelmRepository: the signature
+/// of the manifest is checked before anything is pulled, and `SourceVerified` recorded. cosign
+/// with public keys is supported; keyless cosign and notation fail closed (stalled) rather than
+/// pass unverified. Without `spec.verify` the condition is removed.
+#[allow(clippy::too_many_arguments)]
+pub async fn verify_signature<S: ReconcileStatus>(
+    spec: Option<&OCIRepositoryVerification>,
+    subject: &Subject<'_>,
+    status: &mut S,
+    generation: Option<i64>,
+    client: &kube::Client,
+    registry: &Puller,
+    timeout: Duration,
+) -> Result<(), ReconcileError> {
+    let Some(spec) = spec else {
+        conditions::delete(status.conditions_mut(), ct::SOURCE_VERIFIED);
+        return Ok(());
+    };
+    let provider = if spec.provider.is_empty() {
+        "cosign"
+    } else {
+        spec.provider.as_str()
+    };
+    let ns = subject.namespace;
+    let outcome = match (provider, &spec.secret_ref) {
+        ("cosign", Some(r)) => {
+            let keys = common::secret_data(client, ns, &r.name)
+                .await
+                .map_err(|p| p.message().to_string())
+                .and_then(|data| keys_from_secret(&format!("{ns}/{}", r.name), &data));
+            match keys {
+                Ok(keys) => common::within(timeout, "verification", verify(registry, subject.digest, &keys))
+                    .await
+                    .map_err(VerificationFailure::Failed),
+                Err(m) => Err(VerificationFailure::Failed(m)),
+            }
+        }
+        ("cosign", None) => Err(VerificationFailure::Unsupported(
+            "keyless verification (matchOIDCIdentity) is not supported: give verify.secretRef with public keys".into(),
+        )),
+        (other, _) => Err(VerificationFailure::Unsupported(format!(
+            "verification provider '{other}' is not supported"
+        ))),
+    };
+    let outcome = outcome
+        .map(|key| format!("verified signature of {} with key '{key}'", subject.what))
+        .map_err(|failure| {
+            failure.map(|m| {
+                format!(
+                    "failed to verify the signature using provider '{provider}': {m} for '{}@{}'",
+                    subject.url, subject.digest
+                )
+            })
+        });
+    common::record_verification(status, generation, outcome)
 }
 
 #[cfg(test)]

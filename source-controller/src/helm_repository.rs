@@ -358,9 +358,7 @@ pub async fn connection(
     let mut basic_auth = None;
     if let Some(r) = &obj.spec.secret_ref {
         let data = common::secret_data(kube, &ns, &r.name).await.map_err(|p| {
-            with_message(p, |m| {
-                format!("failed to get authentication secret '{ns}/{}': {m}", r.name)
-            })
+            p.map_message(|m| format!("failed to get authentication secret '{ns}/{}': {m}", r.name))
         })?;
         basic_auth = match (
             common::secret_text(&data, "username"),
@@ -379,9 +377,7 @@ pub async fn connection(
     let mut tls = common::TlsMaterial::default();
     if let Some(r) = &obj.spec.cert_secret_ref {
         let data = common::secret_data(kube, &ns, &r.name).await.map_err(|p| {
-            with_message(p, |m| {
-                format!("failed to get TLS authentication secret '{ns}/{}': {m}", r.name)
-            })
+            p.map_message(|m| format!("failed to get TLS authentication secret '{ns}/{}': {m}", r.name))
         })?;
         tls = common::tls_material(&data).ok_or_else(|| {
             Problem::Invalid(format!(
@@ -398,15 +394,6 @@ pub async fn connection(
     let http =
         client(&settings, concat!("driftless/", env!("CARGO_PKG_VERSION"))).map_err(Problem::Invalid)?;
     Ok((http, basic_auth))
-}
-
-/// The same problem with its message rewritten.
-fn with_message(problem: Problem, rewrite: impl Fn(&str) -> String) -> Problem {
-    match problem {
-        Problem::Invalid(m) => Problem::Invalid(rewrite(&m)),
-        Problem::Missing(m) => Problem::Missing(rewrite(&m)),
-        Problem::Unavailable(m) => Problem::Unavailable(rewrite(&m)),
-    }
 }
 
 /// Downloads `url` into memory, refusing more than `max` bytes (with `too_large`'s message).
@@ -450,7 +437,7 @@ pub fn validate_index(bytes: &[u8]) -> Result<(), String> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err("empty index".into());
     }
-    crate::helm_chart::ChartIndex::parse(bytes).map(|_| ())
+    crate::helm_chart::index::ChartIndex::parse(bytes).map(|_| ())
 }
 
 /// A byte count as Go's `units.HumanSize` writes it (decimal units, 4 significant digits):

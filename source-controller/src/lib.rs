@@ -129,7 +129,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             rt.metrics.clone(),
             settings.clone(),
         )
-        .with_triggers(helm_chart::repository_triggers(
+        .with_triggers(helm_chart::source_triggers(
             rt.client.clone(),
             settings.namespace.clone(),
         )),

@@ -12,7 +12,7 @@
 //! `org.opencontainers.image.revision` carries the origin revision downstream).
 
 use crate::{
-    common::{self, Problem, VerificationFailure, failed, stored},
+    common::{self, Problem, failed, stored, within},
     cosign,
     sourceignore::SourceIgnore,
     storage::{ObjectDir, Storage},
@@ -31,7 +31,7 @@ use driftless_runtime::{
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::{Api, Resource, ResourceExt};
 use oci_client::secrets::RegistryAuth;
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 /// Kind directory in storage.
 pub const STORAGE_KIND: &str = "ocirepository";
@@ -47,22 +47,6 @@ impl OCIRepositoryReconciler {
     /// A reconciler storing artifacts in `storage`.
     pub fn new(storage: Arc<Storage>) -> Self {
         Self { storage }
-    }
-}
-
-/// Bounds a registry call by the object's timeout.
-async fn within<T, E: std::fmt::Display>(
-    timeout: Duration,
-    what: &str,
-    fut: impl Future<Output = Result<T, E>>,
-) -> Result<T, String> {
-    match tokio::time::timeout(timeout, fut).await {
-        Err(_) => Err(format!(
-            "{what}: timed out after {}",
-            driftless_runtime::duration::format(timeout)
-        )),
-        Ok(Err(e)) => Err(format!("{what}: {e}")),
-        Ok(Ok(v)) => Ok(v),
     }
 }
 
@@ -126,62 +110,6 @@ async fn registry_client(
         proxy: proxy.as_deref(),
     };
     Puller::new(&connection, tls.identity.as_deref(), repository, auth).map_err(Problem::Invalid)
-}
-
-/// Step 2b, `spec.verify`: checks the signature of the manifest `digest` before anything is
-/// pulled, and records `SourceVerified`. cosign with public keys is supported; keyless cosign
-/// and notation fail closed (stalled) rather than pass unverified.
-async fn verify_signature(
-    obj: &OCIRepository,
-    status: &mut OCIRepositoryStatus,
-    ctx: &ReconcileContext<OCIRepository>,
-    registry: &Puller,
-    digest: &str,
-    revision: &str,
-    timeout: Duration,
-) -> Result<(), ReconcileError> {
-    let generation = obj.meta().generation;
-    let Some(spec) = &obj.spec.verify else {
-        conditions::delete(status.conditions_mut(), ct::SOURCE_VERIFIED);
-        return Ok(());
-    };
-    let provider = if spec.provider.is_empty() {
-        "cosign"
-    } else {
-        spec.provider.as_str()
-    };
-    let ns = obj.namespace().unwrap_or_default();
-    let outcome = match (provider, &spec.secret_ref) {
-        ("cosign", Some(r)) => {
-            let keys = common::secret_data(&ctx.client, &ns, &r.name)
-                .await
-                .map_err(|p| p.message().to_string())
-                .and_then(|data| cosign::keys_from_secret(&format!("{ns}/{}", r.name), &data));
-            match keys {
-                Ok(keys) => within(timeout, "verification", cosign::verify(registry, digest, &keys))
-                    .await
-                    .map_err(VerificationFailure::Failed),
-                Err(m) => Err(VerificationFailure::Failed(m)),
-            }
-        }
-        ("cosign", None) => Err(VerificationFailure::Unsupported(
-            "keyless verification (matchOIDCIdentity) is not supported: give verify.secretRef with public keys".into(),
-        )),
-        (other, _) => Err(VerificationFailure::Unsupported(format!(
-            "verification provider '{other}' is not supported"
-        ))),
-    };
-    let outcome = outcome
-        .map(|key| format!("verified signature of revision {revision} with key '{key}'"))
-        .map_err(|failure| {
-            failure.map(|m| {
-                format!(
-                    "failed to verify the signature using provider '{provider}': {m} for '{}@{digest}'",
-                    obj.spec.url
-                )
-            })
-        });
-    common::record_verification(status, generation, outcome)
 }
 
 /// The tag to pull for a semver range: the highest matching tag, after `semverFilter`.
@@ -308,13 +236,18 @@ impl OCIRepositoryReconciler {
         let registry = run.registry.take();
         let verified = match &registry {
             Some(registry) => {
-                verify_signature(
-                    run.obj,
+                cosign::verify_signature(
+                    run.obj.spec.verify.as_ref(),
+                    &cosign::Subject {
+                        namespace: &run.namespace,
+                        url: &run.obj.spec.url,
+                        digest: &run.digest,
+                        what: &format!("revision {}", run.revision),
+                    },
                     run.status,
-                    run.ctx,
+                    run.generation,
+                    &run.ctx.client,
                     registry,
-                    &run.digest,
-                    &run.revision,
                     run.timeout,
                 )
                 .await

@@ -17,7 +17,7 @@ use driftless_runtime::reconcile::{KindController, LoopSettings};
 use driftless_runtime::{conditions, testing};
 use kube::Api;
 use kube::api::PostParams;
-use source_controller::helm_chart::{DEFAULT_CHART_MAX_SIZE, HelmChartReconciler, repository_triggers};
+use source_controller::helm_chart::{DEFAULT_CHART_MAX_SIZE, HelmChartReconciler, source_triggers};
 use source_controller::helm_repository::{DEFAULT_INDEX_MAX_SIZE, HelmRepositoryReconciler};
 use support::{Harness, T, conds, env, ready};
 
@@ -33,7 +33,7 @@ async fn harness(prefix: &str) -> H {
             *keep.lock().unwrap() = Some(s.clone());
             HelmChartReconciler::new(s, DEFAULT_CHART_MAX_SIZE)
         },
-        |client, ns| Some(repository_triggers(client, Some(ns))),
+        |client, ns| Some(source_triggers(client, Some(ns))),
     )
     .await;
     let storage = storage.lock().unwrap().take().unwrap();

@@ -14,7 +14,7 @@ use driftless_runtime::metrics::Metrics;
 use driftless_runtime::reconcile::{KindController, LoopSettings};
 use kube::Client;
 use source_controller::git_repository::GitRepositoryReconciler;
-use source_controller::helm_chart::{DEFAULT_CHART_MAX_SIZE, HelmChartReconciler, repository_triggers};
+use source_controller::helm_chart::{DEFAULT_CHART_MAX_SIZE, HelmChartReconciler, source_triggers};
 use source_controller::helm_repository::{DEFAULT_INDEX_MAX_SIZE, HelmRepositoryReconciler};
 use source_controller::oci_repository::OCIRepositoryReconciler;
 use source_controller::server;
@@ -83,7 +83,7 @@ pub async fn start_controllers(client: &Client, namespace: &str) -> Controllers 
         Metrics::new(),
         settings.clone(),
     )
-    .with_triggers(repository_triggers(client.clone(), Some(namespace.to_string())));
+    .with_triggers(source_triggers(client.clone(), Some(namespace.to_string())));
     tokio::spawn(Arc::new(charts).run(stop.clone()));
     let oci = KindController::new(
         OCIRepositoryReconciler::new(served.storage),

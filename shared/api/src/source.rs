@@ -36,6 +36,15 @@ pub mod reasons {
     pub const CHART_PULL_SUCCEEDED: &str = "ChartPullSucceeded";
     pub const CHART_PACKAGE_SUCCEEDED: &str = "ChartPackageSucceeded";
     pub const INVALID_CHART_REFERENCE: &str = "InvalidChartReference";
+    pub const CHART_PULL_ERROR: &str = "ChartPullError";
+    pub const CHART_PACKAGE_ERROR: &str = "ChartPackageError";
+    pub const METADATA_PATCH_ERROR: &str = "MetadataPatchError";
+    pub const VALUES_FILES_ERROR: &str = "ValuesFilesError";
+    pub const DEPENDENCY_BUILD_ERROR: &str = "DependencyBuildError";
+    pub const CHART_VERIFICATION_ERROR: &str = "ChartVerificationError";
+    pub const SOURCE_UNAVAILABLE: &str = "SourceUnavailable";
+    pub const NO_SOURCE_ARTIFACT: &str = "NoSourceArtifact";
+    pub const UNSUPPORTED_SOURCE_KIND: &str = "UnsupportedSourceKind";
     pub const ILLEGAL_PATH: &str = "IllegalPath";
     /// Event reason for a newly stored artifact.
     pub const NEW_ARTIFACT: &str = "NewArtifact";
