@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use driftless_api::helm::HelmRelease;
 use driftless_api::meta::Condition;
-use driftless_api::source::HelmRepository;
+use driftless_api::source::{HelmChart, HelmRepository};
 use driftless_runtime::{conditions, testing};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
@@ -108,6 +108,60 @@ impl World {
         } else {
             self.refresh_repository().await;
         }
+    }
+
+    /// A GitRepository `name` for `repo`, over smart HTTP with the testenv's credentials.
+    async fn git_source(&self, name: &str, repo: &testing::GitRepo) {
+        let secrets = Api::<Secret>::namespaced(self.client.clone(), &self.ns);
+        if secrets.get_opt("git-auth").await.unwrap().is_none() {
+            let auth: Secret = serde_json::from_value(json!({"metadata": {"name": "git-auth"},
+                "stringData": {"username": env("GIT_HTTP_USER"), "password": env("GIT_HTTP_PASSWORD")}}))
+            .unwrap();
+            secrets.create(&PostParams::default(), &auth).await.unwrap();
+        }
+        let source: driftless_api::source::GitRepository = serde_json::from_value(json!({
+            "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository",
+            "metadata": {"name": name},
+            "spec": {"url": repo.http_url(), "interval": "10m", "ref": {"branch": "main"}, "secretRef": {"name": "git-auth"}},
+        }))
+        .unwrap();
+        Api::<driftless_api::source::GitRepository>::namespaced(self.client.clone(), &self.ns)
+            .create(&PostParams::default(), &source)
+            .await
+            .unwrap();
+    }
+
+    /// Asks for a reconcile of `kind/name` now.
+    async fn request_reconcile<K>(&self, name: &str)
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let token = format!("{:?}", std::time::SystemTime::now());
+        let patch = json!({"metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": token}}});
+        Api::<K>::namespaced(self.client.clone(), &self.ns)
+            .patch(name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .unwrap();
+    }
+
+    /// The HelmChart a HelmRelease's `chart` template made, once `what` holds.
+    async fn helm_chart(
+        &self,
+        release: &str,
+        what: impl Fn(&HelmChart) -> bool + Send + 'static,
+    ) -> HelmChart {
+        let charts: Api<HelmChart> = Api::namespaced(self.client.clone(), &self.ns);
+        testing::wait_for(&charts, &format!("{}-{release}", self.ns), T, what).await
+    }
+
+    async fn config_map(&self, name: &str) -> Option<k8s_openapi::api::core::v1::ConfigMap> {
+        Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(self.client.clone(), &self.ns)
+            .get_opt(name)
+            .await
+            .unwrap()
     }
 
     async fn refresh_repository(&self) {
@@ -642,23 +696,7 @@ async fn a_kustomization_waits_for_the_helm_release_it_depends_on() {
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app\ndata:\n  uses: db\n",
     );
     repo.commit("app");
-    let auth: Secret = serde_json::from_value(json!({"metadata": {"name": "git-auth"},
-        "stringData": {"username": env("GIT_HTTP_USER"), "password": env("GIT_HTTP_PASSWORD")}}))
-    .unwrap();
-    Api::<Secret>::namespaced(w.client.clone(), &w.ns)
-        .create(&PostParams::default(), &auth)
-        .await
-        .unwrap();
-    let source: driftless_api::source::GitRepository = serde_json::from_value(json!({
-        "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository",
-        "metadata": {"name": "repo"},
-        "spec": {"url": repo.http_url(), "interval": "10m", "ref": {"branch": "main"}, "secretRef": {"name": "git-auth"}},
-    }))
-    .unwrap();
-    Api::<driftless_api::source::GitRepository>::namespaced(w.client.clone(), &w.ns)
-        .create(&PostParams::default(), &source)
-        .await
-        .unwrap();
+    w.git_source("repo", &repo).await;
     let ks: driftless_api::kustomize::Kustomization = serde_json::from_value(json!({
         "apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
         "metadata": {"name": "app"},
@@ -833,6 +871,282 @@ async fn chart_crds_are_replaced_on_upgrade_with_create_replace() {
         crd.pointer("/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties/color/type"),
         Some(&json!("string")),
         "{crd}"
+    );
+    testing::delete_namespace(&w.client, &w.ns).await;
+}
+
+fn chart_condition(chart: &HelmChart, type_: &str) -> Option<Condition> {
+    chart
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_deref())
+        .and_then(|c| conditions::get(c, type_).cloned())
+}
+
+#[tokio::test]
+#[ignore = "needs the testenv (hack/test.sh)"]
+async fn a_chart_from_git_is_built_with_its_dependencies_and_values_files() {
+    let w = world("hr-git").await;
+    w.publish("podinfo", &["6.14.1"]).await;
+    let repository_url = format!("{}/{}", env("HELM_REPO_URL"), w.ns);
+    let repo = testing::GitRepo::new("hr-git");
+    // An umbrella chart: podinfo from the Helm repository (the HelmRepository `charts` has its
+    // URL), `lib` from the same source, values merged from two files.
+    repo.write(
+        "charts/umbrella/Chart.yaml",
+        &format!(
+            "apiVersion: v2\nname: umbrella\nversion: 0.1.0\ndependencies:\n- name: podinfo\n  version: 6.x\n  repository: {repository_url}\n- name: lib\n  version: ~1.0\n  repository: file://../lib\n"
+        ),
+    );
+    repo.write(
+        "charts/umbrella/values.yaml",
+        "greeting: hello\npodinfo:\n  replicaCount: 1\n",
+    );
+    repo.write(
+        "charts/umbrella/templates/greeting.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: greeting\ndata:\n  greeting: {{ .Values.greeting | quote }}\n",
+    );
+    repo.write(
+        "charts/lib/Chart.yaml",
+        "apiVersion: v2\nname: lib\nversion: 1.0.3\n",
+    );
+    repo.write(
+        "charts/lib/templates/lib.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: lib\ndata:\n  from: lib\n",
+    );
+    repo.write("env/prod.yaml", "greeting: prod\n");
+    let first = repo.commit("umbrella");
+    w.git_source("repo", &repo).await;
+    let spec = json!({
+        "interval": "10m", "timeout": "2m",
+        "chart": {"spec": {"chart": "./charts/umbrella", "reconcileStrategy": "Revision",
+            "valuesFiles": ["charts/umbrella/values.yaml", "env/prod.yaml"],
+            "sourceRef": {"kind": "GitRepository", "name": "repo"}}},
+    });
+    let hr: HelmRelease = serde_json::from_value(json!({
+        "apiVersion": "helm.toolkit.fluxcd.io/v2", "kind": "HelmRelease",
+        "metadata": {"name": "app"}, "spec": spec,
+    }))
+    .unwrap();
+    w.releases.create(&PostParams::default(), &hr).await.unwrap();
+    w.wait_ready("app", "True", "InstallSucceeded").await;
+
+    // The version carries the commit and the HelmChart's generation, as Flux writes it.
+    let version = format!("0.1.0+{}.1", &first[..12]);
+    let chart = w
+        .helm_chart("app", |c| {
+            c.status.as_ref().and_then(|s| s.artifact.as_ref()).is_some()
+        })
+        .await;
+    let status = chart.status.clone().unwrap();
+    assert_eq!(status.artifact.as_ref().unwrap().revision, version);
+    assert_eq!(
+        status.observed_source_artifact_revision.as_deref(),
+        Some(format!("main@sha1:{first}").as_str())
+    );
+    let ready = chart_condition(&chart, "Ready").unwrap();
+    assert_eq!(ready.reason, "ChartPackageSucceeded");
+    assert!(
+        ready
+            .message
+            .contains("merged values files [charts/umbrella/values.yaml env/prod.yaml]"),
+        "{}",
+        ready.message
+    );
+    let listed = helm_json(&["list", "--namespace", &w.ns]);
+    assert_eq!(listed[0]["chart"], format!("umbrella-{version}"));
+    // Both dependencies were built into the chart, and the values files merged.
+    assert_eq!(
+        w.config_map("greeting").await.unwrap().data.unwrap()["greeting"],
+        "prod"
+    );
+    assert!(w.config_map("lib").await.is_some());
+    assert!(w.deployment("app-podinfo").await.is_some());
+
+    // A new commit is a new chart version (reconcileStrategy Revision): upgraded at once.
+    repo.write("env/prod.yaml", "greeting: prod-2\n");
+    let second = repo.commit("prod-2");
+    w.request_reconcile::<driftless_api::source::GitRepository>("repo")
+        .await;
+    let upgraded = format!("0.1.0+{}.1", &second[..12]);
+    let expected = upgraded.clone();
+    w.wait_for("app", move |hr| {
+        hr.status
+            .as_ref()
+            .and_then(|s| s.last_attempted_revision.as_deref())
+            == Some(expected.as_str())
+            && condition(hr, "Ready").is_some_and(|c| c.reason == "UpgradeSucceeded")
+    })
+    .await;
+    assert_eq!(
+        w.config_map("greeting").await.unwrap().data.unwrap()["greeting"],
+        "prod-2"
+    );
+    assert_eq!(w.history("app").len(), 2);
+    testing::delete_namespace(&w.client, &w.ns).await;
+}
+
+#[tokio::test]
+#[ignore = "needs the testenv (hack/test.sh)"]
+async fn podinfo_is_installed_from_an_oci_helm_repository_when_its_signature_verifies() {
+    let w = world("hr-ocihelm").await;
+    let registry = env("OCI_REGISTRY");
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().to_str().unwrap();
+    // Two versions pushed by the real `helm push`; only 6.14.1 is signed by the real cosign.
+    let mut digests = std::collections::BTreeMap::new();
+    for version in ["6.14.0", "6.14.1"] {
+        helm(&[
+            "package",
+            chart_dir("podinfo").to_str().unwrap(),
+            "--version",
+            version,
+            "--destination",
+            out,
+        ]);
+        let pushed = Command::new(env("HELM_BIN"))
+            .args([
+                "push",
+                &format!("{out}/podinfo-{version}.tgz"),
+                &format!("oci://{registry}/{}/charts", w.ns),
+                "--plain-http",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            pushed.status.success(),
+            "{}",
+            String::from_utf8_lossy(&pushed.stderr)
+        );
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&pushed.stdout),
+            String::from_utf8_lossy(&pushed.stderr)
+        );
+        let digest = text
+            .split_whitespace()
+            .find(|t| t.starts_with("sha256:"))
+            .unwrap()
+            .to_string();
+        digests.insert(version, digest);
+    }
+    let keys = work.path().join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    let generated = Command::new(env("COSIGN_BIN"))
+        .args(["generate-key-pair", "--output-key-prefix", "trusted"])
+        .env("COSIGN_PASSWORD", "")
+        .current_dir(&keys)
+        .output()
+        .unwrap();
+    assert!(
+        generated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&generated.stderr)
+    );
+    let signed = Command::new(env("COSIGN_BIN"))
+        .args([
+            "sign",
+            "--key",
+            "trusted.key",
+            "--tlog-upload=false",
+            "--allow-http-registry",
+            "--yes",
+        ])
+        .arg(format!(
+            "{registry}/{}/charts/podinfo@{}",
+            w.ns, digests["6.14.1"]
+        ))
+        .env("COSIGN_PASSWORD", "")
+        .current_dir(&keys)
+        .output()
+        .unwrap();
+    assert!(
+        signed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&signed.stderr)
+    );
+    let public = std::fs::read_to_string(keys.join("trusted.pub")).unwrap();
+    let secret: Secret = serde_json::from_value(
+        json!({"metadata": {"name": "cosign-keys"}, "stringData": {"cosign.pub": public}}),
+    )
+    .unwrap();
+    Api::<Secret>::namespaced(w.client.clone(), &w.ns)
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    let repository: HelmRepository = serde_json::from_value(json!({
+        "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "HelmRepository",
+        "metadata": {"name": "oci"},
+        "spec": {"type": "oci", "url": format!("oci://{registry}/{}/charts", w.ns), "insecure": true, "interval": "10m"},
+    }))
+    .unwrap();
+    Api::<HelmRepository>::namespaced(w.client.clone(), &w.ns)
+        .create(&PostParams::default(), &repository)
+        .await
+        .unwrap();
+    let release = |name: &str, version: &str| {
+        serde_json::from_value::<HelmRelease>(json!({
+            "apiVersion": "helm.toolkit.fluxcd.io/v2", "kind": "HelmRelease",
+            "metadata": {"name": name},
+            "spec": {"interval": "10m", "timeout": "2m",
+                "chart": {"spec": {"chart": "podinfo", "version": version,
+                    "sourceRef": {"kind": "HelmRepository", "name": "oci"},
+                    "valuesFiles": ["values.yaml", "values-prod.yaml"],
+                    "verify": {"provider": "cosign", "secretRef": {"name": "cosign-keys"}}}}},
+        }))
+        .unwrap()
+    };
+
+    // `6.x` picks the highest tag; its signature verifies; values-prod.yaml (in the chart) is
+    // merged: its Redis is released too.
+    w.releases
+        .create(&PostParams::default(), &release("signed", "6.x"))
+        .await
+        .unwrap();
+    w.wait_ready("signed", "True", "InstallSucceeded").await;
+    let chart = w
+        .helm_chart("signed", |c| {
+            c.status.as_ref().and_then(|s| s.artifact.as_ref()).is_some()
+        })
+        .await;
+    assert_eq!(
+        chart.status.as_ref().unwrap().artifact.as_ref().unwrap().revision,
+        "6.14.1+1"
+    );
+    let verified = chart_condition(&chart, "SourceVerified").unwrap();
+    assert_eq!(verified.status, "True");
+    assert!(
+        verified.message.contains("verified signature of version 6.14.1"),
+        "{}",
+        verified.message
+    );
+    let listed = helm_json(&["list", "--namespace", &w.ns]);
+    assert_eq!(listed[0]["chart"], "podinfo-6.14.1+1");
+    assert!(w.deployment("signed-podinfo").await.is_some());
+    assert!(w.deployment("signed-podinfo-redis").await.is_some());
+
+    // The unsigned version is never pulled, let alone released.
+    w.releases
+        .create(&PostParams::default(), &release("unsigned", "6.14.0"))
+        .await
+        .unwrap();
+    let refused = w
+        .helm_chart("unsigned", |c| {
+            chart_condition(c, "SourceVerified").is_some_and(|v| v.status == "False")
+        })
+        .await;
+    let ready = chart_condition(&refused, "Ready").unwrap();
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "VerificationError")
+    );
+    assert!(refused.status.unwrap().artifact.is_none());
+    assert!(
+        helm_json(&["list", "--namespace", &w.ns])
+            .as_array()
+            .unwrap()
+            .len()
+            == 1
     );
     testing::delete_namespace(&w.client, &w.ns).await;
 }
