@@ -367,7 +367,7 @@ pub enum CreateSource {
     Oci(CreateSourceOci),
     /// A HelmRepository (an HTTP(S) index, or `oci://` for an OCI repository).
     Helm(CreateSourceHelm),
-    /// A HelmChart from a HelmRepository.
+    /// A HelmChart from a HelmRepository, GitRepository or Bucket.
     Chart(CreateSourceChart),
 }
 
@@ -393,18 +393,26 @@ pub struct CreateSourceHelm {
 pub struct CreateSourceChart {
     #[command(flatten)]
     pub common: CreateCommon,
-    /// Chart name in the repository.
+    /// Chart name in the repository, or its path in a Git or Bucket source.
     #[arg(long)]
     pub chart: String,
     /// Version or semver range (default: the newest).
     #[arg(long)]
     pub chart_version: Option<String>,
-    /// Source, `HelmRepository/<name>`.
+    /// Source, `HelmRepository/<name>`, `GitRepository/<name>` or `Bucket/<name>`.
     #[arg(long)]
     pub source: String,
     /// ChartVersion (default) or Revision.
     #[arg(long)]
     pub reconcile_strategy: Option<String>,
+    /// Values files in the chart (or Git/Bucket source) merged in order into the packaged
+    /// values (repeatable).
+    #[arg(long, value_delimiter = ',')]
+    pub values_files: Vec<String>,
+    /// Secret with cosign public keys (`*.pub`) the chart's signature must verify with
+    /// (OCI HelmRepositories).
+    #[arg(long)]
+    pub verify_secret_ref: Option<String>,
 }
 
 #[derive(Args)]

@@ -196,9 +196,9 @@ pub async fn source_chart(
     let (kind, name) = args
         .source
         .split_once('/')
-        .ok_or_else(|| anyhow::anyhow!("--source must be HelmRepository/<name>: {}", args.source))?;
-    if kind != "HelmRepository" {
-        bail!("--source kind {kind:?} is not supported: use HelmRepository/<name>");
+        .ok_or_else(|| anyhow::anyhow!("--source must be <Kind>/<name>: {}", args.source))?;
+    if !["HelmRepository", "GitRepository", "Bucket"].contains(&kind) {
+        bail!("--source kind {kind:?} is not supported: use HelmRepository, GitRepository or Bucket");
     }
     let mut spec = json!({
         "chart": args.chart,
@@ -210,6 +210,12 @@ pub async fn source_chart(
     }
     if let Some(strategy) = &args.reconcile_strategy {
         spec["reconcileStrategy"] = json!(strategy);
+    }
+    if !args.values_files.is_empty() {
+        spec["valuesFiles"] = json!(args.values_files);
+    }
+    if let Some(secret) = &args.verify_secret_ref {
+        spec["verify"] = json!({"provider": "cosign", "secretRef": {"name": secret}});
     }
     let kind = &kinds::HELM_CHART;
     let object = object(kind, metadata(&args.common, namespace)?, spec);

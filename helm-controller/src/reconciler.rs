@@ -20,8 +20,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use driftless_api::helm::{HelmRelease, HelmReleaseStatus, condition_types, reasons as helm_reasons};
-use driftless_api::meta::{Artifact, condition_types::READY, reasons};
-use driftless_apply::dependency::{self, DependencyError};
+use driftless_api::meta::{Artifact, reasons};
+use driftless_apply::dependency::{self, DependencyFailure, Dependent};
 use driftless_apply::{CustomHealth, Discovery, Observed};
 use driftless_artifact::fetch::{FetchError, Fetcher};
 use driftless_runtime::conditions;
@@ -343,49 +343,25 @@ impl HelmReleaseReconciler {
     /// Step 4: every HelmRelease named in `dependsOn` is Ready at its generation; an entry of
     /// another kind (beyond Flux) is Current by kstatus.
     async fn check_dependencies(&self, run: &mut Run<'_>) -> Result<(), ReconcileError> {
-        let own = run.hr.namespace().unwrap_or_default();
-        for dep in run.hr.spec.depends_on.iter().flatten() {
-            let namespace = dep
-                .namespace
-                .clone()
-                .filter(|n| !n.is_empty())
-                .unwrap_or_else(|| own.clone());
-            let not_ready = |why: &str| {
-                ReconcileError::waiting(
-                    reasons::DEPENDENCY_NOT_READY,
-                    format!("dependency '{namespace}/{}' {why}", dep.name),
-                    self.settings.requeue_dependency,
-                )
-            };
-            // Beyond Flux: a dependency of another kind is ready by kstatus.
-            if let Some(kind) = dependency::other_kind(dep, "HelmRelease") {
-                match dependency::state(&run.ctx.client, &self.discovery, dep, kind, &namespace).await {
-                    Ok(state) => match state.wait_reason() {
-                        None => continue,
-                        Some(why) => return Err(not_ready(&why)),
-                    },
-                    Err(DependencyError::Invalid(m)) => {
-                        return Err(ReconcileError::stalled(reasons::DEPENDENCY_NOT_READY, m));
-                    }
-                    Err(DependencyError::Unavailable(m)) => return Err(not_ready(&m)),
-                }
+        let object = serde_json::to_value(run.hr).unwrap_or_default();
+        let namespace = run.hr.namespace().unwrap_or_default();
+        let dependent = Dependent {
+            object: &object,
+            kind: "HelmRelease",
+            api_version: "helm.toolkit.fluxcd.io/v2",
+            namespace: &namespace,
+        };
+        let dependencies = run.hr.spec.depends_on.as_deref().unwrap_or_default();
+        dependency::check_all(&run.ctx.client, &self.discovery, &dependent, dependencies, |_| {
+            None
+        })
+        .await
+        .map_err(|failure| match failure {
+            DependencyFailure::NotReady(m) => {
+                ReconcileError::waiting(reasons::DEPENDENCY_NOT_READY, m, self.settings.requeue_dependency)
             }
-            let api: kube::Api<HelmRelease> = kube::Api::namespaced(run.ctx.client.clone(), &namespace);
-            let found = api.get_opt(&dep.name).await.map_err(|e| {
-                ReconcileError::transient(
-                    reasons::DEPENDENCY_NOT_READY,
-                    format!("failed to get dependency: {e}"),
-                )
-            })?;
-            let Some(found) = found else {
-                return Err(not_ready("not found"));
-            };
-            let status = found.status.clone().unwrap_or_default();
-            let ready = conditions::is_true(status.conditions.as_deref().unwrap_or_default(), READY);
-            if found.metadata.generation != status.observed_generation || !ready {
-                return Err(not_ready("is not ready"));
-            }
-        }
+            DependencyFailure::Invalid(m) => ReconcileError::stalled(reasons::DEPENDENCY_NOT_READY, m),
+        })?;
         Ok(())
     }
 

@@ -744,6 +744,29 @@ async fn a_kustomization_waits_for_the_helm_release_it_depends_on() {
     .await;
     let configs: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(w.client.clone(), &w.ns);
     assert!(configs.get_opt("app").await.unwrap().is_some());
+
+    // readyExpr (CEL over `self` and `dep`) replaces the Ready check: the release waits until
+    // the dependency carries the label the expression asks for.
+    w.release(
+        "gated",
+        "tested",
+        "1.0.0",
+        json!({"releaseName": "gated", "dependsOn": [{"name": "db",
+            "readyExpr": "has(dep.metadata.labels) && 'tier' in dep.metadata.labels && dep.metadata.labels.tier == self.metadata.name"}]}),
+    )
+    .await;
+    let waiting = w.wait_ready("gated", "False", "DependencyNotReady").await;
+    let message = condition(&waiting, "Ready").unwrap().message;
+    assert!(message.contains("readyExpr"), "{message}");
+    w.releases
+        .patch(
+            "db",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"tier": "gated"}}})),
+        )
+        .await
+        .unwrap();
+    w.wait_ready("gated", "True", "InstallSucceeded").await;
     testing::delete_namespace(&w.client, &w.ns).await;
 }
 

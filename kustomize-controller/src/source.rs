@@ -3,9 +3,9 @@
 
 use driftless_api::kustomize::Kustomization;
 use driftless_api::meta::reasons::ACCESS_DENIED;
-use driftless_api::meta::{Artifact, condition_types::READY, reasons};
+use driftless_api::meta::{Artifact, reasons};
 use driftless_runtime::reconcile::ReconcileError;
-use kube::{Api, Client, ResourceExt};
+use kube::{Client, ResourceExt};
 use std::time::Duration;
 
 /// The namespace and name of the referenced source.
@@ -45,57 +45,34 @@ pub async fn check_dependencies(
     artifact: &Artifact,
     requeue_dependency: Duration,
 ) -> Result<(), ReconcileError> {
-    use driftless_apply::dependency::{self, DependencyError};
-    let own_namespace = ks.namespace().unwrap_or_default();
-    for dep in ks.spec.depends_on.iter().flatten() {
-        let namespace = dep
-            .namespace
-            .clone()
-            .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| own_namespace.clone());
-        let not_ready = |why: &str| {
-            ReconcileError::waiting(
-                reasons::DEPENDENCY_NOT_READY,
-                format!("dependency '{namespace}/{}' {why}", dep.name),
-                requeue_dependency,
-            )
-        };
-        // Beyond Flux: a dependency of another kind is ready by kstatus.
-        if let Some(kind) = dependency::other_kind(dep, "Kustomization") {
-            match dependency::state(client, discovery, dep, kind, &namespace).await {
-                Ok(state) => match state.wait_reason() {
-                    None => continue,
-                    Some(why) => return Err(not_ready(&why)),
-                },
-                Err(DependencyError::Invalid(m)) => {
-                    return Err(ReconcileError::stalled(reasons::DEPENDENCY_NOT_READY, m));
-                }
-                Err(DependencyError::Unavailable(m)) => return Err(not_ready(&m)),
+    use driftless_apply::dependency::{self, DependencyFailure, Dependent};
+    let object = serde_json::to_value(ks).unwrap_or_default();
+    let namespace = ks.namespace().unwrap_or_default();
+    let dependent = Dependent {
+        object: &object,
+        kind: "Kustomization",
+        api_version: "kustomize.toolkit.fluxcd.io/v1",
+        namespace: &namespace,
+    };
+    let own_source = source_key(ks);
+    // A dependency built from the same source must have applied this revision.
+    let same_revision = |dep: &serde_json::Value| {
+        let dep: Kustomization = serde_json::from_value(dep.clone()).ok()?;
+        let applied = dep
+            .status
+            .as_ref()
+            .and_then(|s| s.last_applied_revision.as_deref());
+        (source_key(&dep) == own_source && applied != Some(artifact.revision.as_str()))
+            .then(|| "revision is not up to date".to_string())
+    };
+    let dependencies = ks.spec.depends_on.as_deref().unwrap_or_default();
+    dependency::check_all(client, discovery, &dependent, dependencies, same_revision)
+        .await
+        .map_err(|failure| match failure {
+            DependencyFailure::NotReady(m) => {
+                ReconcileError::waiting(reasons::DEPENDENCY_NOT_READY, m, requeue_dependency)
             }
-        }
-        let api: Api<Kustomization> = Api::namespaced(client.clone(), &namespace);
-        let found = api.get_opt(&dep.name).await.map_err(|e| {
-            ReconcileError::transient(
-                reasons::DEPENDENCY_NOT_READY,
-                format!("failed to get dependency: {e}"),
-            )
+            DependencyFailure::Invalid(m) => ReconcileError::stalled(reasons::DEPENDENCY_NOT_READY, m),
         })?;
-        let Some(found) = found else {
-            return Err(not_ready("not found"));
-        };
-        let dep_status = found.status.clone().unwrap_or_default();
-        let ready = dep_status
-            .conditions
-            .as_deref()
-            .is_some_and(|c| driftless_runtime::conditions::is_true(c, READY));
-        if found.metadata.generation != dep_status.observed_generation || !ready {
-            return Err(not_ready("is not ready"));
-        }
-        if source_key(&found) == source_key(ks)
-            && dep_status.last_applied_revision.as_deref() != Some(&artifact.revision)
-        {
-            return Err(not_ready("revision is not up to date"));
-        }
-    }
     Ok(())
 }

@@ -189,15 +189,22 @@ async fn charts_are_pulled_from_a_repository_as_helm_packaged_them() {
         .await;
     assert!(conditions::is_true(&conds(&c), "Stalled"));
 
-    // What is not supported yet says so.
+    // Signatures are for OCI charts: asking to verify a chart from an HTTP repository stalls.
     h.create(
-        "from-git",
-        serde_json::json!({"chart": "./charts/podinfo", "interval": "10m",
-            "sourceRef": {"kind": "GitRepository", "name": "repo"}}),
+        "verify-http",
+        serde_json::json!({"chart": "podinfo", "interval": "10m",
+            "sourceRef": {"kind": "HelmRepository", "name": "charts"},
+            "verify": {"provider": "cosign", "secretRef": {"name": "keys"}}}),
     )
     .await;
-    h.wait_failed("from-git", "UnsupportedSourceKind", "not supported yet")
+    let c = h
+        .wait_failed(
+            "verify-http",
+            "ChartVerificationError",
+            "OCI HelmRepositories only",
+        )
         .await;
+    assert!(conditions::is_true(&conds(&c), "Stalled"));
 
     // A new version in the repository: pulled as soon as the repository has the new index,
     // without a reconcile of the chart being asked for.

@@ -146,8 +146,9 @@ struct Run<'a> {
     settled: bool,
     /// `valuesFiles`, without a lone `values.yaml` (the chart's own: nothing to merge).
     values_files: Vec<String>,
-    /// The chart's source (step 3).
+    /// The chart's source and its artifact's revision, when it has one (step 3).
     source: Option<Source>,
+    source_revision: Option<String>,
     /// The repository's version of the chart (step 4).
     located: Option<Located>,
     /// The chart's name and the version published (step 6).
@@ -251,6 +252,7 @@ impl Reconciler for HelmChartReconciler {
             settled,
             values_files,
             source: None,
+            source_revision: None,
             located: None,
             chart_name: String::new(),
             version: String::new(),
@@ -437,6 +439,11 @@ impl HelmChartReconciler {
                 {
                     return Err(no_artifact(run));
                 }
+                let index_revision = repository
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.artifact.as_ref())
+                    .map(|a| a.revision.clone());
                 if !is_oci(&repository) && run.obj.spec.verify.is_some() {
                     let m = "chart verification error: verify is supported for charts from OCI HelmRepositories only".to_string();
                     return Err(common::stalled(
@@ -466,14 +473,16 @@ impl HelmChartReconciler {
                     )
                 })?;
                 run.source = Some(Source::Repository(Box::new(repository)));
+                run.source_revision = index_revision;
             }
             Found::Artifact(None) => return Err(no_artifact(run)),
             Found::Artifact(Some(artifact)) => {
                 run.timeout = common::SOURCE_TIMEOUT;
                 run.source = Some(Source::Artifact {
                     file: self.storage.root().join(&artifact.path),
-                    revision: artifact.revision,
+                    revision: artifact.revision.clone(),
                 });
+                run.source_revision = Some(artifact.revision);
             }
         }
         Ok(())
@@ -575,13 +584,13 @@ impl HelmChartReconciler {
         match run.source.take() {
             Some(Source::Artifact { file, revision }) => {
                 self.build_from_source(run, file, &revision).await?;
-                run.status.observed_source_artifact_revision = Some(revision);
             }
             source => {
                 run.source = source;
                 self.pull_from_repository(run).await?;
             }
         }
+        run.status.observed_source_artifact_revision = run.source_revision.clone();
         run.status.observed_chart_name = Some(run.chart_name.clone());
         if let Outcome::Stored { packaged, merged } = &run.outcome {
             let ignore_missing = run.obj.spec.ignore_missing_values_files == Some(true);
