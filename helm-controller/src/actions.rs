@@ -402,11 +402,28 @@ async fn run_action(
     apply_crds(r, run, action).await?;
     let args =
         action_args(r, run, action, timeout).map_err(|e| ReconcileError::transient(failed_reason, e))?;
-    let outcome = r.helm.run(&args, &run.connection, timeout).await;
+    let started = std::time::Instant::now();
+    let mut outcome = r
+        .helm
+        .run(&args, &run.connection, timeout)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.message);
+    if outcome.is_ok() && waits_here(run, disable_wait(run.hr, action)) {
+        let stored = latest(run).await?;
+        let left = timeout.saturating_sub(started.elapsed());
+        if let Err(why) = wait_for_health(r, run, &stored, left).await {
+            // As Helm records a failed wait: the revision is failed in storage, so the next
+            // reconcile sees a failed release (remediated or retried as the policy says).
+            let description = format!("{} failed: {why}", action.name());
+            mark_failed(run, &stored, &description).await?;
+            outcome = Err(why);
+        }
+    }
     run.status.last_attempted_release_action = Some(action.name().into());
     run.status.last_attempted_release_action_duration = Some(duration::format(run.started.elapsed()));
     match outcome {
-        Ok(_) => {
+        Ok(()) => {
             let (name, succeeded) = match action {
                 Action::Install => ("install", helm_reasons::INSTALL_SUCCEEDED),
                 Action::Upgrade => ("upgrade", helm_reasons::UPGRADE_SUCCEEDED),
@@ -426,14 +443,13 @@ async fn run_action(
             run.done = Some((succeeded.to_string(), message));
             Ok(())
         }
-        Err(e) => {
+        Err(why) => {
             let message = format!(
-                "Helm {} failed for release {}/{} with chart {}: {}",
+                "Helm {} failed for release {}/{} with chart {}: {why}",
                 action.name(),
                 run.release_namespace,
                 run.release_name,
                 run.chart_ref(),
-                e.message
             );
             run.condition(condition_types::RELEASED, false, failed_reason, &message);
             // Helm refuses some failures (a values schema, a locked name) before it stores a
@@ -835,12 +851,26 @@ async fn unlock(run: &mut Run<'_>) -> Result<(), ReconcileError> {
     let Some(latest) = run.releases.first().cloned() else {
         return Ok(());
     };
-    let name = format!("sh.helm.release.v1.{}.v{}", latest.name, latest.version);
+    let previous = latest.info.status.clone();
+    mark_failed(
+        run,
+        &latest,
+        &format!("Release unlocked from stale '{previous}' state"),
+    )
+    .await?;
+    tracing::info!(release = %latest.full_name(), %previous, "unlocked release");
+    Ok(())
+}
+
+/// Records the stored revision `stored` as failed with `description`, in Helm's own storage
+/// format (the gzipped release JSON and the `status` label), as Helm records a failed action.
+async fn mark_failed(run: &Run<'_>, stored: &Release, description: &str) -> Result<(), ReconcileError> {
+    let name = format!("sh.helm.release.v1.{}.v{}", stored.name, stored.version);
     let secrets: Api<Secret> = Api::namespaced(run.client.clone(), &run.release_namespace);
     let failed = |e: String| {
         ReconcileError::transient(
             driftless_api::meta::reasons::FAILED,
-            format!("failed to unlock release {}: {e}", latest.full_name()),
+            format!("failed to mark release {} failed: {e}", stored.full_name()),
         )
     };
     let secret = secrets.get(&name).await.map_err(|e| failed(e.to_string()))?;
@@ -850,9 +880,8 @@ async fn unlock(run: &mut Run<'_>) -> Result<(), ReconcileError> {
         .and_then(|d| d.get("release"))
         .ok_or_else(|| failed("no release data".into()))?;
     let mut json = release::decode_value(&data.0).map_err(failed)?;
-    let previous = latest.info.status.clone();
     json["info"]["status"] = "failed".into();
-    json["info"]["description"] = format!("Release unlocked from stale '{previous}' state").into();
+    json["info"]["description"] = description.into();
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     gz.write_all(json.to_string().as_bytes())
         .map_err(|e| failed(e.to_string()))?;
@@ -866,7 +895,6 @@ async fn unlock(run: &mut Run<'_>) -> Result<(), ReconcileError> {
         .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .map_err(|e| failed(e.to_string()))?;
-    tracing::info!(release = %latest.full_name(), %previous, "unlocked release");
     Ok(())
 }
 
@@ -943,6 +971,70 @@ fn wait_flags(
     }
 }
 
+/// Whether the release's objects are waited for by the controller rather than by Helm: the
+/// poller wait (not `legacy`) with `healthCheckExprs`, which Helm's own waiter cannot evaluate.
+fn waits_here(run: &Run<'_>, disable_wait: Option<bool>) -> bool {
+    !run.custom_health.is_empty()
+        && disable_wait != Some(true)
+        && run.hr.spec.wait_strategy.as_ref().map(|w| w.name.as_str()) != Some("legacy")
+}
+
+/// The `disableWait` of `action`.
+fn disable_wait(hr: &HelmRelease, action: Action) -> Option<bool> {
+    match action {
+        Action::Install => hr.spec.install.as_ref().and_then(|i| i.disable_wait),
+        Action::Upgrade => hr.spec.upgrade.as_ref().and_then(|u| u.disable_wait),
+    }
+}
+
+/// Waits until every object of the stored release is healthy by kstatus or by the
+/// `healthCheckExprs` that name its kind, within `timeout`; the error says which are not.
+async fn wait_for_health(
+    r: &HelmReleaseReconciler,
+    run: &Run<'_>,
+    stored: &Release,
+    timeout: Duration,
+) -> Result<(), String> {
+    let objects = release::manifest_objects(&stored.manifest)?;
+    let targets: Vec<(driftless_apply::ObjectId, String)> = objects
+        .iter()
+        .map(|o| {
+            let api_version = o.get("apiVersion").and_then(|v| v.as_str()).unwrap_or_default();
+            let (group, version) = driftless_apply::object::group_version(api_version);
+            let field = |p: &str| {
+                o.pointer(p)
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            let namespace = Some(field("/metadata/namespace"))
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| run.release_namespace.clone());
+            let id = driftless_apply::ObjectId {
+                namespace,
+                name: field("/metadata/name"),
+                group,
+                kind: field("/kind"),
+            };
+            (id, version)
+        })
+        .collect();
+    let wait = driftless_apply::HealthWait {
+        client: &run.client,
+        discovery: &r.discovery,
+        observed: &r.observed,
+        custom: &run.custom_health,
+    };
+    let never = || async { None };
+    wait.until_healthy(&targets, &Default::default(), timeout, never)
+        .await
+        .map_err(|unhealthy| match unhealthy {
+            driftless_apply::wait::Unhealthy::Failed(m)
+            | driftless_apply::wait::Unhealthy::Timeout(m)
+            | driftless_apply::wait::Unhealthy::Canceled(m) => m,
+        })
+}
+
 /// `disableOpenAPIValidation` and `disableSchemaValidation` (install, upgrade).
 fn validation_flags(args: &mut Vec<String>, openapi: Option<bool>, schema: Option<bool>) {
     flag(args, openapi, "--disable-openapi-validation");
@@ -1016,7 +1108,11 @@ fn action_args(
     match action {
         Action::Install => {
             let spec = run.hr.spec.install.clone().unwrap_or_default();
-            wait_flags(&mut args, run.hr, spec.disable_wait, spec.disable_wait_for_jobs);
+            // With `healthCheckExprs` the controller waits for the objects itself (see
+            // `wait_for_health`): Helm waits for hooks only, its default.
+            if !waits_here(run, spec.disable_wait) {
+                wait_flags(&mut args, run.hr, spec.disable_wait, spec.disable_wait_for_jobs);
+            }
             flag(&mut args, spec.disable_hooks, "--no-hooks");
             validation_flags(
                 &mut args,
@@ -1048,7 +1144,11 @@ fn action_args(
             } else {
                 args.push("--reset-values".into());
             }
-            wait_flags(&mut args, run.hr, spec.disable_wait, spec.disable_wait_for_jobs);
+            // With `healthCheckExprs` the controller waits for the objects itself (see
+            // `wait_for_health`): Helm waits for hooks only, its default.
+            if !waits_here(run, spec.disable_wait) {
+                wait_flags(&mut args, run.hr, spec.disable_wait, spec.disable_wait_for_jobs);
+            }
             flag(&mut args, spec.disable_hooks, "--no-hooks");
             validation_flags(
                 &mut args,

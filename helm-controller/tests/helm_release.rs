@@ -1173,3 +1173,42 @@ async fn podinfo_is_installed_from_an_oci_helm_repository_when_its_signature_ver
     );
     testing::delete_namespace(&w.client, &w.ns).await;
 }
+
+#[tokio::test]
+#[ignore = "needs the testenv (hack/test.sh)"]
+async fn health_check_exprs_decide_when_a_release_is_healthy() {
+    let w = world("hr-health").await;
+    w.publish("tested", &["1.0.0"]).await;
+    // The ConfigMap is healthy by the expressions only: ready when its message says so,
+    // failed when it says broken (kstatus alone would call any ConfigMap Current).
+    let exprs = json!([{"apiVersion": "v1", "kind": "ConfigMap",
+        "current": "data.message == 'ready'", "failed": "data.message == 'broken'"}]);
+    w.release(
+        "health",
+        "tested",
+        "1.0.0",
+        json!({"releaseName": "health", "values": {"message": "ready"}, "healthCheckExprs": exprs}),
+    )
+    .await;
+    w.wait_ready("health", "True", "InstallSucceeded").await;
+
+    // An upgrade whose objects fail the expressions fails, and Helm's storage says so.
+    w.patch_spec("health", json!({"values": {"message": "broken"}}))
+        .await;
+    let failed = w.wait_ready("health", "False", "UpgradeFailed").await;
+    let message = condition(&failed, "Ready").unwrap().message;
+    assert!(
+        message.contains("ConfigMap") && message.contains("the failed expression is true"),
+        "{message}"
+    );
+    let history = w.history("health");
+    let last = history.last().unwrap();
+    assert_eq!(last["status"], "failed", "{history:?}");
+    assert!(
+        last["description"]
+            .as_str()
+            .unwrap()
+            .contains("failed expression")
+    );
+    testing::delete_namespace(&w.client, &w.ns).await;
+}
