@@ -256,6 +256,13 @@ pub async fn reconcile_release(r: &HelmReleaseReconciler, run: &mut Run<'_>) -> 
                 once(&mut ran, "upgrade")?;
                 run_action(r, run, Action::Upgrade).await?;
             }
+            State::OutOfSync if chart_renamed(run) => {
+                // `chartNameChangeStrategy: Reinstall` (Flux's default): another chart is
+                // another application; the release is uninstalled, then installed anew.
+                once(&mut ran, "uninstall")?;
+                uninstall(r, run, "the chart name changed").await?;
+                forget_condition(run, condition_types::REMEDIATED);
+            }
             State::OutOfSync => {
                 check_retries(run, Action::Upgrade)?;
                 once(&mut ran, "upgrade")?;
@@ -290,6 +297,23 @@ pub async fn reconcile_release(r: &HelmReleaseReconciler, run: &mut Run<'_>) -> 
         }
     }
     Ok(())
+}
+
+/// The deployed release has another chart than the one to release, and the policy says to
+/// reinstall on such a change.
+fn chart_renamed(run: &Run<'_>) -> bool {
+    let in_place = run
+        .hr
+        .spec
+        .upgrade
+        .as_ref()
+        .and_then(|u| u.chart_name_change_strategy.as_deref())
+        == Some("InPlaceUpdate");
+    !in_place
+        && run
+            .releases
+            .first()
+            .is_some_and(|latest| latest.chart_name() != run.chart.name)
 }
 
 /// Records that `what` runs in this reconcile; a second time is an error retried later.
@@ -717,7 +741,7 @@ async fn uninstall(
             );
             run.event(EventType::Normal, helm_reasons::UNINSTALL_SUCCEEDED, &message)
                 .await;
-            tracing::info!(after, "failed release uninstalled");
+            tracing::info!(after, "release uninstalled");
             Ok((helm_reasons::UNINSTALL_SUCCEEDED.into(), message))
         }
         Err(e) => {

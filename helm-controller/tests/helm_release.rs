@@ -1212,3 +1212,55 @@ async fn health_check_exprs_decide_when_a_release_is_healthy() {
     );
     testing::delete_namespace(&w.client, &w.ns).await;
 }
+
+#[tokio::test]
+#[ignore = "needs the testenv (hack/test.sh)"]
+async fn another_chart_is_reinstalled_and_kept_history_survives_uninstall() {
+    let w = world("hr-rename").await;
+    w.publish("tested", &["1.0.0"]).await;
+    w.publish("podinfo", &["6.14.1"]).await;
+    w.release(
+        "app",
+        "tested",
+        "1.0.0",
+        json!({"releaseName": "app", "uninstall": {"keepHistory": true}}),
+    )
+    .await;
+    w.wait_ready("app", "True", "InstallSucceeded").await;
+
+    // Another chart name: uninstalled (its history kept), then installed anew.
+    w.patch_spec(
+        "app",
+        json!({"chart": {"spec": {"chart": "podinfo", "version": "6.14.1",
+            "sourceRef": {"kind": "HelmRepository", "name": "charts"}}}}),
+    )
+    .await;
+    w.wait_for("app", |hr| {
+        hr.status
+            .as_ref()
+            .and_then(|s| s.last_attempted_revision.as_deref())
+            == Some("6.14.1")
+            && condition(hr, "Ready").is_some_and(|c| c.reason == "InstallSucceeded")
+    })
+    .await;
+    let history = w.history("app");
+    let statuses: Vec<(&str, &str)> = history
+        .iter()
+        .map(|h| (h["chart"].as_str().unwrap(), h["status"].as_str().unwrap()))
+        .collect();
+    // Helm's `install --replace` over the uninstalled revision marks it superseded.
+    assert_eq!(
+        statuses,
+        [("tested-1.0.0", "superseded"), ("podinfo-6.14.1", "deployed")]
+    );
+    assert!(w.deployment("app").await.is_none());
+    assert!(w.deployment("app-podinfo").await.is_some());
+
+    // Deleted with keepHistory: the objects go, Helm's history stays.
+    w.releases.delete("app", &Default::default()).await.unwrap();
+    testing::wait_gone(&w.releases, "app", T).await;
+    let history = w.history("app");
+    assert_eq!(history.last().unwrap()["status"], "uninstalled", "{history:?}");
+    assert!(w.deployment("app-podinfo").await.is_none());
+    testing::delete_namespace(&w.client, &w.ns).await;
+}
