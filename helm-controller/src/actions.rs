@@ -1118,6 +1118,7 @@ fn action_args(
             namespace: run.hr.namespace().unwrap_or_default(),
             common_metadata: run.hr.spec.common_metadata.clone(),
             post_renderers: run.hr.spec.post_renderers.clone().unwrap_or_default(),
+            strategy: run.hr.spec.post_render_strategy.clone(),
         };
         let path = workdir.join("post-render.json");
         std::fs::write(&path, serde_json::to_vec(&spec).map_err(|e| e.to_string())?)

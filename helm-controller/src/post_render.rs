@@ -28,6 +28,11 @@ pub struct Spec {
     pub common_metadata: Option<CommonMetadata>,
     #[serde(default)]
     pub post_renderers: Vec<PostRenderer>,
+    /// `postRenderStrategy`: `combined` (Helm 4's default: hooks and the rest in one stream),
+    /// `separate` (hooks post-rendered on their own), `nohooks` (hooks left as rendered, as
+    /// Helm 3 did).
+    #[serde(default)]
+    pub strategy: Option<String>,
 }
 
 /// The `post-render` entry point: `args` are those after `post-render`.
@@ -43,9 +48,32 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Applies `spec` to a YAML stream of rendered objects.
+/// Applies `spec` to a YAML stream of rendered objects, hooks as `postRenderStrategy` says.
 pub fn render(input: &str, spec: &Spec) -> anyhow::Result<String> {
-    let mut objects = crate::release::manifest_objects(input).map_err(anyhow::Error::msg)?;
+    let objects = crate::release::manifest_objects(input).map_err(anyhow::Error::msg)?;
+    let objects = match spec.strategy.as_deref() {
+        Some(strategy @ ("nohooks" | "separate")) => {
+            let (hooks, rest): (Vec<Value>, Vec<Value>) = objects
+                .into_iter()
+                .partition(|o| o.pointer("/metadata/annotations/helm.sh~1hook").is_some());
+            let mut rendered = post_rendered(rest, spec)?;
+            if strategy == "separate" {
+                rendered.extend(post_rendered(hooks, spec)?);
+            } else {
+                rendered.extend(hooks);
+            }
+            rendered
+        }
+        _ => post_rendered(objects, spec)?,
+    };
+    Ok(driftless_kustomize::to_yaml_stream(&objects))
+}
+
+/// The objects through the kustomize post-renderers, then common metadata and origin labels.
+fn post_rendered(mut objects: Vec<Value>, spec: &Spec) -> anyhow::Result<Vec<Value>> {
+    if objects.is_empty() {
+        return Ok(objects);
+    }
     for renderer in &spec.post_renderers {
         if let Some(kustomize) = &renderer.kustomize {
             objects = kustomized(objects, kustomize)?;
@@ -63,7 +91,7 @@ pub fn render(input: &str, spec: &Spec) -> anyhow::Result<String> {
         set_all(object, "labels", &labels);
         set_all(object, "annotations", &annotations);
     }
-    Ok(driftless_kustomize::to_yaml_stream(&objects))
+    Ok(objects)
 }
 
 fn set_all(object: &mut Value, field: &str, entries: &[(String, String)]) {
@@ -148,5 +176,30 @@ mod tests {
             cm["metadata"]["annotations"]["postrenderer.helm.sh/postrender-filename"],
             "templates/cm.yaml"
         );
+    }
+
+    #[test]
+    fn hooks_are_post_rendered_as_the_strategy_says() {
+        let input = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app\n---\napiVersion: batch/v1\nkind: Job\nmetadata:\n  name: migrate\n  annotations:\n    helm.sh/hook: pre-upgrade\n";
+        let labelled = |strategy: Option<&str>| -> Vec<bool> {
+            let spec = Spec {
+                name: "web".into(),
+                namespace: "apps".into(),
+                strategy: strategy.map(str::to_string),
+                ..Spec::default()
+            };
+            let out = render(input, &spec).unwrap();
+            crate::release::manifest_objects(&out)
+                .unwrap()
+                .iter()
+                .map(|o| {
+                    o.pointer("/metadata/labels/helm.toolkit.fluxcd.io~1name")
+                        .is_some()
+                })
+                .collect()
+        };
+        assert_eq!(labelled(None), [true, true]);
+        assert_eq!(labelled(Some("separate")), [true, true]);
+        assert_eq!(labelled(Some("nohooks")), [true, false]);
     }
 }
