@@ -357,6 +357,7 @@ fn prepare_attempt(run: &mut Run<'_>) {
         .get(FORCE_AT_ANNOTATION)
         .filter(|t| Some(t.as_str()) != run.status.last_handled_force_at.as_deref())
         .cloned();
+    let oci_digest = run.oci_digest();
     let status = &mut *run.status;
     let new_attempt = status.last_attempted_generation != run.hr.metadata.generation
         || status.last_attempted_revision.as_deref() != Some(run.chart.version.as_str())
@@ -372,12 +373,7 @@ fn prepare_attempt(run: &mut Run<'_>) {
     status.last_attempted_generation = run.hr.metadata.generation;
     status.last_attempted_revision = Some(run.chart.version.clone());
     // An OCI chart's digest (`<tag>@sha256:…`), as Flux tracks it.
-    status.last_attempted_revision_digest = run
-        .source
-        .as_ref()
-        .filter(|s| s.kind == "OCIRepository")
-        .and(run.artifact.as_ref())
-        .and_then(|a| a.revision.split_once('@').map(|(_, digest)| digest.to_string()));
+    status.last_attempted_revision_digest = oci_digest;
     status.last_attempted_config_digest = Some(run.config_digest.clone());
     status.last_attempted_values_checksum = None;
     status.storage_namespace = Some(run.release_namespace.clone());

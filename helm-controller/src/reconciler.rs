@@ -171,11 +171,25 @@ impl<'a> Run<'a> {
         conditions::set(conds, type_, status, reason, message, generation);
     }
 
-    /// An event about a Helm action, annotated with the chart version and app version.
+    /// The digest of a chart from an OCIRepository (its revision is `<tag>@sha256:…`).
+    pub fn oci_digest(&self) -> Option<String> {
+        self.source
+            .as_ref()
+            .filter(|s| s.kind == "OCIRepository")
+            .and(self.artifact.as_ref())
+            .and_then(|a| a.revision.split_once('@').map(|(_, digest)| digest.to_string()))
+    }
+
+    /// An event about a Helm action, annotated with the chart version, app version and (for an
+    /// OCI chart) its digest.
     pub async fn event(&self, type_: EventType, reason: &str, message: &str) {
         let mut metadata = vec![("revision", self.chart.version.as_str())];
         if let Some(app) = &self.chart.app_version {
             metadata.push(("app-version", app.as_str()));
+        }
+        let digest = self.oci_digest();
+        if let Some(digest) = &digest {
+            metadata.push(("oci-digest", digest.as_str()));
         }
         self.ctx
             .recorder
@@ -402,8 +416,21 @@ impl HelmReleaseReconciler {
                 ),
                 other => ReconcileError::transient(reasons::ARTIFACT_FAILED, other.to_string()),
             })?;
-        let (dir, chart) =
+        let (dir, mut chart) =
             chart::locate(&extracted).map_err(|e| ReconcileError::stalled(reasons::ARTIFACT_FAILED, e))?;
+        // A chart from an OCIRepository is versioned with its digest (`6.14.1+<12 hex>`), as
+        // Flux tracks it: a new push of the same version is a new release.
+        if let Some(digest) = run.oci_digest() {
+            let hex: String = digest.trim_start_matches("sha256:").chars().take(12).collect();
+            if let Ok(mut version) = semver::Version::parse(chart.version.trim_start_matches('v'))
+                && let Ok(build) = semver::BuildMetadata::new(&hex)
+            {
+                version.build = build;
+                chart.version = version.to_string();
+                driftless_chart::metadata::set_version(&dir, &chart.version)
+                    .map_err(|e| ReconcileError::transient(reasons::ARTIFACT_FAILED, e))?;
+            }
+        }
         run.chart_dir = dir;
         run.chart = chart;
         run.workdir = Some(workdir);
