@@ -54,12 +54,15 @@ pub struct Helm {
     binary: PathBuf,
     home: tempfile::TempDir,
     post_renderer: bool,
+    /// Helm processes running at once (`--concurrent`): a reconcile waits for a permit only
+    /// around its process, so reads, status writes and waits of other reconciles overlap.
+    processes: tokio::sync::Semaphore,
 }
 
 impl Helm {
     /// Prepares the homes and, when `post_renderer` (the executable run in `post-render` mode)
     /// is given, the plugin that calls it.
-    pub fn new(binary: PathBuf, post_renderer: Option<&Path>) -> std::io::Result<Helm> {
+    pub fn new(binary: PathBuf, post_renderer: Option<&Path>, processes: usize) -> std::io::Result<Helm> {
         let home = tempfile::Builder::new().prefix("helm-controller-").tempdir()?;
         for dir in ["cache", "config", "data", "plugins"] {
             std::fs::create_dir_all(home.path().join(dir))?;
@@ -91,6 +94,7 @@ impl Helm {
             binary,
             home,
             post_renderer: post_renderer.is_some(),
+            processes: tokio::sync::Semaphore::new(processes.max(1)),
         })
     }
 
@@ -134,6 +138,11 @@ impl Helm {
             command.arg("--kube-as-user").arg(user);
         }
         tracing::debug!(?args, "helm");
+        // Closed only on drop: acquiring cannot fail while `self` lives.
+        let _permit = self.processes.acquire().await.map_err(|e| HelmError {
+            message: e.to_string(),
+            timed_out: false,
+        })?;
         let child = command.spawn().map_err(|e| HelmError {
             message: format!("failed to run {}: {e}", self.binary.display()),
             timed_out: false,

@@ -27,6 +27,9 @@ use driftless_runtime::{args::CommonArgs, reconcile::KindController, runtime::Ru
 
 /// Name used for events, the status field manager and the leader-election lease.
 pub const CONTROLLER_NAME: &str = "helm-controller";
+/// Reconcile slots per permitted Helm process.
+const RECONCILES_PER_HELM_PROCESS: u16 = 4;
+
 /// Reconciles at once when `--concurrent` is not given (Flux's default).
 pub const DEFAULT_CONCURRENCY: u16 = 4;
 
@@ -57,8 +60,18 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         default_service_account: rt.args.default_service_account.clone(),
     };
     let post_renderer = std::env::current_exe()?;
-    let helm = helm::Helm::new(args.helm_path, Some(&post_renderer))?;
-    let loop_settings = rt.loop_settings(DEFAULT_CONCURRENCY);
+    let mut loop_settings = rt.loop_settings(DEFAULT_CONCURRENCY);
+    // `--concurrent` bounds the Helm actions running at once (in Flux, one per reconcile); the
+    // reconciles themselves get more slots, so their API reads, status writes and waits for a
+    // chart overlap with the actions instead of keeping a slot idle (W6: docs/benchmarks.md).
+    let helm = helm::Helm::new(
+        args.helm_path,
+        Some(&post_renderer),
+        usize::from(loop_settings.concurrency),
+    )?;
+    loop_settings.concurrency = loop_settings
+        .concurrency
+        .saturating_mul(RECONCILES_PER_HELM_PROCESS);
     let controller = Arc::new(
         KindController::new(
             reconciler::HelmReleaseReconciler::new(helm, settings, config),

@@ -31,3 +31,4 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .run_idle("Provider, Alert and Receiver")
         .await
 }
+

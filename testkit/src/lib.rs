@@ -32,7 +32,7 @@ fn helm_cli() -> Helm {
         .ok()
         .and_then(|exe| Some(exe.parent()?.parent()?.join("helm-controller")))
         .filter(|p| p.is_file());
-    Helm::new(binary.into(), post_renderer.as_deref()).expect("helm homes")
+    Helm::new(binary.into(), post_renderer.as_deref(), 4).expect("helm homes")
 }
 
 /// Running controllers; they stop when this is dropped.

@@ -4,7 +4,7 @@
 
 use std::hash::{Hash, Hasher};
 
-use futures::{StreamExt, stream::BoxStream};
+use futures::{StreamExt, TryStreamExt, stream::BoxStream};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource};
@@ -46,6 +46,10 @@ where
     watcher(api, config.any_semantic())
         .default_backoff()
         .applied_objects()
+        // kube's predicate filter passes objects whose predicate is None; an object without a
+        // fingerprint (a source without an artifact yet) must wake nothing, or every write to
+        // it (creation, finalizer, progress) would reconcile its referrers for nothing.
+        .try_filter(move |object| futures::future::ready(fingerprint(object).is_some()))
         .predicate_filter(fingerprint, Default::default())
         .filter_map(|r| futures::future::ready(r.ok()))
         .flat_map(move |changed| {
