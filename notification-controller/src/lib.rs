@@ -1,15 +1,46 @@
-//! notification-controller: not yet a reconciler. It starts, serves `/healthz`, `/readyz` and
-//! `/metrics` and takes part in leader election, so the install bundle and `driftless check` see
-//! it; Providers, Alerts and Receivers are accepted by their CRDs and left alone, and nothing
-//! listens on the event or receiver ports yet (issue 16).
+//! notification-controller (Flux API reference §5): events to Providers through Alerts, and
+//! Receivers that turn webhooks into reconciles.
 //!
-//! The binary's `main.rs` only parses flags; [`run`] wires the shared runtime (probes, metrics,
-//! leader election, graceful shutdown) and the kind controllers.
+//! - Intake: Kubernetes Events about toolkit objects (how every controller reports, ours and
+//!   Flux's) are watched, and Flux's event JSON is accepted on `--events-addr` (`:9090`), so
+//!   Flagger, tofu-controller or Flux's own controllers can post to it ([`event`], [`server`]).
+//! - Routing and delivery: [`dispatch`] (duplicates within `--rate-limit-interval` dropped,
+//!   Alerts matched, one task per delivery, retries) through [`providers`] (the payload of each
+//!   type) and [`connect`] (the Provider's Secrets).
+//! - Receivers: [`receiver`] (the reconciler that gives each its path, and the webhook server
+//!   on `--receiverAddr`, `:9292`).
+//!
+//! Alerts and Providers (v1beta3) are static objects, as in Flux: read from caches, no status.
+//! The binary's `main.rs` only parses flags; [`run`] wires the shared runtime.
 
-use driftless_runtime::{args::CommonArgs, runtime::Runtime};
+pub mod connect;
+pub mod dispatch;
+pub mod event;
+pub mod providers;
+pub mod receiver;
+pub mod server;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use driftless_api::notification::{Alert, Provider, Receiver};
+use driftless_runtime::args::{CommonArgs, addr_arg, duration_arg};
+use driftless_runtime::events::Recorder;
+use driftless_runtime::metrics::Metrics;
+use driftless_runtime::reconcile::{KindController, LoopSettings};
+use driftless_runtime::runtime::Runtime;
+use futures::StreamExt;
+use kube::Client;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
 
 /// Name used for events, the status field manager and the leader-election lease.
 pub const CONTROLLER_NAME: &str = "notification-controller";
+/// Where events are received when `--events-addr` is not given.
+pub const DEFAULT_EVENTS_ADDR: &str = ":9090";
+/// Receivers reconciled at once.
+const DEFAULT_CONCURRENCY: u16 = 4;
 
 /// Command-line flags.
 #[derive(clap::Parser, Debug)]
@@ -19,16 +50,116 @@ pub const CONTROLLER_NAME: &str = "notification-controller";
     about = "Driftless notification-controller (Flux-compatible)"
 )]
 pub struct Args {
-    /// Flags every toolkit controller shares.
+    /// Flags every toolkit controller shares (`--events-addr` is where events are received).
     #[command(flatten)]
     pub common: CommonArgs,
+    /// Where the webhook receiver listens (Flux spells it `--receiverAddr`).
+    #[arg(long = "receiverAddr", alias = "receiver-addr", default_value = ":9292", value_parser = addr_arg)]
+    pub receiver_addr: SocketAddr,
+    /// Identical events within this interval are sent once.
+    #[arg(long, default_value = "5m", value_parser = duration_arg)]
+    pub rate_limit_interval: Duration,
+}
+
+/// What [`serve`] runs with.
+pub struct Settings {
+    pub loop_settings: LoopSettings,
+    pub no_cross_namespace_refs: bool,
+    pub rate_limit_interval: Duration,
 }
 
 /// Runs the controller until SIGTERM.
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    Runtime::start(CONTROLLER_NAME, args.common)
-        .await?
-        .run_idle("Provider, Alert and Receiver")
-        .await
+    driftless_artifact::install_crypto_provider();
+    let events_addr = if args.common.events_addr.is_empty() {
+        DEFAULT_EVENTS_ADDR.to_string()
+    } else {
+        args.common.events_addr.clone()
+    };
+    let events_addr = addr_arg(&events_addr).map_err(anyhow::Error::msg)?;
+    let rt = Runtime::start(CONTROLLER_NAME, args.common).await?;
+    let events = tokio::net::TcpListener::bind(events_addr).await?;
+    let receivers = tokio::net::TcpListener::bind(args.receiver_addr).await?;
+    tracing::info!(events = %events_addr, receiver = %args.receiver_addr, "listening");
+    let settings = Settings {
+        loop_settings: rt.loop_settings(DEFAULT_CONCURRENCY),
+        no_cross_namespace_refs: rt.args.no_cross_namespace_refs,
+        rate_limit_interval: args.rate_limit_interval,
+    };
+    let (client, metrics, shutdown) = (rt.client.clone(), rt.metrics.clone(), rt.shutdown().clone());
+    rt.run(async move {
+        if let Err(err) = serve(client, settings, events, receivers, metrics, shutdown.wait()).await {
+            tracing::error!(%err, "notification-controller failed");
+        }
+    })
+    .await
 }
 
+/// A cache of `K` (in the watched namespace, or all), filled in the background.
+async fn cache<K>(client: &Client, namespace: Option<&str>) -> Store<K>
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let api = driftless_runtime::object::namespaced_or_all::<K>(client, namespace);
+    let (reader, writer) = reflector::store();
+    let stream = reflector::reflector(writer, watcher(api, watcher::Config::default().any_semantic()))
+        .default_backoff()
+        .applied_objects();
+    tokio::spawn(stream.for_each(|_| futures::future::ready(())));
+    let _ = reader.wait_until_ready().await;
+    reader
+}
+
+/// Runs intake, delivery and the Receivers on the given listeners until `shutdown`.
+pub async fn serve(
+    client: Client,
+    settings: Settings,
+    events: tokio::net::TcpListener,
+    receivers: tokio::net::TcpListener,
+    metrics: Metrics,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + Clone + 'static,
+) -> anyhow::Result<()> {
+    let namespace = settings.loop_settings.namespace.clone();
+    let dispatcher = Arc::new(dispatch::Dispatcher {
+        client: client.clone(),
+        alerts: cache::<Alert>(&client, namespace.as_deref()).await,
+        providers: cache::<Provider>(&client, namespace.as_deref()).await,
+        limiter: dispatch::RateLimiter::new(settings.rate_limit_interval),
+        no_cross_namespace_refs: settings.no_cross_namespace_refs,
+        recorder: Recorder::new(client.clone(), CONTROLLER_NAME),
+        discovery: driftless_apply::Discovery::default(),
+    });
+    let hooks = Arc::new(receiver::Webhooks {
+        client: client.clone(),
+        receivers: cache::<Receiver>(&client, namespace.as_deref()).await,
+        discovery: driftless_apply::Discovery::default(),
+        no_cross_namespace_refs: settings.no_cross_namespace_refs,
+        seen: Mutex::new(Default::default()),
+    });
+    let receiver_controller = Arc::new(KindController::new(
+        receiver::ReceiverReconciler,
+        client.clone(),
+        CONTROLLER_NAME,
+        CONTROLLER_NAME,
+        metrics,
+        settings.loop_settings,
+    ));
+    let watch = server::watch_events(client, namespace, dispatcher.clone());
+    let event_server = server::events(events, dispatcher, shutdown.clone());
+    let receiver_server = server::receivers(receivers, hooks, shutdown.clone());
+    let stop = shutdown.clone();
+    tokio::select! {
+        _ = watch => {},
+        result = event_server => result?,
+        result = receiver_server => result?,
+        _ = receiver_controller.run(shutdown) => {},
+        _ = stop => {},
+    }
+    Ok(())
+}

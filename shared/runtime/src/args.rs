@@ -50,6 +50,11 @@ pub struct CommonArgs {
     /// the ConfigMap names none.
     #[arg(long, default_value = "")]
     pub default_kubeconfig_service_account: String,
+    /// Where events are sent (Flux's flag). Every controller accepts it; the controllers report
+    /// through Kubernetes Events, which notification-controller watches, so an event reaches it
+    /// once whether or not this is set. notification-controller listens here (default `:9090`).
+    #[arg(long, default_value = "")]
+    pub events_addr: String,
     /// Retry period for dependencies and sources that are not ready.
     #[arg(long, default_value = "30s", value_parser = duration_arg)]
     pub requeue_dependency: Duration,

@@ -1,0 +1,107 @@
+//! A Provider with its Secrets resolved: `secretRef` (`address`, `token`, `username`, `proxy`,
+//! `headers` as a YAML map), `certSecretRef` (`ca.crt`, `tls.crt` + `tls.key`) and
+//! `proxySecretRef` (`address`, `username`, `password`), and the HTTP client they make.
+//! Secret values go into requests only, never into logs, events or status.
+
+use std::collections::BTreeMap;
+
+use driftless_api::notification::Provider;
+use driftless_artifact::http::{ClientSettings, client};
+use k8s_openapi::api::core::v1::Secret;
+use kube::{Api, Client, ResourceExt};
+
+use crate::providers::Target;
+
+/// The data of Secret `namespace/name`; the error names the Secret only.
+pub async fn secret_data(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> Result<BTreeMap<String, String>, String> {
+    let secret = Api::<Secret>::namespaced(client.clone(), namespace)
+        .get_opt(name)
+        .await
+        .map_err(|e| format!("failed to read secret '{namespace}/{name}': {e}"))?
+        .ok_or_else(|| format!("secret '{namespace}/{name}' not found"))?;
+    Ok(secret
+        .data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| {
+            (
+                k,
+                String::from_utf8_lossy(&v.0).trim_end_matches('\n').to_string(),
+            )
+        })
+        .collect())
+}
+
+/// The provider's target and the client that reaches it.
+pub async fn target(kube: &Client, provider: &Provider) -> Result<(Target, reqwest::Client), String> {
+    let namespace = provider.namespace().unwrap_or_default();
+    let spec = &provider.spec;
+    let mut target = Target {
+        provider_type: spec.provider_type.clone(),
+        address: spec.address.clone().unwrap_or_default(),
+        channel: spec.channel.clone().unwrap_or_default(),
+        username: spec.username.clone().unwrap_or_default(),
+        ..Target::default()
+    };
+    let mut proxy = spec.proxy.clone().filter(|p| !p.is_empty());
+    if let Some(r) = &spec.secret_ref {
+        let data = secret_data(kube, &namespace, &r.name).await?;
+        if let Some(address) = data.get("address").filter(|a| !a.is_empty()) {
+            target.address = address.clone();
+        }
+        if let Some(token) = data.get("token") {
+            target.token = token.clone();
+        }
+        if let Some(username) = data.get("username").filter(|u| !u.is_empty()) {
+            target.username = username.clone();
+        }
+        if let Some(p) = data.get("proxy").filter(|p| !p.is_empty()) {
+            proxy = Some(p.clone());
+        }
+        if let Some(headers) = data.get("headers") {
+            target.headers = serde_norway::from_str(headers)
+                .map_err(|e| format!("secret '{namespace}/{}': invalid 'headers': {e}", r.name))?;
+        }
+    }
+    if let Some(r) = &spec.proxy_secret_ref {
+        let data = secret_data(kube, &namespace, &r.name).await?;
+        let address = data
+            .get("address")
+            .ok_or_else(|| format!("secret '{namespace}/{}' has no 'address' key", r.name))?;
+        let mut url = url::Url::parse(address)
+            .map_err(|e| format!("secret '{namespace}/{}': invalid proxy address: {e}", r.name))?;
+        if let (Some(user), Some(password)) = (data.get("username"), data.get("password")) {
+            let _ = url.set_username(user);
+            let _ = url.set_password(Some(password));
+        }
+        proxy = Some(url.to_string());
+    }
+    let (mut ca, mut identity) = (None, None);
+    if let Some(r) = &spec.cert_secret_ref {
+        let data = secret_data(kube, &namespace, &r.name).await?;
+        ca = data.get("ca.crt").cloned();
+        if let (Some(cert), Some(key)) = (data.get("tls.crt"), data.get("tls.key")) {
+            identity = Some(format!("{cert}\n{key}\n"));
+        }
+        if ca.is_none() && identity.is_none() {
+            return Err(format!(
+                "secret '{namespace}/{}' has neither 'ca.crt' nor 'tls.crt' and 'tls.key'",
+                r.name
+            ));
+        }
+    }
+    let settings = ClientSettings {
+        ca: ca.as_deref().map(str::as_bytes),
+        identity: identity.as_deref().map(str::as_bytes),
+        proxy: proxy.as_deref(),
+    };
+    let http = client(
+        &settings,
+        concat!("driftless-notification-controller/", env!("CARGO_PKG_VERSION")),
+    )?;
+    Ok((target, http))
+}

@@ -1,0 +1,226 @@
+//! What each Provider type sends for an event: the HTTP request, built without I/O so that
+//! every payload is checked by unit tests, and the outcome read from the response.
+//!
+//! Supported: `generic` (Flux's event JSON, `Gotk-Component` header), `generic-hmac` (plus
+//! `X-Signature: sha256=<HMAC of the body with the token>`), `slack` (an incoming webhook,
+//! or the bot API `chat.postMessage` with a token and a channel). Other types are refused
+//! with a message naming them (never silently dropped).
+
+use std::collections::BTreeMap;
+
+use hmac::{Hmac, KeyInit, Mac};
+use serde_json::{Value, json};
+
+use crate::event::Event;
+
+/// Where Slack's bot API posts messages.
+pub const SLACK_POST_MESSAGE: &str = "https://slack.com/api/chat.postMessage";
+/// Flux's avatar, which Slack messages carry.
+const FLUX_ICON: &str = "https://avatars3.githubusercontent.com/u/52158677?s=200&v=4";
+
+/// A Provider with its Secret resolved.
+#[derive(Clone, Debug, Default)]
+pub struct Target {
+    pub provider_type: String,
+    pub address: String,
+    pub channel: String,
+    pub username: String,
+    pub token: String,
+    pub headers: BTreeMap<String, String>,
+}
+
+/// One HTTP POST.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Request {
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// The request `target` sends for `event` (its metadata cleaned already).
+pub fn request(target: &Target, event: &Event) -> Result<Request, String> {
+    let mut headers = vec![("Content-Type".to_string(), "application/json".to_string())];
+    match target.provider_type.as_str() {
+        "generic" | "generic-hmac" => {
+            let url = required(&target.address, "address")?;
+            let body = serde_json::to_vec(event).map_err(|e| e.to_string())?;
+            headers.push(("Gotk-Component".into(), event.reporting_controller.clone()));
+            if target.provider_type == "generic-hmac" {
+                let token = required(&target.token, "token")?;
+                headers.push(("X-Signature".into(), format!("sha256={}", sign(token, &body))));
+            }
+            headers.extend(target.headers.iter().map(|(k, v)| (k.clone(), v.clone())));
+            Ok(Request {
+                url: url.to_string(),
+                headers,
+                body,
+            })
+        }
+        "slack" => {
+            let mut payload = slack_payload(target, event);
+            let url = if target.token.is_empty() {
+                required(&target.address, "address")?.to_string()
+            } else {
+                // The bot API: a token, and the channel it posts to.
+                required(&target.channel, "channel")?;
+                headers.push(("Authorization".into(), format!("Bearer {}", target.token)));
+                payload["channel"] = json!(target.channel);
+                if target.address.is_empty() {
+                    SLACK_POST_MESSAGE.to_string()
+                } else {
+                    target.address.clone()
+                }
+            };
+            Ok(Request {
+                url,
+                headers,
+                body: serde_json::to_vec(&payload).map_err(|e| e.to_string())?,
+            })
+        }
+        other => Err(format!("provider type '{other}' is not supported yet")),
+    }
+}
+
+fn required<'a>(value: &'a str, what: &str) -> Result<&'a str, String> {
+    if value.is_empty() {
+        Err(format!("the provider has no {what}"))
+    } else {
+        Ok(value)
+    }
+}
+
+/// `hex(HMAC-SHA256(token, body))`.
+pub fn sign(token: &str, body: &[u8]) -> String {
+    let mut mac =
+        <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(token.as_bytes()).expect("HMAC takes any key length");
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// Flux's Slack message: one attachment, green for info and red for errors, the object as
+/// `kind/name.namespace`, the metadata as fields.
+fn slack_payload(target: &Target, event: &Event) -> Value {
+    let object = &event.involved_object;
+    let author = format!(
+        "{}/{}.{}",
+        object.kind.as_deref().unwrap_or_default().to_lowercase(),
+        object.name.as_deref().unwrap_or_default(),
+        object.namespace.as_deref().unwrap_or_default()
+    );
+    let color = if event.severity == "error" {
+        "danger"
+    } else {
+        "good"
+    };
+    let fields: Vec<Value> = event
+        .metadata
+        .iter()
+        .map(|(k, v)| json!({"title": k, "value": v, "short": false}))
+        .collect();
+    let mut payload = json!({
+        "attachments": [{
+            "color": color,
+            "author_name": author,
+            "text": event.message,
+            "mrkdwn_in": ["text"],
+            "fields": fields,
+        }],
+        "icon_url": FLUX_ICON,
+    });
+    if !target.channel.is_empty() {
+        payload["channel"] = json!(target.channel);
+    }
+    if !target.username.is_empty() {
+        payload["username"] = json!(target.username);
+    }
+    payload
+}
+
+/// Whether a response is a delivery: 2xx (and, for Slack's bot API, `"ok": true`).
+pub fn accepted(target: &Target, status: u16, body: &[u8]) -> Result<(), String> {
+    if !(200..300).contains(&status) {
+        let text: String = String::from_utf8_lossy(body).chars().take(200).collect();
+        return Err(format!("POST failed with status {status}: {text}"));
+    }
+    if target.provider_type == "slack" && !target.token.is_empty() {
+        let reply: Value = serde_json::from_slice(body).unwrap_or_default();
+        if reply.get("ok") != Some(&Value::Bool(true)) {
+            let error = reply
+                .get("error")
+                .and_then(Value::as_str)
+                .unwrap_or("unknown error");
+            return Err(format!("Slack refused the message: {error}"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn event(severity: &str) -> Event {
+        serde_json::from_value(json!({
+            "involvedObject": {"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization", "name": "web", "namespace": "apps"},
+            "severity": severity, "timestamp": "2026-12-02T10:00:00Z", "message": "Health check failed",
+            "reason": "HealthCheckFailed", "metadata": {"revision": "main@sha1:abc"},
+            "reportingController": "kustomize-controller"
+        }))
+        .unwrap()
+    }
+
+    fn target(kind: &str) -> Target {
+        Target {
+            provider_type: kind.into(),
+            address: "https://sink.example/hook".into(),
+            ..Target::default()
+        }
+    }
+
+    #[test]
+    fn generic_and_hmac_send_the_event_json() {
+        let mut t = target("generic-hmac");
+        assert!(request(&t, &event("info")).is_err_and(|e| e.contains("no token")));
+        t.token = "s3cret".into();
+        t.headers.insert("X-Team".into(), "web".into());
+        let r = request(&t, &event("info")).unwrap();
+        let body: Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(body["involvedObject"]["name"], "web");
+        let header = |name: &str| r.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        assert_eq!(header("Gotk-Component").unwrap(), "kustomize-controller");
+        assert_eq!(
+            header("X-Signature").unwrap(),
+            format!("sha256={}", sign("s3cret", &r.body))
+        );
+        assert_eq!(header("X-Team").unwrap(), "web");
+    }
+
+    #[test]
+    fn slack_by_webhook_and_by_bot_token() {
+        let mut t = target("slack");
+        t.username = "flux".into();
+        let r = request(&t, &event("error")).unwrap();
+        assert_eq!(r.url, "https://sink.example/hook");
+        let body: Value = serde_json::from_slice(&r.body).unwrap();
+        let attachment = &body["attachments"][0];
+        assert_eq!(attachment["color"], "danger");
+        assert_eq!(attachment["author_name"], "kustomization/web.apps");
+        assert_eq!(attachment["fields"][0]["title"], "revision");
+        assert_eq!(body["username"], "flux");
+
+        t.token = "xoxb-1".into();
+        assert!(request(&t, &event("info")).is_err_and(|e| e.contains("no channel")));
+        t.channel = "#ops".into();
+        t.address.clear();
+        let r = request(&t, &event("info")).unwrap();
+        assert_eq!(r.url, SLACK_POST_MESSAGE);
+        assert!(
+            r.headers
+                .contains(&("Authorization".into(), "Bearer xoxb-1".into()))
+        );
+        assert!(accepted(&t, 200, br#"{"ok": false, "error": "channel_not_found"}"#).is_err());
+        assert!(accepted(&t, 200, br#"{"ok": true}"#).is_ok());
+        assert!(request(&target("msteams"), &event("info")).is_err_and(|e| e.contains("not supported yet")));
+    }
+}

@@ -1,0 +1,382 @@
+//! Receivers: webhooks that make the toolkit reconcile at once.
+//!
+//! The reconciler gives each Receiver its path, `/hook/<hex sha256(token + name + namespace)>`
+//! (`status.webhookPath`, Ready `Succeeded` "Receiver initialized for path: …"). The webhook
+//! server ([`handle`]) finds the Receiver by that path, checks the request as its type says —
+//! `generic` (nothing), `generic-hmac` (`X-Signature: <sha1|sha256|sha512>=<hex HMAC>`),
+//! `github` (also Gitea: `X-Hub-Signature-256` / `X-Hub-Signature`, `ping` answered, `events`
+//! on `X-GitHub-Event`), `gitlab` (`X-Gitlab-Token`, `events` on `X-Gitlab-Event`) — with
+//! constant-time comparisons, refuses a replayed signature, then annotates every matching
+//! resource with `reconcile.fluxcd.io/requestedAt`. Other types stall with a plain message.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::http::{HeaderMap, StatusCode};
+use driftless_api::meta::{CrossNamespaceObjectReference, REQUESTED_AT_ANNOTATION};
+use driftless_api::notification::{Receiver, ReceiverStatus};
+use driftless_runtime::reconcile::{ReconcileContext, ReconcileError, Reconciler, Success};
+use hmac::{Hmac, KeyInit, Mac};
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::runtime::reflector::Store;
+use kube::{Client, ResourceExt};
+use sha2::{Digest, Sha256};
+
+use crate::connect::secret_data;
+
+/// Receiver types this controller validates.
+const SUPPORTED: [&str; 4] = ["generic", "generic-hmac", "github", "gitlab"];
+/// How long a Receiver waits for its token Secret before looking again.
+const TOKEN_REQUEUE: Duration = Duration::from_secs(10);
+/// How long a signature is remembered to refuse its replay.
+const REPLAY_WINDOW: Duration = Duration::from_secs(600);
+
+/// `/hook/<hex sha256(token + name + namespace)>`.
+pub fn webhook_path(token: &str, name: &str, namespace: &str) -> String {
+    let digest = Sha256::digest(format!("{token}{name}{namespace}").as_bytes());
+    format!("/hook/{}", hex::encode(digest))
+}
+
+/// The token of a Receiver's `secretRef`.
+async fn token(client: &Client, receiver: &Receiver) -> Result<String, String> {
+    let namespace = receiver.namespace().unwrap_or_default();
+    let Some(r) = &receiver.spec.secret_ref else {
+        return Err("spec.secretRef is required for this receiver type".into());
+    };
+    let data = secret_data(client, &namespace, &r.name).await?;
+    data.get("token")
+        .filter(|t| !t.is_empty())
+        .cloned()
+        .ok_or_else(|| format!("secret '{namespace}/{}' has no 'token' key", r.name))
+}
+
+/// Gives Receivers their webhook path.
+pub struct ReceiverReconciler;
+
+impl Reconciler for ReceiverReconciler {
+    type Kind = Receiver;
+
+    /// 1. the type is one this controller validates (else stalled);
+    /// 2. the token of `secretRef` (waited for);
+    /// 3. `resourceFilter` compiles (else stalled);
+    /// 4. the path, in `status.webhookPath`.
+    async fn apply(
+        &self,
+        obj: &Receiver,
+        status: &mut ReceiverStatus,
+        ctx: &ReconcileContext<Receiver>,
+    ) -> Result<Success, ReconcileError> {
+        let kind = obj.spec.receiver_type.as_str();
+        if !SUPPORTED.contains(&kind) {
+            return Err(ReconcileError::stalled(
+                "ValidationFailed",
+                format!(
+                    "receiver type '{kind}' is not supported yet (supported: {})",
+                    SUPPORTED.join(", ")
+                ),
+            ));
+        }
+        let token = token(&ctx.client, obj)
+            .await
+            .map_err(|m| ReconcileError::waiting("TokenNotFound", m, TOKEN_REQUEUE))?;
+        if let Some(filter) = obj.spec.resource_filter.as_deref().filter(|f| !f.is_empty()) {
+            cel::Program::compile(filter).map_err(|e| {
+                ReconcileError::stalled("ValidationFailed", format!("invalid resourceFilter: {e}"))
+            })?;
+        }
+        let path = webhook_path(&token, &obj.name_any(), &obj.namespace().unwrap_or_default());
+        status.webhook_path = Some(path.clone());
+        Ok(Success::new(
+            "Succeeded",
+            format!("Receiver initialized for path: {path}"),
+        ))
+    }
+
+    async fn cleanup(
+        &self,
+        _obj: &Receiver,
+        _ctx: &ReconcileContext<Receiver>,
+    ) -> Result<(), ReconcileError> {
+        Ok(())
+    }
+}
+
+/// What the webhook server needs: the Receivers, the client to annotate with, and the
+/// signatures seen lately.
+pub struct Webhooks {
+    pub client: Client,
+    pub receivers: Store<Receiver>,
+    pub discovery: driftless_apply::Discovery,
+    pub no_cross_namespace_refs: bool,
+    pub seen: Mutex<HashMap<String, Instant>>,
+}
+
+/// A refused request: its status and a message safe to return.
+type Refusal = (StatusCode, String);
+
+/// Handles `POST <path>` with `body`.
+pub async fn handle(
+    hooks: Arc<Webhooks>,
+    path: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<String, Refusal> {
+    let receiver = hooks
+        .receivers
+        .state()
+        .into_iter()
+        .find(|r| r.status.as_ref().and_then(|s| s.webhook_path.as_deref()) == Some(path))
+        .ok_or((StatusCode::NOT_FOUND, "no receiver for this path".to_string()))?;
+    if receiver.spec.suspend == Some(true) {
+        return Err((
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the receiver is suspended".into(),
+        ));
+    }
+    let token = token(&hooks.client, &receiver).await.map_err(|e| {
+        tracing::error!(receiver = %receiver.name_any(), error = %e, "receiver token unavailable");
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the receiver's token is unavailable".to_string(),
+        )
+    })?;
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let unauthorized = |m: &str| (StatusCode::UNAUTHORIZED, m.to_string());
+    let events = receiver.spec.events.clone().unwrap_or_default();
+    let mut signature = String::new();
+    match receiver.spec.receiver_type.as_str() {
+        "generic" => {}
+        "generic-hmac" => {
+            signature = header("X-Signature");
+            if !hmac_matches(&signature, &token, body) {
+                return Err(unauthorized("invalid or missing X-Signature"));
+            }
+        }
+        "github" => {
+            signature = Some(header("X-Hub-Signature-256"))
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| header("X-Hub-Signature"));
+            if !hmac_matches(&signature, &token, body) {
+                return Err(unauthorized("invalid or missing X-Hub-Signature"));
+            }
+            let event = header("X-GitHub-Event");
+            if event == "ping" {
+                return Ok("pong".into());
+            }
+            if !events.is_empty() && !events.iter().any(|e| e.eq_ignore_ascii_case(&event)) {
+                return Ok(format!("event '{event}' ignored"));
+            }
+        }
+        "gitlab" => {
+            if !constant_time_eq(header("X-Gitlab-Token").as_bytes(), token.as_bytes()) {
+                return Err(unauthorized("invalid or missing X-Gitlab-Token"));
+            }
+            let event = header("X-Gitlab-Event");
+            if !events.is_empty() && !events.iter().any(|e| e.eq_ignore_ascii_case(&event)) {
+                return Ok(format!("event '{event}' ignored"));
+            }
+        }
+        other => {
+            return Err((
+                StatusCode::BAD_REQUEST,
+                format!("receiver type '{other}' is not supported"),
+            ));
+        }
+    }
+    if !signature.is_empty() && !hooks.first_time(&format!("{path} {signature}")) {
+        return Err((StatusCode::CONFLICT, "replayed request".into()));
+    }
+    let request: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let annotated = annotate(&hooks, &receiver, &request).await.map_err(|m| {
+        tracing::error!(receiver = %receiver.name_any(), error = %m, "receiver failed to request reconciles");
+        (StatusCode::INTERNAL_SERVER_ERROR, m)
+    })?;
+    tracing::info!(receiver = %receiver.name_any(), namespace = %receiver.namespace().unwrap_or_default(), annotated, "reconcile requested");
+    Ok(format!("reconcile requested for {annotated} resource(s)"))
+}
+
+impl Webhooks {
+    /// Whether `key` was not seen within the replay window (and remembers it).
+    fn first_time(&self, key: &str) -> bool {
+        let now = Instant::now();
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.retain(|_, at| now.duration_since(*at) < REPLAY_WINDOW);
+        seen.insert(key.to_string(), now).is_none()
+    }
+}
+
+/// `<sha1|sha256|sha512>=<hex>` against the HMAC of `body` with `token`, in constant time.
+fn hmac_matches(signature: &str, token: &str, body: &[u8]) -> bool {
+    let Some((algorithm, hex_digest)) = signature.split_once('=') else {
+        return false;
+    };
+    let Ok(expected) = hex::decode(hex_digest.trim()) else {
+        return false;
+    };
+    let key = token.as_bytes();
+    match algorithm {
+        "sha1" => <Hmac<sha1::Sha1> as KeyInit>::new_from_slice(key)
+            .map(|mut m| {
+                m.update(body);
+                m.verify_slice(&expected).is_ok()
+            })
+            .unwrap_or(false),
+        "sha256" => <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(key)
+            .map(|mut m| {
+                m.update(body);
+                m.verify_slice(&expected).is_ok()
+            })
+            .unwrap_or(false),
+        "sha512" => <Hmac<sha2::Sha512> as KeyInit>::new_from_slice(key)
+            .map(|mut m| {
+                m.update(body);
+                m.verify_slice(&expected).is_ok()
+            })
+            .unwrap_or(false),
+        _ => false,
+    }
+}
+
+/// Equality whose time does not depend on where the inputs differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The API version of a resource a Receiver names: its own, else the toolkit's for its kind.
+fn api_version_of(resource: &CrossNamespaceObjectReference) -> Option<String> {
+    if let Some(v) = resource.api_version.as_deref().filter(|v| !v.is_empty()) {
+        return Some(v.to_string());
+    }
+    Some(
+        match resource.kind.as_str() {
+            "GitRepository" | "OCIRepository" | "HelmRepository" | "HelmChart" | "Bucket" => {
+                "source.toolkit.fluxcd.io/v1"
+            }
+            "Kustomization" => "kustomize.toolkit.fluxcd.io/v1",
+            "HelmRelease" => "helm.toolkit.fluxcd.io/v2",
+            "ImageRepository" | "ImagePolicy" => "image.toolkit.fluxcd.io/v1",
+            "ImageUpdateAutomation" => "image.toolkit.fluxcd.io/v1",
+            _ => return None,
+        }
+        .to_string(),
+    )
+}
+
+/// Annotates every resource the Receiver names (and its `resourceFilter` keeps) with
+/// `reconcile.fluxcd.io/requestedAt`; returns how many.
+async fn annotate(
+    hooks: &Webhooks,
+    receiver: &Receiver,
+    request: &serde_json::Value,
+) -> Result<usize, String> {
+    let own_namespace = receiver.namespace().unwrap_or_default();
+    let filter = receiver
+        .spec
+        .resource_filter
+        .as_deref()
+        .filter(|f| !f.is_empty())
+        .map(cel::Program::compile)
+        .transpose()
+        .map_err(|e| format!("invalid resourceFilter: {e}"))?;
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let patch = serde_json::json!({"metadata": {"annotations": {REQUESTED_AT_ANNOTATION: now}}});
+    let mut count = 0;
+    for resource in &receiver.spec.resources {
+        let namespace = resource
+            .namespace
+            .clone()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| own_namespace.clone());
+        if hooks.no_cross_namespace_refs && namespace != own_namespace {
+            continue;
+        }
+        let api_version = api_version_of(resource)
+            .ok_or_else(|| format!("resource kind '{}' needs an apiVersion", resource.kind))?;
+        let (group, version) = driftless_apply::object::group_version(&api_version);
+        let (api_resource, namespaced) = hooks
+            .discovery
+            .resolve(&hooks.client, &group, &version, &resource.kind)
+            .await?;
+        let api = driftless_apply::discovery::api(&hooks.client, &api_resource, namespaced, &namespace);
+        let objects = if resource.name == "*" {
+            let mut params = ListParams::default();
+            if let Some(labels) = resource.match_labels.as_ref().filter(|l| !l.is_empty()) {
+                let selector: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                params = params.labels(&selector.join(","));
+            }
+            api.list_metadata(&params)
+                .await
+                .map_err(|e| e.to_string())?
+                .items
+                .into_iter()
+                .map(|o| o.metadata)
+                .collect()
+        } else {
+            match api
+                .get_metadata_opt(&resource.name)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                Some(o) => vec![o.metadata],
+                None => {
+                    tracing::warn!(kind = %resource.kind, name = %resource.name, %namespace, "receiver resource not found");
+                    Vec::new()
+                }
+            }
+        };
+        for metadata in objects {
+            let name = metadata.name.clone().unwrap_or_default();
+            if let Some(program) = &filter {
+                let mut context = cel::Context::default();
+                let res = serde_json::json!({"metadata": metadata});
+                for (var, value) in [("res", &res), ("req", request)] {
+                    if let Ok(value) = cel::to_value(value) {
+                        context.add_variable_from_value(var, value);
+                    }
+                }
+                if !matches!(program.execute(&context), Ok(cel::Value::Bool(true))) {
+                    continue;
+                }
+            }
+            api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .map_err(|e| format!("failed to annotate {} '{namespace}/{name}': {e}", resource.kind))?;
+            count += 1;
+        }
+    }
+    Ok(count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signatures_are_checked_with_the_token() {
+        let body = br#"{"ref":"refs/heads/main"}"#;
+        let sign = |token: &str| {
+            let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(token.as_bytes()).expect("any key");
+            mac.update(body);
+            format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+        };
+        assert!(hmac_matches(&sign("t0k3n"), "t0k3n", body));
+        assert!(!hmac_matches(&sign("other"), "t0k3n", body));
+        assert!(!hmac_matches("", "t0k3n", body));
+        assert!(!hmac_matches("md5=00", "t0k3n", body));
+        assert!(constant_time_eq(b"abc", b"abc") && !constant_time_eq(b"abc", b"abd"));
+        assert_eq!(
+            webhook_path("token", "name", "ns"),
+            format!("/hook/{}", hex::encode(Sha256::digest(b"tokennamens")))
+        );
+    }
+}

@@ -1,0 +1,124 @@
+//! The ways events come in and webhooks are served: the Kubernetes Events watch, the event
+//! server (Flux's JSON on `POST /`) and the webhook receiver (`POST /hook/<digest>`).
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::routing::post;
+use futures::StreamExt;
+use k8s_openapi::api::events::v1::Event as KubeEvent;
+use k8s_openapi::jiff::Timestamp;
+use kube::Client;
+use kube::runtime::{WatchStreamExt, watcher};
+
+use crate::dispatch::{Admission, Dispatcher};
+use crate::event::Event;
+use crate::receiver::{self, Webhooks};
+
+/// Largest event body accepted (a message is at most 39000 characters).
+const MAX_EVENT_BODY: usize = 256 << 10;
+/// Largest webhook body accepted (registries and forges send a few KB).
+const MAX_WEBHOOK_BODY: usize = 1 << 20;
+
+/// When a Kubernetes Event last happened.
+fn last_seen(event: &KubeEvent) -> Option<Timestamp> {
+    event
+        .series
+        .as_ref()
+        .map(|s| s.last_observed_time.0)
+        .or(event.event_time.as_ref().map(|t| t.0))
+        .or(event.deprecated_last_timestamp.as_ref().map(|t| t.0))
+}
+
+/// Watches Kubernetes Events about toolkit objects and dispatches those that happen from now
+/// on (the history a fresh watch lists was reported before this process started).
+pub async fn watch_events(client: Client, namespace: Option<String>, dispatcher: Arc<Dispatcher>) {
+    let started = Timestamp::now();
+    let api = driftless_runtime::object::namespaced_or_all::<KubeEvent>(&client, namespace.as_deref());
+    let stream = watcher(api, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .applied_objects();
+    futures::pin_mut!(stream);
+    while let Some(item) = stream.next().await {
+        let Ok(kube_event) = item else {
+            continue;
+        };
+        if last_seen(&kube_event).is_none_or(|t| t < started) {
+            continue;
+        }
+        if let Some(event) = Event::from_kubernetes(&kube_event) {
+            dispatcher.dispatch(event).await;
+        }
+    }
+}
+
+/// Serves Flux's event API on `listener`: `POST /` with an event's JSON is accepted (202), a
+/// duplicate refused with 429 (senders do not retry it), a malformed one with 400.
+pub fn events(
+    listener: tokio::net::TcpListener,
+    dispatcher: Arc<Dispatcher>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> impl Future<Output = anyhow::Result<()>> {
+    let app = Router::new()
+        .route("/", post(receive_event))
+        .layer(DefaultBodyLimit::max(MAX_EVENT_BODY))
+        .with_state(dispatcher);
+    async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await?;
+        Ok(())
+    }
+}
+
+async fn receive_event(State(dispatcher): State<Arc<Dispatcher>>, body: Bytes) -> (StatusCode, String) {
+    let mut event: Event = match serde_json::from_slice(&body) {
+        Ok(event) => event,
+        Err(e) => {
+            tracing::warn!(error = %e, "malformed event refused");
+            return (StatusCode::BAD_REQUEST, format!("malformed event: {e}"));
+        }
+    };
+    if let Err(e) = event.validate() {
+        tracing::warn!(error = %e, "invalid event refused");
+        return (StatusCode::BAD_REQUEST, e);
+    }
+    match dispatcher.dispatch(event).await {
+        Admission::Accepted => (StatusCode::ACCEPTED, String::new()),
+        Admission::Duplicate => (StatusCode::TOO_MANY_REQUESTS, "duplicate event".into()),
+    }
+}
+
+/// Serves the Receivers' webhooks on `listener`.
+pub fn receivers(
+    listener: tokio::net::TcpListener,
+    hooks: Arc<Webhooks>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> impl Future<Output = anyhow::Result<()>> {
+    let app = Router::new()
+        .route("/hook/{digest}", post(receive_webhook))
+        .layer(DefaultBodyLimit::max(MAX_WEBHOOK_BODY))
+        .with_state(hooks);
+    async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await?;
+        Ok(())
+    }
+}
+
+async fn receive_webhook(
+    State(hooks): State<Arc<Webhooks>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, String) {
+    match receiver::handle(hooks, uri.path(), &headers, &body).await {
+        Ok(message) => (StatusCode::OK, message),
+        Err(refusal) => refusal,
+    }
+}
