@@ -1,0 +1,520 @@
+//! notification-controller end to end: Kubernetes Events of the real kustomize-controller and
+//! source-controller (started by the dev-only testkit) and events POSTed in Flux's JSON are
+//! routed by Alerts to Providers whose endpoints are a recording sink on loopback; Receivers
+//! are called as GitHub calls them and the resources they name reconcile.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use driftless_api::meta::Condition;
+use driftless_api::notification::{Alert, Provider, Receiver};
+use driftless_api::source::GitRepository;
+use driftless_runtime::metrics::Metrics;
+use driftless_runtime::reconcile::LoopSettings;
+use driftless_runtime::{conditions, testing};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::PostParams;
+use kube::{Api, Client};
+use serde_json::{Value, json};
+
+const T: Duration = Duration::from_secs(60);
+
+fn env(key: &str) -> String {
+    std::env::var(key).unwrap_or_else(|_| panic!("{key} is unset: run hack/testenv.sh up and source env.sh"))
+}
+
+/// A request the sink received.
+#[derive(Clone, Debug)]
+struct Received {
+    path: String,
+    headers: BTreeMap<String, String>,
+    body: Value,
+    raw: Vec<u8>,
+}
+
+/// An HTTP endpoint on loopback that records every POST; `/hang` never answers in time,
+/// `/slack-api` answers as Slack's bot API does.
+#[derive(Clone, Default)]
+struct Sink {
+    received: Arc<Mutex<Vec<Received>>>,
+}
+
+async fn record(State(sink): State<Sink>, uri: Uri, headers: HeaderMap, body: Bytes) -> (StatusCode, String) {
+    if uri.path() == "/hang" {
+        tokio::time::sleep(Duration::from_secs(120)).await;
+    }
+    sink.received.lock().unwrap().push(Received {
+        path: uri.path().to_string(),
+        headers: headers
+            .iter()
+            .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or_default().to_string()))
+            .collect(),
+        body: serde_json::from_slice(&body).unwrap_or_default(),
+        raw: body.to_vec(),
+    });
+    if uri.path() == "/slack-api" {
+        return (StatusCode::OK, r#"{"ok": true}"#.into());
+    }
+    (StatusCode::OK, String::new())
+}
+
+impl Sink {
+    async fn start() -> (Sink, String) {
+        let sink = Sink::default();
+        let app = Router::new()
+            .fallback(axum::routing::post(record))
+            .with_state(sink.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (sink, url)
+    }
+
+    /// Waits until a request on `path` satisfies `what`; returns it.
+    async fn wait(&self, path: &str, what: impl Fn(&Received) -> bool) -> Received {
+        let deadline = Instant::now() + T;
+        loop {
+            if let Some(found) = self
+                .received
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|r| r.path == path && what(r))
+            {
+                return found.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nothing on {path} yet; received: {:?}",
+                self.received
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .map(|r| (&r.path, &r.body))
+                    .collect::<Vec<_>>()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn count(&self, path: &str, what: impl Fn(&Received) -> bool) -> usize {
+        self.received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.path == path && what(r))
+            .count()
+    }
+}
+
+/// One test's world: a namespace, the source and kustomize controllers, notification-controller
+/// serving on free loopback ports.
+struct World {
+    client: Client,
+    ns: String,
+    events_url: String,
+    receiver_url: String,
+    _controllers: driftless_testkit::Controllers,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+async fn world(prefix: &str) -> World {
+    driftless_artifact::install_crypto_provider();
+    let client = testing::client().await;
+    testing::install_toolkit_crds(&client).await;
+    let ns = testing::namespace(&client, prefix).await;
+    let controllers = driftless_testkit::start_controllers(&client, &ns).await;
+    let events = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let receivers = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let events_url = format!("http://{}/", events.local_addr().unwrap());
+    let receiver_url = format!("http://{}", receivers.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = futures::FutureExt::shared(async move {
+        let _ = stopped.await;
+    });
+    let settings = notification_controller::Settings {
+        loop_settings: LoopSettings {
+            namespace: Some(ns.clone()),
+            min_retry_delay: Duration::from_millis(500),
+            max_retry_delay: Duration::from_secs(2),
+            ..LoopSettings::default()
+        },
+        no_cross_namespace_refs: false,
+        rate_limit_interval: Duration::from_secs(300),
+    };
+    let serving_client = client.clone();
+    tokio::spawn(async move {
+        notification_controller::serve(
+            serving_client,
+            settings,
+            events,
+            receivers,
+            Metrics::new(),
+            shutdown,
+        )
+        .await
+        .unwrap();
+    });
+    World {
+        client,
+        ns,
+        events_url,
+        receiver_url,
+        _controllers: controllers,
+        _stop: stop,
+    }
+}
+
+impl World {
+    async fn create<K>(&self, object: Value) -> K
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + serde::de::DeserializeOwned
+            + serde::Serialize
+            + std::fmt::Debug,
+    {
+        let object: K = serde_json::from_value(object).unwrap();
+        Api::<K>::namespaced(self.client.clone(), &self.ns)
+            .create(&PostParams::default(), &object)
+            .await
+            .unwrap()
+    }
+
+    async fn secret(&self, name: &str, data: Value) {
+        self.create::<Secret>(json!({"metadata": {"name": name}, "stringData": data}))
+            .await;
+    }
+
+    async fn provider(&self, name: &str, spec: Value) {
+        self.create::<Provider>(
+            json!({"apiVersion": "notification.toolkit.fluxcd.io/v1beta3", "kind": "Provider",
+            "metadata": {"name": name}, "spec": spec}),
+        )
+        .await;
+    }
+
+    async fn alert(&self, name: &str, spec: Value) {
+        self.create::<Alert>(
+            json!({"apiVersion": "notification.toolkit.fluxcd.io/v1beta3", "kind": "Alert",
+            "metadata": {"name": name}, "spec": spec}),
+        )
+        .await;
+    }
+
+    async fn git_source(&self, repo: &testing::GitRepo) {
+        self.secret(
+            "git-auth",
+            json!({"username": env("GIT_HTTP_USER"), "password": env("GIT_HTTP_PASSWORD")}),
+        )
+        .await;
+        self.create::<GitRepository>(json!({"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository",
+            "metadata": {"name": "repo"},
+            "spec": {"url": repo.http_url(), "interval": "10m", "ref": {"branch": "main"}, "secretRef": {"name": "git-auth"}}}))
+            .await;
+    }
+
+    /// Posts an event in Flux's JSON; returns the status code.
+    async fn post_event(&self, body: &str) -> u16 {
+        reqwest::Client::new()
+            .post(&self.events_url)
+            .header("Content-Type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    fn flux_event(&self, name: &str, message: &str) -> String {
+        json!({
+            "involvedObject": {"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository", "name": name, "namespace": self.ns},
+            "severity": "info", "timestamp": "2026-12-02T10:00:00Z", "message": message, "reason": "NewArtifact",
+            "metadata": {"source.toolkit.fluxcd.io/revision": "main@sha1:0123"},
+            "reportingController": "source-controller"
+        })
+        .to_string()
+    }
+}
+
+fn hmac_hex(token: &str, body: &[u8]) -> String {
+    use hmac::{Hmac, KeyInit, Mac};
+    let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(token.as_bytes()).unwrap();
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+#[tokio::test]
+#[ignore = "needs the testenv (hack/test.sh)"]
+async fn a_failing_then_recovering_kustomization_alerts_slack_and_a_signed_webhook() {
+    let w = world("notify-ks").await;
+    let (sink, sink_url) = Sink::start().await;
+    w.secret("slack-url", json!({"address": format!("{sink_url}/slack")}))
+        .await;
+    w.secret(
+        "hmac",
+        json!({"address": format!("{sink_url}/hmac"), "token": "s3cret"}),
+    )
+    .await;
+    w.provider(
+        "slack",
+        json!({"type": "slack", "channel": "#ops", "username": "flux", "secretRef": {"name": "slack-url"}}),
+    )
+    .await;
+    w.provider(
+        "hmac",
+        json!({"type": "generic-hmac", "secretRef": {"name": "hmac"}}),
+    )
+    .await;
+    w.alert(
+        "to-slack",
+        json!({"providerRef": {"name": "slack"}, "eventMetadata": {"cluster": "test"},
+        "eventSources": [{"kind": "Kustomization", "name": "*"}]}),
+    )
+    .await;
+    w.alert(
+        "to-hmac",
+        json!({"providerRef": {"name": "hmac"}, "eventSources": [{"kind": "Kustomization", "name": "app"}]}),
+    )
+    .await;
+
+    // A Kustomization whose manifests do not build: an error alert.
+    let repo = testing::GitRepo::new("notify-ks");
+    repo.write(
+        "app/broken.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: [not, a, map\n",
+    );
+    repo.commit("broken");
+    w.git_source(&repo).await;
+    w.create::<driftless_api::kustomize::Kustomization>(
+        json!({"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+        "metadata": {"name": "app"},
+        "spec": {"interval": "10m", "prune": true, "path": "./app", "targetNamespace": w.ns,
+            "sourceRef": {"kind": "GitRepository", "name": "repo"}}}),
+    )
+    .await;
+    let slack = sink
+        .wait("/slack", |r| r.body["attachments"][0]["color"] == "danger")
+        .await;
+    let attachment = &slack.body["attachments"][0];
+    assert_eq!(attachment["author_name"], format!("kustomization/app.{}", w.ns));
+    assert_eq!(slack.body["channel"], "#ops");
+    assert_eq!(slack.body["username"], "flux");
+    let fields: Vec<(String, String)> = attachment["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["title"].as_str().unwrap().to_string(),
+                f["value"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(fields.contains(&("cluster".into(), "test".into())), "{fields:?}");
+    let signed = sink.wait("/hmac", |r| r.body["severity"] == "error").await;
+    assert_eq!(
+        signed.headers["x-signature"],
+        format!("sha256={}", hmac_hex("s3cret", &signed.raw))
+    );
+    assert_eq!(signed.headers["gotk-component"], "kustomize-controller");
+    assert_eq!(signed.body["involvedObject"]["kind"], "Kustomization");
+
+    // Fixed: an info alert, with the revision applied.
+    repo.remove("app/broken.yaml");
+    repo.write(
+        "app/config.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app\ndata:\n  ok: \"yes\"\n",
+    );
+    let fixed = repo.commit("fixed");
+    let token = format!("{:?}", std::time::SystemTime::now());
+    Api::<GitRepository>::namespaced(w.client.clone(), &w.ns)
+        .patch(
+            "repo",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(
+                json!({"metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": token}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let recovered = sink
+        .wait("/hmac", |r| {
+            r.body["severity"] == "info" && r.body["reason"] == "ReconciliationSucceeded"
+        })
+        .await;
+    assert_eq!(
+        recovered.body["metadata"]["revision"],
+        format!("main@sha1:{fixed}")
+    );
+    sink.wait("/slack", |r| r.body["attachments"][0]["color"] == "good")
+        .await;
+    testing::delete_namespace(&w.client, &w.ns).await;
+}
+
+#[tokio::test]
+#[ignore = "needs the testenv (hack/test.sh)"]
+async fn posted_events_are_routed_once_filtered_and_never_held_up_by_a_slow_provider() {
+    let w = world("notify-post").await;
+    let (sink, sink_url) = Sink::start().await;
+    w.provider(
+        "fast",
+        json!({"type": "generic", "address": format!("{sink_url}/fast")}),
+    )
+    .await;
+    w.provider(
+        "slow",
+        json!({"type": "generic", "address": format!("{sink_url}/hang"), "timeout": "60s"}),
+    )
+    .await;
+    w.alert(
+        "fast",
+        json!({"providerRef": {"name": "fast"}, "exclusionList": ["^ignored"],
+        "eventSources": [{"kind": "GitRepository", "name": "*"}]}),
+    )
+    .await;
+    w.alert(
+        "slow",
+        json!({"providerRef": {"name": "slow"}, "eventSources": [{"kind": "GitRepository", "name": "*"}]}),
+    )
+    .await;
+    // The caches see the Alerts and Providers: an event sent now is routed.
+    let probe = w.flux_event("probe", "probe");
+    let started = Instant::now();
+    loop {
+        w.post_event(&w.flux_event("probe", &format!("probe {:?}", started.elapsed())))
+            .await;
+        if sink.count("/fast", |_| true) > 0 {
+            break;
+        }
+        assert!(started.elapsed() < T, "the alert never matched");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let _ = probe;
+
+    // Delivered once, with Flux's header, though the other provider hangs.
+    let event = w.flux_event("repo", "stored artifact for revision 'main@sha1:0123'");
+    let sent = Instant::now();
+    assert_eq!(w.post_event(&event).await, 202);
+    let received = sink
+        .wait("/fast", |r| r.body["involvedObject"]["name"] == "repo")
+        .await;
+    assert!(
+        sent.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        sent.elapsed()
+    );
+    assert_eq!(received.headers["gotk-component"], "source-controller");
+    assert_eq!(received.body["metadata"]["revision"], "main@sha1:0123");
+
+    // The same event again is a duplicate (429); a malformed one is refused (400); an
+    // excluded message is accepted and not sent.
+    assert_eq!(w.post_event(&event).await, 429);
+    assert_eq!(w.post_event("{not json").await, 400);
+    assert_eq!(w.post_event(r#"{"severity": "info"}"#).await, 400);
+    assert_eq!(w.post_event(&w.flux_event("repo", "ignored: noise")).await, 202);
+    assert_eq!(w.post_event(&w.flux_event("repo", "last")).await, 202);
+    sink.wait("/fast", |r| r.body["message"] == "last").await;
+    assert_eq!(
+        sink.count("/fast", |r| r.body["involvedObject"]["name"] == "repo"
+            && r.body["message"] != "last"),
+        1
+    );
+    assert_eq!(sink.count("/fast", |r| r.body["message"] == "ignored: noise"), 0);
+    testing::delete_namespace(&w.client, &w.ns).await;
+}
+
+fn ready(receiver: &Receiver) -> Option<Condition> {
+    receiver
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_deref())
+        .and_then(|c| conditions::get(c, "Ready").cloned())
+}
+
+#[tokio::test]
+#[ignore = "needs the testenv (hack/test.sh)"]
+async fn a_github_receiver_checks_signatures_and_reconciles_its_resources() {
+    let w = world("notify-recv").await;
+    let repo = testing::GitRepo::new("notify-recv");
+    repo.write(
+        "app/config.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app\n",
+    );
+    repo.commit("app");
+    w.git_source(&repo).await;
+    w.secret("webhook-token", json!({"token": "t0k3n"})).await;
+    w.create::<Receiver>(
+        json!({"apiVersion": "notification.toolkit.fluxcd.io/v1", "kind": "Receiver",
+        "metadata": {"name": "github"},
+        "spec": {"type": "github", "events": ["push"], "secretRef": {"name": "webhook-token"},
+            "resources": [{"kind": "GitRepository", "name": "repo"}]}}),
+    )
+    .await;
+    let receivers: Api<Receiver> = Api::namespaced(w.client.clone(), &w.ns);
+    let receiver = testing::wait_for(&receivers, "github", T, |r: &Receiver| {
+        ready(r).is_some_and(|c| c.status == "True")
+    })
+    .await;
+    let path = receiver.status.as_ref().unwrap().webhook_path.clone().unwrap();
+    assert!(ready(&receiver).unwrap().message.contains(&path));
+    let url = format!("{}{path}", w.receiver_url);
+    let http = reqwest::Client::new();
+    let call = |body: &str, event: &str, signature: Option<String>| {
+        let mut request = http
+            .post(&url)
+            .header("X-GitHub-Event", event)
+            .body(body.to_string());
+        if let Some(signature) = signature {
+            request = request.header("X-Hub-Signature-256", signature);
+        }
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    let body = r#"{"ref": "refs/heads/main", "after": "abc"}"#;
+    let good = format!("sha256={}", hmac_hex("t0k3n", body.as_bytes()));
+
+    assert_eq!(call(body, "push", None).await, 401);
+    assert_eq!(
+        call(
+            body,
+            "push",
+            Some(format!("sha256={}", hmac_hex("wrong", body.as_bytes())))
+        )
+        .await,
+        401
+    );
+    assert_eq!(call(&"x".repeat(2 << 20), "push", Some(good.clone())).await, 413);
+    assert_eq!(
+        call("{}", "ping", Some(format!("sha256={}", hmac_hex("t0k3n", b"{}")))).await,
+        200
+    );
+    assert_eq!(call(body, "push", Some(good.clone())).await, 200);
+    // The same signed delivery again is a replay.
+    assert_eq!(call(body, "push", Some(good)).await, 409);
+
+    // The GitRepository was asked to reconcile, and did.
+    let sources: Api<GitRepository> = Api::namespaced(w.client.clone(), &w.ns);
+    let reconciled = testing::wait_for(&sources, "repo", T, |g: &GitRepository| {
+        let asked = g
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get("reconcile.fluxcd.io/requestedAt"))
+            .cloned();
+        asked.is_some()
+            && g.status
+                .as_ref()
+                .and_then(|s| s.last_handled_reconcile_at.clone())
+                == asked
+    })
+    .await;
+    assert!(reconciled.status.unwrap().artifact.is_some());
+    testing::delete_namespace(&w.client, &w.ns).await;
+}
