@@ -337,6 +337,12 @@ pub enum CreateCommand {
     /// A HelmRelease.
     #[command(visible_alias = "hr")]
     Helmrelease(CreateHelmRelease),
+    /// A notification Provider (where Alerts send events).
+    AlertProvider(CreateAlertProvider),
+    /// An Alert (which events go to a Provider).
+    Alert(CreateAlert),
+    /// A Receiver (a webhook that makes resources reconcile).
+    Receiver(CreateReceiver),
     /// Secrets.
     Secret {
         #[command(subcommand)]
@@ -413,6 +419,60 @@ pub struct CreateSourceChart {
     /// (OCI HelmRepositories).
     #[arg(long)]
     pub verify_secret_ref: Option<String>,
+}
+
+#[derive(Args)]
+pub struct CreateAlertProvider {
+    #[command(flatten)]
+    pub common: CreateCommon,
+    /// Provider type: generic, generic-hmac, slack, … (Flux's types).
+    #[arg(long = "type")]
+    pub provider_type: String,
+    /// Secret with `address`, `token`, `headers`, … (keeps the webhook URL out of the spec).
+    #[arg(long)]
+    pub secret_ref: Option<String>,
+    /// Channel (Slack, …).
+    #[arg(long)]
+    pub channel: Option<String>,
+    /// User name shown by chat providers.
+    #[arg(long)]
+    pub username: Option<String>,
+    /// Address (webhook URL) when no Secret gives it.
+    #[arg(long)]
+    pub address: Option<String>,
+}
+
+#[derive(Args)]
+pub struct CreateAlert {
+    #[command(flatten)]
+    pub common: CreateCommon,
+    /// Provider, in the same namespace.
+    #[arg(long)]
+    pub provider_ref: String,
+    /// Event sources, `Kind/name[.namespace]` (`name` may be `*`; repeatable).
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub event_source: Vec<String>,
+    /// `info` (everything) or `error`.
+    #[arg(long, default_value = "info", value_parser = ["info", "error"])]
+    pub event_severity: String,
+}
+
+#[derive(Args)]
+pub struct CreateReceiver {
+    #[command(flatten)]
+    pub common: CreateCommon,
+    /// Receiver type: generic, generic-hmac, github, gitlab.
+    #[arg(long = "type")]
+    pub receiver_type: String,
+    /// Events to act on (`push`, `Push Hook`; repeatable).
+    #[arg(long, value_delimiter = ',')]
+    pub event: Vec<String>,
+    /// Resources to reconcile, `Kind/name[.namespace]` (repeatable).
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub resource: Vec<String>,
+    /// Secret with the `token` the webhook is signed with.
+    #[arg(long)]
+    pub secret_ref: String,
 }
 
 #[derive(Args)]

@@ -63,8 +63,18 @@ async fn apply_or_export(
     cluster.apply(kind, &object).await?;
     success(format!("{} created", kind.kind));
     waiting(format!("waiting for {} reconciliation", kind.kind));
+    if !kind.has_status {
+        // Alerts and Providers are static: nothing reconciles them into a status.
+        return Ok(());
+    }
     let ready = cluster.wait_ready(kind, &namespace, &name, Some(&token)).await?;
     success(format!("{} {name} is ready", kind.kind));
+    let webhook = kinds::text(&ready, "/status/webhookPath");
+    if !webhook.is_empty() {
+        success(format!(
+            "webhook path: {webhook} (served by the Service webhook-receiver: http://webhook-receiver.<namespace>{webhook})"
+        ));
+    }
     let revision = kinds::text(&ready, "/status/artifact/revision");
     // A HelmRelease records the chart version it released as its last attempted revision.
     let applied = match kinds::text(&ready, "/status/lastAppliedRevision") {
@@ -582,4 +592,89 @@ pub async fn secret_git(
         success(format!("deploy key: {public}"));
     }
     Ok(())
+}
+
+/// `create alert-provider`.
+pub async fn alert_provider(
+    cluster: Option<&Cluster>,
+    namespace: &str,
+    args: &crate::args::CreateAlertProvider,
+) -> anyhow::Result<()> {
+    let mut spec = json!({"type": args.provider_type});
+    for (field, value) in [
+        ("channel", &args.channel),
+        ("username", &args.username),
+        ("address", &args.address),
+    ] {
+        if let Some(value) = value {
+            spec[field] = json!(value);
+        }
+    }
+    if let Some(secret) = &args.secret_ref {
+        spec["secretRef"] = json!({"name": secret});
+    }
+    let kind = &kinds::PROVIDER;
+    let object = object(kind, metadata(&args.common, namespace)?, spec);
+    apply_or_export(cluster, kind, object, args.common.export).await
+}
+
+/// `create alert`.
+pub async fn alert(
+    cluster: Option<&Cluster>,
+    namespace: &str,
+    args: &crate::args::CreateAlert,
+) -> anyhow::Result<()> {
+    let sources = args
+        .event_source
+        .iter()
+        .map(|s| kind_ref(s, &EVENT_SOURCE_KINDS))
+        .collect::<anyhow::Result<Vec<Value>>>()?;
+    let spec = json!({
+        "providerRef": {"name": args.provider_ref},
+        "eventSeverity": args.event_severity,
+        "eventSources": sources,
+    });
+    let kind = &kinds::ALERT;
+    let object = object(kind, metadata(&args.common, namespace)?, spec);
+    apply_or_export(cluster, kind, object, args.common.export).await
+}
+
+/// Kinds an Alert or Receiver may name (Flux's list).
+const EVENT_SOURCE_KINDS: [&str; 12] = [
+    "Bucket",
+    "GitRepository",
+    "Kustomization",
+    "HelmRelease",
+    "HelmChart",
+    "HelmRepository",
+    "ImageRepository",
+    "ImagePolicy",
+    "ImageUpdateAutomation",
+    "OCIRepository",
+    "ArtifactGenerator",
+    "ExternalArtifact",
+];
+
+/// `create receiver`; prints the webhook path once the Receiver is ready.
+pub async fn receiver(
+    cluster: Option<&Cluster>,
+    namespace: &str,
+    args: &crate::args::CreateReceiver,
+) -> anyhow::Result<()> {
+    let resources = args
+        .resource
+        .iter()
+        .map(|s| kind_ref(s, &EVENT_SOURCE_KINDS))
+        .collect::<anyhow::Result<Vec<Value>>>()?;
+    let mut spec = json!({
+        "type": args.receiver_type,
+        "resources": resources,
+        "secretRef": {"name": args.secret_ref},
+    });
+    if !args.event.is_empty() {
+        spec["events"] = json!(args.event);
+    }
+    let kind = &kinds::RECEIVER;
+    let object = object(kind, metadata(&args.common, namespace)?, spec);
+    apply_or_export(cluster, kind, object, args.common.export).await
 }

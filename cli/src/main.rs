@@ -130,6 +130,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 } => a.common.export,
                 CreateCommand::Kustomization(a) => a.common.export,
                 CreateCommand::Helmrelease(a) => a.common.export,
+                CreateCommand::AlertProvider(a) => a.common.export,
+                CreateCommand::Alert(a) => a.common.export,
+                CreateCommand::Receiver(a) => a.common.export,
                 CreateCommand::Secret {
                     what: CreateSecret::Git(a),
                 } => a.export,
@@ -158,6 +161,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 } => create::source_chart(cluster, ns, a).await?,
                 CreateCommand::Kustomization(a) => create::kustomization(cluster, ns, a).await?,
                 CreateCommand::Helmrelease(a) => create::helm_release(cluster, ns, a).await?,
+                CreateCommand::AlertProvider(a) => create::alert_provider(cluster, ns, a).await?,
+                CreateCommand::Alert(a) => create::alert(cluster, ns, a).await?,
+                CreateCommand::Receiver(a) => create::receiver(cluster, ns, a).await?,
                 CreateCommand::Secret {
                     what: CreateSecret::Git(a),
                 } => create::secret_git(cluster, ns, a).await?,
