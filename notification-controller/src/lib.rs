@@ -142,6 +142,8 @@ pub async fn serve(
         no_cross_namespace_refs: settings.no_cross_namespace_refs,
         seen: Mutex::new(Default::default()),
     });
+    let event_durations = server::http_durations(&metrics, "event");
+    let receiver_durations = server::http_durations(&metrics, "receiver");
     let receiver_controller = Arc::new(KindController::new(
         receiver::ReceiverReconciler,
         client.clone(),
@@ -151,8 +153,8 @@ pub async fn serve(
         settings.loop_settings,
     ));
     let watch = server::watch_events(client, namespace, dispatcher.clone());
-    let event_server = server::events(events, dispatcher, shutdown.clone());
-    let receiver_server = server::receivers(receivers, hooks, shutdown.clone());
+    let event_server = server::events(events, dispatcher, event_durations, shutdown.clone());
+    let receiver_server = server::receivers(receivers, hooks, receiver_durations, shutdown.clone());
     let stop = shutdown.clone();
     tokio::select! {
         _ = watch => {},

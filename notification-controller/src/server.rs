@@ -61,12 +61,14 @@ pub async fn watch_events(client: Client, namespace: Option<String>, dispatcher:
 pub fn events(
     listener: tokio::net::TcpListener,
     dispatcher: Arc<Dispatcher>,
+    durations: HttpDurations,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> impl Future<Output = anyhow::Result<()>> {
     let app = Router::new()
         .route("/", post(receive_event))
         .layer(DefaultBodyLimit::max(MAX_EVENT_BODY))
-        .with_state(dispatcher);
+        .with_state(dispatcher)
+        .layer(axum::middleware::from_fn_with_state(durations, timed));
     async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
@@ -97,12 +99,14 @@ async fn receive_event(State(dispatcher): State<Arc<Dispatcher>>, body: Bytes) -
 pub fn receivers(
     listener: tokio::net::TcpListener,
     hooks: Arc<Webhooks>,
+    durations: HttpDurations,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> impl Future<Output = anyhow::Result<()>> {
     let app = Router::new()
         .route("/hook/{digest}", post(receive_webhook))
         .layer(DefaultBodyLimit::max(MAX_WEBHOOK_BODY))
-        .with_state(hooks);
+        .with_state(hooks)
+        .layer(axum::middleware::from_fn_with_state(durations, timed));
     async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
@@ -121,4 +125,47 @@ async fn receive_webhook(
         Ok(message) => (StatusCode::OK, message),
         Err(refusal) => refusal,
     }
+}
+
+/// Labels of the HTTP duration metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct HttpLabels {
+    pub method: String,
+    pub code: String,
+}
+
+/// `gotk_<prefix>_http_request_duration_seconds{method,code}`, as Flux's servers report.
+pub type HttpDurations =
+    prometheus_client::metrics::family::Family<HttpLabels, prometheus_client::metrics::histogram::Histogram>;
+
+/// Registers the duration family of one server.
+pub fn http_durations(metrics: &driftless_runtime::metrics::Metrics, prefix: &str) -> HttpDurations {
+    let family = HttpDurations::new_with_constructor(
+        driftless_runtime::metrics::Metrics::duration_histogram
+            as fn() -> prometheus_client::metrics::histogram::Histogram,
+    );
+    metrics.register(
+        &format!("gotk_{prefix}_http_request_duration_seconds"),
+        "The latency of the HTTP requests.",
+        family.clone(),
+    );
+    family
+}
+
+/// Observes each request's duration by method and status code.
+async fn timed(
+    State(durations): State<HttpDurations>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let started = std::time::Instant::now();
+    let method = request.method().to_string();
+    let response = next.run(request).await;
+    durations
+        .get_or_create(&HttpLabels {
+            method,
+            code: response.status().as_u16().to_string(),
+        })
+        .observe(started.elapsed().as_secs_f64());
+    response
 }

@@ -120,6 +120,7 @@ struct World {
     ns: String,
     events_url: String,
     receiver_url: String,
+    metrics: Metrics,
     _controllers: driftless_testkit::Controllers,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
@@ -149,13 +150,15 @@ async fn world(prefix: &str) -> World {
         rate_limit_interval: Duration::from_secs(300),
     };
     let serving_client = client.clone();
+    let metrics = Metrics::new();
+    let serving_metrics = metrics.clone();
     tokio::spawn(async move {
         notification_controller::serve(
             serving_client,
             settings,
             events,
             receivers,
-            Metrics::new(),
+            serving_metrics,
             shutdown,
         )
         .await
@@ -166,6 +169,7 @@ async fn world(prefix: &str) -> World {
         ns,
         events_url,
         receiver_url,
+        metrics,
         _controllers: controllers,
         _stop: stop,
     }
@@ -428,6 +432,16 @@ async fn posted_events_are_routed_once_filtered_and_never_held_up_by_a_slow_prov
         1
     );
     assert_eq!(sink.count("/fast", |r| r.body["message"] == "ignored: noise"), 0);
+    // Flux's server metrics count each answer.
+    let exposed = w.metrics.encode();
+    for code in ["202", "400", "429"] {
+        assert!(
+            exposed.contains(&format!(
+                "gotk_event_http_request_duration_seconds_count{{method=\"POST\",code=\"{code}\"}}"
+            )),
+            "{exposed}"
+        );
+    }
     testing::delete_namespace(&w.client, &w.ns).await;
 }
 

@@ -75,6 +75,18 @@ impl Metrics {
         }
     }
 
+    /// Registers a controller's own metric (notification-controller's `gotk_event_*`).
+    pub fn register(&self, name: &str, help: &str, metric: impl prometheus_client::registry::Metric) {
+        if let Ok(mut registry) = self.registry.lock() {
+            registry.register(name, help, metric);
+        }
+    }
+
+    /// A histogram with the buckets of Flux's duration metrics.
+    pub fn duration_histogram() -> Histogram {
+        duration_histogram()
+    }
+
     /// Records how long one reconcile of an object took.
     pub fn observe_duration(&self, labels: ObjectLabels, started: Instant) {
         self.reconcile_duration
