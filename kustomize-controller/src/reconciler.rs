@@ -212,7 +212,9 @@ impl Reconciler for KustomizationReconciler {
             reasons::RECONCILIATION_SUCCEEDED,
             format!("Applied revision: {revision}"),
         )
-        .with_revision(revision))
+        .with_revision(revision)
+        // As Flux's: the event that sets Git commit statuses (github, gitlab, gitea Providers).
+        .with_metadata("commit_status", "update"))
     }
 
     async fn cleanup(

@@ -45,6 +45,7 @@ pub async fn target(kube: &Client, provider: &Provider) -> Result<(Target, reqwe
         address: spec.address.clone().unwrap_or_default(),
         channel: spec.channel.clone().unwrap_or_default(),
         username: spec.username.clone().unwrap_or_default(),
+        uid: provider.metadata.uid.clone().unwrap_or_default(),
         ..Target::default()
     };
     let mut proxy = spec.proxy.clone().filter(|p| !p.is_empty());
@@ -52,6 +53,9 @@ pub async fn target(kube: &Client, provider: &Provider) -> Result<(Target, reqwe
         let data = secret_data(kube, &namespace, &r.name).await?;
         if let Some(address) = data.get("address").filter(|a| !a.is_empty()) {
             target.address = address.clone();
+        }
+        if let Some(password) = data.get("password") {
+            target.password = password.clone();
         }
         if let Some(token) = data.get("token") {
             target.token = token.clone();

@@ -223,40 +223,52 @@ impl Dispatcher {
             let (target, http) = crate::connect::target(&self.client, provider)
                 .await
                 .map_err(Failure::fatal)?;
-            let request = providers::request(&target, &event).map_err(Failure::fatal)?;
+            if !providers::wants(&target, &event) {
+                return Ok(());
+            }
             let timeout = provider
                 .spec
                 .timeout
                 .as_deref()
                 .and_then(|t| driftless_runtime::duration::parse(t).ok())
                 .unwrap_or(DEFAULT_TIMEOUT);
-            let send = || async {
-                let mut builder = http
-                    .post(&request.url)
-                    .timeout(timeout)
-                    .body(request.body.clone());
-                for (k, v) in &request.headers {
-                    builder = builder.header(k, v);
-                }
-                let response = builder.send().await.map_err(|e| Failure {
-                    retry: true,
-                    message: format!("POST {} failed: {}", redacted(&request.url), without_url(&e)),
-                })?;
-                let status = response.status().as_u16();
-                let body = response.bytes().await.unwrap_or_default();
-                providers::accepted(&target, status, &body).map_err(|message| Failure {
-                    retry: status >= 500 || status == 429,
-                    message,
-                })
-            };
-            send.retry(
-                ExponentialBuilder::default()
-                    .with_min_delay(Duration::from_millis(500))
-                    .with_max_delay(Duration::from_secs(5))
-                    .with_max_times(3),
-            )
-            .when(|f: &Failure| f.retry)
-            .await
+            for request in providers::requests(&target, &event).map_err(Failure::fatal)? {
+                let send = || async {
+                    let method = reqwest::Method::from_bytes(request.method.as_bytes())
+                        .unwrap_or(reqwest::Method::POST);
+                    let mut builder = http
+                        .request(method, &request.url)
+                        .timeout(timeout)
+                        .body(request.body.clone());
+                    for (k, v) in &request.headers {
+                        builder = builder.header(k, v);
+                    }
+                    let response = builder.send().await.map_err(|e| Failure {
+                        retry: true,
+                        message: format!(
+                            "{} {} failed: {}",
+                            request.method,
+                            redacted(&request.url),
+                            without_url(&e)
+                        ),
+                    })?;
+                    let status = response.status().as_u16();
+                    let body = response.bytes().await.unwrap_or_default();
+                    providers::accepted(&target, status, &body).map_err(|message| Failure {
+                        retry: status >= 500 || status == 429,
+                        message,
+                    })
+                };
+                send.retry(
+                    ExponentialBuilder::default()
+                        .with_min_delay(Duration::from_millis(500))
+                        .with_max_delay(Duration::from_secs(5))
+                        .with_max_times(3),
+                )
+                .when(|f: &Failure| f.retry)
+                .await?;
+            }
+            Ok::<(), Failure>(())
         }
         .await;
         match outcome {

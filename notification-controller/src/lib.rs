@@ -19,6 +19,7 @@ pub mod event;
 pub mod providers;
 pub mod receiver;
 pub mod server;
+pub mod services;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

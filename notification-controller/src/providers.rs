@@ -1,10 +1,12 @@
 //! What each Provider type sends for an event: the HTTP request, built without I/O so that
 //! every payload is checked by unit tests, and the outcome read from the response.
 //!
-//! Supported: `generic` (Flux's event JSON, `Gotk-Component` header), `generic-hmac` (plus
-//! `X-Signature: sha256=<HMAC of the body with the token>`), `slack` (an incoming webhook,
-//! or the bot API `chat.postMessage` with a token and a channel). Other types are refused
-//! with a message naming them (never silently dropped).
+//! Each type sends what Flux's notifier for it sends (`docs/notification-controller.md` lists
+//! them): the generic event JSON (signed with `generic-hmac`), chat messages (slack, discord,
+//! rocket, msteams, googlechat, webex, telegram, matrix), alerting APIs (opsgenie,
+//! alertmanager, grafana, pagerduty, datadog), and GitHub, GitLab and Gitea (commit statuses,
+//! repository dispatch). Other types are refused with a message naming them (never silently
+//! dropped).
 
 use std::collections::BTreeMap;
 
@@ -25,20 +27,65 @@ pub struct Target {
     pub address: String,
     pub channel: String,
     pub username: String,
+    pub password: String,
     pub token: String,
     pub headers: BTreeMap<String, String>,
+    /// The Provider's UID (commit status keys, Opsgenie aliases).
+    pub uid: String,
 }
 
-/// One HTTP POST.
+/// One HTTP request.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Request {
+    pub method: &'static str,
     pub url: String,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
 }
 
-/// The request `target` sends for `event` (its metadata cleaned already).
-pub fn request(target: &Target, event: &Event) -> Result<Request, String> {
+impl Request {
+    pub(crate) fn post(
+        url: impl Into<String>,
+        headers: Vec<(String, String)>,
+        body: &Value,
+    ) -> Result<Self, String> {
+        Ok(Self {
+            method: "POST",
+            url: url.into(),
+            headers,
+            body: serde_json::to_vec(body).map_err(|e| e.to_string())?,
+        })
+    }
+}
+
+/// The provider types that set commit statuses: they see only events meant for them.
+pub const COMMIT_STATUS_TYPES: [&str; 3] = ["github", "gitlab", "gitea"];
+
+/// Whether `target` sends anything for `event` (its metadata cleaned, `commit_status` and
+/// `commit` included), as Flux decides: commit-status events (`commit_status: update`) go only
+/// to the git and generic types, and the git types see only those, errors, and events naming
+/// a commit.
+pub fn wants(target: &Target, event: &Event) -> bool {
+    let commit_status = event.metadata.get("commit_status").is_some_and(|v| v == "update");
+    let kind = target.provider_type.as_str();
+    if COMMIT_STATUS_TYPES.contains(&kind) {
+        return commit_status
+            || event.severity == "error"
+            || event.metadata.get("commit").is_some_and(|c| !c.is_empty());
+    }
+    !commit_status || matches!(kind, "generic" | "generic-hmac" | "githubdispatch")
+}
+
+/// The requests `target` sends for `event` (its metadata cleaned already), in order.
+pub fn requests(target: &Target, event: &Event) -> Result<Vec<Request>, String> {
+    match target.provider_type.as_str() {
+        "generic" | "generic-hmac" | "slack" => request(target, event).map(|r| vec![r]),
+        _ => crate::services::requests(target, event),
+    }
+}
+
+/// The request of the generic and Slack types.
+fn request(target: &Target, event: &Event) -> Result<Request, String> {
     let mut headers = vec![("Content-Type".to_string(), "application/json".to_string())];
     match target.provider_type.as_str() {
         "generic" | "generic-hmac" => {
@@ -51,6 +98,7 @@ pub fn request(target: &Target, event: &Event) -> Result<Request, String> {
             }
             headers.extend(target.headers.iter().map(|(k, v)| (k.clone(), v.clone())));
             Ok(Request {
+                method: "POST",
                 url: url.to_string(),
                 headers,
                 body,
@@ -71,17 +119,13 @@ pub fn request(target: &Target, event: &Event) -> Result<Request, String> {
                     target.address.clone()
                 }
             };
-            Ok(Request {
-                url,
-                headers,
-                body: serde_json::to_vec(&payload).map_err(|e| e.to_string())?,
-            })
+            Request::post(url, headers, &payload)
         }
         other => Err(format!("provider type '{other}' is not supported yet")),
     }
 }
 
-fn required<'a>(value: &'a str, what: &str) -> Result<&'a str, String> {
+pub(crate) fn required<'a>(value: &'a str, what: &str) -> Result<&'a str, String> {
     if value.is_empty() {
         Err(format!("the provider has no {what}"))
     } else {
@@ -97,16 +141,21 @@ pub fn sign(token: &str, body: &[u8]) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
-/// Flux's Slack message: one attachment, green for info and red for errors, the object as
-/// `kind/name.namespace`, the metadata as fields.
-fn slack_payload(target: &Target, event: &Event) -> Value {
+/// `kind/name.namespace`, the kind lower-cased, as Flux's messages name the object.
+pub(crate) fn object_name(event: &Event) -> String {
     let object = &event.involved_object;
-    let author = format!(
+    format!(
         "{}/{}.{}",
         object.kind.as_deref().unwrap_or_default().to_lowercase(),
         object.name.as_deref().unwrap_or_default(),
         object.namespace.as_deref().unwrap_or_default()
-    );
+    )
+}
+
+/// Flux's Slack message: one attachment, green for info and red for errors, the object as
+/// `kind/name.namespace`, the metadata as fields.
+fn slack_payload(target: &Target, event: &Event) -> Value {
+    let author = object_name(event);
     let color = if event.severity == "error" {
         "danger"
     } else {
@@ -221,6 +270,6 @@ mod tests {
         );
         assert!(accepted(&t, 200, br#"{"ok": false, "error": "channel_not_found"}"#).is_err());
         assert!(accepted(&t, 200, br#"{"ok": true}"#).is_ok());
-        assert!(request(&target("msteams"), &event("info")).is_err_and(|e| e.contains("not supported yet")));
+        assert!(requests(&target("zoom"), &event("info")).is_err_and(|e| e.contains("not supported yet")));
     }
 }

@@ -288,6 +288,12 @@ async fn a_failing_then_recovering_kustomization_alerts_slack_and_a_signed_webho
         json!({"providerRef": {"name": "hmac"}, "eventSources": [{"kind": "Kustomization", "name": "app"}]}),
     )
     .await;
+    // Commit statuses on a GitHub Enterprise-shaped API (the sink): `<host>/api/v3/…`.
+    w.secret("github-token", json!({"token": "ghp_test"})).await;
+    w.provider("github", json!({"type": "github", "address": format!("{sink_url}/acme/web"), "secretRef": {"name": "github-token"}}))
+        .await;
+    w.alert("to-github", json!({"providerRef": {"name": "github"}, "eventSources": [{"kind": "Kustomization", "name": "app"}]}))
+        .await;
 
     // A Kustomization whose manifests do not build: an error alert.
     let repo = testing::GitRepo::new("notify-ks");
@@ -360,6 +366,28 @@ async fn a_failing_then_recovering_kustomization_alerts_slack_and_a_signed_webho
     );
     sink.wait("/slack", |r| r.body["attachments"][0]["color"] == "good")
         .await;
+    let status = sink
+        .wait(&format!("/api/v3/repos/acme/web/statuses/{fixed}"), |r| {
+            r.body["state"] == "success"
+        })
+        .await;
+    assert_eq!(status.headers["authorization"], "Bearer ghp_test");
+    assert_eq!(status.body["description"], "reconciliation succeeded");
+    let uid = Api::<Provider>::namespaced(w.client.clone(), &w.ns)
+        .get("github")
+        .await
+        .unwrap()
+        .metadata
+        .uid
+        .unwrap();
+    assert_eq!(status.body["context"], format!("kustomization/app/{}", &uid[..8]));
+    // The commit-status event itself is not sent to Slack, as in Flux.
+    assert_eq!(
+        sink.count("/slack", |r| r.body["attachments"][0]["text"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("Applied revision"))),
+        0
+    );
     testing::delete_namespace(&w.client, &w.ns).await;
 }
 

@@ -118,6 +118,8 @@ pub struct Success {
     pub message: String,
     /// Revision, put on events as `<group>/revision`.
     pub revision: Option<String>,
+    /// More metadata for the success event (`commit_status: update`), keys in the kind's group.
+    pub metadata: Vec<(String, String)>,
 }
 
 impl Success {
@@ -127,8 +129,16 @@ impl Success {
             reason: reason.into(),
             message: message.into(),
             revision: None,
+            metadata: Vec::new(),
         }
     }
+    /// Adds metadata to the success event.
+    #[must_use]
+    pub fn with_metadata(mut self, key: &str, value: &str) -> Self {
+        self.metadata.push((key.into(), value.into()));
+        self
+    }
+
     /// Adds the revision for events.
     #[must_use]
     pub fn with_revision(mut self, revision: impl Into<String>) -> Self {
@@ -506,8 +516,11 @@ impl<R: Reconciler> KindController<R> {
         }
         if let Some((type_, reason, note)) = event {
             let revision = result.as_ref().ok().and_then(|s| s.revision.clone());
-            let metadata: Vec<(&str, &str)> =
+            let mut metadata: Vec<(&str, &str)> =
                 revision.as_deref().map(|r| ("revision", r)).into_iter().collect();
+            if let Ok(success) = &result {
+                metadata.extend(success.metadata.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            }
             ctx.recorder.publish(obj, type_, &reason, &note, &metadata).await;
         }
         match &result {
