@@ -5,7 +5,9 @@
 //! server ([`handle`]) finds the Receiver by that path, checks the request as its type says —
 //! `generic` (nothing), `generic-hmac` (`X-Signature: <sha1|sha256|sha512>=<hex HMAC>`),
 //! `github` (also Gitea: `X-Hub-Signature-256` / `X-Hub-Signature`, `ping` answered, `events`
-//! on `X-GitHub-Event`), `gitlab` (`X-Gitlab-Token`, `events` on `X-Gitlab-Event`) — with
+//! on `X-GitHub-Event`), `gitlab` (`X-Gitlab-Token`, `events` on `X-Gitlab-Event`),
+//! `bitbucket` (`X-Hub-Signature`, `events` on `X-Event-Key`), `harbor` (`Authorization`),
+//! `nexus` (`X-Nexus-Webhook-Signature`), `dockerhub`, `quay`, `acr` (the payload's shape) — with
 //! constant-time comparisons, refuses a replayed signature, then annotates every matching
 //! resource with `reconcile.fluxcd.io/requestedAt`. Other types stall with a plain message.
 
@@ -26,7 +28,18 @@ use sha2::{Digest, Sha256};
 use crate::connect::secret_data;
 
 /// Receiver types this controller validates.
-const SUPPORTED: [&str; 4] = ["generic", "generic-hmac", "github", "gitlab"];
+const SUPPORTED: [&str; 10] = [
+    "generic",
+    "generic-hmac",
+    "github",
+    "gitlab",
+    "bitbucket",
+    "harbor",
+    "nexus",
+    "dockerhub",
+    "quay",
+    "acr",
+];
 /// How long a Receiver waits for its token Secret before looking again.
 const TOKEN_REQUEUE: Duration = Duration::from_secs(10);
 /// How long a signature is remembered to refuse its replay.
@@ -181,6 +194,45 @@ pub async fn handle(
             let event = header("X-Gitlab-Event");
             if !events.is_empty() && !events.iter().any(|e| e.eq_ignore_ascii_case(&event)) {
                 return Ok(format!("event '{event}' ignored"));
+            }
+        }
+        "bitbucket" => {
+            // Bitbucket Server signs with `X-Hub-Signature: sha256=<hex>`; `events` on `X-Event-Key`.
+            signature = header("X-Hub-Signature");
+            if !hmac_matches(&signature, &token, body) {
+                return Err(unauthorized("invalid or missing X-Hub-Signature"));
+            }
+            let event = header("X-Event-Key");
+            if !events.is_empty() && !events.iter().any(|e| e.eq_ignore_ascii_case(&event)) {
+                return Ok(format!("event '{event}' ignored"));
+            }
+        }
+        "harbor" => {
+            if !constant_time_eq(header("Authorization").as_bytes(), token.as_bytes()) {
+                return Err(unauthorized("invalid or missing Authorization"));
+            }
+        }
+        "nexus" => {
+            // Nexus signs with HMAC-SHA1 of the body, in hex.
+            signature = format!("sha1={}", header("X-Nexus-Webhook-Signature"));
+            if !hmac_matches(&signature, &token, body) {
+                return Err(unauthorized("invalid or missing X-Nexus-Webhook-Signature"));
+            }
+        }
+        "dockerhub" | "quay" | "acr" => {
+            // These registries cannot sign: the secret path is the credential, and the payload
+            // must be the registry's push notification.
+            let payload: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+            let valid = match receiver.spec.receiver_type.as_str() {
+                "dockerhub" => payload.pointer("/repository/repo_name").is_some(),
+                "quay" => payload.get("docker_url").is_some() && payload.get("updated_tags").is_some(),
+                _ => payload.get("action").and_then(|a| a.as_str()) == Some("push"),
+            };
+            if !valid {
+                return Err((
+                    StatusCode::BAD_REQUEST,
+                    "the payload is not a push notification of this registry".into(),
+                ));
             }
         }
         other => {

@@ -558,5 +558,48 @@ async fn a_github_receiver_checks_signatures_and_reconciles_its_resources() {
     })
     .await;
     assert!(reconciled.status.unwrap().artifact.is_some());
+
+    // GitLab compares its token; Quay cannot sign, so its payload must be a push notification.
+    for (name, kind) in [("gitlab", "gitlab"), ("quay", "quay")] {
+        w.create::<Receiver>(
+            json!({"apiVersion": "notification.toolkit.fluxcd.io/v1", "kind": "Receiver",
+            "metadata": {"name": name},
+            "spec": {"type": kind, "secretRef": {"name": "webhook-token"},
+                "resources": [{"kind": "GitRepository", "name": "repo"}]}}),
+        )
+        .await;
+    }
+    let base = w.receiver_url.clone();
+    let path_of = |name: &'static str| {
+        let (receivers, base) = (receivers.clone(), base.clone());
+        async move {
+            let r = testing::wait_for(&receivers, name, T, |r: &Receiver| {
+                ready(r).is_some_and(|c| c.status == "True")
+            })
+            .await;
+            format!("{base}{}", r.status.unwrap().webhook_path.unwrap())
+        }
+    };
+    let gitlab = path_of("gitlab").await;
+    let status =
+        |request: reqwest::RequestBuilder| async move { request.send().await.unwrap().status().as_u16() };
+    assert_eq!(
+        status(http.post(&gitlab).header("X-Gitlab-Token", "wrong").body("{}")).await,
+        401
+    );
+    assert_eq!(
+        status(http.post(&gitlab).header("X-Gitlab-Token", "t0k3n").body("{}")).await,
+        200
+    );
+    let quay = path_of("quay").await;
+    assert_eq!(status(http.post(&quay).body(r#"{"hello": "world"}"#)).await, 400);
+    assert_eq!(
+        status(
+            http.post(&quay)
+                .body(r#"{"docker_url": "quay.io/acme/web", "updated_tags": ["v1"]}"#)
+        )
+        .await,
+        200
+    );
     testing::delete_namespace(&w.client, &w.ns).await;
 }
