@@ -56,6 +56,9 @@ for c in $CONTROLLERS; do
   if [ "$c" = source-controller ]; then
     extra=(--storage-path="$Q/storage" --storage-addr=127.0.0.1:19090 --storage-adv-addr=127.0.0.1:19090)
   fi
+  if [ "$c" = notification-controller ]; then
+    extra=(--events-addr=127.0.0.1:19190 --receiverAddr=127.0.0.1:19292)
+  fi
   RUNTIME_NAMESPACE=flux-system setsid nohup "target/debug/$c" \
     --enable-leader-election --metrics-addr="127.0.0.1:1818$port" --health-addr="127.0.0.1:1954$port" \
     --log-encoding=console "${extra[@]}" >"$Q/$c.log" 2>&1 </dev/null &
@@ -110,13 +113,26 @@ driftless get all -A
 say "driftless tree kustomization flux-system"
 driftless tree kustomization flux-system
 
-say "Committing a change (production scales to 3 replicas) and waiting for it to be applied"
+say "driftless create receiver (a GitHub-shaped webhook that makes flux-system fetch at once)"
+token=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+$KUBECTL -n flux-system create secret generic webhook-token --from-literal=token="$token" \
+  --dry-run=client -o yaml | $KUBECTL apply -f - >/dev/null
+driftless create receiver flux-system --type github --event push \
+  --resource GitRepository/flux-system --secret-ref webhook-token
+hook=$($KUBECTL -n flux-system get receiver flux-system -o jsonpath='{.status.webhookPath}')
+
+say "Committing a change (production scales to 3 replicas); the push webhook gets it applied"
 gitq pull -q --rebase "$auth_url" main
 sed -i 's/count: 2/count: 3/' "$work/apps/podinfo/production/kustomization.yaml"
 gitq commit -q -am "Scale podinfo in production to 3"
 gitq push -q "$auth_url" HEAD:main
 commit=$(gitq rev-parse HEAD)
-driftless reconcile source git flux-system
+# What GitHub sends on a push: the event name and the body's HMAC-SHA256 with the token.
+body="{\"ref\": \"refs/heads/main\", \"after\": \"$commit\"}"
+signature=$(printf '%s' "$body" | openssl dgst -sha256 -hmac "$token" | sed 's/^.* //')
+curl -fsS -X POST "http://127.0.0.1:19292$hook" -H "X-GitHub-Event: push" \
+  -H "X-Hub-Signature-256: sha256=$signature" -H "Content-Type: application/json" -d "$body"
+echo
 for _ in $(seq 1 120); do
   applied=$($KUBECTL -n flux-system get kustomization podinfo-production -o jsonpath='{.status.lastAppliedRevision}')
   [ "$applied" = "main@sha1:$commit" ] && break
