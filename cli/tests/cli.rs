@@ -723,13 +723,13 @@ async fn helm_repositories_and_charts_are_created_and_listed() {
         "--chart",
         "x",
         "--source",
-        "GitRepository/repo",
+        "OCIRepository/repo",
         "-n",
         n,
     ])
     .await;
     assert!(
-        stderr(&refused).contains("use HelmRepository/<name>"),
+        stderr(&refused).contains("use HelmRepository, GitRepository or Bucket"),
         "{}",
         stderr(&refused)
     );

@@ -12,12 +12,12 @@ use kube::{Api, Client, ResourceExt};
 
 use crate::providers::Target;
 
-/// The data of Secret `namespace/name`; the error names the Secret only.
-pub async fn secret_data(
+/// The data of Secret `namespace/name` as written; the error names the Secret only.
+pub async fn raw_secret_data(
     client: &Client,
     namespace: &str,
     name: &str,
-) -> Result<BTreeMap<String, String>, String> {
+) -> Result<BTreeMap<String, Vec<u8>>, String> {
     let secret = Api::<Secret>::namespaced(client.clone(), namespace)
         .get_opt(name)
         .await
@@ -27,12 +27,21 @@ pub async fn secret_data(
         .data
         .unwrap_or_default()
         .into_iter()
-        .map(|(k, v)| {
-            (
-                k,
-                String::from_utf8_lossy(&v.0).trim_end_matches('\n').to_string(),
-            )
-        })
+        .map(|(k, v)| (k, v.0))
+        .collect())
+}
+
+/// The data of Secret `namespace/name` as text, surrounding whitespace trimmed (as Flux reads
+/// a Provider's Secret).
+pub async fn secret_data(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> Result<BTreeMap<String, String>, String> {
+    Ok(raw_secret_data(client, namespace, name)
+        .await?
+        .into_iter()
+        .map(|(k, v)| (k, String::from_utf8_lossy(&v).trim().to_string()))
         .collect())
 }
 
@@ -67,8 +76,13 @@ pub async fn target(kube: &Client, provider: &Provider) -> Result<(Target, reqwe
             proxy = Some(p.clone());
         }
         if let Some(headers) = data.get("headers") {
-            target.headers = serde_norway::from_str(headers)
-                .map_err(|e| format!("secret '{namespace}/{}': invalid 'headers': {e}", r.name))?;
+            // The parser's error would quote the value, which may be a credential.
+            target.headers = serde_norway::from_str(headers).map_err(|_| {
+                format!(
+                    "secret '{namespace}/{}': invalid 'headers': expected a YAML map of strings",
+                    r.name
+                )
+            })?;
         }
     }
     if let Some(r) = &spec.proxy_secret_ref {

@@ -22,11 +22,16 @@ use crate::providers;
 /// How long a provider request may take when the Provider sets no `timeout` (Flux's default).
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Drops an event seen within `interval` (Flux's `--rate-limit-interval`).
+/// Drops an event seen within `interval` (Flux's `--rate-limit-interval`). Keys are kept as
+/// sha256 digests, pruned as they expire, and capped, so a flood of distinct events cannot
+/// grow memory without bound.
 pub struct RateLimiter {
     interval: Duration,
-    seen: Mutex<HashMap<String, Instant>>,
+    seen: Mutex<HashMap<[u8; 32], Instant>>,
 }
+
+/// Most keys remembered; past it, the oldest half is forgotten.
+const RATE_LIMIT_KEYS: usize = 100_000;
 
 impl RateLimiter {
     pub fn new(interval: Duration) -> Self {
@@ -38,15 +43,23 @@ impl RateLimiter {
 
     /// Whether the event with `key` goes on (false: a duplicate within the interval).
     pub fn admit(&self, key: &str) -> bool {
+        use sha2::Digest;
+        let digest: [u8; 32] = sha2::Sha256::digest(key.as_bytes()).into();
         let now = Instant::now();
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        if seen.len() > 10_000 {
+        if seen.len() >= RATE_LIMIT_KEYS {
             seen.retain(|_, at| now.duration_since(*at) < self.interval);
+            if seen.len() >= RATE_LIMIT_KEYS {
+                let mut ages: Vec<Instant> = seen.values().copied().collect();
+                ages.sort();
+                let cutoff = ages[ages.len() / 2];
+                seen.retain(|_, at| *at > cutoff);
+            }
         }
-        match seen.get(key) {
+        match seen.get(&digest) {
             Some(at) if now.duration_since(*at) < self.interval => false,
             _ => {
-                seen.insert(key.to_string(), now);
+                seen.insert(digest, now);
                 true
             }
         }

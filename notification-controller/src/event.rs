@@ -11,8 +11,9 @@ use serde::{Deserialize, Serialize};
 
 /// Longest message Flux sends (it truncates longer ones).
 pub const MAX_MESSAGE: usize = 39000;
-/// The API group suffix of the toolkit's kinds.
-const TOOLKIT_GROUP: &str = ".toolkit.fluxcd.io";
+/// The API group suffix of the toolkit's kinds (`*.toolkit.fluxcd.io`, and
+/// `source.extensions.fluxcd.io` for ArtifactGenerators).
+const TOOLKIT_GROUP: &str = ".fluxcd.io";
 
 /// An event as Flux's notification-controller receives and forwards it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -131,7 +132,8 @@ impl Event {
     /// The metadata providers see, as Flux cleans and ranks it (low → high): the object's
     /// `event.toolkit.fluxcd.io/*` annotations, then `extra` (an Alert's `eventMetadata` and
     /// `summary`), then the keys the controller set in the object's own group — each without
-    /// its prefix (`revision`); `checksum` and `digest` are internal, other keys are dropped.
+    /// its prefix (`revision`); `token` and the legacy `checksum` are internal, other keys
+    /// are dropped, as Flux's `excludeInternalMetadata`.
     pub fn cleaned_with(&self, extra: &[(String, String)]) -> Event {
         let group = format!("{}/", self.group());
         let mut metadata = BTreeMap::new();
@@ -145,7 +147,7 @@ impl Event {
         }
         for (key, value) in &self.metadata {
             if let Some(short) = key.strip_prefix(&group)
-                && !matches!(short, "checksum" | "digest")
+                && !matches!(short, "checksum" | "token")
             {
                 metadata.insert(short.to_string(), value.clone());
             }
@@ -167,7 +169,7 @@ mod tests {
         let event: k8s_openapi::api::events::v1::Event = serde_json::from_value(serde_json::json!({
             "metadata": {"name": "x", "namespace": "apps", "annotations": {
                 "kustomize.toolkit.fluxcd.io/revision": "main@sha1:abc",
-                "kustomize.toolkit.fluxcd.io/checksum": "no",
+                "kustomize.toolkit.fluxcd.io/token": "no",
                 "event.toolkit.fluxcd.io/team": "web",
                 "other.io/x": "no"}},
             "eventTime": "2026-12-02T10:00:00.000000Z",

@@ -73,7 +73,7 @@ pub fn wants(target: &Target, event: &Event) -> bool {
             || event.severity == "error"
             || event.metadata.get("commit").is_some_and(|c| !c.is_empty());
     }
-    !commit_status || matches!(kind, "generic" | "generic-hmac" | "githubdispatch")
+    !commit_status || matches!(kind, "generic" | "generic-hmac")
 }
 
 /// The requests `target` sends for `event` (its metadata cleaned already), in order.

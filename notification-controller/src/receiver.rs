@@ -25,7 +25,7 @@ use kube::runtime::reflector::Store;
 use kube::{Client, ResourceExt};
 use sha2::{Digest, Sha256};
 
-use crate::connect::secret_data;
+use crate::connect::raw_secret_data;
 
 /// Receiver types this controller validates.
 const SUPPORTED: [&str; 10] = [
@@ -46,18 +46,22 @@ const TOKEN_REQUEUE: Duration = Duration::from_secs(10);
 const REPLAY_WINDOW: Duration = Duration::from_secs(600);
 
 /// `/hook/<hex sha256(token + name + namespace)>`.
-pub fn webhook_path(token: &str, name: &str, namespace: &str) -> String {
-    let digest = Sha256::digest(format!("{token}{name}{namespace}").as_bytes());
-    format!("/hook/{}", hex::encode(digest))
+pub fn webhook_path(token: &[u8], name: &str, namespace: &str) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(token);
+    hasher.update(name.as_bytes());
+    hasher.update(namespace.as_bytes());
+    format!("/hook/{}", hex::encode(hasher.finalize()))
 }
 
-/// The token of a Receiver's `secretRef`.
-async fn token(client: &Client, receiver: &Receiver) -> Result<String, String> {
+/// The token of a Receiver's `secretRef`, as written (Flux uses the Secret's bytes as they are,
+/// trailing newline included, for both the path and the signatures).
+async fn token(client: &Client, receiver: &Receiver) -> Result<Vec<u8>, String> {
     let namespace = receiver.namespace().unwrap_or_default();
     let Some(r) = &receiver.spec.secret_ref else {
         return Err("spec.secretRef is required for this receiver type".into());
     };
-    let data = secret_data(client, &namespace, &r.name).await?;
+    let data = raw_secret_data(client, &namespace, &r.name).await?;
     data.get("token")
         .filter(|t| !t.is_empty())
         .cloned()
@@ -141,10 +145,15 @@ pub async fn handle(
         .into_iter()
         .find(|r| r.status.as_ref().and_then(|s| s.webhook_path.as_deref()) == Some(path))
         .ok_or((StatusCode::NOT_FOUND, "no receiver for this path".to_string()))?;
-    if receiver.spec.suspend == Some(true) {
+    let ready = receiver
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_deref())
+        .is_some_and(|c| driftless_runtime::conditions::is_true(c, "Ready"));
+    if receiver.spec.suspend == Some(true) || !ready {
         return Err((
             StatusCode::SERVICE_UNAVAILABLE,
-            "the receiver is suspended".into(),
+            "the receiver is not ready".into(),
         ));
     }
     let token = token(&hooks.client, &receiver).await.map_err(|e| {
@@ -154,6 +163,15 @@ pub async fn handle(
             "the receiver's token is unavailable".to_string(),
         )
     })?;
+    // The path must still be the token's: after a rotation the old URL stops working at once.
+    let expected = webhook_path(
+        &token,
+        &receiver.name_any(),
+        &receiver.namespace().unwrap_or_default(),
+    );
+    if !constant_time_eq(expected.as_bytes(), path.as_bytes()) {
+        return Err((StatusCode::NOT_FOUND, "no receiver for this path".into()));
+    }
     let header = |name: &str| {
         headers
             .get(name)
@@ -188,7 +206,7 @@ pub async fn handle(
             }
         }
         "gitlab" => {
-            if !constant_time_eq(header("X-Gitlab-Token").as_bytes(), token.as_bytes()) {
+            if !constant_time_eq(header("X-Gitlab-Token").as_bytes(), &token) {
                 return Err(unauthorized("invalid or missing X-Gitlab-Token"));
             }
             let event = header("X-Gitlab-Event");
@@ -208,7 +226,7 @@ pub async fn handle(
             }
         }
         "harbor" => {
-            if !constant_time_eq(header("Authorization").as_bytes(), token.as_bytes()) {
+            if !constant_time_eq(header("Authorization").as_bytes(), &token) {
                 return Err(unauthorized("invalid or missing Authorization"));
             }
         }
@@ -226,7 +244,10 @@ pub async fn handle(
             let valid = match receiver.spec.receiver_type.as_str() {
                 "dockerhub" => payload.pointer("/repository/repo_name").is_some(),
                 "quay" => payload.get("docker_url").is_some() && payload.get("updated_tags").is_some(),
-                _ => payload.get("action").and_then(|a| a.as_str()) == Some("push"),
+                _ => matches!(
+                    payload.get("action").and_then(|a| a.as_str()),
+                    Some("push" | "chart_push")
+                ),
             };
             if !valid {
                 return Err((
@@ -242,37 +263,53 @@ pub async fn handle(
             ));
         }
     }
-    if !signature.is_empty() && !hooks.first_time(&format!("{path} {signature}")) {
+    // A signed delivery (the signature and, for GitHub, the delivery id) is acted on once
+    // within the window; it is remembered only once acted on, so a sender's retry after a
+    // failure still works.
+    let replay_key =
+        (!signature.is_empty()).then(|| format!("{path} {signature} {}", header("X-GitHub-Delivery")));
+    if replay_key.as_deref().is_some_and(|k| hooks.seen_lately(k)) {
         return Err((StatusCode::CONFLICT, "replayed request".into()));
     }
     let request: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
     let annotated = annotate(&hooks, &receiver, &request).await.map_err(|m| {
         tracing::error!(receiver = %receiver.name_any(), error = %m, "receiver failed to request reconciles");
-        (StatusCode::INTERNAL_SERVER_ERROR, m)
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "failed to request a reconcile of every resource".to_string(),
+        )
     })?;
+    if let Some(key) = replay_key {
+        hooks.remember(&key);
+    }
     tracing::info!(receiver = %receiver.name_any(), namespace = %receiver.namespace().unwrap_or_default(), annotated, "reconcile requested");
     Ok(format!("reconcile requested for {annotated} resource(s)"))
 }
 
 impl Webhooks {
-    /// Whether `key` was not seen within the replay window (and remembers it).
-    fn first_time(&self, key: &str) -> bool {
+    /// Whether `key` was acted on within the replay window.
+    fn seen_lately(&self, key: &str) -> bool {
         let now = Instant::now();
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         seen.retain(|_, at| now.duration_since(*at) < REPLAY_WINDOW);
-        seen.insert(key.to_string(), now).is_none()
+        seen.contains_key(key)
+    }
+
+    fn remember(&self, key: &str) {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.insert(key.to_string(), Instant::now());
     }
 }
 
 /// `<sha1|sha256|sha512>=<hex>` against the HMAC of `body` with `token`, in constant time.
-fn hmac_matches(signature: &str, token: &str, body: &[u8]) -> bool {
+fn hmac_matches(signature: &str, token: &[u8], body: &[u8]) -> bool {
     let Some((algorithm, hex_digest)) = signature.split_once('=') else {
         return false;
     };
     let Ok(expected) = hex::decode(hex_digest.trim()) else {
         return false;
     };
-    let key = token.as_bytes();
+    let key = token;
     match algorithm {
         "sha1" => <Hmac<sha1::Sha1> as KeyInit>::new_from_slice(key)
             .map(|mut m| {
@@ -325,7 +362,8 @@ fn api_version_of(resource: &CrossNamespaceObjectReference) -> Option<String> {
 }
 
 /// Annotates every resource the Receiver names (and its `resourceFilter` keeps) with
-/// `reconcile.fluxcd.io/requestedAt`; returns how many.
+/// `reconcile.fluxcd.io/requestedAt`; returns how many. A resource that fails does not stop
+/// the others; the failures are returned together.
 async fn annotate(
     hooks: &Webhooks,
     receiver: &Receiver,
@@ -343,68 +381,91 @@ async fn annotate(
     let now = k8s_openapi::jiff::Timestamp::now().to_string();
     let patch = serde_json::json!({"metadata": {"annotations": {REQUESTED_AT_ANNOTATION: now}}});
     let mut count = 0;
+    let mut errors = Vec::new();
     for resource in &receiver.spec.resources {
-        let namespace = resource
-            .namespace
-            .clone()
-            .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| own_namespace.clone());
-        if hooks.no_cross_namespace_refs && namespace != own_namespace {
-            continue;
+        match annotate_one(hooks, resource, &own_namespace, filter.as_ref(), request, &patch).await {
+            Ok(n) => count += n,
+            Err(e) => errors.push(e),
         }
-        let api_version = api_version_of(resource)
-            .ok_or_else(|| format!("resource kind '{}' needs an apiVersion", resource.kind))?;
-        let (group, version) = driftless_apply::object::group_version(&api_version);
-        let (api_resource, namespaced) = hooks
-            .discovery
-            .resolve(&hooks.client, &group, &version, &resource.kind)
-            .await?;
-        let api = driftless_apply::discovery::api(&hooks.client, &api_resource, namespaced, &namespace);
-        let objects = if resource.name == "*" {
-            let mut params = ListParams::default();
-            if let Some(labels) = resource.match_labels.as_ref().filter(|l| !l.is_empty()) {
-                let selector: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                params = params.labels(&selector.join(","));
-            }
-            api.list_metadata(&params)
-                .await
-                .map_err(|e| e.to_string())?
-                .items
-                .into_iter()
-                .map(|o| o.metadata)
-                .collect()
-        } else {
-            match api
-                .get_metadata_opt(&resource.name)
-                .await
-                .map_err(|e| e.to_string())?
-            {
-                Some(o) => vec![o.metadata],
-                None => {
-                    tracing::warn!(kind = %resource.kind, name = %resource.name, %namespace, "receiver resource not found");
-                    Vec::new()
-                }
-            }
-        };
-        for metadata in objects {
-            let name = metadata.name.clone().unwrap_or_default();
-            if let Some(program) = &filter {
-                let mut context = cel::Context::default();
-                let res = serde_json::json!({"metadata": metadata});
-                for (var, value) in [("res", &res), ("req", request)] {
-                    if let Ok(value) = cel::to_value(value) {
-                        context.add_variable_from_value(var, value);
-                    }
-                }
-                if !matches!(program.execute(&context), Ok(cel::Value::Bool(true))) {
-                    continue;
-                }
-            }
-            api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-                .map_err(|e| format!("failed to annotate {} '{namespace}/{name}': {e}", resource.kind))?;
-            count += 1;
+    }
+    if errors.is_empty() {
+        Ok(count)
+    } else {
+        Err(errors.join("; "))
+    }
+}
+
+/// Annotates the objects one `resources` entry names; returns how many.
+async fn annotate_one(
+    hooks: &Webhooks,
+    resource: &CrossNamespaceObjectReference,
+    own_namespace: &str,
+    filter: Option<&cel::Program>,
+    request: &serde_json::Value,
+    patch: &serde_json::Value,
+) -> Result<usize, String> {
+    let namespace = resource
+        .namespace
+        .clone()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| own_namespace.to_string());
+    if hooks.no_cross_namespace_refs && namespace != own_namespace {
+        return Ok(0);
+    }
+    let api_version = api_version_of(resource)
+        .ok_or_else(|| format!("resource kind '{}' needs an apiVersion", resource.kind))?;
+    let (group, version) = driftless_apply::object::group_version(&api_version);
+    let (api_resource, namespaced) = hooks
+        .discovery
+        .resolve(&hooks.client, &group, &version, &resource.kind)
+        .await?;
+    let api = driftless_apply::discovery::api(&hooks.client, &api_resource, namespaced, &namespace);
+    let objects = if resource.name == "*" {
+        let mut params = ListParams::default();
+        if let Some(labels) = resource.match_labels.as_ref().filter(|l| !l.is_empty()) {
+            let selector: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            params = params.labels(&selector.join(","));
         }
+        api.list_metadata(&params)
+            .await
+            .map_err(|e| e.to_string())?
+            .items
+            .into_iter()
+            .map(|o| o.metadata)
+            .collect()
+    } else {
+        match api
+            .get_metadata_opt(&resource.name)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            Some(o) => vec![o.metadata],
+            None => {
+                tracing::warn!(kind = %resource.kind, name = %resource.name, %namespace, "receiver resource not found");
+                Vec::new()
+            }
+        }
+    };
+    let mut count = 0;
+    for metadata in objects {
+        let name = metadata.name.clone().unwrap_or_default();
+        if let Some(program) = filter {
+            let mut context = cel::Context::default();
+            let res =
+                serde_json::json!({"apiVersion": api_version, "kind": resource.kind, "metadata": metadata});
+            for (var, value) in [("res", &res), ("req", request)] {
+                if let Ok(value) = cel::to_value(value) {
+                    context.add_variable_from_value(var, value);
+                }
+            }
+            if !matches!(program.execute(&context), Ok(cel::Value::Bool(true))) {
+                continue;
+            }
+        }
+        api.patch(&name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .map_err(|e| format!("failed to annotate {} '{namespace}/{name}': {e}", resource.kind))?;
+        count += 1;
     }
     Ok(count)
 }
@@ -421,13 +482,13 @@ mod tests {
             mac.update(body);
             format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
         };
-        assert!(hmac_matches(&sign("t0k3n"), "t0k3n", body));
-        assert!(!hmac_matches(&sign("other"), "t0k3n", body));
-        assert!(!hmac_matches("", "t0k3n", body));
-        assert!(!hmac_matches("md5=00", "t0k3n", body));
+        assert!(hmac_matches(&sign("t0k3n"), b"t0k3n", body));
+        assert!(!hmac_matches(&sign("other"), b"t0k3n", body));
+        assert!(!hmac_matches("", b"t0k3n", body));
+        assert!(!hmac_matches("md5=00", b"t0k3n", body));
         assert!(constant_time_eq(b"abc", b"abc") && !constant_time_eq(b"abc", b"abd"));
         assert_eq!(
-            webhook_path("token", "name", "ns"),
+            webhook_path(b"token", "name", "ns"),
             format!("/hook/{}", hex::encode(Sha256::digest(b"tokennamens")))
         );
     }

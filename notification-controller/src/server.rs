@@ -21,8 +21,8 @@ use crate::receiver::{self, Webhooks};
 
 /// Largest event body accepted (a message is at most 39000 characters).
 const MAX_EVENT_BODY: usize = 256 << 10;
-/// Largest webhook body accepted (registries and forges send a few KB).
-const MAX_WEBHOOK_BODY: usize = 1 << 20;
+/// Largest webhook body accepted (Flux's limit).
+const MAX_WEBHOOK_BODY: usize = 3 << 20;
 
 /// When a Kubernetes Event last happened.
 fn last_seen(event: &KubeEvent) -> Option<Timestamp> {
@@ -43,13 +43,26 @@ pub async fn watch_events(client: Client, namespace: Option<String>, dispatcher:
         .default_backoff()
         .applied_objects();
     futures::pin_mut!(stream);
+    // The occurrence of each Event last dispatched (by uid): a relist of the watch, or an
+    // update that is not a new occurrence (no newer `lastObservedTime`), is not sent again.
+    let mut dispatched: std::collections::HashMap<String, Timestamp> = std::collections::HashMap::new();
     while let Some(item) = stream.next().await {
         let Ok(kube_event) = item else {
             continue;
         };
-        if last_seen(&kube_event).is_none_or(|t| t < started) {
+        let Some(seen) = last_seen(&kube_event).filter(|t| *t >= started) else {
+            continue;
+        };
+        let uid = kube_event.metadata.uid.clone().unwrap_or_default();
+        if dispatched.get(&uid).is_some_and(|previous| *previous >= seen) {
             continue;
         }
+        if dispatched.len() > 50_000 {
+            // Events live an hour; older occurrences cannot come back.
+            let horizon = Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_hours(2);
+            dispatched.retain(|_, at| *at > horizon);
+        }
+        dispatched.insert(uid, seen);
         if let Some(event) = Event::from_kubernetes(&kube_event) {
             dispatcher.dispatch(event).await;
         }
@@ -159,7 +172,13 @@ async fn timed(
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     let started = std::time::Instant::now();
-    let method = request.method().to_string();
+    // A bounded label: any other method would make a new series.
+    let method = match request.method().as_str() {
+        "POST" => "POST",
+        "GET" => "GET",
+        _ => "other",
+    }
+    .to_string();
     let response = next.run(request).await;
     durations
         .get_or_create(&HttpLabels {

@@ -532,7 +532,7 @@ async fn a_github_receiver_checks_signatures_and_reconciles_its_resources() {
         .await,
         401
     );
-    assert_eq!(call(&"x".repeat(2 << 20), "push", Some(good.clone())).await, 413);
+    assert_eq!(call(&"x".repeat(4 << 20), "push", Some(good.clone())).await, 413);
     assert_eq!(
         call("{}", "ping", Some(format!("sha256={}", hmac_hex("t0k3n", b"{}")))).await,
         200

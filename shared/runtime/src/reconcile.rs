@@ -417,12 +417,16 @@ impl<R: Reconciler> KindController<R> {
             ctx.progress(&obj, &mut status, "reconciliation in progress")
                 .await;
         }
-        let was_ready = conditions::is_true(
+        // The Ready message of the last success: a success with another message (a new
+        // revision applied) is an event again, as Flux reports every new revision.
+        let last_success = conditions::get(
             obj.status().map(|s| s.conditions()).unwrap_or_default(),
             condition_types::READY,
-        );
+        )
+        .filter(|c| c.status == "True")
+        .map(|c| c.message.clone());
         let result = self.reconciler.apply(&obj, &mut status, &ctx).await;
-        self.finish(&obj, &ctx, status, result, requested, was_ready)
+        self.finish(&obj, &ctx, status, result, requested, last_success)
             .await
     }
 
@@ -434,7 +438,7 @@ impl<R: Reconciler> KindController<R> {
         mut status: <R::Kind as ToolkitObject>::Status,
         result: Result<Success, ReconcileError>,
         requested: Option<String>,
-        was_ready: bool,
+        last_success: Option<String>,
     ) -> Result<Action, ReconcileError> {
         let generation = obj.meta().generation;
         let kind = R::Kind::kind(&()).to_string();
@@ -456,7 +460,7 @@ impl<R: Reconciler> KindController<R> {
                 conditions::delete(conds, condition_types::STALLED);
                 status.set_observed_generation(generation.unwrap_or_default());
                 self.reset_backoff(obj);
-                let event = (!was_ready)
+                let event = (last_success.as_deref() != Some(success.message.as_str()))
                     .then(|| (EventType::Normal, success.reason.clone(), success.message.clone()));
                 (Action::requeue(self.jitter(obj.interval())), event)
             }
