@@ -88,12 +88,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         rate_limit_interval: args.rate_limit_interval,
     };
     let (client, metrics, shutdown) = (rt.client.clone(), rt.metrics.clone(), rt.shutdown().clone());
-    rt.run(async move {
-        if let Err(err) = serve(client, settings, events, receivers, metrics, shutdown.wait()).await {
-            tracing::error!(%err, "notification-controller failed");
-        }
-    })
-    .await
+    let parts = parts(client, settings, events, receivers, metrics, shutdown.wait()).await;
+    // Every replica answers events and webhooks, as Flux's do: a standby (or a new pod during
+    // a rollout) that accepted connections without answering would lose them.
+    let serving = tokio::spawn(parts.serving);
+    rt.run(parts.leading).await?;
+    serving.await??;
+    Ok(())
 }
 
 /// A cache of `K` (in the watched namespace, or all), filled in the background.
@@ -117,15 +118,24 @@ where
     reader
 }
 
-/// Runs intake, delivery and the Receivers on the given listeners until `shutdown`.
-pub async fn serve(
+/// The controller, in two halves.
+pub struct Parts {
+    /// The event API and the webhook receiver: every replica serves them.
+    pub serving: futures::future::BoxFuture<'static, anyhow::Result<()>>,
+    /// The Kubernetes Events watch (one replica dispatches each Event) and the Receiver
+    /// reconciler: the elected leader runs them.
+    pub leading: futures::future::BoxFuture<'static, ()>,
+}
+
+/// Builds the caches and both halves, serving on the given listeners until `shutdown`.
+pub async fn parts(
     client: Client,
     settings: Settings,
     events: tokio::net::TcpListener,
     receivers: tokio::net::TcpListener,
     metrics: Metrics,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + Clone + 'static,
-) -> anyhow::Result<()> {
+) -> Parts {
     let namespace = settings.loop_settings.namespace.clone();
     let dispatcher = Arc::new(dispatch::Dispatcher {
         client: client.clone(),
@@ -153,16 +163,41 @@ pub async fn serve(
         metrics,
         settings.loop_settings,
     ));
-    let watch = server::watch_events(client, namespace, dispatcher.clone());
-    let event_server = server::events(events, dispatcher, event_durations, shutdown.clone());
+    let event_server = server::events(events, dispatcher.clone(), event_durations, shutdown.clone());
     let receiver_server = server::receivers(receivers, hooks, receiver_durations, shutdown.clone());
+    let serving = async move {
+        let (events, receivers) = tokio::join!(event_server, receiver_server);
+        events.and(receivers)
+    };
+    let watch = server::watch_events(client, namespace, dispatcher);
     let stop = shutdown.clone();
+    let leading = async move {
+        tokio::select! {
+            _ = watch => {},
+            _ = receiver_controller.run(shutdown) => {},
+            _ = stop => {},
+        }
+    };
+    Parts {
+        serving: Box::pin(serving),
+        leading: Box::pin(leading),
+    }
+}
+
+/// Runs both halves on the given listeners until `shutdown` (tests, single replicas).
+pub async fn serve(
+    client: Client,
+    settings: Settings,
+    events: tokio::net::TcpListener,
+    receivers: tokio::net::TcpListener,
+    metrics: Metrics,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + Clone + 'static,
+) -> anyhow::Result<()> {
+    let parts = parts(client, settings, events, receivers, metrics, shutdown.clone()).await;
     tokio::select! {
-        _ = watch => {},
-        result = event_server => result?,
-        result = receiver_server => result?,
-        _ = receiver_controller.run(shutdown) => {},
-        _ = stop => {},
+        result = parts.serving => result?,
+        _ = parts.leading => {},
+        _ = shutdown => {},
     }
     Ok(())
 }
