@@ -82,7 +82,13 @@ pub struct Dispatcher {
     pub no_cross_namespace_refs: bool,
     pub recorder: Recorder,
     pub discovery: driftless_apply::Discovery,
+    /// Deliveries in flight per Provider (by uid): a dead endpoint holds at most
+    /// [`DELIVERIES_PER_PROVIDER`] of them; the others wait their turn, other providers not.
+    pub in_flight: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
 }
+
+/// Deliveries one Provider runs at once.
+pub const DELIVERIES_PER_PROVIDER: usize = 8;
 
 /// `name` against an event source's name: `*` matches any run of characters.
 fn name_matches(pattern: &str, name: &str) -> bool {
@@ -194,9 +200,34 @@ impl Dispatcher {
             }
             let outgoing = event.cleaned_with(&extra);
             let this = self.clone();
-            tokio::spawn(async move { this.deliver(&alert, &provider, outgoing).await });
+            let slots = this.slots(&provider);
+            tokio::spawn(async move {
+                // Closed only on drop: acquiring cannot fail while the dispatcher lives.
+                let Ok(_slot) = slots.acquire_owned().await else {
+                    return;
+                };
+                this.deliver(&alert, &provider, outgoing).await
+            });
         }
         Admission::Accepted
+    }
+
+    /// The delivery slots of `provider`.
+    fn slots(&self, provider: &Provider) -> Arc<tokio::sync::Semaphore> {
+        let uid = provider
+            .metadata
+            .uid
+            .clone()
+            .unwrap_or_else(|| provider.name_any());
+        let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        if in_flight.len() > 10_000 {
+            // Providers come and go; idle entries are dropped, busy ones kept.
+            in_flight.retain(|_, s| s.available_permits() < DELIVERIES_PER_PROVIDER);
+        }
+        in_flight
+            .entry(uid)
+            .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(DELIVERIES_PER_PROVIDER)))
+            .clone()
     }
 
     /// The labels of the event's object (none when it cannot be read).

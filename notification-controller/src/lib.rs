@@ -145,6 +145,7 @@ pub async fn parts(
         no_cross_namespace_refs: settings.no_cross_namespace_refs,
         recorder: Recorder::new(client.clone(), CONTROLLER_NAME),
         discovery: driftless_apply::Discovery::default(),
+        in_flight: Mutex::new(Default::default()),
     });
     let hooks = Arc::new(receiver::Webhooks {
         client: client.clone(),
