@@ -80,14 +80,22 @@ pub fn events(
     let app = Router::new()
         .route("/", post(receive_event))
         .layer(DefaultBodyLimit::max(MAX_EVENT_BODY))
-        .with_state(dispatcher)
-        .layer(axum::middleware::from_fn_with_state(durations, timed));
-    async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await?;
-        Ok(())
-    }
+        .with_state(dispatcher);
+    serve(listener, app, durations, shutdown)
+}
+
+/// Serves `app` on `listener`, each request's duration observed, until `shutdown`.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    durations: HttpDurations,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let app = app.layer(axum::middleware::from_fn_with_state(durations, timed));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    Ok(())
 }
 
 async fn receive_event(State(dispatcher): State<Arc<Dispatcher>>, body: Bytes) -> (StatusCode, String) {
@@ -118,14 +126,8 @@ pub fn receivers(
     let app = Router::new()
         .route("/hook/{digest}", post(receive_webhook))
         .layer(DefaultBodyLimit::max(MAX_WEBHOOK_BODY))
-        .with_state(hooks)
-        .layer(axum::middleware::from_fn_with_state(durations, timed));
-    async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await?;
-        Ok(())
-    }
+        .with_state(hooks);
+    serve(listener, app, durations, shutdown)
 }
 
 async fn receive_webhook(

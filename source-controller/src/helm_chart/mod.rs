@@ -646,37 +646,12 @@ impl HelmChartReconciler {
                 "failed to download chart for remote reference: {m}"
             )))
         })?;
-        if run.values_files.is_empty() {
-            let file = format!("{chart}-{}.tgz", run.version);
-            self.store(run, Stored::Bytes(archive), &file).await?;
-            run.outcome = Outcome::Stored {
-                packaged: false,
-                merged: Vec::new(),
-            };
-            return Ok(());
-        }
-        let (files, ignore_missing) = (
-            run.values_files.clone(),
-            run.obj.spec.ignore_missing_values_files == Some(true),
-        );
-        let version = run.version.clone();
-        let built = blocking(run.timeout, move || {
-            let mut u = build::unpack_archive(&archive)?;
-            let merged = build::merge_values_files(&u, &files, ignore_missing)?;
-            build::set_version(&mut u, &version)?;
-            let path = build::package(&u)?;
-            Ok((u, path, merged))
-        })
-        .await;
-        let (u, path, merged) = built.map_err(|e| run.build_failed(e))?;
         let file = format!("{chart}-{}.tgz", run.version);
-        self.store(run, Stored::File(path), &file).await?;
-        drop(u);
-        run.outcome = Outcome::Stored {
-            packaged: true,
-            merged,
-        };
-        Ok(())
+        if run.values_files.is_empty() {
+            return self.store_pulled(run, Stored::Bytes(archive), &file).await;
+        }
+        self.package_and_store(run, move || build::unpack_archive(&archive), &file)
+            .await
     }
 
     /// A chart from a GitRepository or Bucket artifact: nothing is done when this source
@@ -734,19 +709,36 @@ impl HelmChartReconciler {
             .clone()
             .filter(|_| metadata.is_empty() && run.values_files.is_empty())
         {
-            self.store(run, Stored::File(archive), &file).await?;
-            run.outcome = Outcome::Stored {
-                packaged: false,
-                merged: Vec::new(),
-            };
-            return Ok(());
+            return self.store_pulled(run, Stored::File(archive), &file).await;
         }
+        self.package_and_store(run, move || Ok(u), &file).await
+    }
+
+    /// Stores a chart as it was pulled (`ChartPullSucceeded`).
+    async fn store_pulled(&self, run: &mut Run<'_>, chart: Stored, file: &str) -> Result<(), ReconcileError> {
+        self.store(run, chart, file).await?;
+        run.outcome = Outcome::Stored {
+            packaged: false,
+            merged: Vec::new(),
+        };
+        Ok(())
+    }
+
+    /// Merges the values files into the chart `unpack` gives, sets the version, packages the
+    /// chart and stores it as `file` (`ChartPackageSucceeded`); off the async runtime.
+    async fn package_and_store(
+        &self,
+        run: &mut Run<'_>,
+        unpack: impl FnOnce() -> Result<Unpacked, BuildError> + Send + 'static,
+        file: &str,
+    ) -> Result<(), ReconcileError> {
         let (files, ignore_missing) = (
             run.values_files.clone(),
             run.obj.spec.ignore_missing_values_files == Some(true),
         );
         let version = run.version.clone();
         let built = blocking(run.timeout, move || {
+            let mut u = unpack()?;
             let merged = if files.is_empty() {
                 Vec::new()
             } else {
@@ -757,8 +749,9 @@ impl HelmChartReconciler {
             Ok((u, path, merged))
         })
         .await;
+        // The work directory (`u`) holds the package until it is stored.
         let (u, path, merged) = built.map_err(|e| run.build_failed(e))?;
-        self.store(run, Stored::File(path), &file).await?;
+        self.store(run, Stored::File(path), file).await?;
         drop(u);
         run.outcome = Outcome::Stored {
             packaged: true,
