@@ -4,11 +4,11 @@
 //!
 //! `cargo run --release -p source-controller --example git_fetch -- URL [--poll] [--user U --password P]`
 
+use driftless_git::{
+    auth::{GitAuth, GitCredentials},
+    reference, transport as git,
+};
 use source_controller::{
-    git_repository::{
-        auth::{GitAuth, GitCredentials},
-        git, reference,
-    },
     sourceignore::SourceIgnore,
     storage::{ObjectDir, Storage},
 };

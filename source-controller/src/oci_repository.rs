@@ -114,17 +114,15 @@ async fn registry_client(
 
 /// The tag to pull for a semver range: the highest matching tag, after `semverFilter`.
 fn pick_semver_tag(tags: &[String], range: &str, filter: Option<&str>) -> Result<String, String> {
-    let reqs = crate::git_repository::reference::parse_semver_range(range).map_err(|e| e.to_string())?;
+    let constraints = driftless_semver::Constraints::parse(range).map_err(|e| e.to_string())?;
     let filter = filter
         .map(regex::Regex::new)
         .transpose()
         .map_err(|e| format!("invalid semverFilter: {e}"))?;
-    tags.iter()
-        .filter(|t| filter.as_ref().is_none_or(|f| f.is_match(t)))
-        .filter_map(|t| crate::git_repository::reference::tag_version(t).map(|v| (v, t)))
-        .filter(|(v, _)| reqs.iter().any(|r| r.matches(v)))
-        .max_by(|a, b| a.0.cmp(&b.0))
-        .map(|(_, t)| t.clone())
+    let candidates = tags.iter().filter(|t| filter.as_ref().is_none_or(|f| f.is_match(t)));
+    constraints
+        .highest(candidates, |t| t.as_str())
+        .cloned()
         .ok_or_else(|| format!("no match found for semver: {range}"))
 }
 

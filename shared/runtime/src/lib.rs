@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod object;
 pub mod reconcile;
 pub mod runtime;
+pub mod secrets;
 pub mod sources;
 pub mod status;
 pub mod telemetry;

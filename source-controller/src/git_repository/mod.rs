@@ -8,11 +8,9 @@
 //!
 //! A failure never removes the previously stored artifact: it stays in status and is served.
 
-pub mod auth;
-pub mod git;
-pub mod http;
-pub mod reference;
 pub mod verify;
+
+use driftless_git::{auth, reference, transport as git};
 
 use crate::{
     common::{self, Problem, failed, stored},

@@ -188,10 +188,10 @@ pub fn add_local_dependency(u: &Unpacked, dep: &Dependency) -> Result<(), BuildE
     let chart =
         metadata::read(&dir).map_err(|e| failed(format!("no chart found at '{}': {e}", dir.display())))?;
     if !dep.version.is_empty() && dep.version != "*" {
-        let reqs = crate::git_repository::reference::parse_semver_range(&dep.version)
+        let constraints = driftless_semver::Constraints::parse(&dep.version)
             .map_err(|_| failed(format!("invalid version/constraint format '{}'", dep.version)))?;
-        let version = crate::git_repository::reference::tag_version(&chart.version);
-        if !version.is_some_and(|v| reqs.iter().any(|r| r.matches(&v))) {
+        let version = driftless_semver::parse_version(&chart.version);
+        if !version.is_some_and(|v| constraints.matches(&v)) {
             return Err(failed(format!(
                 "can't get a valid version for constraint '{}'",
                 dep.version
@@ -279,7 +279,7 @@ pub fn merge_values_files(
 /// `version` with build metadata `metadata` (replacing any it had, a leading `v` dropped), as
 /// Flux's Masterminds `SetMetadata` writes it.
 pub fn with_metadata(version: &str, metadata: &str) -> Result<String, BuildError> {
-    let mut parsed = crate::git_repository::reference::tag_version(version).ok_or_else(|| {
+    let mut parsed = driftless_semver::parse_version(version).ok_or_else(|| {
         BuildError::Metadata(format!(
             "failed to parse version '{version}' from chart metadata as SemVer"
         ))

@@ -235,12 +235,12 @@ pub fn pick_version<'a>(
         return Ok(exact);
     }
     let range = if wanted.is_empty() { "*" } else { wanted };
-    let reqs = crate::git_repository::reference::parse_semver_range(range).map_err(|e| e.to_string())?;
+    let constraints = driftless_semver::Constraints::parse(range).map_err(|e| e.to_string())?;
     versions
         .iter()
-        .filter_map(|v| crate::git_repository::reference::tag_version(&v.version).map(|parsed| (parsed, v)))
-        .filter(|(parsed, _)| reqs.iter().any(|r| r.matches(parsed)))
-        .max_by(|(a, va), (b, vb)| a.cmp(b).then_with(|| va.created.cmp(&vb.created)))
+        .filter_map(|v| driftless_semver::parse_version(&v.version).map(|parsed| (parsed, v)))
+        .filter(|(parsed, _)| constraints.matches(parsed))
+        .max_by(|(a, va), (b, vb)| a.cmp_precedence(b).then_with(|| va.created.cmp(&vb.created)))
         .map(|(_, v)| v)
         .ok_or_else(|| format!("no '{chart}' chart with version matching '{wanted}' found"))
 }

@@ -261,7 +261,7 @@ impl Repository {
             Self::Oci { repository, connect } => {
                 let reference = format!("{repository}/{chart}");
                 let puller = connect.puller(&reference).map_err(Problem::Invalid)?;
-                let version = if crate::git_repository::reference::tag_version(wanted)
+                let version = if driftless_semver::parse_version(wanted)
                     .is_some_and(|_| semver::Version::parse(wanted.trim_start_matches('v')).is_ok())
                 {
                     wanted.to_string()
@@ -400,12 +400,10 @@ pub fn pick_tag(tags: &[String], wanted: &str) -> Result<String, String> {
         return Ok(exact.clone());
     }
     let range = if wanted.is_empty() { "*" } else { wanted };
-    let reqs = crate::git_repository::reference::parse_semver_range(range).map_err(|e| e.to_string())?;
-    tags.iter()
-        .filter_map(|t| crate::git_repository::reference::tag_version(t).map(|v| (v, t)))
-        .filter(|(v, _)| reqs.iter().any(|r| r.matches(v)))
-        .max_by(|a, b| a.0.cmp(&b.0))
-        .map(|(_, t)| t.clone())
+    let constraints = driftless_semver::Constraints::parse(range).map_err(|e| e.to_string())?;
+    constraints
+        .highest(tags, |t| t.as_str())
+        .cloned()
         .ok_or_else(|| format!("could not locate a version matching provided version string {wanted}"))
 }
 

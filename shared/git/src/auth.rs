@@ -2,7 +2,7 @@
 //! or `bearerToken` for HTTP(S); `identity` (+ `password` for an encrypted key) and
 //! `known_hosts` for SSH; `ca.crt` for a private CA.
 
-use crate::common::secret_text;
+use driftless_runtime::secrets::{secret_text, tls_material};
 use std::collections::BTreeMap;
 
 /// How to authenticate to the remote.
@@ -94,7 +94,7 @@ pub fn from_secret(
     secret: &str,
     data: &BTreeMap<String, Vec<u8>>,
 ) -> Result<GitCredentials, AuthError> {
-    let tls = crate::common::tls_material(data)
+    let tls = tls_material(data)
         .ok_or_else(|| AuthError::ClientCertIncomplete(secret.to_string()))?;
     let auth = if url.starts_with("ssh://") {
         let identity = secret_text(data, "identity").ok_or(AuthError::MissingKey {

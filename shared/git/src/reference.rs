@@ -80,49 +80,6 @@ pub fn short_name(full: &str) -> &str {
         .unwrap_or(full)
 }
 
-/// Parses a Masterminds-style constraint ("6.x", ">=6.0.0 <7.0.0", "^1.2 || ~2.0") into
-/// alternatives of semver requirements.
-pub fn parse_semver_range(range: &str) -> Result<Vec<semver::VersionReq>, ResolveError> {
-    let err = || ResolveError::InvalidSemver(range.to_string());
-    range
-        .split("||")
-        .map(|alt| {
-            // Masterminds separates AND-ed comparators by spaces or commas; semver wants commas.
-            let mut parts: Vec<String> = Vec::new();
-            for token in alt.replace(',', " ").split_whitespace() {
-                match parts.last_mut() {
-                    Some(last) if matches!(last.as_str(), ">" | ">=" | "<" | "<=" | "=" | "~" | "^") => {
-                        last.push_str(token)
-                    }
-                    _ => parts.push(token.to_string()),
-                }
-            }
-            if parts.is_empty() {
-                return Err(err());
-            }
-            semver::VersionReq::parse(&parts.join(", ")).map_err(|_| err())
-        })
-        .collect()
-}
-
-/// Parses a tag as a version, allowing a leading `v`.
-pub fn tag_version(tag: &str) -> Option<semver::Version> {
-    let tag = tag.strip_prefix('v').unwrap_or(tag);
-    if let Ok(v) = semver::Version::parse(tag) {
-        return Some(v);
-    }
-    // Flux (Masterminds semver) also reads `1` and `1.2` as 1.0.0 and 1.2.0.
-    let (core, rest) = tag.split_at(tag.find(['-', '+']).unwrap_or(tag.len()));
-    let parts = core.split('.').count();
-    let numeric = core
-        .split('.')
-        .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
-    if parts > 2 || !numeric {
-        return None;
-    }
-    semver::Version::parse(&format!("{core}{}{rest}", ".0".repeat(3 - parts))).ok()
-}
-
 /// Resolves `reference` (None = the remote's default branch) against the advertised refs.
 pub fn resolve(reference: Option<&GitRepositoryRef>, remote: &RemoteRefs) -> Result<Resolved, ResolveError> {
     let r = reference.cloned().unwrap_or_default();
@@ -162,15 +119,16 @@ pub fn resolve(reference: Option<&GitRepositoryRef>, remote: &RemoteRefs) -> Res
         });
     }
     if let Some(range) = r.semver.filter(|s| !s.is_empty()) {
-        let reqs = parse_semver_range(&range)?;
+        let constraints = driftless_semver::Constraints::parse(&range)
+            .map_err(|_| ResolveError::InvalidSemver(range.clone()))?;
         let best = remote
             .refs
             .iter()
             .filter_map(|rr| rr.name.strip_prefix("refs/tags/"))
             .filter(|t| !t.ends_with("^{}"))
-            .filter_map(|t| tag_version(t).map(|v| (v, t)))
-            .filter(|(v, _)| reqs.iter().any(|req| req.matches(v)))
-            .max_by(|a, b| a.0.cmp(&b.0));
+            .filter_map(|t| driftless_semver::parse_version(t).map(|v| (v, t)))
+            .filter(|(v, _)| constraints.matches(v))
+            .max_by(|a, b| a.0.cmp_precedence(&b.0));
         let (_, tag) = best.ok_or(ResolveError::NoSemverMatch(range))?;
         let commit = remote.tag_commit(tag).unwrap_or_default().to_string();
         return Ok(Resolved {
@@ -308,18 +266,6 @@ mod tests {
             ResolveError::NoSemverMatch("5.x".into())
         );
         assert!(matches!(pick("not a range"), Err(ResolveError::InvalidSemver(_))));
-    }
-
-    #[test]
-    fn tags_read_as_versions_the_way_flux_reads_them() {
-        let v = |t: &str| tag_version(t).map(|v| v.to_string());
-        assert_eq!(v("v1.2.3").as_deref(), Some("1.2.3"));
-        assert_eq!(v("v1").as_deref(), Some("1.0.0"));
-        assert_eq!(v("1.2-rc.1").as_deref(), Some("1.2.0-rc.1"));
-        assert_eq!(v("2+build.5").as_deref(), Some("2.0.0+build.5"));
-        assert_eq!(v("latest"), None);
-        assert_eq!(v("1.2.3.4"), None);
-        assert_eq!(v("v"), None);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! fails. Operations stop at the deadline (the transfer callback cancels them). Credentials
 //! never appear in the errors.
 
-use super::{
+use crate::{
     auth::{GitAuth, GitCredentials},
     reference::{RemoteRef, RemoteRefs, Resolved},
 };
@@ -255,9 +255,9 @@ fn bearer_header(creds: &GitCredentials) -> Option<String> {
 
 /// The URL to hand libgit2: remotes behind a proxy or needing a client certificate go through
 /// our HTTP transport (see `http`) while the returned route lives.
-fn transport_url(remote: &Remote<'_>) -> (String, Option<super::http::Route>) {
-    if super::http::needed(remote.url, remote.creds) {
-        let (url, route) = super::http::route(remote.url, remote.creds, remote.deadline);
+fn transport_url(remote: &Remote<'_>) -> (String, Option<crate::http::Route>) {
+    if crate::http::needed(remote.url, remote.creds) {
+        let (url, route) = crate::http::route(remote.url, remote.creds, remote.deadline);
         (url, Some(route))
     } else {
         (remote.url.to_string(), None)

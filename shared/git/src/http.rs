@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use git2::transport::{Service, SmartSubtransport, SmartSubtransportStream, Transport};
 
-use super::auth::{GitAuth, GitCredentials};
+use crate::auth::{GitAuth, GitCredentials};
 
 /// The prefix that routes a URL to this transport.
 const SCHEME_PREFIX: &str = "driftless+";
