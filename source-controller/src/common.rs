@@ -8,9 +8,7 @@ use driftless_runtime::{
     conditions::{self, Status},
     reconcile::{ReconcileError, Success},
 };
-use k8s_openapi::api::core::v1::Secret;
-use kube::{Api, Client};
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 /// Marks a negative-polarity condition (`FetchFailed`, `StorageOperationFailed`, …) and returns
 /// the transient error with the same reason and message.
@@ -158,47 +156,6 @@ pub fn outdated<S: ReconcileStatus>(
     }
 }
 
-/// A failure by whose move it is, the rule every controller follows: the spec or the content
-/// of a referenced Secret is wrong (a missing key, a malformed value) → stalled; a referenced
-/// object is not there yet → waited for; the apiserver or a remote failed → retried.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Problem {
-    Invalid(String),
-    Missing(String),
-    Unavailable(String),
-}
-
-/// How long a source waits for a referenced object (a Secret, a ServiceAccount, an include)
-/// that is not there yet before it looks again.
-pub const REFERENCE_REQUEUE: Duration = Duration::from_secs(10);
-
-impl Problem {
-    /// A failed read of a referenced object: not found is Missing, anything else Unavailable.
-    pub fn of_read(what: &str, error: kube::Error) -> Self {
-        match &error {
-            kube::Error::Api(e) if e.code == 404 => {
-                Problem::Missing(format!("failed to get {what}: not found"))
-            }
-            _ => Problem::Unavailable(format!("failed to get {what}: {error}")),
-        }
-    }
-
-    pub fn message(&self) -> &str {
-        match self {
-            Problem::Invalid(m) | Problem::Missing(m) | Problem::Unavailable(m) => m,
-        }
-    }
-
-    /// The same problem with its message rewritten.
-    pub fn map_message(self, rewrite: impl FnOnce(&str) -> String) -> Self {
-        match self {
-            Problem::Invalid(m) => Problem::Invalid(rewrite(&m)),
-            Problem::Missing(m) => Problem::Missing(rewrite(&m)),
-            Problem::Unavailable(m) => Problem::Unavailable(rewrite(&m)),
-        }
-    }
-}
-
 /// Marks `condition=True` with `reason` and returns the error in the class the problem has.
 pub fn fail<S: ReconcileStatus>(
     status: &mut S,
@@ -216,34 +173,7 @@ pub fn fail<S: ReconcileStatus>(
         &message,
         generation,
     );
-    match problem {
-        Problem::Invalid(_) => ReconcileError::stalled(reason, message),
-        Problem::Missing(_) => ReconcileError::waiting(reason, message, REFERENCE_REQUEUE),
-        Problem::Unavailable(_) => ReconcileError::transient(reason, message),
-    }
-}
-
-/// Reads a Secret's data; the error names the Secret and is fit for a condition.
-pub async fn secret_data(
-    client: &Client,
-    namespace: &str,
-    name: &str,
-) -> Result<BTreeMap<String, Vec<u8>>, Problem> {
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    match secrets.get_opt(name).await {
-        Ok(Some(s)) => Ok(s
-            .data
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(k, v)| (k, v.0))
-            .collect()),
-        Ok(None) => Err(Problem::Missing(format!(
-            "failed to get secret '{namespace}/{name}': secret not found"
-        ))),
-        Err(e) => Err(Problem::Unavailable(format!(
-            "failed to get secret '{namespace}/{name}': {e}"
-        ))),
-    }
+    problem.into_error(reason)
 }
 
 /// The status of a kind that publishes an artifact.
@@ -339,7 +269,9 @@ pub async fn remove_artifacts(
 /// A source's `spec.timeout` when it has none (Flux's 60 s).
 pub const SOURCE_TIMEOUT: Duration = Duration::from_secs(60);
 
-pub use driftless_runtime::secrets::{TlsMaterial, proxy_from_secret, secret_text, tls_material};
+pub use driftless_runtime::secrets::{
+    Problem, REFERENCE_REQUEUE, TlsMaterial, proxy_from_secret, secret_data, secret_text, tls_material,
+};
 
 /// Bounds a registry call by the object's timeout.
 pub async fn within<T, E: std::fmt::Display>(

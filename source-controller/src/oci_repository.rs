@@ -21,16 +21,14 @@ use driftless_api::{
     meta::{ReconcileStatus, condition_types as ct},
     source::{OCIRepository, OCIRepositoryStatus, reasons},
 };
-use driftless_artifact::{extract, oci, registry::Puller};
+use driftless_artifact::{access::RegistryAccess, extract, oci, registry::Puller};
 use driftless_runtime::{
     conditions,
     events::EventType,
     reconcile::{ReconcileContext, ReconcileError, Reconciler, Success},
     work::{Blocking, blocking, timeout_of},
 };
-use k8s_openapi::api::core::v1::ServiceAccount;
-use kube::{Api, Resource, ResourceExt};
-use oci_client::secrets::RegistryAuth;
+use kube::{Resource, ResourceExt};
 use std::{sync::Arc, time::Duration};
 
 /// Kind directory in storage.
@@ -50,66 +48,22 @@ impl OCIRepositoryReconciler {
     }
 }
 
-/// A pull client for `repository` (`host/path`) as the OCIRepository's Secrets say to reach it:
-/// registry credentials from the docker configs of `secretRef` and of the image pull secrets of
-/// `serviceAccountName` (the first with an entry for the registry), `certSecretRef` (`ca.crt`,
-/// `tls.crt` + `tls.key`) and `proxySecretRef`; the error names the Secret and what is wrong.
+/// A pull client for `repository` (`host/path`) as the OCIRepository's Secrets say to reach it.
 async fn registry_client(
     obj: &OCIRepository,
     repository: &str,
     ctx: &ReconcileContext<OCIRepository>,
 ) -> Result<Puller, Problem> {
     let ns = obj.namespace().unwrap_or_default();
-    let registry = repository.split('/').next().unwrap_or_default();
-    let mut auth = RegistryAuth::Anonymous;
-    let mut tls = common::TlsMaterial::default();
-    let mut proxy = None;
-    let mut pull_secrets: Vec<String> = obj.spec.secret_ref.iter().map(|r| r.name.clone()).collect();
-    if let Some(sa) = obj.spec.service_account_name.as_deref().filter(|s| !s.is_empty()) {
-        let accounts: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), &ns);
-        let account = accounts
-            .get(sa)
-            .await
-            .map_err(|e| Problem::of_read(&format!("service account '{ns}/{sa}'"), e))?;
-        pull_secrets.extend(account.image_pull_secrets.into_iter().flatten().map(|r| r.name));
-    }
-    for name in pull_secrets {
-        let data = common::secret_data(&ctx.client, &ns, &name).await?;
-        let config = data.get(".dockerconfigjson").ok_or_else(|| {
-            Problem::Invalid(format!("secret '{ns}/{name}' has no '.dockerconfigjson' key"))
-        })?;
-        auth = oci::auth_from_docker_config(config, registry)
-            .map_err(|e| Problem::Invalid(format!("secret '{ns}/{name}': {e}")))?;
-        if auth != RegistryAuth::Anonymous {
-            break;
-        }
-    }
-    if let Some(r) = &obj.spec.cert_secret_ref {
-        let data = common::secret_data(&ctx.client, &ns, &r.name).await?;
-        tls = common::tls_material(&data).ok_or_else(|| {
-            Problem::Invalid(format!(
-                "secret '{ns}/{}': a TLS client certificate needs both 'tls.crt' and 'tls.key'",
-                r.name
-            ))
-        })?;
-        if tls.ca.is_none() && tls.identity.is_none() {
-            return Err(Problem::Invalid(format!(
-                "secret '{ns}/{}' has neither 'ca.crt' nor 'tls.crt' and 'tls.key'",
-                r.name
-            )));
-        }
-    }
-    if let Some(r) = &obj.spec.proxy_secret_ref {
-        let data = common::secret_data(&ctx.client, &ns, &r.name).await?;
-        let address = common::proxy_from_secret(&format!("{ns}/{}", r.name), &data);
-        proxy = Some(address.map_err(Problem::Invalid)?);
-    }
-    let connection = oci::Connection {
+    let access = RegistryAccess {
+        namespace: &ns,
+        secret_ref: obj.spec.secret_ref.as_ref().map(|r| r.name.as_str()),
+        service_account_name: obj.spec.service_account_name.as_deref(),
+        cert_secret_ref: obj.spec.cert_secret_ref.as_ref().map(|r| r.name.as_str()),
+        proxy_secret_ref: obj.spec.proxy_secret_ref.as_ref().map(|r| r.name.as_str()),
         insecure: obj.spec.insecure.unwrap_or(false),
-        ca: tls.ca.as_deref(),
-        proxy: proxy.as_deref(),
     };
-    Puller::new(&connection, tls.identity.as_deref(), repository, auth).map_err(Problem::Invalid)
+    access.puller(&ctx.client, repository).await
 }
 
 /// The tag to pull for a semver range: the highest matching tag, after `semverFilter`.

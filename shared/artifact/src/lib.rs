@@ -11,7 +11,10 @@
 //!   `flux push artifact` does, and registry credentials from a docker config Secret.
 //! * [`registry`] (feature `oci`): the pull client OCIRepository uses — tags, manifest digests,
 //!   manifests and verified blobs, with token/basic auth and TLS client certificates.
+//! * [`access`] (feature `kube`): that client built from a kind's registry settings and Secrets.
 
+#[cfg(feature = "kube")]
+pub mod access;
 pub mod archive;
 pub mod digest;
 pub mod extract;

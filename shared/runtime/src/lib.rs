@@ -7,6 +7,7 @@
 //! wires a binary: flags ([`args`]), logging ([`telemetry`]), probes and metrics, leader
 //! election ([`leader`]) and graceful shutdown.
 
+pub mod acl;
 pub mod args;
 pub mod conditions;
 pub mod duration;

@@ -1,7 +1,11 @@
 //! Flux's Secret conventions shared by every controller: text values, TLS material (`ca.crt`,
-//! `tls.crt` + `tls.key`) and proxy Secrets (`address`, `username`, `password`).
+//! `tls.crt` + `tls.key`) and proxy Secrets (`address`, `username`, `password`); and how a
+//! failed read of a referenced object is classed ([`Problem`]).
 
-use std::collections::BTreeMap;
+use crate::reconcile::ReconcileError;
+use k8s_openapi::api::core::v1::Secret;
+use kube::{Api, Client};
+use std::{collections::BTreeMap, time::Duration};
 
 /// A Secret value as text, without a trailing newline.
 pub fn secret_text(data: &BTreeMap<String, Vec<u8>>, key: &str) -> Option<String> {
@@ -74,5 +78,79 @@ pub fn proxy_from_secret(secret: &str, data: &BTreeMap<String, Vec<u8>>) -> Resu
         proxy.pop();
     }
     Ok(proxy)
+}
+
+
+/// A failure by whose move it is, the rule every controller follows: the spec or the content
+/// of a referenced Secret is wrong (a missing key, a malformed value) → stalled; a referenced
+/// object is not there yet → waited for; the apiserver or a remote failed → retried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    Invalid(String),
+    Missing(String),
+    Unavailable(String),
+}
+
+/// How long a source waits for a referenced object (a Secret, a ServiceAccount, an include)
+/// that is not there yet before it looks again.
+pub const REFERENCE_REQUEUE: Duration = Duration::from_secs(10);
+
+impl Problem {
+    /// A failed read of a referenced object: not found is Missing, anything else Unavailable.
+    pub fn of_read(what: &str, error: kube::Error) -> Self {
+        match &error {
+            kube::Error::Api(e) if e.code == 404 => {
+                Problem::Missing(format!("failed to get {what}: not found"))
+            }
+            _ => Problem::Unavailable(format!("failed to get {what}: {error}")),
+        }
+    }
+
+    pub fn message(&self) -> &str {
+        match self {
+            Problem::Invalid(m) | Problem::Missing(m) | Problem::Unavailable(m) => m,
+        }
+    }
+
+    /// The error of this problem's class, with `reason` for the Ready condition.
+    pub fn into_error(self, reason: &str) -> ReconcileError {
+        match self {
+            Problem::Invalid(m) => ReconcileError::stalled(reason, m),
+            Problem::Missing(m) => ReconcileError::waiting(reason, m, REFERENCE_REQUEUE),
+            Problem::Unavailable(m) => ReconcileError::transient(reason, m),
+        }
+    }
+
+    /// The same problem with its message rewritten.
+    pub fn map_message(self, rewrite: impl FnOnce(&str) -> String) -> Self {
+        match self {
+            Problem::Invalid(m) => Problem::Invalid(rewrite(&m)),
+            Problem::Missing(m) => Problem::Missing(rewrite(&m)),
+            Problem::Unavailable(m) => Problem::Unavailable(rewrite(&m)),
+        }
+    }
+}
+
+/// Reads a Secret's data; the error names the Secret and is fit for a condition.
+pub async fn secret_data(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> Result<BTreeMap<String, Vec<u8>>, Problem> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    match secrets.get_opt(name).await {
+        Ok(Some(s)) => Ok(s
+            .data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.0))
+            .collect()),
+        Ok(None) => Err(Problem::Missing(format!(
+            "failed to get secret '{namespace}/{name}': secret not found"
+        ))),
+        Err(e) => Err(Problem::Unavailable(format!(
+            "failed to get secret '{namespace}/{name}': {e}"
+        ))),
+    }
 }
 

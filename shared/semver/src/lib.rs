@@ -5,8 +5,8 @@
 //! It differs from Cargo's rules (the `semver` crate's `VersionReq`) where users notice:
 //! - a bare version is an exact match (`1.2.3` means `=1.2.3`, not `^1.2.3`);
 //! - versions may be partial or carry a `v` (`v1`, `1.2` read as 1.0.0 and 1.2.0);
-//! - a pre-release only satisfies a comparator that itself names a pre-release, whatever its
-//!   major.minor.patch (Cargo only lets in pre-releases of the same triple);
+//! - a pre-release only satisfies an AND group in which some comparator names a pre-release,
+//!   whatever its major.minor.patch (Cargo only lets in pre-releases of the same triple);
 //! - `x`, `X` and `*` are wildcards, `1.2 - 1.4.5` is a range, `,` and spaces both mean AND.
 //!
 //! Versions are `semver::Version`s (its ordering is semver's precedence; build metadata only
@@ -193,9 +193,11 @@ impl Constraints {
 
     /// Whether `version` satisfies one of the alternatives.
     pub fn matches(&self, version: &Version) -> bool {
-        self.alternatives
-            .iter()
-            .any(|all| all.iter().all(|c| c.matches(version)))
+        // A pre-release only satisfies a group in which some comparator names one.
+        self.alternatives.iter().any(|all| {
+            (version.pre.is_empty() || all.iter().any(|c| !c.version.pre.is_empty()))
+                && all.iter().all(|c| c.matches(version))
+        })
     }
 
     /// The item whose version (`version_of`, read leniently) is the highest that satisfies the
@@ -212,10 +214,6 @@ impl Constraints {
 
 impl Comparator {
     fn matches(&self, v: &Version) -> bool {
-        // A pre-release only satisfies a comparator that names one.
-        if !v.pre.is_empty() && self.version.pre.is_empty() {
-            return false;
-        }
         let c = &self.version;
         let cmp = v.cmp_precedence(c);
         match self.op {
@@ -226,7 +224,7 @@ impl Comparator {
             Op::GreaterEqual => cmp != Ordering::Less,
             Op::Greater => match self.wild {
                 Wild::None => cmp == Ordering::Greater,
-                Wild::Major => false,
+                Wild::Major => cmp == Ordering::Greater,
                 // `>1` is `>=2.0.0`, `>1.2` is `>=1.3.0`.
                 Wild::Minor => v.major > c.major,
                 Wild::Patch => (v.major, v.minor) > (c.major, c.minor),
@@ -260,6 +258,8 @@ impl Comparator {
         let c = &self.version;
         match self.wild {
             Wild::Major => true,
+            // `~0.0.0` is anything.
+            Wild::None if *c == Version::new(0, 0, 0) => true,
             Wild::Minor => cmp != Ordering::Less && v.major == c.major,
             Wild::Patch | Wild::None => cmp != Ordering::Less && v.major == c.major && v.minor == c.minor,
         }
@@ -313,11 +313,12 @@ mod tests {
     }
 
     #[test]
-    fn pre_releases_need_a_comparator_that_names_one() {
+    fn pre_releases_need_a_group_that_names_one() {
         assert!(!ok(">=1.0.0", "1.1.0-rc.1"));
         assert!(ok(">=1.0.0-0", "1.1.0-rc.1"));
         assert!(ok(">=1.0.0-alpha", "2.0.0-beta"));
         assert!(!ok(">=1.0.0-rc.2", "1.0.0-rc.1"));
+        assert!(ok(">=1.0.0-0 <3", "2.0.0-rc.1") && !ok(">=1.0.0 <3 || 5", "2.0.0-rc.1"));
     }
 
     #[test]

@@ -1,0 +1,47 @@
+//! Flux's cross-namespace access lists (`spec.accessFrom.namespaceSelectors`): an object in
+//! another namespace may refer to this one only when its namespace's labels match a selector.
+
+use crate::secrets::Problem;
+use driftless_api::meta::AccessFrom;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::{Api, Client};
+
+/// Whether an object in `from_namespace` may use `target` (`<namespace>/<name>`, in
+/// `target_namespace`) whose ACL is `access_from`. Same-namespace references are always allowed;
+/// a denial is [`Problem::Invalid`] (the user fixes labels or the ACL) with Flux's message.
+pub async fn check(
+    client: &Client,
+    access_from: Option<&AccessFrom>,
+    target_namespace: &str,
+    target: &str,
+    from_namespace: &str,
+) -> Result<(), Problem> {
+    if target_namespace == from_namespace {
+        return Ok(());
+    }
+    let Some(acl) = access_from.filter(|a| !a.namespace_selectors.is_empty()) else {
+        return Err(Problem::Invalid(format!(
+            "access denied: '{target}' can't be accessed due to missing ACL labels on 'accessFrom'"
+        )));
+    };
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let namespace = namespaces
+        .get(from_namespace)
+        .await
+        .map_err(|e| Problem::of_read(&format!("namespace '{from_namespace}'"), e))?;
+    let labels = namespace.metadata.labels.unwrap_or_default();
+    let matches = acl.namespace_selectors.iter().any(|selector| {
+        selector
+            .match_labels
+            .iter()
+            .flatten()
+            .all(|(k, v)| labels.get(k) == Some(v))
+    });
+    if matches {
+        Ok(())
+    } else {
+        Err(Problem::Invalid(format!(
+            "access denied: '{target}' can't be accessed due to ACL labels mismatch on namespace '{from_namespace}'"
+        )))
+    }
+}
