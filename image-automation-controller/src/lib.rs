@@ -1,14 +1,23 @@
-//! image-automation-controller: not yet a reconciler. It starts, serves `/healthz`, `/readyz` and
-//! `/metrics` and takes part in leader election, so the install bundle and `driftless check` see
-//! it; ImageUpdateAutomations are accepted by their CRD and left alone (issue 17).
+//! image-automation-controller: commits the latest images of ImagePolicies to Git
+//! (ImageUpdateAutomation, Flux API reference §7).
 //!
 //! The binary's `main.rs` only parses flags; [`run`] wires the shared runtime (probes, metrics,
-//! leader election, graceful shutdown) and the kind controllers.
+//! leader election, graceful shutdown) and the ImageUpdateAutomation controller.
 
-use driftless_runtime::{args::CommonArgs, runtime::Runtime};
+pub mod automation;
+pub mod message;
+pub mod setters;
+pub mod template;
+
+use driftless_runtime::{args::CommonArgs, reconcile::KindController, runtime::Runtime};
+use std::{sync::Arc, time::Duration};
 
 /// Name used for events, the status field manager and the leader-election lease.
 pub const CONTROLLER_NAME: &str = "image-automation-controller";
+/// Reconciles at once when `--concurrent` is not given (Flux's default).
+pub const DEFAULT_CONCURRENCY: u16 = 4;
+/// Longest a git socket read or write may block; the GitRepository's timeout bounds whole runs.
+pub const GIT_SOCKET_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Command-line flags.
 #[derive(clap::Parser, Debug)]
@@ -25,8 +34,20 @@ pub struct Args {
 
 /// Runs the controller until SIGTERM.
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    Runtime::start(CONTROLLER_NAME, args.common)
-        .await?
-        .run_idle("ImageUpdateAutomation")
-        .await
+    driftless_git::transport::set_socket_timeouts(Duration::from_secs(10), GIT_SOCKET_TIMEOUT);
+    let rt = Runtime::start(CONTROLLER_NAME, args.common).await?;
+    let settings = rt.loop_settings(DEFAULT_CONCURRENCY);
+    let automations = Arc::new(
+        KindController::new(
+            automation::ImageUpdateAutomationReconciler,
+            rt.client.clone(),
+            CONTROLLER_NAME,
+            CONTROLLER_NAME,
+            rt.metrics.clone(),
+            settings.clone(),
+        )
+        .with_triggers(automation::policy_triggers(rt.client.clone(), settings.namespace.clone())),
+    );
+    let shutdown = rt.shutdown().clone();
+    rt.run(async move { automations.run(shutdown.wait()).await }).await
 }

@@ -5,7 +5,7 @@
 //!
 //! libgit2 keeps the protocol (ref advertisement, negotiation, pack parsing); this module only
 //! moves its bytes: `GET <url>/info/refs?service=git-upload-pack` for the listing and
-//! `POST <url>/git-upload-pack` for each negotiation round. Remotes are routed here by a scheme
+//! `POST <url>/git-upload-pack` for each negotiation round (`git-receive-pack` for pushes). Remotes are routed here by a scheme
 //! of our own (`driftless+https://…`), so every other remote keeps libgit2's client. The
 //! settings of the fetch in progress (proxy, CA, client certificate, credentials, deadline) are
 //! handed over in a thread-local: libgit2 calls the transport on the thread that fetches.
@@ -100,7 +100,7 @@ impl SmartSubtransport for HttpTransport {
             .strip_prefix(SCHEME_PREFIX)
             .unwrap_or(url)
             .trim_end_matches('/');
-        let (method, url, content_type) = match action {
+        let (method, url, service) = match action {
             Service::UploadPackLs => (
                 reqwest::Method::GET,
                 format!("{base}/info/refs?service=git-upload-pack"),
@@ -109,11 +109,18 @@ impl SmartSubtransport for HttpTransport {
             Service::UploadPack => (
                 reqwest::Method::POST,
                 format!("{base}/git-upload-pack"),
-                Some("application/x-git-upload-pack-request"),
+                Some("git-upload-pack"),
             ),
-            Service::ReceivePackLs | Service::ReceivePack => {
-                return Err(git2::Error::from_str("pushing is not supported"));
-            }
+            Service::ReceivePackLs => (
+                reqwest::Method::GET,
+                format!("{base}/info/refs?service=git-receive-pack"),
+                None,
+            ),
+            Service::ReceivePack => (
+                reqwest::Method::POST,
+                format!("{base}/git-receive-pack"),
+                Some("git-receive-pack"),
+            ),
         };
         let client = match &settings.client {
             Some(Ok(client)) => client.clone(),
@@ -125,7 +132,7 @@ impl SmartSubtransport for HttpTransport {
             settings,
             method,
             url,
-            content_type,
+            service,
             body: Vec::new(),
             response: None,
         }))
@@ -162,7 +169,8 @@ struct HttpStream {
     settings: Settings,
     method: reqwest::Method,
     url: String,
-    content_type: Option<&'static str>,
+    /// `git-upload-pack` or `git-receive-pack` for a POST of the protocol's request.
+    service: Option<&'static str>,
     body: Vec<u8>,
     response: Option<reqwest::blocking::Response>,
 }
@@ -170,10 +178,10 @@ struct HttpStream {
 impl HttpStream {
     fn send(&mut self) -> io::Result<reqwest::blocking::Response> {
         let mut request = self.client.request(self.method.clone(), &self.url);
-        if let Some(content_type) = self.content_type {
+        if let Some(service) = self.service {
             request = request
-                .header("Content-Type", content_type)
-                .header("Accept", "application/x-git-upload-pack-result")
+                .header("Content-Type", format!("application/x-{service}-request"))
+                .header("Accept", format!("application/x-{service}-result"))
                 .body(std::mem::take(&mut self.body));
         }
         request = match &self.settings.creds.auth {

@@ -1,5 +1,6 @@
 //! Git transport with git2 (blocking; callers run it off the async runtime): list the remote's
-//! refs (no pack data), and fetch + check out one commit, shallow where the ref allows.
+//! refs (no pack data), fetch + check out one commit (shallow where the ref allows), commit the
+//! working tree and push.
 //!
 //! SSH host keys are checked against the Secret's `known_hosts`: a mismatch or an unknown host
 //! fails. Operations stop at the deadline (the transfer callback cancels them). Credentials
@@ -409,6 +410,121 @@ pub fn checkout(
         commit: oid.to_string(),
         summary: commit.summary().ok().flatten().unwrap_or("").to_string(),
     })
+}
+
+/// Who a commit is by.
+pub struct Author<'a> {
+    pub name: &'a str,
+    pub email: &'a str,
+}
+
+/// Commits every change of the working tree of the repository at `dir` on top of its HEAD (signed
+/// with `signing` when given) and points `refs/heads/<branch>` and HEAD at it. None when the tree
+/// equals HEAD's: nothing to commit.
+pub fn commit_all(
+    dir: &Path,
+    branch: &str,
+    message: &str,
+    author: &Author<'_>,
+    signing: Option<&crate::sign::SigningKey>,
+) -> Result<Option<String>, GitError> {
+    let git = |e: git2::Error| GitError(e.message().to_string());
+    let repo = Repository::open(dir).map_err(git)?;
+    let mut index = repo.index().map_err(git)?;
+    index
+        .add_all(["*"], git2::IndexAddOption::DEFAULT, None)
+        .map_err(git)?;
+    index.update_all(["*"], None).map_err(git)?;
+    index.write().map_err(git)?;
+    let tree_id = index.write_tree().map_err(git)?;
+    let parent = repo.head().ok().and_then(|h| h.peel_to_commit().ok());
+    if parent.as_ref().is_some_and(|p| p.tree_id() == tree_id) {
+        return Ok(None);
+    }
+    let tree = repo.find_tree(tree_id).map_err(git)?;
+    let signature = git2::Signature::now(author.name, author.email).map_err(git)?;
+    let parents: Vec<&git2::Commit<'_>> = parent.iter().collect();
+    let buffer = repo
+        .commit_create_buffer(&signature, &signature, message, &tree, &parents)
+        .map_err(git)?;
+    let content = buffer
+        .as_str()
+        .map_err(|_| GitError("commit is not valid UTF-8".into()))?;
+    let oid = match signing {
+        Some(key) => {
+            let armored = key.sign(content.as_bytes()).map_err(GitError)?;
+            repo.commit_signed(content, armored.trim_end(), Some("gpgsig")).map_err(git)?
+        }
+        None => repo
+            .commit(None, &signature, &signature, message, &tree, &parents)
+            .map_err(git)?,
+    };
+    let reference = format!("refs/heads/{branch}");
+    repo.reference(&reference, oid, true, "commit").map_err(git)?;
+    repo.set_head(&reference).map_err(git)?;
+    Ok(Some(oid.to_string()))
+}
+
+/// Why a push failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PushError {
+    /// The server refused a ref update (the branch moved, or it is protected).
+    #[error("{0}")]
+    Rejected(String),
+    /// Any other failure (connection, authentication).
+    #[error("{0}")]
+    Failed(GitError),
+}
+
+/// Pushes `refspecs` (`[+]<local ref>:<remote ref>`) of the repository at `dir` to `remote`,
+/// with git push options `options` (`key=value`).
+pub fn push(remote: &Remote<'_>, dir: &Path, refspecs: &[String], options: &[String]) -> Result<(), PushError> {
+    let failure = Cell::new(None);
+    let rejected = std::cell::RefCell::new(Vec::new());
+    let repo = Repository::open(dir).map_err(|e| PushError::Failed(GitError(e.message().to_string())))?;
+    let (url, _route) = transport_url(remote);
+    let mut r = repo
+        .remote_anonymous(&url)
+        .map_err(|e| PushError::Failed(GitError(redact(remote.url, e.message()))))?;
+    let mut cb = callbacks(remote, &failure);
+    cb.push_update_reference(|reference, status| {
+        if let Some(status) = status {
+            rejected.borrow_mut().push(format!("{reference}: {status}"));
+        }
+        Ok(())
+    });
+    let mut po = git2::PushOptions::new();
+    po.remote_callbacks(cb);
+    po.proxy_options(proxy_options(remote));
+    let header = bearer_header(remote.creds);
+    if let Some(h) = &header {
+        po.custom_headers(&[h.as_str()]);
+    }
+    let options: Vec<&str> = options.iter().map(String::as_str).collect();
+    if !options.is_empty() {
+        po.remote_push_options(&options);
+    }
+    let specs: Vec<&str> = refspecs.iter().map(String::as_str).collect();
+    let pushed = r.push(&specs, Some(&mut po));
+    drop(po);
+    if let Err(e) = pushed {
+        let reason = failure.take().unwrap_or_else(|| e.message().to_string());
+        let message = redact(remote.url, &format!("failed to push to '{}': {reason}", remote.url));
+        // A non-fast-forward is reported as an error by some transports.
+        return Err(if reason.contains("non-fast-forward") || reason.contains("rejected") {
+            PushError::Rejected(message)
+        } else {
+            PushError::Failed(GitError(message))
+        });
+    }
+    let rejected = rejected.into_inner();
+    if !rejected.is_empty() {
+        return Err(PushError::Rejected(redact(
+            remote.url,
+            &format!("push to '{}' rejected: {}", remote.url, rejected.join(", ")),
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

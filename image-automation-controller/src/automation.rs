@@ -1,0 +1,518 @@
+//! ImageUpdateAutomation: clone the GitRepository's branch, set the marked YAML values to the
+//! ImagePolicies' latest images, commit (signed when asked) with the templated message, push.
+//!
+//! A run with nothing new (the same policy results, the branch still at the last observed
+//! commit, no separate push branch or refspec) asks the remote for its refs and stops there,
+//! without cloning. A push rejected because the branch moved starts over on the new tip.
+
+use crate::{
+    message,
+    setters::{self, Setters},
+};
+use driftless_api::{
+    image::{ImagePolicy, ImageRef, ImageUpdateAutomation, ImageUpdateAutomationStatus},
+    meta::reasons as meta_reasons,
+    source::{GitRepository, GitRepositoryRef},
+};
+use driftless_artifact::extract::confined;
+use driftless_git::{
+    auth::{self, GitCredentials},
+    reference::{self, Resolved},
+    sign::SigningKey,
+    transport::{self as git, PushError},
+};
+use driftless_runtime::{
+    conditions,
+    events::EventType,
+    reconcile::{ReconcileContext, ReconcileError, Reconciler, Success, TriggerFn},
+    secrets::{self, Problem},
+    triggers,
+    work::{Blocking, blocking, timeout_of},
+};
+use kube::{Api, Client, ResourceExt, api::ListParams, runtime::watcher};
+use std::{
+    collections::BTreeMap,
+    time::{Duration, Instant},
+};
+
+/// Condition reasons of ImageUpdateAutomations (Flux's).
+pub mod reasons {
+    pub const ACCESS_DENIED: &str = "AccessDenied";
+    pub const INVALID_SOURCE_CONFIGURATION: &str = "InvalidSourceConfiguration";
+    pub const GIT_OPERATION_FAILED: &str = "GitOperationFailed";
+    pub const UPDATE_FAILED: &str = "UpdateFailed";
+    pub const INVALID_POLICY_SELECTOR: &str = "InvalidPolicySelector";
+    pub const INVALID_UPDATE_STRATEGY: &str = "InvalidUpdateStrategy";
+    pub const SOURCE_MANAGER_FAILED: &str = "SourceManagerFailed";
+    pub const REMOVED_TEMPLATE_FIELD: &str = "RemovedTemplateField";
+}
+
+/// The Ready message of every successful run, as Flux's.
+pub const UP_TO_DATE: &str = "repository up-to-date";
+/// Default commit message.
+pub const DEFAULT_MESSAGE: &str = "Update from image update automation";
+/// Default Git timeout (a GitRepository without `spec.timeout`).
+const GIT_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often a push rejected because the branch moved is tried again on the new tip.
+const PUSH_ATTEMPTS: usize = 3;
+
+/// Reconciles ImageUpdateAutomations: steps 1–5 of [`Reconciler::apply`].
+#[derive(Default)]
+pub struct ImageUpdateAutomationReconciler;
+
+/// Where the automation reads and writes.
+#[derive(Clone)]
+struct Target {
+    url: String,
+    creds: GitCredentials,
+    timeout: Duration,
+    checkout: GitRepositoryRef,
+    push_branch: String,
+    refspec: Option<String>,
+    push_options: Vec<String>,
+}
+
+/// What one reconcile carries from step to step.
+struct Run<'a> {
+    obj: &'a ImageUpdateAutomation,
+    status: &'a mut ImageUpdateAutomationStatus,
+    ctx: &'a ReconcileContext<ImageUpdateAutomation>,
+    template: Option<message::MessageTemplate>,
+    target: Option<Target>,
+    signing: Option<SigningKey>,
+    setters: Setters,
+    observed: BTreeMap<String, ImageRef>,
+    /// The push made by step 5, for the event.
+    pushed: Option<Pushed>,
+}
+
+#[derive(Debug, Clone)]
+struct Pushed {
+    commit: String,
+    message: String,
+}
+
+fn missing(what: &str) -> ReconcileError {
+    ReconcileError::transient(meta_reasons::FAILED, format!("{what} not resolved"))
+}
+
+impl ImageUpdateAutomationReconciler {
+    /// Step 1: the update strategy is Setters, the policy selector and the message template
+    /// parse. Each failure stalls.
+    async fn validate(&self, run: &mut Run<'_>) -> Result<(), ReconcileError> {
+        let spec = &run.obj.spec;
+        match spec.update.as_ref().map(|u| u.strategy.as_str()) {
+            None => {
+                return Err(ReconcileError::stalled(reasons::INVALID_UPDATE_STRATEGY, "no update strategy"));
+            }
+            Some("Setters") => {}
+            Some(other) => {
+                return Err(ReconcileError::stalled(
+                    reasons::INVALID_UPDATE_STRATEGY,
+                    format!("unsupported update strategy: {other}"),
+                ));
+            }
+        }
+        if let Some(selector) = &spec.policy_selector {
+            kube::core::Selector::try_from(selector.clone()).map_err(|e| {
+                ReconcileError::stalled(
+                    reasons::INVALID_POLICY_SELECTOR,
+                    format!("failed to parse policy selector: {e}"),
+                )
+            })?;
+        }
+        let source = spec.git.as_ref().and_then(|g| g.commit.message_template.as_deref());
+        let template = message::MessageTemplate::parse(source.unwrap_or(DEFAULT_MESSAGE)).map_err(|e| {
+            ReconcileError::stalled(
+                reasons::GIT_OPERATION_FAILED,
+                format!("failed to update source: unable to create commit message template from spec: {e}"),
+            )
+        })?;
+        run.template = Some(template);
+        Ok(())
+    }
+
+    /// Step 2: the GitRepository (URL, credentials, proxy, timeout), the checkout ref and the
+    /// push branch, and the commit signing key.
+    async fn source(&self, run: &mut Run<'_>) -> Result<(), ReconcileError> {
+        let ns = run.obj.namespace().unwrap_or_default();
+        let spec = &run.obj.spec;
+        if spec.source_ref.kind != "GitRepository" {
+            return Err(ReconcileError::stalled(
+                reasons::INVALID_SOURCE_CONFIGURATION,
+                format!("source kind '{}' not supported", spec.source_ref.kind),
+            ));
+        }
+        let git_spec = spec.git.as_ref().ok_or_else(|| {
+            ReconcileError::stalled(reasons::INVALID_SOURCE_CONFIGURATION, "no git spec provided")
+        })?;
+        let source_ns = spec.source_ref.namespace.clone().unwrap_or_else(|| ns.clone());
+        let api: Api<GitRepository> = Api::namespaced(run.ctx.client.clone(), &source_ns);
+        let failed = |m: String| format!("failed configuring source manager: {m}");
+        let repo = match api.get_opt(&spec.source_ref.name).await {
+            Ok(Some(repo)) => repo,
+            Ok(None) => {
+                return Err(ReconcileError::waiting(
+                    reasons::SOURCE_MANAGER_FAILED,
+                    failed(format!(
+                        "referenced git repository does not exist: gitrepositories.source.toolkit.fluxcd.io \"{}\" not found",
+                        spec.source_ref.name
+                    )),
+                    secrets::REFERENCE_REQUEUE,
+                ));
+            }
+            Err(e) => return Err(ReconcileError::transient(reasons::SOURCE_MANAGER_FAILED, failed(e.to_string()))),
+        };
+        let class = |p: Problem| p.map_message(|m| failed(m.to_string())).into_error(reasons::SOURCE_MANAGER_FAILED);
+        let mut creds = match &repo.spec.secret_ref {
+            None => GitCredentials::default(),
+            Some(r) => {
+                let data = secrets::secret_data(&run.ctx.client, &source_ns, &r.name).await.map_err(class)?;
+                auth::from_secret(&repo.spec.url, &format!("{source_ns}/{}", r.name), &data)
+                    .map_err(|e| class(Problem::Invalid(e.to_string())))?
+            }
+        };
+        if let Some(r) = &repo.spec.proxy_secret_ref {
+            let data = secrets::secret_data(&run.ctx.client, &source_ns, &r.name).await.map_err(class)?;
+            let proxy = secrets::proxy_from_secret(&format!("{source_ns}/{}", r.name), &data);
+            creds.proxy = Some(proxy.map_err(|e| class(Problem::Invalid(e)))?);
+        }
+        let checkout = git_spec
+            .checkout
+            .as_ref()
+            .map(|c| c.reference.clone())
+            .or_else(|| repo.spec.reference.clone())
+            .unwrap_or_default();
+        let push = git_spec.push.clone().unwrap_or_default();
+        let push_branch = push
+            .branch
+            .clone()
+            .filter(|b| !b.is_empty())
+            .or_else(|| checkout.branch.clone().filter(|b| !b.is_empty()))
+            .ok_or_else(|| {
+                ReconcileError::stalled(
+                    reasons::INVALID_SOURCE_CONFIGURATION,
+                    "push spec not provided, and cannot be inferred from .spec.git.checkout.ref or GitRepository .spec.ref",
+                )
+            })?;
+        if let Some(key) = &git_spec.commit.signing_key {
+            let name = &key.secret_ref.name;
+            let data = secrets::secret_data(&run.ctx.client, &ns, name)
+                .await
+                .map_err(|p| p.into_error(reasons::GIT_OPERATION_FAILED))?;
+            let kind = key.key_type.clone().unwrap_or_default();
+            let secret = format!("{ns}/{name}");
+            let key = blocking(Duration::from_secs(30), move || SigningKey::from_secret(&kind, &secret, &data))
+                .await
+                .map_err(|e| ReconcileError::stalled(reasons::GIT_OPERATION_FAILED, e.to_string()))?;
+            run.signing = Some(key);
+        }
+        run.target = Some(Target {
+            url: repo.spec.url.clone(),
+            creds,
+            timeout: timeout_of(repo.spec.timeout.as_deref(), GIT_TIMEOUT),
+            checkout,
+            push_branch,
+            refspec: push.refspec.clone().filter(|r| !r.is_empty()),
+            push_options: push
+                .options
+                .iter()
+                .flatten()
+                .map(|(k, v)| if v.is_empty() { k.clone() } else { format!("{k}={v}") })
+                .collect(),
+        });
+        Ok(())
+    }
+
+    /// Step 3: the ImagePolicies of the namespace that `policySelector` selects and that have a
+    /// latest image: their setters and `observedPolicies`.
+    async fn policies(&self, run: &mut Run<'_>) -> Result<(), ReconcileError> {
+        let ns = run.obj.namespace().unwrap_or_default();
+        let api: Api<ImagePolicy> = Api::namespaced(run.ctx.client.clone(), &ns);
+        let mut params = ListParams::default();
+        if let Some(selector) = &run.obj.spec.policy_selector {
+            let selector = kube::core::Selector::try_from(selector.clone()).map_err(|e| {
+                ReconcileError::stalled(reasons::INVALID_POLICY_SELECTOR, format!("failed to parse policy selector: {e}"))
+            })?;
+            params = params.labels_from(&selector);
+        }
+        let policies = api
+            .list(&params)
+            .await
+            .map_err(|e| ReconcileError::transient(meta_reasons::FAILED, format!("failed to list ImagePolicies: {e}")))?;
+        for policy in policies {
+            let Some(latest) = policy.status.as_ref().and_then(|s| s.latest_ref.clone()) else {
+                continue;
+            };
+            run.setters.add(&ns, &policy.name_any(), &latest);
+            run.observed.insert(policy.name_any(), latest);
+        }
+        Ok(())
+    }
+
+    /// Step 4: nothing new since the last run (same policy results, no separate push branch or
+    /// refspec, the checkout branch still at the observed commit): done without a clone.
+    async fn unchanged(&self, run: &mut Run<'_>) -> Result<bool, ReconcileError> {
+        let target = run.target.as_ref().ok_or_else(|| missing("source"))?;
+        let same_branch = target.checkout.branch.as_deref() == Some(target.push_branch.as_str());
+        let observed = run.status.observed_policies.clone().unwrap_or_default();
+        let Some(last) = run.status.observed_source_revision.clone() else {
+            return Ok(false);
+        };
+        if observed != run.observed || !same_branch || target.refspec.is_some() {
+            return Ok(false);
+        }
+        let t = target.clone();
+        let resolved = blocking(t.timeout, move || resolve(&t))
+            .await
+            .map_err(|e| git_failed("failed to checkout source", e))?;
+        Ok(resolved.0.revision == last)
+    }
+
+    /// Step 5: clone, apply the setters under `update.path`, commit and push; a push rejected
+    /// because the branch moved is tried again from a fresh clone of the new tip.
+    async fn update(&self, run: &mut Run<'_>) -> Result<(), ReconcileError> {
+        let target = run.target.clone().ok_or_else(|| missing("source"))?;
+        let path = run.obj.spec.update.as_ref().and_then(|u| u.path.clone()).unwrap_or_default();
+        let update_path = confined(std::path::Path::new(path.trim_start_matches("./"))).ok_or_else(|| {
+            ReconcileError::stalled(reasons::UPDATE_FAILED, format!("invalid update path '{path}'"))
+        })?;
+        let ns = run.obj.namespace().unwrap_or_default();
+        let template = run.template.take().ok_or_else(|| missing("template"))?;
+        let git_spec = run.obj.spec.git.clone().unwrap_or_default();
+        let author_name = git_spec.commit.author.name.clone().unwrap_or_default();
+        let author_email = git_spec.commit.author.email.clone();
+        let values = git_spec.commit.message_template_values.clone().unwrap_or_default();
+        let automation = (ns, run.obj.name_any());
+        let setters = run.setters.clone();
+        let signing = run.signing.take();
+        let outcome = blocking(target.timeout * u32::try_from(PUSH_ATTEMPTS).unwrap_or(1), move || {
+            let mut last_rejection = String::new();
+            for _ in 0..PUSH_ATTEMPTS {
+                let dir = tempfile::tempdir().map_err(|e| UpdateError::Git(e.to_string()))?;
+                let (resolved, base, switching) = resolve(&target).map_err(UpdateError::Git)?;
+                let deadline = Instant::now() + target.timeout;
+                let remote = git::Remote {
+                    url: &target.url,
+                    creds: &target.creds,
+                    deadline,
+                };
+                let base_target = Resolved {
+                    commit: base.clone(),
+                    refspec: if switching.is_some() {
+                        format!("+refs/heads/{0}:refs/remotes/origin/{0}", target.push_branch)
+                    } else {
+                        resolved.refspec.clone()
+                    },
+                    depth: if switching.is_some() { 1 } else { resolved.depth },
+                    ..resolved.clone()
+                };
+                git::checkout(&remote, &base_target, dir.path(), &[], false).map_err(|e| UpdateError::Git(e.0))?;
+                let root = dir.path().join(&update_path);
+                let (changes, _problems) = setters::update_tree(&root, &setters)
+                    .map_err(|e| UpdateError::Update(format!("failed to apply policies: {e}")))?;
+                let observed_revision = resolved.revision.clone();
+                if !repo_dirty(dir.path())? {
+                    return Ok(Outcome {
+                        pushed: None,
+                        revision: observed_revision,
+                    });
+                }
+                let message = template
+                    .render(&automation.0, &automation.1, &changes, &values)
+                    .map_err(UpdateError::Template)?;
+                let author = git::Author {
+                    name: &author_name,
+                    email: &author_email,
+                };
+                let commit = git::commit_all(dir.path(), &target.push_branch, &message, &author, signing.as_ref())
+                    .map_err(|e| UpdateError::Git(e.0))?;
+                let Some(commit) = commit else {
+                    return Ok(Outcome {
+                        pushed: None,
+                        revision: observed_revision,
+                    });
+                };
+                let force = if switching.is_some() { "+" } else { "" };
+                let branch_ref = format!("refs/heads/{}", target.push_branch);
+                let mut refspecs = vec![format!("{force}{branch_ref}:{branch_ref}")];
+                if let Some(spec) = &target.refspec {
+                    refspecs.push(spec.replacen("HEAD:", &format!("{branch_ref}:"), 1));
+                }
+                let remote = git::Remote {
+                    url: &target.url,
+                    creds: &target.creds,
+                    deadline: Instant::now() + target.timeout,
+                };
+                match git::push(&remote, dir.path(), &refspecs, &target.push_options) {
+                    Ok(()) => {
+                        return Ok(Outcome {
+                            revision: format!("{}@sha1:{commit}", target.push_branch),
+                            pushed: Some(Pushed { commit, message }),
+                        });
+                    }
+                    Err(PushError::Rejected(why)) => last_rejection = why,
+                    Err(PushError::Failed(e)) => return Err(UpdateError::Git(e.0)),
+                }
+            }
+            Err(UpdateError::Git(format!(
+                "{last_rejection} (the branch kept moving: gave up after {PUSH_ATTEMPTS} attempts)"
+            )))
+        })
+        .await;
+        let outcome = outcome.map_err(|e| match e {
+            Blocking::Failed(UpdateError::Template(t)) => t,
+            Blocking::Failed(UpdateError::Update(m)) => ReconcileError::transient(reasons::UPDATE_FAILED, m),
+            Blocking::Failed(UpdateError::Git(m)) => {
+                ReconcileError::transient(reasons::GIT_OPERATION_FAILED, format!("failed to update source: {m}"))
+            }
+            other => ReconcileError::transient(reasons::GIT_OPERATION_FAILED, format!("failed to update source: {other}")),
+        })?;
+        if let Some(pushed) = &outcome.pushed {
+            run.status.last_push_commit = Some(pushed.commit.clone());
+            run.status.last_push_time = Some(conditions::now());
+        }
+        run.status.observed_source_revision = Some(outcome.revision);
+        run.pushed = outcome.pushed;
+        Ok(())
+    }
+}
+
+enum UpdateError {
+    Git(String),
+    Update(String),
+    Template(ReconcileError),
+}
+
+impl std::fmt::Display for UpdateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UpdateError::Git(m) | UpdateError::Update(m) => f.write_str(m),
+            UpdateError::Template(e) => f.write_str(&e.message),
+        }
+    }
+}
+
+struct Outcome {
+    pushed: Option<Pushed>,
+    revision: String,
+}
+
+fn git_failed(what: &str, e: Blocking<String>) -> ReconcileError {
+    ReconcileError::transient(reasons::GIT_OPERATION_FAILED, format!("{what}: {e}"))
+}
+
+/// The checkout ref resolved on the remote, the commit to build on (the push branch's tip when
+/// it differs from the checkout branch and exists, else the checkout commit) and, when the push
+/// branch differs, whether it exists.
+fn resolve(target: &Target) -> Result<(Resolved, String, Option<bool>), String> {
+    let remote = git::Remote {
+        url: &target.url,
+        creds: &target.creds,
+        deadline: Instant::now() + target.timeout,
+    };
+    let refs = git::list_remote(&remote).map_err(|e| e.0)?;
+    let resolved = reference::resolve(Some(&target.checkout), &refs).map_err(|e| e.to_string())?;
+    let checkout_branch = target.checkout.branch.as_deref().unwrap_or_default();
+    if checkout_branch == target.push_branch {
+        let commit = resolved.commit.clone();
+        return Ok((resolved, commit, None));
+    }
+    let push_ref = format!("refs/heads/{}", target.push_branch);
+    match refs.refs.iter().find(|r| r.name == push_ref) {
+        Some(tip) => {
+            let tip = tip.oid.clone();
+            Ok((resolved, tip, Some(true)))
+        }
+        None => {
+            let commit = resolved.commit.clone();
+            Ok((resolved, commit, Some(false)))
+        }
+    }
+}
+
+/// Whether the working tree differs from HEAD.
+fn repo_dirty(dir: &std::path::Path) -> Result<bool, UpdateError> {
+    let repo = git2::Repository::open(dir).map_err(|e| UpdateError::Git(e.message().to_string()))?;
+    let statuses = repo
+        .statuses(None)
+        .map_err(|e| UpdateError::Git(e.message().to_string()))?;
+    Ok(!statuses.is_empty())
+}
+
+impl Reconciler for ImageUpdateAutomationReconciler {
+    type Kind = ImageUpdateAutomation;
+
+    /// 1. `validate`: update strategy, policy selector, message template.
+    /// 2. `source`: the GitRepository, refs, push branch, signing key.
+    /// 3. `policies`: the selected ImagePolicies' latest images.
+    /// 4. `unchanged`: nothing new since the last run → done without a clone.
+    /// 5. `update`: clone, set, commit, push.
+    async fn apply(
+        &self,
+        obj: &ImageUpdateAutomation,
+        status: &mut ImageUpdateAutomationStatus,
+        ctx: &ReconcileContext<ImageUpdateAutomation>,
+    ) -> Result<Success, ReconcileError> {
+        status.last_automation_run_time = Some(conditions::now());
+        let mut run = Run {
+            obj,
+            status,
+            ctx,
+            template: None,
+            target: None,
+            signing: None,
+            setters: Setters::default(),
+            observed: BTreeMap::new(),
+            pushed: None,
+        };
+        self.validate(&mut run).await?;
+        self.source(&mut run).await?;
+        self.policies(&mut run).await?;
+        if !self.unchanged(&mut run).await? {
+            self.update(&mut run).await?;
+        }
+        run.status.observed_policies = Some(run.observed.clone());
+        if let (Some(pushed), Some(target)) = (&run.pushed, &run.target) {
+            let mut summary = format!(
+                "pushed commit '{}' to branch '{}'",
+                &pushed.commit[..pushed.commit.len().min(7)],
+                target.push_branch
+            );
+            if let Some(refspec) = &target.refspec {
+                summary.push_str(&format!(" and refspecs '{refspec}'"));
+            }
+            summary.push('\n');
+            summary.push_str(&pushed.message);
+            ctx.recorder
+                .publish(obj, EventType::Normal, meta_reasons::SUCCEEDED, &summary, &[])
+                .await;
+        }
+        Ok(Success::new(meta_reasons::SUCCEEDED, UP_TO_DATE))
+    }
+
+    async fn cleanup(
+        &self,
+        _obj: &ImageUpdateAutomation,
+        _ctx: &ReconcileContext<ImageUpdateAutomation>,
+    ) -> Result<(), ReconcileError> {
+        Ok(())
+    }
+}
+
+/// Runs the automations of a namespace when one of its ImagePolicies picks a new image.
+pub fn policy_triggers(client: Client, namespace: Option<String>) -> TriggerFn<ImageUpdateAutomation> {
+    Box::new(move |store| {
+        triggers::referrers(
+            &client,
+            namespace.as_deref(),
+            store,
+            watcher::Config::default(),
+            |policy: &ImagePolicy| {
+                let latest = policy.status.as_ref()?.latest_ref.as_ref()?;
+                Some(triggers::hash_of((&latest.name, &latest.tag, &latest.digest)))
+            },
+            |automation: &ImageUpdateAutomation, policy: &ImagePolicy| automation.namespace() == policy.namespace(),
+        )
+    })
+}
