@@ -44,7 +44,9 @@ log() { printf '[testenv] %s\n' "$*" >&2; }
 die() { printf '[testenv] error: %s\n' "$*" >&2; exit 1; }
 
 pid_of() { cat "$T/run/$1.pid" 2>/dev/null || true; }
-running() { local p; p=$(pid_of "$1"); [ -n "$p" ] && kill -0 "$p" 2>/dev/null; }
+# A pid file may outlive its process (a reboot, a crash); its number may then be taken by another
+# process or a thread (`kill -0` accepts thread ids), so ask ps, which lists processes only.
+running() { local p; p=$(pid_of "$1"); [ -n "$p" ] && ps -p "$p" -o pid= >/dev/null 2>&1; }
 
 # start NAME CMD...: runs CMD in its own session with output in $T/logs/NAME.log.
 start() {

@@ -112,23 +112,7 @@ impl World {
 
     /// A GitRepository `name` for `repo`, over smart HTTP with the testenv's credentials.
     async fn git_source(&self, name: &str, repo: &testing::GitRepo) {
-        let secrets = Api::<Secret>::namespaced(self.client.clone(), &self.ns);
-        if secrets.get_opt("git-auth").await.unwrap().is_none() {
-            let auth: Secret = serde_json::from_value(json!({"metadata": {"name": "git-auth"},
-                "stringData": {"username": env("GIT_HTTP_USER"), "password": env("GIT_HTTP_PASSWORD")}}))
-            .unwrap();
-            secrets.create(&PostParams::default(), &auth).await.unwrap();
-        }
-        let source: driftless_api::source::GitRepository = serde_json::from_value(json!({
-            "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository",
-            "metadata": {"name": name},
-            "spec": {"url": repo.http_url(), "interval": "10m", "ref": {"branch": "main"}, "secretRef": {"name": "git-auth"}},
-        }))
-        .unwrap();
-        Api::<driftless_api::source::GitRepository>::namespaced(self.client.clone(), &self.ns)
-            .create(&PostParams::default(), &source)
-            .await
-            .unwrap();
+        driftless_testkit::git_source(&self.client, &self.ns, name, repo, "10m").await;
     }
 
     /// Asks for a reconcile of `kind/name` now.

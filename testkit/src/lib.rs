@@ -1,6 +1,6 @@
 //! Dev-only: the real source-controller (GitRepositories, OCIRepositories, HelmRepositories and
-//! HelmCharts), kustomize-controller and helm-controller running in-process for integration
-//! tests, scoped to one namespace, with an artifact server on a free loopback port. Dropping [`Controllers`] stops them.
+//! HelmCharts), kustomize-controller, helm-controller, image-reflector-controller and
+//! image-automation-controller running in-process for integration tests, scoped to one namespace, with an artifact server on a free loopback port. Dropping [`Controllers`] stops them.
 //!
 //! This is the one crate that may depend on several controllers: controllers talk only through
 //! Kubernetes objects, and no controller or CLI crate depends on a controller crate
@@ -38,10 +38,12 @@ fn helm_cli() -> Helm {
 /// Running controllers; they stop when this is dropped.
 pub struct Controllers {
     _storage: tempfile::TempDir,
+    _tags: tempfile::TempDir,
     _stop: oneshot::Sender<()>,
 }
 
-/// Starts source-controller, kustomize-controller and helm-controller watching `namespace`.
+/// Starts source-controller, kustomize-controller, helm-controller and the image controllers
+/// watching `namespace`.
 pub async fn start_controllers(client: &Client, namespace: &str) -> Controllers {
     driftless_artifact::install_crypto_provider();
     let (tx, rx) = oneshot::channel::<()>();
@@ -131,15 +133,82 @@ pub async fn start_controllers(client: &Client, namespace: &str) -> Controllers 
         helm_controller::CONTROLLER_NAME,
         driftless_api::helm::STATUS_FIELD_MANAGER,
         Metrics::new(),
-        settings,
+        settings.clone(),
     )
     .with_triggers(helm_controller::triggers::triggers(
         client.clone(),
         Some(namespace.to_string()),
     ));
-    tokio::spawn(Arc::new(helm_releases).run(stop));
+    tokio::spawn(Arc::new(helm_releases).run(stop.clone()));
+    let tags_dir = tempfile::tempdir().expect("tag storage");
+    let tags = Arc::new(image_reflector_controller::tags::TagStore::new(tags_dir.path()).expect("tag storage"));
+    let image_repositories = KindController::new(
+        image_reflector_controller::repository::ImageRepositoryReconciler::new(tags.clone()),
+        client.clone(),
+        image_reflector_controller::CONTROLLER_NAME,
+        image_reflector_controller::CONTROLLER_NAME,
+        Metrics::new(),
+        settings.clone(),
+    );
+    tokio::spawn(Arc::new(image_repositories).run(stop.clone()));
+    let image_policies = KindController::new(
+        image_reflector_controller::policy::ImagePolicyReconciler::new(tags, Duration::from_secs(5)),
+        client.clone(),
+        image_reflector_controller::CONTROLLER_NAME,
+        image_reflector_controller::CONTROLLER_NAME,
+        Metrics::new(),
+        settings.clone(),
+    )
+    .with_triggers(image_reflector_controller::policy::repository_triggers(
+        client.clone(),
+        Some(namespace.to_string()),
+    ));
+    tokio::spawn(Arc::new(image_policies).run(stop.clone()));
+    let automations = KindController::new(
+        image_automation_controller::automation::ImageUpdateAutomationReconciler,
+        client.clone(),
+        image_automation_controller::CONTROLLER_NAME,
+        image_automation_controller::CONTROLLER_NAME,
+        Metrics::new(),
+        settings,
+    )
+    .with_triggers(image_automation_controller::automation::policy_triggers(
+        client.clone(),
+        Some(namespace.to_string()),
+    ));
+    tokio::spawn(Arc::new(automations).run(stop));
     Controllers {
         _storage: served.dir,
+        _tags: tags_dir,
         _stop: tx,
     }
 }
+
+/// A GitRepository `name` in `namespace` for `repo` (branch `main`, every `interval`), over smart
+/// HTTP with the testenv's credentials (Secret `git-auth`, created once per namespace).
+///
+/// # Panics
+/// When the apiserver refuses the objects.
+pub async fn git_source(client: &Client, namespace: &str, name: &str, repo: &driftless_runtime::testing::GitRepo, interval: &str) {
+    use k8s_openapi::api::core::v1::Secret;
+    use kube::api::{Api, PostParams};
+    let env = |key: &str| std::env::var(key).unwrap_or_else(|_| panic!("{key} is unset: source target/testenv/env.sh"));
+    let secrets = Api::<Secret>::namespaced(client.clone(), namespace);
+    if secrets.get_opt("git-auth").await.expect("read secret").is_none() {
+        let auth: Secret = serde_json::from_value(serde_json::json!({"metadata": {"name": "git-auth"},
+            "stringData": {"username": env("GIT_HTTP_USER"), "password": env("GIT_HTTP_PASSWORD")}}))
+        .expect("secret");
+        secrets.create(&PostParams::default(), &auth).await.expect("secret created");
+    }
+    let source: driftless_api::source::GitRepository = serde_json::from_value(serde_json::json!({
+        "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository",
+        "metadata": {"name": name},
+        "spec": {"url": repo.http_url(), "interval": interval, "ref": {"branch": "main"}, "secretRef": {"name": "git-auth"}},
+    }))
+    .expect("GitRepository");
+    Api::<driftless_api::source::GitRepository>::namespaced(client.clone(), namespace)
+        .create(&PostParams::default(), &source)
+        .await
+        .expect("GitRepository created");
+}
+
