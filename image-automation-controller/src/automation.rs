@@ -103,7 +103,10 @@ impl ImageUpdateAutomationReconciler {
         let spec = &run.obj.spec;
         match spec.update.as_ref().map(|u| u.strategy.as_str()) {
             None => {
-                return Err(ReconcileError::stalled(reasons::INVALID_UPDATE_STRATEGY, "no update strategy"));
+                return Err(ReconcileError::stalled(
+                    reasons::INVALID_UPDATE_STRATEGY,
+                    "no update strategy",
+                ));
             }
             Some("Setters") => {}
             Some(other) => {
@@ -121,7 +124,10 @@ impl ImageUpdateAutomationReconciler {
                 )
             })?;
         }
-        let source = spec.git.as_ref().and_then(|g| g.commit.message_template.as_deref());
+        let source = spec
+            .git
+            .as_ref()
+            .and_then(|g| g.commit.message_template.as_deref());
         let template = message::MessageTemplate::parse(source.unwrap_or(DEFAULT_MESSAGE)).map_err(|e| {
             ReconcileError::stalled(
                 reasons::GIT_OPERATION_FAILED,
@@ -161,19 +167,31 @@ impl ImageUpdateAutomationReconciler {
                     secrets::REFERENCE_REQUEUE,
                 ));
             }
-            Err(e) => return Err(ReconcileError::transient(reasons::SOURCE_MANAGER_FAILED, failed(e.to_string()))),
+            Err(e) => {
+                return Err(ReconcileError::transient(
+                    reasons::SOURCE_MANAGER_FAILED,
+                    failed(e.to_string()),
+                ));
+            }
         };
-        let class = |p: Problem| p.map_message(|m| failed(m.to_string())).into_error(reasons::SOURCE_MANAGER_FAILED);
+        let class = |p: Problem| {
+            p.map_message(|m| failed(m.to_string()))
+                .into_error(reasons::SOURCE_MANAGER_FAILED)
+        };
         let mut creds = match &repo.spec.secret_ref {
             None => GitCredentials::default(),
             Some(r) => {
-                let data = secrets::secret_data(&run.ctx.client, &source_ns, &r.name).await.map_err(class)?;
+                let data = secrets::secret_data(&run.ctx.client, &source_ns, &r.name)
+                    .await
+                    .map_err(class)?;
                 auth::from_secret(&repo.spec.url, &format!("{source_ns}/{}", r.name), &data)
                     .map_err(|e| class(Problem::Invalid(e.to_string())))?
             }
         };
         if let Some(r) = &repo.spec.proxy_secret_ref {
-            let data = secrets::secret_data(&run.ctx.client, &source_ns, &r.name).await.map_err(class)?;
+            let data = secrets::secret_data(&run.ctx.client, &source_ns, &r.name)
+                .await
+                .map_err(class)?;
             let proxy = secrets::proxy_from_secret(&format!("{source_ns}/{}", r.name), &data);
             creds.proxy = Some(proxy.map_err(|e| class(Problem::Invalid(e)))?);
         }
@@ -202,9 +220,11 @@ impl ImageUpdateAutomationReconciler {
                 .map_err(|p| p.into_error(reasons::GIT_OPERATION_FAILED))?;
             let kind = key.key_type.clone().unwrap_or_default();
             let secret = format!("{ns}/{name}");
-            let key = blocking(Duration::from_secs(30), move || SigningKey::from_secret(&kind, &secret, &data))
-                .await
-                .map_err(|e| ReconcileError::stalled(reasons::GIT_OPERATION_FAILED, e.to_string()))?;
+            let key = blocking(Duration::from_secs(30), move || {
+                SigningKey::from_secret(&kind, &secret, &data)
+            })
+            .await
+            .map_err(|e| ReconcileError::stalled(reasons::GIT_OPERATION_FAILED, e.to_string()))?;
             run.signing = Some(key);
         }
         run.target = Some(Target {
@@ -218,7 +238,13 @@ impl ImageUpdateAutomationReconciler {
                 .options
                 .iter()
                 .flatten()
-                .map(|(k, v)| if v.is_empty() { k.clone() } else { format!("{k}={v}") })
+                .map(|(k, v)| {
+                    if v.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{k}={v}")
+                    }
+                })
                 .collect(),
         });
         Ok(())
@@ -232,14 +258,16 @@ impl ImageUpdateAutomationReconciler {
         let mut params = ListParams::default();
         if let Some(selector) = &run.obj.spec.policy_selector {
             let selector = kube::core::Selector::try_from(selector.clone()).map_err(|e| {
-                ReconcileError::stalled(reasons::INVALID_POLICY_SELECTOR, format!("failed to parse policy selector: {e}"))
+                ReconcileError::stalled(
+                    reasons::INVALID_POLICY_SELECTOR,
+                    format!("failed to parse policy selector: {e}"),
+                )
             })?;
             params = params.labels_from(&selector);
         }
-        let policies = api
-            .list(&params)
-            .await
-            .map_err(|e| ReconcileError::transient(meta_reasons::FAILED, format!("failed to list ImagePolicies: {e}")))?;
+        let policies = api.list(&params).await.map_err(|e| {
+            ReconcileError::transient(meta_reasons::FAILED, format!("failed to list ImagePolicies: {e}"))
+        })?;
         for policy in policies {
             let Some(latest) = policy.status.as_ref().and_then(|s| s.latest_ref.clone()) else {
                 continue;
@@ -273,100 +301,139 @@ impl ImageUpdateAutomationReconciler {
     /// because the branch moved is tried again from a fresh clone of the new tip.
     async fn update(&self, run: &mut Run<'_>) -> Result<(), ReconcileError> {
         let target = run.target.clone().ok_or_else(|| missing("source"))?;
-        let path = run.obj.spec.update.as_ref().and_then(|u| u.path.clone()).unwrap_or_default();
+        let path = run
+            .obj
+            .spec
+            .update
+            .as_ref()
+            .and_then(|u| u.path.clone())
+            .unwrap_or_default();
         let update_path = confined(std::path::Path::new(path.trim_start_matches("./"))).ok_or_else(|| {
             ReconcileError::stalled(reasons::UPDATE_FAILED, format!("invalid update path '{path}'"))
         })?;
         let ns = run.obj.namespace().unwrap_or_default();
         let template = run.template.take().ok_or_else(|| missing("template"))?;
         let git_spec = run.obj.spec.git.clone().unwrap_or_default();
-        let author_name = git_spec.commit.author.name.clone().unwrap_or_default();
         let author_email = git_spec.commit.author.email.clone();
-        let values = git_spec.commit.message_template_values.clone().unwrap_or_default();
+        // The name is optional in the API; libgit2 refuses an empty one, so the email stands in.
+        let author_name = git_spec
+            .commit
+            .author
+            .name
+            .clone()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| author_email.clone());
+        let values = git_spec
+            .commit
+            .message_template_values
+            .clone()
+            .unwrap_or_default();
         let automation = (ns, run.obj.name_any());
         let setters = run.setters.clone();
         let signing = run.signing.take();
-        let outcome = blocking(target.timeout * u32::try_from(PUSH_ATTEMPTS).unwrap_or(1), move || {
-            let mut last_rejection = String::new();
-            for _ in 0..PUSH_ATTEMPTS {
-                let dir = tempfile::tempdir().map_err(|e| UpdateError::Git(e.to_string()))?;
-                let (resolved, base, switching) = resolve(&target).map_err(UpdateError::Git)?;
-                let deadline = Instant::now() + target.timeout;
-                let remote = git::Remote {
-                    url: &target.url,
-                    creds: &target.creds,
-                    deadline,
-                };
-                let base_target = Resolved {
-                    commit: base.clone(),
-                    refspec: if switching.is_some() {
-                        format!("+refs/heads/{0}:refs/remotes/origin/{0}", target.push_branch)
-                    } else {
-                        resolved.refspec.clone()
-                    },
-                    depth: if switching.is_some() { 1 } else { resolved.depth },
-                    ..resolved.clone()
-                };
-                git::checkout(&remote, &base_target, dir.path(), &[], false).map_err(|e| UpdateError::Git(e.0))?;
-                let root = dir.path().join(&update_path);
-                let (changes, _problems) = setters::update_tree(&root, &setters)
-                    .map_err(|e| UpdateError::Update(format!("failed to apply policies: {e}")))?;
-                let observed_revision = resolved.revision.clone();
-                if !repo_dirty(dir.path())? {
-                    return Ok(Outcome {
-                        pushed: None,
-                        revision: observed_revision,
-                    });
-                }
-                let message = template
-                    .render(&automation.0, &automation.1, &changes, &values)
-                    .map_err(UpdateError::Template)?;
-                let author = git::Author {
-                    name: &author_name,
-                    email: &author_email,
-                };
-                let commit = git::commit_all(dir.path(), &target.push_branch, &message, &author, signing.as_ref())
-                    .map_err(|e| UpdateError::Git(e.0))?;
-                let Some(commit) = commit else {
-                    return Ok(Outcome {
-                        pushed: None,
-                        revision: observed_revision,
-                    });
-                };
-                let force = if switching.is_some() { "+" } else { "" };
-                let branch_ref = format!("refs/heads/{}", target.push_branch);
-                let mut refspecs = vec![format!("{force}{branch_ref}:{branch_ref}")];
-                if let Some(spec) = &target.refspec {
-                    refspecs.push(spec.replacen("HEAD:", &format!("{branch_ref}:"), 1));
-                }
-                let remote = git::Remote {
-                    url: &target.url,
-                    creds: &target.creds,
-                    deadline: Instant::now() + target.timeout,
-                };
-                match git::push(&remote, dir.path(), &refspecs, &target.push_options) {
-                    Ok(()) => {
+        let outcome = blocking(
+            target.timeout * u32::try_from(PUSH_ATTEMPTS).unwrap_or(1),
+            move || {
+                let mut last_rejection = String::new();
+                for _ in 0..PUSH_ATTEMPTS {
+                    let dir = tempfile::tempdir().map_err(|e| UpdateError::Git(e.to_string()))?;
+                    let (resolved, base, switching) = resolve(&target).map_err(UpdateError::Git)?;
+                    let deadline = Instant::now() + target.timeout;
+                    let remote = git::Remote {
+                        url: &target.url,
+                        creds: &target.creds,
+                        deadline,
+                    };
+                    let base_target = Resolved {
+                        commit: base.clone(),
+                        refspec: if switching.is_some() {
+                            format!("+refs/heads/{0}:refs/remotes/origin/{0}", target.push_branch)
+                        } else {
+                            resolved.refspec.clone()
+                        },
+                        depth: if switching.is_some() { 1 } else { resolved.depth },
+                        ..resolved.clone()
+                    };
+                    git::checkout(&remote, &base_target, dir.path(), &[], false)
+                        .map_err(|e| UpdateError::Git(e.0))?;
+                    let root = dir.path().join(&update_path);
+                    let (changes, _problems) = setters::update_tree(&root, &setters)
+                        .map_err(|e| UpdateError::Update(format!("failed to apply policies: {e}")))?;
+                    let observed_revision = resolved.revision.clone();
+                    if !repo_dirty(dir.path())? {
                         return Ok(Outcome {
-                            revision: format!("{}@sha1:{commit}", target.push_branch),
-                            pushed: Some(Pushed { commit, message }),
+                            pushed: None,
+                            revision: observed_revision,
                         });
                     }
-                    Err(PushError::Rejected(why)) => last_rejection = why,
-                    Err(PushError::Failed(e)) => return Err(UpdateError::Git(e.0)),
+                    let message = template
+                        .render(&automation.0, &automation.1, &changes, &values)
+                        .map_err(UpdateError::Template)?;
+                    let author = git::Author {
+                        name: &author_name,
+                        email: &author_email,
+                    };
+                    let commit = git::commit_all(
+                        dir.path(),
+                        &target.push_branch,
+                        &message,
+                        &author,
+                        signing.as_ref(),
+                    )
+                    .map_err(|e| UpdateError::Git(e.0))?;
+                    let Some(commit) = commit else {
+                        return Ok(Outcome {
+                            pushed: None,
+                            revision: observed_revision,
+                        });
+                    };
+                    let force = if switching.is_some() { "+" } else { "" };
+                    let branch_ref = format!("refs/heads/{}", target.push_branch);
+                    let mut refspecs = vec![format!("{force}{branch_ref}:{branch_ref}")];
+                    if let Some(spec) = &target.refspec {
+                        refspecs.push(spec.replacen("HEAD:", &format!("{branch_ref}:"), 1));
+                    }
+                    let remote = git::Remote {
+                        url: &target.url,
+                        creds: &target.creds,
+                        deadline: Instant::now() + target.timeout,
+                    };
+                    match git::push(&remote, dir.path(), &refspecs, &target.push_options) {
+                        Ok(()) => {
+                            return Ok(Outcome {
+                                revision: format!("{}@sha1:{commit}", target.push_branch),
+                                pushed: Some(Pushed { commit, message }),
+                            });
+                        }
+                        Err(PushError::Rejected(why)) => {
+                            // Only a branch that moved is worth another try; a refusal of the same
+                            // tip (a protected branch, a hook) is final.
+                            let moved = resolve(&target).is_ok_and(|(_, tip, _)| tip != base);
+                            if !moved {
+                                return Err(UpdateError::Git(why));
+                            }
+                            last_rejection = why;
+                        }
+                        Err(PushError::Failed(e)) => return Err(UpdateError::Git(e.0)),
+                    }
                 }
-            }
-            Err(UpdateError::Git(format!(
-                "{last_rejection} (the branch kept moving: gave up after {PUSH_ATTEMPTS} attempts)"
-            )))
-        })
+                Err(UpdateError::Git(format!(
+                    "{last_rejection} (the branch kept moving: gave up after {PUSH_ATTEMPTS} attempts)"
+                )))
+            },
+        )
         .await;
         let outcome = outcome.map_err(|e| match e {
             Blocking::Failed(UpdateError::Template(t)) => t,
             Blocking::Failed(UpdateError::Update(m)) => ReconcileError::transient(reasons::UPDATE_FAILED, m),
-            Blocking::Failed(UpdateError::Git(m)) => {
-                ReconcileError::transient(reasons::GIT_OPERATION_FAILED, format!("failed to update source: {m}"))
-            }
-            other => ReconcileError::transient(reasons::GIT_OPERATION_FAILED, format!("failed to update source: {other}")),
+            Blocking::Failed(UpdateError::Git(m)) => ReconcileError::transient(
+                reasons::GIT_OPERATION_FAILED,
+                format!("failed to update source: {m}"),
+            ),
+            other => ReconcileError::transient(
+                reasons::GIT_OPERATION_FAILED,
+                format!("failed to update source: {other}"),
+            ),
         })?;
         if let Some(pushed) = &outcome.pushed {
             run.status.last_push_commit = Some(pushed.commit.clone());
@@ -512,7 +579,9 @@ pub fn policy_triggers(client: Client, namespace: Option<String>) -> TriggerFn<I
                 let latest = policy.status.as_ref()?.latest_ref.as_ref()?;
                 Some(triggers::hash_of((&latest.name, &latest.tag, &latest.digest)))
             },
-            |automation: &ImageUpdateAutomation, policy: &ImagePolicy| automation.namespace() == policy.namespace(),
+            |automation: &ImageUpdateAutomation, policy: &ImagePolicy| {
+                automation.namespace() == policy.namespace()
+            },
         )
     })
 }

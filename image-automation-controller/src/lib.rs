@@ -46,8 +46,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             rt.metrics.clone(),
             settings.clone(),
         )
-        .with_triggers(automation::policy_triggers(rt.client.clone(), settings.namespace.clone())),
+        .with_triggers(automation::policy_triggers(
+            rt.client.clone(),
+            settings.namespace.clone(),
+        )),
     );
     let shutdown = rt.shutdown().clone();
-    rt.run(async move { automations.run(shutdown.wait()).await }).await
+    rt.run(async move { automations.run(shutdown.wait()).await })
+        .await
 }

@@ -11,13 +11,17 @@ use std::collections::BTreeMap;
 
 /// Fields Flux removed, with what to use instead.
 const REMOVED_FIELDS: &[(&str, &str)] = &[
-    ("Updated", "template uses removed '.Updated' field. Please use '.Changed' instead."),
+    (
+        "Updated",
+        "template uses removed '.Updated' field. Please use '.Changed' instead.",
+    ),
     (
         "ImageResult",
         "template uses removed '.Changed.ImageResult' field. Please use '.Changed.FileChanges' or '.Changed.Objects' instead.",
     ),
 ];
-const TEMPLATE_DOCS: &str = "https://fluxcd.io/flux/components/image/imageupdateautomations/#message-template";
+const TEMPLATE_DOCS: &str =
+    "https://fluxcd.io/flux/components/image/imageupdateautomations/#message-template";
 
 /// A parsed commit message template.
 #[derive(Debug)]
@@ -37,17 +41,22 @@ impl MessageTemplate {
         changes: &FileChanges,
         values: &BTreeMap<String, String>,
     ) -> Result<String, ReconcileError> {
-        self.0.execute(&data(namespace, name, changes, values)).map_err(|e| {
-            for (field, message) in REMOVED_FIELDS {
-                if e.0.contains(&format!("can't evaluate field {field} in type")) {
-                    return ReconcileError::stalled(reasons::REMOVED_TEMPLATE_FIELD, format!("{message} See: {TEMPLATE_DOCS}"));
+        self.0
+            .execute(&data(namespace, name, changes, values))
+            .map_err(|e| {
+                for (field, message) in REMOVED_FIELDS {
+                    if e.0.contains(&format!("can't evaluate field {field} in type")) {
+                        return ReconcileError::stalled(
+                            reasons::REMOVED_TEMPLATE_FIELD,
+                            format!("{message} See: {TEMPLATE_DOCS}"),
+                        );
+                    }
                 }
-            }
-            ReconcileError::transient(
-                reasons::GIT_OPERATION_FAILED,
-                format!("failed to update source: failed to run template from spec: {e}"),
-            )
-        })
+                ReconcileError::transient(
+                    reasons::GIT_OPERATION_FAILED,
+                    format!("failed to update source: failed to run template from spec: {e}"),
+                )
+            })
     }
 }
 
@@ -61,7 +70,10 @@ fn object_id(id: &ObjectId) -> Value {
             ("Namespace", Value::Str(id.namespace.clone())),
         ],
         // Go's %v of the nested struct.
-        format!("{{{{{{{} {}}} {{{} {}}}}}}}", id.api_version, id.kind, id.name, id.namespace),
+        format!(
+            "{{{{{{{} {}}} {{{} {}}}}}}}",
+            id.api_version, id.kind, id.name, id.namespace
+        ),
     )
 }
 
@@ -159,16 +171,25 @@ mod tests {
     #[test]
     fn removed_fields_stall_with_flux_message() {
         let t = MessageTemplate::parse("{{ range .Updated.Images }}{{ . }}{{ end }}").unwrap();
-        let e = t.render("ns", "auto", &FileChanges::new(), &BTreeMap::new()).unwrap_err();
+        let e = t
+            .render("ns", "auto", &FileChanges::new(), &BTreeMap::new())
+            .unwrap_err();
         assert_eq!(e.reason, "RemovedTemplateField");
         assert_eq!(e.class, ErrorClass::Stalled);
-        assert!(e.message.starts_with("template uses removed '.Updated' field."), "{}", e.message);
+        assert!(
+            e.message.starts_with("template uses removed '.Updated' field."),
+            "{}",
+            e.message
+        );
     }
 
     #[test]
     fn default_message_and_values() {
         let t = MessageTemplate::parse("{{ .AutomationObject.Name }} in {{ .Values.cluster }}").unwrap();
         let values = BTreeMap::from([("cluster".to_string(), "prod".to_string())]);
-        assert_eq!(t.render("ns", "auto", &FileChanges::new(), &values).unwrap(), "auto in prod");
+        assert_eq!(
+            t.render("ns", "auto", &FileChanges::new(), &values).unwrap(),
+            "auto in prod"
+        );
     }
 }

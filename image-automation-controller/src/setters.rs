@@ -81,12 +81,17 @@ pub fn update_tree(root: &Path, setters: &Setters) -> std::io::Result<(FileChang
                 }
                 continue;
             }
-            let yaml = file_name.ends_with(".yaml") || file_name.ends_with(".yml") || file_name == "Kustomization";
+            let yaml =
+                file_name.ends_with(".yaml") || file_name.ends_with(".yml") || file_name == "Kustomization";
             if !meta.is_file() || !yaml {
                 continue;
             }
             let content = std::fs::read_to_string(&path).unwrap_or_default();
-            let rel = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().into_owned();
+            let rel = path
+                .strip_prefix(root)
+                .unwrap_or(&path)
+                .to_string_lossy()
+                .into_owned();
             match update_file(&content, setters) {
                 Ok(Some((updated, file_changes))) => {
                     std::fs::write(&path, updated)?;
@@ -106,7 +111,10 @@ pub fn update_tree(root: &Path, setters: &Setters) -> std::io::Result<(FileChang
 }
 
 /// Applies the setters to one file: None when nothing changes; the error when it is not YAML.
-pub fn update_file(content: &str, setters: &Setters) -> Result<Option<(String, BTreeMap<ObjectId, Vec<Change>>)>, String> {
+pub fn update_file(
+    content: &str,
+    setters: &Setters,
+) -> Result<Option<(String, BTreeMap<ObjectId, Vec<Change>>)>, String> {
     if !content.contains(MARKER) && !content.contains(REF_PREFIX) {
         return Ok(None);
     }
@@ -245,7 +253,9 @@ fn comment_start(line: &str) -> Option<usize> {
             }
             Some(_) => {}
             None if b == b'#' && (i == 0 || bytes[i - 1] == b' ' || bytes[i - 1] == b'\t') => return Some(i),
-            None if (b == b'"' || b == b'\'') && (i == 0 || matches!(bytes[i - 1], b' ' | b'\t' | b'-' | b':' | b'[' | b',')) => {
+            None if (b == b'"' || b == b'\'')
+                && (i == 0 || matches!(bytes[i - 1], b' ' | b'\t' | b'-' | b':' | b'[' | b',')) =>
+            {
                 quote = Some(b)
             }
             None => {}
@@ -412,6 +422,9 @@ images:
         assert!(update_file("a: [\n# {\"$imagepolicy\": \"x:y\"}", &setters()).is_err());
         let numeric = "tag: 1.0 # {\"$imagepolicy\": \"flux-system:numeric:tag\"}\n";
         let (out, _) = update_file(numeric, &setters()).unwrap().unwrap();
-        assert_eq!(out, "tag: \"1.10\" # {\"$imagepolicy\": \"flux-system:numeric:tag\"}\n");
+        assert_eq!(
+            out,
+            "tag: \"1.10\" # {\"$imagepolicy\": \"flux-system:numeric:tag\"}\n"
+        );
     }
 }

@@ -162,10 +162,49 @@ enum Operand {
 }
 
 const FUNCTIONS: &[&str] = &[
-    "and", "or", "not", "len", "index", "print", "printf", "println", "eq", "ne", "lt", "le", "gt", "ge",
-    "upper", "lower", "title", "trim", "trimPrefix", "trimSuffix", "trimAll", "replace", "contains",
-    "hasPrefix", "hasSuffix", "repeat", "substr", "trunc", "quote", "squote", "cat", "indent", "nindent",
-    "join", "split", "splitList", "list", "first", "last", "uniq", "sortAlpha", "default", "empty",
+    "and",
+    "or",
+    "not",
+    "len",
+    "index",
+    "print",
+    "printf",
+    "println",
+    "eq",
+    "ne",
+    "lt",
+    "le",
+    "gt",
+    "ge",
+    "upper",
+    "lower",
+    "title",
+    "trim",
+    "trimPrefix",
+    "trimSuffix",
+    "trimAll",
+    "replace",
+    "contains",
+    "hasPrefix",
+    "hasSuffix",
+    "repeat",
+    "substr",
+    "trunc",
+    "quote",
+    "squote",
+    "cat",
+    "indent",
+    "nindent",
+    "join",
+    "split",
+    "splitList",
+    "list",
+    "first",
+    "last",
+    "uniq",
+    "sortAlpha",
+    "default",
+    "empty",
     "toString",
 ];
 
@@ -214,7 +253,11 @@ fn split_pieces(name: &str, src: &str) -> Result<Vec<Piece>, TemplateError> {
         let body = &inner_start[..consumed];
         trim_next = body.ends_with(" -") || body.ends_with("\t-") || body.ends_with("\n-");
         if let Some(inner) = inner {
-            let inner = if trim_next { &inner[..inner.len() - 1] } else { inner };
+            let inner = if trim_next {
+                &inner[..inner.len() - 1]
+            } else {
+                inner
+            };
             pieces.push(Piece::Action(inner.trim().to_string(), line));
         }
         line += body.matches('\n').count();
@@ -343,7 +386,8 @@ fn lex(text: &str) -> Result<Vec<Token>, String> {
                 }
                 i += 1;
                 let quoted: String = chars[start..i].iter().collect();
-                let s: String = serde_json::from_str(&quoted).map_err(|_| format!("invalid string {quoted}"))?;
+                let s: String =
+                    serde_json::from_str(&quoted).map_err(|_| format!("invalid string {quoted}"))?;
                 tokens.push(Token::Literal(Value::Str(s)));
             }
             '`' => {
@@ -365,7 +409,9 @@ fn lex(text: &str) -> Result<Vec<Token>, String> {
                     i += 1;
                 }
                 let n: String = chars[start..i].iter().collect();
-                tokens.push(Token::Literal(Value::Int(n.parse().map_err(|_| format!("bad number {n}"))?)));
+                tokens.push(Token::Literal(Value::Int(
+                    n.parse().map_err(|_| format!("bad number {n}"))?,
+                )));
             }
             c if c.is_alphabetic() || c == '_' => {
                 let w = word(&mut i);
@@ -403,7 +449,11 @@ impl Parser<'_> {
         let tokens = lex(text).map_err(|e| self.error(line, e))?;
         let mut tokens = &tokens[..];
         let mut declare = None;
-        if let [Token::Var(name, path), op @ (Token::Declare | Token::Assign), rest @ ..] = tokens
+        if let [
+            Token::Var(name, path),
+            op @ (Token::Declare | Token::Assign),
+            rest @ ..,
+        ] = tokens
             && path.is_empty()
         {
             declare = Some((name.clone(), *op == Token::Declare));
@@ -417,7 +467,12 @@ impl Parser<'_> {
     }
 
     /// Parses commands up to a `)` or the end; returns the pipeline and the tokens used.
-    fn commands(&self, tokens: &[Token], line: usize, text: &str) -> Result<(Pipeline, usize), TemplateError> {
+    fn commands(
+        &self,
+        tokens: &[Token],
+        line: usize,
+        text: &str,
+    ) -> Result<(Pipeline, usize), TemplateError> {
         let mut commands = vec![Vec::new()];
         let mut i = 0;
         while i < tokens.len() {
@@ -509,7 +564,10 @@ impl Parser<'_> {
                     });
                 }
                 "define" | "template" | "block" => {
-                    return Err(self.error(line, format!("'{keyword}' is not supported in commit message templates")));
+                    return Err(self.error(
+                        line,
+                        format!("'{keyword}' is not supported in commit message templates"),
+                    ));
                 }
                 _ => nodes.push(Node::Output(self.pipeline(&action, line)?)),
             }
@@ -586,7 +644,9 @@ impl Template {
                 nodes,
             }),
             End::End => Err(TemplateError(format!("template: {name}: unexpected {{{{end}}}}"))),
-            End::Else(_, line) => Err(TemplateError(format!("template: {name}:{line}: unexpected {{{{else}}}}"))),
+            End::Else(_, line) => Err(TemplateError(format!(
+                "template: {name}:{line}: unexpected {{{{else}}}}"
+            ))),
         }
     }
 
@@ -756,11 +816,15 @@ impl Exec<'_> {
     fn walk(&self, p: &Pipeline, mut value: Value, path: &[String]) -> Result<Value, TemplateError> {
         for field in path {
             value = match value {
-                Value::Object { type_name, fields, .. } => fields
+                Value::Object {
+                    type_name, fields, ..
+                } => fields
                     .into_iter()
                     .find(|(k, _)| k == field)
                     .map(|(_, v)| v)
-                    .ok_or_else(|| self.error(p, format!("can't evaluate field {field} in type {type_name}")))?,
+                    .ok_or_else(|| {
+                        self.error(p, format!("can't evaluate field {field} in type {type_name}"))
+                    })?,
                 Value::Map(entries) => entries
                     .into_iter()
                     .find(|(k, _)| matches!(k, Value::Str(s) if s == field))
@@ -853,7 +917,10 @@ fn call(name: &str, args: Vec<Value>) -> Result<Value, String> {
     let s = |i: usize| args.get(i).map(as_str).unwrap_or_default();
     let need = |n: usize| {
         if args.len() < n {
-            Err(format!("wrong number of args for {name}: want {n} got {}", args.len()))
+            Err(format!(
+                "wrong number of args for {name}: want {n} got {}",
+                args.len()
+            ))
         } else {
             Ok(())
         }
@@ -861,8 +928,18 @@ fn call(name: &str, args: Vec<Value>) -> Result<Value, String> {
     // Sprig's string functions take the piped value last.
     let last = || args.last().map(as_str).unwrap_or_default();
     Ok(match name {
-        "and" => args.iter().find(|v| !v.truthy()).or(args.last()).cloned().unwrap_or(Value::Nil),
-        "or" => args.iter().find(|v| v.truthy()).or(args.last()).cloned().unwrap_or(Value::Nil),
+        "and" => args
+            .iter()
+            .find(|v| !v.truthy())
+            .or(args.last())
+            .cloned()
+            .unwrap_or(Value::Nil),
+        "or" => args
+            .iter()
+            .find(|v| v.truthy())
+            .or(args.last())
+            .cloned()
+            .unwrap_or(Value::Nil),
         "not" => Value::Bool(!args.first().is_some_and(Value::truthy)),
         "len" => {
             need(1)?;
@@ -883,14 +960,21 @@ fn call(name: &str, args: Vec<Value>) -> Result<Value, String> {
                         .ok()
                         .and_then(|i| l.get(i).cloned())
                         .ok_or_else(|| format!("index out of range: {i}"))?,
-                    (Value::Map(m), k) => m.into_iter().find(|(mk, _)| mk == k).map(|(_, v)| v).unwrap_or(Value::Nil),
+                    (Value::Map(m), k) => m
+                        .into_iter()
+                        .find(|(mk, _)| mk == k)
+                        .map(|(_, v)| v)
+                        .unwrap_or(Value::Nil),
                     (other, _) => return Err(format!("can't index item of type {}", other.type_name())),
                 };
             }
             v
         }
         "print" => Value::Str(args.iter().map(as_str).collect::<Vec<_>>().concat()),
-        "println" => Value::Str(format!("{}\n", args.iter().map(as_str).collect::<Vec<_>>().join(" "))),
+        "println" => Value::Str(format!(
+            "{}\n",
+            args.iter().map(as_str).collect::<Vec<_>>().join(" ")
+        )),
         "printf" => {
             need(1)?;
             Value::Str(printf(&s(0), &args[1..]))
@@ -930,11 +1014,19 @@ fn call(name: &str, args: Vec<Value>) -> Result<Value, String> {
         "trim" => Value::Str(last().trim().to_string()),
         "trimPrefix" => {
             need(2)?;
-            Value::Str(s(1).strip_prefix(s(0).as_str()).map(str::to_string).unwrap_or_else(|| s(1)))
+            Value::Str(
+                s(1).strip_prefix(s(0).as_str())
+                    .map(str::to_string)
+                    .unwrap_or_else(|| s(1)),
+            )
         }
         "trimSuffix" => {
             need(2)?;
-            Value::Str(s(1).strip_suffix(s(0).as_str()).map(str::to_string).unwrap_or_else(|| s(1)))
+            Value::Str(
+                s(1).strip_suffix(s(0).as_str())
+                    .map(str::to_string)
+                    .unwrap_or_else(|| s(1)),
+            )
         }
         "trimAll" => {
             need(2)?;
@@ -979,12 +1071,24 @@ fn call(name: &str, args: Vec<Value>) -> Result<Value, String> {
             let out: String = if n >= 0 {
                 text.iter().take(usize::try_from(n).unwrap_or(0)).collect()
             } else {
-                text.iter().skip(usize::try_from((len + n).max(0)).unwrap_or(0)).collect()
+                text.iter()
+                    .skip(usize::try_from((len + n).max(0)).unwrap_or(0))
+                    .collect()
             };
             Value::Str(out)
         }
-        "quote" => Value::Str(args.iter().map(|a| format!("{:?}", as_str(a))).collect::<Vec<_>>().join(" ")),
-        "squote" => Value::Str(args.iter().map(|a| format!("'{}'", as_str(a))).collect::<Vec<_>>().join(" ")),
+        "quote" => Value::Str(
+            args.iter()
+                .map(|a| format!("{:?}", as_str(a)))
+                .collect::<Vec<_>>()
+                .join(" "),
+        ),
+        "squote" => Value::Str(
+            args.iter()
+                .map(|a| format!("'{}'", as_str(a)))
+                .collect::<Vec<_>>()
+                .join(" "),
+        ),
         "cat" => Value::Str(
             args.iter()
                 .filter(|a| **a != Value::Nil)
@@ -995,8 +1099,16 @@ fn call(name: &str, args: Vec<Value>) -> Result<Value, String> {
         "indent" | "nindent" => {
             need(2)?;
             let pad = " ".repeat(usize::try_from(int_arg(&args, 0)?).unwrap_or(0));
-            let text = s(1).lines().map(|l| format!("{pad}{l}")).collect::<Vec<_>>().join("\n");
-            Value::Str(if name == "nindent" { format!("\n{text}") } else { text })
+            let text = s(1)
+                .lines()
+                .map(|l| format!("{pad}{l}"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            Value::Str(if name == "nindent" {
+                format!("\n{text}")
+            } else {
+                text
+            })
         }
         "join" => {
             need(2)?;
@@ -1008,7 +1120,10 @@ fn call(name: &str, args: Vec<Value>) -> Result<Value, String> {
         }
         "split" | "splitList" => {
             need(2)?;
-            let parts: Vec<Value> = s(1).split(s(0).as_str()).map(|p| Value::Str(p.to_string())).collect();
+            let parts: Vec<Value> = s(1)
+                .split(s(0).as_str())
+                .map(|p| Value::Str(p.to_string()))
+                .collect();
             if name == "splitList" {
                 Value::List(parts)
             } else {
@@ -1123,7 +1238,10 @@ mod tests {
                         "{}",
                     ),
                 ),
-                ("Values", Value::map(vec![(Value::Str("env".into()), Value::Str("prod".into()))])),
+                (
+                    "Values",
+                    Value::map(vec![(Value::Str("env".into()), Value::Str("prod".into()))]),
+                ),
             ],
             "{}",
         )
@@ -1175,7 +1293,10 @@ Objects:
     #[test]
     fn errors_read_as_go_writes_them() {
         let e = render("{{ .Updated }}").unwrap_err().to_string();
-        assert!(e.contains("can't evaluate field Updated in type source.TemplateData"), "{e}");
+        assert!(
+            e.contains("can't evaluate field Updated in type source.TemplateData"),
+            "{e}"
+        );
         let e = render("{{ sha256sum .Values.env }}").unwrap_err().to_string();
         assert!(e.contains("function \"sha256sum\" not defined"), "{e}");
         assert!(render("{{ if true }}unclosed").is_err());

@@ -23,31 +23,39 @@ impl ImageName {
         }
         let (first, rest) = image.split_once('/').unwrap_or(("", image));
         // The first part names a registry only if it looks like a host.
-        let (registry, path) = if !first.is_empty()
-            && (first.contains('.') || first.contains(':') || first == "localhost")
-        {
-            (first.to_string(), rest.to_string())
-        } else if first.is_empty() {
-            (DOCKER_HUB.to_string(), rest.to_string())
-        } else {
-            (DOCKER_HUB.to_string(), image.to_string())
-        };
+        let (registry, path) =
+            if !first.is_empty() && (first.contains('.') || first.contains(':') || first == "localhost") {
+                (first.to_string(), rest.to_string())
+            } else if first.is_empty() {
+                (DOCKER_HUB.to_string(), rest.to_string())
+            } else {
+                (DOCKER_HUB.to_string(), image.to_string())
+            };
         if let Some((_, digest)) = path.split_once('@') {
-            return Err(format!("image '{image}' should not include a digest; remove '@{digest}'"));
+            return Err(format!(
+                "image '{image}' should not include a digest; remove '@{digest}'"
+            ));
         }
         if let Some((_, tag)) = path.split_once(':') {
-            return Err(format!("image '{image}' should not include a tag; remove ':{tag}'"));
+            return Err(format!(
+                "image '{image}' should not include a tag; remove ':{tag}'"
+            ));
         }
         let valid_component = |c: &str| {
             !c.is_empty()
-                && c.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+                && c.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
                 && c.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
                 && c.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric())
         };
         if path.is_empty() || !path.split('/').all(valid_component) {
             return Err(format!("could not parse reference: {image}"));
         }
-        let registry = if registry == "docker.io" { DOCKER_HUB.to_string() } else { registry };
+        let registry = if registry == "docker.io" {
+            DOCKER_HUB.to_string()
+        } else {
+            registry
+        };
         let repository = if registry == DOCKER_HUB && !path.contains('/') {
             format!("library/{path}")
         } else {

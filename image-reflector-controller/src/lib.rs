@@ -60,7 +60,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             rt.metrics.clone(),
             settings.clone(),
         )
-        .with_triggers(policy::repository_triggers(rt.client.clone(), settings.namespace.clone())),
+        .with_triggers(policy::repository_triggers(
+            rt.client.clone(),
+            settings.namespace.clone(),
+        )),
     );
     let shutdown = rt.shutdown().clone();
     let work = async move {

@@ -99,7 +99,10 @@ impl ImagePolicyReconciler {
                 ));
             }
             Err(e) => {
-                return Err(ReconcileError::transient(meta_reasons::FAILED, format!("{prefix}: {e}")));
+                return Err(ReconcileError::transient(
+                    meta_reasons::FAILED,
+                    format!("{prefix}: {e}"),
+                ));
             }
         };
         acl::check(
@@ -122,7 +125,10 @@ impl ImagePolicyReconciler {
 
     /// Step 3: the latest tag of the repository's stored tags by the rule; no tags yet is a wait.
     async fn select(&self, run: &mut Run<'_>) -> Result<(), ReconcileError> {
-        let repo = run.repository.as_ref().ok_or_else(|| missing_step("repository"))?;
+        let repo = run
+            .repository
+            .as_ref()
+            .ok_or_else(|| missing_step("repository"))?;
         let no_tags = || {
             ReconcileError::waiting(
                 meta_reasons::DEPENDENCY_NOT_READY,
@@ -156,13 +162,26 @@ impl ImagePolicyReconciler {
     /// image and tag; `Always`: every reconcile), and the new `latestRef`; the previous one moves
     /// to `observedPreviousRef` when it changes.
     async fn record(&self, run: &mut Run<'_>) -> Result<(), ReconcileError> {
-        let repo = run.repository.as_ref().ok_or_else(|| missing_step("repository"))?;
+        let repo = run
+            .repository
+            .as_ref()
+            .ok_or_else(|| missing_step("repository"))?;
         let name = repo.spec.image.clone();
         let previous = run.status.latest_ref.clone();
-        let digest = match run.obj.spec.digest_reflection_policy.as_deref().unwrap_or("Never") {
+        let digest = match run
+            .obj
+            .spec
+            .digest_reflection_policy
+            .as_deref()
+            .unwrap_or("Never")
+        {
             "Always" => Some(self.digest(run.ctx.client.clone(), repo, &run.tag).await?),
             "IfNotPresent" => match previous.as_ref() {
-                Some(p) if p.name == name && p.tag == run.tag && p.digest.as_deref().is_some_and(|d| !d.is_empty()) => {
+                Some(p)
+                    if p.name == name
+                        && p.tag == run.tag
+                        && p.digest.as_deref().is_some_and(|d| !d.is_empty()) =>
+                {
                     p.digest.clone()
                 }
                 _ => Some(self.digest(run.ctx.client.clone(), repo, &run.tag).await?),
@@ -182,7 +201,12 @@ impl ImagePolicyReconciler {
     }
 
     /// The manifest digest of `image:tag`, reached with the repository's registry settings.
-    async fn digest(&self, client: Client, repo: &ImageRepository, tag: &str) -> Result<String, ReconcileError> {
+    async fn digest(
+        &self,
+        client: Client,
+        repo: &ImageRepository,
+        tag: &str,
+    ) -> Result<String, ReconcileError> {
         let spec = &repo.spec;
         let ns = repo.namespace().unwrap_or_default();
         let failed = |m: String| {
@@ -255,7 +279,11 @@ impl Reconciler for ImagePolicyReconciler {
         Ok(Success::new(meta_reasons::SUCCEEDED, ready_message(run.status)))
     }
 
-    async fn cleanup(&self, _obj: &ImagePolicy, _ctx: &ReconcileContext<ImagePolicy>) -> Result<(), ReconcileError> {
+    async fn cleanup(
+        &self,
+        _obj: &ImagePolicy,
+        _ctx: &ReconcileContext<ImagePolicy>,
+    ) -> Result<(), ReconcileError> {
         Ok(())
     }
 }
@@ -277,7 +305,8 @@ pub fn repository_triggers(client: Client, namespace: Option<String>) -> Trigger
                 let reference = &policy.spec.image_repository_ref;
                 let policy_ns = policy.namespace().unwrap_or_default();
                 reference.name == repo.name_any()
-                    && reference.namespace.as_deref().unwrap_or(&policy_ns) == repo.namespace().unwrap_or_default()
+                    && reference.namespace.as_deref().unwrap_or(&policy_ns)
+                        == repo.namespace().unwrap_or_default()
             },
         )
     })

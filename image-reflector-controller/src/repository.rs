@@ -126,7 +126,9 @@ impl ImageRepositoryReconciler {
         let interval = run.obj.interval();
         run.scan_reason = if status.last_scan_result.is_none() {
             Some("first scan")
-        } else if requested.is_some() && requested.map(String::as_str) != status.last_handled_reconcile_at.as_deref() {
+        } else if requested.is_some()
+            && requested.map(String::as_str) != status.last_handled_reconcile_at.as_deref()
+        {
             Some("reconcile requested")
         } else if status.canonical_image_name.as_deref() != Some(canonical.as_str()) {
             Some("new image name")
@@ -178,8 +180,11 @@ impl ImageRepositoryReconciler {
         run.ctx
             .progress(run.obj, run.status, &format!("scanning: {reason}"))
             .await;
-        let failed = |m: String| ReconcileError::transient(reasons::READ_OPERATION_FAILED, format!("scan failed: {m}"));
-        let timeout = timeout_of(run.obj.spec.timeout.as_deref(), run.obj.interval()).max(Duration::from_secs(1));
+        let failed = |m: String| {
+            ReconcileError::transient(reasons::READ_OPERATION_FAILED, format!("scan failed: {m}"))
+        };
+        let timeout =
+            timeout_of(run.obj.spec.timeout.as_deref(), run.obj.interval()).max(Duration::from_secs(1));
         let listed = tokio::time::timeout(timeout, registry.tags())
             .await
             .map_err(|_| failed(format!("timed out after {timeout:?} listing tags")))?
@@ -249,7 +254,11 @@ impl Reconciler for ImageRepositoryReconciler {
         ))
     }
 
-    async fn cleanup(&self, _obj: &ImageRepository, _ctx: &ReconcileContext<ImageRepository>) -> Result<(), ReconcileError> {
+    async fn cleanup(
+        &self,
+        _obj: &ImageRepository,
+        _ctx: &ReconcileContext<ImageRepository>,
+    ) -> Result<(), ReconcileError> {
         // Tags are kept by image name and may serve another ImageRepository of the same image.
         Ok(())
     }

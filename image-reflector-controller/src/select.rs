@@ -41,9 +41,9 @@ impl Rule {
     /// Compiles the policy and its tag filter.
     pub fn new(choice: &ImagePolicyChoice, filter: Option<&TagFilter>) -> Result<Self, InvalidPolicy> {
         let order = match (&choice.semver, &choice.alphabetical, &choice.numerical) {
-            (Some(semver), None, None) => Order::SemVer(
-                Constraints::parse(&semver.range).map_err(|e| InvalidPolicy(e.to_string()))?,
-            ),
+            (Some(semver), None, None) => {
+                Order::SemVer(Constraints::parse(&semver.range).map_err(|e| InvalidPolicy(e.to_string()))?)
+            }
             (None, Some(a), None) => Order::Alphabetical {
                 descending: descending(a.order.as_deref())?,
             },
@@ -101,7 +101,9 @@ impl Rule {
                         continue;
                     };
                     if constraints.matches(&v)
-                        && best.as_ref().is_none_or(|(b, _)| v.cmp_precedence(b) == Ordering::Greater)
+                        && best
+                            .as_ref()
+                            .is_none_or(|(b, _)| v.cmp_precedence(b) == Ordering::Greater)
                     {
                         best = Some((v, tag));
                     }
@@ -156,7 +158,15 @@ mod tests {
 
     #[test]
     fn semver_picks_the_highest_in_range() {
-        let t = tags(&["1.0.0", "1.2.0", "2.0.0-rc.1", "1.10.0", "latest", "1.2", "v1.9.0"]);
+        let t = tags(&[
+            "1.0.0",
+            "1.2.0",
+            "2.0.0-rc.1",
+            "1.10.0",
+            "latest",
+            "1.2",
+            "v1.9.0",
+        ]);
         let rule = Rule::new(&semver(">=1.0.0"), None).unwrap();
         assert_eq!(rule.latest(&t).unwrap(), "1.10.0");
         let rule = Rule::new(&semver(">=1.0.0-0"), None).unwrap();
@@ -185,10 +195,18 @@ mod tests {
             extract: Some("$ts".into()),
         };
         let rule = Rule::new(&choice, Some(&filter)).unwrap();
-        let t = tags(&["main-abc123-1700000100", "main-def456-1700000900", "dev-1-9999999999", "1.0.0"]);
+        let t = tags(&[
+            "main-abc123-1700000100",
+            "main-def456-1700000900",
+            "dev-1-9999999999",
+            "1.0.0",
+        ]);
         assert_eq!(rule.latest(&t).unwrap(), "main-def456-1700000900");
         let none = tags(&["dev-1"]);
-        assert_eq!(rule.latest(&none).unwrap_err(), "version list argument cannot be empty");
+        assert_eq!(
+            rule.latest(&none).unwrap_err(),
+            "version list argument cannot be empty"
+        );
     }
 
     #[test]
@@ -200,8 +218,14 @@ mod tests {
             ..Default::default()
         };
         let t = tags(&["RELEASE.2026-01-02", "RELEASE.2026-11-30", "RELEASE.2025-12-31"]);
-        assert_eq!(Rule::new(&alpha("asc"), None).unwrap().latest(&t).unwrap(), "RELEASE.2026-11-30");
-        assert_eq!(Rule::new(&alpha("desc"), None).unwrap().latest(&t).unwrap(), "RELEASE.2025-12-31");
+        assert_eq!(
+            Rule::new(&alpha("asc"), None).unwrap().latest(&t).unwrap(),
+            "RELEASE.2026-11-30"
+        );
+        assert_eq!(
+            Rule::new(&alpha("desc"), None).unwrap().latest(&t).unwrap(),
+            "RELEASE.2025-12-31"
+        );
         let num = ImagePolicyChoice {
             numerical: Some(OrderPolicy::default()),
             ..Default::default()

@@ -73,7 +73,9 @@ fn pick_semver_tag(tags: &[String], range: &str, filter: Option<&str>) -> Result
         .map(regex::Regex::new)
         .transpose()
         .map_err(|e| format!("invalid semverFilter: {e}"))?;
-    let candidates = tags.iter().filter(|t| filter.as_ref().is_none_or(|f| f.is_match(t)));
+    let candidates = tags
+        .iter()
+        .filter(|t| filter.as_ref().is_none_or(|f| f.is_match(t)));
     constraints
         .highest(candidates, |t| t.as_str())
         .cloned()

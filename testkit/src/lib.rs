@@ -141,7 +141,8 @@ pub async fn start_controllers(client: &Client, namespace: &str) -> Controllers 
     ));
     tokio::spawn(Arc::new(helm_releases).run(stop.clone()));
     let tags_dir = tempfile::tempdir().expect("tag storage");
-    let tags = Arc::new(image_reflector_controller::tags::TagStore::new(tags_dir.path()).expect("tag storage"));
+    let tags =
+        Arc::new(image_reflector_controller::tags::TagStore::new(tags_dir.path()).expect("tag storage"));
     let image_repositories = KindController::new(
         image_reflector_controller::repository::ImageRepositoryReconciler::new(tags.clone()),
         client.clone(),
@@ -189,16 +190,27 @@ pub async fn start_controllers(client: &Client, namespace: &str) -> Controllers 
 ///
 /// # Panics
 /// When the apiserver refuses the objects.
-pub async fn git_source(client: &Client, namespace: &str, name: &str, repo: &driftless_runtime::testing::GitRepo, interval: &str) {
+pub async fn git_source(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    repo: &driftless_runtime::testing::GitRepo,
+    interval: &str,
+) {
     use k8s_openapi::api::core::v1::Secret;
     use kube::api::{Api, PostParams};
-    let env = |key: &str| std::env::var(key).unwrap_or_else(|_| panic!("{key} is unset: source target/testenv/env.sh"));
+    let env = |key: &str| {
+        std::env::var(key).unwrap_or_else(|_| panic!("{key} is unset: source target/testenv/env.sh"))
+    };
     let secrets = Api::<Secret>::namespaced(client.clone(), namespace);
     if secrets.get_opt("git-auth").await.expect("read secret").is_none() {
         let auth: Secret = serde_json::from_value(serde_json::json!({"metadata": {"name": "git-auth"},
             "stringData": {"username": env("GIT_HTTP_USER"), "password": env("GIT_HTTP_PASSWORD")}}))
         .expect("secret");
-        secrets.create(&PostParams::default(), &auth).await.expect("secret created");
+        secrets
+            .create(&PostParams::default(), &auth)
+            .await
+            .expect("secret created");
     }
     let source: driftless_api::source::GitRepository = serde_json::from_value(serde_json::json!({
         "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository",
@@ -211,4 +223,3 @@ pub async fn git_source(client: &Client, namespace: &str, name: &str, repo: &dri
         .await
         .expect("GitRepository created");
 }
-

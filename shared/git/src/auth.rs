@@ -94,8 +94,7 @@ pub fn from_secret(
     secret: &str,
     data: &BTreeMap<String, Vec<u8>>,
 ) -> Result<GitCredentials, AuthError> {
-    let tls = tls_material(data)
-        .ok_or_else(|| AuthError::ClientCertIncomplete(secret.to_string()))?;
+    let tls = tls_material(data).ok_or_else(|| AuthError::ClientCertIncomplete(secret.to_string()))?;
     let auth = if url.starts_with("ssh://") {
         let identity = secret_text(data, "identity").ok_or(AuthError::MissingKey {
             secret: secret.to_string(),

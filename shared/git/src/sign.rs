@@ -33,8 +33,9 @@ impl SigningKey {
     pub fn from_secret(kind: &str, secret: &str, data: &BTreeMap<String, Vec<u8>>) -> Result<Self, String> {
         match kind {
             "" | "gpg" => {
-                let armored = secret_text(data, "git.asc")
-                    .ok_or_else(|| format!("signing key secret '{secret}' does not contain a 'git.asc' key"))?;
+                let armored = secret_text(data, "git.asc").ok_or_else(|| {
+                    format!("signing key secret '{secret}' does not contain a 'git.asc' key")
+                })?;
                 let (key, _) = SignedSecretKey::from_string(&armored)
                     .map_err(|e| format!("signing key secret '{secret}': unreadable OpenPGP key: {e}"))?;
                 let passphrase = secret_text(data, "passphrase");
@@ -48,8 +49,9 @@ impl SigningKey {
                 Ok(SigningKey::Pgp(Box::new(key), password))
             }
             "ssh" => {
-                let identity = secret_text(data, "identity")
-                    .ok_or_else(|| format!("signing key secret '{secret}' does not contain an 'identity' key"))?;
+                let identity = secret_text(data, "identity").ok_or_else(|| {
+                    format!("signing key secret '{secret}' does not contain an 'identity' key")
+                })?;
                 let mut key = PrivateKey::from_openssh(format!("{identity}\n"))
                     .map_err(|e| format!("signing key secret '{secret}': unreadable SSH key: {e}"))?;
                 if key.is_encrypted() {
@@ -58,9 +60,9 @@ impl SigningKey {
                             "can not use passphrase protected signing key without 'password' field present in secret {secret}"
                         )
                     })?;
-                    key = key
-                        .decrypt(password.as_bytes())
-                        .map_err(|e| format!("signing key secret '{secret}': cannot decrypt the SSH key: {e}"))?;
+                    key = key.decrypt(password.as_bytes()).map_err(|e| {
+                        format!("signing key secret '{secret}': cannot decrypt the SSH key: {e}")
+                    })?;
                 }
                 Ok(SigningKey::Ssh(Box::new(key)))
             }
@@ -72,9 +74,14 @@ impl SigningKey {
     pub fn sign(&self, data: &[u8]) -> Result<String, String> {
         match self {
             SigningKey::Pgp(key, password) => {
-                let signature =
-                    DetachedSignature::sign_binary_data(OsRng, &key.primary_key, password, HashAlgorithm::Sha256, data)
-                        .map_err(|e| format!("signing the commit: {e}"))?;
+                let signature = DetachedSignature::sign_binary_data(
+                    OsRng,
+                    &key.primary_key,
+                    password,
+                    HashAlgorithm::Sha256,
+                    data,
+                )
+                .map_err(|e| format!("signing the commit: {e}"))?;
                 signature
                     .to_armored_string(Default::default())
                     .map_err(|e| format!("signing the commit: {e}"))

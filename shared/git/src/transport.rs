@@ -453,7 +453,8 @@ pub fn commit_all(
     let oid = match signing {
         Some(key) => {
             let armored = key.sign(content.as_bytes()).map_err(GitError)?;
-            repo.commit_signed(content, armored.trim_end(), Some("gpgsig")).map_err(git)?
+            repo.commit_signed(content, armored.trim_end(), Some("gpgsig"))
+                .map_err(git)?
         }
         None => repo
             .commit(None, &signature, &signature, message, &tree, &parents)
@@ -478,7 +479,12 @@ pub enum PushError {
 
 /// Pushes `refspecs` (`[+]<local ref>:<remote ref>`) of the repository at `dir` to `remote`,
 /// with git push options `options` (`key=value`).
-pub fn push(remote: &Remote<'_>, dir: &Path, refspecs: &[String], options: &[String]) -> Result<(), PushError> {
+pub fn push(
+    remote: &Remote<'_>,
+    dir: &Path,
+    refspecs: &[String],
+    options: &[String],
+) -> Result<(), PushError> {
     let failure = Cell::new(None);
     let rejected = std::cell::RefCell::new(Vec::new());
     let repo = Repository::open(dir).map_err(|e| PushError::Failed(GitError(e.message().to_string())))?;
@@ -509,13 +515,18 @@ pub fn push(remote: &Remote<'_>, dir: &Path, refspecs: &[String], options: &[Str
     drop(po);
     if let Err(e) = pushed {
         let reason = failure.take().unwrap_or_else(|| e.message().to_string());
-        let message = redact(remote.url, &format!("failed to push to '{}': {reason}", remote.url));
+        let message = redact(
+            remote.url,
+            &format!("failed to push to '{}': {reason}", remote.url),
+        );
         // A non-fast-forward is reported as an error by some transports.
-        return Err(if reason.contains("non-fast-forward") || reason.contains("rejected") {
-            PushError::Rejected(message)
-        } else {
-            PushError::Failed(GitError(message))
-        });
+        return Err(
+            if reason.contains("non-fast-forward") || reason.contains("rejected") {
+                PushError::Rejected(message)
+            } else {
+                PushError::Failed(GitError(message))
+            },
+        );
     }
     let rejected = rejected.into_inner();
     if !rejected.is_empty() {

@@ -80,7 +80,6 @@ pub fn proxy_from_secret(secret: &str, data: &BTreeMap<String, Vec<u8>>) -> Resu
     Ok(proxy)
 }
 
-
 /// A failure by whose move it is, the rule every controller follows: the spec or the content
 /// of a referenced Secret is wrong (a missing key, a malformed value) → stalled; a referenced
 /// object is not there yet → waited for; the apiserver or a remote failed → retried.
@@ -153,4 +152,3 @@ pub async fn secret_data(
         ))),
     }
 }
-

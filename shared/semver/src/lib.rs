@@ -22,7 +22,11 @@ pub fn parse_version(text: &str) -> Option<Version> {
     let split = text.find(['-', '+']).unwrap_or(text.len());
     let (core, rest) = text.split_at(split);
     let parts: Vec<&str> = core.split('.').collect();
-    if parts.len() > 3 || parts.iter().any(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit())) {
+    if parts.len() > 3
+        || parts
+            .iter()
+            .any(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()))
+    {
         return None;
     }
     let mut numbers = [0u64; 3];
@@ -134,9 +138,7 @@ fn tokens(alternative: &str) -> Vec<String> {
 }
 
 fn comparator(token: &str) -> Option<Comparator> {
-    let split = token
-        .find(|c: char| !"<>=!~^".contains(c))
-        .unwrap_or(token.len());
+    let split = token.find(|c: char| !"<>=!~^".contains(c)).unwrap_or(token.len());
     let (op, version) = token.split_at(split);
     let op = match op {
         "" | "=" => Op::Equal,
@@ -202,7 +204,11 @@ impl Constraints {
 
     /// The item whose version (`version_of`, read leniently) is the highest that satisfies the
     /// constraint; of equal versions, the last.
-    pub fn highest<T>(&self, items: impl IntoIterator<Item = T>, version_of: impl Fn(&T) -> &str) -> Option<T> {
+    pub fn highest<T>(
+        &self,
+        items: impl IntoIterator<Item = T>,
+        version_of: impl Fn(&T) -> &str,
+    ) -> Option<T> {
         items
             .into_iter()
             .filter_map(|item| parse_version(version_of(&item)).map(|v| (v, item)))
@@ -281,7 +287,10 @@ mod tests {
     fn versions_are_read_leniently() {
         assert_eq!(parse_version("v1").unwrap(), Version::new(1, 0, 0));
         assert_eq!(parse_version("1.2").unwrap(), Version::new(1, 2, 0));
-        assert_eq!(parse_version("1.2.3-rc.1+b5").unwrap().to_string(), "1.2.3-rc.1+b5");
+        assert_eq!(
+            parse_version("1.2.3-rc.1+b5").unwrap().to_string(),
+            "1.2.3-rc.1+b5"
+        );
         for bad in ["", "latest", "1.2.3.4", "1..2", "1.2.3-", "abc-1.0.0"] {
             assert!(parse_version(bad).is_none(), "{bad}");
         }
