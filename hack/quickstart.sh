@@ -11,7 +11,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 Q=$root/target/quickstart
-CONTROLLERS="source-controller kustomize-controller helm-controller notification-controller image-automation-controller"
+CONTROLLERS="source-controller kustomize-controller helm-controller notification-controller image-reflector-controller image-automation-controller"
 
 say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
@@ -55,6 +55,9 @@ for c in $CONTROLLERS; do
   extra=()
   if [ "$c" = source-controller ]; then
     extra=(--storage-path="$Q/storage" --storage-addr=127.0.0.1:19090 --storage-adv-addr=127.0.0.1:19090)
+  fi
+  if [ "$c" = image-reflector-controller ]; then
+    extra=(--storage-path="$Q/image-tags")
   fi
   if [ "$c" = notification-controller ]; then
     extra=(--events-addr=127.0.0.1:19190 --receiverAddr=127.0.0.1:19292)

@@ -343,6 +343,11 @@ pub enum CreateCommand {
     Alert(CreateAlert),
     /// A Receiver (a webhook that makes resources reconcile).
     Receiver(CreateReceiver),
+    /// Image automation: ImageRepository, ImagePolicy, ImageUpdateAutomation.
+    Image {
+        #[command(subcommand)]
+        what: CreateImage,
+    },
     /// Secrets.
     Secret {
         #[command(subcommand)]
@@ -419,6 +424,103 @@ pub struct CreateSourceChart {
     /// (OCI HelmRepositories).
     #[arg(long)]
     pub verify_secret_ref: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub enum CreateImage {
+    /// An ImageRepository (tags of an image are scanned).
+    Repository(CreateImageRepository),
+    /// An ImagePolicy (how the latest tag is chosen).
+    Policy(CreateImagePolicy),
+    /// An ImageUpdateAutomation (latest images committed to Git).
+    Update(CreateImageUpdate),
+}
+
+#[derive(Args)]
+pub struct CreateImageRepository {
+    #[command(flatten)]
+    pub common: CreateCommon,
+    /// The image repository, e.g. `ghcr.io/org/app` (no tag).
+    #[arg(long)]
+    pub image: String,
+    /// docker-registry Secret with the registry credentials.
+    #[arg(long)]
+    pub secret_ref: Option<String>,
+    /// Secret with `ca.crt`, `tls.crt` and `tls.key`.
+    #[arg(long)]
+    pub cert_secret_ref: Option<String>,
+    /// Timeout of a scan (default: the interval).
+    #[arg(long)]
+    pub scan_timeout: Option<String>,
+    /// Plain-HTTP registry.
+    #[arg(long)]
+    pub insecure: bool,
+    /// Regexes of tags to leave out (default `^.*\.sig$`; repeatable).
+    #[arg(long, value_delimiter = ',')]
+    pub exclusion_list: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct CreateImagePolicy {
+    #[command(flatten)]
+    pub common: CreateCommon,
+    /// The ImageRepository whose tags are considered (`name` or `namespace/name`).
+    #[arg(long)]
+    pub image_ref: String,
+    /// Semver range; the highest match wins.
+    #[arg(long, group = "select")]
+    pub select_semver: Option<String>,
+    /// Numerical order: `asc` picks the highest, `desc` the lowest.
+    #[arg(long, group = "select", value_parser = ["asc", "desc"])]
+    pub select_numeric: Option<String>,
+    /// Alphabetical order: `asc` picks the last, `desc` the first.
+    #[arg(long, group = "select", value_parser = ["asc", "desc"])]
+    pub select_alpha: Option<String>,
+    /// Regex tags must match.
+    #[arg(long)]
+    pub filter_regex: Option<String>,
+    /// What to order of a matching tag, e.g. `$ts` from a `(?P<ts>…)` group.
+    #[arg(long)]
+    pub filter_extract: Option<String>,
+    /// Reflect the digest of the chosen tag: Never, IfNotPresent or Always.
+    #[arg(long, value_parser = ["Never", "IfNotPresent", "Always"])]
+    pub reflect_digest: Option<String>,
+}
+
+#[derive(Args)]
+pub struct CreateImageUpdate {
+    #[command(flatten)]
+    pub common: CreateCommon,
+    /// The GitRepository to update.
+    #[arg(long)]
+    pub git_repo_ref: String,
+    /// Namespace of the GitRepository (default: the automation's).
+    #[arg(long)]
+    pub git_repo_namespace: Option<String>,
+    /// Directory to update, relative to the repository root.
+    #[arg(long, default_value = "./")]
+    pub git_repo_path: String,
+    /// Branch to check out (default: the GitRepository's ref).
+    #[arg(long)]
+    pub checkout_branch: Option<String>,
+    /// Branch to push to (default: the checkout branch).
+    #[arg(long)]
+    pub push_branch: Option<String>,
+    /// Commit author name.
+    #[arg(long, default_value = "Flux")]
+    pub author_name: String,
+    /// Commit author email.
+    #[arg(long)]
+    pub author_email: String,
+    /// Go template of the commit message.
+    #[arg(long)]
+    pub commit_template: Option<String>,
+    /// Secret with the commit signing key (`git.asc`, or `identity` with --signing-key-type ssh).
+    #[arg(long)]
+    pub signing_key_secret_ref: Option<String>,
+    /// Signing key type.
+    #[arg(long, value_parser = ["gpg", "ssh"])]
+    pub signing_key_type: Option<String>,
 }
 
 #[derive(Args)]

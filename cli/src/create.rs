@@ -678,3 +678,102 @@ pub async fn receiver(
     let object = object(kind, metadata(&args.common, namespace)?, spec);
     apply_or_export(cluster, kind, object, args.common.export).await
 }
+
+/// `create image repository`.
+pub async fn image_repository(
+    cluster: Option<&Cluster>,
+    namespace: &str,
+    args: &crate::args::CreateImageRepository,
+) -> anyhow::Result<()> {
+    let mut spec =
+        json!({"image": args.image, "interval": driftless_runtime::duration::format(args.common.interval)});
+    if let Some(secret) = &args.secret_ref {
+        spec["secretRef"] = json!({"name": secret});
+    }
+    if let Some(secret) = &args.cert_secret_ref {
+        spec["certSecretRef"] = json!({"name": secret});
+    }
+    if let Some(timeout) = &args.scan_timeout {
+        spec["timeout"] = json!(timeout);
+    }
+    if args.insecure {
+        spec["insecure"] = json!(true);
+    }
+    if !args.exclusion_list.is_empty() {
+        spec["exclusionList"] = json!(args.exclusion_list);
+    }
+    let kind = &kinds::IMAGE_REPOSITORY;
+    let object = object(kind, metadata(&args.common, namespace)?, spec);
+    apply_or_export(cluster, kind, object, args.common.export).await
+}
+
+/// `create image policy`.
+pub async fn image_policy(
+    cluster: Option<&Cluster>,
+    namespace: &str,
+    args: &crate::args::CreateImagePolicy,
+) -> anyhow::Result<()> {
+    let policy = match (&args.select_semver, &args.select_numeric, &args.select_alpha) {
+        (Some(range), None, None) => json!({"semver": {"range": range}}),
+        (None, Some(order), None) => json!({"numerical": {"order": order}}),
+        (None, None, Some(order)) => json!({"alphabetical": {"order": order}}),
+        _ => anyhow::bail!("one of --select-semver, --select-numeric or --select-alpha is required"),
+    };
+    let image_ref = match args.image_ref.split_once('/') {
+        Some((ns, name)) => json!({"name": name, "namespace": ns}),
+        None => json!({"name": args.image_ref}),
+    };
+    let mut spec = json!({"imageRepositoryRef": image_ref, "policy": policy});
+    if let Some(pattern) = &args.filter_regex {
+        spec["filterTags"] = json!({"pattern": pattern});
+        if let Some(extract) = &args.filter_extract {
+            spec["filterTags"]["extract"] = json!(extract);
+        }
+    }
+    if let Some(reflect) = &args.reflect_digest {
+        spec["digestReflectionPolicy"] = json!(reflect);
+        if reflect == "Always" {
+            spec["interval"] = json!(driftless_runtime::duration::format(args.common.interval));
+        }
+    }
+    let kind = &kinds::IMAGE_POLICY;
+    let object = object(kind, metadata(&args.common, namespace)?, spec);
+    apply_or_export(cluster, kind, object, args.common.export).await
+}
+
+/// `create image update`.
+pub async fn image_update(
+    cluster: Option<&Cluster>,
+    namespace: &str,
+    args: &crate::args::CreateImageUpdate,
+) -> anyhow::Result<()> {
+    let mut source = json!({"kind": "GitRepository", "name": args.git_repo_ref});
+    if let Some(ns) = &args.git_repo_namespace {
+        source["namespace"] = json!(ns);
+    }
+    let mut git = json!({"commit": {"author": {"name": args.author_name, "email": args.author_email}}});
+    if let Some(branch) = &args.checkout_branch {
+        git["checkout"] = json!({"ref": {"branch": branch}});
+    }
+    if let Some(branch) = &args.push_branch {
+        git["push"] = json!({"branch": branch});
+    }
+    if let Some(template) = &args.commit_template {
+        git["commit"]["messageTemplate"] = json!(template);
+    }
+    if let Some(secret) = &args.signing_key_secret_ref {
+        git["commit"]["signingKey"] = json!({"secretRef": {"name": secret}});
+        if let Some(kind) = &args.signing_key_type {
+            git["commit"]["signingKey"]["type"] = json!(kind);
+        }
+    }
+    let spec = json!({
+        "interval": driftless_runtime::duration::format(args.common.interval),
+        "sourceRef": source,
+        "git": git,
+        "update": {"strategy": "Setters", "path": args.git_repo_path},
+    });
+    let kind = &kinds::IMAGE_UPDATE;
+    let object = object(kind, metadata(&args.common, namespace)?, spec);
+    apply_or_export(cluster, kind, object, args.common.export).await
+}

@@ -18,7 +18,7 @@ use driftless_artifact::oci;
 use oci_client::secrets::RegistryAuth;
 
 use args::{
-    BootstrapCommand, BuildCommand, Cli, Command, CreateCommand, CreateSecret, CreateSource,
+    BootstrapCommand, BuildCommand, Cli, Command, CreateCommand, CreateImage, CreateSecret, CreateSource,
     KustomizeCommand, PushArtifact, PushCommand, TreeCommand,
 };
 use cluster::Cluster;
@@ -133,6 +133,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 CreateCommand::AlertProvider(a) => a.common.export,
                 CreateCommand::Alert(a) => a.common.export,
                 CreateCommand::Receiver(a) => a.common.export,
+                CreateCommand::Image {
+                    what: CreateImage::Repository(a),
+                } => a.common.export,
+                CreateCommand::Image {
+                    what: CreateImage::Policy(a),
+                } => a.common.export,
+                CreateCommand::Image {
+                    what: CreateImage::Update(a),
+                } => a.common.export,
                 CreateCommand::Secret {
                     what: CreateSecret::Git(a),
                 } => a.export,
@@ -164,6 +173,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 CreateCommand::AlertProvider(a) => create::alert_provider(cluster, ns, a).await?,
                 CreateCommand::Alert(a) => create::alert(cluster, ns, a).await?,
                 CreateCommand::Receiver(a) => create::receiver(cluster, ns, a).await?,
+                CreateCommand::Image {
+                    what: CreateImage::Repository(a),
+                } => create::image_repository(cluster, ns, a).await?,
+                CreateCommand::Image {
+                    what: CreateImage::Policy(a),
+                } => create::image_policy(cluster, ns, a).await?,
+                CreateCommand::Image {
+                    what: CreateImage::Update(a),
+                } => create::image_update(cluster, ns, a).await?,
                 CreateCommand::Secret {
                     what: CreateSecret::Git(a),
                 } => create::secret_git(cluster, ns, a).await?,

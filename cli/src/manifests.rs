@@ -16,7 +16,7 @@ pub const DEFAULT_COMPONENTS: &[&str] = &[
     "notification-controller",
 ];
 /// Controllers installed only when named in `--components-extra`.
-pub const EXTRA_COMPONENTS: &[&str] = &["image-automation-controller"];
+pub const EXTRA_COMPONENTS: &[&str] = &["image-reflector-controller", "image-automation-controller"];
 
 /// Where the images come from unless `--registry` says otherwise.
 pub const DEFAULT_REGISTRY: &str = "ghcr.io/driftless-gitops";
@@ -102,6 +102,14 @@ const FILES: &[(&str, &str)] = &[
         include_str!("../../manifests/notification-controller/notification-controller.yaml"),
     ),
     (
+        "image-reflector-controller/kustomization.yaml",
+        include_str!("../../manifests/image-reflector-controller/kustomization.yaml"),
+    ),
+    (
+        "image-reflector-controller/image-reflector-controller.yaml",
+        include_str!("../../manifests/image-reflector-controller/image-reflector-controller.yaml"),
+    ),
+    (
         "image-automation-controller/kustomization.yaml",
         include_str!("../../manifests/image-automation-controller/kustomization.yaml"),
     ),
@@ -117,7 +125,7 @@ pub struct InstallOptions {
     /// Controllers to install.
     #[arg(long, value_delimiter = ',', default_values_t = DEFAULT_COMPONENTS.iter().map(|s| s.to_string()))]
     pub components: Vec<String>,
-    /// Additional controllers to install (image-automation-controller).
+    /// Additional controllers to install (image-reflector-controller, image-automation-controller).
     #[arg(long, value_delimiter = ',')]
     pub components_extra: Vec<String>,
     /// Container registry the controller images are pulled from.
