@@ -278,7 +278,9 @@ alias.url += ( "/token-git" => "/usr/lib/git-core/git-http-backend" )
   setenv.add-environment = (
     "GIT_PROJECT_ROOT" => "$T/git/repos",
     "GIT_HTTP_EXPORT_ALL" => "",
-    "GIT_CONFIG_COUNT" => "1", "GIT_CONFIG_KEY_0" => "safe.directory", "GIT_CONFIG_VALUE_0" => "*"
+    "GIT_CONFIG_COUNT" => "2", "GIT_CONFIG_KEY_0" => "safe.directory", "GIT_CONFIG_VALUE_0" => "*",
+    # Pushes (image automation) also by bearer-token clients, which carry no REMOTE_USER.
+    "GIT_CONFIG_KEY_1" => "http.receivepack", "GIT_CONFIG_VALUE_1" => "true"
   )
 }
 \$HTTP["url"] =~ "^/token-git" {

@@ -507,3 +507,141 @@ async fn refused_credentials_keep_the_last_scan_and_refused_pushes_are_reported(
         "nothing was pushed"
     );
 }
+
+#[tokio::test]
+#[ignore = "needs the testenv (hack/test.sh)"]
+async fn automations_push_over_every_git_transport() {
+    let w = world("imgpush").await;
+    let registry = env("OCI_REGISTRY");
+    let image_repo = format!("svc-{:08x}", rand::random::<u32>());
+    let image = format!("{registry}/{image_repo}");
+    for tag in ["2.0.0", "2.1.0"] {
+        push(&registry, &image_repo, tag, &RegistryAuth::Anonymous).await;
+    }
+    w.create::<ImageRepository>(json!({
+        "apiVersion": "image.toolkit.fluxcd.io/v1", "kind": "ImageRepository",
+        "metadata": {"name": "svc"},
+        "spec": {"image": image, "interval": "10m", "insecure": true},
+    }))
+    .await;
+    w.create::<ImagePolicy>(json!({
+        "apiVersion": "image.toolkit.fluxcd.io/v1", "kind": "ImagePolicy",
+        "metadata": {"name": "svc"},
+        "spec": {"imageRepositoryRef": {"name": "svc"}, "policy": {"semver": {"range": "2.x"}}},
+    }))
+    .await;
+
+    let read = |var: &str| std::fs::read_to_string(env(var)).unwrap();
+    let basic = || {
+        BTreeMap::from([
+            ("username", env("GIT_HTTP_USER")),
+            ("password", env("GIT_HTTP_PASSWORD")),
+        ])
+    };
+    let mut mtls = basic();
+    mtls.extend([
+        ("ca.crt", read("SOURCES_CA_FILE")),
+        ("tls.crt", read("GIT_CLIENT_CERT")),
+        ("tls.key", read("GIT_CLIENT_KEY")),
+    ]);
+    w.secret(
+        "ssh",
+        BTreeMap::from([
+            ("identity", read("GIT_SSH_KEY")),
+            ("known_hosts", read("GIT_SSH_KNOWN_HOSTS")),
+        ]),
+    )
+    .await;
+    w.secret("mtls", mtls).await;
+    w.secret(
+        "token",
+        BTreeMap::from([("bearerToken", env("GIT_BEARER_TOKEN"))]),
+    )
+    .await;
+    w.secret("basic", basic()).await;
+    w.secret(
+        "proxy",
+        BTreeMap::from([
+            ("address", env("PROXY_ADDRESS")),
+            ("username", env("PROXY_USER")),
+            ("password", env("PROXY_PASSWORD")),
+        ]),
+    )
+    .await;
+
+    let transports: [(&str, fn(&GitRepo) -> String, &str, bool); 4] = [
+        ("ssh", GitRepo::ssh_url, "ssh", false),
+        (
+            "mtls",
+            |r| format!("{}/{}.git", env("GIT_MTLS_BASE"), r.name),
+            "mtls",
+            false,
+        ),
+        (
+            "bearer",
+            |r| format!("{}/{}.git", env("GIT_TOKEN_BASE"), r.name),
+            "token",
+            false,
+        ),
+        ("proxied", GitRepo::http_url, "basic", true),
+    ];
+    let mut repos = Vec::new();
+    for (name, url, secret, proxied) in transports {
+        let fleet = GitRepo::new(name);
+        fleet
+            .write(
+                "app.yaml",
+                &format!("image: {image}:2.0.0 # {{\"$imagepolicy\": \"{}:svc\"}}\n", w.ns),
+            )
+            .commit("initial");
+        let mut spec = json!({"url": url(&fleet), "interval": "10m", "ref": {"branch": "main"},
+                              "secretRef": {"name": secret}});
+        if proxied {
+            spec["proxySecretRef"] = json!({"name": "proxy"});
+        }
+        w.create::<driftless_api::source::GitRepository>(json!({
+            "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository",
+            "metadata": {"name": name}, "spec": spec,
+        }))
+        .await;
+        w.create::<ImageUpdateAutomation>(json!({
+            "apiVersion": "image.toolkit.fluxcd.io/v1", "kind": "ImageUpdateAutomation",
+            "metadata": {"name": name},
+            "spec": {
+                "interval": "10m",
+                "sourceRef": {"kind": "GitRepository", "name": name},
+                "git": {"commit": {"author": {"name": "bot", "email": "bot@example.com"}}},
+                "update": {"strategy": "Setters"},
+            },
+        }))
+        .await;
+        repos.push((name, fleet));
+    }
+    let automations = w.api::<ImageUpdateAutomation>();
+    for (name, fleet) in &repos {
+        let done = testing::wait_for(&automations, name, T, |a: &ImageUpdateAutomation| {
+            a.status
+                .as_ref()
+                .and_then(|s| s.last_push_commit.as_deref())
+                .is_some()
+                || ready(a.status.as_ref()).is_some_and(|(s, _, _)| s == "False")
+        })
+        .await;
+        assert_eq!(
+            done.status.as_ref().and_then(|s| s.last_push_commit.clone()),
+            Some(fleet.remote_head()),
+            "{name}: {:?}",
+            ready(done.status.as_ref())
+        );
+        assert!(
+            fleet.remote_file("app.yaml").unwrap().contains(":2.1.0 #"),
+            "{name}"
+        );
+    }
+    let log = std::fs::read_to_string(env("PROXY_LOG")).unwrap();
+    let proxied = &repos[3].1.name;
+    assert!(
+        log.contains(&format!("{proxied}.git/git-receive-pack")),
+        "the push went through the proxy"
+    );
+}
