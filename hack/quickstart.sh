@@ -146,6 +146,37 @@ echo "  podinfo-production applied main@sha1:$commit"
 $KUBECTL -n podinfo-production get deployment podinfo
 driftless get kustomizations
 
+say "Image automation: a new podinfo release is pushed; staging follows it through a commit"
+# The local registry stands in for ghcr.io: its podinfo repository gets the tags.
+for tag in 6.7.0 6.7.1; do
+  mkdir -p "$Q/image" && echo "$tag" >"$Q/image/version"
+  driftless push artifact "oci://$OCI_REGISTRY/podinfo:$tag" --path "$Q/image" --source quickstart \
+    --revision "$tag" --insecure-registry >/dev/null
+done
+driftless create image repository podinfo --image "$OCI_REGISTRY/podinfo" --insecure --interval 10s
+driftless create image policy podinfo --image-ref podinfo --select-semver '>=6.0.0'
+driftless create image update flux-system --git-repo-ref flux-system --git-repo-path ./apps \
+  --checkout-branch main --push-branch main --author-name "Image Automation" \
+  --author-email automation@example.com --interval 10s \
+  --commit-template 'Roll {{ range .Changed.Changes }}{{ .OldValue }} -> {{ .NewValue }} {{ end }}'
+for _ in $(seq 1 120); do
+  pushed=$($KUBECTL -n flux-system get imageupdateautomation flux-system -o jsonpath='{.status.lastPushCommit}')
+  [ -n "$pushed" ] && break
+  sleep 1
+done
+[ -n "$pushed" ] || { echo "image automation pushed nothing in 2 minutes"; exit 1; }
+echo "  image-automation-controller pushed $pushed:"
+git --git-dir "$GIT_REPOS_DIR/fleet.git" log -1 --format='    %an: %s' "$pushed"
+driftless reconcile source git flux-system >/dev/null
+for _ in $(seq 1 120); do
+  image=$($KUBECTL -n podinfo-staging get deployment podinfo -o jsonpath='{.spec.template.spec.containers[0].image}')
+  [ "$image" = ghcr.io/stefanprodan/podinfo:6.7.1 ] && break
+  sleep 1
+done
+[ "$image" = ghcr.io/stefanprodan/podinfo:6.7.1 ] || { echo "staging did not roll to 6.7.1 in 2 minutes"; exit 1; }
+echo "  podinfo-staging runs $image"
+driftless get images all
+
 cat <<EOF2
 
 Try more (after: . target/testenv/env.sh; the CLI is target/debug/driftless):

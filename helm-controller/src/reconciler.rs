@@ -325,12 +325,13 @@ impl HelmReleaseReconciler {
             ));
         };
         let own = run.hr.namespace().unwrap_or_default();
-        if self.settings.no_cross_namespace_refs && key.namespace != own {
-            return Err(ReconcileError::stalled(
-                reasons::ACCESS_DENIED,
-                format!("cannot access {key}, cross-namespace references have been disabled"),
-            ));
-        }
+        driftless_runtime::acl::check_cross_namespace(
+            self.settings.no_cross_namespace_refs,
+            &own,
+            &key.kind,
+            &key.namespace,
+            &key.name,
+        )?;
         if run.hr.spec.chart.is_none()
             && let Some(previous) = run.status.helm_chart.take()
         {

@@ -37,7 +37,6 @@ use std::{
 
 /// Condition reasons of ImageUpdateAutomations (Flux's).
 pub mod reasons {
-    pub const ACCESS_DENIED: &str = "AccessDenied";
     pub const INVALID_SOURCE_CONFIGURATION: &str = "InvalidSourceConfiguration";
     pub const GIT_OPERATION_FAILED: &str = "GitOperationFailed";
     pub const UPDATE_FAILED: &str = "UpdateFailed";
@@ -58,7 +57,10 @@ const PUSH_ATTEMPTS: usize = 3;
 
 /// Reconciles ImageUpdateAutomations: steps 1–5 of [`Reconciler::apply`].
 #[derive(Default)]
-pub struct ImageUpdateAutomationReconciler;
+pub struct ImageUpdateAutomationReconciler {
+    /// `--no-cross-namespace-refs`.
+    pub no_cross_namespace_refs: bool,
+}
 
 /// Where the automation reads and writes.
 #[derive(Clone)]
@@ -78,6 +80,8 @@ struct Run<'a> {
     status: &'a mut ImageUpdateAutomationStatus,
     ctx: &'a ReconcileContext<ImageUpdateAutomation>,
     template: Option<message::MessageTemplate>,
+    /// Step 1: `policySelector`, parsed.
+    selector: Option<kube::core::Selector>,
     target: Option<Target>,
     signing: Option<SigningKey>,
     setters: Setters,
@@ -117,12 +121,13 @@ impl ImageUpdateAutomationReconciler {
             }
         }
         if let Some(selector) = &spec.policy_selector {
-            kube::core::Selector::try_from(selector.clone()).map_err(|e| {
+            let parsed = kube::core::Selector::try_from(selector.clone()).map_err(|e| {
                 ReconcileError::stalled(
                     reasons::INVALID_POLICY_SELECTOR,
                     format!("failed to parse policy selector: {e}"),
                 )
             })?;
+            run.selector = Some(parsed);
         }
         let source = spec
             .git
@@ -153,6 +158,13 @@ impl ImageUpdateAutomationReconciler {
             ReconcileError::stalled(reasons::INVALID_SOURCE_CONFIGURATION, "no git spec provided")
         })?;
         let source_ns = spec.source_ref.namespace.clone().unwrap_or_else(|| ns.clone());
+        driftless_runtime::acl::check_cross_namespace(
+            self.no_cross_namespace_refs,
+            &ns,
+            "GitRepository",
+            &source_ns,
+            &spec.source_ref.name,
+        )?;
         let api: Api<GitRepository> = Api::namespaced(run.ctx.client.clone(), &source_ns);
         let failed = |m: String| format!("failed configuring source manager: {m}");
         let repo = match api.get_opt(&spec.source_ref.name).await {
@@ -224,7 +236,11 @@ impl ImageUpdateAutomationReconciler {
                 SigningKey::from_secret(&kind, &secret, &data)
             })
             .await
-            .map_err(|e| ReconcileError::stalled(reasons::GIT_OPERATION_FAILED, e.to_string()))?;
+            .map_err(|e| match e {
+                // The Secret's content is wrong: the user fixes it.
+                Blocking::Failed(m) => ReconcileError::stalled(reasons::GIT_OPERATION_FAILED, m),
+                other => ReconcileError::transient(reasons::GIT_OPERATION_FAILED, other.to_string()),
+            })?;
             run.signing = Some(key);
         }
         run.target = Some(Target {
@@ -256,14 +272,8 @@ impl ImageUpdateAutomationReconciler {
         let ns = run.obj.namespace().unwrap_or_default();
         let api: Api<ImagePolicy> = Api::namespaced(run.ctx.client.clone(), &ns);
         let mut params = ListParams::default();
-        if let Some(selector) = &run.obj.spec.policy_selector {
-            let selector = kube::core::Selector::try_from(selector.clone()).map_err(|e| {
-                ReconcileError::stalled(
-                    reasons::INVALID_POLICY_SELECTOR,
-                    format!("failed to parse policy selector: {e}"),
-                )
-            })?;
-            params = params.labels_from(&selector);
+        if let Some(selector) = &run.selector {
+            params = params.labels_from(selector);
         }
         let policies = api.list(&params).await.map_err(|e| {
             ReconcileError::transient(meta_reasons::FAILED, format!("failed to list ImagePolicies: {e}"))
@@ -291,7 +301,7 @@ impl ImageUpdateAutomationReconciler {
             return Ok(false);
         }
         let t = target.clone();
-        let resolved = blocking(t.timeout, move || resolve(&t))
+        let resolved = blocking(t.timeout, move || resolve(&t, Instant::now() + t.timeout))
             .await
             .map_err(|e| git_failed("failed to checkout source", e))?;
         Ok(resolved.0.revision == last)
@@ -328,101 +338,21 @@ impl ImageUpdateAutomationReconciler {
             .message_template_values
             .clone()
             .unwrap_or_default();
-        let automation = (ns, run.obj.name_any());
-        let setters = run.setters.clone();
-        let signing = run.signing.take();
-        let outcome = blocking(
-            target.timeout * u32::try_from(PUSH_ATTEMPTS).unwrap_or(1),
-            move || {
-                let mut last_rejection = String::new();
-                for _ in 0..PUSH_ATTEMPTS {
-                    let dir = tempfile::tempdir().map_err(|e| UpdateError::Git(e.to_string()))?;
-                    let (resolved, base, switching) = resolve(&target).map_err(UpdateError::Git)?;
-                    let deadline = Instant::now() + target.timeout;
-                    let remote = git::Remote {
-                        url: &target.url,
-                        creds: &target.creds,
-                        deadline,
-                    };
-                    let base_target = Resolved {
-                        commit: base.clone(),
-                        refspec: if switching.is_some() {
-                            format!("+refs/heads/{0}:refs/remotes/origin/{0}", target.push_branch)
-                        } else {
-                            resolved.refspec.clone()
-                        },
-                        depth: if switching.is_some() { 1 } else { resolved.depth },
-                        ..resolved.clone()
-                    };
-                    git::checkout(&remote, &base_target, dir.path(), &[], false)
-                        .map_err(|e| UpdateError::Git(e.0))?;
-                    let root = dir.path().join(&update_path);
-                    let (changes, _problems) = setters::update_tree(&root, &setters)
-                        .map_err(|e| UpdateError::Update(format!("failed to apply policies: {e}")))?;
-                    let observed_revision = resolved.revision.clone();
-                    if !repo_dirty(dir.path())? {
-                        return Ok(Outcome {
-                            pushed: None,
-                            revision: observed_revision,
-                        });
-                    }
-                    let message = template
-                        .render(&automation.0, &automation.1, &changes, &values)
-                        .map_err(UpdateError::Template)?;
-                    let author = git::Author {
-                        name: &author_name,
-                        email: &author_email,
-                    };
-                    let commit = git::commit_all(
-                        dir.path(),
-                        &target.push_branch,
-                        &message,
-                        &author,
-                        signing.as_ref(),
-                    )
-                    .map_err(|e| UpdateError::Git(e.0))?;
-                    let Some(commit) = commit else {
-                        return Ok(Outcome {
-                            pushed: None,
-                            revision: observed_revision,
-                        });
-                    };
-                    let force = if switching.is_some() { "+" } else { "" };
-                    let branch_ref = format!("refs/heads/{}", target.push_branch);
-                    let mut refspecs = vec![format!("{force}{branch_ref}:{branch_ref}")];
-                    if let Some(spec) = &target.refspec {
-                        refspecs.push(spec.replacen("HEAD:", &format!("{branch_ref}:"), 1));
-                    }
-                    let remote = git::Remote {
-                        url: &target.url,
-                        creds: &target.creds,
-                        deadline: Instant::now() + target.timeout,
-                    };
-                    match git::push(&remote, dir.path(), &refspecs, &target.push_options) {
-                        Ok(()) => {
-                            return Ok(Outcome {
-                                revision: format!("{}@sha1:{commit}", target.push_branch),
-                                pushed: Some(Pushed { commit, message }),
-                            });
-                        }
-                        Err(PushError::Rejected(why)) => {
-                            // Only a branch that moved is worth another try; a refusal of the same
-                            // tip (a protected branch, a hook) is final.
-                            let moved = resolve(&target).is_ok_and(|(_, tip, _)| tip != base);
-                            if !moved {
-                                return Err(UpdateError::Git(why));
-                            }
-                            last_rejection = why;
-                        }
-                        Err(PushError::Failed(e)) => return Err(UpdateError::Git(e.0)),
-                    }
-                }
-                Err(UpdateError::Git(format!(
-                    "{last_rejection} (the branch kept moving: gave up after {PUSH_ATTEMPTS} attempts)"
-                )))
-            },
-        )
-        .await;
+        let timeout = target.timeout * u32::try_from(PUSH_ATTEMPTS).unwrap_or(1);
+        let job = UpdateJob {
+            target,
+            update_path,
+            template,
+            automation: (ns, run.obj.name_any()),
+            values,
+            author_name,
+            author_email,
+            setters: run.setters.clone(),
+            signing: run.signing.take(),
+            // One deadline for the whole run, every attempt included, so nothing outlives it.
+            deadline: Instant::now() + timeout,
+        };
+        let outcome = blocking(timeout, move || job.run()).await;
         let outcome = outcome.map_err(|e| match e {
             Blocking::Failed(UpdateError::Template(t)) => t,
             Blocking::Failed(UpdateError::Update(m)) => ReconcileError::transient(reasons::UPDATE_FAILED, m),
@@ -465,6 +395,160 @@ struct Outcome {
     revision: String,
 }
 
+/// Everything step 5 needs, run off the async runtime.
+struct UpdateJob {
+    target: Target,
+    update_path: std::path::PathBuf,
+    template: message::MessageTemplate,
+    automation: (String, String),
+    values: BTreeMap<String, String>,
+    author_name: String,
+    author_email: String,
+    setters: Setters,
+    signing: Option<SigningKey>,
+    deadline: Instant,
+}
+
+/// How one attempt ended: done, or refused because the push branch moved meanwhile.
+enum Attempt {
+    Done(Outcome),
+    Moved(String),
+}
+
+impl UpdateJob {
+    fn run(&self) -> Result<Outcome, UpdateError> {
+        let mut last_rejection = String::new();
+        for _ in 0..PUSH_ATTEMPTS {
+            match self.attempt()? {
+                Attempt::Done(outcome) => return Ok(outcome),
+                Attempt::Moved(why) => last_rejection = why,
+            }
+        }
+        Err(UpdateError::Git(format!(
+            "{last_rejection} (the branch kept moving: gave up after {PUSH_ATTEMPTS} attempts)"
+        )))
+    }
+
+    fn remote(&self) -> git::Remote<'_> {
+        git::Remote {
+            url: &self.target.url,
+            creds: &self.target.creds,
+            deadline: self.deadline,
+        }
+    }
+
+    fn attempt(&self) -> Result<Attempt, UpdateError> {
+        let target = &self.target;
+        let dir = tempfile::tempdir().map_err(|e| UpdateError::Git(e.to_string()))?;
+        let (resolved, base, switching) = resolve(target, self.deadline).map_err(UpdateError::Git)?;
+        // An existing push branch is built on; otherwise the checkout commit is.
+        let base_target = if switching == Some(true) {
+            Resolved {
+                commit: base.clone(),
+                refspec: format!("+refs/heads/{0}:refs/remotes/origin/{0}", target.push_branch),
+                depth: 1,
+                ..resolved.clone()
+            }
+        } else {
+            resolved.clone()
+        };
+        git::checkout(&self.remote(), &base_target, dir.path(), &[], false)
+            .map_err(|e| UpdateError::Git(e.0))?;
+        let root = confined_root(dir.path(), &self.update_path)?;
+        let updated = setters::update_tree(&root, &self.setters)
+            .map_err(|e| UpdateError::Update(format!("failed to apply policies: {e}")))?;
+        if !updated.problems.is_empty() {
+            tracing::info!(files = ?updated.problems, "files that are not YAML were skipped");
+        }
+        // Flux records the checkout commit when the push goes to another branch.
+        let checked_out = resolved.revision.clone();
+        if updated.written == 0 {
+            return Ok(Attempt::Done(Outcome {
+                pushed: None,
+                revision: checked_out,
+            }));
+        }
+        let message = self
+            .template
+            .render(
+                &self.automation.0,
+                &self.automation.1,
+                &updated.changes,
+                &self.values,
+            )
+            .map_err(UpdateError::Template)?;
+        let author = git::Author {
+            name: &self.author_name,
+            email: &self.author_email,
+        };
+        let commit = git::commit_all(
+            dir.path(),
+            &target.push_branch,
+            &message,
+            &author,
+            self.signing.as_ref(),
+        )
+        .map_err(|e| UpdateError::Git(e.0))?;
+        let Some(commit) = commit else {
+            return Ok(Attempt::Done(Outcome {
+                pushed: None,
+                revision: checked_out,
+            }));
+        };
+        let branch_ref = format!("refs/heads/{}", target.push_branch);
+        let force = if switching.is_some() { "+" } else { "" };
+        let branch_spec = format!("{force}{branch_ref}:{branch_ref}");
+        match git::push(&self.remote(), dir.path(), &[branch_spec], &target.push_options) {
+            Ok(()) => {}
+            Err(PushError::Rejected(why)) => {
+                // Only a branch that moved is worth another try; a refusal of the same tip (a
+                // protected branch, a hook) is final.
+                let moved = resolve(target, self.deadline).is_ok_and(|(_, tip, _)| tip != base);
+                return if moved {
+                    Ok(Attempt::Moved(why))
+                } else {
+                    Err(UpdateError::Git(why))
+                };
+            }
+            Err(PushError::Failed(e)) => return Err(UpdateError::Git(e.0)),
+        }
+        if let Some(spec) = &target.refspec {
+            let spec = spec.replacen("HEAD:", &format!("{branch_ref}:"), 1);
+            git::push(&self.remote(), dir.path(), &[spec], &target.push_options)
+                .map_err(|e| UpdateError::Git(format!("pushed '{}', then: {e}", target.push_branch)))?;
+        }
+        let revision = if switching.is_some() {
+            checked_out
+        } else {
+            format!("{}@sha1:{commit}", target.push_branch)
+        };
+        Ok(Attempt::Done(Outcome {
+            revision,
+            pushed: Some(Pushed { commit, message }),
+        }))
+    }
+}
+
+/// `update.path` inside the checkout at `dir`, symlinks resolved: a path that leaves the
+/// checkout (through `..` or a committed symlink) is refused.
+fn confined_root(
+    dir: &std::path::Path,
+    update_path: &std::path::Path,
+) -> Result<std::path::PathBuf, UpdateError> {
+    let checkout = dir.canonicalize().map_err(|e| UpdateError::Git(e.to_string()))?;
+    let shown = update_path.display();
+    let root = checkout
+        .join(update_path)
+        .canonicalize()
+        .map_err(|e| UpdateError::Update(format!("failed to apply policies: update path '{shown}': {e}")))?;
+    if !root.starts_with(&checkout) {
+        return Err(UpdateError::Update(format!(
+            "failed to apply policies: update path '{shown}' leaves the repository"
+        )));
+    }
+    Ok(root)
+}
+
 fn git_failed(what: &str, e: Blocking<String>) -> ReconcileError {
     ReconcileError::transient(reasons::GIT_OPERATION_FAILED, format!("{what}: {e}"))
 }
@@ -472,11 +556,11 @@ fn git_failed(what: &str, e: Blocking<String>) -> ReconcileError {
 /// The checkout ref resolved on the remote, the commit to build on (the push branch's tip when
 /// it differs from the checkout branch and exists, else the checkout commit) and, when the push
 /// branch differs, whether it exists.
-fn resolve(target: &Target) -> Result<(Resolved, String, Option<bool>), String> {
+fn resolve(target: &Target, deadline: Instant) -> Result<(Resolved, String, Option<bool>), String> {
     let remote = git::Remote {
         url: &target.url,
         creds: &target.creds,
-        deadline: Instant::now() + target.timeout,
+        deadline,
     };
     let refs = git::list_remote(&remote).map_err(|e| e.0)?;
     let resolved = reference::resolve(Some(&target.checkout), &refs).map_err(|e| e.to_string())?;
@@ -496,15 +580,6 @@ fn resolve(target: &Target) -> Result<(Resolved, String, Option<bool>), String> 
             Ok((resolved, commit, Some(false)))
         }
     }
-}
-
-/// Whether the working tree differs from HEAD.
-fn repo_dirty(dir: &std::path::Path) -> Result<bool, UpdateError> {
-    let repo = git2::Repository::open(dir).map_err(|e| UpdateError::Git(e.message().to_string()))?;
-    let statuses = repo
-        .statuses(None)
-        .map_err(|e| UpdateError::Git(e.message().to_string()))?;
-    Ok(!statuses.is_empty())
 }
 
 impl Reconciler for ImageUpdateAutomationReconciler {
@@ -527,6 +602,7 @@ impl Reconciler for ImageUpdateAutomationReconciler {
             status,
             ctx,
             template: None,
+            selector: None,
             target: None,
             signing: None,
             setters: Setters::default(),

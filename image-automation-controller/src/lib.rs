@@ -35,11 +35,14 @@ pub struct Args {
 /// Runs the controller until SIGTERM.
 pub async fn run(args: Args) -> anyhow::Result<()> {
     driftless_git::transport::set_socket_timeouts(Duration::from_secs(10), GIT_SOCKET_TIMEOUT);
+    let no_cross_namespace_refs = args.common.no_cross_namespace_refs;
     let rt = Runtime::start(CONTROLLER_NAME, args.common).await?;
     let settings = rt.loop_settings(DEFAULT_CONCURRENCY);
     let automations = Arc::new(
         KindController::new(
-            automation::ImageUpdateAutomationReconciler,
+            automation::ImageUpdateAutomationReconciler {
+                no_cross_namespace_refs,
+            },
             rt.client.clone(),
             CONTROLLER_NAME,
             CONTROLLER_NAME,

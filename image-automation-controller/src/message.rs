@@ -9,14 +9,14 @@ use crate::{
 use driftless_runtime::reconcile::ReconcileError;
 use std::collections::BTreeMap;
 
-/// Fields Flux removed, with what to use instead.
+/// Fields Flux removed (the error Go gives for them), with what to use instead.
 const REMOVED_FIELDS: &[(&str, &str)] = &[
     (
-        "Updated",
+        "can't evaluate field Updated in type source.TemplateData",
         "template uses removed '.Updated' field. Please use '.Changed' instead.",
     ),
     (
-        "ImageResult",
+        "can't evaluate field ImageResult in type update.Result",
         "template uses removed '.Changed.ImageResult' field. Please use '.Changed.FileChanges' or '.Changed.Objects' instead.",
     ),
 ];
@@ -44,8 +44,8 @@ impl MessageTemplate {
         self.0
             .execute(&data(namespace, name, changes, values))
             .map_err(|e| {
-                for (field, message) in REMOVED_FIELDS {
-                    if e.0.contains(&format!("can't evaluate field {field} in type")) {
+                for (error, message) in REMOVED_FIELDS {
+                    if e.0.contains(error) {
                         return ReconcileError::stalled(
                             reasons::REMOVED_TEMPLATE_FIELD,
                             format!("{message} See: {TEMPLATE_DOCS}"),

@@ -61,11 +61,21 @@ pub struct Change {
 /// What an update changed: file (relative to the update path) → object → changes.
 pub type FileChanges = BTreeMap<String, BTreeMap<ObjectId, Vec<Change>>>;
 
+/// What [`update_tree`] did.
+#[derive(Debug, Default)]
+pub struct Updated {
+    /// The recorded changes (in documents that name their object).
+    pub changes: FileChanges,
+    /// Files rewritten.
+    pub written: usize,
+    /// Files skipped because they are not YAML (or not UTF-8).
+    pub problems: Vec<String>,
+}
+
 /// Updates the YAML files under `root` (`.yaml`, `.yml` and `Kustomization`, not following
-/// symlinks, `.git` skipped); returns the changes and the files that could not be read as YAML.
-pub fn update_tree(root: &Path, setters: &Setters) -> std::io::Result<(FileChanges, Vec<String>)> {
-    let mut changes = FileChanges::new();
-    let mut problems = Vec::new();
+/// symlinks, `.git` skipped).
+pub fn update_tree(root: &Path, setters: &Setters) -> std::io::Result<Updated> {
+    let mut updated = Updated::default();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
         let mut entries: Vec<PathBuf> = std::fs::read_dir(&dir)?
@@ -86,28 +96,32 @@ pub fn update_tree(root: &Path, setters: &Setters) -> std::io::Result<(FileChang
             if !meta.is_file() || !yaml {
                 continue;
             }
-            let content = std::fs::read_to_string(&path).unwrap_or_default();
             let rel = path
                 .strip_prefix(root)
                 .unwrap_or(&path)
                 .to_string_lossy()
                 .into_owned();
+            let Ok(content) = String::from_utf8(std::fs::read(&path)?) else {
+                updated.problems.push(rel);
+                continue;
+            };
             match update_file(&content, setters) {
-                Ok(Some((updated, file_changes))) => {
-                    std::fs::write(&path, updated)?;
+                Ok(Some((new_content, file_changes))) => {
+                    std::fs::write(&path, new_content)?;
+                    updated.written += 1;
                     if !file_changes.is_empty() {
-                        changes.insert(rel, file_changes);
+                        updated.changes.insert(rel, file_changes);
                     }
                 }
                 Ok(None) => {}
                 Err(e) => {
                     tracing::debug!(file = %rel, error = %e, "problem file: skipped");
-                    problems.push(rel);
+                    updated.problems.push(rel);
                 }
             }
         }
     }
-    Ok((changes, problems))
+    Ok(updated)
 }
 
 /// Applies the setters to one file: None when nothing changes; the error when it is not YAML.
@@ -125,6 +139,9 @@ pub fn update_file(
     let mut doc = 0usize;
     let mut doc_has_content = false;
     let mut pending: Option<String> = None;
+    // The indentation of a key whose value is a block scalar (`|`, `>`): deeper lines are its
+    // text, not YAML (a marker or a `---` in a patch string is left alone, as kyaml leaves it).
+    let mut block: Option<usize> = None;
     for line in content.split_inclusive('\n') {
         let (body, newline) = match line.strip_suffix('\n') {
             Some(b) => match b.strip_suffix('\r') {
@@ -133,6 +150,18 @@ pub fn update_file(
             },
             None => (line, ""),
         };
+        let indent = body.len() - body.trim_start().len();
+        if let Some(header) = block {
+            if body.trim().is_empty() || indent > header {
+                out.push_str(line);
+                continue;
+            }
+            block = None;
+        }
+        if body.starts_with('%') {
+            out.push_str(line);
+            continue;
+        }
         if body == "---" || body.starts_with("--- ") {
             if doc_has_content {
                 doc += 1;
@@ -154,6 +183,18 @@ pub fn update_file(
         }
         doc_has_content = true;
         let comment_at = comment_start(body);
+        if starts_block_scalar(&body[..comment_at.unwrap_or(body.len())]) {
+            // The text is indented deeper than its key, which sequence markers push right.
+            let mut key = indent;
+            while body[key..].starts_with("- ") {
+                key += 2;
+                key += body[key..].len() - body[key..].trim_start().len();
+            }
+            block = Some(key);
+            pending = None;
+            out.push_str(line);
+            continue;
+        }
         let setter = comment_at
             .and_then(|at| setter_of(&body[at..]))
             .filter(|s| setters.0.contains_key(s))
@@ -263,6 +304,17 @@ fn comment_start(line: &str) -> Option<usize> {
         i += 1;
     }
     None
+}
+
+/// Whether a line's value opens a block scalar (`key: |`, `- >-`, `key: |2`).
+fn starts_block_scalar(code: &str) -> bool {
+    let code = code.trim_end();
+    let value = match code.rsplit_once(": ") {
+        Some((_, v)) => v.trim(),
+        None => code.trim_start().trim_start_matches('-').trim(),
+    };
+    let mut chars = value.chars();
+    matches!(chars.next(), Some('|' | '>')) && chars.all(|c| matches!(c, '-' | '+') || c.is_ascii_digit())
 }
 
 /// The byte span of the scalar value on a line (`key: value`, `- value`, `- key: value`),
@@ -413,6 +465,25 @@ images:
         assert_eq!(changes[&deployment][0].old_value, "ghcr.io/org/podinfo:6.0.0");
         // The kustomization has no metadata.name: changed, not recorded (as Flux).
         assert_eq!(changes.len(), 1);
+    }
+
+    #[test]
+    fn block_scalars_are_text_not_markers() {
+        let src = r#"apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+patches:
+  - patch: |
+      - op: replace
+        path: /spec/image
+        value: old:1.0 # {"$imagepolicy": "flux-system:podinfo"}
+      ---
+    target: {kind: Deployment}
+images:
+  - name: podinfo
+    newTag: 6.0.0 # {"$imagepolicy": "flux-system:podinfo:tag"}
+"#;
+        let (out, _) = update_file(src, &setters()).unwrap().unwrap();
+        assert_eq!(out, src.replace("newTag: 6.0.0", "newTag: 6.1.0"));
     }
 
     #[test]

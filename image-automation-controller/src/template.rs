@@ -161,6 +161,11 @@ enum Operand {
     Sub(Box<Pipeline>),
 }
 
+/// Deepest nesting of blocks and parentheses a template may have.
+const MAX_DEPTH: usize = 100;
+/// Largest message a template may render (a commit message, not a document).
+const MAX_OUTPUT: usize = 1 << 20;
+
 const FUNCTIONS: &[&str] = &[
     "and",
     "or",
@@ -431,6 +436,7 @@ fn lex(text: &str) -> Result<Vec<Token>, String> {
 struct Parser<'a> {
     name: &'a str,
     pieces: std::iter::Peekable<std::vec::IntoIter<Piece>>,
+    depth: usize,
 }
 
 /// How a list of nodes ended.
@@ -459,7 +465,7 @@ impl Parser<'_> {
             declare = Some((name.clone(), *op == Token::Declare));
             tokens = rest;
         }
-        let (pipeline, used) = self.commands(tokens, line, text)?;
+        let (pipeline, used) = self.commands(tokens, line, text, 0)?;
         if used != tokens.len() {
             return Err(self.error(line, format!("unexpected {:?} in operand", tokens[used])));
         }
@@ -472,7 +478,11 @@ impl Parser<'_> {
         tokens: &[Token],
         line: usize,
         text: &str,
+        depth: usize,
     ) -> Result<(Pipeline, usize), TemplateError> {
+        if depth > MAX_DEPTH {
+            return Err(self.error(line, "too many nested parentheses"));
+        }
         let mut commands = vec![Vec::new()];
         let mut i = 0;
         while i < tokens.len() {
@@ -496,7 +506,7 @@ impl Parser<'_> {
                     Operand::Func(name.clone())
                 }
                 Token::LParen => {
-                    let (sub, used) = self.commands(&tokens[i + 1..], line, text)?;
+                    let (sub, used) = self.commands(&tokens[i + 1..], line, text, depth + 1)?;
                     if tokens.get(i + 1 + used) != Some(&Token::RParen) {
                         return Err(self.error(line, "unclosed left paren"));
                     }
@@ -525,6 +535,19 @@ impl Parser<'_> {
     }
 
     fn nodes(&mut self) -> Result<(Vec<Node>, End), TemplateError> {
+        self.depth += 1;
+        let result = self.nodes_at_depth();
+        self.depth -= 1;
+        result
+    }
+
+    fn nodes_at_depth(&mut self) -> Result<(Vec<Node>, End), TemplateError> {
+        if self.depth > MAX_DEPTH {
+            return Err(TemplateError(format!(
+                "template: {}: blocks nested deeper than {MAX_DEPTH}",
+                self.name
+            )));
+        }
         let mut nodes = Vec::new();
         while let Some(piece) = self.pieces.next() {
             let (action, line) = match piece {
@@ -603,7 +626,10 @@ impl Parser<'_> {
         match end {
             End::End => Ok(Vec::new()),
             End::Eof => Err(self.error(line, "unexpected EOF")),
-            End::Else(_, _) => {
+            End::Else(rest, else_line) => {
+                if !rest.is_empty() {
+                    return Err(self.error(else_line, format!("unexpected \"{rest}\" in else")));
+                }
                 let (otherwise, end) = self.nodes()?;
                 match end {
                     End::End => Ok(otherwise),
@@ -636,6 +662,7 @@ impl Template {
         let mut parser = Parser {
             name,
             pieces: pieces.into_iter().peekable(),
+            depth: 0,
         };
         let (nodes, end) = parser.nodes()?;
         match end {
@@ -696,6 +723,12 @@ impl Exec<'_> {
 
     fn nodes_inner(&mut self, nodes: &[Node], dot: &Value) -> Result<Flow, TemplateError> {
         for node in nodes {
+            if self.out.len() > MAX_OUTPUT {
+                return Err(TemplateError(format!(
+                    "template: {}: the message is larger than {MAX_OUTPUT} bytes",
+                    self.name
+                )));
+            }
             match node {
                 Node::Text(t) => self.out.push_str(t),
                 Node::Output(p) => {
@@ -1051,7 +1084,11 @@ fn call(name: &str, args: Vec<Value>) -> Result<Value, String> {
         }
         "repeat" => {
             need(2)?;
-            Value::Str(s(1).repeat(usize::try_from(int_arg(&args, 0)?).unwrap_or(0)))
+            let count = usize::try_from(int_arg(&args, 0)?).unwrap_or(0);
+            if count.saturating_mul(s(1).len()) > MAX_OUTPUT {
+                return Err(format!("repeat would make more than {MAX_OUTPUT} bytes"));
+            }
+            Value::Str(s(1).repeat(count))
         }
         "substr" => {
             need(3)?;
@@ -1098,7 +1135,11 @@ fn call(name: &str, args: Vec<Value>) -> Result<Value, String> {
         ),
         "indent" | "nindent" => {
             need(2)?;
-            let pad = " ".repeat(usize::try_from(int_arg(&args, 0)?).unwrap_or(0));
+            let pad = usize::try_from(int_arg(&args, 0)?).unwrap_or(0);
+            if pad > 1024 {
+                return Err(format!("{name} of {pad} columns"));
+            }
+            let pad = " ".repeat(pad);
             let text = s(1)
                 .lines()
                 .map(|l| format!("{pad}{l}"))
@@ -1300,6 +1341,10 @@ Objects:
         let e = render("{{ sha256sum .Values.env }}").unwrap_err().to_string();
         assert!(e.contains("function \"sha256sum\" not defined"), "{e}");
         assert!(render("{{ if true }}unclosed").is_err());
+        assert!(render("{{ with 1 }}a{{ else if 2 }}b{{ end }}").is_err());
+        let deep = render(&"{{ if 1 }}".repeat(500)).unwrap_err().to_string();
+        assert!(deep.contains("nested deeper"), "{deep}");
+        assert!(render(r#"{{ repeat 100000000 "ab" }}"#).is_err());
         assert!(render("{{ end }}").is_err());
     }
 }

@@ -604,13 +604,18 @@ async fn automations_push_over_every_git_transport() {
             "metadata": {"name": name}, "spec": spec,
         }))
         .await;
+        // Over SSH the push goes to a branch of its own, which does not exist yet.
+        let mut git = json!({"commit": {"author": {"name": "bot", "email": "bot@example.com"}}});
+        if name == "ssh" {
+            git["push"] = json!({"branch": "image-updates"});
+        }
         w.create::<ImageUpdateAutomation>(json!({
             "apiVersion": "image.toolkit.fluxcd.io/v1", "kind": "ImageUpdateAutomation",
             "metadata": {"name": name},
             "spec": {
                 "interval": "10m",
                 "sourceRef": {"kind": "GitRepository", "name": name},
-                "git": {"commit": {"author": {"name": "bot", "email": "bot@example.com"}}},
+                "git": git,
                 "update": {"strategy": "Setters"},
             },
         }))
@@ -627,17 +632,55 @@ async fn automations_push_over_every_git_transport() {
                 || ready(a.status.as_ref()).is_some_and(|(s, _, _)| s == "False")
         })
         .await;
+        let branch = if *name == "ssh" { "image-updates" } else { "main" };
+        let bare = format!("{}/{}.git", env("GIT_REPOS_DIR"), fleet.name);
+        let on_server = |args: &[&str]| {
+            let mut all = vec!["--git-dir", bare.as_str()];
+            all.extend_from_slice(args);
+            testing::git(std::path::Path::new("/"), &all)
+        };
         assert_eq!(
             done.status.as_ref().and_then(|s| s.last_push_commit.clone()),
-            Some(fleet.remote_head()),
+            Some(on_server(&["rev-parse", branch])),
             "{name}: {:?}",
             ready(done.status.as_ref())
         );
         assert!(
-            fleet.remote_file("app.yaml").unwrap().contains(":2.1.0 #"),
+            on_server(&["show", &format!("{branch}:app.yaml")]).contains(":2.1.0 #"),
             "{name}"
         );
+        let main_tag = if branch == "main" { ":2.1.0 #" } else { ":2.0.0 #" };
+        assert!(
+            fleet.remote_file("app.yaml").unwrap().contains(main_tag),
+            "{name}: main"
+        );
     }
+    // The same tags through the TLS registry (one storage behind both), trusted by certSecretRef.
+    w.secret(
+        "registry-ca",
+        BTreeMap::from([("ca.crt", read("SOURCES_CA_FILE"))]),
+    )
+    .await;
+    w.create::<ImageRepository>(json!({
+        "apiVersion": "image.toolkit.fluxcd.io/v1", "kind": "ImageRepository",
+        "metadata": {"name": "svc-tls"},
+        "spec": {"image": format!("{}/{image_repo}", env("OCI_REGISTRY_TLS")), "interval": "10m",
+                 "certSecretRef": {"name": "registry-ca"}},
+    }))
+    .await;
+    testing::wait_for(
+        &w.api::<ImageRepository>(),
+        "svc-tls",
+        T,
+        |r: &ImageRepository| {
+            r.status
+                .as_ref()
+                .and_then(|s| s.last_scan_result.as_ref())
+                .is_some_and(|s| s.tag_count == 2)
+        },
+    )
+    .await;
+
     let log = std::fs::read_to_string(env("PROXY_LOG")).unwrap();
     let proxied = &repos[3].1.name;
     assert!(

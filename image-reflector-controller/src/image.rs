@@ -23,19 +23,13 @@ impl ImageName {
         }
         let (first, rest) = image.split_once('/').unwrap_or(("", image));
         // The first part names a registry only if it looks like a host.
-        let (registry, path) =
-            if !first.is_empty() && (first.contains('.') || first.contains(':') || first == "localhost") {
-                (first.to_string(), rest.to_string())
-            } else if first.is_empty() {
-                (DOCKER_HUB.to_string(), rest.to_string())
-            } else {
-                (DOCKER_HUB.to_string(), image.to_string())
-            };
-        if let Some((_, digest)) = path.split_once('@') {
-            return Err(format!(
-                "image '{image}' should not include a digest; remove '@{digest}'"
-            ));
-        }
+        let (registry, path) = if !first.is_empty() && (first.contains('.') || first.contains(':')) {
+            (first.to_string(), rest.to_string())
+        } else if first.is_empty() {
+            (DOCKER_HUB.to_string(), rest.to_string())
+        } else {
+            (DOCKER_HUB.to_string(), image.to_string())
+        };
         if let Some((_, tag)) = path.split_once(':') {
             return Err(format!(
                 "image '{image}' should not include a tag; remove ':{tag}'"
@@ -48,7 +42,12 @@ impl ImageName {
                 && c.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
                 && c.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric())
         };
-        if path.is_empty() || !path.split('/').all(valid_component) {
+        let valid_registry = {
+            let (host, port) = registry.split_once(':').unwrap_or((&registry, "0"));
+            let label = |l: &str| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+            host.split('.').all(label) && !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit())
+        };
+        if !valid_registry || path.is_empty() || !path.split('/').all(valid_component) {
             return Err(format!("could not parse reference: {image}"));
         }
         let registry = if registry == "docker.io" {
@@ -92,6 +91,7 @@ mod tests {
         assert_eq!(c("docker.io/library/alpine"), "index.docker.io/library/alpine");
         assert_eq!(c("stefanprodan/podinfo"), "index.docker.io/stefanprodan/podinfo");
         assert_eq!(c("localhost:5000/app"), "localhost:5000/app");
+        assert_eq!(c("localhost/app"), "index.docker.io/localhost/app");
         assert_eq!(c("ghcr.io/org/app"), "ghcr.io/org/app");
     }
 
@@ -106,7 +106,11 @@ mod tests {
             e("ghcr.io/org/app:1.0"),
             "image 'ghcr.io/org/app:1.0' should not include a tag; remove ':1.0'"
         );
-        assert!(e("ghcr.io/org/app@sha256:abc").contains("digest"));
+        assert_eq!(
+            e("ghcr.io/org/app@sha256:abc"),
+            "image 'ghcr.io/org/app@sha256:abc' should not include a tag; remove ':abc'"
+        );
+        assert!(e("ghcr..io/org/app").starts_with("could not parse reference"));
         assert_eq!(e("ghcr.io/Org/app"), "could not parse reference: ghcr.io/Org/app");
     }
 }

@@ -40,6 +40,7 @@ pub struct Args {
 /// Runs the controller until SIGTERM.
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let requeue_dependency = args.common.requeue_dependency;
+    let no_cross_namespace_refs = args.common.no_cross_namespace_refs;
     let rt = Runtime::start(CONTROLLER_NAME, args.common).await?;
     let store = Arc::new(tags::TagStore::new(&args.storage_path)?);
     let settings = rt.loop_settings(DEFAULT_CONCURRENCY);
@@ -53,7 +54,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     ));
     let policies = Arc::new(
         KindController::new(
-            policy::ImagePolicyReconciler::new(store, requeue_dependency),
+            policy::ImagePolicyReconciler::new(store, requeue_dependency, no_cross_namespace_refs),
             rt.client.clone(),
             CONTROLLER_NAME,
             CONTROLLER_NAME,

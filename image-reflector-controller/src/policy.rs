@@ -7,7 +7,6 @@ use driftless_api::{
     image::{ImagePolicy, ImagePolicyStatus, ImageRef, ImageRepository},
     meta::reasons as meta_reasons,
 };
-use driftless_artifact::access::RegistryAccess;
 use driftless_runtime::{
     acl,
     reconcile::{ReconcileContext, ReconcileError, Reconciler, Success, TriggerFn},
@@ -32,14 +31,17 @@ pub struct ImagePolicyReconciler {
     tags: Arc<TagStore>,
     /// How long to wait for a repository that is missing or has no tags yet.
     requeue_dependency: Duration,
+    /// `--no-cross-namespace-refs`.
+    no_cross_namespace_refs: bool,
 }
 
 impl ImagePolicyReconciler {
     /// A reconciler reading tags from `tags`.
-    pub fn new(tags: Arc<TagStore>, requeue_dependency: Duration) -> Self {
+    pub fn new(tags: Arc<TagStore>, requeue_dependency: Duration, no_cross_namespace_refs: bool) -> Self {
         Self {
             tags,
             requeue_dependency,
+            no_cross_namespace_refs,
         }
     }
 }
@@ -84,6 +86,13 @@ impl ImagePolicyReconciler {
         let ns = run.obj.namespace().unwrap_or_default();
         let reference = &run.obj.spec.image_repository_ref;
         let repo_ns = reference.namespace.clone().unwrap_or_else(|| ns.clone());
+        acl::check_cross_namespace(
+            self.no_cross_namespace_refs,
+            &ns,
+            "ImageRepository",
+            &repo_ns,
+            &reference.name,
+        )?;
         let api: Api<ImageRepository> = Api::namespaced(run.ctx.client.clone(), &repo_ns);
         let prefix = "failed to get the referred ImageRepository";
         let repo = match api.get_opt(&reference.name).await {
@@ -139,11 +148,17 @@ impl ImagePolicyReconciler {
                 self.requeue_dependency,
             )
         };
-        let image = repo
+        // The tags of the image the repository names now, once it has been scanned.
+        let image = ImageName::parse(&repo.spec.image)
+            .map_err(|e| ReconcileError::stalled(crate::repository::reasons::IMAGE_URL_INVALID, e))?
+            .canonical();
+        let scanned = repo
             .status
             .as_ref()
-            .and_then(|s| s.canonical_image_name.clone())
-            .ok_or_else(no_tags)?;
+            .and_then(|s| s.canonical_image_name.as_deref());
+        if scanned != Some(image.as_str()) {
+            return Err(no_tags());
+        }
         let store = self.tags.clone();
         let tags = blocking(Duration::from_secs(30), move || store.read(&image))
             .await
@@ -216,18 +231,13 @@ impl ImagePolicyReconciler {
             )
         };
         let image = ImageName::parse(&spec.image).map_err(failed)?;
-        let access = RegistryAccess {
-            namespace: &ns,
-            secret_ref: spec.secret_ref.as_ref().map(|r| r.name.as_str()),
-            service_account_name: spec.service_account_name.as_deref(),
-            cert_secret_ref: spec.cert_secret_ref.as_ref().map(|r| r.name.as_str()),
-            proxy_secret_ref: spec.proxy_secret_ref.as_ref().map(|r| r.name.as_str()),
-            insecure: spec.insecure.unwrap_or(false),
-        };
-        let registry = access
+        let registry = crate::repository::registry_access(repo, &ns)
             .puller(&client, &image.pull_name())
             .await
-            .map_err(|p| failed(p.message().to_string()))?;
+            .map_err(|p| {
+                p.map_message(|m| format!("failed fetching digest of {}:{tag}: {m}", spec.image))
+                    .into_error(meta_reasons::FAILED)
+            })?;
         registry.manifest_digest(tag).await.map_err(failed)
     }
 }

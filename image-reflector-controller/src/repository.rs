@@ -55,8 +55,10 @@ struct Run<'a> {
     image: Option<ImageName>,
     exclusions: Vec<regex::Regex>,
     exclusion_list: Vec<String>,
-    /// Step 2: why this reconcile scans, None when the last scan still holds.
+    /// Step 2: why this reconcile scans, None when the last scan still holds; then when the
+    /// next scan is due.
     scan_reason: Option<&'static str>,
+    next_scan: Option<Duration>,
     /// Step 3: the registry client.
     registry: Option<Puller>,
 }
@@ -139,6 +141,11 @@ impl ImageRepositoryReconciler {
         } else if elapsed.is_none_or(|e| e.as_secs_f64() + 1.0 >= interval.as_secs_f64()) {
             Some("triggered by interval")
         } else {
+            // Flux's requeue: what is left of the interval (after a restart, not a whole one).
+            let elapsed = elapsed
+                .and_then(|e| Duration::try_from(e).ok())
+                .unwrap_or_default();
+            run.next_scan = Some(interval.saturating_sub(elapsed));
             None
         };
         Ok(())
@@ -150,17 +157,8 @@ impl ImageRepositoryReconciler {
         if run.scan_reason.is_none() {
             return Ok(());
         }
-        let spec = &run.obj.spec;
         let ns = run.obj.namespace().unwrap_or_default();
-        let access = RegistryAccess {
-            namespace: &ns,
-            secret_ref: spec.secret_ref.as_ref().map(|r| r.name.as_str()),
-            service_account_name: spec.service_account_name.as_deref(),
-            cert_secret_ref: spec.cert_secret_ref.as_ref().map(|r| r.name.as_str()),
-            proxy_secret_ref: spec.proxy_secret_ref.as_ref().map(|r| r.name.as_str()),
-            insecure: spec.insecure.unwrap_or(false),
-        };
-        let registry = access
+        let registry = registry_access(run.obj, &ns)
             .puller(&run.ctx.client, &run.image()?.pull_name())
             .await
             .map_err(|p| {
@@ -216,6 +214,19 @@ impl ImageRepositoryReconciler {
     }
 }
 
+/// How `repo` says to reach its registry (`namespace` is the repository's).
+pub fn registry_access<'a>(repo: &'a ImageRepository, namespace: &'a str) -> RegistryAccess<'a> {
+    let spec = &repo.spec;
+    RegistryAccess {
+        namespace,
+        secret_ref: spec.secret_ref.as_ref().map(|r| r.name.as_str()),
+        service_account_name: spec.service_account_name.as_deref(),
+        cert_secret_ref: spec.cert_secret_ref.as_ref().map(|r| r.name.as_str()),
+        proxy_secret_ref: spec.proxy_secret_ref.as_ref().map(|r| r.name.as_str()),
+        insecure: spec.insecure.unwrap_or(false),
+    }
+}
+
 impl Reconciler for ImageRepositoryReconciler {
     type Kind = ImageRepository;
 
@@ -237,6 +248,7 @@ impl Reconciler for ImageRepositoryReconciler {
             exclusions: Vec::new(),
             exclusion_list: Vec::new(),
             scan_reason: None,
+            next_scan: None,
             registry: None,
         };
         self.validate(&mut run).await?;
@@ -245,13 +257,17 @@ impl Reconciler for ImageRepositoryReconciler {
         self.scan(&mut run).await?;
         let result = run.status.last_scan_result.clone().unwrap_or_default();
         let revision = result.revision.unwrap_or_default();
-        Ok(Success::new(
+        let success = Success::new(
             meta_reasons::SUCCEEDED,
             format!(
                 "successful scan: found {} tags with checksum {revision}",
                 result.tag_count
             ),
-        ))
+        );
+        Ok(match run.next_scan {
+            Some(after) => success.with_requeue_after(after),
+            None => success,
+        })
     }
 
     async fn cleanup(

@@ -8,7 +8,6 @@
 
 use driftless_api::image::{ImagePolicyChoice, TagFilter};
 use driftless_semver::Constraints;
-use std::cmp::Ordering;
 
 /// A policy that cannot work whatever the tags: stalls (`InvalidPolicy`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -90,27 +89,17 @@ impl Rule {
             return Err("version list argument cannot be empty".into());
         }
         let chosen = match &self.order {
-            Order::SemVer(constraints) => {
-                let mut best: Option<(driftless_semver::Version, &str)> = None;
-                for (value, tag) in &candidates {
-                    // Flux reads versions of three dotted parts only (`1.2` is no version).
-                    if value.splitn(3, '.').count() != 3 {
-                        continue;
+            Order::SemVer(constraints) => constraints
+                // Flux reads versions of three dotted parts only (`1.2` is no version).
+                .highest(&candidates, |(value, _)| {
+                    if value.splitn(3, '.').count() == 3 {
+                        value
+                    } else {
+                        ""
                     }
-                    let Some(v) = driftless_semver::parse_version(value) else {
-                        continue;
-                    };
-                    if constraints.matches(&v)
-                        && best
-                            .as_ref()
-                            .is_none_or(|(b, _)| v.cmp_precedence(b) == Ordering::Greater)
-                    {
-                        best = Some((v, tag));
-                    }
-                }
-                best.map(|(_, t)| t)
-                    .ok_or("unable to determine latest version from provided list")?
-            }
+                })
+                .map(|(_, tag)| *tag)
+                .ok_or("unable to determine latest version from provided list")?,
             Order::Alphabetical { descending } => {
                 let pick = if *descending {
                     candidates.iter().min_by(|a, b| a.0.cmp(&b.0))

@@ -22,14 +22,21 @@ impl TagStore {
         Ok(Self { root })
     }
 
-    fn file(&self, image: &str) -> PathBuf {
-        // Canonical names are validated (no `..`, no empty parts), so they are safe paths.
-        self.root.join(image).join("tags.txt")
+    /// The file of `image`; a name with an empty, `.` or `..` part (never a validated canonical
+    /// name) has none.
+    fn file(&self, image: &str) -> io::Result<PathBuf> {
+        if image.split('/').any(|part| matches!(part, "" | "." | "..")) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("invalid image name '{image}'"),
+            ));
+        }
+        Ok(self.root.join(image).join("tags.txt"))
     }
 
     /// Replaces the tags of `image`, atomically.
     pub fn write(&self, image: &str, tags: &[String]) -> io::Result<()> {
-        let file = self.file(image);
+        let file = self.file(image)?;
         let dir = file.parent().unwrap_or(&self.root);
         std::fs::create_dir_all(dir)?;
         let mut body = String::with_capacity(tags.iter().map(|t| t.len() + 1).sum());
@@ -45,7 +52,7 @@ impl TagStore {
 
     /// The tags of `image`; None when it was never scanned (or its file is gone).
     pub fn read(&self, image: &str) -> io::Result<Option<Vec<String>>> {
-        match std::fs::read_to_string(self.file(image)) {
+        match std::fs::read_to_string(self.file(image)?) {
             Ok(body) => Ok(Some(body.lines().map(str::to_string).collect())),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
@@ -79,6 +86,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = TagStore::new(dir.path()).unwrap();
         assert_eq!(store.read("localhost:5000/app").unwrap(), None);
+        assert!(store.read("../../etc").is_err());
         let mut tags = vec!["1.0.0".to_string(), "v2".into(), "1.10.0".into()];
         sort_descending(&mut tags);
         assert_eq!(tags, ["v2", "1.10.0", "1.0.0"]);

@@ -2,7 +2,6 @@
 //! depends on.
 
 use driftless_api::kustomize::Kustomization;
-use driftless_api::meta::reasons::ACCESS_DENIED;
 use driftless_api::meta::{Artifact, reasons};
 use driftless_runtime::reconcile::ReconcileError;
 use kube::{Client, ResourceExt};
@@ -27,12 +26,8 @@ pub async fn artifact(
     requeue_dependency: Duration,
 ) -> Result<Artifact, ReconcileError> {
     let (kind, namespace, name) = source_key(ks);
-    if no_cross_namespace_refs && Some(namespace.as_str()) != ks.namespace().as_deref() {
-        return Err(ReconcileError::stalled(
-            ACCESS_DENIED,
-            format!("cannot access {kind}/{namespace}/{name}, cross-namespace references have been disabled"),
-        ));
-    }
+    let own = ks.namespace().unwrap_or_default();
+    driftless_runtime::acl::check_cross_namespace(no_cross_namespace_refs, &own, &kind, &namespace, &name)?;
     driftless_runtime::sources::artifact(client, &kind, &namespace, &name, requeue_dependency).await
 }
 

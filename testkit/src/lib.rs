@@ -153,7 +153,7 @@ pub async fn start_controllers(client: &Client, namespace: &str) -> Controllers 
     );
     tokio::spawn(Arc::new(image_repositories).run(stop.clone()));
     let image_policies = KindController::new(
-        image_reflector_controller::policy::ImagePolicyReconciler::new(tags, Duration::from_secs(5)),
+        image_reflector_controller::policy::ImagePolicyReconciler::new(tags, Duration::from_secs(5), false),
         client.clone(),
         image_reflector_controller::CONTROLLER_NAME,
         image_reflector_controller::CONTROLLER_NAME,
@@ -166,7 +166,7 @@ pub async fn start_controllers(client: &Client, namespace: &str) -> Controllers 
     ));
     tokio::spawn(Arc::new(image_policies).run(stop.clone()));
     let automations = KindController::new(
-        image_automation_controller::automation::ImageUpdateAutomationReconciler,
+        image_automation_controller::automation::ImageUpdateAutomationReconciler::default(),
         client.clone(),
         image_automation_controller::CONTROLLER_NAME,
         image_automation_controller::CONTROLLER_NAME,

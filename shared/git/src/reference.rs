@@ -121,15 +121,13 @@ pub fn resolve(reference: Option<&GitRepositoryRef>, remote: &RemoteRefs) -> Res
     if let Some(range) = r.semver.filter(|s| !s.is_empty()) {
         let constraints = driftless_semver::Constraints::parse(&range)
             .map_err(|_| ResolveError::InvalidSemver(range.clone()))?;
-        let best = remote
+        let tags = remote
             .refs
             .iter()
             .filter_map(|rr| rr.name.strip_prefix("refs/tags/"))
-            .filter(|t| !t.ends_with("^{}"))
-            .filter_map(|t| driftless_semver::parse_version(t).map(|v| (v, t)))
-            .filter(|(v, _)| constraints.matches(v))
-            .max_by(|a, b| a.0.cmp_precedence(&b.0));
-        let (_, tag) = best.ok_or(ResolveError::NoSemverMatch(range))?;
+            .filter(|t| !t.ends_with("^{}"));
+        let best = constraints.highest(tags, |t| t);
+        let tag = best.ok_or(ResolveError::NoSemverMatch(range))?;
         let commit = remote.tag_commit(tag).unwrap_or_default().to_string();
         return Ok(Resolved {
             revision: format!("{tag}@sha1:{commit}"),

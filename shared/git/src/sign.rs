@@ -93,3 +93,41 @@ impl SigningKey {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn ssh_keys_sign_as_git_does_and_need_their_password() {
+        let key = PrivateKey::random(&mut OsRng, ssh_key::Algorithm::Ed25519).unwrap();
+        let public = key.public_key().clone();
+        let pem = key.to_openssh(LineEnding::LF).unwrap().to_string();
+        let data = BTreeMap::from([("identity".to_string(), pem.into_bytes())]);
+        let signer = SigningKey::from_secret("ssh", "ns/key", &data).unwrap();
+        let armored = signer.sign(b"tree abc\n").unwrap();
+        assert!(armored.starts_with("-----BEGIN SSH SIGNATURE-----"), "{armored}");
+        let sig = ssh_key::SshSig::from_pem(&armored).unwrap();
+        public.verify("git", b"tree abc\n", &sig).unwrap();
+
+        let encrypted = key.encrypt(&mut OsRng, "s3cret").unwrap();
+        let pem = encrypted.to_openssh(LineEnding::LF).unwrap().to_string();
+        let mut data = BTreeMap::from([("identity".to_string(), pem.into_bytes())]);
+        let e = SigningKey::from_secret("ssh", "ns/key", &data).unwrap_err();
+        assert!(e.contains("without 'password' field"), "{e}");
+        data.insert("password".into(), b"s3cret".to_vec());
+        SigningKey::from_secret("ssh", "ns/key", &data).unwrap();
+    }
+
+    #[test]
+    fn missing_keys_are_named() {
+        let e = SigningKey::from_secret("gpg", "ns/key", &BTreeMap::new()).unwrap_err();
+        assert_eq!(e, "signing key secret 'ns/key' does not contain a 'git.asc' key");
+        let e = SigningKey::from_secret("ssh", "ns/key", &BTreeMap::new()).unwrap_err();
+        assert_eq!(
+            e,
+            "signing key secret 'ns/key' does not contain an 'identity' key"
+        );
+    }
+}

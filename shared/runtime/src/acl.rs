@@ -1,10 +1,28 @@
 //! Flux's cross-namespace access lists (`spec.accessFrom.namespaceSelectors`): an object in
 //! another namespace may refer to this one only when its namespace's labels match a selector.
 
-use crate::secrets::Problem;
+use crate::{reconcile::ReconcileError, secrets::Problem};
 use driftless_api::meta::AccessFrom;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::{Api, Client};
+
+/// With `--no-cross-namespace-refs`, an object refers to its own namespace only: a reference from
+/// `from_namespace` to `kind/namespace/name` elsewhere stalls with `AccessDenied`.
+pub fn check_cross_namespace(
+    no_cross_namespace_refs: bool,
+    from_namespace: &str,
+    kind: &str,
+    namespace: &str,
+    name: &str,
+) -> Result<(), ReconcileError> {
+    if no_cross_namespace_refs && namespace != from_namespace {
+        return Err(ReconcileError::stalled(
+            driftless_api::meta::reasons::ACCESS_DENIED,
+            format!("cannot access {kind}/{namespace}/{name}, cross-namespace references have been disabled"),
+        ));
+    }
+    Ok(())
+}
 
 /// Whether an object in `from_namespace` may use `target` (`<namespace>/<name>`, in
 /// `target_namespace`) whose ACL is `access_from`. Same-namespace references are always allowed;

@@ -120,6 +120,9 @@ pub struct Success {
     pub revision: Option<String>,
     /// More metadata for the success event (`commit_status: update`), keys in the kind's group.
     pub metadata: Vec<(String, String)>,
+    /// When to run again, if not after the interval (an ImageRepository whose next scan is due
+    /// before a whole interval has passed).
+    pub requeue_after: Option<Duration>,
 }
 
 impl Success {
@@ -130,7 +133,15 @@ impl Success {
             message: message.into(),
             revision: None,
             metadata: Vec::new(),
+            requeue_after: None,
         }
+    }
+
+    /// Runs again after `after` instead of the interval.
+    #[must_use]
+    pub fn with_requeue_after(mut self, after: Duration) -> Self {
+        self.requeue_after = Some(after);
+        self
     }
     /// Adds metadata to the success event.
     #[must_use]
@@ -462,7 +473,10 @@ impl<R: Reconciler> KindController<R> {
                 self.reset_backoff(obj);
                 let event = (last_success.as_deref() != Some(success.message.as_str()))
                     .then(|| (EventType::Normal, success.reason.clone(), success.message.clone()));
-                (Action::requeue(self.jitter(obj.interval())), event)
+                let after = success
+                    .requeue_after
+                    .unwrap_or_else(|| self.jitter(obj.interval()));
+                (Action::requeue(after), event)
             }
             Err(err) => {
                 conditions::set(

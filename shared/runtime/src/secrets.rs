@@ -40,6 +40,7 @@ pub fn tls_material(data: &BTreeMap<String, Vec<u8>>) -> Option<TlsMaterial> {
 }
 
 /// A proxy URL from a `proxySecretRef` Secret (`address`, optional `username`/`password`).
+/// Errors never repeat the address: it may hold credentials (`http://user:pass@host`).
 /// HTTP(S) proxies only: libgit2 speaks no SOCKS.
 ///
 /// The credentials are percent-encoded into the URL, so that any character may be in them;
@@ -48,9 +49,7 @@ pub fn proxy_from_secret(secret: &str, data: &BTreeMap<String, Vec<u8>>) -> Resu
     let address = secret_text(data, "address")
         .ok_or_else(|| format!("secret '{secret}' has no 'address' key for the proxy"))?;
     let Some((scheme, _)) = address.split_once("://") else {
-        return Err(format!(
-            "secret '{secret}': proxy address {address:?} has no scheme"
-        ));
+        return Err(format!("secret '{secret}': the proxy address has no scheme"));
     };
     if !matches!(scheme, "http" | "https") {
         return Err(format!(
@@ -58,7 +57,7 @@ pub fn proxy_from_secret(secret: &str, data: &BTreeMap<String, Vec<u8>>) -> Resu
         ));
     }
     let mut proxy_url = url::Url::parse(&address)
-        .map_err(|e| format!("secret '{secret}': proxy address {address:?} is not a valid URL: {e}"))?;
+        .map_err(|e| format!("secret '{secret}': the proxy address is not a valid URL: {e}"))?;
     let username = secret_text(data, "username");
     let password = secret_text(data, "password");
     let (Some(username), Some(password)) = (username, password) else {
@@ -68,7 +67,7 @@ pub fn proxy_from_secret(secret: &str, data: &BTreeMap<String, Vec<u8>>) -> Resu
     let (user, pass) = (username.replace('%', "%25"), password.replace('%', "%25"));
     if proxy_url.set_username(&user).is_err() || proxy_url.set_password(Some(pass.as_str())).is_err() {
         return Err(format!(
-            "secret '{secret}': proxy address {address:?} cannot carry credentials"
+            "secret '{secret}': the proxy address cannot carry credentials"
         ));
     }
     // `Url` writes the empty path of `http://host:port` as `/`; keep the address as written.

@@ -203,7 +203,7 @@ impl Constraints {
     }
 
     /// The item whose version (`version_of`, read leniently) is the highest that satisfies the
-    /// constraint; of equal versions, the last.
+    /// constraint; of equal versions (`v1.0.0`, `1.0.0`), the first, as Flux's image policies.
     pub fn highest<T>(
         &self,
         items: impl IntoIterator<Item = T>,
@@ -213,7 +213,10 @@ impl Constraints {
             .into_iter()
             .filter_map(|item| parse_version(version_of(&item)).map(|v| (v, item)))
             .filter(|(v, _)| self.matches(v))
-            .max_by(|(a, _), (b, _)| a.cmp_precedence(b))
+            .fold(None::<(Version, T)>, |best, (v, item)| match best {
+                Some((b, kept)) if v.cmp_precedence(&b) != std::cmp::Ordering::Greater => Some((b, kept)),
+                _ => Some((v, item)),
+            })
             .map(|(_, item)| item)
     }
 }
@@ -238,7 +241,8 @@ impl Comparator {
             Op::Less => cmp == Ordering::Less,
             Op::LessEqual => match self.wild {
                 Wild::None => cmp != Ordering::Greater,
-                Wild::Major => true,
+                // Masterminds' reading of `<=*`: 0.0.x only.
+                Wild::Major => v.major == 0 && v.minor == 0,
                 // `<=1` is `<2.0.0`, `<=1.2` is `<1.3.0`.
                 Wild::Minor => v.major <= c.major,
                 Wild::Patch => (v.major, v.minor) <= (c.major, c.minor),
@@ -247,7 +251,10 @@ impl Comparator {
                 if cmp == Ordering::Less {
                     return false;
                 }
-                if c.major > 0 || self.wild == Wild::Minor || self.wild == Wild::Major {
+                if self.wild == Wild::Major {
+                    // Masterminds' reading of `^*`: 0.0.0 only.
+                    v.major == 0 && v.minor == 0 && v.patch == 0
+                } else if c.major > 0 || self.wild == Wild::Minor {
                     // `^1.2.3` < 2.0.0; `^0` and `^0.x` < 1.0.0.
                     v.major == c.major
                 } else if c.minor > 0 || self.wild == Wild::Patch {
