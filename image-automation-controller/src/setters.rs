@@ -58,8 +58,11 @@ pub struct Change {
     pub setter: String,
 }
 
+/// The changes in one file, by object.
+pub type ObjectChanges = BTreeMap<ObjectId, Vec<Change>>;
+
 /// What an update changed: file (relative to the update path) → object → changes.
-pub type FileChanges = BTreeMap<String, BTreeMap<ObjectId, Vec<Change>>>;
+pub type FileChanges = BTreeMap<String, ObjectChanges>;
 
 /// What [`update_tree`] did.
 #[derive(Debug, Default)]
@@ -128,13 +131,13 @@ pub fn update_tree(root: &Path, setters: &Setters) -> std::io::Result<Updated> {
 pub fn update_file(
     content: &str,
     setters: &Setters,
-) -> Result<Option<(String, BTreeMap<ObjectId, Vec<Change>>)>, String> {
+) -> Result<Option<(String, ObjectChanges)>, String> {
     if !content.contains(MARKER) && !content.contains(REF_PREFIX) {
         return Ok(None);
     }
     let objects = document_ids(content)?;
     let mut out = String::with_capacity(content.len() + 64);
-    let mut changes: BTreeMap<ObjectId, Vec<Change>> = BTreeMap::new();
+    let mut changes = ObjectChanges::new();
     let mut changed = false;
     let mut doc = 0usize;
     let mut doc_has_content = false;

@@ -47,7 +47,7 @@ impl Value {
 
     /// A map, sorted by key as Go ranges over it.
     pub fn map(mut entries: Vec<(Value, Value)>) -> Self {
-        entries.sort_by(|a, b| a.0.sort_key().cmp(&b.0.sort_key()));
+        entries.sort_by_key(|a| a.0.sort_key());
         Value::Map(entries)
     }
 
@@ -439,10 +439,10 @@ struct Parser<'a> {
     depth: usize,
 }
 
-/// How a list of nodes ended.
-enum End {
+/// How a list of nodes ended: at the end of the template, `{{end}}` or `{{else …}}`.
+enum Closing {
     Eof,
-    End,
+    EndAction,
     Else(String, usize),
 }
 
@@ -534,14 +534,14 @@ impl Parser<'_> {
         ))
     }
 
-    fn nodes(&mut self) -> Result<(Vec<Node>, End), TemplateError> {
+    fn nodes(&mut self) -> Result<(Vec<Node>, Closing), TemplateError> {
         self.depth += 1;
         let result = self.nodes_at_depth();
         self.depth -= 1;
         result
     }
 
-    fn nodes_at_depth(&mut self) -> Result<(Vec<Node>, End), TemplateError> {
+    fn nodes_at_depth(&mut self) -> Result<(Vec<Node>, Closing), TemplateError> {
         if self.depth > MAX_DEPTH {
             return Err(TemplateError(format!(
                 "template: {}: blocks nested deeper than {MAX_DEPTH}",
@@ -562,8 +562,8 @@ impl Parser<'_> {
                 None => (action.clone(), String::new()),
             };
             match keyword.as_str() {
-                "end" => return Ok((nodes, End::End)),
-                "else" => return Ok((nodes, End::Else(rest, line))),
+                "end" => return Ok((nodes, Closing::EndAction)),
+                "else" => return Ok((nodes, Closing::Else(rest, line))),
                 "break" => nodes.push(Node::Break),
                 "continue" => nodes.push(Node::Continue),
                 "if" => nodes.push(self.if_chain(&rest, line)?),
@@ -595,7 +595,7 @@ impl Parser<'_> {
                 _ => nodes.push(Node::Output(self.pipeline(&action, line)?)),
             }
         }
-        Ok((nodes, End::Eof))
+        Ok((nodes, Closing::Eof))
     }
 
     fn if_chain(&mut self, condition: &str, line: usize) -> Result<Node, TemplateError> {
@@ -605,15 +605,15 @@ impl Parser<'_> {
             let (body, end) = self.nodes()?;
             branches.push((pipeline, body));
             match end {
-                End::End => return Ok(Node::If(branches, Vec::new())),
-                End::Eof => return Err(self.error(line, "unexpected EOF")),
-                End::Else(rest, else_line) => {
+                Closing::EndAction => return Ok(Node::If(branches, Vec::new())),
+                Closing::Eof => return Err(self.error(line, "unexpected EOF")),
+                Closing::Else(rest, else_line) => {
                     if let Some(cond) = rest.strip_prefix("if ") {
                         pipeline = self.pipeline(cond.trim(), else_line)?;
                         continue;
                     }
                     let (otherwise, end) = self.nodes()?;
-                    if !matches!(end, End::End) {
+                    if !matches!(end, Closing::EndAction) {
                         return Err(self.error(line, "expected end"));
                     }
                     return Ok(Node::If(branches, otherwise));
@@ -622,17 +622,17 @@ impl Parser<'_> {
         }
     }
 
-    fn else_branch(&mut self, end: End, line: usize) -> Result<Vec<Node>, TemplateError> {
+    fn else_branch(&mut self, end: Closing, line: usize) -> Result<Vec<Node>, TemplateError> {
         match end {
-            End::End => Ok(Vec::new()),
-            End::Eof => Err(self.error(line, "unexpected EOF")),
-            End::Else(rest, else_line) => {
+            Closing::EndAction => Ok(Vec::new()),
+            Closing::Eof => Err(self.error(line, "unexpected EOF")),
+            Closing::Else(rest, else_line) => {
                 if !rest.is_empty() {
                     return Err(self.error(else_line, format!("unexpected \"{rest}\" in else")));
                 }
                 let (otherwise, end) = self.nodes()?;
                 match end {
-                    End::End => Ok(otherwise),
+                    Closing::EndAction => Ok(otherwise),
                     _ => Err(self.error(line, "expected end")),
                 }
             }
@@ -666,12 +666,12 @@ impl Template {
         };
         let (nodes, end) = parser.nodes()?;
         match end {
-            End::Eof => Ok(Self {
+            Closing::Eof => Ok(Self {
                 name: name.to_string(),
                 nodes,
             }),
-            End::End => Err(TemplateError(format!("template: {name}: unexpected {{{{end}}}}"))),
-            End::Else(_, line) => Err(TemplateError(format!(
+            Closing::EndAction => Err(TemplateError(format!("template: {name}: unexpected {{{{end}}}}"))),
+            Closing::Else(_, line) => Err(TemplateError(format!(
                 "template: {name}:{line}: unexpected {{{{else}}}}"
             ))),
         }

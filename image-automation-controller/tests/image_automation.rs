@@ -569,7 +569,9 @@ async fn automations_push_over_every_git_transport() {
     )
     .await;
 
-    let transports: [(&str, fn(&GitRepo) -> String, &str, bool); 4] = [
+    /// Name, URL of the repository, credentials Secret, through the proxy.
+    type Transport = (&'static str, fn(&GitRepo) -> String, &'static str, bool);
+    let transports: [Transport; 4] = [
         ("ssh", GitRepo::ssh_url, "ssh", false),
         (
             "mtls",
