@@ -128,10 +128,7 @@ pub fn update_tree(root: &Path, setters: &Setters) -> std::io::Result<Updated> {
 }
 
 /// Applies the setters to one file: None when nothing changes; the error when it is not YAML.
-pub fn update_file(
-    content: &str,
-    setters: &Setters,
-) -> Result<Option<(String, ObjectChanges)>, String> {
+pub fn update_file(content: &str, setters: &Setters) -> Result<Option<(String, ObjectChanges)>, String> {
     if !content.contains(MARKER) && !content.contains(REF_PREFIX) {
         return Ok(None);
     }
