@@ -506,6 +506,75 @@ async fn refused_credentials_keep_the_last_scan_and_refused_pushes_are_reported(
         fleet.remote_file("app.yaml").unwrap().contains(":1.0.0 #"),
         "nothing was pushed"
     );
+
+    // A branch that moves while the automation works: the first push is refused because
+    // someone else pushed meanwhile (the hook moves `main` and refuses once); the automation
+    // starts over on the new tip and its commit lands on top of the other one.
+    let moving = GitRepo::new("moving");
+    moving
+        .write(
+            "app.yaml",
+            &format!(
+                "image: {image}:1.0.0 # {{\"$imagepolicy\": \"{}:private\"}}\n",
+                w.ns
+            ),
+        )
+        .write("other.txt", "before\n")
+        .commit("initial");
+    let hook = format!("{}/{}.git/hooks/pre-receive", env("GIT_REPOS_DIR"), moving.name);
+    std::fs::write(
+        &hook,
+        r#"#!/bin/sh
+[ -f moved ] && exit 0
+touch moved
+# Outside the push's quarantine: another writer's commit lands on main first.
+env -i PATH="$PATH" sh -c '
+  blob=$(echo after | git --git-dir=. hash-object -w --stdin)
+  tree=$(git --git-dir=. ls-tree main | sed "s/[0-9a-f]\{40\}\tother.txt/$blob\tother.txt/" | git --git-dir=. mktree)
+  commit=$(echo "concurrent change" | git --git-dir=. -c user.name=other -c user.email=o@example.com commit-tree "$tree" -p main)
+  git --git-dir=. update-ref refs/heads/main "$commit"'
+echo "main moved" >&2
+exit 1
+"#,
+    )
+    .unwrap();
+    std::process::Command::new("chmod")
+        .args(["+x", &hook])
+        .status()
+        .unwrap();
+    driftless_testkit::git_source(&w.client, &w.ns, "moving", &moving, "10m").await;
+    w.create::<ImageUpdateAutomation>(json!({
+        "apiVersion": "image.toolkit.fluxcd.io/v1", "kind": "ImageUpdateAutomation",
+        "metadata": {"name": "moving"},
+        "spec": {
+            "interval": "10m",
+            "sourceRef": {"kind": "GitRepository", "name": "moving"},
+            "git": {"checkout": {"ref": {"branch": "main"}},
+                    "commit": {"author": {"email": "bot@example.com"}}},
+            "update": {"strategy": "Setters"},
+        },
+    }))
+    .await;
+    let landed = testing::wait_for(&automations, "moving", T, |a: &ImageUpdateAutomation| {
+        a.status
+            .as_ref()
+            .and_then(|s| s.last_push_commit.as_deref())
+            .is_some()
+            || ready(a.status.as_ref()).is_some_and(|(s, _, _)| s == "False")
+    })
+    .await;
+    assert_eq!(
+        landed.status.as_ref().and_then(|s| s.last_push_commit.clone()),
+        Some(moving.remote_head()),
+        "{:?}",
+        ready(landed.status.as_ref())
+    );
+    assert!(moving.remote_file("app.yaml").unwrap().contains(":1.1.0 #"));
+    assert_eq!(
+        moving.remote_file("other.txt").unwrap(),
+        "after\n",
+        "built on the other writer's commit"
+    );
 }
 
 #[tokio::test]
