@@ -43,26 +43,13 @@ pub async fn connect(r: &HelmReleaseReconciler, run: &mut Run<'_>) -> Result<(),
                 )
             })?;
         let data = secret.data.unwrap_or_default();
-        let key = secret_ref.key.clone().unwrap_or_default();
-        let bytes = [key.as_str(), "value", "value.yaml"]
-            .iter()
-            .filter(|k| !k.is_empty())
-            .find_map(|k| data.get(*k))
-            .ok_or_else(|| {
-                invalid(format!(
-                    "kubeconfig secret '{}' has no 'value' or 'value.yaml' key",
-                    secret_ref.name
-                ))
-            })?;
-        let text = String::from_utf8_lossy(&bytes.0).into_owned();
-        let kubeconfig = kube::config::Kubeconfig::from_yaml(&text)
-            .map_err(|e| invalid(format!("invalid kubeconfig: {e}")))?;
-        if runs_or_reads(&kubeconfig) {
-            return Err(invalid(format!(
-                "kubeconfig secret '{}' uses exec, an auth provider or file paths, which helm-controller does not run or read",
-                secret_ref.name
-            )));
-        }
+        let (text, kubeconfig) = driftless_runtime::kubeconfig::from_secret(
+            &secret_ref.name,
+            &data,
+            secret_ref.key.as_deref(),
+            r.settings.kubeconfig,
+        )
+        .map_err(invalid)?;
         config = Some(
             kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
                 .await
@@ -94,19 +81,4 @@ pub async fn connect(r: &HelmReleaseReconciler, run: &mut Run<'_>) -> Result<(),
         run.client = Client::try_from(config).map_err(|e| invalid(format!("failed to build client: {e}")))?;
     }
     Ok(())
-}
-
-/// Whether a kubeconfig would make the controller run a command (`exec`, an auth provider) or
-/// read its own files (token, certificate and key paths): a tenant's kubeconfig must carry
-/// its credentials inline, as Flux requires without `--insecure-kubeconfig-exec`.
-fn runs_or_reads(kubeconfig: &kube::config::Kubeconfig) -> bool {
-    let users = kubeconfig.auth_infos.iter().filter_map(|n| n.auth_info.as_ref());
-    let clusters = kubeconfig.clusters.iter().filter_map(|n| n.cluster.as_ref());
-    users.into_iter().any(|a| {
-        a.exec.is_some()
-            || a.auth_provider.is_some()
-            || a.token_file.is_some()
-            || a.client_certificate.is_some()
-            || a.client_key.is_some()
-    }) || clusters.into_iter().any(|c| c.certificate_authority.is_some())
 }

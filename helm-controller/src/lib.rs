@@ -47,6 +47,9 @@ pub struct Args {
     /// The `helm` binary (Helm 4) the controller drives.
     #[arg(long, env = "HELM_BIN", default_value = "helm")]
     pub helm_path: PathBuf,
+    /// What kubeConfig Secrets may do.
+    #[command(flatten)]
+    pub kubeconfig: driftless_runtime::kubeconfig::KubeconfigPolicy,
 }
 
 /// Runs the controller until SIGTERM.
@@ -58,6 +61,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         no_cross_namespace_refs: rt.args.no_cross_namespace_refs,
         requeue_dependency: rt.args.requeue_dependency,
         default_service_account: rt.args.default_service_account.clone(),
+        kubeconfig: args.kubeconfig,
     };
     let post_renderer = std::env::current_exe()?;
     let mut loop_settings = rt.loop_settings(DEFAULT_CONCURRENCY);

@@ -44,6 +44,8 @@ pub struct Settings {
     pub no_cross_namespace_refs: bool,
     pub requeue_dependency: Duration,
     pub default_service_account: String,
+    /// What kubeConfig Secrets may do (`--insecure-kubeconfig-exec`, `--insecure-kubeconfig-tls`).
+    pub kubeconfig: driftless_runtime::kubeconfig::KubeconfigPolicy,
 }
 
 pub struct HelmReleaseReconciler {

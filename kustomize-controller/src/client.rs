@@ -66,20 +66,13 @@ impl KustomizationReconciler {
                     .await
                     .map_err(|e| self.unreadable(format!("kubeconfig secret '{}'", secret_ref.name), e))?;
                 let data = secret.data.unwrap_or_default();
-                let key = secret_ref.key.clone().unwrap_or_default();
-                let bytes = [key.as_str(), "value", "value.yaml"]
-                    .iter()
-                    .filter(|k| !k.is_empty())
-                    .find_map(|k| data.get(*k))
-                    .ok_or_else(|| {
-                        invalid(format!(
-                            "kubeconfig secret '{}' has no 'value' or 'value.yaml' key",
-                            secret_ref.name
-                        ))
-                    })?;
-                let text = String::from_utf8_lossy(&bytes.0);
-                let kubeconfig = kube::config::Kubeconfig::from_yaml(&text)
-                    .map_err(|e| invalid(format!("invalid kubeconfig: {e}")))?;
+                let (_, kubeconfig) = driftless_runtime::kubeconfig::from_secret(
+                    &secret_ref.name,
+                    &data,
+                    secret_ref.key.as_deref(),
+                    self.settings.kubeconfig,
+                )
+                .map_err(invalid)?;
                 kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
                     .await
                     .map_err(|e| invalid(format!("invalid kubeconfig: {e}")))?

@@ -34,6 +34,9 @@ pub struct Args {
     /// Flags every toolkit controller shares.
     #[command(flatten)]
     pub common: CommonArgs,
+    /// What kubeConfig Secrets may do.
+    #[command(flatten)]
+    pub kubeconfig: driftless_runtime::kubeconfig::KubeconfigPolicy,
 }
 
 /// Runs the controller until SIGTERM.
@@ -46,6 +49,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         requeue_dependency: rt.args.requeue_dependency,
         default_service_account: rt.args.default_service_account.clone(),
         default_kubeconfig_service_account: rt.args.default_kubeconfig_service_account.clone(),
+        kubeconfig: args.kubeconfig,
     };
     let loop_settings = rt.loop_settings(DEFAULT_CONCURRENCY);
     let controller = Arc::new(

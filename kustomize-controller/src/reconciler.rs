@@ -47,6 +47,8 @@ pub struct Settings {
     pub requeue_dependency: Duration,
     pub default_service_account: String,
     pub default_kubeconfig_service_account: String,
+    /// What kubeConfig Secrets may do (`--insecure-kubeconfig-exec`, `--insecure-kubeconfig-tls`).
+    pub kubeconfig: driftless_runtime::kubeconfig::KubeconfigPolicy,
 }
 
 pub struct KustomizationReconciler {

@@ -103,6 +103,7 @@ pub async fn start_controllers(client: &Client, namespace: &str) -> Controllers 
             requeue_dependency: Duration::from_secs(5),
             default_service_account: String::new(),
             default_kubeconfig_service_account: String::new(),
+            kubeconfig: Default::default(),
         },
         config,
     );
@@ -126,6 +127,7 @@ pub async fn start_controllers(client: &Client, namespace: &str) -> Controllers 
                 no_cross_namespace_refs: false,
                 requeue_dependency: Duration::from_secs(5),
                 default_service_account: String::new(),
+                kubeconfig: Default::default(),
             },
             kube::Config::infer().await.expect("kubeconfig"),
         ),
