@@ -4,10 +4,12 @@
 //! - [`generator`]: the path confined to the artifact, and the kustomization.yaml that is built
 //!   (generated where the directory has none, with the Kustomization's own transformations);
 //! - [`kustomize`]: the native engine run on it;
-//! - [`substitute`]: postBuild variables (from the cluster) and their substitution.
+//! - [`substitute`]: postBuild variables (from the cluster) and their substitution, in Flux's
+//!   envsubst language ([`envsubst`]).
 //!
 //! Errors say by their type whose move it is ([`BuildError`]).
 
+pub mod envsubst;
 pub mod generator;
 pub mod substitute;
 

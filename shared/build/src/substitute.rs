@@ -1,6 +1,5 @@
-//! postBuild variable substitution with the semantics of Flux's envsubst: `${var}`,
-//! `${var:=default}` (and `:-`, `=`, `-`), `$${var}` to escape, `$var` left alone, and strict
-//! mode failing on undefined variables.
+//! postBuild variable substitution: the variables (`substituteFrom`, `substitute`) and their
+//! substitution into every object with Flux's envsubst language ([`crate::envsubst`]).
 
 use std::collections::BTreeMap;
 
@@ -100,67 +99,10 @@ pub fn substitute_objects(objects: &mut [Value], vars: &BTreeMap<String, String>
     Ok(())
 }
 
-/// Substitutes the variables in `input`. With `strict`, an undefined variable without a default
-/// is an error naming it.
+/// Substitutes the variables in `input` with Flux's envsubst ([`crate::envsubst`]). With
+/// `strict`, an undefined variable outside a default form is an error naming it.
 pub fn substitute(input: &str, vars: &BTreeMap<String, String>, strict: bool) -> Result<String, String> {
-    let mut out = String::with_capacity(input.len());
-    let mut rest = input;
-    while let Some(start) = rest.find('$') {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 1..];
-        if let Some(escaped) = after.strip_prefix("${") {
-            // `$${var}` is the literal `${var}`.
-            out.push_str("${");
-            rest = escaped;
-            continue;
-        }
-        let Some(body) = after.strip_prefix('{') else {
-            out.push('$');
-            rest = after;
-            continue;
-        };
-        let Some(end) = body.find('}') else {
-            out.push('$');
-            rest = after;
-            continue;
-        };
-        let expression = &body[..end];
-        let name_end = expression
-            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-            .unwrap_or(expression.len());
-        let name = &expression[..name_end];
-        let valid = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_');
-        if !valid {
-            out.push('$');
-            rest = after;
-            continue;
-        }
-        let operator = &expression[name_end..];
-        let value = vars.get(name);
-        let replaced = if let Some(default) = operator
-            .strip_prefix(":=")
-            .or_else(|| operator.strip_prefix(":-"))
-        {
-            value
-                .filter(|v| !v.is_empty())
-                .cloned()
-                .unwrap_or_else(|| default.to_string())
-        } else if let Some(default) = operator.strip_prefix('=').or_else(|| operator.strip_prefix('-')) {
-            value.cloned().unwrap_or_else(|| default.to_string())
-        } else if operator.is_empty() {
-            match value {
-                Some(v) => v.clone(),
-                None if strict => return Err(format!("variable not set (strict mode): \"{name}\"")),
-                None => String::new(),
-            }
-        } else {
-            return Err(format!("unsupported substitution '${{{expression}}}'"));
-        };
-        out.push_str(&replaced);
-        rest = &body[end + 1..];
-    }
-    out.push_str(rest);
-    Ok(out)
+    crate::envsubst::eval(input, vars, strict)
 }
 
 #[cfg(test)]
