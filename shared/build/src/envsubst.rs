@@ -81,7 +81,10 @@ impl Parser<'_> {
     fn expr(&mut self) -> Result<Expr, String> {
         let length = self.eat("#");
         let start = self.pos;
-        while let Some(c) = std::str::from_utf8(&self.src[self.pos..]).ok().and_then(|s| s.chars().next()) {
+        while let Some(c) = std::str::from_utf8(&self.src[self.pos..])
+            .ok()
+            .and_then(|s| s.chars().next())
+        {
             if c.is_alphanumeric() || c == '_' {
                 self.pos += c.len_utf8();
             } else {
@@ -90,16 +93,30 @@ impl Parser<'_> {
         }
         let name = self.text(start);
         if name.is_empty() {
-            return Err(if length { BAD.into() } else { "unable to parse variable name".into() });
+            return Err(if length {
+                BAD.into()
+            } else {
+                "unable to parse variable name".into()
+            });
         }
         if length {
             return if self.eat("}") {
-                Ok(Expr { name, op: Op::Length, args: Vec::new() })
+                Ok(Expr {
+                    name,
+                    op: Op::Length,
+                    args: Vec::new(),
+                })
             } else {
                 Err(BAD.into())
             };
         }
-        let expr = |op, args| Ok(Expr { name: name.clone(), op, args });
+        let expr = |op, args| {
+            Ok(Expr {
+                name: name.clone(),
+                op,
+                args,
+            })
+        };
         if self.eat("}") {
             return expr(Op::Plain, Vec::new());
         }
@@ -116,7 +133,11 @@ impl Parser<'_> {
             if args.iter().any(Vec::is_empty) {
                 return Err("unable to parse substitution within function".into());
             }
-            return if self.eat("}") { expr(Op::Substring, args) } else { Err(BAD.into()) };
+            return if self.eat("}") {
+                expr(Op::Substring, args)
+            } else {
+                Err(BAD.into())
+            };
         }
         if self.eat("/") {
             let op = if self.eat("/") {
@@ -128,7 +149,7 @@ impl Parser<'_> {
             } else {
                 Op::ReplaceFirst
             };
-            let pattern = self.param(b"/", true)?;
+            let pattern = self.param(b"/}", true)?;
             if pattern.is_empty() || !self.eat("/") {
                 return Err(BAD.into());
             }
@@ -145,13 +166,21 @@ impl Parser<'_> {
             if self.eat(token) {
                 let op = if self.eat(token) { long } else { short };
                 let pattern = self.param(b"}", false)?;
-                return if self.eat("}") { expr(op, vec![pattern]) } else { Err(BAD.into()) };
+                return if self.eat("}") {
+                    expr(op, vec![pattern])
+                } else {
+                    Err(BAD.into())
+                };
             }
         }
         for (token, all, first) in [("^", Op::Upper, Op::UpperFirst), (",", Op::Lower, Op::LowerFirst)] {
             if self.eat(token) {
                 let op = if self.eat(token) { all } else { first };
-                return if self.eat("}") { expr(op, Vec::new()) } else { Err(BAD.into()) };
+                return if self.eat("}") {
+                    expr(op, Vec::new())
+                } else {
+                    Err(BAD.into())
+                };
             }
         }
         Err(UNCLOSED.into())
@@ -173,7 +202,9 @@ impl Parser<'_> {
             if ends.contains(&c) {
                 break;
             }
-            if escapes && (self.src[self.pos..].starts_with(b"\\/") || self.src[self.pos..].starts_with(b"\\\\")) {
+            if escapes
+                && (self.src[self.pos..].starts_with(b"\\/") || self.src[self.pos..].starts_with(b"\\\\"))
+            {
                 text.push(self.src[self.pos + 1]);
                 self.pos += 2;
                 continue;
@@ -337,16 +368,16 @@ fn substring(value: &str, pos: &str, len: Option<&str>) -> Result<String, String
     if pos + len >= n {
         return Ok(if pos < n { from(pos) } else { String::new() });
     }
-    let (a, b) = (usize::try_from(pos).unwrap_or(0), usize::try_from(pos + len).unwrap_or(0));
+    let (a, b) = (
+        usize::try_from(pos).unwrap_or(0),
+        usize::try_from(pos + len).unwrap_or(0),
+    );
     Ok(String::from_utf8_lossy(&bytes[a..b]).into_owned())
 }
 
 /// Removes the shortest (or longest) non-empty prefix of `value` the glob matches.
 fn trim_prefix(value: &str, pattern: &str, longest: bool) -> String {
-    let ends: Vec<usize> = value
-        .char_indices()
-        .map(|(i, c)| i + c.len_utf8())
-        .collect();
+    let ends: Vec<usize> = value.char_indices().map(|(i, c)| i + c.len_utf8()).collect();
     let matching = |end: &&usize| glob(pattern.as_bytes(), &value.as_bytes()[..**end]);
     let found = if longest {
         ends.iter().rev().find(matching)
@@ -394,7 +425,9 @@ fn glob(pattern: &[u8], text: &[u8]) -> bool {
                 } else {
                     (p, i + 1)
                 };
-                let (hi, next) = if pattern.get(next) == Some(&b'-') && pattern.get(next + 1).is_some_and(|&e| e != b']') {
+                let (hi, next) = if pattern.get(next) == Some(&b'-')
+                    && pattern.get(next + 1).is_some_and(|&e| e != b']')
+                {
                     (pattern[next + 1], next + 2)
                 } else {
                     (lo, next)
@@ -442,13 +475,22 @@ mod tests {
             ("${a:=x${b}y} ${a:-${c:-${b}}}", "xBy B"),
             ("${a:-{x}} ${a:-a}b}", "{x} ab}"),
             ("${#v} ${#u8} ${#empty}", "5 6 0"),
-            ("${v:1} ${v:9} ${v:1:99} ${v:9:1} ${v:1:0} ${v:1:2}", "ello  ello   el"),
+            (
+                "${v:1} ${v:9} ${v:1:99} ${v:9:1} ${v:1:0} ${v:1:2}",
+                "ello  ello   el",
+            ),
             ("${v:abc} ${v:${n}} ${v:${two}:${two}}", "hello lo ll"),
-            ("${v/l/L} ${v//l/L} ${v/#he/HE} ${v/%lo/LO} ${v/l*/X}", "heLlo heLLo HEllo helLO hello"),
+            (
+                "${v/l/L} ${v//l/L} ${v/#he/HE} ${v/%lo/LO} ${v/l*/X}",
+                "heLlo heLLo HEllo helLO hello",
+            ),
             ("${v/#h/} ${v/%o/} ${v/l/}", "hello hello helo"),
             ("${p//\\//_} ${p//./$$}", "ab_cd.tar.gz ab/cd$tar$gz"),
             ("${v/${pat}/${b}}", "heBlo"),
-            ("${p#*/} ${p##*.} ${p%.*} ${p%%.*}", "cd.tar.gz gz ab/cd.tar ab/cd"),
+            (
+                "${p#*/} ${p##*.} ${p%.*} ${p%%.*}",
+                "cd.tar.gz gz ab/cd.tar ab/cd",
+            ),
             ("${v#*} ${v%*} ${v##*} ${v%%*}", "ello hell  "),
             ("${v#[a-h]} ${v%[a-o]} ${v#\\h}", "ello hello ello"),
             ("${v^} ${v^^} ${b,} ${b,,} ${empty^}", "Hello HELLO b b "),
@@ -480,6 +522,9 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(eval(input, &vars(), true), Err(want.to_string()), "{input}");
         }
-        assert_eq!(eval("${missing} ${#missing}", &vars(), false).as_deref(), Ok(" 0"));
+        assert_eq!(
+            eval("${missing} ${#missing}", &vars(), false).as_deref(),
+            Ok(" 0")
+        );
     }
 }
