@@ -158,7 +158,7 @@ driftless create image policy podinfo --image-ref podinfo --select-semver '>=6.0
 driftless create image update flux-system --git-repo-ref flux-system --git-repo-path ./apps \
   --checkout-branch main --push-branch main --author-name "Image Automation" \
   --author-email automation@example.com --interval 10s \
-  --commit-template 'Roll {{ range .Changed.Changes }}{{ .OldValue }} -> {{ .NewValue }} {{ end }}'
+  --commit-template 'Roll staging to the newest podinfo ({{ .AutomationObject }})'
 for _ in $(seq 1 120); do
   pushed=$($KUBECTL -n flux-system get imageupdateautomation flux-system -o jsonpath='{.status.lastPushCommit}')
   [ -n "$pushed" ] && break

@@ -2,13 +2,12 @@
 //! inventory when `prune` is on, `Delete` always, `WaitForTermination` deletes and waits until
 //! the objects are gone, `Orphan` leaves everything.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use driftless_api::kustomize::Kustomization;
 use driftless_api::meta::reasons;
 use driftless_apply::ObjectId;
 use driftless_runtime::reconcile::{ReconcileContext, ReconcileError};
-use driftless_runtime::work::timeout_of;
 use kube::ResourceExt;
 use kube::api::DynamicObject;
 use kube::runtime::wait::{Condition, conditions};
@@ -48,8 +47,7 @@ pub(crate) async fn cleanup(
     if policy != "WaitForTermination" {
         return Ok(());
     }
-    let fallback = driftless_runtime::duration::parse(&ks.spec.interval).unwrap_or(Duration::from_secs(300));
-    let timeout = timeout_of(ks.spec.timeout.as_deref(), fallback);
+    let timeout = crate::reconciler::timeout(ks);
     let deadline = Instant::now() + timeout;
     for entry in &inventory.entries {
         let Some(id) = ObjectId::parse(&entry.id) else {

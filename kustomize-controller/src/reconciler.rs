@@ -83,7 +83,7 @@ pub struct Run<'a> {
     pub status: &'a mut KustomizationStatus,
     pub ctx: &'a ReconcileContext<Kustomization>,
     pub started: Instant,
-    /// `spec.timeout`, else the interval.
+    /// `spec.timeout`, else the interval less 30 s; at least 30 s ([`timeout`]).
     pub timeout: Duration,
     /// Compiled `healthCheckExprs` (step 2).
     pub custom_health: Vec<CustomHealth>,
@@ -114,13 +114,12 @@ impl<'a> Run<'a> {
         status: &'a mut KustomizationStatus,
         ctx: &'a ReconcileContext<Kustomization>,
     ) -> Self {
-        let fallback = duration::parse(&ks.spec.interval).unwrap_or(Duration::from_secs(300));
         Run {
             ks,
             status,
             ctx,
             started: Instant::now(),
-            timeout: timeout_of(ks.spec.timeout.as_deref(), fallback),
+            timeout: timeout(ks),
             custom_health: Vec::new(),
             // Replaced by step 3 before any step reads it.
             artifact: Artifact {
@@ -430,5 +429,36 @@ impl KustomizationReconciler {
         run.status.last_applied_revision = Some(revision);
         run.status.last_applied_origin_revision = origin_revision;
         Ok(())
+    }
+}
+/// A Kustomization's timeout as Flux's `GetTimeout`: `spec.timeout`, else the interval less
+/// 30 s, and never under 30 s.
+pub fn timeout(ks: &Kustomization) -> Duration {
+    const FLOOR: Duration = Duration::from_secs(30);
+    let interval = duration::parse(&ks.spec.interval).unwrap_or(Duration::from_secs(300));
+    timeout_of(ks.spec.timeout.as_deref(), interval.saturating_sub(FLOOR)).max(FLOOR)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn ks(interval: &str, timeout: Option<&str>) -> Kustomization {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+            "metadata": {"name": "x"},
+            "spec": {"interval": interval, "timeout": timeout, "prune": true,
+                     "sourceRef": {"kind": "GitRepository", "name": "s"}},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn timeouts_default_as_flux() {
+        assert_eq!(timeout(&ks("10m", None)), Duration::from_secs(570));
+        assert_eq!(timeout(&ks("40s", None)), Duration::from_secs(30));
+        assert_eq!(timeout(&ks("10m", Some("2m"))), Duration::from_secs(120));
+        assert_eq!(timeout(&ks("10m", Some("5s"))), Duration::from_secs(30));
     }
 }

@@ -572,6 +572,14 @@ async fn prune_disabled_is_respected_and_deletion_policies_apply() {
         ),
     );
     repo.write("keep/other.yaml", &config_map("other", "v"));
+    // Flux honours the marker as a label too.
+    repo.write(
+        "keep/labelled.yaml",
+        &config_map("labelled", "v").replace(
+            "metadata:\n",
+            "metadata:\n  labels:\n    kustomize.toolkit.fluxcd.io/prune: disabled\n",
+        ),
+    );
     repo.write("mirror/mirror.yaml", &config_map("mirror", "v"));
     repo.write("orphan/orphan.yaml", &config_map("orphan", "v"));
     let first = repo.commit("first");
@@ -596,7 +604,9 @@ async fn prune_disabled_is_respected_and_deletion_policies_apply() {
         .await
         .unwrap();
 
-    repo.remove("keep/kept.yaml").remove("keep/other.yaml");
+    repo.remove("keep/kept.yaml")
+        .remove("keep/other.yaml")
+        .remove("keep/labelled.yaml");
     repo.write("keep/new.yaml", &config_map("new", "v"));
     let second = repo.commit("second");
     w.refresh("repo").await;
@@ -605,6 +615,10 @@ async fn prune_disabled_is_respected_and_deletion_policies_apply() {
     assert!(
         w.config_maps().get_opt("kept").await.unwrap().is_some(),
         "prune: disabled is kept"
+    );
+    assert!(
+        w.config_maps().get_opt("labelled").await.unwrap().is_some(),
+        "prune: disabled as a label is kept"
     );
     assert!(
         w.config_maps().get_opt("stranger").await.unwrap().is_some(),

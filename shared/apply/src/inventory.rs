@@ -62,11 +62,14 @@ pub async fn prune(client: &Client, discovery: &Discovery, stale: &[ResourceRef]
         };
         let labels = object.metadata.labels.clone().unwrap_or_default();
         let owned = owner.owns(&labels);
+        // Flux honours `<group>/prune: disabled` as an annotation or a label.
+        let prune_key = owner.key("prune");
         let prune_disabled = object
             .metadata
             .annotations
             .as_ref()
-            .and_then(|a| a.get(&owner.key("prune")))
+            .and_then(|a| a.get(&prune_key))
+            .or_else(|| labels.get(&prune_key))
             .map(String::as_str)
             == Some("disabled");
         if !owned || prune_disabled {
