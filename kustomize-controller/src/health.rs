@@ -17,9 +17,23 @@ use crate::source;
 /// The objects whose health is checked, by id and version.
 fn targets(run: &Run<'_>) -> Vec<(ObjectId, String)> {
     if run.ks.spec.wait == Some(true) {
+        let own = (run.ks.namespace().unwrap_or_default(), run.ks.name_any());
         return run
             .applied
             .iter()
+            .filter(|(id, _, object)| {
+                // As Flux: a Kustomization never waits on itself (flux-system applies its own
+                // object), and a Job with a TTL may be gone before it is seen complete.
+                let itself = id.kind == "Kustomization"
+                    && id.group == "kustomize.toolkit.fluxcd.io"
+                    && (id.namespace.as_str(), id.name.as_str()) == (own.0.as_str(), own.1.as_str());
+                let ttl_job = id.kind == "Job"
+                    && id.group == "batch"
+                    && object
+                        .pointer("/spec/ttlSecondsAfterFinished")
+                        .is_some_and(|t| !t.is_null());
+                !itself && !ttl_job
+            })
             .map(|(id, v, _)| (id.clone(), v.clone()))
             .collect();
     }

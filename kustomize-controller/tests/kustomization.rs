@@ -561,6 +561,35 @@ async fn a_kubeconfig_config_map_reaches_the_cluster_with_a_service_account_toke
 
 #[tokio::test]
 #[ignore = "needs the testenv (hack/testenv.sh up)"]
+async fn wait_skips_the_kustomization_itself_and_jobs_with_a_ttl() {
+    let w = world("ks-selfwait").await;
+    let repo = Repo::new("ks-selfwait");
+    // The Kustomization applies its own object (as flux-system does) and a Job that never
+    // finishes on kwok's nodes but would be deleted by its TTL once it did: Flux waits on neither.
+    let itself = format!(
+        "apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata:\n  name: self\nspec:\n  interval: 10m\n  prune: true\n  targetNamespace: {ns}\n  path: ./self\n  wait: true\n  timeout: 30s\n  sourceRef:\n    kind: GitRepository\n    name: repo\n",
+        ns = w.ns
+    );
+    repo.write("self/itself.yaml", &itself);
+    repo.write(
+        "self/job.yaml",
+        "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: migrate\nspec:\n  ttlSecondsAfterFinished: 600\n  template:\n    spec:\n      restartPolicy: Never\n      containers:\n        - name: migrate\n          image: busybox\n",
+    );
+    repo.write("self/config.yaml", &config_map("settings", "v"));
+    let revision = repo.commit("self");
+    w.git_repository("repo", &repo).await;
+    w.kustomization(
+        "self",
+        serde_json::json!({"path": "./self", "wait": true, "timeout": "30s"}),
+    )
+    .await;
+    let ks = w.wait_applied("self", &revision).await;
+    assert_eq!(condition(&ks, "Healthy").unwrap().status, "True");
+    w.done().await;
+}
+
+#[tokio::test]
+#[ignore = "needs the testenv (hack/testenv.sh up)"]
 async fn prune_disabled_is_respected_and_deletion_policies_apply() {
     let w = world("ks-prune").await;
     let repo = Repo::new("ks-prune");
