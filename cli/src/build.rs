@@ -78,7 +78,7 @@ async fn build_objects(
             Some(cluster) => substitute::variables(&cluster.client, namespace, post_build).await?,
             None => post_build.substitute.clone().unwrap_or_default(),
         };
-        substitute::substitute_objects(&mut objects, &vars)?;
+        substitute::substitute_objects(&mut objects, &vars, post_build)?;
     }
     let owner = Owner::new(driftless_api::kustomize::GROUP, name, namespace);
     for object in objects.iter_mut() {

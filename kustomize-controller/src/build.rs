@@ -41,6 +41,26 @@ impl KustomizationReconciler {
             Blocking::Failed(e) => failed(e),
             other => ReconcileError::transient(reasons::BUILD_FAILED, other.to_string()),
         };
+        // Fields Flux honours that need what this controller does not have: refused by name,
+        // never accepted silently.
+        if ks.spec.build_metadata.as_ref().is_some_and(|b| !b.is_empty()) {
+            return Err(failed(BuildError::Invalid(
+                "spec.buildMetadata (kustomize origin annotations) is not supported yet".into(),
+            )));
+        }
+        if ks
+            .spec
+            .decryption
+            .as_ref()
+            .and_then(|d| d.service_account_name.as_deref())
+            .is_some_and(|s| !s.is_empty())
+        {
+            return Err(failed(BuildError::Invalid(
+                "spec.decryption.serviceAccountName (KMS workload identity) is not supported: \
+                 use decryption.secretRef with age or OpenPGP keys"
+                    .into(),
+            )));
+        }
         let spec = ks.spec.clone();
         let (root, dir) = (root.to_path_buf(), dir.to_path_buf());
         let (prepared, jail) = (dir.clone(), root.clone());
@@ -85,7 +105,7 @@ impl KustomizationReconciler {
             let vars = substitute::variables(client, &namespace, post_build)
                 .await
                 .map_err(failed)?;
-            substitute::substitute_objects(&mut objects, &vars).map_err(failed)?;
+            substitute::substitute_objects(&mut objects, &vars, post_build).map_err(failed)?;
         }
         Ok(objects)
     }

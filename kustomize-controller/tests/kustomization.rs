@@ -441,7 +441,8 @@ async fn post_build_substitutes_variables_and_strict_mode_fails_on_missing_ones(
         .await;
     w.kustomization(
         "missing",
-        serde_json::json!({"path": "./missing", "postBuild": {"substitute": {}}}),
+        // With variables, an undefined one fails (without any, Flux substitutes nothing).
+        serde_json::json!({"path": "./missing", "postBuild": {"substitute": {"other": "x"}}}),
     )
     .await;
     w.wait_applied("ok", &revision).await;

@@ -66,7 +66,7 @@ fn prepare_text(dir: &Path, spec: &KustomizationSpec) -> Result<(), String> {
     let Value::Object(k) = &mut kustomization else {
         return Err(format!("{}: not a map", file.display()));
     };
-    overlay(k, spec);
+    overlay(k, spec, dir);
     std::fs::write(&file, driftless_kustomize::yaml::to_yaml(&kustomization))
         .map_err(|e| format!("writing {}: {e}", file.display()))
 }
@@ -126,7 +126,7 @@ fn set_string(k: &mut Map<String, Value>, field: &str, value: Option<&String>) {
     }
 }
 
-fn overlay(k: &mut Map<String, Value>, spec: &KustomizationSpec) {
+fn overlay(k: &mut Map<String, Value>, spec: &KustomizationSpec, dir: &Path) {
     set_string(k, "namespace", spec.target_namespace.as_ref());
     set_string(k, "namePrefix", spec.name_prefix.as_ref());
     set_string(k, "nameSuffix", spec.name_suffix.as_ref());
@@ -159,6 +159,43 @@ fn overlay(k: &mut Map<String, Value>, spec: &KustomizationSpec) {
         .flatten()
         .map(|i| serde_json::to_value(i).unwrap_or(Value::Null));
     push_all(k, "images", images.collect());
-    let components = spec.components.iter().flatten().map(|c| Value::String(c.clone()));
+    // `ignoreMissingComponents`: components not in the source are left out, not an error.
+    let ignore_missing = spec.ignore_missing_components == Some(true);
+    let components = spec
+        .components
+        .iter()
+        .flatten()
+        .filter(|c| !ignore_missing || dir.join(c).exists())
+        .map(|c| Value::String(c.clone()));
     push_all(k, "components", components.collect());
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn missing_components_are_left_out_only_when_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("components/present")).unwrap();
+        std::fs::write(dir.path().join("kustomization.yaml"), "resources: []\n").unwrap();
+        let mut spec: KustomizationSpec = serde_json::from_value(json!({
+            "interval": "1m", "prune": true, "sourceRef": {"kind": "GitRepository", "name": "s"},
+            "components": ["components/present", "components/absent"],
+        }))
+        .unwrap();
+        prepare(dir.path(), &spec).unwrap();
+        let written = std::fs::read_to_string(dir.path().join("kustomization.yaml")).unwrap();
+        assert!(written.contains("components/absent"), "{written}");
+
+        std::fs::write(dir.path().join("kustomization.yaml"), "resources: []\n").unwrap();
+        spec.ignore_missing_components = Some(true);
+        prepare(dir.path(), &spec).unwrap();
+        let written = std::fs::read_to_string(dir.path().join("kustomization.yaml")).unwrap();
+        assert!(
+            written.contains("components/present") && !written.contains("components/absent"),
+            "{written}"
+        );
+    }
 }

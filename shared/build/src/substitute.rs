@@ -66,8 +66,16 @@ pub async fn variables(
 
 /// Substitutes `vars` in every object (strictly, as Flux's StrictPostBuildSubstitutions gate
 /// does by default), except those that opt out with `kustomize.toolkit.fluxcd.io/substitute:
-/// disabled` as an annotation or label.
-pub fn substitute_objects(objects: &mut [Value], vars: &BTreeMap<String, String>) -> Result<(), BuildError> {
+/// disabled` as an annotation or label. As Flux, nothing is substituted without variables unless
+/// `substituteStrategy: Always`.
+pub fn substitute_objects(
+    objects: &mut [Value],
+    vars: &BTreeMap<String, String>,
+    post_build: &PostBuild,
+) -> Result<(), BuildError> {
+    if vars.is_empty() && post_build.substitute_strategy.as_deref() != Some("Always") {
+        return Ok(());
+    }
     for object in objects.iter_mut() {
         let disabled = |field: &str| {
             object
@@ -122,6 +130,20 @@ mod tests {
         )
         .unwrap();
         assert_eq!(out, "a: prod-eu x ${kept} $plain ");
+    }
+
+    #[test]
+    fn without_variables_nothing_is_substituted_unless_always() {
+        let object = || vec![serde_json::json!({"metadata": {"name": "x"}, "data": {"a": "${unset:=d}"}})];
+        let mut objects = object();
+        substitute_objects(&mut objects, &BTreeMap::new(), &PostBuild::default()).unwrap();
+        assert_eq!(objects[0]["data"]["a"], "${unset:=d}");
+        let always = PostBuild {
+            substitute_strategy: Some("Always".into()),
+            ..PostBuild::default()
+        };
+        substitute_objects(&mut objects, &BTreeMap::new(), &always).unwrap();
+        assert_eq!(objects[0]["data"]["a"], "d");
     }
 
     #[test]
