@@ -93,3 +93,32 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let shutdown = rt.shutdown().clone();
     rt.run(async move { controller.run(shutdown.wait()).await }).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    /// The container args of Flux v2.9's helm-controller Deployment, then with the multi-tenancy
+    /// lockdown patch's: a cluster moved from Flux keeps its manifests.
+    #[test]
+    fn flux_deployment_args_are_accepted() {
+        let flux = [
+            "helm-controller",
+            "--events-addr=http://notification-controller.flux-system.svc.cluster.local./",
+            "--watch-all-namespaces=true",
+            "--log-level=info",
+            "--log-encoding=json",
+            "--enable-leader-election",
+        ];
+        assert!(Args::try_parse_from(flux).is_ok());
+        let lockdown: &[&str] = &[
+            "--no-cross-namespace-refs=true",
+            "--default-service-account=default",
+        ];
+        let args: Vec<&str> = flux.iter().chain(lockdown).copied().collect();
+        if let Err(e) = Args::try_parse_from(args) {
+            panic!("{e}");
+        }
+    }
+}

@@ -37,6 +37,10 @@ pub struct Args {
     /// What kubeConfig Secrets may do.
     #[command(flatten)]
     pub kubeconfig: driftless_runtime::kubeconfig::KubeconfigPolicy,
+    /// Refuse remote bases (Flux's multi-tenancy lockdown sets it). The native kustomize engine
+    /// fetches nothing over the network yet, so remote bases are refused either way.
+    #[arg(long, action = clap::ArgAction::Set, default_value_t = false, num_args = 0..=1, default_missing_value = "true")]
+    pub no_remote_bases: bool,
 }
 
 /// Runs the controller until SIGTERM.
@@ -68,4 +72,34 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     );
     let shutdown = rt.shutdown().clone();
     rt.run(async move { controller.run(shutdown.wait()).await }).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    /// The container args of Flux v2.9's kustomize-controller Deployment, then with the multi-tenancy
+    /// lockdown patch's: a cluster moved from Flux keeps its manifests.
+    #[test]
+    fn flux_deployment_args_are_accepted() {
+        let flux = [
+            "kustomize-controller",
+            "--events-addr=http://notification-controller.flux-system.svc.cluster.local./",
+            "--watch-all-namespaces=true",
+            "--log-level=info",
+            "--log-encoding=json",
+            "--enable-leader-election",
+        ];
+        assert!(Args::try_parse_from(flux).is_ok());
+        let lockdown: &[&str] = &[
+            "--no-cross-namespace-refs=true",
+            "--no-remote-bases=true",
+            "--default-service-account=default",
+        ];
+        let args: Vec<&str> = flux.iter().chain(lockdown).copied().collect();
+        if let Err(e) = Args::try_parse_from(args) {
+            panic!("{e}");
+        }
+    }
 }

@@ -202,3 +202,26 @@ pub async fn serve(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod flux_args_tests {
+    use super::*;
+    use clap::Parser;
+
+    /// The container args of Flux v2.9's notification-controller Deployment, with the
+    /// multi-tenancy lockdown patch's.
+    #[test]
+    fn flux_deployment_args_are_accepted() {
+        let args = [
+            "notification-controller",
+            "--watch-all-namespaces=true",
+            "--log-level=info",
+            "--log-encoding=json",
+            "--enable-leader-election",
+            "--no-cross-namespace-refs=true",
+        ];
+        if let Err(e) = Args::try_parse_from(args) {
+            panic!("{e}");
+        }
+    }
+}
