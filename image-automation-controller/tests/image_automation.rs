@@ -575,6 +575,57 @@ exit 1
         "after\n",
         "built on the other writer's commit"
     );
+
+    // A policy may use an ImageRepository of another namespace only through its accessFrom.
+    let other = testing::namespace(&w.client, "imgacl").await;
+    let foreign: Api<ImageRepository> = Api::namespaced(w.client.clone(), &other);
+    let repository = |access_from: serde_json::Value| {
+        serde_json::from_value::<ImageRepository>(json!({
+            "apiVersion": "image.toolkit.fluxcd.io/v1", "kind": "ImageRepository",
+            "metadata": {"name": "shared"},
+            "spec": {"image": image, "interval": "10m", "accessFrom": access_from},
+        }))
+        .unwrap()
+    };
+    foreign
+        .create(&PostParams::default(), &repository(json!(null)))
+        .await
+        .unwrap();
+    w.create::<ImagePolicy>(json!({
+        "apiVersion": "image.toolkit.fluxcd.io/v1", "kind": "ImagePolicy",
+        "metadata": {"name": "foreign"},
+        "spec": {"imageRepositoryRef": {"name": "shared", "namespace": other},
+                 "policy": {"semver": {"range": "1.x"}}},
+    }))
+    .await;
+    let policies = w.api::<ImagePolicy>();
+    let denied = testing::wait_for(&policies, "foreign", T, |p: &ImagePolicy| {
+        ready(p.status.as_ref()).is_some_and(|(_, reason, _)| reason == "AccessDenied")
+    })
+    .await;
+    let (_, _, message) = ready(denied.status.as_ref()).unwrap();
+    assert!(
+        message.contains("missing ACL labels on 'accessFrom'"),
+        "{message}"
+    );
+    // Granted to namespaces labelled as the policy's is (every namespace has its name label).
+    let granted = json!({"namespaceSelectors": [{"matchLabels": {"kubernetes.io/metadata.name": w.ns}}]});
+    foreign
+        .patch(
+            "shared",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"accessFrom": granted}})),
+        )
+        .await
+        .unwrap();
+    w.request_reconcile::<ImagePolicy>("foreign").await;
+    // Past the ACL, it waits for the repository's first scan (nothing scans the other namespace here).
+    testing::wait_for(&policies, "foreign", T, |p: &ImagePolicy| {
+        ready(p.status.as_ref())
+            .is_some_and(|(_, reason, m)| reason == "DependencyNotReady" && m.contains("no tags"))
+    })
+    .await;
+    testing::delete_namespace(&w.client, &other).await;
 }
 
 #[tokio::test]
