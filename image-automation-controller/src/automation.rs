@@ -186,6 +186,15 @@ impl ImageUpdateAutomationReconciler {
                 ));
             }
         };
+        if let Some(message) = auth::unsupported_provider(
+            repo.spec.provider.as_deref(),
+            repo.spec.service_account_name.as_deref(),
+        ) {
+            return Err(ReconcileError::stalled(
+                reasons::INVALID_SOURCE_CONFIGURATION,
+                failed(message),
+            ));
+        }
         let class = |p: Problem| {
             p.map_message(|m| failed(m.to_string()))
                 .into_error(reasons::SOURCE_MANAGER_FAILED)

@@ -371,6 +371,17 @@ async fn failures_keep_the_last_artifact_served_and_name_the_cause() {
     .await;
     let r = h.wait_failed("badurl", "URLInvalid", "invalid URL").await;
     assert!(conditions::is_true(&conds(&r), "Stalled"));
+
+    // Providers that need a cloud or GitHub's API stall by name instead of being ignored.
+    h.create(
+        "github-app",
+        serde_json::json!({"url": "https://github.com/org/repo", "interval": "1m", "provider": "github"}),
+    )
+    .await;
+    let r = h
+        .wait_failed("github-app", "AuthenticationFailed", "provider 'github'")
+        .await;
+    assert!(conditions::is_true(&conds(&r), "Stalled"));
     h.done().await;
 }
 

@@ -138,6 +138,28 @@ pub fn from_secret(
     })
 }
 
+/// Why a GitRepository's `provider` / `serviceAccountName` cannot be served here, if so: Azure
+/// DevOps workload identity and GitHub App tokens need a cloud or GitHub's API, which this
+/// toolkit does not reach. Refused with this message (a stall), never ignored.
+pub fn unsupported_provider(provider: Option<&str>, service_account_name: Option<&str>) -> Option<String> {
+    match provider.filter(|p| !p.is_empty()).unwrap_or("generic") {
+        "generic" => service_account_name.filter(|s| !s.is_empty()).map(|_| {
+            "spec.serviceAccountName is used with provider 'azure' only; remove it or use a secretRef".to_string()
+        }),
+        "azure" => Some(
+            "provider 'azure' needs Azure workload identity, which is not available: use provider 'generic' \
+             with a secretRef (a personal access token as password)"
+                .into(),
+        ),
+        "github" => Some(
+            "provider 'github' (GitHub App installation tokens) is not supported yet: use provider 'generic' \
+             with a secretRef (a token as password)"
+                .into(),
+        ),
+        other => Some(format!("provider '{other}' is not supported (generic, azure or github)")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,6 +198,27 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "secret 'ns/s' has no 'password' key, required for HTTP basic authentication"
+        );
+    }
+
+    #[test]
+    fn only_the_generic_provider_is_served() {
+        assert_eq!(unsupported_provider(None, None), None);
+        assert_eq!(unsupported_provider(Some("generic"), Some("")), None);
+        assert!(
+            unsupported_provider(Some("azure"), None)
+                .unwrap()
+                .contains("workload identity")
+        );
+        assert!(
+            unsupported_provider(Some("github"), None)
+                .unwrap()
+                .contains("GitHub App")
+        );
+        assert!(
+            unsupported_provider(None, Some("sa"))
+                .unwrap()
+                .contains("serviceAccountName")
         );
     }
 

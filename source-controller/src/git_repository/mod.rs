@@ -321,7 +321,17 @@ impl GitRepositoryReconciler {
     /// Step 1: a URL the CRD pattern let through but git cannot use stalls.
     async fn validate(&self, run: &mut Run<'_>) -> Result<(), ReconcileError> {
         validate_url(&run.obj.spec.url)
-            .map_err(|message| common::stalled(run.status, run.generation, reasons::URL_INVALID, message))
+            .map_err(|message| common::stalled(run.status, run.generation, reasons::URL_INVALID, message))?;
+        let spec = &run.obj.spec;
+        match auth::unsupported_provider(spec.provider.as_deref(), spec.service_account_name.as_deref()) {
+            Some(message) => Err(common::stalled(
+                run.status,
+                run.generation,
+                reasons::AUTHENTICATION_FAILED,
+                message,
+            )),
+            None => Ok(()),
+        }
     }
 
     /// Step 2: the stored artifact is still there (else forgotten, so it is rebuilt), and older
