@@ -83,6 +83,7 @@ ensure_packages() {
   command -v tinyproxy >/dev/null || missing+=(tinyproxy)
   command -v openssl >/dev/null || missing+=(openssl)
   command -v curl >/dev/null || missing+=(curl)
+  command -v ps >/dev/null || missing+=(procps)
   command -v ssh-keyscan >/dev/null || missing+=(openssh-client)
   [ -x /usr/lib/git-core/git-http-backend ] || missing+=(git)
   [ ${#missing[@]} -eq 0 ] && return 0

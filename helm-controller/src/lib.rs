@@ -95,30 +95,23 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
+mod flux_args_tests {
     use super::*;
     use clap::Parser;
 
-    /// The container args of Flux v2.9's helm-controller Deployment, then with the multi-tenancy
-    /// lockdown patch's: a cluster moved from Flux keeps its manifests.
+    /// The container args of Flux v2.9's Deployment, alone and with the multi-tenancy lockdown
+    /// patch's: a cluster moved from Flux keeps its manifests.
     #[test]
     fn flux_deployment_args_are_accepted() {
-        let flux = [
-            "helm-controller",
-            "--events-addr=http://notification-controller.flux-system.svc.cluster.local./",
-            "--watch-all-namespaces=true",
-            "--log-level=info",
-            "--log-encoding=json",
-            "--enable-leader-election",
-        ];
-        assert!(Args::try_parse_from(flux).is_ok());
         let lockdown: &[&str] = &[
             "--no-cross-namespace-refs=true",
             "--default-service-account=default",
         ];
-        let args: Vec<&str> = flux.iter().chain(lockdown).copied().collect();
-        if let Err(e) = Args::try_parse_from(args) {
-            panic!("{e}");
+        for extra in [&[][..], lockdown] {
+            let args = driftless_runtime::testing::flux_deployment_args(CONTROLLER_NAME, extra);
+            if let Err(e) = Args::try_parse_from(&args) {
+                panic!("{args:?}: {e}");
+            }
         }
     }
 }

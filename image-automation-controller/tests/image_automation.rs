@@ -25,6 +25,16 @@ fn env(key: &str) -> String {
     std::env::var(key).unwrap_or_else(|_| panic!("{key} is unset: source target/testenv/env.sh"))
 }
 
+/// Installs `script` as the pre-receive hook of `repo` on the git server.
+fn pre_receive_hook(repo: &GitRepo, script: &str) {
+    let hook = format!("{}/{}.git/hooks/pre-receive", env("GIT_REPOS_DIR"), repo.name);
+    std::fs::write(&hook, script).unwrap();
+    std::process::Command::new("chmod")
+        .args(["+x", &hook])
+        .status()
+        .unwrap();
+}
+
 /// Pushes a tiny artifact as `<registry>/<repo>:<tag>`.
 async fn push(registry: &str, repo: &str, tag: &str, auth: &RegistryAuth) {
     let dir = tempfile::tempdir().unwrap();
@@ -81,6 +91,39 @@ impl World {
             .create(&PostParams::default(), &object)
             .await
             .unwrap();
+    }
+
+    /// Creates the `image.toolkit.fluxcd.io/v1` object `name` of kind `K` with `spec`.
+    async fn image<K>(&self, name: &str, spec: serde_json::Value)
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + serde::Serialize
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        self.create::<K>(json!({
+            "apiVersion": "image.toolkit.fluxcd.io/v1", "kind": K::kind(&()),
+            "metadata": {"name": name}, "spec": spec,
+        }))
+        .await;
+    }
+
+    /// Waits until automation `name` has pushed or failed.
+    async fn pushed_or_failed(&self, name: &str) -> ImageUpdateAutomation {
+        testing::wait_for(
+            &self.api::<ImageUpdateAutomation>(),
+            name,
+            T,
+            |a: &ImageUpdateAutomation| {
+                a.status
+                    .as_ref()
+                    .and_then(|s| s.last_push_commit.as_deref())
+                    .is_some()
+                    || ready(a.status.as_ref()).is_some_and(|(s, _, _)| s == "False")
+            },
+        )
+        .await
     }
 
     async fn secret(&self, name: &str, data: BTreeMap<&str, String>) {
@@ -200,25 +243,19 @@ images:
     }))
     .await;
 
-    w.create::<ImageRepository>(json!({
-        "apiVersion": "image.toolkit.fluxcd.io/v1", "kind": "ImageRepository",
-        "metadata": {"name": "app"},
-        "spec": {"image": image, "interval": "2s", "insecure": true},
-    }))
+    w.image::<ImageRepository>("app", json!({"image": image, "interval": "2s", "insecure": true}))
+        .await;
+    w.image::<ImagePolicy>(
+        "app",
+        json!({"imageRepositoryRef": {"name": "app"}, "policy": {"semver": {"range": ">=0.9.0"}},
+                 "digestReflectionPolicy": "IfNotPresent"}),
+    )
     .await;
-    w.create::<ImagePolicy>(json!({
-        "apiVersion": "image.toolkit.fluxcd.io/v1", "kind": "ImagePolicy",
-        "metadata": {"name": "app"},
-        "spec": {"imageRepositoryRef": {"name": "app"}, "policy": {"semver": {"range": ">=0.9.0"}},
-                 "digestReflectionPolicy": "IfNotPresent"},
-    }))
-    .await;
-    w.create::<ImagePolicy>(json!({
-        "apiVersion": "image.toolkit.fluxcd.io/v1", "kind": "ImagePolicy",
-        "metadata": {"name": "builds"},
-        "spec": {"imageRepositoryRef": {"name": "app"}, "policy": {"numerical": {"order": "asc"}},
-                 "filterTags": {"pattern": "^main-(?P<ts>[0-9]+)$", "extract": "$ts"}},
-    }))
+    w.image::<ImagePolicy>(
+        "builds",
+        json!({"imageRepositoryRef": {"name": "app"}, "policy": {"numerical": {"order": "asc"}},
+                 "filterTags": {"pattern": "^main-(?P<ts>[0-9]+)$", "extract": "$ts"}}),
+    )
     .await;
 
     let repos = w.api::<ImageRepository>();
@@ -275,10 +312,9 @@ images:
     let key = GpgKey::new("Image Automation <bot@example.com>", "ed25519", "sign");
     w.secret("signing", BTreeMap::from([("git.asc", key.secret_armored())]))
         .await;
-    w.create::<ImageUpdateAutomation>(json!({
-        "apiVersion": "image.toolkit.fluxcd.io/v1", "kind": "ImageUpdateAutomation",
-        "metadata": {"name": "auto"},
-        "spec": {
+    w.image::<ImageUpdateAutomation>(
+        "auto",
+        json!({
             "interval": "2s",
             "sourceRef": {"kind": "GitRepository", "name": "fleet"},
             "git": {
@@ -290,8 +326,8 @@ images:
                 "push": {"branch": "main"},
             },
             "update": {"strategy": "Setters", "path": "./apps"},
-        },
-    }))
+        }),
+    )
     .await;
 
     let automations = w.api::<ImageUpdateAutomation>();
@@ -416,11 +452,10 @@ async fn refused_credentials_keep_the_last_scan_and_refused_pushes_are_reported(
     )
     .await;
     let image = format!("{registry}/{image_repo}");
-    w.create::<ImageRepository>(json!({
-        "apiVersion": "image.toolkit.fluxcd.io/v1", "kind": "ImageRepository",
-        "metadata": {"name": "private"},
-        "spec": {"image": image, "interval": "10m", "insecure": true, "secretRef": {"name": "registry"}},
-    }))
+    w.image::<ImageRepository>(
+        "private",
+        json!({"image": image, "interval": "10m", "insecure": true, "secretRef": {"name": "registry"}}),
+    )
     .await;
     let repos = w.api::<ImageRepository>();
     let scanned = testing::wait_for(&repos, "private", T, |r: &ImageRepository| {
@@ -461,36 +496,29 @@ async fn refused_credentials_keep_the_last_scan_and_refused_pushes_are_reported(
             ),
         )
         .commit("initial");
-    let hook = format!("{}/{}.git/hooks/pre-receive", env("GIT_REPOS_DIR"), fleet.name);
-    std::fs::write(&hook, "#!/bin/sh\necho 'main is protected' >&2\nexit 1\n").unwrap();
-    std::process::Command::new("chmod")
-        .args(["+x", &hook])
-        .status()
-        .unwrap();
+    pre_receive_hook(&fleet, "#!/bin/sh\necho 'main is protected' >&2\nexit 1\n");
     w.secret(
         "registry",
         BTreeMap::from([(".dockerconfigjson", docker_config(&password))]),
     )
     .await;
     w.request_reconcile::<ImageRepository>("private").await;
-    w.create::<ImagePolicy>(json!({
-        "apiVersion": "image.toolkit.fluxcd.io/v1", "kind": "ImagePolicy",
-        "metadata": {"name": "private"},
-        "spec": {"imageRepositoryRef": {"name": "private"}, "policy": {"semver": {"range": "1.x"}}},
-    }))
+    w.image::<ImagePolicy>(
+        "private",
+        json!({"imageRepositoryRef": {"name": "private"}, "policy": {"semver": {"range": "1.x"}}}),
+    )
     .await;
     driftless_testkit::git_source(&w.client, &w.ns, "protected", &fleet, "10m").await;
-    w.create::<ImageUpdateAutomation>(json!({
-        "apiVersion": "image.toolkit.fluxcd.io/v1", "kind": "ImageUpdateAutomation",
-        "metadata": {"name": "auto"},
-        "spec": {
+    w.image::<ImageUpdateAutomation>(
+        "auto",
+        json!({
             "interval": "10m",
             "sourceRef": {"kind": "GitRepository", "name": "protected"},
             "git": {"checkout": {"ref": {"branch": "main"}},
                     "commit": {"author": {"email": "bot@example.com"}}},
             "update": {"strategy": "Setters"},
-        },
-    }))
+        }),
+    )
     .await;
     let automations = w.api::<ImageUpdateAutomation>();
     let refused = testing::wait_for(&automations, "auto", T, |a: &ImageUpdateAutomation| {
@@ -521,9 +549,8 @@ async fn refused_credentials_keep_the_last_scan_and_refused_pushes_are_reported(
         )
         .write("other.txt", "before\n")
         .commit("initial");
-    let hook = format!("{}/{}.git/hooks/pre-receive", env("GIT_REPOS_DIR"), moving.name);
-    std::fs::write(
-        &hook,
+    pre_receive_hook(
+        &moving,
         r#"#!/bin/sh
 [ -f moved ] && exit 0
 touch moved
@@ -536,33 +563,20 @@ env -i PATH="$PATH" sh -c '
 echo "main moved" >&2
 exit 1
 "#,
-    )
-    .unwrap();
-    std::process::Command::new("chmod")
-        .args(["+x", &hook])
-        .status()
-        .unwrap();
+    );
     driftless_testkit::git_source(&w.client, &w.ns, "moving", &moving, "10m").await;
-    w.create::<ImageUpdateAutomation>(json!({
-        "apiVersion": "image.toolkit.fluxcd.io/v1", "kind": "ImageUpdateAutomation",
-        "metadata": {"name": "moving"},
-        "spec": {
+    w.image::<ImageUpdateAutomation>(
+        "moving",
+        json!({
             "interval": "10m",
             "sourceRef": {"kind": "GitRepository", "name": "moving"},
             "git": {"checkout": {"ref": {"branch": "main"}},
                     "commit": {"author": {"email": "bot@example.com"}}},
             "update": {"strategy": "Setters"},
-        },
-    }))
+        }),
+    )
     .await;
-    let landed = testing::wait_for(&automations, "moving", T, |a: &ImageUpdateAutomation| {
-        a.status
-            .as_ref()
-            .and_then(|s| s.last_push_commit.as_deref())
-            .is_some()
-            || ready(a.status.as_ref()).is_some_and(|(s, _, _)| s == "False")
-    })
-    .await;
+    let landed = w.pushed_or_failed("moving").await;
     assert_eq!(
         landed.status.as_ref().and_then(|s| s.last_push_commit.clone()),
         Some(moving.remote_head()),
@@ -591,12 +605,11 @@ exit 1
         .create(&PostParams::default(), &repository(json!(null)))
         .await
         .unwrap();
-    w.create::<ImagePolicy>(json!({
-        "apiVersion": "image.toolkit.fluxcd.io/v1", "kind": "ImagePolicy",
-        "metadata": {"name": "foreign"},
-        "spec": {"imageRepositoryRef": {"name": "shared", "namespace": other},
-                 "policy": {"semver": {"range": "1.x"}}},
-    }))
+    w.image::<ImagePolicy>(
+        "foreign",
+        json!({"imageRepositoryRef": {"name": "shared", "namespace": other},
+                 "policy": {"semver": {"range": "1.x"}}}),
+    )
     .await;
     let policies = w.api::<ImagePolicy>();
     let denied = testing::wait_for(&policies, "foreign", T, |p: &ImagePolicy| {
@@ -638,17 +651,15 @@ async fn automations_push_over_every_git_transport() {
     for tag in ["2.0.0", "2.1.0"] {
         push(&registry, &image_repo, tag, &RegistryAuth::Anonymous).await;
     }
-    w.create::<ImageRepository>(json!({
-        "apiVersion": "image.toolkit.fluxcd.io/v1", "kind": "ImageRepository",
-        "metadata": {"name": "svc"},
-        "spec": {"image": image, "interval": "10m", "insecure": true},
-    }))
+    w.image::<ImageRepository>(
+        "svc",
+        json!({"image": image, "interval": "10m", "insecure": true}),
+    )
     .await;
-    w.create::<ImagePolicy>(json!({
-        "apiVersion": "image.toolkit.fluxcd.io/v1", "kind": "ImagePolicy",
-        "metadata": {"name": "svc"},
-        "spec": {"imageRepositoryRef": {"name": "svc"}, "policy": {"semver": {"range": "2.x"}}},
-    }))
+    w.image::<ImagePolicy>(
+        "svc",
+        json!({"imageRepositoryRef": {"name": "svc"}, "policy": {"semver": {"range": "2.x"}}}),
+    )
     .await;
 
     let read = |var: &str| std::fs::read_to_string(env(var)).unwrap();
@@ -731,29 +742,20 @@ async fn automations_push_over_every_git_transport() {
         if name == "ssh" {
             git["push"] = json!({"branch": "image-updates"});
         }
-        w.create::<ImageUpdateAutomation>(json!({
-            "apiVersion": "image.toolkit.fluxcd.io/v1", "kind": "ImageUpdateAutomation",
-            "metadata": {"name": name},
-            "spec": {
+        w.image::<ImageUpdateAutomation>(
+            name,
+            json!({
                 "interval": "10m",
                 "sourceRef": {"kind": "GitRepository", "name": name},
                 "git": git,
                 "update": {"strategy": "Setters"},
-            },
-        }))
+            }),
+        )
         .await;
         repos.push((name, fleet));
     }
-    let automations = w.api::<ImageUpdateAutomation>();
     for (name, fleet) in &repos {
-        let done = testing::wait_for(&automations, name, T, |a: &ImageUpdateAutomation| {
-            a.status
-                .as_ref()
-                .and_then(|s| s.last_push_commit.as_deref())
-                .is_some()
-                || ready(a.status.as_ref()).is_some_and(|(s, _, _)| s == "False")
-        })
-        .await;
+        let done = w.pushed_or_failed(name).await;
         let branch = if *name == "ssh" { "image-updates" } else { "main" };
         let bare = format!("{}/{}.git", env("GIT_REPOS_DIR"), fleet.name);
         let on_server = |args: &[&str]| {
@@ -783,12 +785,11 @@ async fn automations_push_over_every_git_transport() {
         BTreeMap::from([("ca.crt", read("SOURCES_CA_FILE"))]),
     )
     .await;
-    w.create::<ImageRepository>(json!({
-        "apiVersion": "image.toolkit.fluxcd.io/v1", "kind": "ImageRepository",
-        "metadata": {"name": "svc-tls"},
-        "spec": {"image": format!("{}/{image_repo}", env("OCI_REGISTRY_TLS")), "interval": "10m",
-                 "certSecretRef": {"name": "registry-ca"}},
-    }))
+    w.image::<ImageRepository>(
+        "svc-tls",
+        json!({"image": format!("{}/{image_repo}", env("OCI_REGISTRY_TLS")), "interval": "10m",
+                 "certSecretRef": {"name": "registry-ca"}}),
+    )
     .await;
     testing::wait_for(
         &w.api::<ImageRepository>(),

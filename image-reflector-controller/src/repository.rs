@@ -113,11 +113,11 @@ impl ImageRepositoryReconciler {
         let stored = {
             let store = self.tags.clone();
             let image = canonical.clone();
-            blocking(Duration::from_secs(30), move || store.read(&image))
-                .await
-                .ok()
-                .flatten()
-                .is_some()
+            blocking(Duration::from_secs(30), move || {
+                Ok::<_, ()>(store.contains(&image))
+            })
+            .await
+            .unwrap_or(false)
         };
         let last_scan = status
             .last_scan_result

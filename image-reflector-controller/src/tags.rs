@@ -50,6 +50,11 @@ impl TagStore {
         Ok(())
     }
 
+    /// Whether tags of `image` are stored (without reading them).
+    pub fn contains(&self, image: &str) -> bool {
+        self.file(image).is_ok_and(|f| f.is_file())
+    }
+
     /// The tags of `image`; None when it was never scanned (or its file is gone).
     pub fn read(&self, image: &str) -> io::Result<Option<Vec<String>>> {
         match std::fs::read_to_string(self.file(image)?) {

@@ -7,8 +7,7 @@ use std::collections::BTreeMap;
 
 use driftless_api::notification::Provider;
 use driftless_artifact::http::{ClientSettings, client};
-use k8s_openapi::api::core::v1::Secret;
-use kube::{Api, Client, ResourceExt};
+use kube::{Client, ResourceExt};
 
 use crate::providers::Target;
 
@@ -18,17 +17,9 @@ pub async fn raw_secret_data(
     namespace: &str,
     name: &str,
 ) -> Result<BTreeMap<String, Vec<u8>>, String> {
-    let secret = Api::<Secret>::namespaced(client.clone(), namespace)
-        .get_opt(name)
+    driftless_runtime::secrets::secret_data(client, namespace, name)
         .await
-        .map_err(|e| format!("failed to read secret '{namespace}/{name}': {e}"))?
-        .ok_or_else(|| format!("secret '{namespace}/{name}' not found"))?;
-    Ok(secret
-        .data
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| (k, v.0))
-        .collect())
+        .map_err(|problem| problem.message().to_string())
 }
 
 /// The data of Secret `namespace/name` as text, surrounding whitespace trimmed (as Flux reads

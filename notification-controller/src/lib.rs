@@ -208,20 +208,16 @@ mod flux_args_tests {
     use super::*;
     use clap::Parser;
 
-    /// The container args of Flux v2.9's notification-controller Deployment, with the
-    /// multi-tenancy lockdown patch's.
+    /// The container args of Flux v2.9's Deployment, alone and with the multi-tenancy lockdown
+    /// patch's: a cluster moved from Flux keeps its manifests.
     #[test]
     fn flux_deployment_args_are_accepted() {
-        let args = [
-            "notification-controller",
-            "--watch-all-namespaces=true",
-            "--log-level=info",
-            "--log-encoding=json",
-            "--enable-leader-election",
-            "--no-cross-namespace-refs=true",
-        ];
-        if let Err(e) = Args::try_parse_from(args) {
-            panic!("{e}");
+        let lockdown: &[&str] = &["--no-cross-namespace-refs=true"];
+        for extra in [&[][..], lockdown] {
+            let args = driftless_runtime::testing::flux_deployment_args(CONTROLLER_NAME, extra);
+            if let Err(e) = Args::try_parse_from(&args) {
+                panic!("{args:?}: {e}");
+            }
         }
     }
 }

@@ -291,22 +291,7 @@ pub fn list_remote(remote: &Remote<'_>) -> Result<RemoteRefs, GitError> {
         )
     };
     let (refs, default_branch) = match conn {
-        Some(conn) => {
-            let refs = conn
-                .list()
-                .map_err(|e| describe(remote, "unable to list remote", &e, &failure))?
-                .iter()
-                .map(|h| RemoteRef {
-                    name: h.name().to_string(),
-                    oid: h.oid().to_string(),
-                })
-                .collect::<Vec<_>>();
-            let default = conn
-                .default_branch()
-                .ok()
-                .and_then(|b| b.as_str().ok().map(str::to_string));
-            (refs, default)
-        }
+        Some(conn) => advertised(remote, &failure, conn.list(), conn.default_branch())?,
         None => list_with_fetch(remote, headers.as_deref().unwrap_or_default())?,
     };
     Ok(RemoteRefs { refs, default_branch })
@@ -326,17 +311,25 @@ fn list_with_fetch(remote: &Remote<'_>, header: &str) -> Result<(Vec<RemoteRef>,
     fo.custom_headers(&[header]);
     r.fetch::<&str>(&[], Some(&mut fo), None)
         .map_err(|e| describe(remote, "unable to list remote", &e, &failure))?;
-    let refs = r
-        .list()
-        .map_err(|e| describe(remote, "unable to list remote", &e, &failure))?
+    advertised(remote, &failure, r.list(), r.default_branch())
+}
+
+/// The refs and the default branch a connected remote advertised.
+fn advertised(
+    remote: &Remote<'_>,
+    failure: &Cell<Option<String>>,
+    heads: Result<&[git2::RemoteHead<'_>], git2::Error>,
+    default_branch: Result<git2::Buf, git2::Error>,
+) -> Result<(Vec<RemoteRef>, Option<String>), GitError> {
+    let refs = heads
+        .map_err(|e| describe(remote, "unable to list remote", &e, failure))?
         .iter()
         .map(|h| RemoteRef {
             name: h.name().to_string(),
             oid: h.oid().to_string(),
         })
         .collect();
-    let default = r
-        .default_branch()
+    let default = default_branch
         .ok()
         .and_then(|b| b.as_str().ok().map(str::to_string));
     Ok((refs, default))

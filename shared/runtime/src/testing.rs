@@ -342,3 +342,28 @@ impl GpgKey {
         self.gpg(&["--armor", "--export-secret-keys", &self.fingerprint])
     }
 }
+
+/// The container args of Flux v2.9's Deployment of `controller`, as `gotk-components.yaml` has
+/// them (`$(RUNTIME_NAMESPACE)` expanded to `flux-system`), then `extra` (e.g. the multi-tenancy
+/// lockdown patch's): what a cluster moved from Flux starts our binaries with.
+pub fn flux_deployment_args(controller: &str, extra: &[&str]) -> Vec<String> {
+    let mut args = vec![controller.to_string()];
+    if controller != "notification-controller" {
+        args.push("--events-addr=http://notification-controller.flux-system.svc.cluster.local./".into());
+    }
+    args.extend(
+        [
+            "--watch-all-namespaces=true",
+            "--log-level=info",
+            "--log-encoding=json",
+            "--enable-leader-election",
+        ]
+        .map(String::from),
+    );
+    if controller == "source-controller" {
+        args.push("--storage-path=/data".into());
+        args.push("--storage-adv-addr=source-controller.flux-system.svc.cluster.local.".into());
+    }
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args
+}
