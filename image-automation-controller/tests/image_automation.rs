@@ -109,7 +109,8 @@ impl World {
         .await;
     }
 
-    /// Waits until automation `name` has pushed or failed.
+    /// Waits until automation `name` has pushed or stalled (a transient failure, e.g. a proxy
+    /// closing a kept-alive connection, is retried by the controller and waited through).
     async fn pushed_or_failed(&self, name: &str) -> ImageUpdateAutomation {
         testing::wait_for(
             &self.api::<ImageUpdateAutomation>(),
@@ -120,7 +121,12 @@ impl World {
                     .as_ref()
                     .and_then(|s| s.last_push_commit.as_deref())
                     .is_some()
-                    || ready(a.status.as_ref()).is_some_and(|(s, _, _)| s == "False")
+                    || a.status.as_ref().is_some_and(|s| {
+                        s.conditions
+                            .iter()
+                            .flatten()
+                            .any(|c| c.type_ == "Stalled" && c.status == "True")
+                    })
             },
         )
         .await
