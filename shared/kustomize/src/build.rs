@@ -2,21 +2,34 @@
 //! (name hashes, name references, vars, local-config removal, sorting).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use serde_json::Value;
 
 use crate::Error;
 use crate::generate::{self, Kind};
+use crate::config::TransformerConfig;
 use crate::kustomization::{FILE_NAMES, Kustomization, Var};
 use crate::loader::Loader;
 use crate::resource::{Behavior, Resource};
-use crate::{nameref, replace, transform};
+use crate::{nameref, plugin, replace, transform};
 
-/// What a kustomization tree accumulates: its objects and its vars.
-#[derive(Default)]
+/// What a kustomization tree accumulates: its objects, its vars and its transformer
+/// configuration (kustomize's defaults plus every `configurations:` file in the tree so far).
 struct Accumulated {
     resources: Vec<Resource>,
     vars: Vec<Var>,
+    config: Arc<TransformerConfig>,
+}
+
+impl Default for Accumulated {
+    fn default() -> Accumulated {
+        Accumulated {
+            resources: Vec::new(),
+            vars: Vec::new(),
+            config: TransformerConfig::default_shared(),
+        }
+    }
 }
 
 type IdKey = (String, String, String, String, String);
@@ -39,7 +52,15 @@ impl Accumulated {
 
     fn absorb(&mut self, other: Accumulated) -> Result<(), Error> {
         self.append_all(other.resources)?;
+        self.merge_config(&other.config)?;
         self.add_vars(other.vars)
+    }
+
+    fn merge_config(&mut self, other: &Arc<TransformerConfig>) -> Result<(), Error> {
+        if !Arc::ptr_eq(&self.config, other) && !Arc::ptr_eq(other, &TransformerConfig::default_shared()) {
+            Arc::make_mut(&mut self.config).merge(other)?;
+        }
+        Ok(())
     }
 
     fn add_vars(&mut self, vars: Vec<Var>) -> Result<(), Error> {
@@ -162,6 +183,9 @@ impl Target {
             }
         };
         let (path, text) = loader.read_string(file)?;
+        if text.trim().is_empty() {
+            return Err(Error::new(format!("kustomization.yaml is empty: '{}'", path.display())));
+        }
         let kustomization: Kustomization = match crate::yaml::parse_documents_yaml11(&text)
             .map_err(Error::new)?
             .into_iter()
@@ -208,13 +232,8 @@ impl Builder {
 
     pub fn build(&mut self, dir: &std::path::Path) -> Result<Vec<Value>, Error> {
         let loader = Loader::new(dir, self.jail.as_deref())?;
+        // A Component built on its own is built as a kustomization is, as kustomize does.
         let target = Target::load(loader)?;
-        if target.kustomization.is_component() {
-            return Err(Error::new(format!(
-                "'{}' is a Component; it can only be used from a kustomization",
-                dir.display()
-            )));
-        }
         let mut acc = self.accumulate(&target, Accumulated::default())?;
 
         for resource in acc.resources.iter_mut().filter(|r| r.needs_hash) {
@@ -223,8 +242,8 @@ impl Builder {
             let name = format!("{}-{hash}", resource.name());
             resource.set_name(&name);
         }
-        nameref::fix(&mut acc.resources)?;
-        replace::resolve_vars(&acc.vars, &mut acc.resources)?;
+        nameref::fix(&mut acc.resources, &acc.config.name_reference)?;
+        replace::resolve_vars(&acc.vars, &acc.config.var_reference, &mut acc.resources)?;
         acc.resources.retain(|r| {
             r.object
                 .pointer("/metadata/annotations/config.kubernetes.io~1local-config")
@@ -263,7 +282,59 @@ impl Builder {
     fn accumulate_inner(&mut self, target: &Target, acc: &mut Accumulated) -> Result<(), Error> {
         let k = &target.kustomization;
         let loader = &target.loader;
-        for path in k.resources.iter().chain(k.bases.iter()) {
+        let paths: Vec<String> = k.resources.iter().chain(k.bases.iter()).cloned().collect();
+        let taken = std::mem::take(acc);
+        *acc = self.accumulate_paths_into(&paths, loader, taken)?;
+        if !k.configurations.is_empty() {
+            let own = TransformerConfig::load(loader, &k.configurations)?;
+            acc.merge_config(&own)?;
+        }
+        let global = k.generator_options.as_ref();
+        let mut generated = Vec::new();
+        for args in &k.config_map_generator {
+            generated.push(generate::generate(Kind::ConfigMap, args, global, loader)?);
+        }
+        for args in &k.secret_generator {
+            generated.push(generate::generate(Kind::Secret, args, global, loader)?);
+        }
+        for config in self.plugin_configs(&k.generators, loader, "generators")? {
+            generated.push(plugin::generator(&config, loader)?);
+        }
+        if !generated.is_empty() {
+            let mut index = acc.id_index();
+            for resource in generated {
+                acc.append_generated(resource, &mut index)?;
+            }
+        }
+        for path in &k.components {
+            let child = Target::load(loader.child(path)?)
+                .map_err(|e| e.context(format!("accumulating components from '{path}'")))?;
+            if !child.kustomization.is_component() {
+                return Err(Error::new(format!(
+                    "expected kind 'Component' for path '{}' but got '{}'",
+                    child.loader.root.display(),
+                    child.kustomization.kind.as_deref().unwrap_or("Kustomization")
+                )));
+            }
+            let taken = std::mem::take(acc);
+            *acc = self.accumulate(&child, taken)?;
+        }
+        let mut transformers = transform::configured(k, &acc.config);
+        for config in self.plugin_configs(&k.transformers, loader, "transformers")? {
+            transformers.push(plugin::transformer(&config)?);
+        }
+        transform::run_all(&transformers, loader, &mut acc.resources)?;
+        acc.add_vars(k.vars.clone())
+    }
+
+    /// Accumulates `resources:` entries (files or kustomization directories) into `acc`.
+    fn accumulate_paths_into(
+        &mut self,
+        paths: &[String],
+        loader: &Loader,
+        mut acc: Accumulated,
+    ) -> Result<Accumulated, Error> {
+        for path in paths {
             if is_remote(path) {
                 return Err(Error::new(format!(
                     "remote resource '{path}' is not supported: only local files and directories"
@@ -298,37 +369,30 @@ impl Builder {
                 }
             }
         }
-        let global = k.generator_options.as_ref();
-        if !k.config_map_generator.is_empty() || !k.secret_generator.is_empty() {
-            let mut index = acc.id_index();
-            for args in &k.config_map_generator {
-                acc.append_generated(
-                    generate::generate(Kind::ConfigMap, args, global, loader)?,
-                    &mut index,
-                )?;
+        Ok(acc)
+    }
+
+    fn accumulate_paths(&mut self, paths: &[String], loader: &Loader) -> Result<Accumulated, Error> {
+        self.accumulate_paths_into(paths, loader, Accumulated::default())
+    }
+
+    /// The plugin configurations `transformers:` or `generators:` lists: inline YAML, files, or
+    /// kustomization directories whose output is configurations, as kustomize reads them.
+    fn plugin_configs(&mut self, entries: &[String], loader: &Loader, field: &str) -> Result<Vec<Value>, Error> {
+        let mut configs = Accumulated::default();
+        for entry in entries {
+            if let Some(inline) = plugin::inline(entry) {
+                configs
+                    .append_all(inline)
+                    .map_err(|e| e.context(format!("{field}: inline configuration")))?;
+                continue;
             }
-            for args in &k.secret_generator {
-                acc.append_generated(
-                    generate::generate(Kind::Secret, args, global, loader)?,
-                    &mut index,
-                )?;
-            }
+            let sub = self
+                .accumulate_paths(std::slice::from_ref(entry), loader)
+                .map_err(|e| e.context(field))?;
+            configs.append_all(sub.resources).map_err(|e| e.context(field))?;
         }
-        for path in &k.components {
-            let child = Target::load(loader.child(path)?)
-                .map_err(|e| e.context(format!("accumulating components from '{path}'")))?;
-            if !child.kustomization.is_component() {
-                return Err(Error::new(format!(
-                    "expected kind 'Component' for path '{}' but got '{}'",
-                    child.loader.root.display(),
-                    child.kustomization.kind.as_deref().unwrap_or("Kustomization")
-                )));
-            }
-            let taken = std::mem::take(acc);
-            *acc = self.accumulate(&child, taken)?;
-        }
-        transform::run_all(k, loader, &mut acc.resources)?;
-        acc.add_vars(k.vars.clone())
+        Ok(configs.resources.into_iter().map(|r| r.object).collect())
     }
 }
 

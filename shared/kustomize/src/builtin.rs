@@ -170,10 +170,11 @@ pub static NAMESPACE: LazyLock<Vec<FieldSpec>> = LazyLock::new(|| {
 });
 
 /// A kind whose name other objects refer to, and the fields that do.
+#[derive(Clone, Debug)]
 pub struct BackReference {
-    pub group: &'static str,
-    pub version: &'static str,
-    pub kind: &'static str,
+    pub group: String,
+    pub version: String,
+    pub kind: String,
     pub referrers: Vec<FieldSpec>,
 }
 
@@ -282,10 +283,10 @@ pub static NAME_REFERENCES: LazyLock<Vec<BackReference>> = LazyLock::new(|| {
     ]));
     let rbac = "rbac.authorization.k8s.io";
     let admission = "admissionregistration.k8s.io";
-    let back = |group, version, kind, referrers| BackReference {
-        group,
-        version,
-        kind,
+    let back = |group: &str, version: &str, kind: &str, referrers| BackReference {
+        group: group.into(),
+        version: version.into(),
+        kind: kind.into(),
         referrers,
     };
     let pv = refs(&[
@@ -385,4 +386,66 @@ pub static NAME_REFERENCES: LazyLock<Vec<BackReference>> = LazyLock::new(|| {
             refs(&[(admission, "ValidatingAdmissionPolicyBinding", "spec/policyName")]),
         ),
     ]
+});
+
+/// Where `$(VAR)` is substituted: kustomize's varReference field specs.
+pub static VAR_REFERENCES: LazyLock<Vec<FieldSpec>> = LazyLock::new(|| {
+    let mut specs = Vec::new();
+    let workloads = [
+        (
+            "CronJob",
+            "spec/jobTemplate/spec/template/spec",
+            "spec/jobTemplate/spec/template/volumes/nfs/server",
+        ),
+        (
+            "DaemonSet",
+            "spec/template/spec",
+            "spec/template/spec/volumes/nfs/server",
+        ),
+        (
+            "Deployment",
+            "spec/template/spec",
+            "spec/template/spec/volumes/nfs/server",
+        ),
+        (
+            "Job",
+            "spec/template/spec",
+            "spec/template/spec/volumes/nfs/server",
+        ),
+        ("Pod", "spec", "spec/volumes/nfs/server"),
+        (
+            "ReplicaSet",
+            "spec/template/spec",
+            "spec/template/spec/volumes/nfs/server",
+        ),
+        (
+            "StatefulSet",
+            "spec/template/spec",
+            "spec/volumeClaimTemplates/spec/nfs/server",
+        ),
+    ];
+    for (kind, pod_spec, nfs) in workloads {
+        for containers in ["containers", "initContainers"] {
+            for field in ["args", "command", "env/value", "volumeMounts/mountPath"] {
+                specs.push(FieldSpec::new(
+                    kind,
+                    &format!("{pod_spec}/{containers}/{field}"),
+                    false,
+                ));
+            }
+        }
+        specs.push(FieldSpec::new(kind, nfs, false));
+    }
+    specs.extend([
+        FieldSpec::new("Deployment", "spec/template/metadata/annotations", false),
+        FieldSpec::new("Ingress", "spec/rules/host", false),
+        FieldSpec::new("Ingress", "spec/tls/hosts", false),
+        FieldSpec::new("Ingress", "spec/tls/secretName", false),
+        FieldSpec::new("Service", "spec/ports/port", false),
+        FieldSpec::new("Service", "spec/ports/targetPort", false),
+        FieldSpec::new("PersistentVolume", "spec/nfs/server", false),
+        FieldSpec::new("", "metadata/labels", false),
+        FieldSpec::new("", "metadata/annotations", false),
+    ]);
+    specs
 });

@@ -100,16 +100,11 @@ pub fn generate(
 
     let mut resource = Resource::new(object);
     resource.needs_hash = !options.disable_name_suffix_hash;
+    // kustomize reads any other word (`add`, a typo) as create.
     resource.behavior = match args.behavior.as_str() {
-        "" | "create" => Behavior::Create,
         "merge" => Behavior::Merge,
         "replace" => Behavior::Replace,
-        other => {
-            return Err(Error::new(format!(
-                "unknown generator behavior '{other}' in '{}'",
-                args.name
-            )));
-        }
+        _ => Behavior::Create,
     };
     Ok(resource)
 }

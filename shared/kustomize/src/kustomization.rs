@@ -53,17 +53,14 @@ impl Kustomization {
     /// The features this engine refuses, by their field name.
     pub fn unsupported_fields(&self) -> Vec<&'static str> {
         let mut fields = Vec::new();
-        let checks: [(&'static str, bool); 9] = [
+        let checks: [(&'static str, bool); 6] = [
             ("helmCharts", !self.helm_charts.is_empty()),
             ("helmGlobals", self.helm_globals.is_some()),
             (
                 "helmChartInflationGenerator",
                 !self.helm_chart_inflation_generator.is_empty(),
             ),
-            ("generators", !self.generators.is_empty()),
-            ("transformers", !self.transformers.is_empty()),
             ("validators", !self.validators.is_empty()),
-            ("configurations", !self.configurations.is_empty()),
             ("crds", !self.crds.is_empty()),
             ("openapi", self.openapi.is_some()),
         ];

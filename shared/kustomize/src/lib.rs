@@ -5,12 +5,14 @@
 
 mod build;
 mod builtin;
+mod config;
 mod fieldspec;
 mod generate;
 pub mod kustomization;
 mod loader;
 mod nameref;
 mod patch;
+mod plugin;
 mod replace;
 mod resource;
 mod sort;

@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use serde_json::Value;
 
 use crate::Error;
-use crate::builtin::{BackReference, NAME_REFERENCES};
+use crate::builtin::BackReference;
 use crate::fieldspec::{self, CreateKind, FieldSpec};
 use crate::resource::{Gvk, ResId, Resource};
 
@@ -20,7 +20,7 @@ struct Candidate {
     suffixes: Vec<String>,
 }
 
-pub fn fix(resources: &mut [Resource]) -> Result<(), Error> {
+pub fn fix(resources: &mut [Resource], references: &[BackReference]) -> Result<(), Error> {
     let candidates: Vec<Candidate> = resources
         .iter()
         .map(|r| Candidate {
@@ -49,7 +49,7 @@ pub fn fix(resources: &mut [Resource]) -> Result<(), Error> {
         let referrer = &candidates[index];
         let subset = Subset::of(resource, referrer);
         let role_ref = role_ref_gvk(&resource.object);
-        for back in NAME_REFERENCES.iter() {
+        for back in references {
             for spec in back.referrers.iter().filter(|s| s.selects(&original_gvk)) {
                 let referral = Referral {
                     referrer,
@@ -237,7 +237,7 @@ impl Referral<'_> {
                     && pool(c)
                     && c.previous
                         .iter()
-                        .any(|p| p.gvk.selected_by(back.group, back.version, back.kind))
+                        .any(|p| p.gvk.selected_by(&back.group, &back.version, &back.kind))
                     && role_ref.is_none_or(|g| {
                         c.previous
                             .iter()

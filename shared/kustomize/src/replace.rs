@@ -2,7 +2,6 @@
 //! substituted in well-known fields at the end of the build).
 
 use std::collections::HashMap;
-use std::sync::LazyLock;
 
 use serde_json::{Map, Value};
 
@@ -364,70 +363,8 @@ fn set_path(
     }
 }
 
-/// Where `$(VAR)` is substituted: kustomize's varReference field specs.
-static VAR_REFERENCES: LazyLock<Vec<FieldSpec>> = LazyLock::new(|| {
-    let mut specs = Vec::new();
-    let workloads = [
-        (
-            "CronJob",
-            "spec/jobTemplate/spec/template/spec",
-            "spec/jobTemplate/spec/template/volumes/nfs/server",
-        ),
-        (
-            "DaemonSet",
-            "spec/template/spec",
-            "spec/template/spec/volumes/nfs/server",
-        ),
-        (
-            "Deployment",
-            "spec/template/spec",
-            "spec/template/spec/volumes/nfs/server",
-        ),
-        (
-            "Job",
-            "spec/template/spec",
-            "spec/template/spec/volumes/nfs/server",
-        ),
-        ("Pod", "spec", "spec/volumes/nfs/server"),
-        (
-            "ReplicaSet",
-            "spec/template/spec",
-            "spec/template/spec/volumes/nfs/server",
-        ),
-        (
-            "StatefulSet",
-            "spec/template/spec",
-            "spec/volumeClaimTemplates/spec/nfs/server",
-        ),
-    ];
-    for (kind, pod_spec, nfs) in workloads {
-        for containers in ["containers", "initContainers"] {
-            for field in ["args", "command", "env/value", "volumeMounts/mountPath"] {
-                specs.push(FieldSpec::new(
-                    kind,
-                    &format!("{pod_spec}/{containers}/{field}"),
-                    false,
-                ));
-            }
-        }
-        specs.push(FieldSpec::new(kind, nfs, false));
-    }
-    specs.extend([
-        FieldSpec::new("Deployment", "spec/template/metadata/annotations", false),
-        FieldSpec::new("Ingress", "spec/rules/host", false),
-        FieldSpec::new("Ingress", "spec/tls/hosts", false),
-        FieldSpec::new("Ingress", "spec/tls/secretName", false),
-        FieldSpec::new("Service", "spec/ports/port", false),
-        FieldSpec::new("Service", "spec/ports/targetPort", false),
-        FieldSpec::new("PersistentVolume", "spec/nfs/server", false),
-        FieldSpec::new("", "metadata/labels", false),
-        FieldSpec::new("", "metadata/annotations", false),
-    ]);
-    specs
-});
-
 /// Resolves legacy vars and substitutes them.
-pub fn resolve_vars(vars: &[Var], resources: &mut [Resource]) -> Result<(), Error> {
+pub fn resolve_vars(vars: &[Var], var_references: &[FieldSpec], resources: &mut [Resource]) -> Result<(), Error> {
     if vars.is_empty() {
         return Ok(());
     }
@@ -485,7 +422,7 @@ pub fn resolve_vars(vars: &[Var], resources: &mut [Resource]) -> Result<(), Erro
         values.insert(var.name.clone(), value);
     }
     for resource in resources.iter_mut() {
-        for spec in VAR_REFERENCES.iter() {
+        for spec in var_references {
             let mut set = |node: &mut Value| {
                 substitute(node, &values);
                 Ok(())

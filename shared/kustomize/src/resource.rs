@@ -33,37 +33,57 @@ impl Gvk {
     }
 
     pub fn is_cluster_scoped(&self) -> bool {
-        is_cluster_scoped(&self.group, &self.kind)
+        let api_version = if self.group.is_empty() {
+            self.version.clone()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        };
+        is_cluster_scoped(&api_version, &self.kind)
     }
 }
 
-/// Built-in kinds that are not namespaced; kustomize treats every other kind as namespaced.
-pub fn is_cluster_scoped(group: &str, kind: &str) -> bool {
+/// The kinds kustomize (v5.5) knows to be cluster-scoped, by exact apiVersion: its built-in
+/// schema's table. Every other kind and version counts as namespaced, so a `v1` FlowSchema gets a
+/// namespace where a `v1beta1` one does not, as in kustomize.
+pub fn is_cluster_scoped(api_version: &str, kind: &str) -> bool {
     matches!(
-        (group, kind),
-        ("admissionregistration.k8s.io", "MutatingWebhookConfiguration")
-            | ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration")
-            | ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy")
-            | ("admissionregistration.k8s.io", "ValidatingAdmissionPolicyBinding")
-            | ("apiextensions.k8s.io", "CustomResourceDefinition")
-            | ("apiregistration.k8s.io", "APIService")
-            | ("certificates.k8s.io", "CertificateSigningRequest")
-            | ("flowcontrol.apiserver.k8s.io", "FlowSchema")
-            | ("flowcontrol.apiserver.k8s.io", "PriorityLevelConfiguration")
-            | ("networking.k8s.io", "IngressClass")
-            | ("node.k8s.io", "RuntimeClass")
-            | ("policy", "PodSecurityPolicy")
-            | ("rbac.authorization.k8s.io", "ClusterRole")
-            | ("rbac.authorization.k8s.io", "ClusterRoleBinding")
-            | ("scheduling.k8s.io", "PriorityClass")
-            | ("storage.k8s.io", "CSIDriver")
-            | ("storage.k8s.io", "CSINode")
-            | ("storage.k8s.io", "StorageClass")
-            | ("storage.k8s.io", "VolumeAttachment")
-            | ("", "ComponentStatus")
-            | ("", "Namespace")
-            | ("", "Node")
-            | ("", "PersistentVolume")
+        (api_version, kind),
+("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration")
+            | ("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration")
+            | ("admissionregistration.k8s.io/v1beta1", "MutatingWebhookConfiguration")
+            | ("admissionregistration.k8s.io/v1beta1", "ValidatingWebhookConfiguration")
+            | ("apiextensions.k8s.io/v1", "CustomResourceDefinition")
+            | ("apiextensions.k8s.io/v1beta1", "CustomResourceDefinition")
+            | ("apiregistration.k8s.io/v1", "APIService")
+            | ("apiregistration.k8s.io/v1beta1", "APIService")
+            | ("certificates.k8s.io/v1", "CertificateSigningRequest")
+            | ("certificates.k8s.io/v1beta1", "CertificateSigningRequest")
+            | ("flowcontrol.apiserver.k8s.io/v1beta1", "FlowSchema")
+            | ("flowcontrol.apiserver.k8s.io/v1beta1", "PriorityLevelConfiguration")
+            | ("networking.k8s.io/v1", "IngressClass")
+            | ("networking.k8s.io/v1beta1", "IngressClass")
+            | ("node.k8s.io/v1", "RuntimeClass")
+            | ("node.k8s.io/v1beta1", "RuntimeClass")
+            | ("policy/v1beta1", "PodSecurityPolicy")
+            | ("rbac.authorization.k8s.io/v1", "ClusterRole")
+            | ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding")
+            | ("rbac.authorization.k8s.io/v1beta1", "ClusterRole")
+            | ("rbac.authorization.k8s.io/v1beta1", "ClusterRoleBinding")
+            | ("scheduling.k8s.io/v1", "PriorityClass")
+            | ("scheduling.k8s.io/v1beta1", "PriorityClass")
+            | ("storage.k8s.io/v1", "CSIDriver")
+            | ("storage.k8s.io/v1", "CSINode")
+            | ("storage.k8s.io/v1", "StorageClass")
+            | ("storage.k8s.io/v1", "VolumeAttachment")
+            | ("storage.k8s.io/v1beta1", "CSIDriver")
+            | ("storage.k8s.io/v1beta1", "CSINode")
+            | ("storage.k8s.io/v1beta1", "StorageClass")
+            | ("storage.k8s.io/v1beta1", "VolumeAttachment")
+            | ("v1", "ComponentStatus")
+            | ("v1", "Namespace")
+            | ("v1", "Node")
+            | ("v1", "NodeProxyOptions")
+            | ("v1", "PersistentVolume")
     )
 }
 

@@ -6,52 +6,143 @@ use regex::Regex;
 use serde_json::Value;
 
 use crate::Error;
-use crate::builtin;
+use crate::config::TransformerConfig;
 use crate::fieldspec::{self, CreateKind, FieldSpec};
-use crate::kustomization::{Image, Kustomization, Label, Patch, Replica, Selector};
+use crate::kustomization::{Image, Kustomization, Label, Patch, ReplacementEntry, Replica, Selector};
 use crate::loader::Loader;
 use crate::patch;
 use crate::resource::Resource;
 
-/// Runs every transformer a kustomization configures over the accumulated resources.
-pub fn run_all(k: &Kustomization, loader: &Loader, resources: &mut Vec<Resource>) -> Result<(), Error> {
-    for path in &k.patches_strategic_merge {
-        patches_strategic_merge(path, loader, resources).map_err(|e| e.context("patchesStrategicMerge"))?;
+/// One built-in transformer, configured: from a kustomization's own fields, or from a plugin
+/// configuration (`apiVersion: builtin`) that `transformers:` names.
+pub enum Transformer {
+    StrategicMerge(Vec<String>),
+    Patch(Patch),
+    Namespace {
+        namespace: String,
+        specs: Vec<FieldSpec>,
+        unset_only: bool,
+        subjects: SubjectMode,
+    },
+    Prefix(String, Vec<FieldSpec>),
+    Suffix(String, Vec<FieldSpec>),
+    Labels(BTreeMap<String, String>, Vec<FieldSpec>),
+    Annotations(BTreeMap<String, String>, Vec<FieldSpec>),
+    Json6902(Patch),
+    Replicas(Replica, Vec<FieldSpec>),
+    Image(Image, Vec<FieldSpec>),
+    Replacements(Vec<ReplacementEntry>),
+    /// Several run in order as one (PrefixSuffixTransformer).
+    Composite(Vec<Transformer>),
+}
+
+/// Which RoleBinding subjects get the namespace (NamespaceTransformer's `setRoleBindingSubjects`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum SubjectMode {
+    DefaultOnly,
+    AllServiceAccounts,
+    None,
+}
+
+/// The transformers a kustomization's fields configure, in the order kustomize runs them.
+pub fn configured(k: &Kustomization, config: &TransformerConfig) -> Vec<Transformer> {
+    let mut list = Vec::new();
+    if !k.patches_strategic_merge.is_empty() {
+        list.push(Transformer::StrategicMerge(k.patches_strategic_merge.clone()));
     }
-    for p in &k.patches {
-        apply_patch(p, loader, resources).map_err(|e| e.context("patches"))?;
-    }
+    list.extend(k.patches.iter().cloned().map(Transformer::Patch));
     if !k.namespace.is_empty() {
-        namespace(&k.namespace, resources)?;
+        list.push(Transformer::Namespace {
+            namespace: k.namespace.clone(),
+            specs: config.namespace.clone(),
+            unset_only: false,
+            subjects: SubjectMode::DefaultOnly,
+        });
     }
     if !k.name_prefix.is_empty() {
-        prefix_suffix(&k.name_prefix, true, resources)?;
+        list.push(Transformer::Prefix(k.name_prefix.clone(), config.name_prefix.clone()));
     }
     if !k.name_suffix.is_empty() {
-        prefix_suffix(&k.name_suffix, false, resources)?;
+        list.push(Transformer::Suffix(k.name_suffix.clone(), config.name_suffix.clone()));
     }
     for label in &k.labels {
-        labels(label, resources)?;
+        list.push(Transformer::Labels(label.pairs.clone(), label_specs(label, config)));
     }
     if !k.common_labels.is_empty() {
-        set_map_entries(&k.common_labels, &builtin::COMMON_LABELS, resources)?;
+        list.push(Transformer::Labels(k.common_labels.clone(), config.common_labels.clone()));
     }
     if !k.common_annotations.is_empty() {
-        set_map_entries(&k.common_annotations, &builtin::COMMON_ANNOTATIONS, resources)?;
+        list.push(Transformer::Annotations(
+            k.common_annotations.clone(),
+            config.common_annotations.clone(),
+        ));
     }
-    for p in &k.patches_json6902 {
-        apply_patch(p, loader, resources).map_err(|e| e.context("patchesJson6902"))?;
-    }
+    list.extend(k.patches_json6902.iter().cloned().map(Transformer::Json6902));
     for replica in &k.replicas {
-        replicas(replica, resources)?;
+        list.push(Transformer::Replicas(replica.clone(), config.replicas.clone()));
     }
     for image in &k.images {
-        images(image, resources)?;
+        list.push(Transformer::Image(image.clone(), config.images.clone()));
     }
     if !k.replacements.is_empty() {
-        crate::replace::replacements(&k.replacements, loader, resources)?;
+        list.push(Transformer::Replacements(k.replacements.clone()));
+    }
+    list
+}
+
+/// Runs transformers over the accumulated resources; `loader` reads the files they name.
+pub fn run_all(transformers: &[Transformer], loader: &Loader, resources: &mut Vec<Resource>) -> Result<(), Error> {
+    for transformer in transformers {
+        match transformer {
+            Transformer::StrategicMerge(paths) => {
+                for path in paths {
+                    patches_strategic_merge(path, loader, resources)
+                        .map_err(|e| e.context("patchesStrategicMerge"))?;
+                }
+            }
+            Transformer::Patch(p) => apply_patch(p, loader, resources).map_err(|e| e.context("patches"))?,
+            Transformer::Namespace {
+                namespace: ns,
+                specs,
+                unset_only,
+                subjects,
+            } => namespace(ns, specs, *unset_only, *subjects, resources)?,
+            Transformer::Prefix(prefix, specs) => prefix_suffix(prefix, true, specs, resources)?,
+            Transformer::Suffix(suffix, specs) => prefix_suffix(suffix, false, specs, resources)?,
+            Transformer::Labels(pairs, specs) | Transformer::Annotations(pairs, specs) => {
+                set_map_entries(pairs, specs, resources)?;
+            }
+            Transformer::Json6902(p) => {
+                apply_patch(p, loader, resources).map_err(|e| e.context("patchesJson6902"))?;
+            }
+            Transformer::Replicas(replica, specs) => replicas(replica, specs, resources)?,
+            Transformer::Image(image, specs) => images(image, specs, resources)?,
+            Transformer::Replacements(entries) => crate::replace::replacements(entries, loader, resources)?,
+            Transformer::Composite(list) => run_all(list, loader, resources)?,
+        }
     }
     Ok(())
+}
+
+/// A `labels` entry's field specs: its own, the configured `labels`, and the object's labels
+/// (with templates, or with selectors and templates).
+fn label_specs(label: &Label, config: &TransformerConfig) -> Vec<FieldSpec> {
+    let mut specs = crate::config::specs_of(&label.fields);
+    let mut add = |more: &[FieldSpec]| {
+        // kustomize refuses an entry whose own spec conflicts with a default one on `create`;
+        // keeping the entry's spec builds instead, which is the only difference.
+        let _ = crate::config::merge_specs(&mut specs, more);
+    };
+    add(&config.labels);
+    if label.include_selectors {
+        add(&config.common_labels);
+    } else {
+        if label.include_templates {
+            add(&config.template_labels);
+        }
+        add(&[FieldSpec::new("", "metadata/labels", true)]);
+    }
+    specs
 }
 
 fn each_spec(
@@ -69,32 +160,54 @@ fn each_spec(
     Ok(())
 }
 
-fn namespace(namespace: &str, resources: &mut [Resource]) -> Result<(), Error> {
+fn namespace(
+    namespace: &str,
+    specs: &[FieldSpec],
+    unset_only: bool,
+    subjects: SubjectMode,
+    resources: &mut [Resource],
+) -> Result<(), Error> {
+    let set_value = |node: &mut Value| {
+        if !unset_only || node.as_str().is_none_or(str::is_empty) {
+            *node = Value::String(namespace.to_string());
+        }
+        Ok(())
+    };
+    let metadata_namespace = FieldSpec::new("", "metadata/namespace", true);
     for resource in resources.iter_mut() {
         resource.store_previous_id();
         let gvk = resource.gvk();
         if !gvk.is_cluster_scoped() {
-            resource.set_namespace(namespace);
+            let mut set = set_value;
+            fieldspec::apply(&mut resource.object, &metadata_namespace, CreateKind::Scalar, &mut set)
+                .map_err(Error::new)?;
         }
         let api_version = resource.str_at(&["apiVersion"]).to_string();
-        let mut set = |node: &mut Value| {
-            *node = Value::String(namespace.to_string());
-            Ok(())
-        };
-        for spec in builtin::NAMESPACE.iter() {
-            // A Namespace object is renamed only when it is core v1.
-            if spec.path == "metadata/name" && api_version != "v1" {
+        let binding = gvk.kind == "RoleBinding" || gvk.kind == "ClusterRoleBinding";
+        let mut set = set_value;
+        for spec in specs {
+            // metadata/namespace is set above (never on cluster-scoped kinds); a Namespace object
+            // is renamed only when it is core v1; binding subjects follow the subject mode.
+            if spec.path == "metadata/namespace"
+                || (spec.path == "metadata/name" && api_version != "v1")
+                || (binding && spec.path == "subjects/namespace")
+            {
                 continue;
             }
             fieldspec::apply(&mut resource.object, spec, CreateKind::Scalar, &mut set)
                 .map_err(|e| Error::new(format!("namespace transformation failed: {e}")))?;
         }
-        if (gvk.kind == "RoleBinding" || gvk.kind == "ClusterRoleBinding")
-            && let Some(Value::Array(subjects)) = resource.object.get_mut("subjects")
+        if binding
+            && subjects != SubjectMode::None
+            && let Some(Value::Array(list)) = resource.object.get_mut("subjects")
         {
-            for subject in subjects.iter_mut().filter_map(Value::as_object_mut) {
-                if subject.get("name").and_then(Value::as_str) == Some("default") {
-                    subject.insert("namespace".into(), Value::String(namespace.to_string()));
+            for subject in list.iter_mut().filter_map(Value::as_object_mut) {
+                let selected = match subjects {
+                    SubjectMode::DefaultOnly => subject.get("name").and_then(Value::as_str) == Some("default"),
+                    _ => subject.get("kind").and_then(Value::as_str) == Some("ServiceAccount"),
+                };
+                if selected {
+                    set_value(subject.entry("namespace").or_insert(Value::Null)).map_err(Error::new)?;
                 }
             }
         }
@@ -111,7 +224,7 @@ fn namespace(namespace: &str, resources: &mut [Resource]) -> Result<(), Error> {
     Ok(())
 }
 
-fn prefix_suffix(affix: &str, is_prefix: bool, resources: &mut [Resource]) -> Result<(), Error> {
+fn prefix_suffix(affix: &str, is_prefix: bool, specs: &[FieldSpec], resources: &mut [Resource]) -> Result<(), Error> {
     for resource in resources.iter_mut() {
         let original = resource.original_id().gvk;
         let skipped = original.kind == "CustomResourceDefinition"
@@ -120,44 +233,32 @@ fn prefix_suffix(affix: &str, is_prefix: bool, resources: &mut [Resource]) -> Re
         if skipped {
             continue;
         }
-        if is_prefix {
-            resource.name_prefixes.push(affix.to_string());
-        } else {
-            resource.name_suffixes.push(affix.to_string());
+        for spec in specs.iter().filter(|s| s.selects(&original)) {
+            if spec.path == "metadata/name" {
+                if is_prefix {
+                    resource.name_prefixes.push(affix.to_string());
+                } else {
+                    resource.name_suffixes.push(affix.to_string());
+                }
+                if !affix.is_empty() {
+                    resource.store_previous_id();
+                }
+            }
+            let mut set = |node: &mut Value| {
+                if let Value::String(value) = node {
+                    *value = if is_prefix {
+                        format!("{affix}{value}")
+                    } else {
+                        format!("{value}{affix}")
+                    };
+                }
+                Ok(())
+            };
+            fieldspec::apply(&mut resource.object, spec, CreateKind::Scalar, &mut set)
+                .map_err(|e| Error::new(format!("{e} of object {}", resource.id())))?;
         }
-        resource.store_previous_id();
-        let name = resource.name();
-        let renamed = if is_prefix {
-            format!("{affix}{name}")
-        } else {
-            format!("{name}{affix}")
-        };
-        resource.set_name(&renamed);
     }
     Ok(())
-}
-
-fn labels(label: &Label, resources: &mut [Resource]) -> Result<(), Error> {
-    let mut specs: Vec<FieldSpec> = label
-        .fields
-        .iter()
-        .map(|f| FieldSpec {
-            group: f.group.clone(),
-            version: f.version.clone(),
-            kind: f.kind.clone(),
-            path: f.path.clone(),
-            create: f.create,
-        })
-        .collect();
-    if label.include_selectors {
-        specs.extend(builtin::COMMON_LABELS.iter().cloned());
-    } else {
-        if label.include_templates {
-            specs.extend(builtin::TEMPLATE_LABELS.iter().cloned());
-        }
-        specs.push(FieldSpec::new("", "metadata/labels", true));
-    }
-    set_map_entries(&label.pairs, &specs, resources)
 }
 
 fn set_map_entries(
@@ -174,14 +275,14 @@ fn set_map_entries(
     each_spec(resources, specs, CreateKind::Map, &mut set)
 }
 
-fn replicas(replica: &Replica, resources: &mut [Resource]) -> Result<(), Error> {
+fn replicas(replica: &Replica, specs: &[FieldSpec], resources: &mut [Resource]) -> Result<(), Error> {
     let mut found = false;
     for resource in resources.iter_mut() {
         if !resource.all_ids().any(|id| id.name == replica.name) {
             continue;
         }
         let gvk = resource.gvk();
-        for spec in builtin::REPLICAS.iter().filter(|s| s.selects(&gvk)) {
+        for spec in specs.iter().filter(|s| s.selects(&gvk)) {
             found = true;
             let mut set = |node: &mut Value| {
                 *node = Value::from(replica.count);
@@ -191,15 +292,17 @@ fn replicas(replica: &Replica, resources: &mut [Resource]) -> Result<(), Error> 
         }
     }
     if !found {
+        let kinds: Vec<&str> = specs.iter().map(|s| s.kind.as_str()).collect();
         return Err(Error::new(format!(
-            "resource with name {} does not match a config with the following GVK [Deployment ReplicationController ReplicaSet StatefulSet]",
-            replica.name
+            "resource with name {} does not match a config with the following GVK [{}]",
+            replica.name,
+            kinds.join(" ")
         )));
     }
     Ok(())
 }
 
-fn images(image: &Image, resources: &mut [Resource]) -> Result<(), Error> {
+fn images(image: &Image, specs: &[FieldSpec], resources: &mut [Resource]) -> Result<(), Error> {
     let pattern = Regex::new(&format!(
         "^{}(:[a-zA-Z0-9_.{{}}-]*)?(@sha256:[a-zA-Z0-9_.{{}}-]*)?$",
         image.name
@@ -220,7 +323,7 @@ fn images(image: &Image, resources: &mut [Resource]) -> Result<(), Error> {
         }
         // kustomize's legacy pass: every `containers` and `initContainers` list, anywhere.
         update_containers(&mut resource.object, &mut update).map_err(Error::new)?;
-        for spec in builtin::IMAGES.iter() {
+        for spec in specs {
             fieldspec::apply(&mut resource.object, spec, CreateKind::Nothing, &mut update)
                 .map_err(Error::new)?;
         }
