@@ -7,8 +7,8 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::Error;
-use crate::generate::{self, Kind};
 use crate::config::TransformerConfig;
+use crate::generate::{self, Kind};
 use crate::kustomization::{FILE_NAMES, Kustomization, Var};
 use crate::loader::Loader;
 use crate::resource::{Behavior, Resource};
@@ -121,8 +121,9 @@ impl Accumulated {
                         if let Some(new) = generated.object.get(field).and_then(Value::as_object) {
                             merged.extend(new.clone());
                         }
+                        let is_secret_data = field == "data" && generated.kind() == "Secret";
                         let object = crate::resource::object_mut(&mut generated.object);
-                        if merged.is_empty() {
+                        if merged.is_empty() && !is_secret_data {
                             object.remove(field);
                         } else {
                             object.insert(field.into(), Value::Object(merged));
@@ -183,15 +184,17 @@ impl Target {
             }
         };
         let (path, text) = loader.read_string(file)?;
-        if text.trim().is_empty() {
-            return Err(Error::new(format!("kustomization.yaml is empty: '{}'", path.display())));
-        }
+        let empty = || Error::new(format!("kustomization.yaml is empty: '{}'", path.display()));
         let kustomization: Kustomization = match crate::yaml::parse_documents_yaml11(&text)
             .map_err(Error::new)?
             .into_iter()
             .next()
         {
-            None => Kustomization::default(),
+            None => return Err(empty()),
+            // kustomize refuses a kustomization that sets nothing but its apiVersion and kind.
+            Some(Value::Object(map)) if map.iter().all(|(key, value)| is_unset(key, value)) => {
+                return Err(empty());
+            }
             Some(mut document) => {
                 // `resources:` with nothing after it is an empty list, not an error.
                 if let Value::Object(map) = &mut document {
@@ -244,6 +247,9 @@ impl Builder {
         }
         nameref::fix(&mut acc.resources, &acc.config.name_reference)?;
         replace::resolve_vars(&acc.vars, &acc.config.var_reference, &mut acc.resources)?;
+        for resource in &mut acc.resources {
+            drop_empty_annotations(&mut resource.object);
+        }
         acc.resources.retain(|r| {
             r.object
                 .pointer("/metadata/annotations/config.kubernetes.io~1local-config")
@@ -378,7 +384,12 @@ impl Builder {
 
     /// The plugin configurations `transformers:` or `generators:` lists: inline YAML, files, or
     /// kustomization directories whose output is configurations, as kustomize reads them.
-    fn plugin_configs(&mut self, entries: &[String], loader: &Loader, field: &str) -> Result<Vec<Value>, Error> {
+    fn plugin_configs(
+        &mut self,
+        entries: &[String],
+        loader: &Loader,
+        field: &str,
+    ) -> Result<Vec<Value>, Error> {
         let mut configs = Accumulated::default();
         for entry in entries {
             if let Some(inline) = plugin::inline(entry) {
@@ -406,13 +417,13 @@ fn is_remote(path: &str) -> bool {
 /// The objects in a YAML stream; `List` objects are flattened.
 pub fn resources_from(text: &str) -> Result<Vec<Resource>, Error> {
     let mut out = Vec::new();
-    for document in crate::yaml::parse_documents(text).map_err(Error::new)? {
-        collect(document, &mut out)?;
+    for document in crate::yaml::parse_resource_documents(text).map_err(Error::new)? {
+        collect(document.value, document.empty_nulls, &mut out)?;
     }
     Ok(out)
 }
 
-fn collect(document: Value, out: &mut Vec<Resource>) -> Result<(), Error> {
+fn collect(document: Value, empty_nulls: Vec<Vec<String>>, out: &mut Vec<Resource>) -> Result<(), Error> {
     let Value::Object(map) = &document else {
         return Err(Error::new("a resource must be a YAML map"));
     };
@@ -420,8 +431,14 @@ fn collect(document: Value, out: &mut Vec<Resource>) -> Result<(), Error> {
     if kind.ends_with("List")
         && let Some(Value::Array(items)) = map.get("items")
     {
-        for item in items.clone() {
-            collect(item, out)?;
+        for (i, item) in items.iter().enumerate() {
+            let prefix = ["items".to_string(), i.to_string()];
+            let nulls = empty_nulls
+                .iter()
+                .filter(|p| p.starts_with(&prefix))
+                .map(|p| p[2..].to_vec())
+                .collect();
+            collect(item.clone(), nulls, out)?;
         }
         return Ok(());
     }
@@ -440,6 +457,33 @@ fn collect(document: Value, out: &mut Vec<Resource>) -> Result<(), Error> {
             "missing metadata.name in object of kind {kind}"
         )));
     }
-    out.push(Resource::new(document));
+    let mut resource = Resource::new(document);
+    resource.empty_nulls = empty_nulls;
+    out.push(resource);
     Ok(())
+}
+
+/// kustomize rewrites every object's annotations when it removes its own bookkeeping ones, and
+/// an empty or null `metadata.annotations` does not survive that (labels are left as written).
+fn drop_empty_annotations(object: &mut Value) {
+    if let Some(Value::Object(metadata)) = object.get_mut("metadata")
+        && metadata
+            .get("annotations")
+            .is_some_and(|a| a.is_null() || a.as_object().is_some_and(serde_json::Map::is_empty))
+    {
+        metadata.remove("annotations");
+    }
+}
+
+/// A kustomization field left at its zero value (type metadata does not count as content).
+fn is_unset(key: &str, value: &Value) -> bool {
+    key == "apiVersion"
+        || key == "kind"
+        || match value {
+            Value::Null => true,
+            Value::String(s) => s.is_empty(),
+            Value::Bool(b) => !b,
+            Value::Number(n) => n.as_f64() == Some(0.0),
+            Value::Array(_) | Value::Object(_) => false,
+        }
 }

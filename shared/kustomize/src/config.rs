@@ -108,8 +108,16 @@ impl TransformerConfig {
             (&mut self.namespace, &other.namespace, "NameSpace"),
             (&mut self.common_labels, &other.common_labels, "CommonLabels"),
             (&mut self.labels, &other.labels, "Labels"),
-            (&mut self.template_labels, &other.template_labels, "TemplateLabels"),
-            (&mut self.common_annotations, &other.common_annotations, "CommonAnnotations"),
+            (
+                &mut self.template_labels,
+                &other.template_labels,
+                "TemplateLabels",
+            ),
+            (
+                &mut self.common_annotations,
+                &other.common_annotations,
+                "CommonAnnotations",
+            ),
             (&mut self.var_reference, &other.var_reference, "VarReference"),
             (&mut self.images, &other.images, "Images"),
             (&mut self.replicas, &other.replicas, "Replicas"),
@@ -118,11 +126,9 @@ impl TransformerConfig {
             merge_specs(mine, theirs).map_err(|e| e.context(format!("failed to merge {name} fieldSpec")))?;
         }
         for reference in &other.name_reference {
-            match self
-                .name_reference
-                .iter_mut()
-                .find(|r| r.group == reference.group && r.version == reference.version && r.kind == reference.kind)
-            {
+            match self.name_reference.iter_mut().find(|r| {
+                r.group == reference.group && r.version == reference.version && r.kind == reference.kind
+            }) {
                 Some(existing) => merge_specs(&mut existing.referrers, &reference.referrers)
                     .map_err(|e| e.context("failed to merge NameReference fieldSpec"))?,
                 None => self.name_reference.push(reference.clone()),

@@ -46,7 +46,7 @@ pub fn generate(
                 args.name
             )));
         }
-        let encoded = base64::engine::general_purpose::STANDARD.encode(&value);
+        let encoded = folded_base64(&value);
         match (kind, String::from_utf8(value)) {
             (Kind::Secret, _) => {
                 data.insert(key, Value::String(encoded));
@@ -88,7 +88,8 @@ pub fn generate(
         };
         map.insert("type".into(), Value::String(type_.to_string()));
     }
-    if !data.is_empty() {
+    // A Secret always has its data map, empty or not; a ConfigMap only when it has keys.
+    if !data.is_empty() || kind == Kind::Secret {
         map.insert("data".into(), Value::Object(data));
     }
     if !binary.is_empty() {
@@ -218,4 +219,22 @@ pub fn content_hash(object: &Value) -> String {
             c => c,
         })
         .collect()
+}
+
+/// Base64 as kustomize writes generated values: when the encoding is 70 characters or longer,
+/// it is cut into lines of 70, each ending with a newline (the last one too). The hash suffix
+/// is computed over this text, so the folding is part of the generated name.
+fn folded_base64(value: &[u8]) -> String {
+    const LINE: usize = 70;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(value);
+    if encoded.len() < LINE {
+        return encoded;
+    }
+    let mut out = String::with_capacity(encoded.len() + encoded.len() / LINE + 1);
+    for chunk in encoded.as_bytes().chunks(LINE) {
+        // Base64 is ASCII, so every chunk boundary is a character boundary.
+        out.push_str(std::str::from_utf8(chunk).unwrap_or_default());
+        out.push('\n');
+    }
+    out
 }

@@ -91,11 +91,275 @@ enum Directive {
 }
 
 /// Applies a strategic merge patch to an object. None means the patch deleted the object.
-pub fn strategic_merge(object: &Value, patch: &Value) -> Result<Option<Value>, String> {
+/// `empty_nulls` are the paths of the object's values written empty, which the merge drops
+/// (a written `null` stays).
+pub fn strategic_merge(
+    object: &Value,
+    patch: &Value,
+    empty_nulls: &[Vec<String>],
+) -> Result<Option<Value>, String> {
     let api_version = object.get("apiVersion").and_then(Value::as_str).unwrap_or("");
     let kind = object.get("kind").and_then(Value::as_str).unwrap_or("");
     let schema = Schema::for_kind(api_version, kind);
-    merge_value(Some(object.clone()), patch.clone(), schema)
+    let mut walk = Walk {
+        path: Vec::new(),
+        empty_nulls,
+    };
+    walk.merge_value(Some(object.clone()), patch.clone(), schema)
+}
+
+/// Where the merge is in the destination object, to tell its empty values from written nulls.
+struct Walk<'a> {
+    path: Vec<String>,
+    empty_nulls: &'a [Vec<String>],
+}
+
+impl Walk<'_> {
+    fn is_empty_null(&self, key: &str) -> bool {
+        self.empty_nulls
+            .iter()
+            .any(|p| p.len() == self.path.len() + 1 && p.starts_with(&self.path) && p[self.path.len()] == key)
+    }
+
+    fn enter<T>(&mut self, key: String, f: impl FnOnce(&mut Self) -> T) -> T {
+        self.path.push(key);
+        let result = f(self);
+        self.path.pop();
+        result
+    }
+
+    /// kyaml's walk of [dest, patch]: returns the merged value, or None to clear the field.
+    fn merge_value(
+        &mut self,
+        dest: Option<Value>,
+        patch: Value,
+        schema: Option<Schema>,
+    ) -> Result<Option<Value>, String> {
+        let dest = dest.filter(|d| !d.is_null());
+        match patch {
+            Value::Null => Ok(None),
+            Value::Object(mut patch) => {
+                let directive = map_directive(&mut patch)?;
+                if directive == Directive::Delete {
+                    return Ok(None);
+                }
+                let (mut dest, walked) = match dest {
+                    None => (patch.clone(), false),
+                    Some(Value::Object(dest)) if directive == Directive::Merge => (dest, true),
+                    Some(Value::Object(_)) => (patch.clone(), false),
+                    Some(_) => return Err("wrong node kind: expected a map".into()),
+                };
+                if walked {
+                    // The fields only the destination has are walked too.
+                    let keys: Vec<String> =
+                        dest.keys().filter(|k| !patch.contains_key(*k)).cloned().collect();
+                    for key in keys {
+                        if dest.get(&key).is_some_and(Value::is_null) {
+                            if self.is_empty_null(&key) {
+                                dest.remove(&key);
+                            }
+                        } else if let Some(field) = dest.get_mut(&key) {
+                            let field_schema = schema.and_then(|s| s.field(&key));
+                            self.enter(key, |walk| walk.drop_empty_nulls(field, field_schema));
+                        }
+                    }
+                }
+                for (key, value) in patch {
+                    let field_schema = schema.and_then(|s| s.field(&key));
+                    let old = dest.remove(&key);
+                    match self.enter(key.clone(), |walk| walk.merge_value(old, value, field_schema))? {
+                        Some(merged) => {
+                            dest.insert(key, merged);
+                        }
+                        None => {
+                            dest.remove(&key);
+                        }
+                    }
+                }
+                Ok(Some(Value::Object(dest)))
+            }
+            Value::Array(mut patch) => {
+                let Some(keys) = schema.and_then(|s| s.merge_keys()) else {
+                    return Ok(Some(Value::Array(patch)));
+                };
+                let directive = list_directive(&mut patch)?;
+                match directive {
+                    Directive::Delete => return Ok(None),
+                    Directive::Replace => return Ok(Some(Value::Array(patch))),
+                    Directive::Merge => {}
+                }
+                let dest = match dest {
+                    None => Vec::new(),
+                    Some(Value::Array(items)) => items,
+                    Some(_) => return Err("wrong node kind: expected a list".into()),
+                };
+                self.merge_list(dest, patch, &keys, schema.and_then(|s| s.elements()))
+                    .map(|l| Some(Value::Array(l)))
+            }
+            scalar => Ok(Some(scalar)),
+        }
+    }
+
+    /// An associative list merge: the patch's elements first (merged into their counterparts),
+    /// then the elements only the destination has; elements merged to nothing are dropped.
+    fn merge_list(
+        &mut self,
+        dest: Vec<Value>,
+        patch: Vec<Value>,
+        keys: &[String],
+        element_schema: Option<Schema>,
+    ) -> Result<Vec<Value>, String> {
+        if keys.is_empty() {
+            // A list of scalars merged as a set.
+            let mut merged = patch;
+            for item in dest {
+                if !merged.contains(&item) {
+                    merged.push(item);
+                }
+            }
+            return Ok(merged);
+        }
+        let key_values = |item: &Value| -> Vec<String> {
+            keys.iter()
+                .map(|k| item.get(k).map(scalar_text).unwrap_or_default())
+                .collect()
+        };
+        // Keys no element sets are ignored, as kyaml does for multi-key lists.
+        let used_keys: Vec<usize> = (0..keys.len())
+            .filter(|&i| {
+                dest.iter()
+                    .chain(patch.iter())
+                    .any(|item| !key_values(item)[i].is_empty())
+            })
+            .collect();
+        let used_keys = if used_keys.is_empty() {
+            (0..keys.len()).collect()
+        } else {
+            used_keys
+        };
+        let identity = |item: &Value| -> Vec<String> {
+            let values = key_values(item);
+            used_keys.iter().map(|&i| values[i].clone()).collect()
+        };
+        let matches = |a: &[String], b: &[String]| {
+            let mut common = false;
+            for (x, y) in a.iter().zip(b) {
+                if x == y {
+                    common = true;
+                } else if !x.is_empty() && !y.is_empty() {
+                    return false;
+                }
+            }
+            common
+        };
+        // With several keys in use (ports: containerPort and protocol), kyaml completes a patch
+        // element's keys from the destination element it matches, then looks the patch element up
+        // by the completed keys: one that lacks a key the destination sets is not found, and
+        // changes nothing. Its result list is then the new elements first, then the destination's
+        // in their order; with one key, the patch's elements come first, then the rest.
+        let multi_key = used_keys.len() > 1;
+        let mut dest: Vec<Option<Value>> = dest.into_iter().map(Some).collect();
+        let dest_ids: Vec<Vec<String>> = dest
+            .iter()
+            .map(|d| d.as_ref().map(&identity).unwrap_or_default())
+            .collect();
+        let mut merged = Vec::new();
+        let mut seen: Vec<Vec<String>> = Vec::new();
+        for item in patch {
+            let id = identity(&item);
+            if seen.iter().any(|s| s == &id) {
+                continue;
+            }
+            seen.push(id.clone());
+            let position = dest_ids
+                .iter()
+                .enumerate()
+                .position(|(i, d)| dest[i].is_some() && matches(d, &id));
+            if multi_key
+                && let Some(i) = position
+                && id
+                    .iter()
+                    .zip(&dest_ids[i])
+                    .any(|(p, d)| p.is_empty() && !d.is_empty())
+            {
+                continue;
+            }
+            let counterpart = position.and_then(|i| dest[i].take());
+            // Paths of the destination's empty values name its own positions.
+            let index = position.unwrap_or(usize::MAX).to_string();
+            let value = self
+                .enter(index, |walk| walk.merge_value(counterpart, item, element_schema))?
+                .filter(|value| !value.as_object().is_some_and(Map::is_empty));
+            match (multi_key, position) {
+                (true, Some(i)) => dest[i] = value,
+                (_, _) => merged.extend(value),
+            }
+        }
+        let mut rest: Vec<(Vec<String>, Value)> = Vec::new();
+        for (index, item) in dest.into_iter().enumerate() {
+            let Some(mut item) = item else { continue };
+            self.enter(index.to_string(), |walk| {
+                walk.drop_empty_nulls(&mut item, element_schema)
+            });
+            let id = dest_ids[index].clone();
+            // An element listed twice is listed once, at its first place, with its last value.
+            if !multi_key && seen.contains(&id) {
+                continue;
+            }
+            match rest.iter_mut().find(|(other, _)| !multi_key && *other == id) {
+                Some((_, earlier)) => *earlier = item,
+                None => rest.push((id, item)),
+            }
+        }
+        merged.extend(rest.into_iter().map(|(_, item)| item));
+        Ok(merged)
+    }
+
+    /// kyaml's merge walks the whole destination, not only what the patch touches, and clears on
+    /// the way every field whose value was written empty (`key:`), while a written `null` stays.
+    /// The walk visits maps and the elements of associative lists (listing each element once);
+    /// other lists are taken whole.
+    fn drop_empty_nulls(&mut self, value: &mut Value, schema: Option<Schema>) {
+        match value {
+            Value::Object(map) => {
+                let empty: Vec<String> = map
+                    .iter()
+                    .filter(|(key, v)| v.is_null() && self.is_empty_null(key))
+                    .map(|(key, _)| key.clone())
+                    .collect();
+                for key in empty {
+                    map.remove(&key);
+                }
+                for (key, field) in map.iter_mut() {
+                    let field_schema = schema.and_then(|s| s.field(key));
+                    self.enter(key.clone(), |walk| walk.drop_empty_nulls(field, field_schema));
+                }
+            }
+            Value::Array(items) if schema.and_then(|s| s.merge_keys()).is_some_and(|k| !k.is_empty()) => {
+                let keys = schema.and_then(|s| s.merge_keys()).unwrap_or_default();
+                let element_schema = schema.and_then(|s| s.elements());
+                for (index, item) in items.iter_mut().enumerate() {
+                    self.enter(index.to_string(), |walk| {
+                        walk.drop_empty_nulls(item, element_schema)
+                    });
+                }
+                // The walk lists each element once: at its first place, with its last value.
+                let mut unique: Vec<(Vec<String>, Value)> = Vec::with_capacity(items.len());
+                for item in items.drain(..) {
+                    let id: Vec<String> = keys
+                        .iter()
+                        .map(|k| item.get(k).map(scalar_text).unwrap_or_default())
+                        .collect();
+                    match unique.iter_mut().find(|(other, _)| *other == id) {
+                        Some((_, earlier)) => *earlier = item,
+                        None => unique.push((id, item)),
+                    }
+                }
+                items.extend(unique.into_iter().map(|(_, item)| item));
+            }
+            _ => {}
+        }
+    }
 }
 
 fn map_directive(patch: &mut Map<String, Value>) -> Result<Directive, String> {
@@ -127,134 +391,6 @@ fn list_directive(patch: &mut Vec<Value>) -> Result<Directive, String> {
     };
     patch.remove(position);
     Ok(directive)
-}
-
-/// kyaml's walk of [dest, patch]: returns the merged value, or None to clear the field.
-fn merge_value(dest: Option<Value>, patch: Value, schema: Option<Schema>) -> Result<Option<Value>, String> {
-    let dest = dest.filter(|d| !d.is_null());
-    match patch {
-        Value::Null => Ok(None),
-        Value::Object(mut patch) => {
-            let directive = map_directive(&mut patch)?;
-            if directive == Directive::Delete {
-                return Ok(None);
-            }
-            let mut dest = match dest {
-                None => patch.clone(),
-                Some(Value::Object(dest)) if directive == Directive::Merge => dest,
-                Some(Value::Object(_)) => patch.clone(),
-                Some(_) => return Err("wrong node kind: expected a map".into()),
-            };
-            for (key, value) in patch {
-                let field_schema = schema.and_then(|s| s.field(&key));
-                match merge_value(dest.remove(&key), value, field_schema)? {
-                    Some(merged) => {
-                        dest.insert(key, merged);
-                    }
-                    None => {
-                        dest.remove(&key);
-                    }
-                }
-            }
-            Ok(Some(Value::Object(dest)))
-        }
-        Value::Array(mut patch) => {
-            let Some(keys) = schema.and_then(|s| s.merge_keys()) else {
-                return Ok(Some(Value::Array(patch)));
-            };
-            let directive = list_directive(&mut patch)?;
-            match directive {
-                Directive::Delete => return Ok(None),
-                Directive::Replace => return Ok(Some(Value::Array(patch))),
-                Directive::Merge => {}
-            }
-            let dest = match dest {
-                None => Vec::new(),
-                Some(Value::Array(items)) => items,
-                Some(_) => return Err("wrong node kind: expected a list".into()),
-            };
-            merge_list(dest, patch, &keys, schema.and_then(|s| s.elements())).map(|l| Some(Value::Array(l)))
-        }
-        scalar => Ok(Some(scalar)),
-    }
-}
-
-/// An associative list merge: the patch's elements first (merged into their counterparts),
-/// then the elements only the destination has; elements merged to nothing are dropped.
-fn merge_list(
-    dest: Vec<Value>,
-    patch: Vec<Value>,
-    keys: &[String],
-    element_schema: Option<Schema>,
-) -> Result<Vec<Value>, String> {
-    if keys.is_empty() {
-        // A list of scalars merged as a set.
-        let mut merged = patch;
-        for item in dest {
-            if !merged.contains(&item) {
-                merged.push(item);
-            }
-        }
-        return Ok(merged);
-    }
-    let key_values = |item: &Value| -> Vec<String> {
-        keys.iter()
-            .map(|k| item.get(k).map(scalar_text).unwrap_or_default())
-            .collect()
-    };
-    // Keys no element sets are ignored, as kyaml does for multi-key lists.
-    let used_keys: Vec<usize> = (0..keys.len())
-        .filter(|&i| {
-            dest.iter()
-                .chain(patch.iter())
-                .any(|item| !key_values(item)[i].is_empty())
-        })
-        .collect();
-    let used_keys = if used_keys.is_empty() {
-        (0..keys.len()).collect()
-    } else {
-        used_keys
-    };
-    let identity = |item: &Value| -> Vec<String> {
-        let values = key_values(item);
-        used_keys.iter().map(|&i| values[i].clone()).collect()
-    };
-    let matches = |a: &[String], b: &[String]| {
-        let mut common = false;
-        for (x, y) in a.iter().zip(b) {
-            if x == y {
-                common = true;
-            } else if !x.is_empty() && !y.is_empty() {
-                return false;
-            }
-        }
-        common
-    };
-    let mut dest: Vec<Option<Value>> = dest.into_iter().map(Some).collect();
-    let dest_ids: Vec<Vec<String>> = dest
-        .iter()
-        .map(|d| d.as_ref().map(&identity).unwrap_or_default())
-        .collect();
-    let mut merged = Vec::new();
-    let mut seen: Vec<Vec<String>> = Vec::new();
-    for item in patch {
-        let id = identity(&item);
-        if seen.iter().any(|s| s == &id) {
-            continue;
-        }
-        seen.push(id.clone());
-        let position = dest_ids
-            .iter()
-            .enumerate()
-            .position(|(i, d)| dest[i].is_some() && matches(d, &id));
-        let counterpart = position.and_then(|i| dest[i].take());
-        match merge_value(counterpart, item, element_schema)? {
-            Some(value) if !value.as_object().is_some_and(Map::is_empty) => merged.push(value),
-            _ => {}
-        }
-    }
-    merged.extend(dest.into_iter().flatten());
-    Ok(merged)
 }
 
 fn scalar_text(value: &Value) -> String {

@@ -86,7 +86,9 @@ pub fn transformer(config: &Value) -> Result<Transformer, Error> {
     let transformer = match kind {
         "LabelTransformer" => Transformer::Labels(args.labels, specs),
         "AnnotationsTransformer" => Transformer::Annotations(args.annotations, specs),
-        "PrefixTransformer" | "SuffixTransformer" | "PrefixSuffixTransformer" if args.field_specs.is_none() => {
+        "PrefixTransformer" | "SuffixTransformer" | "PrefixSuffixTransformer"
+            if args.field_specs.is_none() =>
+        {
             return Err(Error::new("fieldSpecs is not expected to be nil").context(context()));
         }
         "PrefixTransformer" => Transformer::Prefix(args.prefix, specs),
@@ -177,12 +179,20 @@ pub fn generator(config: &Value, loader: &Loader) -> Result<Resource, Error> {
     // Only the generator's own fields; the rest of the object (apiVersion, kind, metadata and
     // anything unknown) is not part of its arguments.
     const FIELDS: [&str; 9] = [
-        "name", "namespace", "behavior", "files", "literals", "envs", "env", "type", "options",
+        "name",
+        "namespace",
+        "behavior",
+        "files",
+        "literals",
+        "envs",
+        "env",
+        "type",
+        "options",
     ];
     let mut object = config.as_object().cloned().unwrap_or_default();
     object.retain(|key, _| FIELDS.contains(&key.as_str()));
-    let mut args: GeneratorArgs =
-        serde_json::from_value(Value::Object(object)).map_err(|e| Error::new(e.to_string()).context(context()))?;
+    let mut args: GeneratorArgs = serde_json::from_value(Value::Object(object))
+        .map_err(|e| Error::new(e.to_string()).context(context()))?;
     if args.name.is_empty() {
         args.name = metadata.name;
     }

@@ -237,25 +237,49 @@ fn set_value(node: &mut Value, value: &Value, options: Option<&FieldOptions>) ->
 
 /// Splits a kyaml field path on dots outside brackets.
 pub fn split_dotted(path: &str) -> Vec<String> {
-    let mut parts = Vec::new();
-    let mut current = String::new();
-    let mut depth = 0;
-    for c in path.chars() {
-        match c {
-            '[' => {
-                depth += 1;
-                current.push(c);
+    // Split on dots, keeping escaped ones (`\.`); a leading dot is allowed.
+    let mut pieces: Vec<&str> = path.split('.').collect();
+    if pieces.len() > 1 && pieces[0].is_empty() {
+        pieces.remove(0);
+    }
+    let mut split: Vec<String> = Vec::new();
+    for piece in pieces {
+        match split.last_mut() {
+            Some(last) if last.ends_with('\\') => {
+                last.pop();
+                last.push('.');
+                last.push_str(piece);
             }
-            ']' => {
-                depth -= 1;
-                current.push(c);
-            }
-            '.' if depth == 0 => parts.push(std::mem::take(&mut current)),
-            c => current.push(c),
+            _ => split.push(piece.to_string()),
         }
     }
-    parts.push(current);
-    parts.into_iter().filter(|p| !p.is_empty()).collect()
+    // A bracketed element split by the dots inside it is joined again: a list selector
+    // (`[name=a.b]`) keeps its brackets, a map key (`[limits.memory]`) loses them.
+    let mut parts = Vec::new();
+    let mut i = 0;
+    while i < split.len() {
+        let element = &split[i];
+        if element.starts_with('[') && !element.ends_with(']') {
+            let mut bracketed = vec![element.clone()];
+            while i < split.len() - 1 {
+                i += 1;
+                bracketed.push(split[i].clone());
+                if split[i].ends_with(']') {
+                    break;
+                }
+            }
+            let joined = bracketed.join(".");
+            if joined.contains('=') {
+                parts.push(joined);
+            } else {
+                parts.push(joined.trim_matches(|c| c == '[' || c == ']').to_string());
+            }
+        } else {
+            parts.push(element.clone());
+        }
+        i += 1;
+    }
+    parts
 }
 
 /// `[key=value]` or `[=value]`.
@@ -364,7 +388,11 @@ fn set_path(
 }
 
 /// Resolves legacy vars and substitutes them.
-pub fn resolve_vars(vars: &[Var], var_references: &[FieldSpec], resources: &mut [Resource]) -> Result<(), Error> {
+pub fn resolve_vars(
+    vars: &[Var],
+    var_references: &[FieldSpec],
+    resources: &mut [Resource],
+) -> Result<(), Error> {
     if vars.is_empty() {
         return Ok(());
     }
@@ -412,7 +440,10 @@ pub fn resolve_vars(vars: &[Var], var_references: &[FieldSpec], resources: &mut 
             .map(|f| f.field_path.as_str())
             .filter(|p| !p.is_empty())
             .unwrap_or("metadata.name");
-        let path: Vec<String> = split_dotted(&field_path.replace('[', ".[")).into_iter().collect();
+        let path: Vec<String> = split_dotted(&field_path.replace('[', ".["))
+            .into_iter()
+            .filter(|p| !p.is_empty())
+            .collect();
         let value = lookup(&resource.object, &path).ok_or_else(|| {
             Error::new(format!(
                 "field specified in var '{}' not found in corresponding resource",

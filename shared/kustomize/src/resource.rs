@@ -48,10 +48,19 @@ impl Gvk {
 pub fn is_cluster_scoped(api_version: &str, kind: &str) -> bool {
     matches!(
         (api_version, kind),
-("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration")
-            | ("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration")
-            | ("admissionregistration.k8s.io/v1beta1", "MutatingWebhookConfiguration")
-            | ("admissionregistration.k8s.io/v1beta1", "ValidatingWebhookConfiguration")
+        ("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration")
+            | (
+                "admissionregistration.k8s.io/v1",
+                "ValidatingWebhookConfiguration"
+            )
+            | (
+                "admissionregistration.k8s.io/v1beta1",
+                "MutatingWebhookConfiguration"
+            )
+            | (
+                "admissionregistration.k8s.io/v1beta1",
+                "ValidatingWebhookConfiguration"
+            )
             | ("apiextensions.k8s.io/v1", "CustomResourceDefinition")
             | ("apiextensions.k8s.io/v1beta1", "CustomResourceDefinition")
             | ("apiregistration.k8s.io/v1", "APIService")
@@ -59,7 +68,10 @@ pub fn is_cluster_scoped(api_version: &str, kind: &str) -> bool {
             | ("certificates.k8s.io/v1", "CertificateSigningRequest")
             | ("certificates.k8s.io/v1beta1", "CertificateSigningRequest")
             | ("flowcontrol.apiserver.k8s.io/v1beta1", "FlowSchema")
-            | ("flowcontrol.apiserver.k8s.io/v1beta1", "PriorityLevelConfiguration")
+            | (
+                "flowcontrol.apiserver.k8s.io/v1beta1",
+                "PriorityLevelConfiguration"
+            )
             | ("networking.k8s.io/v1", "IngressClass")
             | ("networking.k8s.io/v1beta1", "IngressClass")
             | ("node.k8s.io/v1", "RuntimeClass")
@@ -170,6 +182,8 @@ pub struct Resource {
     pub behavior: Behavior,
     /// Names of the vars that read from this object.
     pub var_refs: Vec<String>,
+    /// Paths of the values written empty in the file (see [`crate::yaml::Document`]).
+    pub empty_nulls: Vec<Vec<String>>,
 }
 
 impl Resource {
@@ -182,6 +196,7 @@ impl Resource {
             needs_hash: false,
             behavior: Behavior::Create,
             var_refs: Vec::new(),
+            empty_nulls: Vec::new(),
         }
     }
 

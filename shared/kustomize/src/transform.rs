@@ -60,16 +60,28 @@ pub fn configured(k: &Kustomization, config: &TransformerConfig) -> Vec<Transfor
         });
     }
     if !k.name_prefix.is_empty() {
-        list.push(Transformer::Prefix(k.name_prefix.clone(), config.name_prefix.clone()));
+        list.push(Transformer::Prefix(
+            k.name_prefix.clone(),
+            config.name_prefix.clone(),
+        ));
     }
     if !k.name_suffix.is_empty() {
-        list.push(Transformer::Suffix(k.name_suffix.clone(), config.name_suffix.clone()));
+        list.push(Transformer::Suffix(
+            k.name_suffix.clone(),
+            config.name_suffix.clone(),
+        ));
     }
     for label in &k.labels {
-        list.push(Transformer::Labels(label.pairs.clone(), label_specs(label, config)));
+        list.push(Transformer::Labels(
+            label.pairs.clone(),
+            label_specs(label, config),
+        ));
     }
     if !k.common_labels.is_empty() {
-        list.push(Transformer::Labels(k.common_labels.clone(), config.common_labels.clone()));
+        list.push(Transformer::Labels(
+            k.common_labels.clone(),
+            config.common_labels.clone(),
+        ));
     }
     if !k.common_annotations.is_empty() {
         list.push(Transformer::Annotations(
@@ -91,7 +103,11 @@ pub fn configured(k: &Kustomization, config: &TransformerConfig) -> Vec<Transfor
 }
 
 /// Runs transformers over the accumulated resources; `loader` reads the files they name.
-pub fn run_all(transformers: &[Transformer], loader: &Loader, resources: &mut Vec<Resource>) -> Result<(), Error> {
+pub fn run_all(
+    transformers: &[Transformer],
+    loader: &Loader,
+    resources: &mut Vec<Resource>,
+) -> Result<(), Error> {
     for transformer in transformers {
         match transformer {
             Transformer::StrategicMerge(paths) => {
@@ -179,8 +195,13 @@ fn namespace(
         let gvk = resource.gvk();
         if !gvk.is_cluster_scoped() {
             let mut set = set_value;
-            fieldspec::apply(&mut resource.object, &metadata_namespace, CreateKind::Scalar, &mut set)
-                .map_err(Error::new)?;
+            fieldspec::apply(
+                &mut resource.object,
+                &metadata_namespace,
+                CreateKind::Scalar,
+                &mut set,
+            )
+            .map_err(Error::new)?;
         }
         let api_version = resource.str_at(&["apiVersion"]).to_string();
         let binding = gvk.kind == "RoleBinding" || gvk.kind == "ClusterRoleBinding";
@@ -203,7 +224,9 @@ fn namespace(
         {
             for subject in list.iter_mut().filter_map(Value::as_object_mut) {
                 let selected = match subjects {
-                    SubjectMode::DefaultOnly => subject.get("name").and_then(Value::as_str) == Some("default"),
+                    SubjectMode::DefaultOnly => {
+                        subject.get("name").and_then(Value::as_str) == Some("default")
+                    }
                     _ => subject.get("kind").and_then(Value::as_str) == Some("ServiceAccount"),
                 };
                 if selected {
@@ -224,7 +247,12 @@ fn namespace(
     Ok(())
 }
 
-fn prefix_suffix(affix: &str, is_prefix: bool, specs: &[FieldSpec], resources: &mut [Resource]) -> Result<(), Error> {
+fn prefix_suffix(
+    affix: &str,
+    is_prefix: bool,
+    specs: &[FieldSpec],
+    resources: &mut [Resource],
+) -> Result<(), Error> {
     for resource in resources.iter_mut() {
         let original = resource.original_id().gvk;
         let skipped = original.kind == "CustomResourceDefinition"
@@ -478,7 +506,7 @@ fn apply_strategic_merge(
     if allow_name_change || allow_kind_change {
         resource.store_previous_id();
     }
-    let merged = patch::strategic_merge(&resource.object, patch)
+    let merged = patch::strategic_merge(&resource.object, patch, &resource.empty_nulls)
         .map_err(|e| Error::new(format!("applying patch to {}: {e}", resource.id())))?;
     let Some(merged) = merged.filter(|m| m.as_object().is_some_and(|o| !o.is_empty())) else {
         return Ok(true);
@@ -522,6 +550,8 @@ fn apply_patch(p: &Patch, loader: &Loader, resources: &mut Vec<Resource>) -> Res
             }
             patch::apply_json_patch(&mut resource.object, &ops)
                 .map_err(|e| Error::new(format!("{source} on {}: {e}", resource.id())))?;
+            // kustomize applies a JSON patch to the object as JSON: its nulls come back written.
+            resource.empty_nulls.clear();
             // kustomize rewrites the annotations after a JSON patch, as a map of strings.
             let annotations: serde_json::Map<String, Value> = resource
                 .string_map("annotations")

@@ -11,62 +11,150 @@ use std::cmp::Ordering;
 use std::sync::LazyLock;
 
 use regex::Regex;
-use serde::Deserialize;
 use serde_json::{Map, Number, Value};
 
 /// Parses a multi-document YAML stream; empty documents are skipped, as kustomize does.
+/// Plain scalars resolve as go-yaml v3 resolves them (kyaml reads resources with it): `0755` is
+/// octal, `1_000` is 1000 and a date is a timestamp.
 pub fn parse_documents(text: &str) -> Result<Vec<Value>, String> {
-    let mut documents = Vec::new();
-    for document in serde_norway::Deserializer::from_str(text) {
-        let value = Value::deserialize(document).map_err(|e| e.to_string())?;
-        if !value.is_null() {
-            documents.push(value);
-        }
-    }
-    Ok(documents)
+    Ok(parse_resource_documents(text)?
+        .into_iter()
+        .map(|d| d.value)
+        .collect())
+}
+
+/// A parsed document and where it holds empty values (`key:` with nothing after it).
+///
+/// kyaml tells an empty value from a written `null`: a strategic merge drops the first and keeps
+/// the second. JSON has one null, so the empty ones are remembered by path.
+pub struct Document {
+    pub value: Value,
+    pub empty_nulls: Vec<Vec<String>>,
+}
+
+/// [`parse_documents`], keeping where the empty values are.
+pub fn parse_resource_documents(text: &str) -> Result<Vec<Document>, String> {
+    let documents = build(text, Resolution::GoYamlV3)?;
+    Ok(documents.into_iter().filter(|d| !d.value.is_null()).collect())
 }
 
 /// Parses a YAML stream with YAML 1.1 scalars, as go-yaml v2 (`sigs.k8s.io/yaml`) reads it:
 /// kustomize reads kustomization files and JSON patches this way, so an unquoted `yes`, `on`
 /// or `y` is a boolean there and `010` is octal.
 pub fn parse_documents_yaml11(text: &str) -> Result<Vec<Value>, String> {
-    let mut builder = Yaml11Builder::default();
+    let documents = build(text, Resolution::GoYamlV2)?;
+    Ok(documents
+        .into_iter()
+        .map(|d| d.value)
+        .filter(|d| !d.is_null())
+        .collect())
+}
+
+/// Which Go YAML library's rules turn plain scalars into values.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Resolution {
+    GoYamlV2,
+    GoYamlV3,
+}
+
+fn build(text: &str, resolution: Resolution) -> Result<Vec<Document>, String> {
+    let mut builder = Builder {
+        resolution,
+        documents: Vec::new(),
+        empty_nulls: Vec::new(),
+        stack: Vec::new(),
+        anchors: std::collections::HashMap::new(),
+        error: None,
+        last_scalar: None,
+    };
     let mut parser = yaml_rust2::parser::Parser::new_from_str(text);
     parser.load(&mut builder, true).map_err(|e| e.to_string())?;
     if let Some(error) = builder.error {
         return Err(error);
     }
-    Ok(builder.documents.into_iter().filter(|d| !d.is_null()).collect())
+    // A block scalar that ends the input without a line break has none in its value (go-yaml);
+    // yaml-rust2 adds one.
+    let last_line = text.rsplit('\n').next().unwrap_or_default().trim();
+    if !text.ends_with('\n')
+        && !last_line.is_empty()
+        && !last_line.starts_with('#')
+        && let Some((index, path, true)) = builder.last_scalar.take()
+        && let Some(document) = builder.documents.get_mut(index)
+        && let Some(Value::String(value)) =
+            path.iter().try_fold(&mut document.value, |node, key| match node {
+                Value::Object(map) => map.get_mut(key),
+                Value::Array(items) => key.parse::<usize>().ok().and_then(|i| items.get_mut(i)),
+                _ => None,
+            })
+        && value.ends_with('\n')
+    {
+        value.pop();
+    }
+    Ok(builder.documents)
 }
 
 enum Frame {
     Sequence(Vec<Value>, usize),
+    /// The map, the key whose value comes next, the anchor.
     Mapping(Map<String, Value>, Option<String>, usize),
 }
 
-#[derive(Default)]
-struct Yaml11Builder {
-    documents: Vec<Value>,
+struct Builder {
+    resolution: Resolution,
+    documents: Vec<Document>,
+    /// Empty values of the document being built.
+    empty_nulls: Vec<Vec<String>>,
     stack: Vec<Frame>,
     anchors: std::collections::HashMap<usize, Value>,
     error: Option<String>,
+    /// The last scalar value: its document, its path, whether it is a block scalar.
+    last_scalar: Option<(usize, Vec<String>, bool)>,
 }
 
-impl Yaml11Builder {
+impl Builder {
     fn push_value(&mut self, value: Value, anchor: usize) {
         if anchor > 0 {
             self.anchors.insert(anchor, value.clone());
         }
         match self.stack.last_mut() {
-            None => self.documents.push(value),
+            None => self.documents.push(Document {
+                value,
+                empty_nulls: std::mem::take(&mut self.empty_nulls),
+            }),
             Some(Frame::Sequence(items, _)) => items.push(value),
             Some(Frame::Mapping(map, key, _)) => match key.take() {
-                None => *key = Some(key_text(&value)),
+                None => {
+                    let text = key_text(&value);
+                    // go-yaml v3 refuses a key written twice; v2 keeps the last value.
+                    if self.resolution == Resolution::GoYamlV3
+                        && map.contains_key(&text)
+                        && self.error.is_none()
+                    {
+                        self.error = Some(format!("mapping key \"{text}\" already defined"));
+                    }
+                    *key = Some(text);
+                }
                 Some(k) => {
                     map.insert(k, value);
                 }
             },
         }
+    }
+
+    /// Whether the next value is a map key.
+    fn expecting_key(&self) -> bool {
+        matches!(self.stack.last(), Some(Frame::Mapping(_, None, _)))
+    }
+
+    /// The path of the value about to be pushed.
+    fn current_path(&self) -> Vec<String> {
+        self.stack
+            .iter()
+            .map(|frame| match frame {
+                Frame::Sequence(items, _) => items.len().to_string(),
+                Frame::Mapping(_, key, _) => key.clone().unwrap_or_default(),
+            })
+            .collect()
     }
 }
 
@@ -79,7 +167,7 @@ fn key_text(value: &Value) -> String {
     }
 }
 
-impl yaml_rust2::parser::EventReceiver for Yaml11Builder {
+impl yaml_rust2::parser::EventReceiver for Builder {
     fn on_event(&mut self, event: yaml_rust2::parser::Event) {
         use yaml_rust2::parser::Event;
         match event {
@@ -92,9 +180,29 @@ impl yaml_rust2::parser::EventReceiver for Yaml11Builder {
             },
             Event::Scalar(text, style, anchor, tag) => {
                 let plain = style == yaml_rust2::scanner::TScalarStyle::Plain;
+                let is_key = self.expecting_key();
+                if !is_key {
+                    let block = matches!(
+                        style,
+                        yaml_rust2::scanner::TScalarStyle::Literal
+                            | yaml_rust2::scanner::TScalarStyle::Folded
+                    );
+                    self.last_scalar = Some((self.documents.len(), self.current_path(), block));
+                }
                 let value = match tag {
                     Some(tag) if tag.suffix == "str" => Value::String(text),
-                    _ if plain => resolve_yaml11(&text),
+                    // kyaml keeps keys as written.
+                    _ if plain && is_key && self.resolution == Resolution::GoYamlV3 => Value::String(text),
+                    _ if plain => {
+                        if text.is_empty() && tag.is_none() && !is_key && !self.stack.is_empty() {
+                            let path = self.current_path();
+                            self.empty_nulls.push(path);
+                        }
+                        match self.resolution {
+                            Resolution::GoYamlV2 => resolve_yaml11(&text),
+                            Resolution::GoYamlV3 => resolve_yaml_v3(&text),
+                        }
+                    }
                     _ => Value::String(text),
                 };
                 self.push_value(value, anchor);
@@ -106,6 +214,83 @@ impl yaml_rust2::parser::EventReceiver for Yaml11Builder {
             _ => {}
         }
     }
+}
+
+/// go-yaml v3's resolution of a plain scalar, as kyaml turns it into JSON.
+fn resolve_yaml_v3(s: &str) -> Value {
+    match s {
+        "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
+        "true" | "True" | "TRUE" => return Value::Bool(true),
+        "false" | "False" | "FALSE" => return Value::Bool(false),
+        _ => {}
+    }
+    if !s.starts_with(|c: char| c.is_ascii_digit() || c == '+' || c == '-' || c == '.') {
+        return Value::String(s.to_string());
+    }
+    if let Some(timestamp) = timestamp_v3(s) {
+        return Value::String(timestamp);
+    }
+    let plain = s.replace('_', "");
+    if let Some(i) = parse_go_int(&plain) {
+        return Value::from(i);
+    }
+    if FLOAT.is_match(&plain)
+        && let Some(n) = plain.parse::<f64>().ok().and_then(Number::from_f64)
+    {
+        return Value::Number(n);
+    }
+    Value::String(s.to_string())
+}
+
+/// A plain scalar go-yaml v3 reads as a timestamp (`2001-12-14`, `2001-12-14T21:59:43.10Z`,
+/// `2001-12-14 21:59:43`), written as Go's JSON writes a time: RFC 3339, UTC as `Z`.
+fn timestamp_v3(s: &str) -> Option<String> {
+    static TIMESTAMP: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(
+            r"^([0-9]{4})-([0-9]{1,2})-([0-9]{1,2})(?:(?:[Tt]|[ ])([0-9]{1,2}):([0-9]{1,2}):([0-9]{1,2})(?:\.([0-9]{1,9}))?(Z|[-+][0-9]{2}:[0-9]{2})?)?$",
+        )
+        .expect("valid regex")
+    });
+    let captures = TIMESTAMP.captures(s)?;
+    let number = |i: usize| {
+        captures
+            .get(i)
+            .map_or(Some(0), |m| m.as_str().parse::<u32>().ok())
+    };
+    let (year, month, day) = (number(1)?, number(2)?, number(3)?);
+    let days_in_month = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 => 28,
+        _ => return None,
+    };
+    if day == 0 || day > days_in_month {
+        return None;
+    }
+    let (hour, minute, second) = (number(4)?, number(5)?, number(6)?);
+    if hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    // A space-separated time has no zone in Go's layout; `T` without a zone does not parse.
+    let spaced = s.contains(' ');
+    let zone = match (captures.get(4), captures.get(8).map(|m| m.as_str())) {
+        (None, _) => "Z".to_string(),
+        (Some(_), None) if spaced => "Z".to_string(),
+        (Some(_), Some(_)) if spaced => return None,
+        (Some(_), None) => return None,
+        (Some(_), Some("Z" | "+00:00" | "-00:00")) => "Z".to_string(),
+        (Some(_), Some(zone)) => zone.to_string(),
+    };
+    let fraction = captures
+        .get(7)
+        .map(|m| m.as_str().trim_end_matches('0'))
+        .filter(|f| !f.is_empty())
+        .map(|f| format!(".{f}"))
+        .unwrap_or_default();
+    Some(format!(
+        "{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}{fraction}{zone}"
+    ))
 }
 
 /// go-yaml v2's resolution of a plain scalar.
