@@ -10,12 +10,16 @@
 # (merging into all of them makes kustomize quadratic: 317 s at 4,000 objects).
 # Each tool runs RUNS times (default 3): median wall time, max peak RSS (VmHWM via time -v).
 # Outputs are compared byte for byte before any timing counts.
-# SIZES (default "1000 4000 10000") selects the sizes.
+# SIZES (default "1000 4000 10000") selects the sizes ("" for none).
+# REAL_DIRS="DIR..." also measures real kustomization directories (read-only checkouts of public
+# repositories kept outside the project, e.g. the largest ones hack/kustomize-differential.sh
+# finds), in a second table with their output size.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 RUNS=${RUNS:-3}
-SIZES=${SIZES:-"1000 4000 10000"}
+SIZES=${SIZES-"1000 4000 10000"}
+REAL_DIRS=${REAL_DIRS:-}
 B=$root/target/bench/kustomize
 mkdir -p "$B" hack/bench/results
 cargo build -q --release -p driftless-cli
@@ -140,9 +144,9 @@ result=hack/bench/results/$(date +%F)-kustomize.md
   echo "| objects | kubectl kustomize | driftless | time ratio | kubectl peak RSS | driftless peak RSS | RSS ratio | identical |"
   echo "|---|---|---|---|---|---|---|---|"
 } >"$result"
-for n in $SIZES; do
-  generate "$n"
-  dir=$B/n$n/overlay
+# row LABEL DIR → one measured table row (RUNS runs of each tool)
+row() {
+  local label=$1 dir=$2
   declare -a ot=() om=() kt=() km=()
   for _ in $(seq 1 "$RUNS"); do
     read -r t m < <(measure ours "$dir"); ot+=("$t"); om+=("$m")
@@ -151,11 +155,29 @@ for n in $SIZES; do
   identical=yes
   cmp -s "$B/out.ours" "$B/out.kubectl" || identical=NO
   objects=$(grep -c '^kind:' "$B/out.ours" || true)
+  label="${label:+$label (}$objects objects${label:+, $(awk -v b="$(stat -c %s "$B/out.kubectl")" 'BEGIN {printf "%.1f MB", b/1e6}'))}"
   o=$(printf '%s\n' "${ot[@]}" | median); k=$(printf '%s\n' "${kt[@]}" | median)
   orss=$(printf '%s\n' "${om[@]}" | sort -n | tail -1); krss=$(printf '%s\n' "${km[@]}" | sort -n | tail -1)
   ratio=$(awk -v a="$o" -v b="$k" 'BEGIN {printf "%.3f", (a<0.005?0.005:a)/b}')
   rratio=$(awk -v a="$orss" -v b="$krss" 'BEGIN {printf "%.3f", a/b}')
-  echo "| $objects | ${k}s | ${o}s | $ratio | $((krss/1024)) MiB | $((orss/1024)) MiB | $rratio | $identical |" >>"$result"
-  echo "N=$n objects=$objects kubectl=${k}s ours=${o}s ratio=$ratio rss=$((orss/1024))/$((krss/1024)) MiB identical=$identical"
+  echo "| $label | ${k}s | ${o}s | $ratio | $((krss/1024)) MiB | $((orss/1024)) MiB | $rratio | $identical |" >>"$result"
+  echo "$label kubectl=${k}s ours=${o}s ratio=$ratio rss=$((orss/1024))/$((krss/1024)) MiB identical=$identical"
+}
+
+for n in $SIZES; do
+  generate "$n"
+  row "" "$B/n$n/overlay"
 done
+if [ -n "$REAL_DIRS" ]; then
+  {
+    echo
+    echo "Real directories (read-only checkouts of public repositories, outside the project):"
+    echo
+    echo "| directory (objects, output) | kubectl kustomize | driftless | time ratio | kubectl peak RSS | driftless peak RSS | RSS ratio | identical |"
+    echo "|---|---|---|---|---|---|---|---|"
+  } >>"$result"
+  for dir in $REAL_DIRS; do
+    row "$(basename "$(dirname "$(dirname "$dir")")")/…/$(basename "$(dirname "$dir")")/$(basename "$dir")" "$dir"
+  done
+fi
 echo "wrote $result"

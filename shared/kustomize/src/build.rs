@@ -157,6 +157,8 @@ impl Accumulated {
 struct Target {
     loader: Loader,
     kustomization: Kustomization,
+    /// The kustomization file, which errors of its transformers name.
+    file: std::path::PathBuf,
 }
 
 impl Target {
@@ -215,6 +217,7 @@ impl Target {
         Ok(Target {
             loader,
             kustomization,
+            file: path,
         })
     }
 }
@@ -329,7 +332,8 @@ impl Builder {
         for config in self.plugin_configs(&k.transformers, loader, "transformers")? {
             transformers.push(plugin::transformer(&config)?);
         }
-        transform::run_all(&transformers, loader, &mut acc.resources)?;
+        transform::run_all(&transformers, loader, &mut acc.resources)
+            .map_err(|e| e.context(target.file.display()))?;
         acc.add_vars(k.vars.clone())
     }
 

@@ -78,7 +78,7 @@ fn build(text: &str, resolution: Resolution) -> Result<Vec<Document>, String> {
     if !text.ends_with('\n')
         && !last_line.is_empty()
         && !last_line.starts_with('#')
-        && let Some((index, path, true)) = builder.last_scalar.take()
+        && let Some((index, path)) = builder.last_scalar.take()
         && let Some(document) = builder.documents.get_mut(index)
         && let Some(Value::String(value)) =
             path.iter().try_fold(&mut document.value, |node, key| match node {
@@ -107,8 +107,8 @@ struct Builder {
     stack: Vec<Frame>,
     anchors: std::collections::HashMap<usize, Value>,
     error: Option<String>,
-    /// The last scalar value: its document, its path, whether it is a block scalar.
-    last_scalar: Option<(usize, Vec<String>, bool)>,
+    /// The last scalar value when it is a block scalar: its document and its path.
+    last_scalar: Option<(usize, Vec<String>)>,
 }
 
 impl Builder {
@@ -187,7 +187,7 @@ impl yaml_rust2::parser::EventReceiver for Builder {
                         yaml_rust2::scanner::TScalarStyle::Literal
                             | yaml_rust2::scanner::TScalarStyle::Folded
                     );
-                    self.last_scalar = Some((self.documents.len(), self.current_path(), block));
+                    self.last_scalar = block.then(|| (self.documents.len(), self.current_path()));
                 }
                 let value = match tag {
                     Some(tag) if tag.suffix == "str" => Value::String(text),
