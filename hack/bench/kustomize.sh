@@ -13,7 +13,8 @@
 # SIZES (default "1000 4000 10000") selects the sizes ("" for none).
 # REAL_DIRS="DIR..." also measures real kustomization directories (read-only checkouts of public
 # repositories kept outside the project, e.g. the largest ones hack/kustomize-differential.sh
-# finds), in a second table with their output size.
+# finds), in a second table with their output size; REAL_ROOT is cut from the front of their
+# names in the table.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
@@ -177,7 +178,7 @@ if [ -n "$REAL_DIRS" ]; then
     echo "|---|---|---|---|---|---|---|---|"
   } >>"$result"
   for dir in $REAL_DIRS; do
-    row "$(basename "$(dirname "$(dirname "$dir")")")/…/$(basename "$(dirname "$dir")")/$(basename "$dir")" "$dir"
+    row "${dir#"${REAL_ROOT:-}"}" "$dir"
   done
 fi
 echo "wrote $result"

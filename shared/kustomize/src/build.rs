@@ -344,7 +344,15 @@ impl Builder {
         loader: &Loader,
         mut acc: Accumulated,
     ) -> Result<Accumulated, Error> {
-        for path in paths {
+        // The files are read and parsed up front, on every core; the loop takes them in order.
+        let mut files = crate::parallel::map(paths, 2, |path| {
+            let is_file = !is_remote(path) && loader.locate(path).is_some_and(|p| !p.is_dir());
+            is_file.then(|| {
+                let (file, text) = loader.read_string(path)?;
+                resources_from(&text).map_err(|e| e.context(format!("file '{}'", file.display())))
+            })
+        });
+        for (path, file) in paths.iter().zip(files.iter_mut()) {
             if is_remote(path) {
                 return Err(Error::new(format!(
                     "remote resource '{path}' is not supported: only local files and directories"
@@ -365,9 +373,14 @@ impl Builder {
                         .map_err(|e| e.context(format!("accumulating resources from '{path}'")))?;
                 }
                 Some(_) => {
-                    let (file, text) = loader.read_string(path)?;
-                    let resources =
-                        resources_from(&text).map_err(|e| e.context(format!("file '{}'", file.display())))?;
+                    let resources = match file.take() {
+                        Some(parsed) => parsed?,
+                        None => {
+                            let (file, text) = loader.read_string(path)?;
+                            resources_from(&text)
+                                .map_err(|e| e.context(format!("file '{}'", file.display())))?
+                        }
+                    };
                     acc.append_all(resources)
                         .map_err(|e| e.context(format!("accumulating resources from '{path}'")))?;
                 }

@@ -11,6 +11,7 @@ mod generate;
 pub mod kustomization;
 mod loader;
 mod nameref;
+mod parallel;
 mod patch;
 mod plugin;
 mod replace;
@@ -67,12 +68,13 @@ pub fn selects(selector: &kustomization::Selector, object: &Value) -> Result<boo
 }
 
 pub fn to_yaml_stream(objects: &[Value]) -> String {
-    let mut out = String::new();
-    for (i, object) in objects.iter().enumerate() {
+    let documents = parallel::map(objects, 32, yaml::to_yaml);
+    let mut out = String::with_capacity(documents.iter().map(|d| d.len() + 4).sum());
+    for (i, document) in documents.iter().enumerate() {
         if i > 0 {
             out.push_str("---\n");
         }
-        out.push_str(&yaml::to_yaml(object));
+        out.push_str(document);
     }
     out
 }

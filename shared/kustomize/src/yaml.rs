@@ -618,6 +618,14 @@ impl Emitter {
         if !self.whitespace {
             self.put(' ');
         }
+        // Most scalars have no space to fold at and no line break: written as they are.
+        if !s.contains(|c: char| c == ' ' || is_break_char(c)) {
+            self.out.push_str(s);
+            self.column += s.chars().count();
+            self.whitespace = false;
+            self.indention = false;
+            return;
+        }
         let chars: Vec<char> = s.chars().collect();
         let mut spaces = false;
         let mut breaks = false;
@@ -843,9 +851,9 @@ fn analyze(value: &[u8]) -> Analysis {
     let (mut previous_space, mut previous_break) = (false, false);
     let mut preceded_by_whitespace = true;
     let s = String::from_utf8_lossy(value);
-    let chars: Vec<(usize, char)> = s.char_indices().collect();
-    for (n, &(i, c)) in chars.iter().enumerate() {
-        let next = chars.get(n + 1).map(|&(_, c)| c);
+    let mut chars = s.char_indices().enumerate().peekable();
+    while let Some((n, (i, c))) = chars.next() {
+        let next = chars.peek().map(|&(_, (_, c))| c);
         let followed_by_whitespace = matches!(
             next,
             None | Some(' ')
@@ -875,7 +883,7 @@ fn analyze(value: &[u8]) -> Analysis {
         if !is_printable(value, i) {
             special = true;
         }
-        let last = n + 1 == chars.len();
+        let last = next.is_none();
         if c == ' ' {
             if n == 0 {
                 leading_space = true;
@@ -1044,16 +1052,49 @@ fn sorted_keys(map: &Map<String, Value>) -> Vec<&String> {
 }
 
 fn natural_cmp(a: &str, b: &str) -> Ordering {
-    let ar: Vec<char> = a.chars().collect();
-    let br: Vec<char> = b.chars().collect();
+    // Keys are almost always ASCII: compared as bytes, without collecting characters.
+    if a.is_ascii() && b.is_ascii() {
+        natural_cmp_of(a.as_bytes(), b.as_bytes())
+    } else {
+        let ar: Vec<char> = a.chars().collect();
+        let br: Vec<char> = b.chars().collect();
+        natural_cmp_of(&ar, &br)
+    }
+}
+
+/// A character of a key, as go-yaml's key order looks at it.
+trait KeyChar: Copy + Ord {
+    fn is_letter(self) -> bool;
+    fn digit(self) -> Option<i64>;
+}
+
+impl KeyChar for u8 {
+    fn is_letter(self) -> bool {
+        self.is_ascii_alphabetic()
+    }
+    fn digit(self) -> Option<i64> {
+        self.is_ascii_digit().then(|| i64::from(self - b'0'))
+    }
+}
+
+impl KeyChar for char {
+    fn is_letter(self) -> bool {
+        self.is_alphabetic()
+    }
+    fn digit(self) -> Option<i64> {
+        self.is_ascii_digit().then(|| i64::from(self as u8 - b'0'))
+    }
+}
+
+fn natural_cmp_of<C: KeyChar>(ar: &[C], br: &[C]) -> Ordering {
     let mut i = 0;
     while i < ar.len() && i < br.len() {
         if ar[i] == br[i] {
             i += 1;
             continue;
         }
-        let al = ar[i].is_alphabetic();
-        let bl = br[i].is_alphabetic();
+        let al = ar[i].is_letter();
+        let bl = br[i].is_letter();
         if al && bl {
             return ar[i].cmp(&br[i]);
         }
@@ -1061,11 +1102,11 @@ fn natural_cmp(a: &str, b: &str) -> Ordering {
             return if bl { Ordering::Less } else { Ordering::Greater };
         }
         let (mut an, mut bn): (i64, i64) = (0, 0);
-        if ar[i] == '0' || br[i] == '0' {
+        if ar[i].digit() == Some(0) || br[i].digit() == Some(0) {
             let mut j = i;
-            while j > 0 && ar[j - 1].is_ascii_digit() {
+            while j > 0 && ar[j - 1].digit().is_some() {
                 j -= 1;
-                if ar[j] != '0' {
+                if ar[j].digit() != Some(0) {
                     an = 1;
                     bn = 1;
                     break;
@@ -1073,13 +1114,13 @@ fn natural_cmp(a: &str, b: &str) -> Ordering {
             }
         }
         let mut ai = i;
-        while ai < ar.len() && ar[ai].is_ascii_digit() {
-            an = an.wrapping_mul(10).wrapping_add(ar[ai] as i64 - '0' as i64);
+        while let Some(d) = ar.get(ai).and_then(|c| c.digit()) {
+            an = an.wrapping_mul(10).wrapping_add(d);
             ai += 1;
         }
         let mut bi = i;
-        while bi < br.len() && br[bi].is_ascii_digit() {
-            bn = bn.wrapping_mul(10).wrapping_add(br[bi] as i64 - '0' as i64);
+        while let Some(d) = br.get(bi).and_then(|c| c.digit()) {
+            bn = bn.wrapping_mul(10).wrapping_add(d);
             bi += 1;
         }
         if an != bn {
