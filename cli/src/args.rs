@@ -807,6 +807,10 @@ pub enum KustomizeCommand {
         /// The kustomization directory.
         #[arg(default_value = ".")]
         dir: PathBuf,
+        /// Which files a kustomization may read, as kubectl's flag: LoadRestrictionsRootOnly
+        /// (in or below its own directory) or LoadRestrictionsNone (anywhere).
+        #[arg(long, default_value = "LoadRestrictionsRootOnly", value_parser = ["LoadRestrictionsRootOnly", "LoadRestrictionsNone"])]
+        load_restrictor: String,
     },
 }
 

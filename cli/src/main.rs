@@ -222,8 +222,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             what: PushCommand::Artifact(args),
         } => push_artifact(args).await?,
         Command::Kustomize {
-            what: KustomizeCommand::Build { dir },
-        } => print!("{}", driftless_kustomize::build_yaml(&dir, None)?),
+            what: KustomizeCommand::Build { dir, load_restrictor },
+        } => {
+            let restrictor = match load_restrictor.as_str() {
+                "LoadRestrictionsNone" => driftless_kustomize::LoadRestrictor::None,
+                _ => driftless_kustomize::LoadRestrictor::RootOnly,
+            };
+            let objects = driftless_kustomize::build_restricted(&dir, None, restrictor)?;
+            print!("{}", driftless_kustomize::to_yaml_stream(&objects));
+        }
         Command::Completion { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "driftless", &mut std::io::stdout())
         }

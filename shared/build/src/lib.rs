@@ -40,7 +40,49 @@ impl std::fmt::Display for BuildError {
 
 impl std::error::Error for BuildError {}
 
-/// `kustomize build` of `dir` with the native engine, reading nothing outside `root`.
+/// `kustomize build` of `dir` with the native engine as Flux runs it: kustomize's load
+/// restrictions off (a kustomization may read `../common/patch.yaml`), nothing read outside
+/// `root`, the artifact.
 pub fn kustomize(dir: &Path, root: &Path) -> Result<Vec<Value>, BuildError> {
-    driftless_kustomize::build(dir, Some(root)).map_err(|e| BuildError::Invalid(e.to_string()))
+    driftless_kustomize::build_restricted(dir, Some(root), driftless_kustomize::LoadRestrictor::None)
+        .map_err(|e| BuildError::Invalid(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    const CM: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app\ndata:\n  mode: base\n";
+    const PATCH: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app\ndata:\n  mode: patched\n";
+
+    /// Flux builds with kustomize's load restrictions off: an overlay may read a patch from a
+    /// sibling directory of the artifact; only what leaves the artifact is refused.
+    #[test]
+    fn a_kustomization_reads_files_elsewhere_in_the_artifact_but_not_outside() {
+        let dir = tempfile::tempdir().unwrap();
+        let artifact = dir.path().join("artifact");
+        let write = |path: &Path, text: &str| {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        };
+        write(&artifact.join("common/patch.yaml"), PATCH);
+        write(&artifact.join("apps/cm.yaml"), CM);
+        write(
+            &artifact.join("apps/kustomization.yaml"),
+            "resources:\n- cm.yaml\npatches:\n- path: ../common/patch.yaml\n",
+        );
+        let objects = kustomize(&artifact.join("apps"), &artifact).unwrap();
+        assert_eq!(objects[0]["data"]["mode"], "patched");
+
+        write(&dir.path().join("outside.yaml"), PATCH);
+        write(
+            &artifact.join("apps/kustomization.yaml"),
+            "resources:\n- cm.yaml\npatches:\n- path: ../../outside.yaml\n",
+        );
+        let error = kustomize(&artifact.join("apps"), &artifact)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("outside the build root"), "{error}");
+    }
 }

@@ -224,20 +224,22 @@ impl Target {
 
 pub struct Builder {
     jail: Option<std::path::PathBuf>,
+    restrictor: crate::LoadRestrictor,
     /// Kustomization directories being built, to refuse cycles.
     stack: Vec<std::path::PathBuf>,
 }
 
 impl Builder {
-    pub fn new(jail: Option<&std::path::Path>) -> Builder {
+    pub fn new(jail: Option<&std::path::Path>, restrictor: crate::LoadRestrictor) -> Builder {
         Builder {
             jail: jail.map(std::path::Path::to_path_buf),
+            restrictor,
             stack: Vec::new(),
         }
     }
 
     pub fn build(&mut self, dir: &std::path::Path) -> Result<Vec<Value>, Error> {
-        let loader = Loader::new(dir, self.jail.as_deref())?;
+        let loader = Loader::new(dir, self.jail.as_deref(), self.restrictor)?;
         // A Component built on its own is built as a kustomization is, as kustomize does.
         let target = Target::load(loader)?;
         let mut acc = self.accumulate(&target, Accumulated::default())?;

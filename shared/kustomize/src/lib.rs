@@ -46,11 +46,24 @@ impl Error {
     }
 }
 
-/// Builds the kustomization in `dir` into its objects, in kustomize's output order.
+pub use loader::LoadRestrictor;
+
+/// Builds the kustomization in `dir` into its objects, in kustomize's output order, with
+/// kustomize's default load restrictor (files in or below each kustomization's directory).
 ///
 /// With a `jail`, no file or directory outside it is read, whatever the kustomizations say.
 pub fn build(dir: &Path, jail: Option<&Path>) -> Result<Vec<Value>, Error> {
-    build::Builder::new(jail).build(dir)
+    build_restricted(dir, jail, LoadRestrictor::RootOnly)
+}
+
+/// [`build`] with another load restrictor: Flux builds with [`LoadRestrictor::None`], jailed in
+/// the artifact, so a kustomization may read `../common/patch.yaml` from elsewhere in it.
+pub fn build_restricted(
+    dir: &Path,
+    jail: Option<&Path>,
+    restrictor: LoadRestrictor,
+) -> Result<Vec<Value>, Error> {
+    build::Builder::new(jail, restrictor).build(dir)
 }
 
 /// Builds and prints the objects as `kustomize build` does.

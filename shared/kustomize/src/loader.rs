@@ -1,22 +1,38 @@
-//! File access with kustomize's default load restrictor: a kustomization reads files only in or
-//! below its own directory, and nothing is read outside the jail (when one is set).
+//! File access with kustomize's load restrictors: by default a kustomization reads files only in
+//! or below its own directory (`LoadRestrictionsRootOnly`); with `LoadRestrictionsNone` anywhere.
+//! Nothing is read outside the jail (when one is set), whatever the restrictor.
 
 use std::path::{Path, PathBuf};
 
 use crate::Error;
+
+/// Which files a kustomization may read, as kustomize's `--load-restrictor` says.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LoadRestrictor {
+    /// Only files in or below the kustomization's own directory (kustomize's default).
+    #[default]
+    RootOnly,
+    /// Any file (within the jail, when there is one): how Flux builds, confined to the artifact.
+    None,
+}
 
 #[derive(Clone, Debug)]
 pub struct Loader {
     /// The kustomization's directory, canonical.
     pub root: PathBuf,
     jail: Option<PathBuf>,
+    restrictor: LoadRestrictor,
 }
 
 impl Loader {
-    pub fn new(root: &Path, jail: Option<&Path>) -> Result<Loader, Error> {
+    pub fn new(root: &Path, jail: Option<&Path>, restrictor: LoadRestrictor) -> Result<Loader, Error> {
         let jail = jail.map(canonical).transpose()?;
         let root = canonical(root)?;
-        let loader = Loader { root, jail };
+        let loader = Loader {
+            root,
+            jail,
+            restrictor,
+        };
         loader.check_jail(&loader.root)?;
         if !loader.root.is_dir() {
             return Err(Error::new(format!(
@@ -48,7 +64,7 @@ impl Loader {
         let joined = self.root.join(relative);
         let path = std::fs::canonicalize(&joined)
             .map_err(|e| Error::new(format!("file '{}': {e}", joined.display())))?;
-        if !path.starts_with(&self.root) {
+        if self.restrictor == LoadRestrictor::RootOnly && !path.starts_with(&self.root) {
             return Err(Error::new(format!(
                 "security; file '{}' is not in or below '{}'",
                 path.display(),
@@ -76,6 +92,7 @@ impl Loader {
         let child = Loader {
             root: dir,
             jail: self.jail.clone(),
+            restrictor: self.restrictor,
         };
         child.check_jail(&child.root)?;
         Ok(child)

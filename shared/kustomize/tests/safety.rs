@@ -76,3 +76,29 @@ fn inside_the_jail_builds() {
     let objects = driftless_kustomize::build(&dir.path().join("app"), Some(dir.path())).unwrap();
     assert_eq!(objects[0]["metadata"]["name"], "a-x");
 }
+
+#[test]
+fn the_load_restrictor_decides_whether_files_above_a_kustomization_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    write(&dir.path().join("common/cm.yaml"), CM);
+    let app = dir.path().join("app");
+    write(
+        &app.join("kustomization.yaml"),
+        "resources:\n- ../common/cm.yaml\n",
+    );
+    // kustomize's default (kubectl kustomize, driftless kustomize build) …
+    let error = driftless_kustomize::build(&app, None).unwrap_err().to_string();
+    assert!(error.contains("is not in or below"), "{error}");
+    // … and `--load-restrictor LoadRestrictionsNone`, which still respects a jail.
+    let none = driftless_kustomize::LoadRestrictor::None;
+    assert_eq!(
+        driftless_kustomize::build_restricted(&app, None, none)
+            .unwrap()
+            .len(),
+        1
+    );
+    let error = driftless_kustomize::build_restricted(&app, Some(&app), none)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("outside the build root"), "{error}");
+}
