@@ -65,6 +65,7 @@ async fn build_objects(
     let relative = path.strip_prefix(&root).unwrap_or(Path::new("")).to_path_buf();
     let work = tempfile::tempdir()?;
     let post_build = spec.post_build.clone();
+    let common_metadata = spec.common_metadata.clone();
     let spec = spec.clone();
     let mut objects = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<Value>> {
         copy_tree(&root, work.path())?;
@@ -79,6 +80,9 @@ async fn build_objects(
             None => post_build.substitute.clone().unwrap_or_default(),
         };
         substitute::substitute_objects(&mut objects, &vars, post_build)?;
+    }
+    if let Some(metadata) = &common_metadata {
+        driftless_build::set_common_metadata(&mut objects, metadata);
     }
     let owner = Owner::new(driftless_api::kustomize::GROUP, name, namespace);
     for object in objects.iter_mut() {

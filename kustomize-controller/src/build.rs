@@ -43,11 +43,6 @@ impl KustomizationReconciler {
         };
         // Fields Flux honours that need what this controller does not have: refused by name,
         // never accepted silently.
-        if ks.spec.build_metadata.as_ref().is_some_and(|b| !b.is_empty()) {
-            return Err(failed(BuildError::Invalid(
-                "spec.buildMetadata (kustomize origin annotations) is not supported yet".into(),
-            )));
-        }
         if ks
             .spec
             .decryption
@@ -106,6 +101,9 @@ impl KustomizationReconciler {
                 .await
                 .map_err(failed)?;
             substitute::substitute_objects(&mut objects, &vars, post_build).map_err(failed)?;
+        }
+        if let Some(metadata) = &ks.spec.common_metadata {
+            driftless_build::set_common_metadata(&mut objects, metadata);
         }
         Ok(objects)
     }

@@ -1,6 +1,8 @@
 //! The kustomization.yaml that is built. Like Flux, a directory without one gets one
 //! listing its manifests, and the Kustomization's own transformations (targetNamespace,
-//! namePrefix, nameSuffix, commonMetadata, patches, images, components) are written into it.
+//! namePrefix, nameSuffix, patches, images, components, buildMetadata) are written into it.
+//! `commonMetadata` is not: Flux sets it on each object after the build
+//! ([`crate::set_common_metadata`]), so it never reaches pod templates or selectors.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -50,6 +52,7 @@ pub fn prepare(dir: &Path, spec: &KustomizationSpec) -> Result<(), BuildError> {
 
 fn prepare_text(dir: &Path, spec: &KustomizationSpec) -> Result<(), String> {
     let existing = FILE_NAMES.iter().map(|n| dir.join(n)).find(|p| p.is_file());
+    let found = existing.is_some();
     let (file, mut kustomization) = match existing {
         Some(file) => {
             let text =
@@ -66,6 +69,15 @@ fn prepare_text(dir: &Path, spec: &KustomizationSpec) -> Result<(), String> {
     let Value::Object(k) = &mut kustomization else {
         return Err(format!("{}: not a map", file.display()));
     };
+    // Flux marks an existing kustomization without resources with build metadata, so kustomize
+    // does not refuse it as empty; its objects then carry origin annotations.
+    if found
+        && k.get("resources")
+            .and_then(Value::as_array)
+            .is_none_or(Vec::is_empty)
+    {
+        k.insert("buildMetadata".into(), json!(["originAnnotations"]));
+    }
     overlay(k, spec, dir);
     std::fs::write(&file, driftless_kustomize::yaml::to_yaml(&kustomization))
         .map_err(|e| format!("writing {}: {e}", file.display()))
@@ -130,20 +142,11 @@ fn overlay(k: &mut Map<String, Value>, spec: &KustomizationSpec, dir: &Path) {
     set_string(k, "namespace", spec.target_namespace.as_ref());
     set_string(k, "namePrefix", spec.name_prefix.as_ref());
     set_string(k, "nameSuffix", spec.name_suffix.as_ref());
-    if let Some(metadata) = &spec.common_metadata {
-        if let Some(labels) = metadata.labels.as_ref().filter(|l| !l.is_empty()) {
-            push_all(k, "labels", vec![json!({"pairs": labels})]);
-        }
-        if let Some(annotations) = metadata.annotations.as_ref().filter(|a| !a.is_empty()) {
-            let common = k
-                .entry("commonAnnotations")
-                .or_insert_with(|| Value::Object(Map::new()));
-            if let Value::Object(common) = common {
-                for (key, value) in annotations {
-                    common.insert(key.clone(), Value::String(value.clone()));
-                }
-            }
-        }
+    if let Some(options) = spec.build_metadata.as_ref().filter(|b| !b.is_empty()) {
+        k.insert(
+            "buildMetadata".into(),
+            serde_json::to_value(options).unwrap_or(Value::Null),
+        );
     }
     let patches = spec.patches.iter().flatten().map(|p| {
         let mut patch = json!({"patch": p.patch});

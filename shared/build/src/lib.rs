@@ -40,6 +40,36 @@ impl std::fmt::Display for BuildError {
 
 impl std::error::Error for BuildError {}
 
+/// Flux's `commonMetadata`, set after the build on each object's own labels and annotations
+/// (existing keys overridden), as fluxcd/pkg's `SetCommonMetadata`: pod templates and
+/// selectors are left alone, so adding an annotation does not roll Deployments.
+pub fn set_common_metadata(objects: &mut [Value], metadata: &driftless_api::meta::CommonMetadata) {
+    for object in objects {
+        let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) else {
+            continue;
+        };
+        for (field, entries) in [
+            ("labels", &metadata.labels),
+            ("annotations", &metadata.annotations),
+        ] {
+            let Some(entries) = entries.as_ref().filter(|e| !e.is_empty()) else {
+                continue;
+            };
+            let map = meta
+                .entry(field)
+                .or_insert_with(|| Value::Object(serde_json::Map::new()));
+            if !map.is_object() {
+                *map = Value::Object(serde_json::Map::new());
+            }
+            if let Value::Object(map) = map {
+                for (key, value) in entries {
+                    map.insert(key.clone(), Value::String(value.clone()));
+                }
+            }
+        }
+    }
+}
+
 /// `kustomize build` of `dir` with the native engine as Flux runs it: kustomize's load
 /// restrictions off (a kustomization may read `../common/patch.yaml`), nothing read outside
 /// `root`, the artifact.
@@ -84,5 +114,84 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("outside the build root"), "{error}");
+    }
+}
+
+#[cfg(test)]
+mod flux_semantics {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use driftless_api::kustomize::KustomizationSpec;
+    use serde_json::json;
+
+    const DEPLOYMENT: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: app\nspec:\n  selector:\n    matchLabels: {app: app}\n  template:\n    metadata:\n      labels: {app: app}\n    spec:\n      containers:\n      - {name: app, image: nginx}\n";
+
+    fn spec(extra: serde_json::Value) -> KustomizationSpec {
+        let mut spec =
+            json!({"interval": "1m", "prune": true, "sourceRef": {"kind": "GitRepository", "name": "s"}});
+        spec.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        serde_json::from_value(spec).unwrap()
+    }
+
+    /// commonMetadata reaches each object's own metadata only: a pod template (or a selector)
+    /// that changed with it would roll every Deployment when an annotation is added.
+    #[test]
+    fn common_metadata_is_set_on_objects_not_on_their_pod_templates() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("deployment.yaml"), DEPLOYMENT).unwrap();
+        let spec = spec(
+            json!({"commonMetadata": {"labels": {"team": "web"}, "annotations": {"owner": "platform"}}}),
+        );
+        generator::prepare(dir.path(), &spec).unwrap();
+        let mut objects = kustomize(dir.path(), dir.path()).unwrap();
+        set_common_metadata(&mut objects, spec.common_metadata.as_ref().unwrap());
+        let deployment = &objects[0];
+        assert_eq!(deployment["metadata"]["labels"]["team"], "web");
+        assert_eq!(deployment["metadata"]["annotations"]["owner"], "platform");
+        assert_eq!(
+            deployment["spec"]["template"]["metadata"],
+            json!({"labels": {"app": "app"}})
+        );
+        assert_eq!(
+            deployment["spec"]["selector"],
+            json!({"matchLabels": {"app": "app"}})
+        );
+    }
+
+    /// spec.buildMetadata is passed to kustomize; an existing kustomization without resources
+    /// gets origin annotations, as Flux's generator writes it.
+    #[test]
+    fn build_metadata_is_written_into_the_kustomization() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("deployment.yaml"), DEPLOYMENT).unwrap();
+        generator::prepare(dir.path(), &spec(json!({"buildMetadata": ["originAnnotations"]}))).unwrap();
+        let objects = kustomize(dir.path(), dir.path()).unwrap();
+        assert_eq!(
+            objects[0]["metadata"]["annotations"]["config.kubernetes.io/origin"],
+            "path: deployment.yaml\n"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("app")).unwrap();
+        std::fs::write(dir.path().join("app/deployment.yaml"), DEPLOYMENT).unwrap();
+        std::fs::write(
+            dir.path().join("app/kustomization.yaml"),
+            "resources: [deployment.yaml]\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("kustomization.yaml"),
+            "components: []\nnamePrefix: x-\nbases: [app]\n",
+        )
+        .unwrap();
+        generator::prepare(dir.path(), &spec(json!({}))).unwrap();
+        let objects = kustomize(dir.path(), dir.path()).unwrap();
+        assert_eq!(objects[0]["metadata"]["name"], "x-app");
+        assert_eq!(
+            objects[0]["metadata"]["annotations"]["config.kubernetes.io/origin"],
+            "path: app/deployment.yaml\n"
+        );
     }
 }

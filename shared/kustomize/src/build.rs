@@ -11,6 +11,7 @@ use crate::config::TransformerConfig;
 use crate::generate::{self, Kind};
 use crate::kustomization::{FILE_NAMES, Kustomization, Var};
 use crate::loader::Loader;
+use crate::origin::Origin;
 use crate::resource::{Behavior, Resource};
 use crate::{nameref, plugin, replace, transform};
 
@@ -223,6 +224,9 @@ impl Target {
 }
 
 pub struct Builder {
+    /// With build metadata, the directory of the kustomization being accumulated, relative to
+    /// the top one (origins are paths from there); None when no origin is kept.
+    origin_dir: Option<String>,
     jail: Option<std::path::PathBuf>,
     restrictor: crate::LoadRestrictor,
     /// Kustomization directories being built, to refuse cycles.
@@ -232,6 +236,7 @@ pub struct Builder {
 impl Builder {
     pub fn new(jail: Option<&std::path::Path>, restrictor: crate::LoadRestrictor) -> Builder {
         Builder {
+            origin_dir: None,
             jail: jail.map(std::path::Path::to_path_buf),
             restrictor,
             stack: Vec::new(),
@@ -242,6 +247,11 @@ impl Builder {
         let loader = Loader::new(dir, self.jail.as_deref(), self.restrictor)?;
         // A Component built on its own is built as a kustomization is, as kustomize does.
         let target = Target::load(loader)?;
+        // The top kustomization's buildMetadata holds for the whole tree, as in kustomize.
+        let metadata = crate::origin::Options::parse(&target.kustomization.build_metadata)?;
+        if !target.kustomization.build_metadata.is_empty() {
+            self.origin_dir = Some(String::new());
+        }
         let mut acc = self.accumulate(&target, Accumulated::default())?;
 
         for resource in acc.resources.iter_mut().filter(|r| r.needs_hash) {
@@ -253,6 +263,13 @@ impl Builder {
         nameref::fix(&mut acc.resources, &acc.config.name_reference)?;
         replace::resolve_vars(&acc.vars, &acc.config.var_reference, &mut acc.resources)?;
         for resource in &mut acc.resources {
+            if self.origin_dir.is_some() {
+                metadata.write(
+                    &mut resource.object,
+                    resource.origin.as_ref(),
+                    &resource.transformations,
+                );
+            }
             drop_empty_annotations(&mut resource.object);
         }
         acc.resources.retain(|r| {
@@ -301,15 +318,25 @@ impl Builder {
             acc.merge_config(&own)?;
         }
         let global = k.generator_options.as_ref();
+        let configured_in = self.origin_of_kustomization(target);
+        let builtin_origin = |kind: &str| configured_in.clone().map(|c| Origin::builtin(c, kind));
         let mut generated = Vec::new();
         for args in &k.config_map_generator {
-            generated.push(generate::generate(Kind::ConfigMap, args, global, loader)?);
+            let mut resource = generate::generate(Kind::ConfigMap, args, global, loader)?;
+            resource.origin = builtin_origin("ConfigMapGenerator");
+            generated.push(resource);
         }
         for args in &k.secret_generator {
-            generated.push(generate::generate(Kind::Secret, args, global, loader)?);
+            let mut resource = generate::generate(Kind::Secret, args, global, loader)?;
+            resource.origin = builtin_origin("SecretGenerator");
+            generated.push(resource);
         }
-        for config in self.plugin_configs(&k.generators, loader, "generators")? {
-            generated.push(plugin::generator(&config, loader)?);
+        for config in self.plugin_configs(&k.generators, loader, "generators", target)? {
+            let mut resource = plugin::generator(&config.object, loader)?;
+            if self.origin_dir.is_some() {
+                resource.origin = Some(Origin::plugin(&config.object, config.origin.as_ref()));
+            }
+            generated.push(resource);
         }
         if !generated.is_empty() {
             let mut index = acc.id_index();
@@ -328,14 +355,42 @@ impl Builder {
                 )));
             }
             let taken = std::mem::take(acc);
-            *acc = self.accumulate(&child, taken)?;
+            let outer = self.enter_origin(path);
+            let result = self.accumulate(&child, taken);
+            self.origin_dir = outer;
+            *acc = result?;
         }
-        let mut transformers = transform::configured(k, &acc.config);
-        for config in self.plugin_configs(&k.transformers, loader, "transformers")? {
-            transformers.push(plugin::transformer(&config)?);
+        let configured_in = self.origin_of_kustomization(target);
+        let mut transformers: Vec<(transform::Transformer, Option<Origin>)> =
+            transform::configured(k, &acc.config)
+                .into_iter()
+                .map(|t| {
+                    let origin = configured_in
+                        .clone()
+                        .map(|c| Origin::builtin(c, t.builtin_kind()));
+                    (t, origin)
+                })
+                .collect();
+        for config in self.plugin_configs(&k.transformers, loader, "transformers", target)? {
+            let origin = self
+                .origin_dir
+                .is_some()
+                .then(|| Origin::plugin(&config.object, config.origin.as_ref()));
+            transformers.push((plugin::transformer(&config.object)?, origin));
         }
-        transform::run_all(&transformers, loader, &mut acc.resources)
-            .map_err(|e| e.context(target.file.display()))?;
+        for (transformer, origin) in &transformers {
+            transform::run_all(std::slice::from_ref(transformer), loader, &mut acc.resources)
+                .map_err(|e| e.context(target.file.display()))?;
+            if let Some(origin) = origin {
+                // kustomize records every configured transformer on every object, changed or not.
+                for resource in &mut acc.resources {
+                    match resource.origin {
+                        None => resource.origin = Some(origin.clone()),
+                        Some(_) => resource.transformations.push(origin.clone()),
+                    }
+                }
+            }
+        }
         acc.add_vars(k.vars.clone())
     }
 
@@ -370,12 +425,15 @@ impl Builder {
                             child.loader.root.display()
                         )));
                     }
-                    let sub = self.accumulate(&child, Accumulated::default())?;
+                    let outer = self.enter_origin(path);
+                    let sub = self.accumulate(&child, Accumulated::default());
+                    self.origin_dir = outer;
+                    let sub = sub?;
                     acc.absorb(sub)
                         .map_err(|e| e.context(format!("accumulating resources from '{path}'")))?;
                 }
                 Some(_) => {
-                    let resources = match file.take() {
+                    let mut resources = match file.take() {
                         Some(parsed) => parsed?,
                         None => {
                             let (file, text) = loader.read_string(path)?;
@@ -383,6 +441,12 @@ impl Builder {
                                 .map_err(|e| e.context(format!("file '{}'", file.display())))?
                         }
                     };
+                    if let Some(dir) = &self.origin_dir {
+                        let origin = Origin::file(crate::origin::join(dir, path));
+                        for resource in &mut resources {
+                            resource.origin = Some(origin.clone());
+                        }
+                    }
                     acc.append_all(resources)
                         .map_err(|e| e.context(format!("accumulating resources from '{path}'")))?;
                 }
@@ -408,10 +472,16 @@ impl Builder {
         entries: &[String],
         loader: &Loader,
         field: &str,
-    ) -> Result<Vec<Value>, Error> {
+        target: &Target,
+    ) -> Result<Vec<Resource>, Error> {
         let mut configs = Accumulated::default();
         for entry in entries {
-            if let Some(inline) = plugin::inline(entry) {
+            if let Some(mut inline) = plugin::inline(entry) {
+                // Written in the kustomization file itself.
+                let origin = self.origin_of_kustomization(target).map(Origin::file);
+                for config in &mut inline {
+                    config.origin = origin.clone();
+                }
                 configs
                     .append_all(inline)
                     .map_err(|e| e.context(format!("{field}: inline configuration")))?;
@@ -422,7 +492,24 @@ impl Builder {
                 .map_err(|e| e.context(field))?;
             configs.append_all(sub.resources).map_err(|e| e.context(field))?;
         }
-        Ok(configs.resources.into_iter().map(|r| r.object).collect())
+        Ok(configs.resources)
+    }
+
+    /// Enters `path` (a base or component) for origins; returns the directory to come back to.
+    fn enter_origin(&mut self, path: &str) -> Option<String> {
+        let outer = self.origin_dir.clone();
+        if let Some(dir) = &self.origin_dir {
+            self.origin_dir = Some(crate::origin::join(dir, path));
+        }
+        outer
+    }
+
+    /// The kustomization file as origins name it (relative to the top directory).
+    fn origin_of_kustomization(&self, target: &Target) -> Option<String> {
+        let name = target.file.file_name()?.to_string_lossy().into_owned();
+        self.origin_dir
+            .as_deref()
+            .map(|dir| crate::origin::join(dir, &name))
     }
 }
 

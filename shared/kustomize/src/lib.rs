@@ -11,6 +11,7 @@ mod generate;
 pub mod kustomization;
 mod loader;
 mod nameref;
+mod origin;
 mod parallel;
 mod patch;
 mod plugin;

@@ -184,6 +184,10 @@ pub struct Resource {
     pub var_refs: Vec<String>,
     /// Paths of the values written empty in the file (see [`crate::yaml::Document`]).
     pub empty_nulls: Vec<Vec<String>>,
+    /// Where the object came from, and the transformers it went through, when the build keeps
+    /// build metadata (`crate::origin`).
+    pub origin: Option<crate::origin::Origin>,
+    pub transformations: Vec<crate::origin::Origin>,
 }
 
 impl Resource {
@@ -197,6 +201,8 @@ impl Resource {
             behavior: Behavior::Create,
             var_refs: Vec::new(),
             empty_nulls: Vec::new(),
+            origin: None,
+            transformations: Vec::new(),
         }
     }
 

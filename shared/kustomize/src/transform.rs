@@ -44,6 +44,26 @@ pub enum SubjectMode {
     None,
 }
 
+impl Transformer {
+    /// The built-in plugin kind kustomize configures for it (build metadata names it).
+    pub fn builtin_kind(&self) -> &'static str {
+        match self {
+            Transformer::StrategicMerge(_) => "PatchStrategicMergeTransformer",
+            Transformer::Patch(_) => "PatchTransformer",
+            Transformer::Namespace { .. } => "NamespaceTransformer",
+            Transformer::Prefix(..) => "PrefixTransformer",
+            Transformer::Suffix(..) => "SuffixTransformer",
+            Transformer::Labels(..) => "LabelTransformer",
+            Transformer::Annotations(..) => "AnnotationsTransformer",
+            Transformer::Json6902(_) => "PatchJson6902Transformer",
+            Transformer::Replicas(..) => "ReplicaCountTransformer",
+            Transformer::Image(..) => "ImageTagTransformer",
+            Transformer::Replacements(_) => "ReplacementTransformer",
+            Transformer::Composite(_) => "PrefixSuffixTransformer",
+        }
+    }
+}
+
 /// The transformers a kustomization's fields configure, in the order kustomize runs them.
 pub fn configured(k: &Kustomization, config: &TransformerConfig) -> Vec<Transformer> {
     let mut list = Vec::new();
@@ -77,7 +97,8 @@ pub fn configured(k: &Kustomization, config: &TransformerConfig) -> Vec<Transfor
             label_specs(label, config),
         ));
     }
-    if !k.common_labels.is_empty() {
+    // kustomize configures the commonLabels one whenever `labels` or `commonLabels` is set.
+    if !k.labels.is_empty() || !k.common_labels.is_empty() {
         list.push(Transformer::Labels(
             k.common_labels.clone(),
             config.common_labels.clone(),
@@ -125,8 +146,11 @@ pub fn run_all(
             } => namespace(ns, specs, *unset_only, *subjects, resources)?,
             Transformer::Prefix(prefix, specs) => prefix_suffix(prefix, true, specs, resources)?,
             Transformer::Suffix(suffix, specs) => prefix_suffix(suffix, false, specs, resources)?,
+            // Without entries nothing happens, not even the creation of empty maps.
             Transformer::Labels(pairs, specs) | Transformer::Annotations(pairs, specs) => {
-                set_map_entries(pairs, specs, resources)?;
+                if !pairs.is_empty() {
+                    set_map_entries(pairs, specs, resources)?;
+                }
             }
             Transformer::Json6902(p) => {
                 apply_patch(p, loader, resources).map_err(|e| e.context("patchesJson6902"))?;
