@@ -71,7 +71,8 @@ async fn build_objects(
         copy_tree(&root, work.path())?;
         let dir = work.path().join(&relative);
         generator::prepare(&dir, &spec)?;
-        driftless_build::kustomize(&dir, work.path()).map_err(|e| anyhow!("kustomize build failed: {e}"))
+        driftless_build::kustomize(&dir, work.path(), true)
+            .map_err(|e| anyhow!("kustomize build failed: {e}"))
     })
     .await??;
     if let Some(post_build) = &post_build {

@@ -228,7 +228,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 "LoadRestrictionsNone" => driftless_kustomize::LoadRestrictor::None,
                 _ => driftless_kustomize::LoadRestrictor::RootOnly,
             };
-            let objects = driftless_kustomize::build_restricted(&dir, None, restrictor)?;
+            // Remote bases and files are fetched, as kubectl kustomize does.
+            let fetcher = driftless_build::remote::Fetcher::default();
+            let objects = tokio::task::spawn_blocking(move || {
+                driftless_kustomize::build_with_remote(&dir, None, restrictor, &fetcher)
+            })
+            .await??;
             print!("{}", driftless_kustomize::to_yaml_stream(&objects));
         }
         Command::Completion { shell } => {

@@ -89,9 +89,12 @@ impl KustomizationReconciler {
             .await
             .map_err(off_runtime)?;
         }
-        let mut objects = blocking(timeout, move || driftless_build::kustomize(&dir, &root))
-            .await
-            .map_err(off_runtime)?;
+        let remote_bases = !self.settings.no_remote_bases;
+        let mut objects = blocking(timeout, move || {
+            driftless_build::kustomize(&dir, &root, remote_bases)
+        })
+        .await
+        .map_err(off_runtime)?;
 
         self.decrypt(ks, client, &mut objects, keys).await?;
 

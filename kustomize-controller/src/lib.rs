@@ -37,8 +37,8 @@ pub struct Args {
     /// What kubeConfig Secrets may do.
     #[command(flatten)]
     pub kubeconfig: driftless_runtime::kubeconfig::KubeconfigPolicy,
-    /// Refuse remote bases (Flux's multi-tenancy lockdown sets it). The native kustomize engine
-    /// fetches nothing over the network yet, so remote bases are refused either way.
+    /// Refuse remote bases (Flux's multi-tenancy lockdown sets it); by default they are fetched
+    /// (git repositories anonymously, http(s) files), as Flux does.
     #[arg(long, action = clap::ArgAction::Set, default_value_t = false, num_args = 0..=1, default_missing_value = "true")]
     pub no_remote_bases: bool,
 }
@@ -54,6 +54,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         default_service_account: rt.args.default_service_account.clone(),
         default_kubeconfig_service_account: rt.args.default_kubeconfig_service_account.clone(),
         kubeconfig: args.kubeconfig,
+        no_remote_bases: args.no_remote_bases,
     };
     let loop_settings = rt.loop_settings(DEFAULT_CONCURRENCY);
     let controller = Arc::new(

@@ -49,6 +49,8 @@ pub struct Settings {
     pub default_kubeconfig_service_account: String,
     /// What kubeConfig Secrets may do (`--insecure-kubeconfig-exec`, `--insecure-kubeconfig-tls`).
     pub kubeconfig: driftless_runtime::kubeconfig::KubeconfigPolicy,
+    /// `--no-remote-bases`: remote resources in kustomizations are refused, not fetched.
+    pub no_remote_bases: bool,
 }
 
 pub struct KustomizationReconciler {

@@ -1033,3 +1033,56 @@ async fn fields_applied_with_kubectl_before_adoption_follow_git() {
     assert!(!managers.contains(&"kubectl".to_string()), "{managers:?}");
     w.done().await;
 }
+
+/// Flux fetches remote bases unless `--no-remote-bases`: a kustomization in the source names a
+/// base in another repository on the git server (credentials in the URL, `git::` so kustomize
+/// clones it without a first GET), which is cloned at its ref and applied; a new commit there
+/// reaches the cluster on the next reconcile.
+#[tokio::test]
+#[ignore = "needs the testenv (hack/testenv.sh up)"]
+async fn remote_bases_are_cloned_at_their_ref() {
+    let w = world("ks-remote").await;
+    let base = Repo::new("ks-remote-base");
+    base.write("app/kustomization.yaml", "resources: [cm.yaml]\n")
+        .write("app/cm.yaml", &config_map("from-remote", "v1"));
+    base.commit("base v1");
+    let with_credentials = base.url().replacen(
+        "http://",
+        &format!("http://{}:{}@", env("GIT_HTTP_USER"), env("GIT_HTTP_PASSWORD")),
+        1,
+    );
+    let repo = Repo::new("ks-remote");
+    repo.write(
+        "deploy/kustomization.yaml",
+        &format!("resources:\n- git::{with_credentials}//app?ref=main\n- local.yaml\n"),
+    )
+    .write("deploy/local.yaml", &config_map("local", "v1"));
+    let revision = repo.commit("a remote base");
+    w.git_repository("repo", &repo).await;
+    w.kustomization("app", serde_json::json!({"path": "./deploy"}))
+        .await;
+    w.wait_applied("app", &revision).await;
+    let remote = w.config_maps().get("from-remote").await.unwrap();
+    assert_eq!(remote.data.unwrap()["value"], "v1");
+
+    base.write("app/cm.yaml", &config_map("from-remote", "v2"));
+    base.commit("base v2");
+    w.request("app").await;
+    testing::wait_for(&w.config_maps(), "from-remote", T, |cm: &ConfigMap| {
+        cm.data.as_ref().is_some_and(|d| d["value"] == "v2")
+    })
+    .await;
+
+    // A ref the base does not have fails the build and names it; nothing is pruned.
+    repo.write(
+        "deploy/kustomization.yaml",
+        &format!("resources:\n- git::{with_credentials}//app?ref=no-such-branch\n- local.yaml\n"),
+    );
+    repo.commit("a missing ref");
+    w.refresh("repo").await;
+    let failed = w.wait_failed("app", "BuildFailed", "no-such-branch").await;
+    let message = ready(&failed).unwrap().message;
+    assert!(!message.contains(&env("GIT_HTTP_PASSWORD")), "{message}");
+    assert!(w.config_maps().get("from-remote").await.is_ok());
+    w.done().await;
+}

@@ -104,6 +104,7 @@ pub async fn start_controllers(client: &Client, namespace: &str) -> Controllers 
             default_service_account: String::new(),
             default_kubeconfig_service_account: String::new(),
             kubeconfig: Default::default(),
+            no_remote_bases: false,
         },
         config,
     );

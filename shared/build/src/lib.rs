@@ -11,6 +11,7 @@
 
 pub mod envsubst;
 pub mod generator;
+pub mod remote;
 pub mod substitute;
 
 use std::path::Path;
@@ -73,9 +74,18 @@ pub fn set_common_metadata(objects: &mut [Value], metadata: &driftless_api::meta
 /// `kustomize build` of `dir` with the native engine as Flux runs it: kustomize's load
 /// restrictions off (a kustomization may read `../common/patch.yaml`), nothing read outside
 /// `root`, the artifact.
-pub fn kustomize(dir: &Path, root: &Path) -> Result<Vec<Value>, BuildError> {
-    driftless_kustomize::build_restricted(dir, Some(root), driftless_kustomize::LoadRestrictor::None)
-        .map_err(|e| BuildError::Invalid(e.to_string()))
+///
+/// With `remote_bases`, remote resources are fetched ([`remote::Fetcher`]), as Flux allows
+/// unless `--no-remote-bases`; without, they are refused.
+pub fn kustomize(dir: &Path, root: &Path, remote_bases: bool) -> Result<Vec<Value>, BuildError> {
+    let restrictor = driftless_kustomize::LoadRestrictor::None;
+    let built = if remote_bases {
+        let fetcher = remote::Fetcher::default();
+        driftless_kustomize::build_with_remote(dir, Some(root), restrictor, &fetcher)
+    } else {
+        driftless_kustomize::build_restricted(dir, Some(root), restrictor)
+    };
+    built.map_err(|e| BuildError::Invalid(e.to_string()))
 }
 
 #[cfg(test)]
@@ -102,7 +112,7 @@ mod tests {
             &artifact.join("apps/kustomization.yaml"),
             "resources:\n- cm.yaml\npatches:\n- path: ../common/patch.yaml\n",
         );
-        let objects = kustomize(&artifact.join("apps"), &artifact).unwrap();
+        let objects = kustomize(&artifact.join("apps"), &artifact, false).unwrap();
         assert_eq!(objects[0]["data"]["mode"], "patched");
 
         write(&dir.path().join("outside.yaml"), PATCH);
@@ -110,7 +120,7 @@ mod tests {
             &artifact.join("apps/kustomization.yaml"),
             "resources:\n- cm.yaml\npatches:\n- path: ../../outside.yaml\n",
         );
-        let error = kustomize(&artifact.join("apps"), &artifact)
+        let error = kustomize(&artifact.join("apps"), &artifact, false)
             .unwrap_err()
             .to_string();
         assert!(error.contains("outside the build root"), "{error}");
@@ -145,7 +155,7 @@ mod flux_semantics {
             json!({"commonMetadata": {"labels": {"team": "web"}, "annotations": {"owner": "platform"}}}),
         );
         generator::prepare(dir.path(), &spec).unwrap();
-        let mut objects = kustomize(dir.path(), dir.path()).unwrap();
+        let mut objects = kustomize(dir.path(), dir.path(), false).unwrap();
         set_common_metadata(&mut objects, spec.common_metadata.as_ref().unwrap());
         let deployment = &objects[0];
         assert_eq!(deployment["metadata"]["labels"]["team"], "web");
@@ -160,6 +170,23 @@ mod flux_semantics {
         );
     }
 
+    /// `--no-remote-bases`: a remote resource is refused by name, nothing is fetched.
+    #[test]
+    fn remote_bases_are_refused_when_disabled() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("kustomization.yaml"),
+            "resources:\n- github.com/org/repo//deploy?ref=v1\n",
+        )
+        .unwrap();
+        let error = kustomize(dir.path(), dir.path(), false).unwrap_err().to_string();
+        assert!(
+            error.contains("github.com/org/repo//deploy?ref=v1")
+                && error.contains("remote bases are disabled"),
+            "{error}"
+        );
+    }
+
     /// spec.buildMetadata is passed to kustomize; an existing kustomization without resources
     /// gets origin annotations, as Flux's generator writes it.
     #[test]
@@ -167,7 +194,7 @@ mod flux_semantics {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("deployment.yaml"), DEPLOYMENT).unwrap();
         generator::prepare(dir.path(), &spec(json!({"buildMetadata": ["originAnnotations"]}))).unwrap();
-        let objects = kustomize(dir.path(), dir.path()).unwrap();
+        let objects = kustomize(dir.path(), dir.path(), false).unwrap();
         assert_eq!(
             objects[0]["metadata"]["annotations"]["config.kubernetes.io/origin"],
             "path: deployment.yaml\n"
@@ -187,7 +214,7 @@ mod flux_semantics {
         )
         .unwrap();
         generator::prepare(dir.path(), &spec(json!({}))).unwrap();
-        let objects = kustomize(dir.path(), dir.path()).unwrap();
+        let objects = kustomize(dir.path(), dir.path(), false).unwrap();
         assert_eq!(objects[0]["metadata"]["name"], "x-app");
         assert_eq!(
             objects[0]["metadata"]["annotations"]["config.kubernetes.io/origin"],

@@ -223,7 +223,9 @@ impl Target {
     }
 }
 
-pub struct Builder {
+pub struct Builder<'r> {
+    /// What fetches remote bases and files; None refuses them.
+    remote: Option<&'r dyn crate::remote::Remote>,
     /// With build metadata, the directory of the kustomization being accumulated, relative to
     /// the top one (origins are paths from there); None when no origin is kept.
     origin_dir: Option<String>,
@@ -233,9 +235,14 @@ pub struct Builder {
     stack: Vec<std::path::PathBuf>,
 }
 
-impl Builder {
-    pub fn new(jail: Option<&std::path::Path>, restrictor: crate::LoadRestrictor) -> Builder {
+impl<'r> Builder<'r> {
+    pub fn new(
+        jail: Option<&std::path::Path>,
+        restrictor: crate::LoadRestrictor,
+        remote: Option<&'r dyn crate::remote::Remote>,
+    ) -> Builder<'r> {
         Builder {
+            remote,
             origin_dir: None,
             jail: jail.map(std::path::Path::to_path_buf),
             restrictor,
@@ -345,6 +352,16 @@ impl Builder {
             }
         }
         for path in &k.components {
+            if is_remote(path) {
+                let taken = std::mem::take(acc);
+                *acc = self.accumulate_remote_component(path, taken).map_err(|e| {
+                    e.context(format!(
+                        "accumulating components from '{}'",
+                        crate::remote::redacted(path)
+                    ))
+                })?;
+                continue;
+            }
             let child = Target::load(loader.child(path)?)
                 .map_err(|e| e.context(format!("accumulating components from '{path}'")))?;
             if !child.kustomization.is_component() {
@@ -403,17 +420,21 @@ impl Builder {
     ) -> Result<Accumulated, Error> {
         // The files are read and parsed up front, on every core; the loop takes them in order.
         let mut files = crate::parallel::map(paths, 2, |path| {
-            let is_file = !is_remote(path) && loader.locate(path).is_some_and(|p| !p.is_dir());
+            let is_file = loader.locate(path).is_some_and(|p| !p.is_dir());
             is_file.then(|| {
                 let (file, text) = loader.read_string(path)?;
                 resources_from(&text).map_err(|e| e.context(format!("file '{}'", file.display())))
             })
         });
         for (path, file) in paths.iter().zip(files.iter_mut()) {
-            if is_remote(path) {
-                return Err(Error::new(format!(
-                    "remote resource '{path}' is not supported: only local files and directories"
-                )));
+            if file.is_none() && is_remote(path) {
+                let shown = crate::remote::redacted(path);
+                let sub = self
+                    .accumulate_remote(path, false)
+                    .map_err(|e| e.context(format!("accumulating resources from '{shown}'")))?;
+                acc.absorb(sub)
+                    .map_err(|e| e.context(format!("accumulating resources from '{shown}'")))?;
+                continue;
             }
             match loader.locate(path) {
                 Some(located) if located.is_dir() => {
@@ -495,6 +516,74 @@ impl Builder {
         Ok(configs.resources)
     }
 
+    /// A remote resource: a file named by an http(s) URL, or a base in a git repository,
+    /// fetched by the build's [`crate::remote::Remote`] and built jailed to its checkout.
+    fn accumulate_remote(&mut self, path: &str, component: bool) -> Result<Accumulated, Error> {
+        let Some(remote) = self.remote else {
+            return Err(Error::new(format!(
+                "remote resource '{}' is not allowed: remote bases are disabled",
+                crate::remote::redacted(path)
+            )));
+        };
+        // kustomize downloads an http(s) URL first; what is not YAML there is a repository.
+        if !component && crate::remote::is_remote_file(path) {
+            let bytes = remote.download(path)?;
+            if let Some(resources) = String::from_utf8(bytes)
+                .ok()
+                .and_then(|text| resources_from(&text).ok())
+            {
+                let mut acc = Accumulated::default();
+                acc.append_all(resources)?;
+                return Ok(acc);
+            }
+        }
+        let spec = crate::remote::parse(path)
+            .unwrap_or_else(|| Err(Error::new("neither a file nor a repository URL")))?;
+        let checkout = remote.checkout(&spec)?;
+        let loader = Loader::new(&checkout.join(&spec.path), Some(&checkout), self.restrictor)?;
+        let child = Target::load(loader)?;
+        if !component && child.kustomization.is_component() {
+            return Err(Error::new(format!(
+                "expected kind != 'Component' for path '{path}'"
+            )));
+        }
+        if component && !child.kustomization.is_component() {
+            return Err(Error::new(format!(
+                "expected kind 'Component' for path '{}'",
+                crate::remote::redacted(path)
+            )));
+        }
+        // Origins inside a remote base are paths in its repository (kustomize adds the repo and
+        // ref to them; not written here).
+        let outer = self.origin_dir.clone();
+        if outer.is_some() {
+            self.origin_dir = Some(spec.path.clone());
+        }
+        let result = self.accumulate(&child, Accumulated::default());
+        self.origin_dir = outer;
+        result
+    }
+
+    fn accumulate_remote_component(&mut self, path: &str, acc: Accumulated) -> Result<Accumulated, Error> {
+        let Some(remote) = self.remote else {
+            return Err(Error::new(format!(
+                "remote resource '{}' is not allowed: remote bases are disabled",
+                crate::remote::redacted(path)
+            )));
+        };
+        let spec = crate::remote::parse(path).unwrap_or_else(|| Err(Error::new("not a repository URL")))?;
+        let checkout = remote.checkout(&spec)?;
+        let loader = Loader::new(&checkout.join(&spec.path), Some(&checkout), self.restrictor)?;
+        let child = Target::load(loader)?;
+        if !child.kustomization.is_component() {
+            return Err(Error::new(format!(
+                "expected kind 'Component' for path '{}'",
+                crate::remote::redacted(path)
+            )));
+        }
+        self.accumulate(&child, acc)
+    }
+
     /// Enters `path` (a base or component) for origins; returns the directory to come back to.
     fn enter_origin(&mut self, path: &str) -> Option<String> {
         let outer = self.origin_dir.clone();
@@ -513,11 +602,10 @@ impl Builder {
     }
 }
 
+/// A resource kustomize fetches: an http(s) URL or a repository URL (`github.com/org/repo`,
+/// `git@host:repo`, `ssh://…`, `git::…`).
 fn is_remote(path: &str) -> bool {
-    path.contains("://")
-        || path.starts_with("github.com/")
-        || path.starts_with("git@")
-        || path.starts_with("git::")
+    crate::remote::is_remote_file(path) || crate::remote::parse(path).is_some()
 }
 
 /// The objects in a YAML stream; `List` objects are flattened.

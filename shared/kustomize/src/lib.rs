@@ -15,6 +15,7 @@ mod origin;
 mod parallel;
 mod patch;
 mod plugin;
+pub mod remote;
 mod replace;
 mod resource;
 mod sort;
@@ -64,7 +65,17 @@ pub fn build_restricted(
     jail: Option<&Path>,
     restrictor: LoadRestrictor,
 ) -> Result<Vec<Value>, Error> {
-    build::Builder::new(jail, restrictor).build(dir)
+    build::Builder::new(jail, restrictor, None).build(dir)
+}
+
+/// [`build_restricted`] with remote resources (git bases, http(s) files) fetched by `remote`.
+pub fn build_with_remote(
+    dir: &Path,
+    jail: Option<&Path>,
+    restrictor: LoadRestrictor,
+    remote: &dyn remote::Remote,
+) -> Result<Vec<Value>, Error> {
+    build::Builder::new(jail, restrictor, Some(remote)).build(dir)
 }
 
 /// Builds and prints the objects as `kustomize build` does.
