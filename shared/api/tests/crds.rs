@@ -94,3 +94,26 @@ fn every_kind_has_flux_categories_and_a_status_default_where_flux_has_one() {
         }
     }
 }
+
+/// `manifests/monitoring/kube-state-metrics.yaml` gives every kind its `gotk_resource_info` at
+/// the version the CRD stores, so a new kind or version cannot be forgotten there.
+#[test]
+fn the_kube_state_metrics_config_covers_every_kind() {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../manifests/monitoring/kube-state-metrics.yaml");
+    let text = fs::read_to_string(path).unwrap();
+    for crd in driftless_api::all_crds() {
+        let version = crd
+            .spec
+            .versions
+            .iter()
+            .find(|v| v.storage)
+            .map(|v| v.name.clone())
+            .unwrap();
+        let entry = format!(
+            "group: {}\n            version: {version}\n            kind: {}\n",
+            crd.spec.group, crd.spec.names.kind
+        );
+        assert!(text.contains(&entry), "no gotk_resource_info for {entry}");
+    }
+}

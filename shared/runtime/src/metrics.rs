@@ -1,9 +1,11 @@
-//! Prometheus metrics (`gotk_*`), and the `/metrics`, `/healthz` and `/readyz` endpoints.
+//! Prometheus metrics: Flux's own (`gotk_*`) and controller-runtime's per-controller series that
+//! Flux's dashboards read (`controller_runtime_*`), and the `/metrics`, `/healthz` and `/readyz`
+//! endpoints.
 
 use axum::{Router, http::StatusCode, response::IntoResponse, routing::get};
 use prometheus_client::{
     encoding::EncodeLabelSet,
-    metrics::{counter::Counter, family::Family, histogram::Histogram},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
     registry::Registry,
 };
 use std::{
@@ -35,6 +37,32 @@ pub struct FailureLabels {
     pub reason: String,
 }
 
+/// controller-runtime's label: the controller, named by its kind in lower case
+/// (`kustomization`, `gitrepository`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ControllerLabels {
+    pub controller: String,
+}
+
+/// controller-runtime's outcome label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub controller: String,
+    /// `success`, `error`, `requeue` or `requeue_after`.
+    pub result: String,
+}
+
+/// How a reconcile ended, as controller-runtime counts it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Done, nothing to schedule (Flux's result for a stalled object).
+    Success,
+    /// Failed, retried (Flux returns the error).
+    Error,
+    /// Done, scheduled again after a while (the interval, a dependency's wait).
+    RequeueAfter,
+}
+
 /// Reconcile metrics shared by all controllers.
 #[derive(Clone)]
 pub struct Metrics {
@@ -43,6 +71,33 @@ pub struct Metrics {
     pub reconcile_duration: Family<ObjectLabels, Histogram>,
     /// `gotk_reconcile_failures_total{kind,reason}`.
     pub reconcile_failures: Family<FailureLabels, Counter>,
+    /// `controller_runtime_reconcile_total{controller,result}`.
+    reconcile_total: Family<ResultLabels, Counter>,
+    /// `controller_runtime_reconcile_errors_total{controller}`.
+    reconcile_errors: Family<ControllerLabels, Counter>,
+    /// `controller_runtime_reconcile_time_seconds{controller}`.
+    reconcile_time: Family<ControllerLabels, Histogram>,
+    /// `controller_runtime_max_concurrent_reconciles{controller}`.
+    max_concurrent: Family<ControllerLabels, Gauge>,
+    /// `controller_runtime_active_workers{controller}`.
+    active_workers: Family<ControllerLabels, Gauge>,
+}
+
+/// One reconcile in progress: an active worker until dropped, then its time is recorded.
+pub struct Worker {
+    metrics: Metrics,
+    labels: ControllerLabels,
+    started: Instant,
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.metrics.active_workers.get_or_create(&self.labels).dec();
+        self.metrics
+            .reconcile_time
+            .get_or_create(&self.labels)
+            .observe(self.started.elapsed().as_secs_f64());
+    }
 }
 
 impl Default for Metrics {
@@ -68,10 +123,94 @@ impl Metrics {
             "Failed reconciliations by kind and condition reason.",
             reconcile_failures.clone(),
         );
+        let reconcile_total = Family::<ResultLabels, Counter>::default();
+        let reconcile_errors = Family::<ControllerLabels, Counter>::default();
+        let reconcile_time = Family::<ControllerLabels, Histogram>::new_with_constructor(
+            reconcile_time_histogram as fn() -> Histogram,
+        );
+        let max_concurrent = Family::<ControllerLabels, Gauge>::default();
+        let active_workers = Family::<ControllerLabels, Gauge>::default();
+        registry.register(
+            "controller_runtime_reconcile",
+            "Total number of reconciliations per controller",
+            reconcile_total.clone(),
+        );
+        registry.register(
+            "controller_runtime_reconcile_errors",
+            "Total number of reconciliation errors per controller",
+            reconcile_errors.clone(),
+        );
+        registry.register(
+            "controller_runtime_reconcile_time_seconds",
+            "Length of time per reconciliation per controller",
+            reconcile_time.clone(),
+        );
+        registry.register(
+            "controller_runtime_max_concurrent_reconciles",
+            "Maximum number of concurrent reconciles per controller",
+            max_concurrent.clone(),
+        );
+        registry.register(
+            "controller_runtime_active_workers",
+            "Number of currently used workers per controller",
+            active_workers.clone(),
+        );
         Self {
             registry: Arc::new(Mutex::new(registry)),
             reconcile_duration,
             reconcile_failures,
+            reconcile_total,
+            reconcile_errors,
+            reconcile_time,
+            max_concurrent,
+            active_workers,
+        }
+    }
+
+    /// Announces a controller and how many reconciles it runs at once.
+    pub fn controller_started(&self, controller: &str, concurrency: u16) {
+        let labels = ControllerLabels {
+            controller: controller.to_string(),
+        };
+        self.max_concurrent
+            .get_or_create(&labels)
+            .set(i64::from(concurrency));
+        // The series exists (at 0) before the first reconcile, as controller-runtime's does.
+        self.active_workers.get_or_create(&labels).set(0);
+    }
+
+    /// A reconcile starts: an active worker until the guard is dropped.
+    pub fn worker(&self, controller: &str) -> Worker {
+        let labels = ControllerLabels {
+            controller: controller.to_string(),
+        };
+        self.active_workers.get_or_create(&labels).inc();
+        Worker {
+            metrics: self.clone(),
+            labels,
+            started: Instant::now(),
+        }
+    }
+
+    /// Counts how a reconcile ended.
+    pub fn count_outcome(&self, controller: &str, outcome: Outcome) {
+        let result = match outcome {
+            Outcome::Success => "success",
+            Outcome::Error => "error",
+            Outcome::RequeueAfter => "requeue_after",
+        };
+        self.reconcile_total
+            .get_or_create(&ResultLabels {
+                controller: controller.to_string(),
+                result: result.to_string(),
+            })
+            .inc();
+        if outcome == Outcome::Error {
+            self.reconcile_errors
+                .get_or_create(&ControllerLabels {
+                    controller: controller.to_string(),
+                })
+                .inc();
         }
     }
 
@@ -127,6 +266,16 @@ fn duration_histogram() -> Histogram {
     const COUNT: i32 = 10;
     let factor = (MAX / MIN).powf(1.0 / f64::from(COUNT - 1));
     Histogram::new((0..COUNT).map(move |i| if i == COUNT - 1 { MAX } else { MIN * factor.powi(i) }))
+}
+
+/// controller-runtime's buckets for `controller_runtime_reconcile_time_seconds`.
+fn reconcile_time_histogram() -> Histogram {
+    const BUCKETS: [f64; 40] = [
+        0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0,
+        1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 15.0, 20.0, 25.0, 30.0,
+        40.0, 50.0, 60.0,
+    ];
+    Histogram::new(BUCKETS)
 }
 
 /// Readiness of the process: set once the controllers have started (or, with leader
@@ -228,6 +377,35 @@ mod tests {
             .unwrap()
             .local_addr()
             .unwrap()
+    }
+
+    /// The series Flux's dashboards read, with controller-runtime's names and labels.
+    #[test]
+    fn controller_runtime_series_have_their_names_and_labels() {
+        let metrics = Metrics::new();
+        metrics.controller_started("kustomization", 4);
+        {
+            let _worker = metrics.worker("kustomization");
+            assert!(
+                metrics
+                    .encode()
+                    .contains(r#"controller_runtime_active_workers{controller="kustomization"} 1"#)
+            );
+        }
+        metrics.count_outcome("kustomization", Outcome::RequeueAfter);
+        metrics.count_outcome("kustomization", Outcome::Error);
+        let text = metrics.encode();
+        for series in [
+            r#"controller_runtime_max_concurrent_reconciles{controller="kustomization"} 4"#,
+            r#"controller_runtime_active_workers{controller="kustomization"} 0"#,
+            r#"controller_runtime_reconcile_total{controller="kustomization",result="requeue_after"} 1"#,
+            r#"controller_runtime_reconcile_total{controller="kustomization",result="error"} 1"#,
+            r#"controller_runtime_reconcile_errors_total{controller="kustomization"} 1"#,
+            r#"controller_runtime_reconcile_time_seconds_count{controller="kustomization"} 1"#,
+            r#"controller_runtime_reconcile_time_seconds_bucket{le="60.0",controller="kustomization"} 1"#,
+        ] {
+            assert!(text.contains(series), "{series} missing from:\n{text}");
+        }
     }
 
     #[tokio::test]

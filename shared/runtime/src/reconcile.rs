@@ -22,7 +22,7 @@
 use crate::{
     conditions::{self, Status},
     events::{EventType, Recorder},
-    metrics::{Metrics, ObjectLabels},
+    metrics::{Metrics, ObjectLabels, Outcome},
     object::ToolkitObject,
     status::StatusWriter,
 };
@@ -343,6 +343,8 @@ impl<R: Reconciler> KindController<R> {
             .ok()
             .and_then(|mut t| t.take())
             .map(|build| build(reader.clone()));
+        self.metrics
+            .controller_started(&kind.to_lowercase(), self.settings.concurrency);
         let mut controller = Controller::for_stream(stream, reader);
         if let Some(extra) = extra {
             controller = controller.reconcile_on(extra);
@@ -457,6 +459,15 @@ impl<R: Reconciler> KindController<R> {
             status.set_last_handled_reconcile_at(requested);
         }
         let conds = status.conditions_mut();
+        let outcome = match &result {
+            Ok(_) => Outcome::RequeueAfter,
+            Err(err) => match err.class {
+                ErrorClass::Stalled => Outcome::Success,
+                ErrorClass::Waiting(_) => Outcome::RequeueAfter,
+                ErrorClass::Transient => Outcome::Error,
+            },
+        };
+        self.metrics.count_outcome(&kind.to_lowercase(), outcome);
         let (action, event) = match &result {
             Ok(success) => {
                 conditions::set(
@@ -584,6 +595,8 @@ async fn reconcile<R: Reconciler>(
 ) -> Result<Action, FrameworkError> {
     let started = Instant::now();
     let labels = labels(&*obj);
+    let controller = labels.kind.to_lowercase();
+    let _worker = ctrl.metrics.worker(&controller);
     let span = tracing::info_span!("reconcile", controller = %ctrl.controller_name, kind = %labels.kind,
         namespace = %labels.namespace, name = %labels.name);
     let _enter = span.enter();
@@ -596,7 +609,14 @@ async fn reconcile<R: Reconciler>(
         {
             tracing::warn!(%err, "cleanup of an object no longer managed failed");
         }
-        return release(&api, &obj).await.map(|()| Action::await_change());
+        let released = release(&api, &obj).await.map(|()| Action::await_change());
+        let outcome = if released.is_ok() {
+            Outcome::Success
+        } else {
+            Outcome::Error
+        };
+        ctrl.metrics.count_outcome(&controller, outcome);
+        return released;
     }
     let result = {
         use tracing::Instrument;
@@ -613,6 +633,15 @@ async fn reconcile<R: Reconciler>(
         || started.elapsed() > Duration::from_millis(1)
     {
         ctrl.metrics.observe_duration(labels, started);
+    }
+    // Outcomes of applies are counted where they are decided (`finish`); what is left is the
+    // framework's: a suspended object, a deletion, a failed finalizer or status write.
+    match &result {
+        Err(_) => ctrl.metrics.count_outcome(&controller, Outcome::Error),
+        Ok(action) if *action == Action::await_change() => {
+            ctrl.metrics.count_outcome(&controller, Outcome::Success)
+        }
+        Ok(_) => {}
     }
     result.map_err(|e| FrameworkError::Finalizer(Box::new(e)))
 }
