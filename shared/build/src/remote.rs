@@ -46,7 +46,15 @@ impl Remote for Fetcher {
         };
         let refs = transport::list_remote(&remote).map_err(|e| context(e.to_string()))?;
         let wanted = match spec.reference.as_str() {
-            "" => None,
+            // kustomize's `git fetch` without a ref takes the remote's HEAD.
+            "" => Some(GitRepositoryRef {
+                name: Some(
+                    refs.default_branch
+                        .clone()
+                        .unwrap_or_else(|| "refs/heads/master".into()),
+                ),
+                ..GitRepositoryRef::default()
+            }),
             commit if commit.len() == 40 && commit.chars().all(|c| c.is_ascii_hexdigit()) => {
                 Some(GitRepositoryRef {
                     commit: Some(commit.to_string()),

@@ -80,7 +80,9 @@ pub fn short_name(full: &str) -> &str {
         .unwrap_or(full)
 }
 
-/// Resolves `reference` (None = the remote's default branch) against the advertised refs.
+/// Resolves `reference` against the advertised refs. Without a branch (no ref at all, or one
+/// with nothing set) it is `master`, as Flux's git client checks out, whatever the remote's
+/// default branch is: a GitRepository moved from Flux resolves to the same commit.
 pub fn resolve(reference: Option<&GitRepositoryRef>, remote: &RemoteRefs) -> Result<Resolved, ResolveError> {
     let r = reference.cloned().unwrap_or_default();
     if let Some(commit) = r.commit.filter(|c| !c.is_empty()) {
@@ -152,12 +154,6 @@ pub fn resolve(reference: Option<&GitRepositoryRef>, remote: &RemoteRefs) -> Res
     let branch = r
         .branch
         .filter(|b| !b.is_empty())
-        .or_else(|| {
-            remote
-                .default_branch
-                .as_deref()
-                .map(|b| short_name(b).to_string())
-        })
         .unwrap_or_else(|| "master".into());
     let oid = remote
         .oid(&format!("refs/heads/{branch}"))
@@ -212,10 +208,13 @@ mod tests {
 
     #[test]
     fn revisions_are_formatted_as_flux_does() {
+        // No ref is Flux's `master`, not the remote's default branch (main here).
         assert_eq!(
-            resolve(None, &remote()).unwrap().revision,
-            format!("main@sha1:{A}")
+            resolve(None, &remote()).unwrap_err(),
+            ResolveError::NotFound("refs/heads/master".into())
         );
+        let main = resolve(Some(&r(|x| x.branch = Some("main".into()))), &remote()).unwrap();
+        assert_eq!(main.revision, format!("main@sha1:{A}"));
         let dev = resolve(Some(&r(|x| x.branch = Some("dev".into()))), &remote()).unwrap();
         assert_eq!((dev.revision.as_str(), dev.depth), (&*format!("dev@sha1:{B}"), 1));
         // Annotated tags resolve to the peeled commit.
