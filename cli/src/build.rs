@@ -80,7 +80,7 @@ async fn build_objects(
             Some(cluster) => substitute::variables(&cluster.client, namespace, post_build).await?,
             None => post_build.substitute.clone().unwrap_or_default(),
         };
-        substitute::substitute_objects(&mut objects, &vars, post_build)?;
+        substitute::substitute_objects(&mut objects, &vars, post_build, true)?;
     }
     if let Some(metadata) = &common_metadata {
         driftless_build::set_common_metadata(&mut objects, metadata);

@@ -52,11 +52,30 @@ pub struct Args {
     pub kubeconfig: driftless_runtime::kubeconfig::KubeconfigPolicy,
 }
 
+/// Flux v2.9's feature gates of this controller and their defaults (`--feature-gates`).
+pub const FEATURE_GATES: &[(&str, bool)] = &[
+    ("CacheSecretsAndConfigMaps", false),
+    ("DetectDrift", false),
+    ("CorrectDrift", false),
+    ("AllowDNSLookups", false),
+    ("OOMWatch", false),
+    ("AdoptLegacyReleases", false),
+    ("DisableChartDigestTracking", false),
+    ("AdditiveCELDependencyCheck", false),
+    ("ExternalArtifact", false),
+    ("DisableConfigWatchers", false),
+    ("DirectSourceFetch", false),
+    ("UseHelm3Defaults", false),
+    ("CancelHealthCheckOnNewRevision", false),
+    ("DefaultToRetryOnFailure", false),
+    driftless_runtime::features::OBJECT_LEVEL_WORKLOAD_IDENTITY,
+];
+
 /// Runs the controller until SIGTERM.
 pub async fn run(args: Args) -> anyhow::Result<()> {
     driftless_artifact::install_crypto_provider();
     let config = kube::Config::infer().await?;
-    let rt = Runtime::start(CONTROLLER_NAME, args.common).await?;
+    let rt = Runtime::start(CONTROLLER_NAME, args.common, FEATURE_GATES).await?;
     let settings = reconciler::Settings {
         no_cross_namespace_refs: rt.args.no_cross_namespace_refs,
         requeue_dependency: rt.args.requeue_dependency,

@@ -32,11 +32,21 @@ pub struct Args {
     pub common: CommonArgs,
 }
 
+/// Flux v2.9's feature gates of this controller and their defaults (`--feature-gates`).
+pub const FEATURE_GATES: &[(&str, bool)] = &[
+    ("GitForcePushBranch", true),
+    ("GitShallowClone", true),
+    ("GitAllBranchReferences", true),
+    ("GitSparseCheckout", false),
+    ("CacheSecretsAndConfigMaps", false),
+    driftless_runtime::features::OBJECT_LEVEL_WORKLOAD_IDENTITY,
+];
+
 /// Runs the controller until SIGTERM.
 pub async fn run(args: Args) -> anyhow::Result<()> {
     driftless_git::transport::set_socket_timeouts(Duration::from_secs(10), GIT_SOCKET_TIMEOUT);
     let no_cross_namespace_refs = args.common.no_cross_namespace_refs;
-    let rt = Runtime::start(CONTROLLER_NAME, args.common).await?;
+    let rt = Runtime::start(CONTROLLER_NAME, args.common, FEATURE_GATES).await?;
     let settings = rt.loop_settings(DEFAULT_CONCURRENCY);
     let automations = Arc::new(
         KindController::new(

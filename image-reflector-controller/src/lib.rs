@@ -37,11 +37,18 @@ pub struct Args {
     pub storage_path: PathBuf,
 }
 
+/// Flux v2.9's feature gates of this controller and their defaults (`--feature-gates`).
+pub const FEATURE_GATES: &[(&str, bool)] = &[
+    ("CacheSecretsAndConfigMaps", false),
+    ("FluxStorage", false),
+    driftless_runtime::features::OBJECT_LEVEL_WORKLOAD_IDENTITY,
+];
+
 /// Runs the controller until SIGTERM.
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let requeue_dependency = args.common.requeue_dependency;
     let no_cross_namespace_refs = args.common.no_cross_namespace_refs;
-    let rt = Runtime::start(CONTROLLER_NAME, args.common).await?;
+    let rt = Runtime::start(CONTROLLER_NAME, args.common, FEATURE_GATES).await?;
     let store = Arc::new(tags::TagStore::new(&args.storage_path)?);
     let settings = rt.loop_settings(DEFAULT_CONCURRENCY);
     let repositories = Arc::new(KindController::new(

@@ -103,7 +103,13 @@ impl KustomizationReconciler {
             let vars = substitute::variables(client, &namespace, post_build)
                 .await
                 .map_err(failed)?;
-            substitute::substitute_objects(&mut objects, &vars, post_build).map_err(failed)?;
+            substitute::substitute_objects(
+                &mut objects,
+                &vars,
+                post_build,
+                self.settings.strict_substitutions,
+            )
+            .map_err(failed)?;
         }
         if let Some(metadata) = &ks.spec.common_metadata {
             driftless_build::set_common_metadata(&mut objects, metadata);

@@ -111,7 +111,11 @@ pub(crate) async fn wait_healthy(
         custom: &run.custom_health,
     };
     let (ks, own_client, revision) = (run.ks, &run.ctx.client, run.artifact.revision.as_str());
+    let cancel = reconciler.settings.cancel_health_on_new_revision;
     let new_revision = || async move {
+        if !cancel {
+            return None;
+        }
         let latest = source::artifact(
             own_client,
             ks,

@@ -43,11 +43,27 @@ pub struct Args {
     pub no_remote_bases: bool,
 }
 
+/// Flux v2.9's feature gates of this controller and their defaults (`--feature-gates`).
+pub const FEATURE_GATES: &[(&str, bool)] = &[
+    ("CacheSecretsAndConfigMaps", false),
+    ("DisableStatusPollerCache", true),
+    ("DisableFailFastBehavior", false),
+    ("StrictPostBuildSubstitutions", true),
+    ("GroupChangeLog", false),
+    ("AdditiveCELDependencyCheck", false),
+    ("ExternalArtifact", false),
+    ("CancelHealthCheckOnNewRevision", false),
+    ("DisableConfigWatchers", false),
+    ("DirectSourceFetch", false),
+    ("MigrateAPIVersion", false),
+    driftless_runtime::features::OBJECT_LEVEL_WORKLOAD_IDENTITY,
+];
+
 /// Runs the controller until SIGTERM.
 pub async fn run(args: Args) -> anyhow::Result<()> {
     driftless_artifact::install_crypto_provider();
     let config = kube::Config::infer().await?;
-    let rt = Runtime::start(CONTROLLER_NAME, args.common).await?;
+    let rt = Runtime::start(CONTROLLER_NAME, args.common, FEATURE_GATES).await?;
     let settings = reconciler::Settings {
         no_cross_namespace_refs: rt.args.no_cross_namespace_refs,
         requeue_dependency: rt.args.requeue_dependency,
@@ -55,6 +71,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         default_kubeconfig_service_account: rt.args.default_kubeconfig_service_account.clone(),
         kubeconfig: args.kubeconfig,
         no_remote_bases: args.no_remote_bases,
+        strict_substitutions: rt.gates.enabled("StrictPostBuildSubstitutions"),
+        cancel_health_on_new_revision: rt.gates.enabled("CancelHealthCheckOnNewRevision"),
     };
     let loop_settings = rt.loop_settings(DEFAULT_CONCURRENCY);
     let controller = Arc::new(

@@ -51,6 +51,11 @@ pub struct Settings {
     pub kubeconfig: driftless_runtime::kubeconfig::KubeconfigPolicy,
     /// `--no-remote-bases`: remote resources in kustomizations are refused, not fetched.
     pub no_remote_bases: bool,
+    /// Feature gate StrictPostBuildSubstitutions (on by default, as in Flux): an unset variable
+    /// without a default fails the build.
+    pub strict_substitutions: bool,
+    /// Feature gate CancelHealthCheckOnNewRevision (off by default, as in Flux).
+    pub cancel_health_on_new_revision: bool,
 }
 
 pub struct KustomizationReconciler {

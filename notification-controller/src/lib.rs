@@ -69,6 +69,13 @@ pub struct Settings {
     pub rate_limit_interval: Duration,
 }
 
+/// Flux v2.9's feature gates of this controller and their defaults (`--feature-gates`).
+pub const FEATURE_GATES: &[(&str, bool)] = &[
+    ("CacheSecretsAndConfigMaps", false),
+    ("DisableConfigWatchers", false),
+    driftless_runtime::features::OBJECT_LEVEL_WORKLOAD_IDENTITY,
+];
+
 /// Runs the controller until SIGTERM.
 pub async fn run(args: Args) -> anyhow::Result<()> {
     driftless_artifact::install_crypto_provider();
@@ -78,7 +85,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         args.common.events_addr.clone()
     };
     let events_addr = addr_arg(&events_addr).map_err(anyhow::Error::msg)?;
-    let rt = Runtime::start(CONTROLLER_NAME, args.common).await?;
+    let rt = Runtime::start(CONTROLLER_NAME, args.common, FEATURE_GATES).await?;
     let events = tokio::net::TcpListener::bind(events_addr).await?;
     let receivers = tokio::net::TcpListener::bind(args.receiver_addr).await?;
     tracing::info!(events = %events_addr, receiver = %args.receiver_addr, "listening");

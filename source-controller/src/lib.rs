@@ -68,9 +68,15 @@ pub struct Args {
     pub artifact_digest_algo: String,
 }
 
+/// Flux v2.9's feature gates of this controller and their defaults (`--feature-gates`).
+pub const FEATURE_GATES: &[(&str, bool)] = &[
+    ("CacheSecretsAndConfigMaps", false),
+    driftless_runtime::features::OBJECT_LEVEL_WORKLOAD_IDENTITY,
+];
+
 /// Runs the controller until SIGTERM.
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let rt = Runtime::start(CONTROLLER_NAME, args.common).await?;
+    let rt = Runtime::start(CONTROLLER_NAME, args.common, FEATURE_GATES).await?;
     let advertised = if args.storage_adv_addr.is_empty() {
         format!("{}:{}", instance_name(), args.storage_addr.port())
     } else {

@@ -105,6 +105,9 @@ pub async fn start_controllers(client: &Client, namespace: &str) -> Controllers 
             default_kubeconfig_service_account: String::new(),
             kubeconfig: Default::default(),
             no_remote_bases: false,
+            strict_substitutions: true,
+            // On here (off by default, as in Flux): the tests show the cancellation.
+            cancel_health_on_new_revision: true,
         },
         config,
     );

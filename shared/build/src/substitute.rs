@@ -64,14 +64,15 @@ pub async fn variables(
     Ok(vars)
 }
 
-/// Substitutes `vars` in every object (strictly, as Flux's StrictPostBuildSubstitutions gate
-/// does by default), except those that opt out with `kustomize.toolkit.fluxcd.io/substitute:
+/// Substitutes `vars` in every object (with `strict`, Flux's StrictPostBuildSubstitutions gate,
+/// on by default, an unset variable without a default is an error), except those that opt out with `kustomize.toolkit.fluxcd.io/substitute:
 /// disabled` as an annotation or label. As Flux, nothing is substituted without variables unless
 /// `substituteStrategy: Always`.
 pub fn substitute_objects(
     objects: &mut [Value],
     vars: &BTreeMap<String, String>,
     post_build: &PostBuild,
+    strict: bool,
 ) -> Result<(), BuildError> {
     if vars.is_empty() && post_build.substitute_strategy.as_deref() != Some("Always") {
         return Ok(());
@@ -89,7 +90,7 @@ pub fn substitute_objects(
             continue;
         }
         let text = driftless_kustomize::yaml::to_yaml(object);
-        let substituted = substitute(&text, vars, true).map_err(|e| {
+        let substituted = substitute(&text, vars, strict).map_err(|e| {
             let name = object
                 .pointer("/metadata/name")
                 .and_then(Value::as_str)
@@ -97,7 +98,8 @@ pub fn substitute_objects(
             BuildError::Invalid(format!("post build failed for '{name}': {e}"))
         })?;
         if substituted != text {
-            *object = driftless_kustomize::yaml::parse_documents(&substituted)
+            // Read back as Flux does (`sigs.k8s.io/yaml`: YAML 1.1, so `yes` is a boolean).
+            *object = driftless_kustomize::yaml::parse_documents_yaml11(&substituted)
                 .map_err(|e| BuildError::Invalid(format!("post build produced invalid YAML: {e}")))?
                 .into_iter()
                 .next()
@@ -136,14 +138,34 @@ mod tests {
     fn without_variables_nothing_is_substituted_unless_always() {
         let object = || vec![serde_json::json!({"metadata": {"name": "x"}, "data": {"a": "${unset:=d}"}})];
         let mut objects = object();
-        substitute_objects(&mut objects, &BTreeMap::new(), &PostBuild::default()).unwrap();
+        substitute_objects(&mut objects, &BTreeMap::new(), &PostBuild::default(), true).unwrap();
         assert_eq!(objects[0]["data"]["a"], "${unset:=d}");
         let always = PostBuild {
             substitute_strategy: Some("Always".into()),
             ..PostBuild::default()
         };
-        substitute_objects(&mut objects, &BTreeMap::new(), &always).unwrap();
+        substitute_objects(&mut objects, &BTreeMap::new(), &always, true).unwrap();
         assert_eq!(objects[0]["data"]["a"], "d");
+    }
+
+    /// The gate decides whether an unset variable fails the build; the result is read back as
+    /// Flux reads it (YAML 1.1: a substituted `yes` is a boolean, `0755` octal).
+    #[test]
+    fn objects_follow_the_strict_gate_and_are_read_back_as_flux_does() {
+        let object = || {
+            vec![serde_json::json!({"metadata": {"name": "x"},
+            "spec": {"enabled": "${flag}", "mode": "${mode}", "unset": "a${missing}b"}})]
+        };
+        let vars = BTreeMap::from([("flag".into(), "yes".into()), ("mode".into(), "0755".into())]);
+        let post_build = PostBuild::default();
+        let err = substitute_objects(&mut object(), &vars, &post_build, true).unwrap_err();
+        assert!(err.to_string().contains("missing"), "{err}");
+        let mut objects = object();
+        substitute_objects(&mut objects, &vars, &post_build, false).unwrap();
+        assert_eq!(
+            objects[0]["spec"],
+            serde_json::json!({"enabled": true, "mode": 493, "unset": "ab"})
+        );
     }
 
     #[test]

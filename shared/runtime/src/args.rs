@@ -100,7 +100,8 @@ pub struct CommonArgs {
     /// Accepted for compatibility with Flux's manifests.
     #[arg(long, default_value_t = 300)]
     pub kube_api_burst: u32,
-    /// Feature gates, `Gate=true,…`; accepted for compatibility, unknown gates are ignored.
+    /// Feature gates, `Gate=true,…`: each controller has Flux's, with Flux's defaults; an unknown
+    /// gate stops the start (`driftless_runtime::features`).
     #[arg(long, default_value = "")]
     pub feature_gates: String,
 }

@@ -12,6 +12,7 @@ pub mod args;
 pub mod conditions;
 pub mod duration;
 pub mod events;
+pub mod features;
 pub mod kubeconfig;
 pub mod leader;
 pub mod metrics;

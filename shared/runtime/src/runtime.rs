@@ -3,7 +3,7 @@
 //!
 //! ```no_run
 //! # async fn f(args: driftless_runtime::args::CommonArgs) -> anyhow::Result<()> {
-//! let rt = driftless_runtime::runtime::Runtime::start("source-controller", args).await?;
+//! let rt = driftless_runtime::runtime::Runtime::start("source-controller", args, &[]).await?;
 //! let work = rt.shutdown().wait();   // start the kind controllers here instead
 //! rt.run(work).await
 //! # }
@@ -47,6 +47,8 @@ pub struct Runtime {
     pub name: String,
     /// Process metrics.
     pub metrics: Metrics,
+    /// Feature gates in force (`--feature-gates` over the controller's defaults).
+    pub gates: crate::features::FeatureGates,
     readiness: Readiness,
     shutdown: Shutdown,
 }
@@ -54,8 +56,13 @@ pub struct Runtime {
 impl Runtime {
     /// Initialises logging, connects to the cluster, installs signal handlers and starts the
     /// metrics and probe endpoints.
-    pub async fn start(name: &str, args: CommonArgs) -> anyhow::Result<Self> {
+    ///
+    /// `gates` are the controller's feature gates with Flux's defaults; `--feature-gates` naming
+    /// another one stops the start, as in Flux.
+    pub async fn start(name: &str, args: CommonArgs, gates: &[(&str, bool)]) -> anyhow::Result<Self> {
         telemetry::init(&args);
+        let gates =
+            crate::features::FeatureGates::parse(&args.feature_gates, gates).map_err(anyhow::Error::msg)?;
         let client = Client::try_default().await?;
         let (tx, rx) = watch::channel(false);
         tokio::spawn(async move {
@@ -84,6 +91,7 @@ impl Runtime {
             args,
             name: name.to_string(),
             metrics,
+            gates,
             readiness,
             shutdown,
         })

@@ -39,7 +39,7 @@ async fn main() -> anyhow::Result<()> {
         "--health-addr=127.0.0.1:0",
         "--log-encoding=console",
     ]);
-    let rt = Runtime::start("widget-controller", args.common).await?;
+    let rt = Runtime::start("widget-controller", args.common, &[]).await?;
     let ctrl = Arc::new(KindController::new(
         WidgetReconciler {
             identity: instance_name(),
