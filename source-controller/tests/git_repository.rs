@@ -188,7 +188,7 @@ async fn ssh_with_a_pinned_host_key_works_and_a_mismatch_fails() {
     ssh_secret(&h, known_hosts.clone()).await;
     h.create(
         "ok",
-        serde_json::json!({"url": repo.ssh_url(), "interval": "1m", "secretRef": {"name": "ssh-auth"}}),
+        serde_json::json!({"ref": {"branch": "main"}, "url": repo.ssh_url(), "interval": "1m", "secretRef": {"name": "ssh-auth"}}),
     )
     .await;
     wait_ready(&h, "ok", &format!("main@sha1:{commit}")).await;
@@ -216,7 +216,7 @@ async fn ssh_with_a_pinned_host_key_works_and_a_mismatch_fails() {
     .await;
     h.create(
         "mismatch",
-        serde_json::json!({"url": repo.ssh_url(), "interval": "1m", "secretRef": {"name": "ssh-wrong"}}),
+        serde_json::json!({"ref": {"branch": "main"}, "url": repo.ssh_url(), "interval": "1m", "secretRef": {"name": "ssh-wrong"}}),
     )
     .await;
     let r = h
@@ -242,8 +242,7 @@ async fn refs_resolve_by_tag_semver_name_and_commit() {
     let c3 = repo.commit("three");
     repo.tag("v2.0.0");
     http_secret(&h).await;
-    let base =
-        serde_json::json!({"url": repo.http_url(), "interval": "1m", "secretRef": {"name": "http-auth"}});
+    let base = serde_json::json!({"ref": {"branch": "main"}, "url": repo.http_url(), "interval": "1m", "secretRef": {"name": "http-auth"}});
     let with = |r: serde_json::Value| {
         let mut s = base.clone();
         s["ref"] = r;
@@ -277,7 +276,7 @@ async fn failures_keep_the_last_artifact_served_and_name_the_cause() {
     http_secret(&h).await;
     h.create(
         "app",
-        serde_json::json!({"url": repo.http_url(), "interval": "1m", "secretRef": {"name": "http-auth"}}),
+        serde_json::json!({"ref": {"branch": "main"}, "url": repo.http_url(), "interval": "1m", "secretRef": {"name": "http-auth"}}),
     )
     .await;
     let r = wait_ready(&h, "app", &format!("main@sha1:{commit}")).await;
@@ -306,7 +305,7 @@ async fn failures_keep_the_last_artifact_served_and_name_the_cause() {
     .await;
     h.create(
         "badpw",
-        serde_json::json!({"url": repo.http_url(), "interval": "1m", "secretRef": {"name": "bad-auth"}}),
+        serde_json::json!({"ref": {"branch": "main"}, "url": repo.http_url(), "interval": "1m", "secretRef": {"name": "bad-auth"}}),
     )
     .await;
     let r = h
@@ -320,7 +319,7 @@ async fn failures_keep_the_last_artifact_served_and_name_the_cause() {
     // A Secret that does not exist, then appears: the object recovers on its own.
     h.create(
         "nosecret",
-        serde_json::json!({"url": repo.http_url(), "interval": "1m", "secretRef": {"name": "later"}}),
+        serde_json::json!({"ref": {"branch": "main"}, "url": repo.http_url(), "interval": "1m", "secretRef": {"name": "later"}}),
     )
     .await;
     h.wait_failed("nosecret", "AuthenticationFailed", "secret not found")
@@ -339,7 +338,7 @@ async fn failures_keep_the_last_artifact_served_and_name_the_cause() {
     h.secret("no-known-hosts", &[("identity", "x".into())]).await;
     h.create(
         "nokeys",
-        serde_json::json!({"url": repo.ssh_url(), "interval": "1m", "secretRef": {"name": "no-known-hosts"}}),
+        serde_json::json!({"ref": {"branch": "main"}, "url": repo.ssh_url(), "interval": "1m", "secretRef": {"name": "no-known-hosts"}}),
     )
     .await;
     h.wait_failed("nokeys", "AuthenticationFailed", "has no 'known_hosts' key")
@@ -348,7 +347,7 @@ async fn failures_keep_the_last_artifact_served_and_name_the_cause() {
     // Unreachable host.
     h.create(
         "unreachable",
-        serde_json::json!({"url": "http://127.0.0.1:1/git/x.git", "interval": "1m"}),
+        serde_json::json!({"ref": {"branch": "main"}, "url": "http://127.0.0.1:1/git/x.git", "interval": "1m"}),
     )
     .await;
     h.wait_failed("unreachable", "GitOperationFailed", "127.0.0.1:1")
@@ -357,7 +356,7 @@ async fn failures_keep_the_last_artifact_served_and_name_the_cause() {
     // A host name that does not resolve.
     h.create(
         "unknownhost",
-        serde_json::json!({"url": "http://no-such-host.invalid/git/x.git", "interval": "1m"}),
+        serde_json::json!({"ref": {"branch": "main"}, "url": "http://no-such-host.invalid/git/x.git", "interval": "1m"}),
     )
     .await;
     h.wait_failed("unknownhost", "GitOperationFailed", "no-such-host.invalid")
@@ -366,7 +365,7 @@ async fn failures_keep_the_last_artifact_served_and_name_the_cause() {
     // A malformed URL the CRD pattern lets through stalls: no retry storm.
     h.create(
         "badurl",
-        serde_json::json!({"url": "https:///nohost", "interval": "1m"}),
+        serde_json::json!({"ref": {"branch": "main"}, "url": "https:///nohost", "interval": "1m"}),
     )
     .await;
     let r = h.wait_failed("badurl", "URLInvalid", "invalid URL").await;
@@ -375,7 +374,7 @@ async fn failures_keep_the_last_artifact_served_and_name_the_cause() {
     // Providers that need a cloud or GitHub's API stall by name instead of being ignored.
     h.create(
         "github-app",
-        serde_json::json!({"url": "https://github.com/org/repo", "interval": "1m", "provider": "github"}),
+        serde_json::json!({"ref": {"branch": "main"}, "url": "https://github.com/org/repo", "interval": "1m", "provider": "github"}),
     )
     .await;
     let r = h
@@ -395,7 +394,7 @@ async fn a_force_pushed_branch_and_a_hanging_server_are_handled() {
     http_secret(&h).await;
     h.create(
         "app",
-        serde_json::json!({"url": repo.http_url(), "interval": "1m", "secretRef": {"name": "http-auth"}}),
+        serde_json::json!({"ref": {"branch": "main"}, "url": repo.http_url(), "interval": "1m", "secretRef": {"name": "http-auth"}}),
     )
     .await;
     wait_ready(&h, "app", &format!("main@sha1:{c1}")).await;
@@ -421,7 +420,7 @@ async fn a_force_pushed_branch_and_a_hanging_server_are_handled() {
             held.push(s);
         }
     });
-    h.create("hang", serde_json::json!({"url": format!("http://127.0.0.1:{port}/x.git"), "interval": "1m", "timeout": "2s"}))
+    h.create("hang", serde_json::json!({"ref": {"branch": "main"}, "url": format!("http://127.0.0.1:{port}/x.git"), "interval": "1m", "timeout": "2s"}))
         .await;
     h.wait_failed("hang", "GitOperationFailed", "timed out").await;
     h.done().await;
@@ -469,12 +468,12 @@ async fn included_repositories_are_copied_in_and_their_changes_rebuild_the_inclu
     let auth = serde_json::json!({"name": "http-auth"});
     h.create(
         "shared",
-        serde_json::json!({"url": shared.http_url(), "interval": "1h", "secretRef": auth}),
+        serde_json::json!({"ref": {"branch": "main"}, "url": shared.http_url(), "interval": "1h", "secretRef": auth}),
     )
     .await;
     h.create(
         "app",
-        serde_json::json!({"url": app.http_url(), "interval": "1h", "secretRef": auth,
+        serde_json::json!({"ref": {"branch": "main"}, "url": app.http_url(), "interval": "1h", "secretRef": auth,
         "include": [{"repository": {"name": "shared"}, "fromPath": "base", "toPath": "vendor/shared"}]}),
     )
     .await;
@@ -523,7 +522,7 @@ async fn included_repositories_are_copied_in_and_their_changes_rebuild_the_inclu
     // An include that does not exist: IncludeUnavailable, Ready=False.
     h.create(
         "dangling",
-        serde_json::json!({"url": app.http_url(), "interval": "1h", "secretRef": auth,
+        serde_json::json!({"ref": {"branch": "main"}, "url": app.http_url(), "interval": "1h", "secretRef": auth,
         "include": [{"repository": {"name": "missing"}}]}),
     )
     .await;
@@ -588,7 +587,7 @@ async fn commit_and_tag_signatures_are_verified_against_the_trusted_keys() {
 
     h.create(
         "head",
-        serde_json::json!({"url": repo.http_url(), "interval": "1h", "secretRef": auth,
+        serde_json::json!({"ref": {"branch": "main"}, "url": repo.http_url(), "interval": "1h", "secretRef": auth,
         "verify": {"mode": "HEAD", "secretRef": {"name": "trusted-keys"}}}),
     )
     .await;
@@ -621,7 +620,7 @@ async fn commit_and_tag_signatures_are_verified_against_the_trusted_keys() {
     // A key nobody signed with: refused, nothing stored.
     h.create(
         "stranger",
-        serde_json::json!({"url": repo.http_url(), "interval": "1h", "secretRef": auth,
+        serde_json::json!({"ref": {"branch": "main"}, "url": repo.http_url(), "interval": "1h", "secretRef": auth,
         "verify": {"secretRef": {"name": "other-keys"}}}),
     )
     .await;
@@ -640,7 +639,7 @@ async fn commit_and_tag_signatures_are_verified_against_the_trusted_keys() {
     let c = plain.commit("unsigned");
     h.create(
         "unsigned",
-        serde_json::json!({"url": plain.http_url(), "interval": "1h", "secretRef": auth,
+        serde_json::json!({"ref": {"branch": "main"}, "url": plain.http_url(), "interval": "1h", "secretRef": auth,
         "verify": {"secretRef": {"name": "trusted-keys"}}}),
     )
     .await;
@@ -712,7 +711,7 @@ async fn ssh_signed_commits_and_tags_are_verified_against_sshpub_keys() {
 
     h.create(
         "stranger",
-        serde_json::json!({"url": repo.http_url(), "interval": "1h", "secretRef": auth,
+        serde_json::json!({"ref": {"branch": "main"}, "url": repo.http_url(), "interval": "1h", "secretRef": auth,
         "verify": {"secretRef": {"name": "other-ssh-keys"}}}),
     )
     .await;
@@ -773,20 +772,20 @@ async fn https_with_a_private_ca_is_trusted_only_through_ca_crt() {
 
     h.create(
         "trusted",
-        serde_json::json!({"url": url, "interval": "1h", "secretRef": {"name": "with-ca"}}),
+        serde_json::json!({"ref": {"branch": "main"}, "url": url, "interval": "1h", "secretRef": {"name": "with-ca"}}),
     )
     .await;
     wait_ready(&h, "trusted", &format!("main@sha1:{commit}")).await;
     h.create(
         "untrusted",
-        serde_json::json!({"url": url, "interval": "1h", "secretRef": {"name": "no-ca"}}),
+        serde_json::json!({"ref": {"branch": "main"}, "url": url, "interval": "1h", "secretRef": {"name": "no-ca"}}),
     )
     .await;
     h.wait_failed("untrusted", "GitOperationFailed", "certificate")
         .await;
     h.create(
         "wrong",
-        serde_json::json!({"url": url, "interval": "1h", "secretRef": {"name": "wrong-ca"}}),
+        serde_json::json!({"ref": {"branch": "main"}, "url": url, "interval": "1h", "secretRef": {"name": "wrong-ca"}}),
     )
     .await;
     h.wait_failed(
@@ -813,7 +812,7 @@ async fn a_bearer_token_authenticates_and_a_wrong_one_fails() {
     for (name, secret) in [("bearer", "token"), ("wrong", "wrong-token")] {
         h.create(
             name,
-            serde_json::json!({"url": url, "interval": "1h", "secretRef": {"name": secret}}),
+            serde_json::json!({"ref": {"branch": "main"}, "url": url, "interval": "1h", "secretRef": {"name": secret}}),
         )
         .await;
     }
@@ -855,7 +854,7 @@ async fn a_server_requiring_client_certificates_is_reached_with_tls_crt_and_key(
     ] {
         h.create(
             name,
-            serde_json::json!({"url": url, "interval": "1h", "secretRef": {"name": secret}}),
+            serde_json::json!({"ref": {"branch": "main"}, "url": url, "interval": "1h", "secretRef": {"name": secret}}),
         )
         .await;
     }
@@ -901,7 +900,7 @@ async fn proxy_secret_ref_routes_git_over_http_and_https_through_the_proxy() {
     for (name, url) in [("https", https.clone()), ("http", repo.http_url())] {
         h.create(
             name,
-            serde_json::json!({"url": url, "interval": "1h", "secretRef": {"name": "git"},
+            serde_json::json!({"ref": {"branch": "main"}, "url": url, "interval": "1h", "secretRef": {"name": "git"},
                 "proxySecretRef": {"name": "proxy"}}),
         )
         .await;
@@ -920,7 +919,7 @@ async fn proxy_secret_ref_routes_git_over_http_and_https_through_the_proxy() {
     );
     h.create(
         "bad-proxy",
-        serde_json::json!({"url": repo.http_url(), "interval": "1h", "secretRef": {"name": "git"},
+        serde_json::json!({"ref": {"branch": "main"}, "url": repo.http_url(), "interval": "1h", "secretRef": {"name": "git"},
             "proxySecretRef": {"name": "bad-proxy"}}),
     )
     .await;

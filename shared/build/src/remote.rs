@@ -21,8 +21,20 @@ pub struct Fetcher {
     clones: Mutex<HashMap<(String, String), (tempfile::TempDir, PathBuf)>>,
 }
 
+/// The most a remote file may weigh.
+const MAX_DOWNLOAD: u64 = 64 << 20;
+
 impl Remote for Fetcher {
     fn checkout(&self, spec: &RepoSpec) -> Result<PathBuf, Error> {
+        // A server that accepts and then says nothing must not hold a build thread forever (the
+        // deadline is only checked while data flows).
+        static SOCKET_TIMEOUTS: std::sync::Once = std::sync::Once::new();
+        SOCKET_TIMEOUTS.call_once(|| {
+            transport::set_socket_timeouts(
+                std::time::Duration::from_secs(10),
+                std::time::Duration::from_secs(30),
+            );
+        });
         let key = (spec.clone_url.clone(), spec.reference.clone());
         if let Some((_, path)) = self
             .clones
@@ -99,6 +111,12 @@ impl Remote for Fetcher {
         if !status.is_success() {
             return Err(failed(format!("HTTP error: status code {}", status.as_u16())));
         }
-        Ok(response.bytes().map_err(|e| failed(e.to_string()))?.to_vec())
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::Read::take(response, MAX_DOWNLOAD + 1), &mut bytes)
+            .map_err(|e| failed(e.to_string()))?;
+        if bytes.len() as u64 > MAX_DOWNLOAD {
+            return Err(failed(format!("larger than {} MiB", MAX_DOWNLOAD >> 20)));
+        }
+        Ok(bytes)
     }
 }

@@ -495,24 +495,28 @@ impl<'r> Builder<'r> {
         field: &str,
         target: &Target,
     ) -> Result<Vec<Resource>, Error> {
+        // As kustomize: every inline configuration first, in order, then the files and
+        // directories, in order.
         let mut configs = Accumulated::default();
+        let mut paths = Vec::new();
         for entry in entries {
-            if let Some(mut inline) = plugin::inline(entry) {
-                // Written in the kustomization file itself.
-                let origin = self.origin_of_kustomization(target).map(Origin::file);
-                for config in &mut inline {
-                    config.origin = origin.clone();
-                }
-                configs
-                    .append_all(inline)
-                    .map_err(|e| e.context(format!("{field}: inline configuration")))?;
+            let Some(mut inline) = plugin::inline(entry) else {
+                paths.push(entry.clone());
                 continue;
+            };
+            // Written in the kustomization file itself.
+            let origin = self.origin_of_kustomization(target).map(Origin::file);
+            for config in &mut inline {
+                config.origin = origin.clone();
             }
-            let sub = self
-                .accumulate_paths(std::slice::from_ref(entry), loader)
-                .map_err(|e| e.context(field))?;
-            configs.append_all(sub.resources).map_err(|e| e.context(field))?;
+            configs
+                .append_all(inline)
+                .map_err(|e| e.context(format!("{field}: inline configuration")))?;
         }
+        let sub = self
+            .accumulate_paths(&paths, loader)
+            .map_err(|e| e.context(field))?;
+        configs.append_all(sub.resources).map_err(|e| e.context(field))?;
         Ok(configs.resources)
     }
 
@@ -525,8 +529,11 @@ impl<'r> Builder<'r> {
                 crate::remote::redacted(path)
             )));
         };
-        // kustomize downloads an http(s) URL first; what is not YAML there is a repository.
-        if !component && crate::remote::is_remote_file(path) {
+        // An http(s) URL that reads as a repository is cloned (kustomize answers "URL is a git
+        // repository" to its download); any other is downloaded, and what is not YAML there is
+        // a repository after all.
+        let repository = crate::remote::parse(path).is_some_and(|spec| spec.is_ok());
+        if !component && !repository && crate::remote::is_remote_file(path) {
             let bytes = remote.download(path)?;
             if let Some(resources) = String::from_utf8(bytes)
                 .ok()
@@ -544,7 +551,8 @@ impl<'r> Builder<'r> {
         let child = Target::load(loader)?;
         if !component && child.kustomization.is_component() {
             return Err(Error::new(format!(
-                "expected kind != 'Component' for path '{path}'"
+                "expected kind != 'Component' for path '{}'",
+                crate::remote::redacted(path)
             )));
         }
         if component && !child.kustomization.is_component() {
@@ -581,7 +589,13 @@ impl<'r> Builder<'r> {
                 crate::remote::redacted(path)
             )));
         }
-        self.accumulate(&child, acc)
+        let outer = self.origin_dir.clone();
+        if outer.is_some() {
+            self.origin_dir = Some(spec.path.clone());
+        }
+        let result = self.accumulate(&child, acc);
+        self.origin_dir = outer;
+        result
     }
 
     /// Enters `path` (a base or component) for origins; returns the directory to come back to.

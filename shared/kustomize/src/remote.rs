@@ -31,21 +31,28 @@ pub struct RepoSpec {
     pub timeout: Duration,
 }
 
-/// `url` with the password of its user info (`https://user:token@host/…`) replaced by `***`:
-/// URLs end up in error messages and status conditions.
+/// `url` with the secret of its user info replaced by `***`: the password of
+/// `https://user:token@host/…`, or the whole of `https://token@host/…` (a token alone is a
+/// secret too). URLs end up in error messages and status conditions.
 pub fn redacted(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
     let authority_end = rest.find('/').unwrap_or(rest.len());
     match rest[..authority_end].rsplit_once('@') {
-        Some((userinfo, host)) if userinfo.contains(':') => {
-            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
-            format!("{scheme}://{user}:***@{host}{}", &rest[authority_end..])
+        Some((userinfo, host)) => {
+            let shown = match userinfo.split_once(':') {
+                Some((user, _)) => format!("{user}:***"),
+                None => "***".to_string(),
+            };
+            format!("{scheme}://{shown}@{host}{}", &rest[authority_end..])
         }
-        _ => url.to_string(),
+        None => url.to_string(),
     }
 }
+
+/// The longest a clone may take, whatever the URL's `timeout` asks.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// A file kustomize downloads rather than clones: an http(s) URL.
 pub fn is_remote_file(path: &str) -> bool {
@@ -112,7 +119,7 @@ fn parse_query(query: &str) -> (String, Duration, bool) {
     if reference.is_empty() {
         reference = version;
     }
-    (reference, timeout, submodules)
+    (reference, timeout.min(MAX_TIMEOUT), submodules)
 }
 
 /// The scheme, user and host (`https://github.com/`, `git@github.com:`), and the rest.
@@ -257,6 +264,12 @@ mod tests {
             redacted("git::https://user:s3cret@host/r.git//app?ref=v1"),
             "git::https://user:***@host/r.git//app?ref=v1"
         );
+        assert_eq!(
+            redacted("https://ghp_token@github.com/o/r//app"),
+            "https://***@github.com/o/r//app"
+        );
+        let long = parse("https://h/r.git?timeout=99999999999").unwrap().unwrap();
+        assert_eq!(long.timeout, MAX_TIMEOUT);
         assert!(parse("../base").is_none());
         assert!(parse("gitlab.com/org/repo").is_none());
         assert!(parse("github.com/org/repo//../../etc").unwrap().is_err());

@@ -64,13 +64,23 @@ fn build(text: &str, resolution: Resolution) -> Result<Vec<Document>, String> {
         empty_nulls: Vec::new(),
         stack: Vec::new(),
         anchors: std::collections::HashMap::new(),
+        aliased: 0,
         error: None,
         last_scalar: None,
     };
+    // Events are pulled one at a time (yaml-rust2's `load` recurses once per nesting level, and
+    // a deeply nested file would overflow the stack); the builder's own stack is bounded.
     let mut parser = yaml_rust2::parser::Parser::new_from_str(text);
-    parser.load(&mut builder, true).map_err(|e| e.to_string())?;
-    if let Some(error) = builder.error {
-        return Err(error);
+    loop {
+        let (event, _) = parser.next_token().map_err(|e| e.to_string())?;
+        let end = event == yaml_rust2::parser::Event::StreamEnd;
+        yaml_rust2::parser::EventReceiver::on_event(&mut builder, event);
+        if let Some(error) = builder.error.take() {
+            return Err(error);
+        }
+        if end {
+            break;
+        }
     }
     // A block scalar that ends the input without a line break has none in its value (go-yaml);
     // yaml-rust2 adds one.
@@ -105,7 +115,10 @@ struct Builder {
     /// Empty values of the document being built.
     empty_nulls: Vec<Vec<String>>,
     stack: Vec<Frame>,
-    anchors: std::collections::HashMap<usize, Value>,
+    /// Anchored values and their size in nodes.
+    anchors: std::collections::HashMap<usize, (Value, usize)>,
+    /// Nodes copied by aliases so far, bounded against alias bombs.
+    aliased: usize,
     error: Option<String>,
     /// The last scalar value when it is a block scalar: its document and its path.
     last_scalar: Option<(usize, Vec<String>)>,
@@ -114,7 +127,8 @@ struct Builder {
 impl Builder {
     fn push_value(&mut self, value: Value, anchor: usize) {
         if anchor > 0 {
-            self.anchors.insert(anchor, value.clone());
+            let size = node_count(&value);
+            self.anchors.insert(anchor, (value.clone(), size));
         }
         match self.stack.last_mut() {
             None => self.documents.push(Document {
@@ -158,6 +172,48 @@ impl Builder {
     }
 }
 
+/// Deeper documents are refused (no manifest comes near; go-yaml has a limit too).
+const MAX_DEPTH: usize = 1000;
+/// Nodes aliases may copy in one stream: a few aliases of aliases would otherwise make
+/// billions of nodes out of a few hundred bytes.
+const MAX_ALIASED_NODES: usize = 1_000_000;
+
+/// YAML merge keys (`<<: *base`, `<<: [*a, *b]`), as go-yaml v3 decodes them: the merged
+/// mappings' entries, earlier ones first, under the mapping's own.
+fn merge_keys(map: &mut Map<String, Value>) {
+    let Some(merged) = map.remove("<<") else {
+        return;
+    };
+    let sources = match merged {
+        Value::Object(source) => vec![source],
+        Value::Array(items) => items
+            .into_iter()
+            .filter_map(|item| match item {
+                Value::Object(source) => Some(source),
+                _ => None,
+            })
+            .collect(),
+        other => {
+            // Not a mapping: kept as the key it looks like.
+            map.insert("<<".into(), other);
+            return;
+        }
+    };
+    for source in sources {
+        for (key, value) in source {
+            map.entry(key).or_insert(value);
+        }
+    }
+}
+
+fn node_count(value: &Value) -> usize {
+    match value {
+        Value::Array(items) => 1 + items.iter().map(node_count).sum::<usize>(),
+        Value::Object(map) => 1 + map.values().map(node_count).sum::<usize>(),
+        _ => 1,
+    }
+}
+
 /// Map keys become strings, as `sigs.k8s.io/yaml` converts them for JSON.
 fn key_text(value: &Value) -> String {
     match value {
@@ -171,11 +227,26 @@ impl yaml_rust2::parser::EventReceiver for Builder {
     fn on_event(&mut self, event: yaml_rust2::parser::Event) {
         use yaml_rust2::parser::Event;
         match event {
-            Event::SequenceStart(anchor, _) => self.stack.push(Frame::Sequence(Vec::new(), anchor)),
-            Event::MappingStart(anchor, _) => self.stack.push(Frame::Mapping(Map::new(), None, anchor)),
+            Event::SequenceStart(..) | Event::MappingStart(..) if self.stack.len() >= MAX_DEPTH => {
+                self.error = Some(format!("document nests deeper than {MAX_DEPTH} levels"));
+            }
+            // A node after a block scalar means the scalar does not end the input.
+            Event::SequenceStart(anchor, _) => {
+                self.last_scalar = None;
+                self.stack.push(Frame::Sequence(Vec::new(), anchor));
+            }
+            Event::MappingStart(anchor, _) => {
+                self.last_scalar = None;
+                self.stack.push(Frame::Mapping(Map::new(), None, anchor));
+            }
             Event::SequenceEnd | Event::MappingEnd => match self.stack.pop() {
                 Some(Frame::Sequence(items, anchor)) => self.push_value(Value::Array(items), anchor),
-                Some(Frame::Mapping(map, _, anchor)) => self.push_value(Value::Object(map), anchor),
+                Some(Frame::Mapping(mut map, _, anchor)) => {
+                    if self.resolution == Resolution::GoYamlV3 {
+                        merge_keys(&mut map);
+                    }
+                    self.push_value(Value::Object(map), anchor)
+                }
                 None => {}
             },
             Event::Scalar(text, style, anchor, tag) => {
@@ -191,6 +262,13 @@ impl yaml_rust2::parser::EventReceiver for Builder {
                 }
                 let value = match tag {
                     Some(tag) if tag.suffix == "str" => Value::String(text),
+                    // An explicit type on a quoted scalar (`!!int "3"`) is honoured.
+                    Some(tag) if matches!(tag.suffix.as_str(), "int" | "float" | "bool" | "null") => {
+                        match self.resolution {
+                            Resolution::GoYamlV2 => resolve_yaml11(&text),
+                            Resolution::GoYamlV3 => resolve_yaml_v3(&text),
+                        }
+                    }
                     // kyaml keeps keys as written.
                     _ if plain && is_key && self.resolution == Resolution::GoYamlV3 => Value::String(text),
                     _ if plain => {
@@ -207,10 +285,20 @@ impl yaml_rust2::parser::EventReceiver for Builder {
                 };
                 self.push_value(value, anchor);
             }
-            Event::Alias(id) => match self.anchors.get(&id).cloned() {
-                Some(value) => self.push_value(value, 0),
-                None => self.error = Some(format!("unknown anchor {id}")),
-            },
+            Event::Alias(id) => {
+                self.last_scalar = None;
+                match self.anchors.get(&id) {
+                    Some((_, size)) if self.aliased + size > MAX_ALIASED_NODES => {
+                        self.error = Some("document contains excessive aliasing".into());
+                    }
+                    Some((value, size)) => {
+                        self.aliased += size;
+                        let value = value.clone();
+                        self.push_value(value, 0);
+                    }
+                    None => self.error = Some(format!("unknown anchor {id}")),
+                }
+            }
             _ => {}
         }
     }

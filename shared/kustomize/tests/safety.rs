@@ -102,3 +102,33 @@ fn the_load_restrictor_decides_whether_files_above_a_kustomization_are_read() {
         .to_string();
     assert!(error.contains("outside the build root"), "{error}");
 }
+
+/// A file nesting very deep or multiplying itself through aliases is refused, not allowed to
+/// overflow the stack or exhaust memory.
+#[test]
+fn deep_nesting_and_alias_bombs_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        &dir.path().join("kustomization.yaml"),
+        "resources:\n- deep.yaml\n",
+    );
+    write(
+        &dir.path().join("deep.yaml"),
+        &format!("{CM}---\n{}x\n", "- ".repeat(100_000)),
+    );
+    let error = driftless_kustomize::build(dir.path(), None)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("nests deeper"), "{error}");
+
+    let mut bomb = format!("{CM}x0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+    for i in 1..10 {
+        let refs = vec![format!("*a{}", i - 1); 10].join(", ");
+        bomb.push_str(&format!("x{i}: &a{i} [{refs}]\n"));
+    }
+    write(&dir.path().join("deep.yaml"), &bomb);
+    let error = driftless_kustomize::build(dir.path(), None)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("excessive aliasing"), "{error}");
+}

@@ -467,7 +467,6 @@ impl<R: Reconciler> KindController<R> {
                 ErrorClass::Transient => Outcome::Error,
             },
         };
-        self.metrics.count_outcome(&kind.to_lowercase(), outcome);
         let (action, event) = match &result {
             Ok(success) => {
                 conditions::set(
@@ -537,12 +536,14 @@ impl<R: Reconciler> KindController<R> {
             }
         };
         if let Err(err) = ctx.write(obj, &status).await {
+            // Counted as an error by the caller, like every failure of the framework.
             tracing::warn!(%err, "failed to write status");
             return Err(ReconcileError::transient(
                 reasons::FAILED,
                 format!("failed to write status: {err}"),
             ));
         }
+        self.metrics.count_outcome(&kind.to_lowercase(), outcome);
         if let Some((type_, reason, note)) = event {
             let revision = result.as_ref().ok().and_then(|s| s.revision.clone());
             let mut metadata: Vec<(&str, &str)> =
