@@ -81,6 +81,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         requeue_dependency: rt.args.requeue_dependency,
         default_service_account: rt.args.default_service_account.clone(),
         kubeconfig: args.kubeconfig,
+        allow_external_artifact: rt.gates.enabled("ExternalArtifact"),
     };
     let post_renderer = std::env::current_exe()?;
     let mut loop_settings = rt.loop_settings(DEFAULT_CONCURRENCY);

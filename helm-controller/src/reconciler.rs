@@ -46,6 +46,8 @@ pub struct Settings {
     pub default_service_account: String,
     /// What kubeConfig Secrets may do (`--insecure-kubeconfig-exec`, `--insecure-kubeconfig-tls`).
     pub kubeconfig: driftless_runtime::kubeconfig::KubeconfigPolicy,
+    /// Feature gate ExternalArtifact (off by default, as in Flux): ExternalArtifact chartRefs.
+    pub allow_external_artifact: bool,
 }
 
 pub struct HelmReleaseReconciler {
@@ -344,6 +346,12 @@ impl HelmReleaseReconciler {
             chart::ensure_helm_chart(&run.ctx.client, run.hr, &key, self.settings.requeue_dependency).await?;
             run.status.helm_chart = Some(format!("{}/{}", key.namespace, key.name));
         }
+        driftless_runtime::acl::check_external_artifact(
+            self.settings.allow_external_artifact,
+            &key.kind,
+            &key.namespace,
+            &key.name,
+        )?;
         let artifact = driftless_runtime::sources::artifact(
             &run.ctx.client,
             &key.kind,

@@ -116,14 +116,9 @@ pub(crate) async fn wait_healthy(
         if !cancel {
             return None;
         }
-        let latest = source::artifact(
-            own_client,
-            ks,
-            reconciler.settings.no_cross_namespace_refs,
-            reconciler.settings.requeue_dependency,
-        )
-        .await
-        .ok()?;
+        let latest = source::artifact(own_client, ks, &reconciler.settings)
+            .await
+            .ok()?;
         (latest.revision != revision).then(|| {
             format!(
                 "health check canceled: new revision '{}' is available",

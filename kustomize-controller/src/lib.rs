@@ -73,6 +73,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         no_remote_bases: args.no_remote_bases,
         strict_substitutions: rt.gates.enabled("StrictPostBuildSubstitutions"),
         cancel_health_on_new_revision: rt.gates.enabled("CancelHealthCheckOnNewRevision"),
+        allow_external_artifact: rt.gates.enabled("ExternalArtifact"),
     };
     let loop_settings = rt.loop_settings(DEFAULT_CONCURRENCY);
     let controller = Arc::new(

@@ -56,6 +56,8 @@ pub struct Settings {
     pub strict_substitutions: bool,
     /// Feature gate CancelHealthCheckOnNewRevision (off by default, as in Flux).
     pub cancel_health_on_new_revision: bool,
+    /// Feature gate ExternalArtifact (off by default, as in Flux): ExternalArtifact sources.
+    pub allow_external_artifact: bool,
 }
 
 pub struct KustomizationReconciler {
@@ -259,13 +261,7 @@ impl KustomizationReconciler {
 
     /// Step 3: the source's artifact, or a wait for it.
     async fn find_source(&self, run: &mut Run<'_>) -> Result<(), ReconcileError> {
-        run.artifact = source::artifact(
-            &run.ctx.client,
-            run.ks,
-            self.settings.no_cross_namespace_refs,
-            self.settings.requeue_dependency,
-        )
-        .await?;
+        run.artifact = source::artifact(&run.ctx.client, run.ks, &self.settings).await?;
         let previous = run.ks.status.as_ref();
         run.quiet = previous.and_then(|s| s.last_applied_revision.as_deref())
             == Some(run.artifact.revision.as_str())

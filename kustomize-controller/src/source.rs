@@ -22,13 +22,24 @@ pub fn source_key(ks: &Kustomization) -> (String, String, String) {
 pub async fn artifact(
     client: &Client,
     ks: &Kustomization,
-    no_cross_namespace_refs: bool,
-    requeue_dependency: Duration,
+    settings: &crate::reconciler::Settings,
 ) -> Result<Artifact, ReconcileError> {
     let (kind, namespace, name) = source_key(ks);
     let own = ks.namespace().unwrap_or_default();
-    driftless_runtime::acl::check_cross_namespace(no_cross_namespace_refs, &own, &kind, &namespace, &name)?;
-    driftless_runtime::sources::artifact(client, &kind, &namespace, &name, requeue_dependency).await
+    driftless_runtime::acl::check_cross_namespace(
+        settings.no_cross_namespace_refs,
+        &own,
+        &kind,
+        &namespace,
+        &name,
+    )?;
+    driftless_runtime::acl::check_external_artifact(
+        settings.allow_external_artifact,
+        &kind,
+        &namespace,
+        &name,
+    )?;
+    driftless_runtime::sources::artifact(client, &kind, &namespace, &name, settings.requeue_dependency).await
 }
 
 /// Every dependency exists, is Ready at its generation and, when it shares the source, has

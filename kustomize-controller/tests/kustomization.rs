@@ -1086,3 +1086,21 @@ async fn remote_bases_are_cloned_at_their_ref() {
     assert!(w.config_maps().get("from-remote").await.is_ok());
     w.done().await;
 }
+
+/// ExternalArtifact sources need Flux's `ExternalArtifact` feature gate, off by default: a
+/// Kustomization naming one is refused with Flux's message.
+#[tokio::test]
+#[ignore = "needs the testenv (hack/testenv.sh up)"]
+async fn external_artifact_sources_need_their_feature_gate() {
+    let w = world("ks-extart").await;
+    w.kustomization(
+        "app",
+        serde_json::json!({"sourceRef": {"kind": "ExternalArtifact", "name": "generated"}}),
+    )
+    .await;
+    let failed = w
+        .wait_failed("app", "AccessDenied", "ExternalArtifact feature gate is disabled")
+        .await;
+    assert!(condition(&failed, "Stalled").is_some());
+    w.done().await;
+}

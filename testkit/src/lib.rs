@@ -108,6 +108,7 @@ pub async fn start_controllers(client: &Client, namespace: &str) -> Controllers 
             strict_substitutions: true,
             // On here (off by default, as in Flux): the tests show the cancellation.
             cancel_health_on_new_revision: true,
+            allow_external_artifact: false,
         },
         config,
     );
@@ -132,6 +133,7 @@ pub async fn start_controllers(client: &Client, namespace: &str) -> Controllers 
                 requeue_dependency: Duration::from_secs(5),
                 default_service_account: String::new(),
                 kubeconfig: Default::default(),
+                allow_external_artifact: false,
             },
             kube::Config::infer().await.expect("kubeconfig"),
         ),

@@ -24,6 +24,23 @@ pub fn check_cross_namespace(
     Ok(())
 }
 
+/// Flux's `ExternalArtifact` feature gate (off by default): a Kustomization or HelmRelease may
+/// use an ExternalArtifact source only when it is on; otherwise it is refused as Flux does.
+pub fn check_external_artifact(
+    allowed: bool,
+    kind: &str,
+    namespace: &str,
+    name: &str,
+) -> Result<(), ReconcileError> {
+    if kind == "ExternalArtifact" && !allowed {
+        return Err(ReconcileError::stalled(
+            driftless_api::meta::reasons::ACCESS_DENIED,
+            format!("can't access '{kind}/{namespace}/{name}', ExternalArtifact feature gate is disabled"),
+        ));
+    }
+    Ok(())
+}
+
 /// Whether an object in `from_namespace` may use `target` (`<namespace>/<name>`, in
 /// `target_namespace`) whose ACL is `access_from`. Same-namespace references are always allowed;
 /// a denial is [`Problem::Invalid`] (the user fixes labels or the ACL) with Flux's message.
@@ -61,5 +78,21 @@ pub async fn check(
         Err(Problem::Invalid(format!(
             "access denied: '{target}' can't be accessed due to ACL labels mismatch on namespace '{from_namespace}'"
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn external_artifacts_need_the_gate() {
+        assert!(check_external_artifact(true, "ExternalArtifact", "ns", "a").is_ok());
+        assert!(check_external_artifact(false, "GitRepository", "ns", "a").is_ok());
+        let err = check_external_artifact(false, "ExternalArtifact", "ns", "a").unwrap_err();
+        assert_eq!(
+            err.message,
+            "can't access 'ExternalArtifact/ns/a', ExternalArtifact feature gate is disabled"
+        );
     }
 }
