@@ -36,11 +36,11 @@ impl Remote for Fetcher {
             );
         });
         let key = (spec.clone_url.clone(), spec.reference.clone());
-        if let Some((_, path)) = self
+        if let Some(path) = self
             .clones
             .lock()
             .ok()
-            .and_then(|c| c.get(&key).map(|(d, p)| (d.path().to_path_buf(), p.clone())))
+            .and_then(|c| c.get(&key).map(|(_, p)| p.clone()))
         {
             return Ok(path);
         }

@@ -354,7 +354,7 @@ impl<'r> Builder<'r> {
         for path in &k.components {
             if is_remote(path) {
                 let taken = std::mem::take(acc);
-                *acc = self.accumulate_remote_component(path, taken).map_err(|e| {
+                *acc = self.accumulate_remote(path, Some(taken)).map_err(|e| {
                     e.context(format!(
                         "accumulating components from '{}'",
                         crate::remote::redacted(path)
@@ -430,7 +430,7 @@ impl<'r> Builder<'r> {
             if file.is_none() && is_remote(path) {
                 let shown = crate::remote::redacted(path);
                 let sub = self
-                    .accumulate_remote(path, false)
+                    .accumulate_remote(path, None)
                     .map_err(|e| e.context(format!("accumulating resources from '{shown}'")))?;
                 acc.absorb(sub)
                     .map_err(|e| e.context(format!("accumulating resources from '{shown}'")))?;
@@ -520,20 +520,25 @@ impl<'r> Builder<'r> {
         Ok(configs.resources)
     }
 
-    /// A remote resource: a file named by an http(s) URL, or a base in a git repository,
-    /// fetched by the build's [`crate::remote::Remote`] and built jailed to its checkout.
-    fn accumulate_remote(&mut self, path: &str, component: bool) -> Result<Accumulated, Error> {
+    /// A remote resource: a file named by an http(s) URL, a base in a git repository, or, with
+    /// `component` (the accumulation it joins), a component in one. Fetched by the build's
+    /// [`crate::remote::Remote`] and built jailed to its checkout.
+    fn accumulate_remote(
+        &mut self,
+        path: &str,
+        component: Option<Accumulated>,
+    ) -> Result<Accumulated, Error> {
+        let shown = crate::remote::redacted(path);
         let Some(remote) = self.remote else {
             return Err(Error::new(format!(
-                "remote resource '{}' is not allowed: remote bases are disabled",
-                crate::remote::redacted(path)
+                "remote resource '{shown}' is not allowed: remote bases are disabled"
             )));
         };
         // An http(s) URL that reads as a repository is cloned (kustomize answers "URL is a git
         // repository" to its download); any other is downloaded, and what is not YAML there is
         // a repository after all.
         let repository = crate::remote::parse(path).is_some_and(|spec| spec.is_ok());
-        if !component && !repository && crate::remote::is_remote_file(path) {
+        if component.is_none() && !repository && crate::remote::is_remote_file(path) {
             let bytes = remote.download(path)?;
             if let Some(resources) = String::from_utf8(bytes)
                 .ok()
@@ -549,17 +554,18 @@ impl<'r> Builder<'r> {
         let checkout = remote.checkout(&spec)?;
         let loader = Loader::new(&checkout.join(&spec.path), Some(&checkout), self.restrictor)?;
         let child = Target::load(loader)?;
-        if !component && child.kustomization.is_component() {
-            return Err(Error::new(format!(
-                "expected kind != 'Component' for path '{}'",
-                crate::remote::redacted(path)
-            )));
-        }
-        if component && !child.kustomization.is_component() {
-            return Err(Error::new(format!(
-                "expected kind 'Component' for path '{}'",
-                crate::remote::redacted(path)
-            )));
+        match (component.is_some(), child.kustomization.is_component()) {
+            (false, true) => {
+                return Err(Error::new(format!(
+                    "expected kind != 'Component' for path '{shown}'"
+                )));
+            }
+            (true, false) => {
+                return Err(Error::new(format!(
+                    "expected kind 'Component' for path '{shown}'"
+                )));
+            }
+            _ => {}
         }
         // Origins inside a remote base are paths in its repository (kustomize adds the repo and
         // ref to them; not written here).
@@ -567,33 +573,7 @@ impl<'r> Builder<'r> {
         if outer.is_some() {
             self.origin_dir = Some(spec.path.clone());
         }
-        let result = self.accumulate(&child, Accumulated::default());
-        self.origin_dir = outer;
-        result
-    }
-
-    fn accumulate_remote_component(&mut self, path: &str, acc: Accumulated) -> Result<Accumulated, Error> {
-        let Some(remote) = self.remote else {
-            return Err(Error::new(format!(
-                "remote resource '{}' is not allowed: remote bases are disabled",
-                crate::remote::redacted(path)
-            )));
-        };
-        let spec = crate::remote::parse(path).unwrap_or_else(|| Err(Error::new("not a repository URL")))?;
-        let checkout = remote.checkout(&spec)?;
-        let loader = Loader::new(&checkout.join(&spec.path), Some(&checkout), self.restrictor)?;
-        let child = Target::load(loader)?;
-        if !child.kustomization.is_component() {
-            return Err(Error::new(format!(
-                "expected kind 'Component' for path '{}'",
-                crate::remote::redacted(path)
-            )));
-        }
-        let outer = self.origin_dir.clone();
-        if outer.is_some() {
-            self.origin_dir = Some(spec.path.clone());
-        }
-        let result = self.accumulate(&child, acc);
+        let result = self.accumulate(&child, component.unwrap_or_default());
         self.origin_dir = outer;
         result
     }

@@ -56,11 +56,8 @@ pub fn inline(entry: &str) -> Option<Vec<Resource>> {
     if !entry.contains(':') {
         return None;
     }
-    let documents = crate::yaml::parse_documents(entry).ok()?;
-    if documents.is_empty() || !documents.iter().all(|d| d.get("kind").is_some()) {
-        return None;
-    }
-    crate::build::resources_from(entry).ok()
+    // A path reads as a plain string, not as objects with a kind.
+    crate::build::resources_from(entry).ok().filter(|r| !r.is_empty())
 }
 
 /// The plugin kind, once the configuration is known to be a built-in one.

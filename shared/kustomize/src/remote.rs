@@ -227,39 +227,55 @@ mod tests {
 
     #[test]
     fn urls_parse_as_kustomize_reads_them() {
-        let t = |a: &str, b: &str, c: &str| (a.to_string(), b.to_string(), c.to_string());
-        assert_eq!(
-            spec("github.com/org/repo//deploy/base?ref=v1.2"),
-            t("https://github.com/org/repo", "deploy/base", "v1.2")
-        );
-        assert_eq!(
-            spec("github.com/org/repo/deploy"),
-            t("https://github.com/org/repo", "deploy", "")
-        );
-        assert_eq!(
-            spec("https://host.example/org/repo.git//app?ref=main&timeout=90"),
-            t("https://host.example/org/repo.git", "app", "main")
-        );
-        assert_eq!(
-            spec("http://127.0.0.1:8080/base.git/app?version=v2"),
-            t(
+        // URL → (what is cloned, directory in it, ref).
+        let cases = [
+            (
+                "github.com/org/repo//deploy/base?ref=v1.2",
+                "https://github.com/org/repo",
+                "deploy/base",
+                "v1.2",
+            ),
+            (
+                "github.com/org/repo/deploy",
+                "https://github.com/org/repo",
+                "deploy",
+                "",
+            ),
+            (
+                "https://host.example/org/repo.git//app?ref=main&timeout=90",
+                "https://host.example/org/repo.git",
+                "app",
+                "main",
+            ),
+            (
+                "http://127.0.0.1:8080/base.git/app?version=v2",
                 "http://127.0.0.1:8080/base.git",
-                "/app".trim_start_matches('/'),
-                "v2"
-            )
-        );
-        assert_eq!(
-            spec("ssh://git@127.0.0.1:2222/srv/repo.git//app"),
-            t("ssh://git@127.0.0.1:2222/srv/repo.git", "app", "")
-        );
-        assert_eq!(
-            spec("git@github.com:org/repo.git/app?ref=x"),
-            t("git@github.com:org/repo.git", "app", "x")
-        );
-        assert_eq!(
-            spec("https://dev.azure.com/org/project/_git/repo/path/to?ref=y"),
-            t("https://dev.azure.com/org/project/_git/repo", "path/to", "y")
-        );
+                "app",
+                "v2",
+            ),
+            (
+                "ssh://git@127.0.0.1:2222/srv/repo.git//app",
+                "ssh://git@127.0.0.1:2222/srv/repo.git",
+                "app",
+                "",
+            ),
+            (
+                "git@github.com:org/repo.git/app?ref=x",
+                "git@github.com:org/repo.git",
+                "app",
+                "x",
+            ),
+            (
+                "https://dev.azure.com/org/project/_git/repo/path/to?ref=y",
+                "https://dev.azure.com/org/project/_git/repo",
+                "path/to",
+                "y",
+            ),
+        ];
+        for (url, clone_url, path, reference) in cases {
+            let expected = (clone_url.to_string(), path.to_string(), reference.to_string());
+            assert_eq!(spec(url), expected, "{url}");
+        }
         assert_eq!(
             redacted("git::https://user:s3cret@host/r.git//app?ref=v1"),
             "git::https://user:***@host/r.git//app?ref=v1"
