@@ -95,7 +95,8 @@ impl World {
     }
 
     async fn kustomization(&self, name: &str, spec: serde_json::Value) {
-        let mut full = serde_json::json!({"interval": "10m", "prune": true, "targetNamespace": self.ns,
+        // A failed apply is retried after `retryInterval` (the interval when unset, as Flux).
+        let mut full = serde_json::json!({"interval": "10m", "retryInterval": "2s", "prune": true, "targetNamespace": self.ns,
             "sourceRef": {"kind": "GitRepository", "name": "repo"}});
         full.as_object_mut()
             .unwrap()
@@ -1103,4 +1104,72 @@ async fn external_artifact_sources_need_their_feature_gate() {
         .await;
     assert!(condition(&failed, "Stalled").is_some());
     w.done().await;
+}
+
+/// The binary itself, started with the args of Flux v2.9's Deployment and again with the
+/// multi-tenancy lockdown patch's: it runs, reconciles a Kustomization of its shard (one whose
+/// source is missing waits for it), enforces `--no-cross-namespace-refs`, serves
+/// controller-runtime's series, and an unknown feature gate stops it, as Flux's does.
+#[tokio::test]
+#[ignore = "needs the testenv (hack/test.sh)"]
+async fn the_binary_runs_with_flux_deployment_and_lockdown_args() {
+    let binary = env!("CARGO_BIN_EXE_kustomize-controller");
+    let (status, stderr) = testing::refused_start(binary, &["--feature-gates=NoSuchGate=true"]);
+    assert!(
+        !status.success() && stderr.contains("NoSuchGate"),
+        "{status}: {stderr}"
+    );
+
+    let client = testing::client().await;
+    testing::install_toolkit_crds(&client).await;
+    let ns = testing::namespace(&client, "ks-binary").await;
+    let shard = format!("--watch-label-selector=driftless.dev/shard={ns}");
+    let kustomizations: Api<Kustomization> = Api::namespaced(client.clone(), &ns);
+    let lockdown = [
+        "--no-cross-namespace-refs=true",
+        "--no-remote-bases=true",
+        "--default-service-account=default",
+    ];
+    for (name, extra, source_namespace, reason, words) in [
+        ("plain", &[][..], ns.as_str(), "ArtifactFailed", "not found"),
+        (
+            "locked",
+            &lockdown[..],
+            "flux-system",
+            "AccessDenied",
+            "cross-namespace references have been disabled",
+        ),
+    ] {
+        let extra: Vec<&str> = extra.iter().copied().chain([shard.as_str()]).collect();
+        let running = testing::start_with_flux_args(binary, "kustomize-controller", &ns, &extra, &[]).await;
+        let ks: Kustomization = serde_json::from_value(serde_json::json!({
+            "apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+            "metadata": {"name": name, "labels": {"driftless.dev/shard": ns}},
+            "spec": {"interval": "10m", "prune": true,
+                     "sourceRef": {"kind": "GitRepository", "name": "missing", "namespace": source_namespace}}
+        }))
+        .unwrap();
+        kustomizations.create(&PostParams::default(), &ks).await.unwrap();
+        testing::wait_for(
+            &kustomizations,
+            name,
+            Duration::from_secs(60),
+            |k: &Kustomization| {
+                k.status
+                    .as_ref()
+                    .and_then(|s| conditions::get(s.conditions.as_deref().unwrap_or_default(), "Ready"))
+                    .is_some_and(|c| c.status == "False" && c.reason == reason && c.message.contains(words))
+            },
+        )
+        .await;
+        let metrics = running.metrics().await;
+        assert!(
+            metrics.contains(r#"controller_runtime_max_concurrent_reconciles{controller="kustomization"} 4"#)
+                && metrics
+                    .contains(r#"workqueue_adds_total{name="kustomization",controller="kustomization"}"#),
+            "{metrics}"
+        );
+        drop(running);
+    }
+    testing::delete_namespace(&client, &ns).await;
 }

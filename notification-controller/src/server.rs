@@ -161,7 +161,7 @@ pub fn http_durations(metrics: &driftless_runtime::metrics::Metrics, prefix: &st
     );
     metrics.register(
         &format!("gotk_{prefix}_http_request_duration_seconds"),
-        "The latency of the HTTP requests.",
+        "The latency of the HTTP requests",
         family.clone(),
     );
     family

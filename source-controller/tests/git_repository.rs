@@ -933,3 +933,132 @@ async fn proxy_secret_ref_routes_git_over_http_and_https_through_the_proxy() {
     );
     h.done().await;
 }
+
+/// The binary itself, started with the args of Flux v2.9's Deployment: it elects itself leader
+/// in its namespace, reconciles a GitRepository of its shard and serves Flux's and
+/// controller-runtime's series on `/metrics`; an unknown feature gate stops it, as Flux's does.
+#[tokio::test]
+#[ignore = "needs the testenv (hack/test.sh)"]
+async fn the_binary_runs_with_flux_deployment_args_and_serves_its_metrics() {
+    let binary = env!("CARGO_BIN_EXE_source-controller");
+    let (status, stderr) = testing::refused_start(binary, &["--feature-gates=NoSuchGate=true"]);
+    assert!(
+        !status.success() && stderr.contains("NoSuchGate"),
+        "{status}: {stderr}"
+    );
+
+    let client = testing::client().await;
+    testing::install_toolkit_crds(&client).await;
+    let ns = testing::namespace(&client, "git-binary").await;
+    let storage = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // The shard's selector keeps it off the objects of the other tests running beside it.
+    let shard = format!("--watch-label-selector=driftless.dev/shard={ns}");
+    let running = testing::start_with_flux_args(
+        binary,
+        "source-controller",
+        &ns,
+        &[&shard],
+        &[
+            &format!("--storage-path={}", storage.path().display()),
+            &format!("--storage-addr=127.0.0.1:{port}"),
+            &format!("--storage-adv-addr=127.0.0.1:{port}"),
+        ],
+    )
+    .await;
+
+    let repo = Repo::new("binary");
+    repo.write("deploy/app.yaml", "kind: ConfigMap\n");
+    let commit = repo.commit("Add app");
+    let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "http-auth"},
+        "stringData": {"username": env("GIT_HTTP_USER"), "password": env("GIT_HTTP_PASSWORD")}
+    }))
+    .unwrap();
+    Api::namespaced(client.clone(), &ns)
+        .create(&Default::default(), &secret)
+        .await
+        .unwrap();
+    let objects: Api<GitRepository> = Api::namespaced(client.clone(), &ns);
+    let obj: GitRepository = serde_json::from_value(serde_json::json!({
+        "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository",
+        "metadata": {"name": "app", "labels": {"driftless.dev/shard": ns}},
+        "spec": {"url": repo.http_url(), "interval": "10m", "ref": {"branch": "main"},
+                 "secretRef": {"name": "http-auth"}}
+    }))
+    .unwrap();
+    objects.create(&Default::default(), &obj).await.unwrap();
+    let revision = format!("main@sha1:{commit}");
+    let ready = testing::wait_for(&objects, "app", T, |r: &GitRepository| {
+        r.status
+            .as_ref()
+            .and_then(|s| s.artifact.as_ref())
+            .is_some_and(|a| a.revision == revision)
+    })
+    .await;
+    let url = ready.status.unwrap().artifact.unwrap().url;
+    assert!(
+        url.starts_with(&format!("http://127.0.0.1:{port}/gitrepository/{ns}/app/")),
+        "{url}"
+    );
+
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(client.clone(), &ns);
+    let names: Vec<String> = leases
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|l| l.metadata.name)
+        .collect();
+    assert!(
+        names
+            .iter()
+            .any(|n| n.starts_with("source-controller-leader-election-")),
+        "{names:?}"
+    );
+
+    let metrics = running.metrics().await;
+    // Counted series at least 1; the depth is there (0 once the work is done).
+    for (series, counted) in [
+        (
+            format!(
+                r#"gotk_reconcile_duration_seconds_count{{kind="GitRepository",name="app",namespace="{ns}"}}"#
+            ),
+            true,
+        ),
+        (
+            r#"controller_runtime_reconcile_total{controller="gitrepository",result="requeue_after"}"#.into(),
+            true,
+        ),
+        (
+            r#"controller_runtime_max_concurrent_reconciles{controller="gitrepository"}"#.into(),
+            true,
+        ),
+        (
+            r#"workqueue_adds_total{name="gitrepository",controller="gitrepository"}"#.into(),
+            true,
+        ),
+        (
+            r#"workqueue_queue_duration_seconds_count{name="gitrepository",controller="gitrepository"}"#
+                .into(),
+            true,
+        ),
+        (
+            r#"workqueue_depth{name="gitrepository",controller="gitrepository",priority=""}"#.into(),
+            false,
+        ),
+    ] {
+        let line = metrics.lines().find(|l| l.starts_with(&series));
+        assert!(
+            line.is_some_and(|l| !counted || !l.ends_with(" 0")),
+            "{series} missing or zero in:\n{metrics}"
+        );
+    }
+    drop(running);
+    testing::delete_namespace(&client, &ns).await;
+}

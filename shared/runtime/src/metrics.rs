@@ -1,6 +1,12 @@
-//! Prometheus metrics: Flux's own (`gotk_*`) and controller-runtime's per-controller series that
-//! Flux's dashboards read (`controller_runtime_*`), and the `/metrics`, `/healthz` and `/readyz`
-//! endpoints.
+//! Prometheus metrics: Flux's own (`gotk_*`), controller-runtime's per-controller series and
+//! its workqueue's (`controller_runtime_*`, `workqueue_*`) that Flux's dashboards read, and the
+//! `/metrics`, `/healthz` and `/readyz` endpoints.
+//!
+//! kube-runtime's scheduler stands where client-go's workqueue does, and keeps its queue to
+//! itself; the `workqueue_*` series are kept from what goes in (watch events, triggers,
+//! requeues when they fall due) and what comes out (a reconcile starting), which is what the
+//! workqueue counts: an object already waiting is one item, a requeue enters the queue when it
+//! falls due, an error's retry is a retry.
 
 use axum::{Router, http::StatusCode, response::IntoResponse, routing::get};
 use prometheus_client::{
@@ -9,12 +15,13 @@ use prometheus_client::{
     registry::Registry,
 };
 use std::{
+    collections::HashMap,
     net::SocketAddr,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 /// Labels of per-object metrics.
@@ -52,6 +59,215 @@ pub struct ResultLabels {
     pub result: String,
 }
 
+/// controller-runtime's workqueue labels: the queue's name and its controller, both the
+/// controller's name.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueueLabels {
+    pub name: String,
+    pub controller: String,
+}
+
+impl QueueLabels {
+    fn of(controller: &str) -> Self {
+        Self {
+            name: controller.to_string(),
+            controller: controller.to_string(),
+        }
+    }
+}
+
+/// `workqueue_depth`'s labels: a queue without priorities has an empty `priority`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DepthLabels {
+    pub name: String,
+    pub controller: String,
+    pub priority: String,
+}
+
+impl DepthLabels {
+    fn of(controller: &str) -> Self {
+        Self {
+            name: controller.to_string(),
+            controller: controller.to_string(),
+            priority: String::new(),
+        }
+    }
+}
+
+/// What the workqueue series are kept from: per controller and object key (`namespace/name`).
+#[derive(Default)]
+struct QueueState {
+    /// Objects waiting for a worker, since when.
+    waiting: HashMap<(String, String), Instant>,
+    /// Requeues scheduled, and when they fall due.
+    scheduled: HashMap<(String, String), Instant>,
+    /// Reconciles running, by worker id: the controller and since when.
+    running: HashMap<u64, (String, Instant)>,
+    /// Controllers started (their series exist at 0 before any work).
+    controllers: Vec<String>,
+    next_worker: u64,
+}
+
+/// The workqueue series, with controller-runtime's names, labels and buckets.
+#[derive(Clone)]
+struct QueueMetrics {
+    state: Arc<Mutex<QueueState>>,
+    depth: Family<DepthLabels, Gauge>,
+    adds: Family<QueueLabels, Counter>,
+    queue_duration: Family<QueueLabels, Histogram>,
+    work_duration: Family<QueueLabels, Histogram>,
+    unfinished: Family<QueueLabels, Gauge<f64, AtomicU64>>,
+    longest_running: Family<QueueLabels, Gauge<f64, AtomicU64>>,
+    retries: Family<QueueLabels, Counter>,
+}
+
+impl QueueMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let queue = Self {
+            state: Arc::default(),
+            depth: Family::default(),
+            adds: Family::default(),
+            queue_duration: Family::new_with_constructor(workqueue_histogram as fn() -> Histogram),
+            work_duration: Family::new_with_constructor(workqueue_histogram as fn() -> Histogram),
+            unfinished: Family::default(),
+            longest_running: Family::default(),
+            retries: Family::default(),
+        };
+        registry.register(
+            "workqueue_depth",
+            "Current depth of workqueue by workqueue and priority",
+            queue.depth.clone(),
+        );
+        registry.register(
+            "workqueue_adds",
+            "Total number of adds handled by workqueue",
+            queue.adds.clone(),
+        );
+        registry.register(
+            "workqueue_queue_duration_seconds",
+            "How long in seconds an item stays in workqueue before being requested",
+            queue.queue_duration.clone(),
+        );
+        registry.register(
+            "workqueue_work_duration_seconds",
+            "How long in seconds processing an item from workqueue takes",
+            queue.work_duration.clone(),
+        );
+        registry.register(
+            "workqueue_unfinished_work_seconds",
+            "How many seconds of work has been done that is in progress and hasn't been observed by \
+             work_duration. Large values indicate stuck threads. One can deduce the number of stuck \
+             threads by observing the rate at which this increases",
+            queue.unfinished.clone(),
+        );
+        registry.register(
+            "workqueue_longest_running_processor_seconds",
+            "How many seconds has the longest running processor for workqueue been running",
+            queue.longest_running.clone(),
+        );
+        registry.register(
+            "workqueue_retries",
+            "Total number of retries handled by workqueue",
+            queue.retries.clone(),
+        );
+        queue
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, QueueState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn started(&self, controller: &str) {
+        let mut state = self.state();
+        if !state.controllers.iter().any(|c| c == controller) {
+            state.controllers.push(controller.to_string());
+        }
+        drop(state);
+        self.depth.get_or_create(&DepthLabels::of(controller)).set(0);
+        let labels = QueueLabels::of(controller);
+        self.adds.get_or_create(&labels).inc_by(0);
+        self.retries.get_or_create(&labels).inc_by(0);
+    }
+
+    fn queued(&self, controller: &str, key: String) {
+        let mut state = self.state();
+        let entry = (controller.to_string(), key);
+        if state.waiting.contains_key(&entry) {
+            return;
+        }
+        state.waiting.insert(entry, Instant::now());
+        drop(state);
+        self.adds.get_or_create(&QueueLabels::of(controller)).inc();
+        self.depth.get_or_create(&DepthLabels::of(controller)).inc();
+    }
+
+    fn scheduled(&self, controller: &str, key: String, after: Duration) {
+        self.state()
+            .scheduled
+            .insert((controller.to_string(), key), Instant::now() + after);
+    }
+
+    fn forget(&self, controller: &str, key: String) {
+        let mut state = self.state();
+        let entry = (controller.to_string(), key);
+        state.scheduled.remove(&entry);
+        if state.waiting.remove(&entry).is_some() {
+            self.depth.get_or_create(&DepthLabels::of(controller)).dec();
+        }
+    }
+
+    /// An object leaves the queue for a worker; returns the worker's id.
+    fn dequeued(&self, controller: &str, key: String) -> u64 {
+        let now = Instant::now();
+        let mut state = self.state();
+        let entry = (controller.to_string(), key);
+        let due = state.scheduled.remove(&entry);
+        let since = match state.waiting.remove(&entry) {
+            Some(since) => {
+                self.depth.get_or_create(&DepthLabels::of(controller)).dec();
+                since
+            }
+            // Not seen going in: a requeue that fell due (or the controller's own retry).
+            None => {
+                self.adds.get_or_create(&QueueLabels::of(controller)).inc();
+                due.map_or(now, |due| due.min(now))
+            }
+        };
+        let id = state.next_worker;
+        state.next_worker += 1;
+        state.running.insert(id, (controller.to_string(), now));
+        drop(state);
+        self.queue_duration
+            .get_or_create(&QueueLabels::of(controller))
+            .observe(now.duration_since(since).as_secs_f64());
+        id
+    }
+
+    fn done(&self, controller: &str, worker: u64, took: Duration) {
+        self.state().running.remove(&worker);
+        self.work_duration
+            .get_or_create(&QueueLabels::of(controller))
+            .observe(took.as_secs_f64());
+    }
+
+    /// Brings the gauges of work in progress up to now, as client-go's queue does every 500 ms.
+    fn refresh(&self) {
+        let now = Instant::now();
+        let state = self.state();
+        for controller in &state.controllers {
+            let running = state
+                .running
+                .values()
+                .filter(|(c, _)| c == controller)
+                .map(|(_, since)| now.duration_since(*since).as_secs_f64());
+            let (total, longest) = running.fold((0.0, 0.0f64), |(t, l), s| (t + s, l.max(s)));
+            let labels = QueueLabels::of(controller);
+            self.unfinished.get_or_create(&labels).set(total);
+            self.longest_running.get_or_create(&labels).set(longest);
+        }
+    }
+}
+
 /// How a reconcile ended, as controller-runtime counts it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -81,22 +297,27 @@ pub struct Metrics {
     max_concurrent: Family<ControllerLabels, Gauge>,
     /// `controller_runtime_active_workers{controller}`.
     active_workers: Family<ControllerLabels, Gauge>,
+    /// `workqueue_*{name,controller}`.
+    queue: QueueMetrics,
 }
 
 /// One reconcile in progress: an active worker until dropped, then its time is recorded.
 pub struct Worker {
     metrics: Metrics,
     labels: ControllerLabels,
+    id: u64,
     started: Instant,
 }
 
 impl Drop for Worker {
     fn drop(&mut self) {
+        let took = self.started.elapsed();
         self.metrics.active_workers.get_or_create(&self.labels).dec();
         self.metrics
             .reconcile_time
             .get_or_create(&self.labels)
-            .observe(self.started.elapsed().as_secs_f64());
+            .observe(took.as_secs_f64());
+        self.metrics.queue.done(&self.labels.controller, self.id, took);
     }
 }
 
@@ -115,12 +336,12 @@ impl Metrics {
         let reconcile_failures = Family::<FailureLabels, Counter>::default();
         registry.register(
             "gotk_reconcile_duration_seconds",
-            "The duration in seconds of a GitOps Toolkit resource reconciliation.",
+            "The duration in seconds of a GitOps Toolkit resource reconciliation",
             reconcile_duration.clone(),
         );
         registry.register(
             "gotk_reconcile_failures",
-            "Failed reconciliations by kind and condition reason.",
+            "Failed reconciliations by kind and condition reason",
             reconcile_failures.clone(),
         );
         let reconcile_total = Family::<ResultLabels, Counter>::default();
@@ -155,7 +376,9 @@ impl Metrics {
             "Number of currently used workers per controller",
             active_workers.clone(),
         );
+        let queue = QueueMetrics::register(&mut registry);
         Self {
+            queue,
             registry: Arc::new(Mutex::new(registry)),
             reconcile_duration,
             reconcile_failures,
@@ -177,17 +400,35 @@ impl Metrics {
             .set(i64::from(concurrency));
         // The series exists (at 0) before the first reconcile, as controller-runtime's does.
         self.active_workers.get_or_create(&labels).set(0);
+        self.queue.started(controller);
     }
 
-    /// A reconcile starts: an active worker until the guard is dropped.
-    pub fn worker(&self, controller: &str) -> Worker {
+    /// An object (`namespace/name`) is queued for a reconcile: a watch event or a trigger.
+    pub fn queued(&self, controller: &str, key: String) {
+        self.queue.queued(controller, key);
+    }
+
+    /// A reconcile of the object is scheduled `after` from now (its interval, a retry).
+    pub fn scheduled(&self, controller: &str, key: String, after: Duration) {
+        self.queue.scheduled(controller, key, after);
+    }
+
+    /// The object is gone: nothing of it stays queued.
+    pub fn dequeue_forgotten(&self, controller: &str, key: String) {
+        self.queue.forget(controller, key);
+    }
+
+    /// A reconcile of the object starts: an active worker until the guard is dropped.
+    pub fn worker(&self, controller: &str, key: String) -> Worker {
         let labels = ControllerLabels {
             controller: controller.to_string(),
         };
+        let id = self.queue.dequeued(controller, key);
         self.active_workers.get_or_create(&labels).inc();
         Worker {
             metrics: self.clone(),
             labels,
+            id,
             started: Instant::now(),
         }
     }
@@ -210,6 +451,11 @@ impl Metrics {
                 .get_or_create(&ControllerLabels {
                     controller: controller.to_string(),
                 })
+                .inc();
+            // controller-runtime requeues an error rate-limited: the workqueue counts a retry.
+            self.queue
+                .retries
+                .get_or_create(&QueueLabels::of(controller))
                 .inc();
         }
     }
@@ -250,6 +496,7 @@ impl Metrics {
 
     /// The text exposition of all metrics.
     pub fn encode(&self) -> String {
+        self.queue.refresh();
         let mut out = String::new();
         if let Ok(registry) = self.registry.lock() {
             let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
@@ -276,6 +523,13 @@ fn reconcile_time_histogram() -> Histogram {
         40.0, 50.0, 60.0,
     ];
     Histogram::new(BUCKETS)
+}
+
+/// client-go's workqueue buckets: exponential from 10 ns by 10, twelve of them.
+fn workqueue_histogram() -> Histogram {
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        1e-8, 10.0, 12,
+    ))
 }
 
 /// Readiness of the process: set once the controllers have started (or, with leader
@@ -385,7 +639,7 @@ mod tests {
         let metrics = Metrics::new();
         metrics.controller_started("kustomization", 4);
         {
-            let _worker = metrics.worker("kustomization");
+            let _worker = metrics.worker("kustomization", "ns/app".into());
             assert!(
                 metrics
                     .encode()
@@ -403,6 +657,64 @@ mod tests {
             r#"controller_runtime_reconcile_errors_total{controller="kustomization"} 1"#,
             r#"controller_runtime_reconcile_time_seconds_count{controller="kustomization"} 1"#,
             r#"controller_runtime_reconcile_time_seconds_bucket{le="60.0",controller="kustomization"} 1"#,
+        ] {
+            assert!(text.contains(series), "{series} missing from:\n{text}");
+        }
+    }
+
+    /// The workqueue series: an object queued twice before a worker takes it is one add, a
+    /// requeue that falls due is an add, an error is a retry, work in progress is measured.
+    #[test]
+    fn workqueue_series_count_as_client_go_does() {
+        let metrics = Metrics::new();
+        metrics.controller_started("gitrepository", 2);
+        let text = metrics.encode();
+        for series in [
+            r#"workqueue_depth{name="gitrepository",controller="gitrepository",priority=""} 0"#,
+            r#"workqueue_adds_total{name="gitrepository",controller="gitrepository"} 0"#,
+            r#"workqueue_retries_total{name="gitrepository",controller="gitrepository"} 0"#,
+            r#"workqueue_unfinished_work_seconds{name="gitrepository",controller="gitrepository"} 0.0"#,
+        ] {
+            assert!(text.contains(series), "{series} missing from:\n{text}");
+        }
+        metrics.queued("gitrepository", "ns/a".into());
+        metrics.queued("gitrepository", "ns/a".into());
+        metrics.queued("gitrepository", "ns/b".into());
+        let text = metrics.encode();
+        assert!(
+            text.contains(
+                r#"workqueue_depth{name="gitrepository",controller="gitrepository",priority=""} 2"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"workqueue_adds_total{name="gitrepository",controller="gitrepository"} 2"#),
+            "{text}"
+        );
+        let worker = metrics.worker("gitrepository", "ns/a".into());
+        std::thread::sleep(Duration::from_millis(5));
+        let text = metrics.encode();
+        assert!(
+            text.contains(
+                r#"workqueue_depth{name="gitrepository",controller="gitrepository",priority=""} 1"#
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("workqueue_longest_running_processor_seconds{name=\"gitrepository\",controller=\"gitrepository\"} 0.0\n"), "{text}");
+        metrics.count_outcome("gitrepository", Outcome::Error);
+        metrics.scheduled("gitrepository", "ns/a".into(), Duration::ZERO);
+        drop(worker);
+        // The retry falls due and starts: one more add, and the queue is left with `ns/b`.
+        drop(metrics.worker("gitrepository", "ns/a".into()));
+        metrics.dequeue_forgotten("gitrepository", "ns/b".into());
+        let text = metrics.encode();
+        for series in [
+            r#"workqueue_depth{name="gitrepository",controller="gitrepository",priority=""} 0"#,
+            r#"workqueue_adds_total{name="gitrepository",controller="gitrepository"} 3"#,
+            r#"workqueue_retries_total{name="gitrepository",controller="gitrepository"} 1"#,
+            r#"workqueue_queue_duration_seconds_count{name="gitrepository",controller="gitrepository"} 2"#,
+            r#"workqueue_work_duration_seconds_count{name="gitrepository",controller="gitrepository"} 2"#,
+            r#"workqueue_longest_running_processor_seconds{name="gitrepository",controller="gitrepository"} 0.0"#,
         ] {
             assert!(text.contains(series), "{series} missing from:\n{text}");
         }

@@ -78,8 +78,10 @@ toolkit_object!(OCIRepository, source::OCIRepositoryStatus, interval: |s| Some(&
 toolkit_object!(HelmRepository, source::HelmRepositoryStatus, interval: |s| s.interval.as_deref());
 toolkit_object!(HelmChart, source::HelmChartStatus, interval: |s| Some(&s.interval));
 toolkit_object!(Bucket, source::BucketStatus, interval: |s| Some(&s.interval));
+// Flux retries a failed Kustomization after `retryInterval`, else after its `interval`
+// (`GetRetryInterval`), not with the workqueue's backoff.
 toolkit_object!(Kustomization, kustomize::KustomizationStatus, interval: |s| Some(&s.interval),
-    retry: |s| s.retry_interval.as_deref());
+    retry: |s| s.retry_interval.as_deref().or(Some(&s.interval)));
 toolkit_object!(HelmRelease, helm::HelmReleaseStatus, interval: |s| Some(&s.interval),
     retry: |s| s.retry_interval());
 toolkit_object!(Receiver, notification::ReceiverStatus, interval: |s| s.interval.as_deref());
@@ -96,5 +98,30 @@ where
     match namespace {
         Some(ns) => kube::Api::namespaced(client.clone(), ns),
         None => kube::Api::all(client.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kustomization_retries_after_its_interval_unless_told_otherwise() {
+        let mut ks: Kustomization = serde_json::from_value(serde_json::json!({
+            "apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+            "metadata": {"name": "app"},
+            "spec": {"interval": "5m", "prune": true, "sourceRef": {"kind": "GitRepository", "name": "repo"}}
+        }))
+        .unwrap();
+        assert_eq!(ks.retry_interval(), Some(Duration::from_secs(300)));
+        ks.spec.retry_interval = Some("30s".into());
+        assert_eq!(ks.retry_interval(), Some(Duration::from_secs(30)));
+        // Sources keep the workqueue's backoff, as Flux's source-controller returns its errors.
+        let repo: GitRepository = serde_json::from_value(serde_json::json!({
+            "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository",
+            "metadata": {"name": "repo"}, "spec": {"url": "https://example.com/r.git", "interval": "5m"}
+        }))
+        .unwrap();
+        assert_eq!(repo.retry_interval(), None);
     }
 }

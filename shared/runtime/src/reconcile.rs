@@ -328,23 +328,33 @@ impl<R: Reconciler> KindController<R> {
             wc = wc.labels(sel);
         }
         let (reader, writer) = reflector::store();
+        let kind = R::Kind::kind(&()).to_string();
+        let controller_label = kind.to_lowercase();
         // Reflect before filtering so the store sees every update; only changes users make
         // (spec, finalizers, a reconcile request, deletion) trigger a reconcile. Status writes
         // of our own do not.
+        let (metrics, label) = (self.metrics.clone(), controller_label.clone());
         let stream = watcher(api, wc)
             .default_backoff()
             .reflect(writer)
             .applied_objects()
-            .predicate_filter(trigger_hash::<R::Kind>, Default::default());
-        let kind = R::Kind::kind(&()).to_string();
-        let extra = self
-            .triggers
-            .lock()
-            .ok()
-            .and_then(|mut t| t.take())
-            .map(|build| build(reader.clone()));
+            .predicate_filter(trigger_hash::<R::Kind>, Default::default())
+            .inspect(move |obj| {
+                if let Ok(obj) = obj {
+                    metrics.queued(&label, Self::key(obj));
+                }
+            });
+        let (metrics, label) = (self.metrics.clone(), controller_label.clone());
+        let extra = self.triggers.lock().ok().and_then(|mut t| t.take()).map(|build| {
+            build(reader.clone())
+                .inspect(move |obj| {
+                    let key = format!("{}/{}", obj.namespace.as_deref().unwrap_or_default(), obj.name);
+                    metrics.queued(&label, key);
+                })
+                .boxed()
+        });
         self.metrics
-            .controller_started(&kind.to_lowercase(), self.settings.concurrency);
+            .controller_started(&controller_label, self.settings.concurrency);
         let mut controller = Controller::for_stream(stream, reader);
         if let Some(extra) = extra {
             controller = controller.reconcile_on(extra);
@@ -364,6 +374,13 @@ impl<R: Reconciler> KindController<R> {
 
     fn key(obj: &R::Kind) -> String {
         format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
+    }
+
+    /// Reconciles the object again `after` from now (kept for the workqueue series).
+    fn requeue(&self, obj: &R::Kind, after: Duration) -> Action {
+        let controller = R::Kind::kind(&()).to_lowercase();
+        self.metrics.scheduled(&controller, Self::key(obj), after);
+        Action::requeue(after)
     }
 
     fn backoff(&self, obj: &R::Kind) -> Duration {
@@ -486,7 +503,7 @@ impl<R: Reconciler> KindController<R> {
                 let after = success
                     .requeue_after
                     .unwrap_or_else(|| self.jitter(obj.interval()));
-                (Action::requeue(after), event)
+                (self.requeue(obj, after), event)
             }
             Err(err) => {
                 conditions::set(
@@ -504,14 +521,14 @@ impl<R: Reconciler> KindController<R> {
                         status.set_observed_generation(generation.unwrap_or_default());
                         self.metrics.count_failure(&kind, &err.reason);
                         (
-                            Action::requeue(obj.interval()),
+                            self.requeue(obj, obj.interval()),
                             Some((EventType::Warning, err.reason.clone(), err.message.clone())),
                         )
                     }
                     ErrorClass::Waiting(after) => {
                         conditions::mark_reconciling(conds, reasons::PROGRESSING, &err.message, generation);
                         (
-                            Action::requeue(after),
+                            self.requeue(obj, after),
                             Some((EventType::Normal, err.reason.clone(), err.message.clone())),
                         )
                     }
@@ -528,7 +545,7 @@ impl<R: Reconciler> KindController<R> {
                         self.metrics.count_failure(&kind, &err.reason);
                         let delay = obj.retry_interval().unwrap_or_else(|| self.backoff(obj));
                         (
-                            Action::requeue(delay),
+                            self.requeue(obj, delay),
                             Some((EventType::Warning, err.reason.clone(), err.message.clone())),
                         )
                     }
@@ -567,6 +584,8 @@ impl<R: Reconciler> KindController<R> {
         self.reconciler.cleanup(&obj, &ctx).await?;
         self.reset_backoff(&obj);
         self.metrics.forget(&labels(&*obj));
+        self.metrics
+            .dequeue_forgotten(&R::Kind::kind(&()).to_lowercase(), Self::key(&obj));
         Ok(Action::await_change())
     }
 }
@@ -597,7 +616,7 @@ async fn reconcile<R: Reconciler>(
     let started = Instant::now();
     let labels = labels(&*obj);
     let controller = labels.kind.to_lowercase();
-    let _worker = ctrl.metrics.worker(&controller);
+    let _worker = ctrl.metrics.worker(&controller, KindController::<R>::key(&obj));
     let span = tracing::info_span!("reconcile", controller = %ctrl.controller_name, kind = %labels.kind,
         namespace = %labels.namespace, name = %labels.name);
     let _enter = span.enter();
@@ -694,7 +713,7 @@ fn error_policy<R: Reconciler>(
 ) -> Action {
     let delay = ctrl.backoff(&obj);
     tracing::warn!(name = %obj.name_any(), namespace = ?obj.namespace(), %err, ?delay, "reconcile error, retrying");
-    Action::requeue(delay)
+    ctrl.requeue(&obj, delay)
 }
 
 #[cfg(test)]

@@ -367,3 +367,125 @@ pub fn flux_deployment_args(controller: &str, extra: &[&str]) -> Vec<String> {
     args.extend(extra.iter().map(|a| a.to_string()));
     args
 }
+
+/// A controller binary running as Flux's Deployment starts it; killed when dropped.
+pub struct FluxStartedBinary {
+    child: std::process::Child,
+    /// Where it serves `/metrics`.
+    pub metrics_addr: std::net::SocketAddr,
+    /// Where it serves `/healthz` and `/readyz`.
+    pub health_addr: std::net::SocketAddr,
+}
+
+impl Drop for FluxStartedBinary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `binary` with [`flux_deployment_args`] of `controller` and `extra`, as a cluster moved
+/// from Flux starts it, with what cannot hold on a test machine replaced: `replace` flags
+/// (`--storage-path=…`) take the place of Flux's of the same name, metrics and probes listen
+/// on free loopback ports, and the leader-election Lease goes to `namespace`
+/// (`RUNTIME_NAMESPACE`). Returns once `/readyz` answers 200.
+///
+/// # Panics
+/// When the process exits or is not ready within a minute (its stderr is in the message).
+pub async fn start_with_flux_args(
+    binary: &str,
+    controller: &str,
+    namespace: &str,
+    extra: &[&str],
+    replace: &[&str],
+) -> FluxStartedBinary {
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+    };
+    let (metrics_addr, health_addr) = (free(), free());
+    let metrics_flag = format!("--metrics-addr={metrics_addr}");
+    let health_flag = format!("--health-addr={health_addr}");
+    let replace: Vec<&str> = replace
+        .iter()
+        .copied()
+        .chain([metrics_flag.as_str(), health_flag.as_str()])
+        .collect();
+    let name_of = |flag: &str| flag.split('=').next().unwrap_or(flag).to_string();
+    let mut args = flux_deployment_args(controller, extra);
+    for flag in &replace {
+        let name = name_of(flag);
+        args.retain(|a| name_of(a) != name);
+        args.push(flag.to_string());
+    }
+    let stderr = tempfile::NamedTempFile::new().expect("stderr file");
+    let child = std::process::Command::new(binary)
+        .args(&args[1..])
+        .env("RUNTIME_NAMESPACE", namespace)
+        .stdout(std::process::Stdio::null())
+        .stderr(stderr.reopen().expect("stderr file"))
+        .spawn()
+        .unwrap_or_else(|e| panic!("{binary}: {e}"));
+    let mut started = FluxStartedBinary {
+        child,
+        metrics_addr,
+        health_addr,
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(Some(status)) = started.child.try_wait() {
+            let log = std::fs::read_to_string(stderr.path()).unwrap_or_default();
+            panic!("{controller} exited with {status} when started with {args:?}:\n{log}");
+        }
+        if http_get(health_addr, "/readyz")
+            .await
+            .is_some_and(|(code, _)| code == 200)
+        {
+            return started;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{controller} not ready within a minute: {}",
+            std::fs::read_to_string(stderr.path()).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+impl FluxStartedBinary {
+    /// The text of its `/metrics`.
+    pub async fn metrics(&self) -> String {
+        http_get(self.metrics_addr, "/metrics")
+            .await
+            .map(|(_, body)| body)
+            .unwrap_or_default()
+    }
+}
+
+/// Starts `binary` with `args` and returns its exit status and stderr: for flags that must
+/// stop a controller before it starts (an unknown feature gate).
+pub fn refused_start(binary: &str, args: &[&str]) -> (std::process::ExitStatus, String) {
+    let out = std::process::Command::new(binary)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{binary}: {e}"));
+    (out.status, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// A plain HTTP/1.1 GET on loopback: the status code and body, None when nothing listens.
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> Option<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+    // HTTP/1.0: the body comes whole, not chunked.
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.ok()?;
+    let code = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Some((code, body))
+}
