@@ -27,6 +27,7 @@ pub async fn apply_objects(cluster: &Cluster, objects: Vec<Value>) -> anyhow::Re
         force: false,
         ignore: &[],
         dry_run: false,
+        ..Default::default()
     };
     let (applied, changes, _) = apply::apply_staged(
         &cluster.client,

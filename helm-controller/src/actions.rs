@@ -618,6 +618,7 @@ async fn apply_crds(
         force: false,
         ignore: &[],
         dry_run: false,
+        ..Default::default()
     };
     let (_, changes, _) =
         driftless_apply::apply_staged(&run.client, &r.discovery, objects, &options, &r.observed)
@@ -1044,6 +1045,7 @@ async fn wait_for_health(
         discovery: &r.discovery,
         observed: &r.observed,
         custom: &run.custom_health,
+        fail_fast: true,
     };
     let never = || async { None };
     wait.until_healthy(&targets, &Default::default(), timeout, never)

@@ -42,6 +42,7 @@ pub async fn detect(r: &HelmReleaseReconciler, run: &mut Run<'_>) -> Result<(), 
         force: false,
         ignore: &ignore,
         dry_run: mode != "enabled",
+        ..Default::default()
     };
     let (_, changes, _) =
         driftless_apply::apply_staged(&run.client, &r.discovery, objects, &options, &r.observed)

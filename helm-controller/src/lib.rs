@@ -82,6 +82,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         default_service_account: rt.args.default_service_account.clone(),
         kubeconfig: args.kubeconfig,
         allow_external_artifact: rt.gates.enabled("ExternalArtifact"),
+        additive_ready_expr: rt.gates.enabled("AdditiveCELDependencyCheck"),
     };
     let post_renderer = std::env::current_exe()?;
     let mut loop_settings = rt.loop_settings(DEFAULT_CONCURRENCY);

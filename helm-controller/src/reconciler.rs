@@ -48,6 +48,8 @@ pub struct Settings {
     pub kubeconfig: driftless_runtime::kubeconfig::KubeconfigPolicy,
     /// Feature gate ExternalArtifact (off by default, as in Flux): ExternalArtifact chartRefs.
     pub allow_external_artifact: bool,
+    /// Feature gate AdditiveCELDependencyCheck: `readyExpr` is checked besides Ready.
+    pub additive_ready_expr: bool,
 }
 
 pub struct HelmReleaseReconciler {
@@ -375,6 +377,7 @@ impl HelmReleaseReconciler {
             kind: "HelmRelease",
             api_version: "helm.toolkit.fluxcd.io/v2",
             namespace: &namespace,
+            additive_ready_expr: self.settings.additive_ready_expr,
         };
         let dependencies = run.hr.spec.depends_on.as_deref().unwrap_or_default();
         dependency::check_all(&run.ctx.client, &self.discovery, &dependent, dependencies, |_| {

@@ -171,30 +171,30 @@ impl KustomizationReconciler {
                 decryption.provider
             )));
         }
-        let Some(secret_ref) = &decryption.secret_ref else {
-            return Err(invalid(
-                "decryption.secretRef is required: only keys from a Secret (age, OpenPGP) are supported",
-            ));
+        // Without a Secret of its own, the keys of `--sops-age-secret` in the controller's
+        // namespace decrypt, as Flux's fallback does.
+        let (namespace, name) = match (&decryption.secret_ref, &self.settings.sops_age_secret) {
+            (Some(secret_ref), _) => (ks.namespace().unwrap_or_default(), secret_ref.name.clone()),
+            (None, Some(fallback)) => fallback.clone(),
+            (None, None) => {
+                return Err(invalid(
+                    "decryption.secretRef is required: only keys from a Secret (age, OpenPGP) are supported \
+                     (or --sops-age-secret)",
+                ));
+            }
         };
-        let namespace = ks.namespace().unwrap_or_default();
         let secret = Api::<Secret>::namespaced(client.clone(), &namespace)
-            .get(&secret_ref.name)
+            .get(&name)
             .await
             .map_err(|e| match e {
                 kube::Error::Api(ref api) if api.code == 404 => ReconcileError::waiting(
                     reasons::BUILD_FAILED,
-                    format!(
-                        "sops decryption Secret '{namespace}/{}' not found",
-                        secret_ref.name
-                    ),
+                    format!("sops decryption Secret '{namespace}/{}' not found", name),
                     self.settings.requeue_dependency,
                 ),
                 e => ReconcileError::transient(
                     reasons::BUILD_FAILED,
-                    format!(
-                        "cannot get sops decryption Secret '{namespace}/{}': {e}",
-                        secret_ref.name
-                    ),
+                    format!("cannot get sops decryption Secret '{namespace}/{}': {e}", name),
                 ),
             })?;
         let data = secret.data.unwrap_or_default();

@@ -23,9 +23,57 @@ const TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
 const TOKEN_RENEW_BEFORE: Duration = Duration::from_secs(600);
 
 /// ServiceAccount tokens for `kubeConfig.configMapRef`, reused until close to expiry.
-#[derive(Default)]
 pub struct TokenCache {
     tokens: Mutex<HashMap<TokenKey, (String, Instant)>>,
+    limits: TokenCacheLimits,
+}
+
+/// How many tokens are cached, and for how long at most (Flux's `--token-cache-max-size`,
+/// `--token-cache-max-duration`).
+#[derive(Clone, Copy, Debug)]
+pub struct TokenCacheLimits {
+    /// 0: no token is cached.
+    pub max_size: usize,
+    pub max_duration: Duration,
+}
+
+impl Default for TokenCacheLimits {
+    fn default() -> Self {
+        Self {
+            max_size: 100,
+            max_duration: Duration::from_secs(3600),
+        }
+    }
+}
+
+impl TokenCache {
+    pub fn new(limits: TokenCacheLimits) -> Self {
+        Self {
+            tokens: Mutex::default(),
+            limits,
+        }
+    }
+
+    /// Keeps `token` until `expires` (or the longest caching allowed); when full, the token
+    /// closest to expiry makes room.
+    fn keep(&self, key: TokenKey, token: String, expires: Instant) {
+        if self.limits.max_size == 0 {
+            return;
+        }
+        let expires = expires.min(Instant::now() + self.limits.max_duration);
+        let mut tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
+        tokens.retain(|_, (_, until)| *until > Instant::now());
+        if tokens.len() >= self.limits.max_size
+            && !tokens.contains_key(&key)
+            && let Some(oldest) = tokens
+                .iter()
+                .min_by_key(|(_, (_, until))| *until)
+                .map(|(k, _)| k.clone())
+        {
+            tokens.remove(&oldest);
+        }
+        tokens.insert(key, (token, expires));
+    }
 }
 
 /// The spec names something that is not right: the user must fix it.
@@ -156,6 +204,15 @@ impl KustomizationReconciler {
                     ),
                 )
             })?;
+        // Flux issues ServiceAccount tokens for remote clusters only with the gate on.
+        if !self.settings.object_level_workload_identity {
+            return Err(ReconcileError::stalled(
+                reasons::RECONCILIATION_FAILED,
+                format!(
+                    "kubeconfig ConfigMap '{namespace}/{name}': ObjectLevelWorkloadIdentity feature gate is not enabled"
+                ),
+            ));
+        }
         let audiences = match key("audiences") {
             Some(list) => list
                 .split([',', '\n'])
@@ -230,11 +287,7 @@ impl KustomizationReconciler {
             .unwrap_or(TOKEN_LIFETIME);
         let expires = now + granted.min(TOKEN_LIFETIME);
         let token = status.token.unwrap_or_default();
-        self.tokens
-            .tokens
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key, (token.clone(), expires));
+        self.tokens.keep(key, token.clone(), expires);
         Ok(token)
     }
 }

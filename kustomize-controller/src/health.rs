@@ -109,6 +109,7 @@ pub(crate) async fn wait_healthy(
         discovery: &reconciler.discovery,
         observed: &reconciler.observed,
         custom: &run.custom_health,
+        fail_fast: reconciler.settings.fail_fast,
     };
     let (ks, own_client, revision) = (run.ks, &run.ctx.client, run.artifact.revision.as_str());
     let cancel = reconciler.settings.cancel_health_on_new_revision;

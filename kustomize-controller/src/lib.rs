@@ -5,7 +5,7 @@
 //! leader election, graceful shutdown) and the Kustomization controller with its triggers.
 
 mod build;
-mod client;
+pub mod client;
 mod deletion;
 mod health;
 pub mod history;
@@ -15,7 +15,9 @@ pub mod source;
 pub mod triggers;
 
 use driftless_api::kustomize::STATUS_FIELD_MANAGER;
-use driftless_runtime::{args::CommonArgs, reconcile::KindController, runtime::Runtime};
+use driftless_runtime::{
+    args::CommonArgs, features::OBJECT_LEVEL_WORKLOAD_IDENTITY, reconcile::KindController, runtime::Runtime,
+};
 use std::sync::Arc;
 
 /// Name used for events and the leader-election lease.
@@ -41,6 +43,43 @@ pub struct Args {
     /// (git repositories anonymously, http(s) files), as Flux does.
     #[arg(long, action = clap::ArgAction::Set, default_value_t = false, num_args = 0..=1, default_missing_value = "true")]
     pub no_remote_bases: bool,
+    /// Objects of one apply stage planned and written at once.
+    #[arg(long, default_value_t = driftless_apply::DEFAULT_CONCURRENCY)]
+    pub concurrent_ssa: usize,
+    /// Kinds (`group/Kind`, comma-separated; `Kind` alone for the core group) applied in a stage
+    /// of their own, after cluster and class definitions and before everything else.
+    #[arg(long, default_value = "")]
+    pub custom_apply_stage_kinds: String,
+    /// A field manager whose fields on applied objects are taken over, as kubectl's are
+    /// (repeatable).
+    #[arg(long = "override-manager")]
+    pub override_managers: Vec<String>,
+    /// Retries of an artifact download.
+    #[arg(long, default_value_t = 9)]
+    pub http_retry: u32,
+    /// A Secret in RUNTIME_NAMESPACE whose age keys decrypt SOPS files of Kustomizations whose
+    /// `decryption` names no Secret.
+    #[arg(long, default_value = "")]
+    pub sops_age_secret: String,
+    /// Flux's allowlist of Vault/OpenBao servers for decryption with a ServiceAccount token;
+    /// such decryption (`decryption.serviceAccountName`) is refused by this controller, so the
+    /// list has nothing to allow.
+    #[arg(long, default_value = "")]
+    pub sops_vault_configmap: String,
+    /// ServiceAccount for KMS decryption when `decryption.serviceAccountName` is unset (needs
+    /// the ObjectLevelWorkloadIdentity gate, as in Flux; KMS itself is refused by field).
+    #[arg(long, default_value = "")]
+    pub default_decryption_service_account: String,
+    /// Label selector of the ConfigMaps and Secrets whose changes reconcile the Kustomizations
+    /// that use them.
+    #[arg(long, default_value = triggers::WATCH_CONFIGS_SELECTOR)]
+    pub watch_configs_label_selector: String,
+    /// ServiceAccount tokens cached at most (0: none cached).
+    #[arg(long, default_value_t = 100)]
+    pub token_cache_max_size: usize,
+    /// Longest a ServiceAccount token is cached.
+    #[arg(long, default_value = "1h", value_parser = driftless_runtime::args::duration_arg)]
+    pub token_cache_max_duration: std::time::Duration,
 }
 
 /// Flux v2.9's feature gates of this controller and their defaults (`--feature-gates`).
@@ -56,7 +95,7 @@ pub const FEATURE_GATES: &[(&str, bool)] = &[
     ("DisableConfigWatchers", false),
     ("DirectSourceFetch", false),
     ("MigrateAPIVersion", false),
-    driftless_runtime::features::OBJECT_LEVEL_WORKLOAD_IDENTITY,
+    OBJECT_LEVEL_WORKLOAD_IDENTITY,
 ];
 
 /// Runs the controller until SIGTERM.
@@ -64,6 +103,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     driftless_artifact::install_crypto_provider();
     let config = kube::Config::infer().await?;
     let rt = Runtime::start(CONTROLLER_NAME, args.common, FEATURE_GATES).await?;
+    let workload_identity = rt.gates.enabled(OBJECT_LEVEL_WORKLOAD_IDENTITY.0);
+    let default_accounts = !args.default_decryption_service_account.is_empty()
+        || !rt.args.default_kubeconfig_service_account.is_empty();
+    if default_accounts && !workload_identity {
+        anyhow::bail!(
+            "invalid configuration: cannot set default service accounts when the feature gate {} is not enabled",
+            OBJECT_LEVEL_WORKLOAD_IDENTITY.0
+        );
+    }
+    let custom_stage = driftless_apply::GroupKind::parse_list(&args.custom_apply_stage_kinds)
+        .map_err(|e| anyhow::anyhow!("unable to parse --custom-apply-stage-kinds: {e}"))?;
     let settings = reconciler::Settings {
         no_cross_namespace_refs: rt.args.no_cross_namespace_refs,
         requeue_dependency: rt.args.requeue_dependency,
@@ -74,7 +124,25 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         strict_substitutions: rt.gates.enabled("StrictPostBuildSubstitutions"),
         cancel_health_on_new_revision: rt.gates.enabled("CancelHealthCheckOnNewRevision"),
         allow_external_artifact: rt.gates.enabled("ExternalArtifact"),
+        concurrent_ssa: args.concurrent_ssa,
+        custom_stage,
+        override_managers: args.override_managers,
+        migrate_api_version: rt.gates.enabled("MigrateAPIVersion"),
+        fail_fast: !rt.gates.enabled("DisableFailFastBehavior"),
+        additive_ready_expr: rt.gates.enabled("AdditiveCELDependencyCheck"),
+        group_change_log: rt.gates.enabled("GroupChangeLog"),
+        sops_age_secret: (!args.sops_age_secret.is_empty())
+            .then(|| (CommonArgs::runtime_namespace(), args.sops_age_secret)),
+        object_level_workload_identity: workload_identity,
+        http_retry: args.http_retry,
+        token_cache: client::TokenCacheLimits {
+            max_size: args.token_cache_max_size,
+            max_duration: args.token_cache_max_duration,
+        },
     };
+    // DisableConfigWatchers: changed ConfigMaps and Secrets no longer reconcile anything.
+    let watch_configs =
+        (!rt.gates.enabled("DisableConfigWatchers")).then_some(args.watch_configs_label_selector);
     let loop_settings = rt.loop_settings(DEFAULT_CONCURRENCY);
     let controller = Arc::new(
         KindController::new(
@@ -88,6 +156,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .with_triggers(triggers::triggers(
             rt.client.clone(),
             loop_settings.namespace.clone(),
+            watch_configs,
         )),
     );
     let shutdown = rt.shutdown().clone();

@@ -58,6 +58,57 @@ pub struct Settings {
     pub cancel_health_on_new_revision: bool,
     /// Feature gate ExternalArtifact (off by default, as in Flux): ExternalArtifact sources.
     pub allow_external_artifact: bool,
+    /// `--concurrent-ssa`: objects of a stage applied at once.
+    pub concurrent_ssa: usize,
+    /// `--custom-apply-stage-kinds`.
+    pub custom_stage: Vec<driftless_apply::GroupKind>,
+    /// `--override-manager`.
+    pub override_managers: Vec<String>,
+    /// Feature gate MigrateAPIVersion.
+    pub migrate_api_version: bool,
+    /// Health checks stop at the first failed object (off with DisableFailFastBehavior).
+    pub fail_fast: bool,
+    /// Feature gate AdditiveCELDependencyCheck: `readyExpr` is checked besides Ready.
+    pub additive_ready_expr: bool,
+    /// Feature gate GroupChangeLog: the apply's log line groups objects by action.
+    pub group_change_log: bool,
+    /// `--sops-age-secret`: the Secret (namespace, name: RUNTIME_NAMESPACE's) with fallback
+    /// age keys.
+    pub sops_age_secret: Option<(String, String)>,
+    /// Feature gate ObjectLevelWorkloadIdentity: ServiceAccount tokens for remote clusters.
+    pub object_level_workload_identity: bool,
+    /// `--http-retry`.
+    pub http_retry: u32,
+    /// `--token-cache-max-size`, `--token-cache-max-duration`.
+    pub token_cache: crate::client::TokenCacheLimits,
+}
+
+impl Default for Settings {
+    /// Flux's defaults: what the controller runs with when no flag says otherwise.
+    fn default() -> Self {
+        Self {
+            no_cross_namespace_refs: false,
+            requeue_dependency: Duration::from_secs(30),
+            default_service_account: String::new(),
+            default_kubeconfig_service_account: String::new(),
+            kubeconfig: Default::default(),
+            no_remote_bases: false,
+            strict_substitutions: true,
+            cancel_health_on_new_revision: false,
+            allow_external_artifact: false,
+            concurrent_ssa: driftless_apply::DEFAULT_CONCURRENCY,
+            custom_stage: Vec::new(),
+            override_managers: Vec::new(),
+            migrate_api_version: false,
+            fail_fast: true,
+            additive_ready_expr: false,
+            group_change_log: false,
+            sops_age_secret: None,
+            object_level_workload_identity: false,
+            http_retry: 9,
+            token_cache: Default::default(),
+        }
+    }
 }
 
 pub struct KustomizationReconciler {
@@ -75,12 +126,12 @@ pub struct KustomizationReconciler {
 impl KustomizationReconciler {
     pub fn new(settings: Settings, config: kube::Config) -> Self {
         Self {
-            fetcher: Fetcher::default(),
+            fetcher: Fetcher::with_retries(settings.http_retry),
             discovery: Arc::new(Discovery::default()),
             observed: Observed::default(),
+            tokens: TokenCache::new(settings.token_cache),
             settings,
             config,
-            tokens: TokenCache::default(),
         }
     }
 }
@@ -237,6 +288,31 @@ impl Reconciler for KustomizationReconciler {
 }
 
 impl KustomizationReconciler {
+    /// Flux's log line of an apply: each object with what happened to it, or, with the
+    /// GroupChangeLog gate, the objects grouped by what happened (fewer distinct log values).
+    fn log_change_set(&self, applied: &[driftless_apply::AppliedObject], changes: &[String], revision: &str) {
+        if applied.is_empty() {
+            return;
+        }
+        let changed: std::collections::HashMap<&str, &str> =
+            changes.iter().filter_map(|c| c.rsplit_once(' ')).collect();
+        let entries = applied.iter().map(|(id, _, _)| {
+            let subject = id.display();
+            let action = changed.get(subject.as_str()).copied().unwrap_or("unchanged");
+            (subject, action)
+        });
+        let output = if self.settings.group_change_log {
+            let mut groups: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+            for (subject, action) in entries {
+                groups.entry(action).or_default().push(subject);
+            }
+            serde_json::to_string(&groups)
+        } else {
+            serde_json::to_string(&entries.collect::<std::collections::BTreeMap<_, _>>())
+        };
+        tracing::info!(output = %output.unwrap_or_default(), revision, "server-side apply completed");
+    }
+
     /// An apply error by its type: manifests, rules or rights the user must fix stall, what
     /// the objects need and is not there yet (their namespace, a kind) is waited for, the
     /// apiserver failing is retried.
@@ -278,6 +354,7 @@ impl KustomizationReconciler {
             run.ks,
             &run.artifact,
             self.settings.requeue_dependency,
+            self.settings.additive_ready_expr,
         )
         .await?;
         run.status.last_attempted_revision = Some(run.artifact.revision.clone());
@@ -350,11 +427,16 @@ impl KustomizationReconciler {
             force: run.ks.spec.force == Some(true),
             ignore: &ignore,
             dry_run: false,
+            concurrency: self.settings.concurrent_ssa,
+            custom_stage: &self.settings.custom_stage,
+            override_managers: &self.settings.override_managers,
+            migrate_api_version: self.settings.migrate_api_version,
         };
         let (applied, changes, current) =
             driftless_apply::apply_staged(&run.client, &self.discovery, objects, &options, &self.observed)
                 .await
                 .map_err(|e| self.apply_failed(e))?;
+        self.log_change_set(&applied, &changes, &run.artifact.revision);
         run.applied = applied;
         run.changes = changes;
         run.current = current;

@@ -50,6 +50,7 @@ pub async fn check_dependencies(
     ks: &Kustomization,
     artifact: &Artifact,
     requeue_dependency: Duration,
+    additive_ready_expr: bool,
 ) -> Result<(), ReconcileError> {
     use driftless_apply::dependency::{self, DependencyFailure, Dependent};
     let object = serde_json::to_value(ks).unwrap_or_default();
@@ -59,6 +60,7 @@ pub async fn check_dependencies(
         kind: "Kustomization",
         api_version: "kustomize.toolkit.fluxcd.io/v1",
         namespace: &namespace,
+        additive_ready_expr,
     };
     let own_source = source_key(ks);
     // A dependency built from the same source must have applied this revision.

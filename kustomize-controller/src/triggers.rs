@@ -131,11 +131,19 @@ fn uses_config(ks: &Kustomization, kind: &str, name: &str) -> bool {
         )
 }
 
-pub fn triggers(client: Client, namespace: Option<String>) -> TriggerFn<Kustomization> {
+/// The reconciles besides a Kustomization's own changes: a source's new artifact, a dependency
+/// turning ready, and (unless `watch_configs` is None: Flux's DisableConfigWatchers gate) a
+/// change of a ConfigMap or Secret it uses that matches the `watch_configs` label selector.
+pub fn triggers(
+    client: Client,
+    namespace: Option<String>,
+    watch_configs: Option<String>,
+) -> TriggerFn<Kustomization> {
     Box::new(move |store| {
         let sources = watcher::Config::default;
-        let configs = || watcher::Config::default().labels(WATCH_CONFIGS_SELECTOR);
-        futures::stream::select_all([
+        let selector = watch_configs.clone().unwrap_or_default();
+        let configs = || watcher::Config::default().labels(&selector);
+        let mut streams = vec![
             referrers::<GitRepository>(
                 &client,
                 &namespace,
@@ -168,7 +176,10 @@ pub fn triggers(client: Client, namespace: Option<String>) -> TriggerFn<Kustomiz
                 |s| artifact_of(s.status.as_ref()?.artifact.as_ref()),
                 uses_source,
             ),
-            referrers::<ConfigMap>(
+            dependency_ready(&client, &namespace, store.clone()),
+        ];
+        if watch_configs.is_some() {
+            streams.push(referrers::<ConfigMap>(
                 &client,
                 &namespace,
                 store.clone(),
@@ -180,8 +191,8 @@ pub fn triggers(client: Client, namespace: Option<String>) -> TriggerFn<Kustomiz
                     )))
                 },
                 uses_watched_config,
-            ),
-            referrers::<Secret>(
+            ));
+            streams.push(referrers::<Secret>(
                 &client,
                 &namespace,
                 store.clone(),
@@ -194,9 +205,8 @@ pub fn triggers(client: Client, namespace: Option<String>) -> TriggerFn<Kustomiz
                     ))
                 },
                 uses_watched_config,
-            ),
-            dependency_ready(&client, &namespace, store),
-        ])
-        .boxed()
+            ));
+        }
+        futures::stream::select_all(streams).boxed()
     })
 }

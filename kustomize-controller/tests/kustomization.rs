@@ -58,11 +58,21 @@ struct World {
 }
 
 async fn world(prefix: &str) -> World {
+    world_with(prefix, |_, _| {}).await
+}
+
+/// A world whose kustomize-controller runs with settings changed by `configure` (given the
+/// world's namespace): a flag or a feature gate of Flux's set.
+async fn world_with(
+    prefix: &str,
+    configure: impl FnOnce(&mut kustomize_controller::reconciler::Settings, &str),
+) -> World {
     driftless_artifact::install_crypto_provider();
     let client = testing::client().await;
     testing::install_toolkit_crds(&client).await;
     let ns = testing::namespace(&client, prefix).await;
-    let controllers = driftless_testkit::start_controllers(&client, &ns).await;
+    let controllers =
+        driftless_testkit::start_controllers_with(&client, &ns, |settings| configure(settings, &ns)).await;
     World {
         kustomizations: Api::namespaced(client.clone(), &ns),
         sources: Api::namespaced(client.clone(), &ns),
@@ -1130,18 +1140,31 @@ async fn the_binary_runs_with_flux_deployment_and_lockdown_args() {
         "--no-remote-bases=true",
         "--default-service-account=default",
     ];
-    for (name, extra, source_namespace, reason, words) in [
-        ("plain", &[][..], ns.as_str(), "ArtifactFailed", "not found"),
+    // Flux's `--events-addr` points at a notification-controller: here a stand-in that keeps
+    // what is POSTed to it.
+    let (sink, mut posted) = testing::event_sink().await;
+    let events_addr = format!("--events-addr=http://{sink}/");
+    for (name, extra, source_namespace, reason, words, severity) in [
+        (
+            "plain",
+            &[][..],
+            ns.as_str(),
+            "ArtifactFailed",
+            "not found",
+            "info",
+        ),
         (
             "locked",
             &lockdown[..],
             "flux-system",
             "AccessDenied",
             "cross-namespace references have been disabled",
+            "error",
         ),
     ] {
         let extra: Vec<&str> = extra.iter().copied().chain([shard.as_str()]).collect();
-        let running = testing::start_with_flux_args(binary, "kustomize-controller", &ns, &extra, &[]).await;
+        let running =
+            testing::start_with_flux_args(binary, "kustomize-controller", &ns, &extra, &[&events_addr]).await;
         let ks: Kustomization = serde_json::from_value(serde_json::json!({
             "apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
             "metadata": {"name": name, "labels": {"driftless.dev/shard": ns}},
@@ -1162,6 +1185,14 @@ async fn the_binary_runs_with_flux_deployment_and_lockdown_args() {
             },
         )
         .await;
+        let event = testing::wait_for_posted_event(&mut posted, |e| {
+            e["involvedObject"]["name"] == name && e["reason"] == reason
+        })
+        .await;
+        assert_eq!(event["severity"], severity, "{event}");
+        assert_eq!(event["reportingController"], "kustomize-controller", "{event}");
+        assert_eq!(event["involvedObject"]["kind"], "Kustomization", "{event}");
+        assert!(event["message"].as_str().unwrap().contains(words), "{event}");
         let metrics = running.metrics().await;
         assert!(
             metrics.contains(r#"controller_runtime_max_concurrent_reconciles{controller="kustomization"} 4"#)
@@ -1172,4 +1203,106 @@ async fn the_binary_runs_with_flux_deployment_and_lockdown_args() {
         drop(running);
     }
     testing::delete_namespace(&client, &ns).await;
+}
+
+/// Flux's flags and gates that change how Kustomizations apply, each with its effect:
+/// `--sops-age-secret` decrypts for a Kustomization whose `decryption` names no Secret,
+/// `--override-manager` takes over another manager's fields (a field removed from Git goes),
+/// AdditiveCELDependencyCheck checks a `readyExpr` besides Ready, and without
+/// ObjectLevelWorkloadIdentity no ServiceAccount token is issued for a remote cluster.
+#[tokio::test]
+#[ignore = "needs the testenv (hack/testenv.sh up)"]
+async fn flux_flags_and_gates_change_how_kustomizations_apply() {
+    use age::secrecy::ExposeSecret;
+    let w = world_with("ks-flags", |settings, ns| {
+        settings.sops_age_secret = Some((ns.to_string(), "global-age".into()));
+        settings.override_managers = vec!["helm".into()];
+        settings.additive_ready_expr = true;
+        settings.object_level_workload_identity = false;
+    })
+    .await;
+    let identity = age::x25519::Identity::generate();
+    let recipient = identity.to_public().to_string();
+    let plain = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\nstringData:\n  password: s3cr3t\n";
+    let repo = Repo::new("ks-flags");
+    repo.write(
+        "sops/secret.yaml",
+        &sops_encrypt("secret.yaml", plain, &["--age", &recipient], None),
+    )
+    .write(
+        "owned/shared.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: shared\ndata:\n  a: \"1\"\n",
+    )
+    .write(
+        "after/after.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: after\n",
+    );
+    let revision = repo.commit("flags");
+    let keys: Secret = serde_json::from_value(serde_json::json!({"metadata": {"name": "global-age"},
+        "stringData": {"identity.agekey": identity.to_string().expose_secret()}}))
+    .unwrap();
+    Api::<Secret>::namespaced(w.client.clone(), &w.ns)
+        .create(&PostParams::default(), &keys)
+        .await
+        .unwrap();
+    // A ConfigMap another tool applied first, with a field Git does not have.
+    let shared = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "shared"}, "data": {"a": "1", "extra": "helm's"}});
+    w.config_maps()
+        .patch("shared", &PatchParams::apply("helm"), &Patch::Apply(&shared))
+        .await
+        .unwrap();
+    let remote: ConfigMap = serde_json::from_value(serde_json::json!({"metadata": {"name": "remote"},
+        "data": {"provider": "generic", "address": "https://127.0.0.1:1", "serviceAccountName": "default"}}))
+    .unwrap();
+    w.config_maps()
+        .create(&PostParams::default(), &remote)
+        .await
+        .unwrap();
+    w.git_repository("repo", &repo).await;
+
+    w.kustomization(
+        "sops",
+        serde_json::json!({"path": "./sops", "decryption": {"provider": "sops"}}),
+    )
+    .await;
+    w.kustomization("owned", serde_json::json!({"path": "./owned"}))
+        .await;
+    w.kustomization("missing", serde_json::json!({"path": "./missing"}))
+        .await;
+    w.kustomization(
+        "after",
+        serde_json::json!({"path": "./after", "dependsOn": [{"name": "missing", "readyExpr": "true"}]}),
+    )
+    .await;
+    w.kustomization(
+        "remote",
+        serde_json::json!({"path": "./after", "kubeConfig": {"configMapRef": {"name": "remote"}}}),
+    )
+    .await;
+
+    w.wait_applied("sops", &revision).await;
+    let secret = Api::<Secret>::namespaced(w.client.clone(), &w.ns)
+        .get("db")
+        .await
+        .unwrap();
+    assert_eq!(secret.data.unwrap()["password"].0, b"s3cr3t");
+
+    w.wait_applied("owned", &revision).await;
+    let data = w.config_maps().get("shared").await.unwrap().data.unwrap();
+    assert!(
+        !data.contains_key("extra"),
+        "helm's field is taken over, then removed as Git has it not: {data:?}"
+    );
+
+    w.wait_failed("missing", "ArtifactFailed", "not found").await;
+    // The readyExpr holds, but with the gate the dependency must be Ready too.
+    w.wait_failed("after", "DependencyNotReady", "dependency").await;
+    w.wait_failed(
+        "remote",
+        "ReconciliationFailed",
+        "ObjectLevelWorkloadIdentity feature gate is not enabled",
+    )
+    .await;
+    w.done().await;
 }

@@ -45,6 +45,16 @@ pub struct Controllers {
 /// Starts source-controller, kustomize-controller, helm-controller and the image controllers
 /// watching `namespace`.
 pub async fn start_controllers(client: &Client, namespace: &str) -> Controllers {
+    start_controllers_with(client, namespace, |_| {}).await
+}
+
+/// [`start_controllers`] with kustomize-controller's settings changed by `configure` first (the
+/// effect of a flag or a feature gate).
+pub async fn start_controllers_with(
+    client: &Client,
+    namespace: &str,
+    configure: impl FnOnce(&mut Settings),
+) -> Controllers {
     driftless_artifact::install_crypto_provider();
     let (tx, rx) = oneshot::channel::<()>();
     let stop = futures::FutureExt::shared(async move {
@@ -97,21 +107,17 @@ pub async fn start_controllers(client: &Client, namespace: &str) -> Controllers 
     );
     tokio::spawn(Arc::new(oci).run(stop.clone()));
     let config = kube::Config::infer().await.expect("kubeconfig");
-    let reconciler = KustomizationReconciler::new(
-        Settings {
-            no_cross_namespace_refs: false,
-            requeue_dependency: Duration::from_secs(5),
-            default_service_account: String::new(),
-            default_kubeconfig_service_account: String::new(),
-            kubeconfig: Default::default(),
-            no_remote_bases: false,
-            strict_substitutions: true,
-            // On here (off by default, as in Flux): the tests show the cancellation.
-            cancel_health_on_new_revision: true,
-            allow_external_artifact: false,
-        },
-        config,
-    );
+    let mut kustomize_settings = Settings {
+        requeue_dependency: Duration::from_secs(5),
+        // On here (off by default, as in Flux): the tests show the cancellation.
+        cancel_health_on_new_revision: true,
+        // On here (off by default, as in Flux): a test issues ServiceAccount tokens for a
+        // remote cluster.
+        object_level_workload_identity: true,
+        ..Settings::default()
+    };
+    configure(&mut kustomize_settings);
+    let reconciler = KustomizationReconciler::new(kustomize_settings, config);
     let kustomizations = KindController::new(
         reconciler,
         client.clone(),
@@ -123,6 +129,7 @@ pub async fn start_controllers(client: &Client, namespace: &str) -> Controllers 
     .with_triggers(kustomize_controller::triggers::triggers(
         client.clone(),
         Some(namespace.to_string()),
+        Some(kustomize_controller::triggers::WATCH_CONFIGS_SELECTOR.to_string()),
     ));
     tokio::spawn(Arc::new(kustomizations).run(stop.clone()));
     let helm_releases = KindController::new(
@@ -134,6 +141,7 @@ pub async fn start_controllers(client: &Client, namespace: &str) -> Controllers 
                 default_service_account: String::new(),
                 kubeconfig: Default::default(),
                 allow_external_artifact: false,
+                additive_ready_expr: false,
             },
             kube::Config::infer().await.expect("kubeconfig"),
         ),

@@ -5,7 +5,8 @@
 //!   current generation (plus what the kind adds: a Kustomization sharing the source must have
 //!   applied the same revision);
 //! - `readyExpr` (CEL, with `self` the dependent and `dep` the dependency) replaces that check,
-//!   as Flux does without the `AdditiveCELDependencyCheck` gate;
+//!   as Flux does without the `AdditiveCELDependencyCheck` gate, and is checked before it with
+//!   the gate on;
 //! - beyond Flux, an entry naming another kind (a Kustomization waiting for a HelmRelease and
 //!   the other way round, or any object) is ready when kstatus says Current.
 
@@ -51,6 +52,9 @@ pub struct Dependent<'a> {
     pub kind: &'a str,
     pub api_version: &'a str,
     pub namespace: &'a str,
+    /// A `readyExpr` is checked besides the built-in check rather than instead of it (Flux's
+    /// AdditiveCELDependencyCheck gate).
+    pub additive_ready_expr: bool,
 }
 
 /// Checks every entry of `dependencies` in order; `same_kind_check` adds the kind's own
@@ -108,7 +112,8 @@ pub async fn check_all(
                 }
             }
             match program.execute(&context) {
-                Ok(cel::Value::Bool(true)) => continue,
+                Ok(cel::Value::Bool(true)) if !dependent.additive_ready_expr => continue,
+                Ok(cel::Value::Bool(true)) => {}
                 Ok(cel::Value::Bool(false)) => return Err(not_ready("is not ready (readyExpr is false)")),
                 Ok(other) => {
                     return Err(DependencyFailure::Invalid(format!(

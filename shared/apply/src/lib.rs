@@ -32,7 +32,7 @@ pub use object::{ObjectId, comparable, field_text, group_version};
 pub use observed::Observed;
 pub use owner::Owner;
 pub use ssa::{
-    Action, Applied, AppliedObject, ApplyError, ApplyFailure, ApplyOptions, Desired, Preview, apply_staged,
-    preview, stage_of,
+    Action, Applied, AppliedObject, ApplyError, ApplyFailure, ApplyOptions, DEFAULT_CONCURRENCY, Desired,
+    GroupKind, Preview, apply_staged, preview, stage_of,
 };
 pub use wait::{HealthWait, Unhealthy};

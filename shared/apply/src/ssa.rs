@@ -2,6 +2,8 @@
 
 use std::collections::HashMap;
 
+use futures::StreamExt;
+
 use kube::Client;
 use kube::api::DynamicObject;
 use kube::api::{DeleteParams, Patch, PatchParams};
@@ -14,7 +16,7 @@ use crate::discovery::{Discovery, api};
 use crate::ignore::{DriftIgnore, ignored_paths, remove_pointer, set_pointer};
 use crate::object::{ObjectId, annotation, comparable, field_text};
 use crate::observed::{Observed, identity};
-use crate::takeover::{has_taken_over_managers, take_over_fields};
+use crate::takeover::{has_taken_over_managers, migrated_fields, take_over_fields};
 
 /// Longest wait for an object deleted to be recreated (immutable fields changed, `force`).
 const RECREATE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -30,6 +32,66 @@ pub struct ApplyOptions<'a> {
     /// Plan only: every object is dry-run and compared, nothing is written (drift detection
     /// that reports without correcting).
     pub dry_run: bool,
+    /// Objects planned and written at once within a stage (Flux's `--concurrent-ssa`).
+    pub concurrency: usize,
+    /// Kinds applied in a stage of their own, after the class definitions and before the rest
+    /// (Flux's `--custom-apply-stage-kinds`).
+    pub custom_stage: &'a [GroupKind],
+    /// Field managers whose fields are taken over besides kubectl's (`--override-manager`).
+    pub override_managers: &'a [String],
+    /// The controller's own Apply entry recorded at another API version is moved to the
+    /// applied one (Flux's `MigrateAPIVersion` gate).
+    pub migrate_api_version: bool,
+}
+
+/// Flux's default of `--concurrent-ssa`.
+pub const DEFAULT_CONCURRENCY: usize = 4;
+
+impl Default for ApplyOptions<'_> {
+    fn default() -> Self {
+        Self {
+            manager: "",
+            group: "",
+            force: false,
+            ignore: &[],
+            dry_run: false,
+            concurrency: DEFAULT_CONCURRENCY,
+            custom_stage: &[],
+            override_managers: &[],
+            migrate_api_version: false,
+        }
+    }
+}
+
+/// A kind and its API group (empty for the core group).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct GroupKind {
+    pub group: String,
+    pub kind: String,
+}
+
+impl GroupKind {
+    /// Parses Flux's comma-separated `group/Kind` list (`Kind` alone is the core group), as
+    /// `--custom-apply-stage-kinds` takes it.
+    pub fn parse_list(list: &str) -> Result<Vec<GroupKind>, String> {
+        list.split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+            .map(|item| match item.split_once('/') {
+                None => Ok(GroupKind {
+                    group: String::new(),
+                    kind: item.to_string(),
+                }),
+                Some((_, kind)) if kind.is_empty() || kind.contains('/') => {
+                    Err(format!("invalid group/kind format: {item}"))
+                }
+                Some((group, kind)) => Ok(GroupKind {
+                    group: group.to_string(),
+                    kind: kind.to_string(),
+                }),
+            })
+            .collect()
+    }
 }
 
 /// Why an apply failed, by whose move it is (the order is precedence: when several objects
@@ -117,12 +179,22 @@ pub type Applied = (Vec<AppliedObject>, Vec<String>, HashMap<ObjectId, Value>);
 /// An applied object: its id, version and manifest.
 pub type AppliedObject = (ObjectId, String, Value);
 
-/// Flux's apply stages: cluster definitions first, then classes, then everything else.
-pub fn stage_of(kind: &str) -> usize {
-    match kind {
+/// Flux's apply stages: cluster definitions first, then classes, then the custom stage's kinds,
+/// then everything else.
+pub fn stage_of(object: &Value, custom_stage: &[GroupKind]) -> usize {
+    let kind = field_text(object, "/kind");
+    match kind.as_str() {
         "CustomResourceDefinition" | "Namespace" | "ClusterRole" => 0,
         k if k.ends_with("Class") => 1,
-        _ => 2,
+        k => {
+            let api_version = field_text(object, "/apiVersion");
+            let group = api_version.rsplit_once('/').map_or("", |(group, _)| group);
+            if custom_stage.iter().any(|gk| gk.kind == k && gk.group == group) {
+                2
+            } else {
+                3
+            }
+        }
     }
 }
 
@@ -136,10 +208,9 @@ pub async fn apply_staged(
     options: &ApplyOptions<'_>,
     observed: &Observed,
 ) -> Result<Applied, ApplyError> {
-    let mut stages: [Vec<Value>; 3] = Default::default();
+    let mut stages: [Vec<Value>; 4] = Default::default();
     for object in objects {
-        let kind = field_text(&object, "/kind");
-        stages[stage_of(&kind)].push(object);
+        stages[stage_of(&object, options.custom_stage)].push(object);
     }
     let mut applied = Vec::new();
     let mut current = HashMap::new();
@@ -178,132 +249,29 @@ pub async fn apply_staged(
 
 /// Applies one stage: every object is validated by a server-side dry-run first, and nothing is
 /// written when any of them fails. Returns what happened to each object, with the live state of
-/// the objects found unchanged.
+/// the objects found unchanged. Up to `options.concurrency` objects are planned, then written,
+/// at once (Flux's `--concurrent-ssa`).
 pub async fn apply_stage(
     client: &Client,
     objects: &[Desired],
     options: &ApplyOptions<'_>,
     observed: &Observed,
 ) -> Result<Vec<(Action, Option<Value>)>, ApplyError> {
-    let manager = options.manager;
-    let steer = |object: &'_ Value, what: &str| {
-        annotation(object, &format!("{}/{what}", options.group)).map(str::to_string)
-    };
-    let params = PatchParams::apply(manager).force();
-    let mut dry = params.clone();
-    dry.dry_run = true;
-    let mut plans = Vec::with_capacity(objects.len());
-    // Managed fields to rewrite before applying (Flux's cleanup of kubectl's managers).
-    let mut takeovers: Vec<(usize, Option<Value>)> = Vec::new();
-    // What is applied: the manifest, minus drift-ignored fields on objects that exist.
-    let mut manifests: Vec<Value> = objects.iter().map(|d| d.object.clone()).collect();
-    let mut live: Vec<(usize, Value)> = Vec::new();
+    let concurrency = options.concurrency.max(1);
+    // The futures are made before they are streamed: a stream of a closure's futures borrowing
+    // `objects` would not be `Send` for every lifetime the controllers' futures need.
+    let plans: Vec<_> = objects
+        .iter()
+        .map(|desired| plan(client, desired, options, observed))
+        .collect();
+    let planned: Vec<Result<Plan, (ApplyFailure, String)>> =
+        futures::stream::iter(plans).buffered(concurrency).collect().await;
+    let mut plans = Vec::with_capacity(planned.len());
     let mut errors = Vec::new();
-    for (desired, manifest) in objects.iter().zip(manifests.iter_mut()) {
-        let api = api(
-            client,
-            &desired.resource,
-            desired.namespaced,
-            &desired.id.namespace,
-        );
-        let ssa = steer(&desired.object, "ssa");
-        let ssa = ssa.as_deref();
-        if steer(&desired.object, "reconcile").as_deref() == Some("disabled") || ssa == Some("Ignore") {
-            plans.push((Action::Skipped, false));
-            continue;
-        }
-        let ignored = ignored_paths(options.ignore, &desired.object)
-            .map_err(|m| ApplyError::new(ApplyFailure::Invalid, m))?;
-        // Only objects whose manifest depends on the live state are read before the dry-run;
-        // the others learn whether they exist from it.
-        let mut read = None;
-        if ssa == Some("IfNotPresent") || !ignored.is_empty() {
-            match api.get_opt(&desired.id.name).await {
-                Ok(existing) => read = Some(existing.map(|o| serde_json::to_value(o).unwrap_or_default())),
-                Err(e) => {
-                    errors.push((
-                        ApplyFailure::of(&e),
-                        format!("{} get failed: {e}", desired.id.display()),
-                    ));
-                    plans.push((Action::Skipped, false));
-                    continue;
-                }
-            }
-        }
-        if let Some(Some(existing)) = &read {
-            if ssa == Some("IfNotPresent") {
-                plans.push((Action::Skipped, false));
-                continue;
-            }
-            // Ignored fields keep their live values (removing them would make server-side
-            // apply delete the ones this manager owned).
-            for pointer in &ignored {
-                match existing.pointer(pointer) {
-                    Some(value) => set_pointer(manifest, pointer, value.clone()),
-                    None => remove_pointer(manifest, pointer),
-                }
-            }
-        }
-        let force = options.force || steer(&desired.object, "force").as_deref() == Some("enabled");
-        let result = match api.patch(&desired.id.name, &dry, &Patch::Apply(&*manifest)).await {
-            Ok(result) => serde_json::to_value(result).unwrap_or_default(),
-            Err(kube::Error::Api(e)) if force && e.code == 422 && e.message.contains("immutable") => {
-                plans.push((Action::Created, true));
-                continue;
-            }
-            Err(e) => {
-                let message = format!("{} dry-run failed: {}", desired.id.display(), api_message(&e));
-                errors.push((ApplyFailure::of(&e), message));
-                plans.push((Action::Skipped, false));
-                continue;
-            }
-        };
-        if identity(&result).is_none() {
-            plans.push((Action::Created, false));
-            continue;
-        }
-        // The dry-run result still lists the managers to take over; their fields are merged
-        // with what this manager owned before the apply, so the live object is needed.
-        let takeover = ssa != Some("Merge") && has_taken_over_managers(&result, manager);
-        let known = match &read {
-            Some(_) => None,
-            None if takeover => None,
-            None => observed.unchanged(&result),
-        };
-        if read.is_none() && known.is_none() {
-            match api.get_opt(&desired.id.name).await {
-                Ok(existing) => {
-                    let existing = existing.map(|o| serde_json::to_value(o).unwrap_or_default());
-                    if let Some(existing) = &existing {
-                        observed.record(existing);
-                    }
-                    read = Some(existing);
-                }
-                Err(e) => {
-                    errors.push((
-                        ApplyFailure::of(&e),
-                        format!("{} get failed: {e}", desired.id.display()),
-                    ));
-                    plans.push((Action::Skipped, false));
-                    continue;
-                }
-            }
-        }
-        if takeover && let Some(Some(existing)) = &read {
-            takeovers.push((plans.len(), take_over_fields(existing, manager, &desired.object)));
-        }
-        let unchanged = match (known, &read) {
-            (Some(unchanged), _) => unchanged,
-            (None, Some(Some(existing))) => comparable(existing) == comparable(&result),
-            (None, _) => false,
-        };
-        if unchanged {
-            // The live object is current (the dry-run returns it with its status): health can
-            // be judged from it.
-            live.push((plans.len(), result));
-            plans.push((Action::Unchanged, false));
-        } else {
-            plans.push((Action::Configured, false));
+    for result in planned {
+        match result {
+            Ok(plan) => plans.push(plan),
+            Err(error) => errors.push(error),
         }
     }
     if let Some(failure) = errors.iter().map(|(f, _)| *f).min() {
@@ -311,57 +279,212 @@ pub async fn apply_stage(
         return Err(ApplyError::new(failure, lines.join("\n")));
     }
     if options.dry_run {
-        return Ok(plans.into_iter().map(|(action, _)| (action, None)).collect());
+        return Ok(plans.into_iter().map(|plan| (plan.action, None)).collect());
     }
-    let mut actions = Vec::with_capacity(objects.len());
-    for (index, ((desired, manifest), (action, recreate))) in
-        objects.iter().zip(&manifests).zip(plans).enumerate()
-    {
-        if action != Action::Skipped
-            && let Some((_, Some(fields))) = takeovers.iter().find(|(i, _)| *i == index)
+    let writes: Vec<_> = objects
+        .iter()
+        .zip(plans)
+        .map(|(desired, plan)| write(client, desired, plan, options.manager, observed))
+        .collect();
+    futures::stream::iter(writes)
+        .buffered(concurrency)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect()
+}
+
+/// What the dry-run decided for one object.
+struct Plan {
+    action: Action,
+    /// Delete and create again (immutable fields changed, `force`).
+    recreate: bool,
+    /// What is applied: the manifest, minus drift-ignored fields on objects that exist.
+    manifest: Value,
+    /// Managed fields to write before applying (Flux's cleanup of kubectl's managers).
+    takeover: Option<Value>,
+    /// The live object, when the dry-run found it unchanged: health is judged from it.
+    live: Option<Value>,
+}
+
+impl Plan {
+    fn of(action: Action, manifest: Value) -> Self {
+        Self {
+            action,
+            recreate: false,
+            manifest,
+            takeover: None,
+            live: None,
+        }
+    }
+}
+
+/// Plans one object: reads it only when its manifest depends on the live state, dry-runs the
+/// apply, and compares the result with the live object (known from earlier applies when it
+/// can be).
+async fn plan(
+    client: &Client,
+    desired: &Desired,
+    options: &ApplyOptions<'_>,
+    observed: &Observed,
+) -> Result<Plan, (ApplyFailure, String)> {
+    let manager = options.manager;
+    let steer =
+        |what: &str| annotation(&desired.object, &format!("{}/{what}", options.group)).map(str::to_string);
+    let mut dry = PatchParams::apply(manager).force();
+    dry.dry_run = true;
+    let mut manifest = desired.object.clone();
+    let api = api(
+        client,
+        &desired.resource,
+        desired.namespaced,
+        &desired.id.namespace,
+    );
+    let get_failed = |e: kube::Error| {
+        (
+            ApplyFailure::of(&e),
+            format!("{} get failed: {e}", desired.id.display()),
+        )
+    };
+    let ssa = steer("ssa");
+    let ssa = ssa.as_deref();
+    if steer("reconcile").as_deref() == Some("disabled") || ssa == Some("Ignore") {
+        return Ok(Plan::of(Action::Skipped, manifest));
+    }
+    let ignored = ignored_paths(options.ignore, &desired.object).map_err(|m| (ApplyFailure::Invalid, m))?;
+    // Only objects whose manifest depends on the live state are read before the dry-run;
+    // the others learn whether they exist from it.
+    let mut read = None;
+    if ssa == Some("IfNotPresent") || !ignored.is_empty() || options.migrate_api_version {
+        read = Some(
+            api.get_opt(&desired.id.name)
+                .await
+                .map_err(get_failed)?
+                .map(|o| serde_json::to_value(o).unwrap_or_default()),
+        );
+    }
+    if let Some(Some(existing)) = &read {
+        if ssa == Some("IfNotPresent") {
+            return Ok(Plan::of(Action::Skipped, manifest));
+        }
+        if !options.dry_run
+            && let Some(fields) = migrated_fields(existing, options, &desired.object)
         {
-            let api = api(
-                client,
-                &desired.resource,
-                desired.namespaced,
-                &desired.id.namespace,
-            );
             let patch = serde_json::json!({"metadata": {"managedFields": fields}});
             api.patch(&desired.id.name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await
-                .map_err(|e| refused(desired, "field manager cleanup", &e))?;
+                .map_err(|e| {
+                    let message = format!(
+                        "{} managed fields migration failed: {}",
+                        desired.id.display(),
+                        api_message(&e)
+                    );
+                    (ApplyFailure::of(&e), message)
+                })?;
         }
-        if matches!(action, Action::Created | Action::Configured) {
-            let api = api(
-                client,
-                &desired.resource,
-                desired.namespaced,
-                &desired.id.namespace,
-            );
-            if recreate {
-                let deleted = api
-                    .delete(&desired.id.name, &DeleteParams::foreground())
-                    .await
-                    .map_err(|e| refused(desired, "delete (to recreate)", &e))?;
-                let uid = deleted.either(|o| o.metadata.uid, |s| s.details.map(|d| d.uid));
-                let uid = uid.unwrap_or_default();
-                // Still terminating after the timeout: the apply says what is wrong.
-                let gone = move |o: Option<&DynamicObject>| is_deleted(&uid).matches_object(o);
-                crate::wait::until(api.clone(), &desired.id.name, gone, RECREATE_TIMEOUT).await;
+        // Ignored fields keep their live values (removing them would make server-side
+        // apply delete the ones this manager owned).
+        for pointer in &ignored {
+            match existing.pointer(pointer) {
+                Some(value) => set_pointer(&mut manifest, pointer, value.clone()),
+                None => remove_pointer(&mut manifest, pointer),
             }
-            let result = api
-                .patch(&desired.id.name, &params, &Patch::Apply(manifest))
-                .await
-                .map_err(|e| refused(desired, "apply", &e))?;
-            observed.record(&serde_json::to_value(result).unwrap_or_default());
         }
-        let current = live
-            .iter()
-            .find(|(i, _)| *i == index)
-            .map(|(_, object)| object.clone());
-        actions.push((action, current));
     }
-    Ok(actions)
+    let force = options.force || steer("force").as_deref() == Some("enabled");
+    let result = match api.patch(&desired.id.name, &dry, &Patch::Apply(&manifest)).await {
+        Ok(result) => serde_json::to_value(result).unwrap_or_default(),
+        Err(kube::Error::Api(e)) if force && e.code == 422 && e.message.contains("immutable") => {
+            let mut plan = Plan::of(Action::Created, manifest);
+            plan.recreate = true;
+            return Ok(plan);
+        }
+        Err(e) => {
+            let message = format!("{} dry-run failed: {}", desired.id.display(), api_message(&e));
+            return Err((ApplyFailure::of(&e), message));
+        }
+    };
+    if identity(&result).is_none() {
+        return Ok(Plan::of(Action::Created, manifest));
+    }
+    // The dry-run result still lists the managers to take over; their fields are merged
+    // with what this manager owned before the apply, so the live object is needed.
+    let takeover = ssa != Some("Merge") && has_taken_over_managers(&result, options);
+    let known = match &read {
+        Some(_) => None,
+        None if takeover => None,
+        None => observed.unchanged(&result),
+    };
+    if read.is_none() && known.is_none() {
+        let existing = api
+            .get_opt(&desired.id.name)
+            .await
+            .map_err(get_failed)?
+            .map(|o| serde_json::to_value(o).unwrap_or_default());
+        if let Some(existing) = &existing {
+            observed.record(existing);
+        }
+        read = Some(existing);
+    }
+    let mut plan = Plan::of(Action::Configured, manifest);
+    if takeover && let Some(Some(existing)) = &read {
+        plan.takeover = take_over_fields(existing, options, &desired.object);
+    }
+    let unchanged = match (known, &read) {
+        (Some(unchanged), _) => unchanged,
+        (None, Some(Some(existing))) => comparable(existing) == comparable(&result),
+        (None, _) => false,
+    };
+    if unchanged {
+        // The live object is current (the dry-run returns it with its status).
+        plan.action = Action::Unchanged;
+        plan.live = Some(result);
+    }
+    Ok(plan)
+}
+
+/// Writes one planned object: its managed fields taken over, recreated or applied.
+async fn write(
+    client: &Client,
+    desired: &Desired,
+    plan: Plan,
+    manager: &str,
+    observed: &Observed,
+) -> Result<(Action, Option<Value>), ApplyError> {
+    let api = api(
+        client,
+        &desired.resource,
+        desired.namespaced,
+        &desired.id.namespace,
+    );
+    if plan.action != Action::Skipped
+        && let Some(fields) = &plan.takeover
+    {
+        let patch = serde_json::json!({"metadata": {"managedFields": fields}});
+        api.patch(&desired.id.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(|e| refused(desired, "field manager cleanup", &e))?;
+    }
+    if matches!(plan.action, Action::Created | Action::Configured) {
+        if plan.recreate {
+            let deleted = api
+                .delete(&desired.id.name, &DeleteParams::foreground())
+                .await
+                .map_err(|e| refused(desired, "delete (to recreate)", &e))?;
+            let uid = deleted.either(|o| o.metadata.uid, |s| s.details.map(|d| d.uid));
+            let uid = uid.unwrap_or_default();
+            // Still terminating after the timeout: the apply says what is wrong.
+            let gone = move |o: Option<&DynamicObject>| is_deleted(&uid).matches_object(o);
+            crate::wait::until(api.clone(), &desired.id.name, gone, RECREATE_TIMEOUT).await;
+        }
+        let params = PatchParams::apply(manager).force();
+        let result = api
+            .patch(&desired.id.name, &params, &Patch::Apply(&plan.manifest))
+            .await
+            .map_err(|e| refused(desired, "apply", &e))?;
+        observed.record(&serde_json::to_value(result).unwrap_or_default());
+    }
+    Ok((plan.action, plan.live))
 }
 
 fn refused(desired: &Desired, what: &str, error: &kube::Error) -> ApplyError {
@@ -420,4 +543,46 @@ pub async fn preview(
         after: serde_json::to_value(after).unwrap_or_default(),
         desired,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// `--custom-apply-stage-kinds` as Flux parses it, and the stage it puts its kinds in:
+    /// after cluster and class definitions, before everything else.
+    #[test]
+    fn custom_stage_kinds_get_a_stage_of_their_own() {
+        let custom = GroupKind::parse_list("rbac.authorization.k8s.io/Role, ConfigMap,").unwrap();
+        assert_eq!(
+            custom,
+            [
+                GroupKind {
+                    group: "rbac.authorization.k8s.io".into(),
+                    kind: "Role".into()
+                },
+                GroupKind {
+                    group: String::new(),
+                    kind: "ConfigMap".into()
+                },
+            ]
+        );
+        assert!(GroupKind::parse_list("a/b/c").is_err());
+        let object =
+            |api_version: &str, kind: &str| serde_json::json!({"apiVersion": api_version, "kind": kind});
+        let stages: Vec<usize> = [
+            object("apiextensions.k8s.io/v1", "CustomResourceDefinition"),
+            object("storage.k8s.io/v1", "StorageClass"),
+            object("rbac.authorization.k8s.io/v1", "Role"),
+            object("v1", "ConfigMap"),
+            object("example.com/v1", "ConfigMap"),
+            object("apps/v1", "Deployment"),
+        ]
+        .iter()
+        .map(|o| stage_of(o, &custom))
+        .collect();
+        assert_eq!(stages, [0, 1, 2, 2, 3, 3]);
+        assert_eq!(stage_of(&object("v1", "ConfigMap"), &[]), 3);
+    }
 }

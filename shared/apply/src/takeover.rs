@@ -1,12 +1,16 @@
-//! Field-manager takeover: fields that `kubectl` (and the controller's own Update entries) own
-//! move to the controller's Apply entry, as Flux's cleanup of field managers does.
+//! Field-manager takeover: fields that `kubectl` (and the controller's own Update entries, and
+//! the managers of `--override-manager`) own move to the controller's Apply entry, as Flux's
+//! cleanup of field managers does; with `MigrateAPIVersion`, the controller's own Apply entry
+//! recorded at another API version is moved to the applied one.
 
 use serde_json::Value;
+
+use crate::ssa::ApplyOptions;
 
 /// Field managers whose fields the controller takes over, as Flux's cleanup does: objects
 /// created with `kubectl apply` or `kubectl create` keep fields owned by those managers, and
 /// fields removed from Git would then never be removed from the cluster.
-fn taken_over(entry: &Value, manager: &str) -> bool {
+fn taken_over(entry: &Value, options: &ApplyOptions<'_>) -> bool {
     if entry
         .get("subresource")
         .and_then(Value::as_str)
@@ -18,7 +22,8 @@ fn taken_over(entry: &Value, manager: &str) -> bool {
     match entry.get("manager").and_then(Value::as_str).unwrap_or_default() {
         "kubectl" => true,
         "before-first-apply" => operation == "Update",
-        m => m == manager && operation == "Update",
+        m if m == options.manager => operation == "Update",
+        m => options.override_managers.iter().any(|o| o == m),
     }
 }
 
@@ -35,27 +40,29 @@ fn merge_fields(into: &mut Value, from: &Value) {
     }
 }
 
-pub(crate) fn has_taken_over_managers(object: &Value, manager: &str) -> bool {
+/// Whether `object` has fields to take over.
+pub(crate) fn has_taken_over_managers(object: &Value, options: &ApplyOptions<'_>) -> bool {
     object
         .pointer("/metadata/managedFields")
         .and_then(Value::as_array)
-        .is_some_and(|entries| entries.iter().any(|e| taken_over(e, manager)))
+        .is_some_and(|entries| entries.iter().any(|e| taken_over(e, options)))
 }
 
 /// The object's managed fields with the taken-over managers' fields moved to `manager`'s Apply
 /// entry, or None when there is nothing to take over.
-pub(crate) fn take_over_fields(live: &Value, manager: &str, desired: &Value) -> Option<Value> {
-    if !has_taken_over_managers(live, manager) {
+pub(crate) fn take_over_fields(live: &Value, options: &ApplyOptions<'_>, desired: &Value) -> Option<Value> {
+    let manager = options.manager;
+    let api_version = desired.get("apiVersion").cloned().unwrap_or(Value::Null);
+    let entries = live.pointer("/metadata/managedFields")?.as_array()?;
+    if !entries.iter().any(|e| taken_over(e, options)) {
         return None;
     }
-    let entries = live.pointer("/metadata/managedFields")?.as_array()?;
-    let api_version = desired.get("apiVersion").cloned().unwrap_or(Value::Null);
     let mut merged = Value::Object(Default::default());
     let mut kept = Vec::new();
     for entry in entries {
         let own_apply = entry.get("manager").and_then(Value::as_str) == Some(manager)
             && entry.get("operation").and_then(Value::as_str) == Some("Apply");
-        if taken_over(entry, manager) || own_apply {
+        if taken_over(entry, options) || own_apply {
             merge_fields(&mut merged, entry.get("fieldsV1").unwrap_or(&Value::Null));
         } else {
             kept.push(entry.clone());
@@ -69,6 +76,29 @@ pub(crate) fn take_over_fields(live: &Value, manager: &str, desired: &Value) -> 
         "fieldsV1": merged,
     }));
     Some(Value::Array(kept))
+}
+
+/// With `MigrateAPIVersion`, the live object's managed fields with the controller's own Apply
+/// entry moved to the applied API version, or None when it is there already. Written before
+/// the dry-run: an entry at a version a CRD no longer serves makes the apply fail with "field
+/// not declared in schema".
+pub(crate) fn migrated_fields(live: &Value, options: &ApplyOptions<'_>, desired: &Value) -> Option<Value> {
+    if !options.migrate_api_version {
+        return None;
+    }
+    let api_version = desired.get("apiVersion")?;
+    let mut entries = live.pointer("/metadata/managedFields")?.as_array()?.clone();
+    let mut migrated = false;
+    for entry in &mut entries {
+        if entry.get("manager").and_then(Value::as_str) == Some(options.manager)
+            && entry.get("operation").and_then(Value::as_str) == Some("Apply")
+            && entry.get("apiVersion") != Some(api_version)
+        {
+            entry["apiVersion"] = api_version.clone();
+            migrated = true;
+        }
+    }
+    migrated.then_some(Value::Array(entries))
 }
 
 #[cfg(test)]
@@ -87,7 +117,11 @@ mod tests {
              "fieldsV1": {"f:status": {}}},
         ]}});
         let desired = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap"});
-        let fields = take_over_fields(&live, "kustomize-controller", &desired).unwrap();
+        let options = ApplyOptions {
+            manager: "kustomize-controller",
+            ..ApplyOptions::default()
+        };
+        let fields = take_over_fields(&live, &options, &desired).unwrap();
         let fields = fields.as_array().unwrap();
         assert_eq!(fields.len(), 2);
         assert_eq!(fields[0]["manager"], "kube-controller-manager");
@@ -97,6 +131,51 @@ mod tests {
             serde_json::json!({"f:data": {"f:a": {}, "f:b": {}}})
         );
         let clean = serde_json::json!({"metadata": {"managedFields": [fields[1].clone()]}});
-        assert!(take_over_fields(&clean, "kustomize-controller", &desired).is_none());
+        assert!(take_over_fields(&clean, &options, &desired).is_none());
+    }
+
+    /// `--override-manager` adds managers to take over; `MigrateAPIVersion` moves the
+    /// controller's own entry recorded at an older version to the applied one.
+    #[test]
+    fn override_managers_and_api_version_migration() {
+        let live = serde_json::json!({"metadata": {"managedFields": [
+            {"manager": "helm", "operation": "Update", "apiVersion": "example.com/v1", "fieldsType": "FieldsV1",
+             "fieldsV1": {"f:spec": {"f:a": {}}}},
+            {"manager": "kustomize-controller", "operation": "Apply", "apiVersion": "example.com/v1beta1",
+             "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {"f:b": {}}}},
+        ]}});
+        let desired = serde_json::json!({"apiVersion": "example.com/v1", "kind": "Widget"});
+        let plain = ApplyOptions {
+            manager: "kustomize-controller",
+            ..ApplyOptions::default()
+        };
+        assert!(take_over_fields(&live, &plain, &desired).is_none());
+        let overrides = ["helm".to_string()];
+        let overriding = ApplyOptions {
+            override_managers: &overrides,
+            ..ApplyOptions {
+                manager: "kustomize-controller",
+                ..ApplyOptions::default()
+            }
+        };
+        let fields = take_over_fields(&live, &overriding, &desired).unwrap();
+        assert_eq!(
+            fields,
+            serde_json::json!([{"manager": "kustomize-controller", "operation": "Apply",
+                "apiVersion": "example.com/v1", "fieldsType": "FieldsV1",
+                "fieldsV1": {"f:spec": {"f:a": {}, "f:b": {}}}}])
+        );
+        assert!(migrated_fields(&live, &plain, &desired).is_none());
+        let migrating = ApplyOptions {
+            migrate_api_version: true,
+            ..ApplyOptions {
+                manager: "kustomize-controller",
+                ..ApplyOptions::default()
+            }
+        };
+        let fields = migrated_fields(&live, &migrating, &desired).unwrap();
+        assert_eq!(fields[0], live["metadata"]["managedFields"][0]);
+        assert_eq!(fields[1]["apiVersion"], "example.com/v1");
+        assert_eq!(fields[1]["fieldsV1"], serde_json::json!({"f:spec": {"f:b": {}}}));
     }
 }

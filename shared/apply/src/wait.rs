@@ -38,6 +38,9 @@ pub struct HealthWait<'a> {
     pub discovery: &'a Discovery,
     pub observed: &'a Observed,
     pub custom: &'a [CustomHealth],
+    /// A failed object ends the wait at once; otherwise it is waited on like one in progress
+    /// until the timeout (Flux's DisableFailFastBehavior gate turns this off).
+    pub fail_fast: bool,
 }
 
 impl HealthWait<'_> {
@@ -67,12 +70,13 @@ impl HealthWait<'_> {
                 }
                 match self.read(id, version).await {
                     Health::Current => {}
-                    Health::Failed(message) => {
+                    Health::Failed(message) if self.fail_fast => {
                         return Err(Unhealthy::Failed(format!(
                             "{} status: 'Failed': {message}",
                             id.display()
                         )));
                     }
+                    Health::Failed(_) => pending.push(format!("{} status: 'Failed'", id.display())),
                     Health::InProgress(_) => pending.push(format!("{} status: 'InProgress'", id.display())),
                 }
             }

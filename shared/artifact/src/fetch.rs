@@ -58,7 +58,7 @@ pub struct Fetcher {
 
 impl Default for Fetcher {
     fn default() -> Self {
-        Self::new(9, 2 << 30, 8 << 30)
+        Self::with_retries(9)
     }
 }
 
@@ -71,6 +71,11 @@ enum Attempt {
 }
 
 impl Fetcher {
+    /// A fetcher with `retries` retries (Flux's `--http-retry`) and the default size caps.
+    pub fn with_retries(retries: u32) -> Self {
+        Self::new(retries, 2 << 30, 8 << 30)
+    }
+
     /// A fetcher with `retries` retries (Flux: `--http-retry`, default 9) and size caps.
     pub fn new(retries: u32, max_download_size: u64, max_extracted_size: u64) -> Self {
         crate::install_crypto_provider();

@@ -2,7 +2,10 @@
 //! `event.toolkit.fluxcd.io/*` annotations of the object) as annotations on the Event.
 //!
 //! Controllers talk only through Kubernetes objects: these Events are also the feed
-//! notification-controller watches, so nothing is POSTed between controllers.
+//! notification-controller watches. With Flux's `--events-addr` set (Flux's Deployments set
+//! it), each event is also POSTed there as Flux's event JSON, as Flux's recorder does, so that
+//! Flux's own notification-controller alerts on our controllers' events; ours takes both and
+//! sends each event once.
 //! Repeated identical events are folded into one Event whose `series` counts them.
 
 use driftless_api::meta::EVENT_ANNOTATION_PREFIX;
@@ -20,8 +23,56 @@ use kube::{
 };
 use std::{
     collections::{BTreeMap, HashMap},
-    sync::Mutex,
+    sync::{Mutex, OnceLock},
+    time::Duration,
 };
+
+/// Where events are POSTed besides (`--events-addr`), and the client that does it.
+static FORWARD: OnceLock<(reqwest::Client, String)> = OnceLock::new();
+
+/// Attempts of one POST (Flux's retrying client makes 5).
+const FORWARD_ATTEMPTS: u32 = 5;
+
+/// Sends every event published from now on also to `address` (Flux's `--events-addr`: the
+/// event server of a notification-controller), as Flux's event JSON. Set once, at start.
+pub fn forward_to(address: &str) -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .build()?;
+    let _ = FORWARD.set((client, address.to_string()));
+    Ok(())
+}
+
+/// POSTs `event` to the `--events-addr` server in the background: a slow or absent server
+/// never holds up a reconcile. 5xx and connection failures are retried with backoff.
+fn forward(event: serde_json::Value) {
+    let Some((client, url)) = FORWARD.get() else {
+        return;
+    };
+    let (client, url) = (client.clone(), url.clone());
+    tokio::spawn(async move {
+        let mut delay = Duration::from_millis(500);
+        for attempt in 1..=FORWARD_ATTEMPTS {
+            match client.post(&url).json(&event).send().await {
+                Ok(response) if response.status().is_success() => return,
+                Ok(response) if response.status().is_client_error() => {
+                    tracing::warn!(status = %response.status(), %url, "event refused by the events address");
+                    return;
+                }
+                Ok(response) if attempt == FORWARD_ATTEMPTS => {
+                    tracing::warn!(status = %response.status(), %url, "unable to record event");
+                }
+                Err(err) if attempt == FORWARD_ATTEMPTS => {
+                    tracing::warn!(%err, %url, "unable to record event");
+                }
+                _ => {}
+            }
+            tokio::time::sleep(delay).await;
+            delay *= 2;
+        }
+    });
+}
 
 /// Event type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,9 +132,55 @@ impl Recorder {
     ) where
         K: Resource<DynamicType = ()>,
     {
-        if let Err(err) = self.try_publish(obj, type_, reason, note, metadata).await {
-            tracing::warn!(%err, reason, "failed to publish event");
+        match self.try_publish(obj, type_, reason, note, metadata).await {
+            Ok(annotations) => {
+                if FORWARD.get().is_some() {
+                    forward(self.flux_event(obj, type_, reason, note, annotations));
+                }
+            }
+            Err(err) => tracing::warn!(%err, reason, "failed to publish event"),
         }
+    }
+
+    /// Flux's event JSON (`event.toolkit.fluxcd.io`): the metadata is the Event's annotations,
+    /// as Flux's recorder sends them.
+    fn flux_event<K>(
+        &self,
+        obj: &K,
+        type_: EventType,
+        reason: &str,
+        note: &str,
+        annotations: BTreeMap<String, String>,
+    ) -> serde_json::Value
+    where
+        K: Resource<DynamicType = ()>,
+    {
+        let severity = match type_ {
+            EventType::Normal => "info",
+            EventType::Warning => "error",
+        };
+        let involved = ObjectReference {
+            api_version: Some(K::api_version(&()).to_string()),
+            kind: Some(K::kind(&()).to_string()),
+            name: obj.meta().name.clone(),
+            namespace: obj.meta().namespace.clone(),
+            uid: obj.meta().uid.clone(),
+            resource_version: obj.meta().resource_version.clone(),
+            ..Default::default()
+        };
+        let mut event = serde_json::json!({
+            "involvedObject": involved,
+            "severity": severity,
+            "timestamp": Timestamp::now().round(k8s_openapi::jiff::Unit::Second).map(|t| t.to_string()).unwrap_or_default(),
+            "message": note,
+            "reason": reason,
+            "reportingController": self.controller,
+            "reportingInstance": self.instance,
+        });
+        if !annotations.is_empty() {
+            event["metadata"] = serde_json::json!(annotations);
+        }
+        event
     }
 
     async fn try_publish<K>(
@@ -93,7 +190,7 @@ impl Recorder {
         reason: &str,
         note: &str,
         metadata: &[(&str, &str)],
-    ) -> Result<(), kube::Error>
+    ) -> Result<BTreeMap<String, String>, kube::Error>
     where
         K: Resource<DynamicType = ()>,
     {
@@ -112,22 +209,6 @@ impl Recorder {
             note.clone(),
         );
 
-        let previous = self.seen.lock().ok().and_then(|s| s.get(&key).cloned());
-        if let Some((ns, name, count)) = previous {
-            let patch = serde_json::json!({"series": {"count": count + 1, "lastObservedTime": now}});
-            let api_ns: Api<Event> = Api::namespaced(self.client.clone(), &ns);
-            if api_ns
-                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-                .is_ok()
-            {
-                if let Ok(mut seen) = self.seen.lock() {
-                    seen.insert(key, (ns, name, count + 1));
-                }
-                return Ok(());
-            }
-        }
-
         let group = K::group(&()).to_string();
         let mut annotations = BTreeMap::new();
         for (k, v) in obj.annotations() {
@@ -143,12 +224,28 @@ impl Recorder {
             };
             annotations.insert(key, v.to_string());
         }
+        let previous = self.seen.lock().ok().and_then(|s| s.get(&key).cloned());
+        if let Some((ns, name, count)) = previous {
+            let patch = serde_json::json!({"series": {"count": count + 1, "lastObservedTime": now}});
+            let api_ns: Api<Event> = Api::namespaced(self.client.clone(), &ns);
+            if api_ns
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .is_ok()
+            {
+                if let Ok(mut seen) = self.seen.lock() {
+                    seen.insert(key, (ns, name, count + 1));
+                }
+                return Ok(annotations);
+            }
+        }
+
         let name = format!("{}.{:x}", obj.name_any(), Timestamp::now().as_nanosecond());
         let event = Event {
             metadata: ObjectMeta {
                 name: Some(name.clone()),
                 namespace: Some(namespace.clone()),
-                annotations: (!annotations.is_empty()).then_some(annotations),
+                annotations: (!annotations.is_empty()).then(|| annotations.clone()),
                 ..Default::default()
             },
             action: Some(reason.to_string()),
@@ -177,6 +274,6 @@ impl Recorder {
             }
             seen.insert(key, (namespace, name, 1));
         }
-        Ok(())
+        Ok(annotations)
     }
 }

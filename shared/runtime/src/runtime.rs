@@ -64,6 +64,10 @@ impl Runtime {
         let gates =
             crate::features::FeatureGates::parse(&args.feature_gates, gates).map_err(anyhow::Error::msg)?;
         let client = Client::try_default().await?;
+        // notification-controller listens on `--events-addr`; the others send there too.
+        if name != "notification-controller" && !args.events_addr.is_empty() {
+            crate::events::forward_to(&args.events_addr)?;
+        }
         let (tx, rx) = watch::channel(false);
         tokio::spawn(async move {
             wait_for_signal().await;

@@ -378,7 +378,19 @@ pub struct FluxStartedBinary {
 }
 
 impl Drop for FluxStartedBinary {
+    /// Stops it as Kubernetes does, SIGTERM first (it releases its lease, so the next one to
+    /// start leads at once), then SIGKILL if it is still there after 10 s.
     fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -488,4 +500,52 @@ async fn http_get(addr: std::net::SocketAddr, path: &str) -> Option<(u16, String
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
     Some((code, body))
+}
+
+/// A stand-in for a notification-controller's event server: every JSON body POSTed to its
+/// address is received on the channel (answered 202, as Flux's server does).
+pub async fn event_sink() -> (
+    std::net::SocketAddr,
+    tokio::sync::mpsc::UnboundedReceiver<serde_json::Value>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let app = axum::Router::new().route(
+        "/",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let tx = tx.clone();
+            async move {
+                match serde_json::from_slice(&body) {
+                    Ok(event) => {
+                        let _ = tx.send(event);
+                        axum::http::StatusCode::ACCEPTED
+                    }
+                    Err(_) => axum::http::StatusCode::BAD_REQUEST,
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("event sink address");
+    let addr = listener.local_addr().expect("event sink address");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, rx)
+}
+
+/// The first event from `events` that `matches`, within a minute.
+///
+/// # Panics
+/// When none arrives in time.
+pub async fn wait_for_posted_event(
+    events: &mut tokio::sync::mpsc::UnboundedReceiver<serde_json::Value>,
+    matches: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Some(event)) if matches(&event) => return event,
+            Ok(Some(_)) => {}
+            _ => panic!("no matching event was posted within a minute"),
+        }
+    }
 }
