@@ -184,4 +184,55 @@ mod flux_args_tests {
             }
         }
     }
+
+    /// Every flag of Flux v2.9's kustomize-controller, with a value it takes; an unknown flag
+    /// and an out-of-range jitter still stop the start.
+    #[test]
+    fn every_flux_flag_is_accepted() {
+        let args = [
+            "kustomize-controller",
+            "--metrics-addr=:8080",
+            "--events-addr=http://notification-controller.flux-system.svc.cluster.local./",
+            "--health-addr=:9440",
+            "--concurrent=4",
+            "--concurrent-ssa=8",
+            "--requeue-dependency=30s",
+            "--no-remote-bases=false",
+            "--http-retry=3",
+            "--default-service-account=",
+            "--default-decryption-service-account=",
+            "--default-kubeconfig-service-account=",
+            "--sops-age-secret=sops-age",
+            "--sops-vault-configmap=",
+            "--override-manager=helm",
+            "--override-manager=argocd-controller",
+            "--custom-apply-stage-kinds=rbac.authorization.k8s.io/Role,ConfigMap",
+            "--kube-api-qps=50",
+            "--kube-api-burst=300",
+            "--log-encoding=json",
+            "--log-level=debug",
+            "--enable-leader-election=false",
+            "--leader-election-release-on-cancel=true",
+            "--leader-election-lease-duration=35s",
+            "--leader-election-renew-deadline=30s",
+            "--leader-election-retry-period=5s",
+            "--no-cross-namespace-refs=false",
+            "--insecure-kubeconfig-exec=false",
+            "--insecure-kubeconfig-tls=false",
+            "--min-retry-delay=750ms",
+            "--max-retry-delay=15m",
+            "--feature-gates=GroupChangeLog=true,DisableFailFastBehavior=true",
+            "--watch-all-namespaces=true",
+            "--watch-label-selector=sharding.fluxcd.io/key=shard1",
+            "--watch-configs-label-selector=reconcile.fluxcd.io/watch=Enabled",
+            "--interval-jitter-percentage=10",
+            "--token-cache-max-size=100",
+            "--token-cache-max-duration=1h",
+        ];
+        let parsed = Args::try_parse_from(args).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(parsed.concurrent_ssa, 8);
+        assert_eq!(parsed.override_managers, ["helm", "argocd-controller"]);
+        assert!(Args::try_parse_from(["kustomize-controller", "--no-such-flag=1"]).is_err());
+        assert!(Args::try_parse_from(["kustomize-controller", "--interval-jitter-percentage=100"]).is_err());
+    }
 }

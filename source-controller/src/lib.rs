@@ -42,14 +42,14 @@ pub struct Args {
     #[command(flatten)]
     pub common: CommonArgs,
     /// Local directory of the artifact storage.
-    #[arg(long, default_value = "/data")]
+    #[arg(long, env = "STORAGE_PATH", default_value = "/data")]
     pub storage_path: PathBuf,
     /// Address the artifact server listens on.
-    #[arg(long, default_value = ":9090", value_parser = addr_arg)]
+    #[arg(long, env = "STORAGE_ADDRESS", default_value = ":9090", value_parser = addr_arg)]
     pub storage_addr: SocketAddr,
     /// Advertised address of the artifact server, used in artifact URLs (default: host name and
     /// the port of --storage-addr).
-    #[arg(long, default_value = "")]
+    #[arg(long, env = "STORAGE_ADV_ADDR", default_value = "")]
     pub storage_adv_addr: String,
     /// How long superseded artifacts are kept.
     #[arg(long, default_value = "1m", value_parser = duration_arg)]
@@ -63,9 +63,40 @@ pub struct Args {
     /// Largest Helm chart archive pulled, in bytes.
     #[arg(long, default_value_t = helm_chart::DEFAULT_CHART_MAX_SIZE)]
     pub helm_chart_max_size: u64,
-    /// Digest algorithm of artifacts; only sha256 is supported.
+    /// Digest algorithm of artifacts; only sha256 is supported (Flux also offers sha384,
+    /// sha512 and blake3: those stop the start with a plain message).
     #[arg(long, default_value = "sha256", value_parser = ["sha256"])]
     pub artifact_digest_algo: String,
+    /// Largest file inside a chart, in bytes.
+    #[arg(long, default_value_t = helm_chart::DEFAULT_CHART_FILE_MAX_SIZE)]
+    pub helm_chart_file_max_size: u64,
+    /// Parsed Helm indexes kept at most; 0 keeps the controller's own bound (the cache is
+    /// always on: an index is parsed once per revision).
+    #[arg(long, default_value_t = 0)]
+    pub helm_cache_max_size: usize,
+    /// How long a parsed index is kept (with --helm-cache-max-size).
+    #[arg(long, default_value = "15m", value_parser = duration_arg)]
+    pub helm_cache_ttl: Duration,
+    /// How often expired indexes are purged; expired ones are dropped when next asked for.
+    #[arg(long, default_value = "1m", value_parser = duration_arg)]
+    pub helm_cache_purge_interval: Duration,
+    /// SSH key-exchange algorithms for git; libssh2 negotiates its own, so a value is logged
+    /// and not applied.
+    #[arg(long, value_delimiter = ',')]
+    pub ssh_kex_algos: Vec<String>,
+    /// SSH host-key algorithms for git; as --ssh-kex-algos.
+    #[arg(long, value_delimiter = ',')]
+    pub ssh_hostkey_algos: Vec<String>,
+    /// Which ConfigMaps and Secrets are watched: bound but unused in Flux's source-controller,
+    /// and here.
+    #[arg(long, default_value = "reconcile.fluxcd.io/watch=Enabled")]
+    pub watch_configs_label_selector: String,
+    /// Cloud-provider tokens cached at most; cloud providers are refused by field here.
+    #[arg(long, default_value_t = 100)]
+    pub token_cache_max_size: usize,
+    /// Longest a cloud-provider token is cached.
+    #[arg(long, default_value = "1h", value_parser = duration_arg)]
+    pub token_cache_max_duration: Duration,
 }
 
 /// Flux v2.9's feature gates of this controller and their defaults (`--feature-gates`).
@@ -77,6 +108,22 @@ pub const FEATURE_GATES: &[(&str, bool)] = &[
 /// Runs the controller until SIGTERM.
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let rt = Runtime::start(CONTROLLER_NAME, args.common, FEATURE_GATES).await?;
+    // In source-controller, the default service account is a workload identity: Flux refuses
+    // it without the gate.
+    if !rt.args.default_service_account.is_empty()
+        && !rt
+            .gates
+            .enabled(driftless_runtime::features::OBJECT_LEVEL_WORKLOAD_IDENTITY.0)
+    {
+        anyhow::bail!(
+            "invalid configuration: cannot set default service accounts when the feature gate {} is not enabled",
+            driftless_runtime::features::OBJECT_LEVEL_WORKLOAD_IDENTITY.0
+        );
+    }
+    if !args.ssh_kex_algos.is_empty() || !args.ssh_hostkey_algos.is_empty() {
+        tracing::warn!(kex = ?args.ssh_kex_algos, hostkey = ?args.ssh_hostkey_algos,
+            "--ssh-kex-algos and --ssh-hostkey-algos are not applied: libssh2 negotiates its own algorithms");
+    }
     let advertised = if args.storage_adv_addr.is_empty() {
         format!("{}:{}", instance_name(), args.storage_addr.port())
     } else {
@@ -98,7 +145,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let settings = rt.loop_settings(DEFAULT_CONCURRENCY);
     let git = Arc::new(
         KindController::new(
-            git_repository::GitRepositoryReconciler::new(storage.clone(), GIT_SOCKET_TIMEOUT),
+            git_repository::GitRepositoryReconciler::new(storage.clone(), GIT_SOCKET_TIMEOUT)
+                .with_requeue_dependency(rt.args.requeue_dependency),
             rt.client.clone(),
             CONTROLLER_NAME,
             CONTROLLER_NAME,
@@ -128,7 +176,18 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     ));
     let charts = Arc::new(
         KindController::new(
-            helm_chart::HelmChartReconciler::new(storage.clone(), args.helm_chart_max_size),
+            helm_chart::HelmChartReconciler::with_limits(
+                storage.clone(),
+                args.helm_chart_max_size,
+                helm_chart::HelmLimits {
+                    index_max_size: args.helm_index_max_size,
+                    file_max_size: args.helm_chart_file_max_size,
+                    cache: helm_chart::index::CacheLimits {
+                        max_size: args.helm_cache_max_size,
+                        ttl: (args.helm_cache_max_size > 0).then_some(args.helm_cache_ttl),
+                    },
+                },
+            ),
             rt.client.clone(),
             CONTROLLER_NAME,
             CONTROLLER_NAME,
@@ -168,5 +227,57 @@ mod flux_args_tests {
                 panic!("{args:?}: {e}");
             }
         }
+    }
+
+    /// Every flag of Flux v2.9's source-controller, with a value it takes; an unknown flag and
+    /// a digest algorithm other than sha256 stop the start.
+    #[test]
+    fn every_flux_flag_is_accepted() {
+        let args = [
+            "source-controller",
+            "--metrics-addr=:8080",
+            "--events-addr=http://notification-controller.flux-system.svc.cluster.local./",
+            "--health-addr=:9440",
+            "--concurrent=2",
+            "--helm-index-max-size=52428800",
+            "--helm-chart-max-size=10485760",
+            "--helm-chart-file-max-size=5242880",
+            "--requeue-dependency=30s",
+            "--helm-cache-max-size=10",
+            "--helm-cache-ttl=15m",
+            "--helm-cache-purge-interval=1m",
+            "--ssh-kex-algos=curve25519-sha256,diffie-hellman-group14-sha256",
+            "--ssh-hostkey-algos=ssh-ed25519",
+            "--default-service-account=",
+            "--storage-path=/data",
+            "--storage-addr=:9090",
+            "--storage-adv-addr=source-controller.flux-system.svc.cluster.local.",
+            "--artifact-retention-ttl=60s",
+            "--artifact-retention-records=2",
+            "--artifact-digest-algo=sha256",
+            "--kube-api-qps=50",
+            "--kube-api-burst=300",
+            "--log-encoding=json",
+            "--log-level=info",
+            "--enable-leader-election=true",
+            "--leader-election-release-on-cancel=true",
+            "--leader-election-lease-duration=35s",
+            "--leader-election-renew-deadline=30s",
+            "--leader-election-retry-period=5s",
+            "--min-retry-delay=750ms",
+            "--max-retry-delay=15m",
+            "--feature-gates=CacheSecretsAndConfigMaps=true",
+            "--watch-all-namespaces=true",
+            "--watch-label-selector=",
+            "--watch-configs-label-selector=reconcile.fluxcd.io/watch=Enabled",
+            "--interval-jitter-percentage=5",
+            "--token-cache-max-size=100",
+            "--token-cache-max-duration=1h",
+        ];
+        let parsed = Args::try_parse_from(args).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(parsed.ssh_kex_algos.len(), 2);
+        assert_eq!(parsed.helm_cache_max_size, 10);
+        assert!(Args::try_parse_from(["source-controller", "--no-such-flag=1"]).is_err());
+        assert!(Args::try_parse_from(["source-controller", "--artifact-digest-algo=blake3"]).is_err());
     }
 }

@@ -260,3 +260,31 @@ async fn charts_of_a_protected_repository_are_pulled_with_its_credentials() {
     wait_pulled(&h, "podinfo", "6.14.1").await;
     h.done().await;
 }
+
+/// An OCI HelmRepository with a cloud `provider` (Flux logs in to ECR, ACR or GAR with the
+/// cloud's workload identity) is refused by name, never pulled from anonymously.
+#[tokio::test]
+#[ignore = "needs the testenv (hack/test.sh)"]
+async fn a_cloud_provider_of_an_oci_helm_repository_is_refused_by_name() {
+    let h = harness("chart-provider").await;
+    create_repository(
+        &h,
+        "ecr",
+        serde_json::json!({"type": "oci", "url": "oci://123456789.dkr.ecr.eu-west-1.amazonaws.com/charts",
+            "provider": "aws", "interval": "10m"}),
+    )
+    .await;
+    h.create(
+        "app",
+        serde_json::json!({"chart": "app", "version": "1.0.0", "interval": "10m",
+            "sourceRef": {"kind": "HelmRepository", "name": "ecr"}}),
+    )
+    .await;
+    let chart = testing::wait_for(&h.objects, "app", T, |c: &HelmChart| {
+        ready(c).is_some_and(|r| r.status == "False" && r.message.contains("provider 'aws'"))
+    })
+    .await;
+    let stalled = conds(&chart).into_iter().find(|c| c.type_ == "Stalled");
+    assert!(stalled.is_some_and(|c| c.status == "True"), "{:?}", conds(&chart));
+    h.done().await;
+}

@@ -156,12 +156,20 @@ fn overlay(k: &mut Map<String, Value>, spec: &KustomizationSpec, dir: &Path) {
         patch
     });
     push_all(k, "patches", patches.collect());
-    let images = spec
-        .images
-        .iter()
-        .flatten()
-        .map(|i| serde_json::to_value(i).unwrap_or(Value::Null));
-    push_all(k, "images", images.collect());
+    // An image the source's kustomization already lists by name is replaced, as Flux does.
+    let mut added = Vec::new();
+    for image in spec.images.iter().flatten() {
+        let image = serde_json::to_value(image).unwrap_or(Value::Null);
+        let listed = k
+            .get_mut("images")
+            .and_then(Value::as_array_mut)
+            .and_then(|list| list.iter_mut().find(|i| i.get("name") == image.get("name")));
+        match listed {
+            Some(existing) => *existing = image,
+            None => added.push(image),
+        }
+    }
+    push_all(k, "images", added);
     // `ignoreMissingComponents`: components not in the source are left out, not an error.
     let ignore_missing = spec.ignore_missing_components == Some(true);
     let components = spec
@@ -177,6 +185,31 @@ fn overlay(k: &mut Map<String, Value>, spec: &KustomizationSpec, dir: &Path) {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn spec_images_replace_those_of_the_same_name() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("kustomization.yaml"),
+            "images:\n- name: reg/app\n  newTag: v1\n- name: reg/db\n  newTag: v2\n",
+        )
+        .unwrap();
+        let spec: KustomizationSpec = serde_json::from_value(json!({
+            "interval": "1m", "prune": true, "sourceRef": {"kind": "GitRepository", "name": "s"},
+            "images": [{"name": "reg/app", "newName": "mirror/app"}, {"name": "reg/web", "newTag": "v3"}],
+        }))
+        .unwrap();
+        prepare(dir.path(), &spec).unwrap();
+        let text = std::fs::read_to_string(dir.path().join("kustomization.yaml")).unwrap();
+        let written = driftless_kustomize::yaml::parse_documents(&text)
+            .unwrap()
+            .remove(0);
+        assert_eq!(
+            written["images"],
+            json!([{"name": "reg/app", "newName": "mirror/app"}, {"name": "reg/db", "newTag": "v2"},
+                   {"name": "reg/web", "newTag": "v3"}])
+        );
+    }
 
     #[test]
     fn missing_components_are_left_out_only_when_asked() {

@@ -144,8 +144,15 @@ pub fn from_secret(
 pub fn unsupported_provider(provider: Option<&str>, service_account_name: Option<&str>) -> Option<String> {
     match provider.filter(|p| !p.is_empty()).unwrap_or("generic") {
         "generic" => service_account_name.filter(|s| !s.is_empty()).map(|_| {
-            "spec.serviceAccountName is used with provider 'azure' only; remove it or use a secretRef".to_string()
+            "spec.serviceAccountName needs a cloud provider's workload identity (provider 'azure' or 'aws'), \
+             which is not available: remove it and use a secretRef"
+                .to_string()
         }),
+        "aws" => Some(
+            "provider 'aws' needs AWS workload identity (CodeCommit), which is not available: use provider \
+             'generic' with a secretRef"
+                .into(),
+        ),
         "azure" => Some(
             "provider 'azure' needs Azure workload identity, which is not available: use provider 'generic' \
              with a secretRef (a personal access token as password)"
@@ -156,7 +163,7 @@ pub fn unsupported_provider(provider: Option<&str>, service_account_name: Option
              with a secretRef (a token as password)"
                 .into(),
         ),
-        other => Some(format!("provider '{other}' is not supported (generic, azure or github)")),
+        other => Some(format!("provider '{other}' is not supported (generic, aws, azure or github)")),
     }
 }
 

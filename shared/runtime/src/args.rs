@@ -53,13 +53,13 @@ pub struct CommonArgs {
     /// Where events are sent (Flux's flag). Every controller accepts it; the controllers report
     /// through Kubernetes Events, which notification-controller watches, so an event reaches it
     /// once whether or not this is set. notification-controller listens here (default `:9090`).
-    #[arg(long, default_value = "")]
+    #[arg(long, env = "EVENTS_ADDR", default_value = "")]
     pub events_addr: String,
     /// Retry period for dependencies and sources that are not ready.
     #[arg(long, default_value = "30s", value_parser = duration_arg)]
     pub requeue_dependency: Duration,
     /// Address of the Prometheus endpoint.
-    #[arg(long, default_value = ":8080", value_parser = addr_arg)]
+    #[arg(long, env = "METRICS_ADDR", default_value = ":8080", value_parser = addr_arg)]
     pub metrics_addr: SocketAddr,
     /// Address of the /healthz and /readyz probes.
     #[arg(long, default_value = ":9440", value_parser = addr_arg)]
@@ -91,8 +91,8 @@ pub struct CommonArgs {
     /// Longest retry delay after repeated transient failures.
     #[arg(long, default_value = "15m", value_parser = duration_arg)]
     pub max_retry_delay: Duration,
-    /// Jitter added to requeue intervals, in percent.
-    #[arg(long, default_value_t = 5)]
+    /// Jitter added to requeue intervals, in percent (below 100, as Flux requires).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u8).range(0..100))]
     pub interval_jitter_percentage: u8,
     /// Accepted for compatibility with Flux's manifests.
     #[arg(long, default_value_t = 50.0)]
@@ -109,15 +109,20 @@ pub struct CommonArgs {
 impl CommonArgs {
     /// Namespace the controller runs in (`RUNTIME_NAMESPACE`, default `flux-system`).
     pub fn runtime_namespace() -> String {
-        std::env::var("RUNTIME_NAMESPACE")
-            .ok()
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| "flux-system".into())
+        Self::runtime_namespace_env().unwrap_or_else(|| "flux-system".into())
     }
 
-    /// The namespace to watch, or None for all namespaces.
+    fn runtime_namespace_env() -> Option<String> {
+        std::env::var("RUNTIME_NAMESPACE").ok().filter(|s| !s.is_empty())
+    }
+
+    /// The namespace to watch, or None for all namespaces: with `--watch-all-namespaces=false`,
+    /// `RUNTIME_NAMESPACE` (all of them when it is unset, as in Flux).
     pub fn watch_namespace(&self) -> Option<String> {
-        (!self.watch_all_namespaces).then(Self::runtime_namespace)
+        if self.watch_all_namespaces {
+            return None;
+        }
+        Self::runtime_namespace_env()
     }
 
     /// The label selector to watch with, if any.

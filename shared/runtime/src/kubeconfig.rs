@@ -29,11 +29,17 @@ pub fn from_secret(
     key: Option<&str>,
     policy: KubeconfigPolicy,
 ) -> Result<(String, Kubeconfig), String> {
-    let bytes = [key.unwrap_or_default(), "value", "value.yaml"]
-        .iter()
-        .filter(|k| !k.is_empty())
-        .find_map(|k| data.get(*k))
-        .ok_or_else(|| format!("kubeconfig secret '{name}' has no 'value' or 'value.yaml' key"))?;
+    // A key named in the spec must be there, as in Flux; without one, `value` then
+    // `value.yaml`.
+    let bytes = match key.filter(|k| !k.is_empty()) {
+        Some(key) => data
+            .get(key)
+            .ok_or_else(|| format!("kubeconfig secret '{name}' has no '{key}' key"))?,
+        None => ["value", "value.yaml"]
+            .iter()
+            .find_map(|k| data.get(*k))
+            .ok_or_else(|| format!("kubeconfig secret '{name}' has no 'value' or 'value.yaml' key"))?,
+    };
     let text = String::from_utf8_lossy(&bytes.0).into_owned();
     let kubeconfig = Kubeconfig::from_yaml(&text).map_err(|e| format!("invalid kubeconfig: {e}"))?;
     let users = || kubeconfig.auth_infos.iter().filter_map(|n| n.auth_info.as_ref());
@@ -106,6 +112,17 @@ mod tests {
                 .contains("names files")
         );
         assert!(from_secret("kc", &secret(&config("", "{token: t}")), None, strict).is_ok());
+        // A key the spec names must be there: no fallback to `value`.
+        assert_eq!(
+            from_secret(
+                "kc",
+                &secret(&config("", "{token: t}")),
+                Some("remote.yaml"),
+                strict
+            )
+            .unwrap_err(),
+            "kubeconfig secret 'kc' has no 'remote.yaml' key"
+        );
         assert!(
             from_secret("kc", &BTreeMap::new(), None, strict)
                 .unwrap_err()

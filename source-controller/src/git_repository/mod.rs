@@ -42,6 +42,7 @@ pub const STORAGE_KIND: &str = "gitrepository";
 /// Reconciles GitRepositories into artifacts in `storage`.
 pub struct GitRepositoryReconciler {
     storage: Arc<Storage>,
+    requeue_dependency: Duration,
 }
 
 impl GitRepositoryReconciler {
@@ -49,7 +50,18 @@ impl GitRepositoryReconciler {
     /// or write of git (process-wide), so a silent server cannot hold a thread forever.
     pub fn new(storage: Arc<Storage>, socket_timeout: Duration) -> Self {
         git::set_socket_timeouts(Duration::from_secs(10).min(socket_timeout), socket_timeout);
-        Self { storage }
+        Self {
+            storage,
+            requeue_dependency: Duration::from_secs(10),
+        }
+    }
+
+    /// How long a GitRepository waits for an `include` that is missing or has no artifact
+    /// (Flux's `--requeue-dependency`).
+    #[must_use]
+    pub fn with_requeue_dependency(mut self, requeue_dependency: Duration) -> Self {
+        self.requeue_dependency = requeue_dependency;
+        self
     }
 
     async fn credentials(
@@ -201,7 +213,7 @@ impl GitRepositoryReconciler {
                 &message,
                 generation,
             );
-            return Err(ReconcileError::waiting(reason, message, Duration::from_secs(10)));
+            return Err(ReconcileError::waiting(reason, message, self.requeue_dependency));
         }
         conditions::delete(status.conditions_mut(), ct::INCLUDE_UNAVAILABLE);
         Ok(out)

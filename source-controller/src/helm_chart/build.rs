@@ -237,6 +237,30 @@ pub fn add_archive_dependency(
 /// Merges `files` in order (later wins; maps merge key by key) into the chart's `values.yaml`.
 /// A chart from a source finds them relative to the source root, a pulled chart relative to
 /// itself. Missing files fail unless `ignore_missing`; returns the files merged.
+/// Every file of the chart is at most `max` bytes, as Helm's loader with Flux's
+/// `--helm-chart-file-max-size` requires.
+pub fn check_file_sizes(u: &Unpacked, max: u64) -> Result<(), BuildError> {
+    let mut dirs = vec![u.chart_dir.clone()];
+    while let Some(dir) = dirs.pop() {
+        let entries = std::fs::read_dir(&dir).map_err(|e| BuildError::Package(e.to_string()))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| BuildError::Package(e.to_string()))?;
+            let meta = entry.metadata().map_err(|e| BuildError::Package(e.to_string()))?;
+            if meta.is_dir() {
+                dirs.push(entry.path());
+            } else if meta.len() > max {
+                let path = entry.path();
+                let rel = path.strip_prefix(&u.chart_dir).unwrap_or(&path);
+                return Err(BuildError::Package(format!(
+                    "chart file '{}' is larger than the maximum file size {max}",
+                    rel.display()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 pub fn merge_values_files(
     u: &Unpacked,
     files: &[String],
@@ -338,6 +362,33 @@ mod tests {
             with_metadata("1.0.0", "a_b"),
             Err(BuildError::Metadata(_))
         ));
+    }
+
+    /// `--helm-chart-file-max-size`: a chart with a larger file is refused, naming the file.
+    #[test]
+    fn chart_files_over_the_limit_are_refused() {
+        let workdir = tempfile::tempdir().unwrap();
+        let chart_dir = workdir.path().join("app");
+        std::fs::create_dir_all(chart_dir.join("templates")).unwrap();
+        std::fs::write(
+            chart_dir.join("Chart.yaml"),
+            "apiVersion: v2\nname: app\nversion: 1.0.0\n",
+        )
+        .unwrap();
+        std::fs::write(chart_dir.join("templates/big.yaml"), "x".repeat(2048)).unwrap();
+        let u = Unpacked {
+            chart: metadata::read(&chart_dir).unwrap(),
+            chart_dir,
+            workdir,
+            source_root: None,
+            archive: None,
+        };
+        assert!(check_file_sizes(&u, 4096).is_ok());
+        let refused = check_file_sizes(&u, 1024).unwrap_err().message();
+        assert!(
+            refused.contains("templates/big.yaml") && refused.contains("1024"),
+            "{refused}"
+        );
     }
 
     #[test]

@@ -12,8 +12,28 @@ use std::sync::{Arc, Mutex};
 
 use serde::Deserialize;
 
-/// Parsed indexes kept at most (one per repository revision in use).
+/// Parsed indexes kept at most (one per repository revision in use) unless
+/// `--helm-cache-max-size` says otherwise.
 const INDEX_CACHE_LIMIT: usize = 64;
+
+/// Flux's `--helm-cache-max-size` and `--helm-cache-ttl`. Unlike Flux's (off unless sized),
+/// the cache is always on: an index is parsed once per revision and shared by every chart and
+/// worker, whatever the flags; a size of 0 keeps its own bound.
+#[derive(Clone, Copy, Debug)]
+pub struct CacheLimits {
+    pub max_size: usize,
+    /// How long an index stays parsed after its first use; None: until superseded.
+    pub ttl: Option<std::time::Duration>,
+}
+
+impl Default for CacheLimits {
+    fn default() -> Self {
+        Self {
+            max_size: INDEX_CACHE_LIMIT,
+            ttl: None,
+        }
+    }
+}
 
 /// A chart version as the index lists it: only what choosing and pulling it needs.
 #[derive(Debug, Clone, Deserialize)]
@@ -183,23 +203,39 @@ impl yaml_rust2::parser::MarkedEventReceiver for TableBuilder {
 /// HelmChart and worker of the controller.
 #[derive(Default)]
 pub struct IndexCache {
-    indexes: Mutex<HashMap<String, Arc<ChartIndex>>>,
+    indexes: Mutex<HashMap<String, (Arc<ChartIndex>, std::time::Instant)>>,
+    limits: CacheLimits,
     /// Held while an index is parsed, so that workers asking for the same new revision wait
     /// for one parse instead of each parsing it (a parse of a large index is the costly part).
     parsing: Mutex<()>,
 }
 
 impl IndexCache {
+    /// A cache within `limits`.
+    pub fn new(limits: CacheLimits) -> Self {
+        Self {
+            limits: CacheLimits {
+                max_size: if limits.max_size == 0 {
+                    INDEX_CACHE_LIMIT
+                } else {
+                    limits.max_size
+                },
+                ttl: limits.ttl,
+            },
+            ..Self::default()
+        }
+    }
+
     /// The index stored in `file`, parsed on first use. Blocking.
     pub fn get(&self, file: &Path) -> Result<Arc<ChartIndex>, String> {
         let path = file.to_string_lossy();
         let path = path.as_ref();
-        if let Some(index) = self.lock().get(path) {
-            return Ok(index.clone());
+        if let Some(index) = self.cached(path) {
+            return Ok(index);
         }
         let _parsing = self.parsing.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(index) = self.lock().get(path) {
-            return Ok(index.clone());
+        if let Some(index) = self.cached(path) {
+            return Ok(index);
         }
         let bytes = std::fs::read(file).map_err(|e| format!("reading the index: {e}"))?;
         let index = ChartIndex::parse(&bytes).map_err(|e| format!("reading the index: {e}"))?;
@@ -207,14 +243,25 @@ impl IndexCache {
         let index = Arc::new(index);
         let mut indexes = self.lock();
         // Indexes of superseded revisions go; a miss costs one parse.
-        if indexes.len() >= INDEX_CACHE_LIMIT {
+        if indexes.len() >= self.limits.max_size.max(1) {
             indexes.clear();
         }
-        indexes.insert(path.to_string(), index.clone());
+        indexes.insert(path.to_string(), (index.clone(), std::time::Instant::now()));
         Ok(index)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<ChartIndex>>> {
+    /// The parsed index of `path`, unless its time to live is over.
+    fn cached(&self, path: &str) -> Option<Arc<ChartIndex>> {
+        let mut indexes = self.lock();
+        let (index, parsed) = indexes.get(path)?;
+        if self.limits.ttl.is_some_and(|ttl| parsed.elapsed() > ttl) {
+            indexes.remove(path);
+            return None;
+        }
+        Some(index.clone())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Arc<ChartIndex>, std::time::Instant)>> {
         self.indexes.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -279,6 +326,31 @@ mod tests {
             {"version": "6.2.0", "urls": ["https://other.example/podinfo-6.2.0.tgz"], "name": "ignored"}
         ]}}))
         .unwrap()
+    }
+
+    /// `--helm-cache-ttl`: an index older than its time to live is parsed again.
+    #[test]
+    fn cached_indexes_expire_after_their_ttl() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("index.yaml");
+        std::fs::write(
+            &file,
+            "apiVersion: v1\nentries:\n  app:\n  - version: 1.0.0\n    urls: [app-1.0.0.tgz]\n",
+        )
+        .unwrap();
+        let forever = IndexCache::new(CacheLimits::default());
+        let first = forever.get(&file).unwrap();
+        assert!(Arc::ptr_eq(&first, &forever.get(&file).unwrap()), "parsed once");
+        let expiring = IndexCache::new(CacheLimits {
+            max_size: 4,
+            ttl: Some(std::time::Duration::ZERO),
+        });
+        let first = expiring.get(&file).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        assert!(
+            !Arc::ptr_eq(&first, &expiring.get(&file).unwrap()),
+            "parsed again"
+        );
     }
 
     #[test]

@@ -97,15 +97,45 @@ pub struct HelmChartReconciler {
     storage: Arc<Storage>,
     indexes: Arc<IndexCache>,
     chart_max_size: u64,
+    limits: HelmLimits,
 }
+
+/// Flux's Helm limits besides the archive size: `--helm-index-max-size`,
+/// `--helm-chart-file-max-size`, and the index cache's `--helm-cache-max-size` and
+/// `--helm-cache-ttl`.
+#[derive(Clone, Copy, Debug)]
+pub struct HelmLimits {
+    pub index_max_size: u64,
+    pub file_max_size: u64,
+    pub cache: index::CacheLimits,
+}
+
+impl Default for HelmLimits {
+    fn default() -> Self {
+        Self {
+            index_max_size: helm_repository::DEFAULT_INDEX_MAX_SIZE,
+            file_max_size: DEFAULT_CHART_FILE_MAX_SIZE,
+            cache: index::CacheLimits::default(),
+        }
+    }
+}
+
+/// Flux's `--helm-chart-file-max-size` default: 5 MiB.
+pub const DEFAULT_CHART_FILE_MAX_SIZE: u64 = 5 << 20;
 
 impl HelmChartReconciler {
     /// A reconciler storing charts in `storage`, refusing archives over `chart_max_size`.
     pub fn new(storage: Arc<Storage>, chart_max_size: u64) -> Self {
+        Self::with_limits(storage, chart_max_size, HelmLimits::default())
+    }
+
+    /// [`new`](Self::new) with Flux's other Helm limits.
+    pub fn with_limits(storage: Arc<Storage>, chart_max_size: u64, limits: HelmLimits) -> Self {
         Self {
             storage,
-            indexes: Arc::default(),
+            indexes: Arc::new(IndexCache::new(limits.cache)),
             chart_max_size,
+            limits,
         }
     }
 }
@@ -460,7 +490,7 @@ impl HelmChartReconciler {
                     &self.storage,
                     &self.indexes,
                     run.timeout,
-                    helm_repository::DEFAULT_INDEX_MAX_SIZE,
+                    self.limits.index_max_size,
                 )
                 .await;
                 let repository = connected.map_err(|problem| {
@@ -737,8 +767,10 @@ impl HelmChartReconciler {
             run.obj.spec.ignore_missing_values_files == Some(true),
         );
         let version = run.version.clone();
+        let file_max_size = self.limits.file_max_size;
         let built = blocking(run.timeout, move || {
             let mut u = unpack()?;
+            build::check_file_sizes(&u, file_max_size)?;
             let merged = if files.is_empty() {
                 Vec::new()
             } else {
@@ -802,7 +834,7 @@ impl HelmChartReconciler {
                 &self.storage,
                 &self.indexes,
                 run.timeout,
-                helm_repository::DEFAULT_INDEX_MAX_SIZE,
+                self.limits.index_max_size,
             )
             .await
             .map_err(|p| run.build_failed(Blocking::Failed(failed(p.message().to_string()))))?;

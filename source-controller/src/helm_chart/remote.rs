@@ -164,6 +164,19 @@ impl Repository {
         index_max_size: u64,
     ) -> Result<Self, Problem> {
         if helm_repository::is_oci(obj) {
+            // Flux logs in to ECR, ACR or GAR with the cloud's workload identity: not here.
+            if let Some(provider) = obj
+                .spec
+                .provider
+                .as_deref()
+                .filter(|p| !p.is_empty() && *p != "generic")
+            {
+                return Err(Problem::Invalid(format!(
+                    "HelmRepository '{}' has provider '{provider}', which needs the cloud's workload identity \
+                     and is not supported: give the registry credentials in its secretRef with provider 'generic'",
+                    obj.name_any()
+                )));
+            }
             let repository = oci::repository_of(&obj.spec.url)
                 .ok_or_else(|| Problem::Invalid(format!("invalid OCI registry URL '{}'", obj.spec.url)))?
                 .trim_end_matches('/')
