@@ -333,6 +333,7 @@ impl HelmReleaseReconciler {
         let own = run.hr.namespace().unwrap_or_default();
         driftless_runtime::acl::check_cross_namespace(
             self.settings.no_cross_namespace_refs,
+            driftless_runtime::acl::Wording::NotAllowed,
             &own,
             &key.kind,
             &key.namespace,

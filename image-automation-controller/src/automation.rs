@@ -160,6 +160,7 @@ impl ImageUpdateAutomationReconciler {
         let source_ns = spec.source_ref.namespace.clone().unwrap_or_else(|| ns.clone());
         driftless_runtime::acl::check_cross_namespace(
             self.no_cross_namespace_refs,
+            driftless_runtime::acl::Wording::CantAccess,
             &ns,
             "GitRepository",
             &source_ns,

@@ -88,6 +88,7 @@ impl ImagePolicyReconciler {
         let repo_ns = reference.namespace.clone().unwrap_or_else(|| ns.clone());
         acl::check_cross_namespace(
             self.no_cross_namespace_refs,
+            acl::Wording::CannotAccess,
             &ns,
             "ImageRepository",
             &repo_ns,

@@ -28,6 +28,7 @@ pub async fn artifact(
     let own = ks.namespace().unwrap_or_default();
     driftless_runtime::acl::check_cross_namespace(
         settings.no_cross_namespace_refs,
+        driftless_runtime::acl::Wording::CantAccess,
         &own,
         &kind,
         &namespace,

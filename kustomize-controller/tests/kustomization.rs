@@ -1158,7 +1158,7 @@ async fn the_binary_runs_with_flux_deployment_and_lockdown_args() {
             &lockdown[..],
             "flux-system",
             "AccessDenied",
-            "cross-namespace references have been disabled",
+            "cross-namespace references have been blocked",
             "error",
         ),
     ] {

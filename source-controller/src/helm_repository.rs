@@ -356,10 +356,17 @@ pub async fn connection(
 ) -> Result<(reqwest::Client, Option<(String, String)>), Problem> {
     let ns = obj.namespace().unwrap_or_default();
     let mut basic_auth = None;
+    let mut tls = common::TlsMaterial::default();
     if let Some(r) = &obj.spec.secret_ref {
         let data = common::secret_data(kube, &ns, &r.name).await.map_err(|p| {
             p.map_message(|m| format!("failed to get authentication secret '{ns}/{}': {m}", r.name))
         })?;
+        // Flux's deprecated fallback: without a certSecretRef, TLS keys of the secretRef count.
+        if obj.spec.cert_secret_ref.is_none()
+            && let Some(material) = common::tls_material(&data)
+        {
+            tls = material;
+        }
         basic_auth = match (
             common::secret_text(&data, "username"),
             common::secret_text(&data, "password"),
@@ -374,7 +381,6 @@ pub async fn connection(
             }
         };
     }
-    let mut tls = common::TlsMaterial::default();
     if let Some(r) = &obj.spec.cert_secret_ref {
         let data = common::secret_data(kube, &ns, &r.name).await.map_err(|p| {
             p.map_message(|m| format!("failed to get TLS authentication secret '{ns}/{}': {m}", r.name))

@@ -55,25 +55,40 @@ fn build(root: &Path, lines: impl IntoIterator<Item = String>) -> Gitignore {
 
 impl SourceIgnore {
     /// Compiles the rules for the tree at `root`.
+    ///
+    /// As Flux's `SourceIgnoreFilter`: the default exclusions apply only when no pattern at all
+    /// is given, by `.sourceignore` files or `spec.ignore`; the VCS patterns always apply.
     pub fn new(root: &Path, spec_ignore: Option<&str>) -> Self {
-        let mut base: Vec<String> = VCS_PATTERNS.iter().map(|s| s.to_string()).collect();
-        if spec_ignore.is_none() {
-            base.extend(DEFAULT_EXCLUSIONS.iter().map(|s| s.to_string()));
-        }
-        if let Ok(text) = std::fs::read_to_string(root.join(SOURCEIGNORE)) {
-            base.extend(text.lines().map(str::to_string));
-        }
-        let mut layers = vec![(PathBuf::new(), build(root, base))];
+        let root_file = std::fs::read_to_string(root.join(SOURCEIGNORE)).unwrap_or_default();
         let mut nested = Vec::new();
         find_nested(root, Path::new(""), &mut nested);
         nested.sort();
-        for rel in nested {
-            if let Ok(text) = std::fs::read_to_string(root.join(&rel).join(SOURCEIGNORE)) {
-                layers.push((
-                    rel.clone(),
-                    build(&root.join(&rel), text.lines().map(str::to_string)),
-                ));
-            }
+        let nested: Vec<(PathBuf, String)> = nested
+            .into_iter()
+            .filter_map(|rel| {
+                let text = std::fs::read_to_string(root.join(&rel).join(SOURCEIGNORE)).ok()?;
+                Some((rel, text))
+            })
+            .collect();
+        let has_patterns = |text: &str| {
+            text.lines()
+                .map(str::trim)
+                .any(|l| !l.is_empty() && !l.starts_with('#'))
+        };
+        let patterns_given = has_patterns(&root_file)
+            || nested.iter().any(|(_, text)| has_patterns(text))
+            || spec_ignore.is_some_and(has_patterns);
+        let mut base: Vec<String> = VCS_PATTERNS.iter().map(|s| s.to_string()).collect();
+        if !patterns_given {
+            base.extend(DEFAULT_EXCLUSIONS.iter().map(|s| s.to_string()));
+        }
+        base.extend(root_file.lines().map(str::to_string));
+        let mut layers = vec![(PathBuf::new(), build(root, base))];
+        for (rel, text) in nested {
+            layers.push((
+                rel.clone(),
+                build(&root.join(&rel), text.lines().map(str::to_string)),
+            ));
         }
         if let Some(spec) = spec_ignore {
             layers.push((PathBuf::new(), build(root, spec.lines().map(str::to_string))));
@@ -174,5 +189,18 @@ mod tests {
             si.includes("x.yaml", false),
             "apps/.sourceignore must not apply at the root"
         );
+        // Patterns were given (by the files): the defaults no longer apply, as in Flux.
+        assert!(si.includes(".github", true) && si.includes("docs/logo.png", false));
+        assert!(!si.includes(".git", true), "VCS patterns always apply");
+    }
+
+    /// An empty or comment-only `spec.ignore` gives no pattern: the defaults stay, as in Flux.
+    #[test]
+    fn an_ignore_without_patterns_keeps_the_defaults() {
+        let d = tree();
+        for spec in ["", "# nothing\n\n"] {
+            let si = SourceIgnore::new(d.path(), Some(spec));
+            assert!(!si.includes(".github", true) && !si.includes("docs/logo.png", false));
+        }
     }
 }

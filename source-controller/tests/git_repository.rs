@@ -1062,3 +1062,41 @@ async fn the_binary_runs_with_flux_deployment_args_and_serves_its_metrics() {
     drop(running);
     testing::delete_namespace(&client, &ns).await;
 }
+
+/// `recurseSubmodules`: submodules, and their submodules, are checked out into the artifact
+/// with the repository's credentials, as Flux's client does (down to 10 levels).
+#[tokio::test]
+#[ignore = "needs the testenv (hack/test.sh)"]
+async fn submodules_of_submodules_are_checked_out() {
+    let h = harness("git-submodules").await;
+    let inner = Repo::new("inner");
+    inner.write("inner.yaml", "kind: Inner\n");
+    inner.commit("inner");
+    let middle = Repo::new("middle");
+    middle.write("middle.yaml", "kind: Middle\n");
+    middle.add_submodule("inner", &inner);
+    middle.commit("middle");
+    let outer = Repo::new("outer");
+    outer.write("outer.yaml", "kind: Outer\n");
+    outer.add_submodule("middle", &middle);
+    let commit = outer.commit("outer");
+    http_secret(&h).await;
+    h.create(
+        "app",
+        serde_json::json!({"url": outer.http_url(), "interval": "10m", "ref": {"branch": "main"},
+            "secretRef": {"name": "http-auth"}, "recurseSubmodules": true}),
+    )
+    .await;
+    let r = wait_ready(&h, "app", &format!("main@sha1:{commit}")).await;
+    let artifact = r.status.unwrap().artifact.unwrap();
+    let out = tempfile::tempdir().unwrap();
+    Fetcher::default()
+        .fetch(&artifact.url, &artifact.digest, out.path())
+        .await
+        .unwrap();
+    let read = |path: &str| std::fs::read_to_string(out.path().join(path)).unwrap_or_default();
+    assert_eq!(read("outer.yaml"), "kind: Outer\n");
+    assert_eq!(read("middle/middle.yaml"), "kind: Middle\n");
+    assert_eq!(read("middle/inner/inner.yaml"), "kind: Inner\n");
+    h.done().await;
+}

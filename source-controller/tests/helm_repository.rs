@@ -193,6 +193,13 @@ async fn credentials_and_certificates_reach_a_protected_repository() {
     )
     .await;
     wait_ready(&h, "tls", &revision).await;
+    // Flux's deprecated fallback: without certSecretRef, the CA of the secretRef is used.
+    h.create(
+        "tls-in-secret-ref",
+        serde_json::json!({"url": https, "interval": "10m", "secretRef": {"name": "ca"}}),
+    )
+    .await;
+    wait_ready(&h, "tls-in-secret-ref", &revision).await;
     h.create("untrusted", serde_json::json!({"url": https, "interval": "10m"}))
         .await;
     h.wait_failed("untrusted", "Failed", "failed to fetch").await;

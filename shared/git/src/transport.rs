@@ -384,25 +384,42 @@ pub fn checkout(
     repo.set_head_detached(oid)
         .map_err(|e| GitError(e.message().to_string()))?;
     if submodules {
-        for mut sm in repo.submodules().map_err(|e| GitError(e.message().to_string()))? {
-            let failure = Cell::new(None);
-            let mut fo = FetchOptions::new();
-            fo.remote_callbacks(callbacks(remote, &failure));
-            let mut opts = git2::SubmoduleUpdateOptions::new();
-            opts.fetch(fo);
-            sm.update(true, Some(&mut opts)).map_err(|e| {
-                GitError(format!(
-                    "submodule '{}': {}",
-                    sm.name().unwrap_or(""),
-                    failure.take().unwrap_or_else(|| e.message().to_string())
-                ))
-            })?;
-        }
+        update_submodules(&repo, remote, SUBMODULE_DEPTH)?;
     }
     Ok(Checkout {
         commit: oid.to_string(),
         summary: commit.summary().ok().flatten().unwrap_or("").to_string(),
     })
+}
+
+/// How deep submodules of submodules are checked out (Flux's go-git client: 10 levels).
+const SUBMODULE_DEPTH: u32 = 10;
+
+/// Checks out the submodules of `repo`, and theirs, `depth` levels down, with the credentials
+/// of the parent's remote.
+fn update_submodules(repo: &Repository, remote: &Remote, depth: u32) -> Result<(), GitError> {
+    if depth == 0 {
+        return Ok(());
+    }
+    for mut sm in repo.submodules().map_err(|e| GitError(e.message().to_string()))? {
+        let failure = Cell::new(None);
+        let mut fo = FetchOptions::new();
+        fo.remote_callbacks(callbacks(remote, &failure));
+        let mut opts = git2::SubmoduleUpdateOptions::new();
+        opts.fetch(fo);
+        let name = sm.name().unwrap_or("").to_string();
+        sm.update(true, Some(&mut opts)).map_err(|e| {
+            GitError(format!(
+                "submodule '{name}': {}",
+                failure.take().unwrap_or_else(|| e.message().to_string())
+            ))
+        })?;
+        let nested = sm
+            .open()
+            .map_err(|e| GitError(format!("submodule '{name}': {}", e.message())))?;
+        update_submodules(&nested, remote, depth - 1)?;
+    }
+    Ok(())
 }
 
 /// Who a commit is by.

@@ -6,19 +6,47 @@ use driftless_api::meta::AccessFrom;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::{Api, Client};
 
+/// How each of Flux's controllers words a blocked cross-namespace reference.
+#[derive(Clone, Copy, Debug)]
+pub enum Wording {
+    /// kustomize-controller and image-automation-controller: "can't access '…'".
+    CantAccess,
+    /// image-reflector-controller: "cannot access '…'".
+    CannotAccess,
+    /// helm-controller: "cross-namespace references are not allowed: …".
+    NotAllowed,
+}
+
 /// With `--no-cross-namespace-refs`, an object refers to its own namespace only: a reference from
-/// `from_namespace` to `kind/namespace/name` elsewhere stalls with `AccessDenied`.
+/// `from_namespace` to `kind/namespace/name` elsewhere stalls with `AccessDenied`, in the words of
+/// the Flux controller doing the same.
 pub fn check_cross_namespace(
     no_cross_namespace_refs: bool,
+    wording: Wording,
     from_namespace: &str,
     kind: &str,
     namespace: &str,
     name: &str,
 ) -> Result<(), ReconcileError> {
     if no_cross_namespace_refs && namespace != from_namespace {
+        let message = match wording {
+            Wording::CantAccess => {
+                format!(
+                    "can't access '{kind}/{namespace}/{name}', cross-namespace references have been blocked"
+                )
+            }
+            Wording::CannotAccess => {
+                format!(
+                    "cannot access '{kind}/{namespace}/{name}', cross-namespace references have been blocked"
+                )
+            }
+            Wording::NotAllowed => {
+                format!("cross-namespace references are not allowed: cannot access {kind} {namespace}/{name}")
+            }
+        };
         return Err(ReconcileError::stalled(
             driftless_api::meta::reasons::ACCESS_DENIED,
-            format!("cannot access {kind}/{namespace}/{name}, cross-namespace references have been disabled"),
+            message,
         ));
     }
     Ok(())

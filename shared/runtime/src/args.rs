@@ -50,9 +50,10 @@ pub struct CommonArgs {
     /// the ConfigMap names none.
     #[arg(long, default_value = "")]
     pub default_kubeconfig_service_account: String,
-    /// Where events are sent (Flux's flag). Every controller accepts it; the controllers report
-    /// through Kubernetes Events, which notification-controller watches, so an event reaches it
-    /// once whether or not this is set. notification-controller listens here (default `:9090`).
+    /// Where events are sent (Flux's flag): each controller records Kubernetes Events and also
+    /// POSTs every event here as Flux's event JSON, as Flux's recorder does (our
+    /// notification-controller takes both and sends each once). notification-controller listens
+    /// here (default `:9090`).
     #[arg(long, env = "EVENTS_ADDR", default_value = "")]
     pub events_addr: String,
     /// Retry period for dependencies and sources that are not ready.

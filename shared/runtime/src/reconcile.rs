@@ -520,8 +520,11 @@ impl<R: Reconciler> KindController<R> {
                         conditions::mark_stalled(conds, stalled_reason, &err.message, generation);
                         status.set_observed_generation(generation.unwrap_or_default());
                         self.metrics.count_failure(&kind, &err.reason);
+                        // A kind with a retry interval (a Kustomization's `retryInterval`, else
+                        // its interval) is retried after it, as Flux retries every failure.
+                        let after = obj.retry_interval().unwrap_or_else(|| obj.interval());
                         (
-                            self.requeue(obj, obj.interval()),
+                            self.requeue(obj, after),
                             Some((EventType::Warning, err.reason.clone(), err.message.clone())),
                         )
                     }

@@ -246,6 +246,36 @@ impl GitRepo {
         git(self.work.path(), &["rev-parse", "HEAD"])
     }
 
+    /// Adds `other` as a submodule at `path`, cloned from the server's copy and recorded with
+    /// its smart-HTTP URL (what a clone from the server fetches it from); commit to keep it.
+    pub fn add_submodule(&self, path: &str, other: &GitRepo) -> &GitRepo {
+        git(
+            self.work.path(),
+            &[
+                "-c",
+                "protocol.file.allow=always",
+                "submodule",
+                "add",
+                "-q",
+                "-b",
+                "main",
+                &other.bare(),
+                path,
+            ],
+        );
+        git(
+            self.work.path(),
+            &[
+                "config",
+                "-f",
+                ".gitmodules",
+                &format!("submodule.{path}.url"),
+                &other.http_url(),
+            ],
+        );
+        self
+    }
+
     /// The bare repository on the server.
     fn bare(&self) -> String {
         format!("{}/{}.git", testenv_var("GIT_REPOS_DIR"), self.name)
