@@ -1306,3 +1306,134 @@ async fn flux_flags_and_gates_change_how_kustomizations_apply() {
     .await;
     w.done().await;
 }
+
+/// Flux's multi-tenancy lockdown (`--no-cross-namespace-refs`, `--default-service-account`) as a
+/// tenant would try to get out of its namespace: a source of another namespace is refused by
+/// name; without `serviceAccountName` the apply runs as the namespace's `default` account,
+/// which may write its own namespace and nothing else (another namespace's objects, through
+/// `targetNamespace` or a namespace in the manifest, and cluster-scoped objects are forbidden).
+#[tokio::test]
+#[ignore = "needs the testenv (hack/testenv.sh up)"]
+async fn a_locked_down_tenant_cannot_leave_its_namespace() {
+    use k8s_openapi::api::rbac::v1::RoleBinding;
+    let w = world_with("ks-tenant", |settings, _| {
+        settings.no_cross_namespace_refs = true;
+        settings.default_service_account = "default".into();
+    })
+    .await;
+    let other = testing::namespace(&w.client, "ks-tenant-other").await;
+    // The tenant's account may edit its own namespace, as a platform team grants it.
+    let binding: RoleBinding = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "tenant-edit"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
+        "subjects": [{"kind": "ServiceAccount", "name": "default", "namespace": w.ns}]
+    }))
+    .unwrap();
+    Api::<RoleBinding>::namespaced(w.client.clone(), &w.ns)
+        .create(&PostParams::default(), &binding)
+        .await
+        .unwrap();
+    let repo = Repo::new("ks-tenant");
+    repo.write("own/cm.yaml", &config_map("own", "v"))
+        .write(
+            "elsewhere/cm.yaml",
+            &format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: escaped\n  namespace: {other}\ndata:\n  k: v\n"),
+        )
+        .write(
+            "cluster/role.yaml",
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: tenant-escape\nrules: []\n",
+        );
+    let revision = repo.commit("tenant");
+    w.git_repository("repo", &repo).await;
+    w.kustomization("own", serde_json::json!({"path": "./own"})).await;
+    // The manifest's own namespace, kept without a targetNamespace.
+    w.kustomization(
+        "elsewhere",
+        serde_json::json!({"path": "./elsewhere", "targetNamespace": null}),
+    )
+    .await;
+    w.kustomization(
+        "retargeted",
+        serde_json::json!({"path": "./own", "targetNamespace": other}),
+    )
+    .await;
+    w.kustomization("cluster", serde_json::json!({"path": "./cluster"}))
+        .await;
+    w.kustomization(
+        "foreign-source",
+        serde_json::json!({"path": "./own", "sourceRef": {"kind": "GitRepository", "name": "repo", "namespace": other}}),
+    )
+    .await;
+
+    w.wait_applied("own", &revision).await;
+    for name in ["elsewhere", "retargeted", "cluster"] {
+        let ks = w.wait_failed(name, "ReconciliationFailed", "forbidden").await;
+        assert!(
+            ready(&ks)
+                .unwrap()
+                .message
+                .contains(&format!("system:serviceaccount:{}:default", w.ns)),
+            "{name}: {:?}",
+            ready(&ks)
+        );
+    }
+    w.wait_failed(
+        "foreign-source",
+        "AccessDenied",
+        &format!("can't access 'GitRepository/{other}/repo', cross-namespace references have been blocked"),
+    )
+    .await;
+    assert!(
+        Api::<ConfigMap>::namespaced(w.client.clone(), &other)
+            .get_opt("escaped")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    testing::delete_namespace(&w.client, &other).await;
+    w.done().await;
+}
+
+/// Remote bases the controller cannot or may not fetch fail the build naming them, and leave
+/// what was applied: over SSH (the controller has no keys for remote bases, as Flux's has
+/// none) and any remote with `--no-remote-bases` (Flux's multi-tenancy lockdown).
+#[tokio::test]
+#[ignore = "needs the testenv (hack/testenv.sh up)"]
+async fn remote_bases_over_ssh_or_when_refused_fail_by_name() {
+    let w = world_with("ks-noremote", |settings, _| settings.no_remote_bases = true).await;
+    let base = Repo::new("ks-noremote-base");
+    base.write("app/kustomization.yaml", "resources: [cm.yaml]\n")
+        .write("app/cm.yaml", &config_map("from-remote", "v1"));
+    base.commit("base");
+    let repo = Repo::new("ks-noremote");
+    repo.write(
+        "http/kustomization.yaml",
+        &format!("resources:\n- {}//app?ref=main\n", base.url()),
+    )
+    .write(
+        "ssh/kustomization.yaml",
+        &format!("resources:\n- {}//app?ref=main\n", base.0.ssh_url()),
+    );
+    repo.commit("remote bases");
+    w.git_repository("repo", &repo).await;
+    w.kustomization("http", serde_json::json!({"path": "./http"}))
+        .await;
+    let failed = w.wait_failed("http", "BuildFailed", "remote").await;
+    let message = ready(&failed).unwrap().message;
+    assert!(message.contains(&base.0.name), "{message}");
+    assert!(w.config_maps().get_opt("from-remote").await.unwrap().is_none());
+    w.done().await;
+
+    let w = world("ks-sshremote").await;
+    w.git_repository("repo", &repo).await;
+    w.kustomization("ssh", serde_json::json!({"path": "./ssh"})).await;
+    let failed = w.wait_failed("ssh", "BuildFailed", &base.0.name).await;
+    let message = ready(&failed).unwrap().message;
+    assert!(message.contains("SSH URLs need a secretRef"), "{message}");
+    assert!(
+        w.config_maps().get_opt("from-remote").await.unwrap().is_none(),
+        "{:?}",
+        ready(&failed)
+    );
+    w.done().await;
+}
