@@ -1437,3 +1437,80 @@ async fn remote_bases_over_ssh_or_when_refused_fail_by_name() {
     );
     w.done().await;
 }
+
+/// Flux's build, not kustomize's CLI defaults: files anywhere in the artifact may be read
+/// (load restrictions off) but nothing outside it; `commonMetadata` lands on each object's own
+/// metadata only (a pod template is untouched, so no rollout); `buildMetadata` reaches
+/// kustomize (origin annotations); with StrictPostBuildSubstitutions off, an unset variable is
+/// empty instead of an error.
+#[tokio::test]
+#[ignore = "needs the testenv (hack/testenv.sh up)"]
+async fn flux_build_semantics_hold_in_the_controller() {
+    let w = world("ks-build").await;
+    let repo = Repo::new("ks-build");
+    repo.write(
+        "common/patch.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 2\n",
+    )
+    .write("apps/prod/deployment.yaml", DEPLOYMENT)
+    .write(
+        "apps/prod/kustomization.yaml",
+        "resources: [deployment.yaml]\npatches:\n- path: ../../common/patch.yaml\n",
+    )
+    .write(
+        "escape/kustomization.yaml",
+        "resources: [../../../../../../../../etc/hostname]\n",
+    )
+    .write(
+        "vars/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: vars\ndata:\n  region: \"${region}\"\n",
+    );
+    let revision = repo.commit("build semantics");
+    w.git_repository("repo", &repo).await;
+    w.kustomization(
+        "prod",
+        serde_json::json!({"path": "./apps/prod",
+            "commonMetadata": {"labels": {"team": "web"}, "annotations": {"owner": "platform"}},
+            "buildMetadata": ["originAnnotations"]}),
+    )
+    .await;
+    w.kustomization("escape", serde_json::json!({"path": "./escape"}))
+        .await;
+    w.wait_applied("prod", &revision).await;
+    let web = Api::<Deployment>::namespaced(w.client.clone(), &w.ns)
+        .get("web")
+        .await
+        .unwrap();
+    assert_eq!(
+        web.spec.as_ref().unwrap().replicas,
+        Some(2),
+        "the patch outside the path applies"
+    );
+    assert_eq!(web.metadata.labels.as_ref().unwrap()["team"], "web");
+    let annotations = web.metadata.annotations.clone().unwrap();
+    assert_eq!(annotations["owner"], "platform");
+    assert!(
+        annotations["config.kubernetes.io/origin"].contains("path: deployment.yaml"),
+        "{annotations:?}"
+    );
+    let template = web.spec.unwrap().template.metadata.unwrap();
+    assert!(
+        !template.labels.unwrap_or_default().contains_key("team")
+            && !template.annotations.unwrap_or_default().contains_key("owner"),
+        "commonMetadata stays off the pod template"
+    );
+    w.wait_failed("escape", "BuildFailed", "etc/hostname").await;
+    w.done().await;
+
+    let w = world_with("ks-lenient", |settings, _| settings.strict_substitutions = false).await;
+    w.git_repository("repo", &repo).await;
+    w.kustomization(
+        "vars",
+        serde_json::json!({"path": "./vars", "postBuild": {"substitute": {"other": "x"}}}),
+    )
+    .await;
+    w.wait_applied("vars", &revision).await;
+    let data = w.config_maps().get("vars").await.unwrap().data.unwrap();
+    assert_eq!(data["region"], "");
+    w.done().await;
+}

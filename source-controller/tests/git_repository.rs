@@ -1100,3 +1100,27 @@ async fn submodules_of_submodules_are_checked_out() {
     assert_eq!(read("middle/inner/inner.yaml"), "kind: Inner\n");
     h.done().await;
 }
+
+/// A GitRepository without `ref` follows `master`, as Flux's does (not the remote's default
+/// branch), so a GitRepository moved from Flux resolves to the same commit.
+#[tokio::test]
+#[ignore = "needs the testenv (hack/test.sh)"]
+async fn without_a_ref_the_master_branch_is_followed() {
+    let h = harness("git-master").await;
+    let repo = Repo::new("master");
+    repo.write("on-main.yaml", "kind: ConfigMap\n");
+    repo.commit("main");
+    repo.write("on-master.yaml", "kind: ConfigMap\n");
+    git(repo.work.path(), &["add", "-A"]);
+    git(repo.work.path(), &["commit", "-q", "-m", "master"]);
+    git(repo.work.path(), &["push", "-q", "origin", "HEAD:master"]);
+    let master = git(repo.work.path(), &["rev-parse", "HEAD"]);
+    http_secret(&h).await;
+    h.create(
+        "app",
+        serde_json::json!({"url": repo.http_url(), "interval": "10m", "secretRef": {"name": "http-auth"}}),
+    )
+    .await;
+    wait_ready(&h, "app", &format!("master@sha1:{master}")).await;
+    h.done().await;
+}
