@@ -59,7 +59,14 @@ impl Request {
 }
 
 /// The provider types that set commit statuses: they see only events meant for them.
-pub const COMMIT_STATUS_TYPES: [&str; 3] = ["github", "gitlab", "gitea"];
+pub const COMMIT_STATUS_TYPES: [&str; 6] = [
+    "github",
+    "gitlab",
+    "gitea",
+    "bitbucket",
+    "bitbucketserver",
+    "azuredevops",
+];
 
 /// Whether `target` sends anything for `event` (its metadata cleaned, `commit_status` and
 /// `commit` included), as Flux decides: commit-status events (`commit_status: update`) go only
@@ -270,6 +277,6 @@ mod tests {
         );
         assert!(accepted(&t, 200, br#"{"ok": false, "error": "channel_not_found"}"#).is_err());
         assert!(accepted(&t, 200, br#"{"ok": true}"#).is_ok());
-        assert!(requests(&target("zoom"), &event("info")).is_err_and(|e| e.contains("not supported yet")));
+        assert!(requests(&target("nats"), &event("info")).is_err_and(|e| e.contains("not supported yet")));
     }
 }

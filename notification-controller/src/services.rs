@@ -34,16 +34,58 @@ fn namespace(event: &Event) -> &str {
 }
 
 /// A reason as words (`ReconciliationSucceeded` → `reconciliation succeeded`), as Flux
-/// describes commit statuses and PagerDuty incidents.
+/// describes commit statuses and PagerDuty incidents: acronyms and digit runs stay whole
+/// (`HTTPError` → `http error`, `Retry3Times` → `retry 3 times`), as Flux's `splitCamelcase`.
 pub fn reason_words(reason: &str) -> String {
+    let chars: Vec<char> = reason.chars().collect();
     let mut words = String::new();
-    for (i, c) in reason.char_indices() {
-        if c.is_uppercase() && i > 0 {
-            words.push(' ');
+    for (i, &c) in chars.iter().enumerate() {
+        if i > 0 {
+            let prev = chars[i - 1];
+            let next_lower = chars.get(i + 1).is_some_and(|n| n.is_lowercase());
+            let boundary = (c.is_uppercase() && (prev.is_lowercase() || prev.is_ascii_digit()))
+                || (c.is_uppercase() && prev.is_uppercase() && next_lower)
+                || (c.is_ascii_digit() != prev.is_ascii_digit());
+            if boundary {
+                words.push(' ');
+            }
         }
         words.extend(c.to_lowercase());
     }
     words
+}
+
+/// Flux's `formatNameAndDescription`: `kind/name` and the reason as words, both lower case.
+fn name_and_description(event: &Event) -> (String, String) {
+    (
+        format!("{}/{}", kind(event), name(event)).to_lowercase(),
+        reason_words(&event.reason),
+    )
+}
+
+/// Lower-case hex SHA-1 of a commit status id: Bitbucket's keys are limited to 40 characters.
+fn sha1_hex(text: &str) -> String {
+    hex::encode(sha1::Sha1::digest(text.as_bytes()))
+}
+
+/// `Authorization: Basic base64(user:password)`.
+fn basic(user: &str, password: &str) -> (String, String) {
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    ("Authorization".into(), format!("Basic {encoded}"))
+}
+
+/// The commit status states Flux's Bitbucket notifiers send.
+fn bitbucket_state(event: &Event) -> Result<&'static str, String> {
+    match event.severity.as_str() {
+        "info" => Ok("SUCCESSFUL"),
+        "error" => Ok("FAILED"),
+        _ => Err("can't convert to bitbucket state".into()),
+    }
+}
+
+/// Random lower-case hex of `bytes` bytes (Sentry event, trace and span ids).
+fn random_hex(bytes: usize) -> String {
+    hex::encode((0..bytes).map(|_| rand::random::<u8>()).collect::<Vec<u8>>())
 }
 
 /// The commit of an event: the `commit`, `originRevision` or `revision` metadata, after its
@@ -579,8 +621,366 @@ pub fn requests(target: &Target, event: &Event) -> Result<Vec<Request>, String> 
                     "context": commit_status_key(event, &target.uid)}),
             )
         }
+        "lark" => {
+            let address = required(&target.address, "address")?;
+            url::Url::parse(address).map_err(|_| format!("invalid Slack hook URL {address}"))?;
+            let (emoji, color) = if is_error(event) {
+                ("🚨", "red")
+            } else {
+                ("💫", "turquoise")
+            };
+            let mut message = format!("**{}**\n\n", event.message);
+            for (k, v) in metadata {
+                message.push_str(&format!("{k}: {v}\n"));
+            }
+            post(
+                address.to_string(),
+                json_headers(),
+                json!({"msg_type": "interactive", "card": {"config": {"wide_screen_mode": true},
+                    "header": {"title": {"tag": "plain_text", "content": format!("{emoji} {}", object_name(event))},
+                        "template": color},
+                    "elements": [{"tag": "div", "text": {"tag": "lark_md", "content": message}}]}}),
+            )
+        }
+        "zulip" => {
+            let mut url = url::Url::parse(required(&target.address, "address")?)
+                .map_err(|e| format!("invalid Zulip endpoint URL: {e}"))?;
+            url.set_path("/api/v1/messages");
+            let (stream, topic) = target
+                .channel
+                .split_once('/')
+                .filter(|(s, t)| !s.is_empty() && !t.is_empty())
+                .ok_or_else(|| {
+                    format!(
+                        "invalid Zulip channel format, expected <channel>/<topic>, got '{}'",
+                        target.channel
+                    )
+                })?;
+            let body = url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("content", &markdown_post(event))
+                .append_pair("to", stream)
+                .append_pair("topic", topic)
+                .append_pair("type", "stream")
+                .finish();
+            let mut headers = vec![(
+                "Content-Type".to_string(),
+                "application/x-www-form-urlencoded".to_string(),
+            )];
+            if !target.username.is_empty() || !target.password.is_empty() {
+                headers.push(basic(&target.username, &target.password));
+            }
+            Ok(vec![Request {
+                method: "POST",
+                url: url.to_string(),
+                headers,
+                body: body.into_bytes(),
+            }])
+        }
+        "zoom" => {
+            let address = required(&target.address, "address")?;
+            let mut url = url::Url::parse(address)
+                .map_err(|e| format!("invalid Zoom incoming webhook URL {address}: '{e}'"))?;
+            if target.token.is_empty() {
+                return Err("empty Zoom verification token".into());
+            }
+            if !url.query_pairs().any(|(k, v)| k == "format" && !v.is_empty()) {
+                let mut pairs: Vec<(String, String)> = url
+                    .query_pairs()
+                    .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                    .collect();
+                pairs.push(("format".into(), "full".into()));
+                pairs.sort();
+                url.query_pairs_mut().clear().extend_pairs(pairs);
+            }
+            let mut body = vec![json!({"type": "message", "text": event.message})];
+            if !metadata.is_empty() {
+                let items: Vec<Value> = metadata
+                    .iter()
+                    .map(|(k, v)| json!({"key": k, "value": v}))
+                    .collect();
+                body.push(json!({"type": "fields", "items": items}));
+            }
+            let mut headers = json_headers();
+            headers.push(("Authorization".into(), target.token.clone()));
+            post(
+                url.to_string(),
+                headers,
+                json!({"content": {"head": {"text": object_name(event), "sub_head": {"text": event.severity}},
+                    "body": body}}),
+            )
+        }
+        "incident.io" => {
+            let address = required(&target.address, "address")?;
+            url::Url::parse(address)
+                .map_err(|e| format!("invalid incident.io alert source URL {address}: '{e}'"))?;
+            if target.token.is_empty() {
+                return Err("empty incident.io API token".into());
+            }
+            if event.reason == "Progressing" {
+                return Ok(Vec::new());
+            }
+            let mut fields = metadata.clone();
+            fields.insert("severity".into(), event.severity.clone());
+            fields.insert("reason".into(), event.reason.clone());
+            if !event.reporting_controller.is_empty() {
+                fields.insert("reportingController".into(), event.reporting_controller.clone());
+            }
+            let mut body = Map::new();
+            body.insert(
+                "title".into(),
+                json!(format!("{}: {}", object_name(event), event.reason)),
+            );
+            body.insert(
+                "status".into(),
+                json!(if is_error(event) { "firing" } else { "resolved" }),
+            );
+            body.insert(
+                "deduplication_key".into(),
+                json!(event.involved_object.uid.clone().unwrap_or_default()),
+            );
+            if !event.message.is_empty() {
+                body.insert("description".into(), json!(event.message));
+            }
+            body.insert("metadata".into(), json!(fields));
+            let mut headers = json_headers();
+            headers.push(bearer(&target.token));
+            post(address.to_string(), headers, Value::Object(body))
+        }
+        // Flux reads the current status first and writes only a change; a status is replaced
+        // by its key, so one POST leaves what users see the same.
+        "bitbucket" => {
+            if target.token.is_empty() {
+                return Err("bitbucket token cannot be empty".into());
+            }
+            let (_, id) = git_address(required(&target.address, "address")?)
+                .map_err(|e| format!("failed parsing URL {:?}: {e}", target.address))?;
+            let (user, password) = match target.token.split(':').collect::<Vec<_>>()[..] {
+                [user, password] => (user, password),
+                _ => return Err("invalid token format, expected to be <user>:<password>".into()),
+            };
+            let repo = owner_repo(&id).map_err(|_| format!("invalid repository id {id:?}"))?;
+            if event.reason == "Progressing" {
+                return Ok(Vec::new());
+            }
+            let state = bitbucket_state(event)?;
+            let sha = commit_of(event)?;
+            let (name, description) = name_and_description(event);
+            let mut headers = json_headers();
+            headers.push(basic(user, password));
+            post(
+                format!("https://api.bitbucket.org/2.0/repositories/{repo}/commit/{sha}/statuses/build"),
+                headers,
+                json!({"key": sha1_hex(&commit_status_key(event, &target.uid)), "url": "https://bitbucket.org",
+                    "state": state, "name": name, "description": description}),
+            )
+        }
+        "bitbucketserver" => {
+            let address = required(&target.address, "address")?;
+            let url = url::Url::parse(address).map_err(|e| format!("could not parse git address: {e}"))?;
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(format!(
+                    "could not parse git address: unsupported scheme type in address: {}. Must be http or https",
+                    url.scheme()
+                ));
+            }
+            let path = url.path().trim_end_matches(".git");
+            let (context, id) = path.rsplit_once("/scm/").ok_or(
+                "could not parse git address: supplied provider address is not http(s) git clone url",
+            )?;
+            let (project, repo) = id
+                .split_once('/')
+                .filter(|(p, r)| !p.is_empty() && !r.is_empty() && !r.contains('/'))
+                .ok_or_else(|| format!("could not parse git address: invalid repository id {id:?}"))?;
+            let auth = if !target.token.is_empty() {
+                bearer(&target.token)
+            } else if !target.username.is_empty() && !target.password.is_empty() {
+                basic(&target.username, &target.password)
+            } else {
+                return Err(
+                    "invalid credentials, expected to be one of username/password or API Token".into(),
+                );
+            };
+            if event.reason == "Progressing" {
+                return Ok(Vec::new());
+            }
+            let sha = commit_of(event).map_err(|e| format!("could not parse revision: {e}"))?;
+            let state = bitbucket_state(event).map_err(|_| {
+                "couldn't convert to bitbucket server state: bitbucket server state generated on info or error events only"
+                    .to_string()
+            })?;
+            let (name, description) = name_and_description(event);
+            let mut builds = url.clone();
+            builds.set_query(None);
+            builds.set_path(&format!(
+                "{context}/rest/api/latest/projects/{project}/repos/{repo}/commits/{sha}/builds"
+            ));
+            let mut headers = json_headers();
+            headers.push(auth);
+            headers.push(("x-atlassian-token".into(), "no-check".into()));
+            headers.push(("x-requested-with".into(), "XMLHttpRequest".into()));
+            post(
+                builds.to_string(),
+                headers,
+                json!({"description": description, "key": sha1_hex(&commit_status_key(event, &target.uid)),
+                    "name": format!("{name} [{description}]"), "state": state, "url": address}),
+            )
+        }
+        // Flux lists the statuses first and adds one only when it changed; Azure keeps every
+        // status and shows the latest per context, so users see the same.
+        "azuredevops" => {
+            if target.token.is_empty() {
+                return Err(
+                    "azuredevops needs a token (a personal access token): Azure workload identity is not available"
+                        .into(),
+                );
+            }
+            let (host, id) = git_address(required(&target.address, "address")?)
+                .map_err(|e| format!("failed parsing URL {:?}: {e}", target.address))?;
+            let (org, project, repo) = match id.split('/').collect::<Vec<_>>()[..] {
+                [org, project, _, repo] => (org, project, repo),
+                _ => return Err(format!("invalid repository id {id:?}")),
+            };
+            if event.reason == "Progressing" {
+                return Ok(Vec::new());
+            }
+            let state = match event.severity.as_str() {
+                "info" => "succeeded",
+                "error" => "error",
+                _ => return Err("can't convert to azure devops state".into()),
+            };
+            let sha = commit_of(event)?;
+            let genre = match metadata.get("summary") {
+                Some(summary) => format!("fluxcd:{summary}"),
+                None => "fluxcd".into(),
+            };
+            let (_, description) = name_and_description(event);
+            let org_url = format!("{host}/{org}").to_lowercase();
+            let escape = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+            let headers = vec![
+                (
+                    "Content-Type".to_string(),
+                    "application/json;charset=utf-8".to_string(),
+                ),
+                ("Accept".into(), "application/json;api-version=6.0".into()),
+                basic("", &target.token),
+                ("X-TFS-FedAuthRedirect".into(), "Suppress".into()),
+            ];
+            post(
+                format!(
+                    "{org_url}/{}/_apis/git/repositories/{}/commits/{sha}/statuses",
+                    escape(project),
+                    escape(repo)
+                ),
+                headers,
+                json!({"context": {"genre": genre, "name": commit_status_key(event, &target.uid)},
+                    "description": description, "state": state}),
+            )
+        }
+        "sentry" => {
+            let dsn = required(&target.address, "address").map_err(|_| "DSN cannot be empty".to_string())?;
+            sentry_envelope(dsn, &target.channel, event).map(|r| vec![r])
+        }
         other => Err(format!("provider type '{other}' is not supported yet")),
     }
+}
+
+/// Flux's markdown post (Zulip, PR comments): severity emoji, `Kind/namespace/name`, the
+/// message and the metadata in key order (without `change_request`).
+fn markdown_post(event: &Event) -> String {
+    let emoji = if is_error(event) { "⚠️" } else { "ℹ️" };
+    let mut lines = String::new();
+    for (k, v) in event.metadata.iter().filter(|(k, _)| *k != "change_request") {
+        lines.push_str(&format!("* `{k}`: {v}\n"));
+    }
+    format!(
+        "## Flux Status\n\n{emoji} {}/{}/{}\n\n{}\n\nMetadata:\n{lines}",
+        kind(event),
+        namespace(event),
+        name(event),
+        event.message
+    )
+}
+
+/// Sentry's SDK identifies itself so in Flux's requests.
+const SENTRY_CLIENT: &str = "sentry.go/0.46.2";
+
+/// What Flux's Sentry client sends for an event: an envelope to the DSN's project, an error
+/// event for `error`, a transaction (one span) otherwise.
+fn sentry_envelope(dsn: &str, environment: &str, event: &Event) -> Result<Request, String> {
+    let url = url::Url::parse(dsn).map_err(|e| format!("[Sentry] DsnParseError: invalid url: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err("[Sentry] DsnParseError: invalid scheme".into());
+    }
+    let key = url.username();
+    if key.is_empty() {
+        return Err("[Sentry] DsnParseError: empty username".into());
+    }
+    let host = url
+        .host_str()
+        .filter(|h| !h.is_empty())
+        .ok_or("[Sentry] DsnParseError: empty host")?;
+    let path = url.path().trim_end_matches('/');
+    let (prefix, project) = path.rsplit_once('/').unwrap_or(("", path));
+    if project.is_empty() {
+        return Err("[Sentry] DsnParseError: empty project id".into());
+    }
+    let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
+    let endpoint = format!("{}://{host}{port}{prefix}/api/{project}/envelope/", url.scheme());
+    let mut auth = format!("Sentry sentry_version=7, sentry_client={SENTRY_CLIENT}, sentry_key={key}");
+    if let Some(secret) = url.password() {
+        auth.push_str(&format!(", sentry_secret={secret}"));
+    }
+    let summary = format!("{}: {}/{}", kind(event), namespace(event), name(event));
+    let event_id = random_hex(16);
+    let mut payload = json!({"event_id": event_id, "timestamp": event.timestamp, "platform": "go",
+        "message": event.message, "transaction": summary, "server_name": event.reporting_controller,
+        "sdk": {"name": "sentry.go", "version": "0.46.2"}});
+    if !environment.is_empty() {
+        payload["environment"] = json!(environment);
+    }
+    let item_type = if is_error(event) {
+        payload["level"] = json!("error");
+        payload["contexts"] = json!({"metadata": event.metadata});
+        "event"
+    } else {
+        let (trace_id, span_id) = (random_hex(16), random_hex(8));
+        let object = &event.involved_object;
+        let mut tags = json!({
+            "flux_involved_object_kind": object.kind, "flux_involved_object_namespace": object.namespace,
+            "flux_involved_object_name": object.name, "flux_reporting_controller": event.reporting_controller,
+            "flux_reporting_instance": event.reporting_instance, "flux_reason": event.reason});
+        for (k, v) in &event.metadata {
+            tags[k] = json!(v);
+        }
+        let trace = json!({"trace_id": trace_id, "span_id": span_id, "op": "event", "description": ""});
+        payload["type"] = json!("transaction");
+        payload["start_timestamp"] = json!(event.timestamp);
+        payload["contexts"] = json!({"trace": trace});
+        payload["tags"] = tags.clone();
+        payload["spans"] = json!([{"trace_id": trace_id, "span_id": span_id, "op": "event", "tags": tags,
+            "start_timestamp": event.timestamp, "timestamp": event.timestamp}]);
+        "transaction"
+    };
+    let item = serde_json::to_string(&payload).map_err(|e| e.to_string())?;
+    let header = json!({"event_id": event_id, "sent_at": event.timestamp, "dsn": dsn,
+        "sdk": {"name": "sentry.go", "version": "0.46.2"}});
+    let body = format!(
+        "{header}\n{}\n{item}",
+        json!({"type": item_type, "length": item.len()})
+    );
+    Ok(Request {
+        method: "POST",
+        url: endpoint,
+        headers: vec![
+            (
+                "Content-Type".to_string(),
+                "application/x-sentry-envelope".to_string(),
+            ),
+            ("User-Agent".into(), SENTRY_CLIENT.into()),
+            ("X-Sentry-Auth".into(), auth),
+        ],
+        body: body.into_bytes(),
+    })
 }
 
 /// Seconds since the epoch of an RFC 3339 time (0 when unreadable).
@@ -620,6 +1020,179 @@ mod tests {
 
     fn body(r: &Request) -> Value {
         serde_json::from_slice(&r.body).unwrap()
+    }
+
+    /// Lark, Zulip, Zoom and incident.io as Flux's notifiers send them.
+    #[test]
+    fn more_chat_and_incident_services_get_their_shapes() {
+        let r = &requests(&target("lark"), &event("error", "HealthCheckFailed")).unwrap()[0];
+        let card = &body(r)["card"];
+        assert_eq!(card["header"]["title"]["content"], "🚨 kustomization/web.apps");
+        assert_eq!(card["header"]["template"], "red");
+        assert_eq!(
+            card["elements"][0]["text"]["content"],
+            format!(
+                "**Health check failed**\n\nrevision: main@sha1:{}\nsummary: prod\n",
+                "a".repeat(40)
+            )
+        );
+
+        let mut zulip = target("zulip");
+        zulip.address = "https://org.zulipchat.com/ignored".into();
+        zulip.channel = "deploys/apps/web".into();
+        zulip.username = "bot@org".into();
+        zulip.password = "key".into();
+        let r = &requests(&zulip, &event("info", "ReconciliationSucceeded")).unwrap()[0];
+        assert_eq!(r.url, "https://org.zulipchat.com/api/v1/messages");
+        assert!(
+            r.headers
+                .contains(&("Authorization".into(), "Basic Ym90QG9yZzprZXk=".into()))
+        );
+        let form: Vec<(String, String)> = url::form_urlencoded::parse(&r.body).into_owned().collect();
+        assert_eq!(form[1], ("to".into(), "deploys".into()));
+        assert_eq!(form[2], ("topic".into(), "apps/web".into()));
+        assert_eq!(
+            form[0].1,
+            format!(
+                "## Flux Status\n\nℹ️ Kustomization/apps/web\n\nHealth check failed\n\nMetadata:\n* `revision`: main@sha1:{}\n* `summary`: prod\n",
+                "a".repeat(40)
+            )
+        );
+        zulip.channel = "deploys".into();
+        assert!(
+            requests(&zulip, &event("info", "R"))
+                .unwrap_err()
+                .contains("<channel>/<topic>")
+        );
+
+        let r = &requests(&target("zoom"), &event("error", "R")).unwrap()[0];
+        assert_eq!(r.url, "https://hooks.example/path?format=full&x=1");
+        assert!(r.headers.contains(&("Authorization".into(), "tok".into())));
+        assert_eq!(body(r)["content"]["head"]["sub_head"]["text"], "error");
+        assert_eq!(body(r)["content"]["body"][1]["items"][1]["key"], "summary");
+
+        let r = &requests(&target("incident.io"), &event("error", "HealthCheckFailed")).unwrap()[0];
+        assert_eq!(
+            body(r),
+            json!({"title": "kustomization/web.apps: HealthCheckFailed", "status": "firing",
+                "deduplication_key": "u-1", "description": "Health check failed",
+                "metadata": {"reason": "HealthCheckFailed", "reportingController": "kustomize-controller",
+                    "revision": format!("main@sha1:{}", "a".repeat(40)), "severity": "error", "summary": "prod"}})
+        );
+        assert!(
+            requests(&target("incident.io"), &event("info", "Progressing"))
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    /// Bitbucket Cloud, Bitbucket Server and Azure DevOps commit statuses.
+    #[test]
+    fn bitbucket_and_azure_devops_commit_statuses() {
+        let sha = "a".repeat(40);
+        let mut cloud = target("bitbucket");
+        cloud.address = "https://bitbucket.org/acme/web.git".into();
+        cloud.token = "user:app-password".into();
+        let r = &requests(&cloud, &event("error", "HealthCheckFailed")).unwrap()[0];
+        assert_eq!(
+            r.url,
+            format!("https://api.bitbucket.org/2.0/repositories/acme/web/commit/{sha}/statuses/build")
+        );
+        assert_eq!(
+            body(r),
+            json!({"key": sha1_hex("kustomization/web/0c9c2e41"), "url": "https://bitbucket.org",
+                "state": "FAILED", "name": "kustomization/web", "description": "health check failed"})
+        );
+        cloud.token = "no-colon".into();
+        assert!(
+            requests(&cloud, &event("error", "R"))
+                .unwrap_err()
+                .contains("<user>:<password>")
+        );
+
+        let mut server = target("bitbucketserver");
+        server.address = "https://git.example:7990/context/scm/PROJ/web.git".into();
+        let r = &requests(&server, &event("info", "ReconciliationSucceeded")).unwrap()[0];
+        assert_eq!(
+            r.url,
+            format!(
+                "https://git.example:7990/context/rest/api/latest/projects/PROJ/repos/web/commits/{sha}/builds"
+            )
+        );
+        assert_eq!(body(r)["name"], "kustomization/web [reconciliation succeeded]");
+        assert_eq!(body(r)["state"], "SUCCESSFUL");
+        assert!(r.headers.contains(&("Authorization".into(), "Bearer tok".into())));
+        server.address = "https://git.example/PROJ/web.git".into();
+        assert!(
+            requests(&server, &event("info", "R"))
+                .unwrap_err()
+                .contains("not http(s) git clone url")
+        );
+
+        let mut azure = target("azuredevops");
+        azure.address = "https://dev.azure.com/Acme/Shop/_git/web".into();
+        let r = &requests(&azure, &event("error", "HealthCheckFailed")).unwrap()[0];
+        assert_eq!(
+            r.url,
+            format!("https://dev.azure.com/acme/Shop/_apis/git/repositories/web/commits/{sha}/statuses")
+        );
+        assert_eq!(
+            body(r),
+            json!({"context": {"genre": "fluxcd:prod", "name": "kustomization/web/0c9c2e41"},
+                "description": "health check failed", "state": "error"})
+        );
+        assert!(
+            r.headers
+                .contains(&("Authorization".into(), "Basic OnRvaw==".into()))
+        );
+        for kind in ["bitbucket", "bitbucketserver", "azuredevops"] {
+            assert!(crate::providers::COMMIT_STATUS_TYPES.contains(&kind));
+        }
+    }
+
+    /// Sentry: an envelope to the DSN's project; an error event for errors, a transaction
+    /// otherwise.
+    #[test]
+    fn sentry_gets_an_envelope() {
+        let mut sentry = target("sentry");
+        sentry.address = "https://public@o1.ingest.example:8443/prefix/42".into();
+        sentry.channel = "prod".into();
+        let r = &requests(&sentry, &event("error", "HealthCheckFailed")).unwrap()[0];
+        assert_eq!(r.url, "https://o1.ingest.example:8443/prefix/api/42/envelope/");
+        assert!(
+            r.headers
+                .iter()
+                .any(|(k, v)| k == "X-Sentry-Auth" && v.ends_with("sentry_key=public"))
+        );
+        let text = String::from_utf8(r.body.clone()).unwrap();
+        let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lines[1]["type"], "event");
+        assert_eq!(lines[1]["length"], text.lines().nth(2).unwrap().len());
+        assert_eq!(lines[2]["level"], "error");
+        assert_eq!(lines[2]["environment"], "prod");
+        assert_eq!(lines[2]["transaction"], "Kustomization: apps/web");
+        assert_eq!(lines[2]["contexts"]["metadata"]["summary"], "prod");
+        let r = &requests(&sentry, &event("info", "ReconciliationSucceeded")).unwrap()[0];
+        let text = String::from_utf8(r.body.clone()).unwrap();
+        let item: Value = serde_json::from_str(text.lines().nth(2).unwrap()).unwrap();
+        assert_eq!(item["type"], "transaction");
+        assert_eq!(item["tags"]["flux_reason"], "ReconciliationSucceeded");
+        sentry.address = "https://o1.ingest.example/42".into();
+        assert!(
+            requests(&sentry, &event("info", "R"))
+                .unwrap_err()
+                .contains("empty username")
+        );
+    }
+
+    #[test]
+    fn reasons_are_split_into_words_as_flux_splits_them() {
+        assert_eq!(
+            reason_words("ReconciliationSucceeded"),
+            "reconciliation succeeded"
+        );
+        assert_eq!(reason_words("HTTPError"), "http error");
+        assert_eq!(reason_words("Retry3Times"), "retry 3 times");
     }
 
     #[test]
