@@ -264,11 +264,25 @@ impl Dispatcher {
     async fn deliver(&self, alert: &Alert, provider: &Provider, event: Event) {
         let namespace = provider.namespace().unwrap_or_default();
         let outcome = async {
-            let (target, http) = crate::connect::target(&self.client, provider)
+            let (mut target, http) = crate::connect::target(&self.client, provider)
                 .await
                 .map_err(Failure::fatal)?;
             if !providers::wants(&target, &event) {
                 return Ok(());
+            }
+            if let Some(expression) = provider.spec.commit_status_expr.as_deref().filter(|e| {
+                !e.is_empty() && providers::COMMIT_STATUS_TYPES.contains(&target.provider_type.as_str())
+            }) {
+                let as_json = |o: serde_json::Result<serde_json::Value>| o.unwrap_or_default();
+                target.commit_status = Some(
+                    providers::evaluate_commit_status(
+                        expression,
+                        &event,
+                        &as_json(serde_json::to_value(alert)),
+                        &as_json(serde_json::to_value(provider)),
+                    )
+                    .map_err(Failure::fatal)?,
+                );
             }
             let timeout = provider
                 .spec

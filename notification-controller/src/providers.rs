@@ -32,6 +32,43 @@ pub struct Target {
     pub headers: BTreeMap<String, String>,
     /// The Provider's UID (commit status keys, Opsgenie aliases).
     pub uid: String,
+    /// The commit status id `spec.commitStatusExpr` gave for the event being sent, if set.
+    pub commit_status: Option<String>,
+}
+
+/// The commit status id of `event` through `target`: its `commitStatusExpr`'s, else Flux's
+/// default `kind/name/<first part of the Provider UID>`.
+pub fn commit_status_id(target: &Target, event: &Event) -> String {
+    target
+        .commit_status
+        .clone()
+        .unwrap_or_else(|| crate::services::commit_status_key(event, &target.uid))
+}
+
+/// Flux's `spec.commitStatusExpr`: CEL over `event`, `alert` and `provider` (as JSON objects)
+/// that must give a string.
+pub fn evaluate_commit_status(
+    expression: &str,
+    event: &Event,
+    alert: &serde_json::Value,
+    provider: &serde_json::Value,
+) -> Result<String, String> {
+    let failed = |why: String| {
+        format!("failed to evaluate the spec.commitStatusExpr CEL expression for the event: {why}")
+    };
+    let program = cel::Program::compile(expression)
+        .map_err(|e| failed(format!("failed to compile expression: {e}")))?;
+    let mut context = cel::Context::default();
+    let event = serde_json::to_value(event).map_err(|e| failed(e.to_string()))?;
+    for (name, value) in [("event", &event), ("alert", alert), ("provider", provider)] {
+        let value = cel::to_value(value).map_err(|e| failed(e.to_string()))?;
+        context.add_variable_from_value(name, value);
+    }
+    match program.execute(&context) {
+        Ok(cel::Value::String(id)) => Ok(id.to_string()),
+        Ok(other) => Err(failed(format!("the result is not a string: {other:?}"))),
+        Err(e) => Err(failed(e.to_string())),
+    }
 }
 
 /// One HTTP request.
@@ -278,5 +315,46 @@ mod tests {
         assert!(accepted(&t, 200, br#"{"ok": false, "error": "channel_not_found"}"#).is_err());
         assert!(accepted(&t, 200, br#"{"ok": true}"#).is_ok());
         assert!(requests(&target("nats"), &event("info")).is_err_and(|e| e.contains("not supported yet")));
+    }
+
+    /// `spec.commitStatusExpr`: CEL over the event, the Alert and the Provider names the
+    /// commit status; an expression that does not give a string fails the delivery.
+    #[test]
+    fn commit_status_expressions_name_the_status() {
+        let event: Event = serde_json::from_value(serde_json::json!({
+            "involvedObject": {"kind": "Kustomization", "name": "web", "namespace": "apps"},
+            "severity": "info", "message": "m", "reason": "ReconciliationSucceeded",
+            "metadata": {"revision": format!("main@sha1:{}", "a".repeat(40))},
+            "reportingController": "kustomize-controller"}))
+        .unwrap();
+        let alert = serde_json::json!({"metadata": {"name": "prod-alert"}});
+        let provider = serde_json::json!({"metadata": {"name": "github", "uid": "0c9c2e41-x"}});
+        let id = evaluate_commit_status(
+            "event.involvedObject.kind + '/' + event.involvedObject.name + '/' + alert.metadata.name",
+            &event,
+            &alert,
+            &provider,
+        )
+        .unwrap();
+        assert_eq!(id, "Kustomization/web/prod-alert");
+        assert!(
+            evaluate_commit_status("1 + 1", &event, &alert, &provider)
+                .is_err_and(|e| e.contains("not a string"))
+        );
+        assert!(
+            evaluate_commit_status("event.", &event, &alert, &provider).is_err_and(|e| e.contains("compile"))
+        );
+        let mut gitea = Target {
+            provider_type: "gitea".into(),
+            address: "https://gitea.example/acme/web".into(),
+            token: "t".into(),
+            uid: "0c9c2e41-x".into(),
+            ..Target::default()
+        };
+        assert_eq!(commit_status_id(&gitea, &event), "kustomization/web/0c9c2e41");
+        gitea.commit_status = Some(id);
+        let sent = &requests(&gitea, &event).unwrap()[0];
+        let body: serde_json::Value = serde_json::from_slice(&sent.body).unwrap();
+        assert_eq!(body["context"], "Kustomization/web/prod-alert");
     }
 }

@@ -567,7 +567,7 @@ pub fn requests(target: &Target, event: &Event) -> Result<Vec<Request>, String> 
                 format!("{api}repos/{repo}/statuses/{sha}"),
                 headers,
                 json!({"state": state, "description": reason_words(&event.reason),
-                    "context": commit_status_key(event, &target.uid)}),
+                    "context": crate::providers::commit_status_id(target, event)}),
             )
         }
         "gitlab" => {
@@ -592,7 +592,7 @@ pub fn requests(target: &Target, event: &Event) -> Result<Vec<Request>, String> 
                 format!("{host}/api/v4/projects/{project}/statuses/{sha}"),
                 headers,
                 json!({"state": if is_error(event) { "failed" } else { "success" },
-                    "name": commit_status_key(event, &target.uid), "description": reason_words(&event.reason)}),
+                    "name": crate::providers::commit_status_id(target, event), "description": reason_words(&event.reason)}),
             )
         }
         "gitea" => {
@@ -618,7 +618,7 @@ pub fn requests(target: &Target, event: &Event) -> Result<Vec<Request>, String> 
                 format!("{host}/api/v1/repos/{repo}/statuses/{sha}"),
                 headers,
                 json!({"state": state, "target_url": "", "description": reason_words(&event.reason),
-                    "context": commit_status_key(event, &target.uid)}),
+                    "context": crate::providers::commit_status_id(target, event)}),
             )
         }
         "lark" => {
@@ -770,7 +770,7 @@ pub fn requests(target: &Target, event: &Event) -> Result<Vec<Request>, String> 
             post(
                 format!("https://api.bitbucket.org/2.0/repositories/{repo}/commit/{sha}/statuses/build"),
                 headers,
-                json!({"key": sha1_hex(&commit_status_key(event, &target.uid)), "url": "https://bitbucket.org",
+                json!({"key": sha1_hex(&crate::providers::commit_status_id(target, event)), "url": "https://bitbucket.org",
                     "state": state, "name": name, "description": description}),
             )
         }
@@ -821,7 +821,7 @@ pub fn requests(target: &Target, event: &Event) -> Result<Vec<Request>, String> 
             post(
                 builds.to_string(),
                 headers,
-                json!({"description": description, "key": sha1_hex(&commit_status_key(event, &target.uid)),
+                json!({"description": description, "key": sha1_hex(&crate::providers::commit_status_id(target, event)),
                     "name": format!("{name} [{description}]"), "state": state, "url": address}),
             )
         }
@@ -872,7 +872,7 @@ pub fn requests(target: &Target, event: &Event) -> Result<Vec<Request>, String> 
                     escape(repo)
                 ),
                 headers,
-                json!({"context": {"genre": genre, "name": commit_status_key(event, &target.uid)},
+                json!({"context": {"genre": genre, "name": crate::providers::commit_status_id(target, event)},
                     "description": description, "state": state}),
             )
         }
