@@ -290,6 +290,11 @@ impl Dispatcher {
                 .as_deref()
                 .and_then(|t| driftless_runtime::duration::parse(t).ok())
                 .unwrap_or(DEFAULT_TIMEOUT);
+            if crate::comments::TYPES.contains(&target.provider_type.as_str()) {
+                return crate::comments::send(&http, &target, &event, timeout)
+                    .await
+                    .map_err(Failure::fatal);
+            }
             for request in providers::requests(&target, &event).map_err(Failure::fatal)? {
                 let send = || async {
                     let method = reqwest::Method::from_bytes(request.method.as_bytes())

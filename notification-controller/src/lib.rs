@@ -13,6 +13,7 @@
 //! Alerts and Providers (v1beta3) are static objects, as in Flux: read from caches, no status.
 //! The binary's `main.rs` only parses flags; [`run`] wires the shared runtime.
 
+pub mod comments;
 pub mod connect;
 pub mod dispatch;
 pub mod event;

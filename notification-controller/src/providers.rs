@@ -112,6 +112,14 @@ pub const COMMIT_STATUS_TYPES: [&str; 6] = [
 pub fn wants(target: &Target, event: &Event) -> bool {
     let commit_status = event.metadata.get("commit_status").is_some_and(|v| v == "update");
     let kind = target.provider_type.as_str();
+    // Change-request comments: only events naming the pull or merge request.
+    if crate::comments::TYPES.contains(&kind) {
+        return !commit_status
+            && event
+                .metadata
+                .get("change_request")
+                .is_some_and(|c| !c.is_empty());
+    }
     if COMMIT_STATUS_TYPES.contains(&kind) {
         return commit_status
             || event.severity == "error"

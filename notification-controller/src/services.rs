@@ -886,7 +886,7 @@ pub fn requests(target: &Target, event: &Event) -> Result<Vec<Request>, String> 
 
 /// Flux's markdown post (Zulip, PR comments): severity emoji, `Kind/namespace/name`, the
 /// message and the metadata in key order (without `change_request`).
-fn markdown_post(event: &Event) -> String {
+pub(crate) fn markdown_post(event: &Event) -> String {
     let emoji = if is_error(event) { "⚠️" } else { "ℹ️" };
     let mut lines = String::new();
     for (k, v) in event.metadata.iter().filter(|(k, _)| *k != "change_request") {
