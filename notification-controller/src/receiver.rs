@@ -28,8 +28,9 @@ use sha2::{Digest, Sha256};
 use crate::connect::raw_secret_data;
 
 /// Receiver types this controller validates.
-const SUPPORTED: [&str; 10] = [
+const SUPPORTED: [&str; 11] = [
     "generic",
+    "cdevents",
     "generic-hmac",
     "github",
     "gitlab",
@@ -40,6 +41,35 @@ const SUPPORTED: [&str; 10] = [
     "quay",
     "acr",
 ];
+/// What makes `payload` not a CDEvent (the v0.4 context and subject), if anything.
+fn cdevent_problem(payload: &serde_json::Value) -> Option<String> {
+    let text = |pointer: &str| {
+        payload
+            .pointer(pointer)
+            .and_then(|v| v.as_str())
+            .filter(|v| !v.is_empty())
+    };
+    for field in ["version", "id", "source", "type", "timestamp"] {
+        if text(&format!("/context/{field}")).is_none() {
+            return Some(format!("context.{field} is missing"));
+        }
+    }
+    let kind = text("/context/type").unwrap_or_default();
+    if !kind.starts_with("dev.cdevents.") {
+        return Some(format!("context.type '{kind}' is not a CDEvent type"));
+    }
+    if text("/context/timestamp").is_some_and(|t| t.parse::<k8s_openapi::jiff::Timestamp>().is_err()) {
+        return Some("context.timestamp is not an RFC 3339 time".into());
+    }
+    if text("/subject/id").is_none() {
+        return Some("subject.id is missing".into());
+    }
+    if !payload.pointer("/subject/content").is_some_and(|c| c.is_object()) {
+        return Some("subject.content is missing".into());
+    }
+    None
+}
+
 /// How long a Receiver waits for its token Secret before looking again.
 const TOKEN_REQUEUE: Duration = Duration::from_secs(10);
 /// How long a signature is remembered to refuse its replay.
@@ -86,10 +116,15 @@ impl Reconciler for ReceiverReconciler {
     ) -> Result<Success, ReconcileError> {
         let kind = obj.spec.receiver_type.as_str();
         if !SUPPORTED.contains(&kind) {
+            let why = match kind {
+                "gcr" => "it verifies Google-signed Pub/Sub push tokens, which needs Google's OIDC keys".to_string(),
+                "generic-oidc" => "OIDC token verification is not implemented yet".to_string(),
+                _ => "it is unknown".to_string(),
+            };
             return Err(ReconcileError::stalled(
                 "ValidationFailed",
                 format!(
-                    "receiver type '{kind}' is not supported yet (supported: {})",
+                    "receiver type '{kind}' is not supported: {why} (supported: {})",
                     SUPPORTED.join(", ")
                 ),
             ));
@@ -254,6 +289,21 @@ pub async fn handle(
                     StatusCode::BAD_REQUEST,
                     "the payload is not a push notification of this registry".into(),
                 ));
+            }
+        }
+        "cdevents" => {
+            // Unsigned, as Flux's: the secret path is the credential, and the body must be a
+            // CDEvent (v0.4); `events` filters on the CloudEvent type.
+            let payload: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+            cdevent_problem(&payload).map_or(Ok(()), |why| {
+                Err((
+                    StatusCode::BAD_REQUEST,
+                    format!("unable to validate CDEvent event: {why}"),
+                ))
+            })?;
+            let event = header("Ce-Type");
+            if !events.is_empty() && !events.iter().any(|e| e.eq_ignore_ascii_case(&event)) {
+                return Ok(format!("event '{event}' ignored"));
             }
         }
         other => {
@@ -473,6 +523,27 @@ async fn annotate_one(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A CDEvent (v0.4) passes; a CloudEvent of another kind or a broken one does not.
+    #[test]
+    fn cdevents_are_validated() {
+        let event = serde_json::json!({
+            "context": {"version": "0.4.1", "id": "271069a8", "source": "/ci/pipelines",
+                "type": "dev.cdevents.artifact.published.0.2.0", "timestamp": "2026-12-03T07:00:00Z"},
+            "subject": {"id": "pkg:oci/app@sha256:abc", "content": {}}});
+        assert_eq!(cdevent_problem(&event), None);
+        let mut other = event.clone();
+        other["context"]["type"] = "com.example.push".into();
+        assert!(cdevent_problem(&other).unwrap().contains("not a CDEvent type"));
+        let mut broken = event.clone();
+        broken["context"]["timestamp"] = "yesterday".into();
+        assert!(cdevent_problem(&broken).unwrap().contains("RFC 3339"));
+        assert!(
+            cdevent_problem(&serde_json::json!({"subject": {}}))
+                .unwrap()
+                .contains("context.version")
+        );
+    }
 
     #[test]
     fn signatures_are_checked_with_the_token() {

@@ -560,7 +560,7 @@ async fn a_github_receiver_checks_signatures_and_reconciles_its_resources() {
     assert!(reconciled.status.unwrap().artifact.is_some());
 
     // GitLab compares its token; Quay cannot sign, so its payload must be a push notification.
-    for (name, kind) in [("gitlab", "gitlab"), ("quay", "quay")] {
+    for (name, kind) in [("gitlab", "gitlab"), ("quay", "quay"), ("cdevents", "cdevents")] {
         w.create::<Receiver>(
             json!({"apiVersion": "notification.toolkit.fluxcd.io/v1", "kind": "Receiver",
             "metadata": {"name": name},
@@ -597,6 +597,25 @@ async fn a_github_receiver_checks_signatures_and_reconciles_its_resources() {
         status(
             http.post(&quay)
                 .body(r#"{"docker_url": "quay.io/acme/web", "updated_tags": ["v1"]}"#)
+        )
+        .await,
+        200
+    );
+    // CDEvents: unsigned, so the body must be a CDEvent.
+    let cdevents = path_of("cdevents").await;
+    let published = json!({
+        "context": {"version": "0.4.1", "id": "271069a8", "source": "/ci/pipelines",
+            "type": "dev.cdevents.artifact.published.0.2.0", "timestamp": "2026-12-03T07:00:00Z"},
+        "subject": {"id": "pkg:oci/app@sha256:abc", "content": {}}});
+    assert_eq!(
+        status(http.post(&cdevents).body(r#"{"hello": "world"}"#)).await,
+        400
+    );
+    assert_eq!(
+        status(
+            http.post(&cdevents)
+                .header("Ce-Type", "dev.cdevents.artifact.published.0.2.0")
+                .body(published.to_string())
         )
         .await,
         200
