@@ -32,13 +32,15 @@ REGISTRY_TLS_PORT=${TESTENV_REGISTRY_TLS_PORT:-15443}
 REGISTRY_MTLS_PORT=${TESTENV_REGISTRY_MTLS_PORT:-15444}
 REGISTRY_TOKEN_PORT=${TESTENV_REGISTRY_TOKEN_PORT:-15001}
 PROXY_PORT=${TESTENV_PROXY_PORT:-13128}
+S3_PORT=${TESTENV_S3_PORT:-17070}
+S3_TLS_PORT=${TESTENV_S3_TLS_PORT:-17443}
 KWOK_NODES=${TESTENV_KWOK_NODES:-3}
 TOKEN=driftless-admin-token
 
 K8S_BIN=$TESTBINS_CACHE/k8s-v$K8S_VERSION
 ETCD_BIN=$TESTBINS_CACHE/etcd-v$ETCD_VERSION/etcd
 KWOK_DIR=$TESTBINS_CACHE/kwok-v$KWOK_VERSION
-COMPONENTS="etcd kube-apiserver kube-controller-manager kube-scheduler kwok git-http git-ssh registry registry-tls registry-mtls registry-token helm-http proxy"
+COMPONENTS="etcd kube-apiserver kube-controller-manager kube-scheduler kwok git-http git-ssh registry registry-tls registry-mtls registry-token helm-http proxy s3 s3-tls"
 
 log() { printf '[testenv] %s\n' "$*" >&2; }
 die() { printf '[testenv] error: %s\n' "$*" >&2; exit 1; }
@@ -106,7 +108,8 @@ ensure_binaries() {
   if [ ! -x "$K8S_BIN/kube-apiserver" ] || [ ! -x "$ETCD_BIN" ] || [ ! -x "$KWOK_DIR/kwok" ] \
     || [ ! -x "$TESTBINS_CACHE/sops-v$SOPS_VERSION/sops" ] \
     || [ ! -x "$TESTBINS_CACHE/cosign-v$COSIGN_VERSION/cosign" ] \
-    || [ ! -x "$TESTBINS_CACHE/helm-v$HELM_VERSION/helm" ]; then
+    || [ ! -x "$TESTBINS_CACHE/helm-v$HELM_VERSION/helm" ] \
+    || [ ! -x "$TESTBINS_CACHE/versitygw-v$VERSITYGW_VERSION/versitygw" ]; then
     log "building control-plane binaries from Go modules into $TESTBINS_CACHE (cold: ~15-25 min)"
     "$here/build-testbins.sh" all
   fi
@@ -425,6 +428,27 @@ EOF
   wait_for proxy 20 bash -c "curl -s -o /dev/null -w '%{http_code}' -x http://127.0.0.1:$PROXY_PORT http://127.0.0.1:$HELM_HTTP_PORT/ | grep -q 407"
 }
 
+# An S3 server (versitygw, posix backend) for Bucket sources: one gateway over HTTP, one over
+# TLS (the sources certificate), the same directory behind both; requests logged, so tests can
+# count the GETs an unchanged bucket costs.
+up_s3() {
+  local bin="$TESTBINS_CACHE/versitygw-v$VERSITYGW_VERSION/versitygw"
+  mkdir -p "$T/s3/data" "$T/s3/meta"
+  [ -f "$T/s3/secret" ] || head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$T/s3/secret"
+  local common=(--access driftless --secret "$(cat "$T/s3/secret")" --quiet)
+  if ! running s3; then
+    start s3 "$bin" "${common[@]}" --port "127.0.0.1:$S3_PORT" --access-log "$T/logs/s3-access.log" \
+      posix --sidecar "$T/s3/meta" "$T/s3/data"
+  fi
+  if ! running s3-tls; then
+    start s3-tls "$bin" "${common[@]}" --port "127.0.0.1:$S3_TLS_PORT" \
+      --cert "$T/pki/sources.crt" --key "$T/pki/sources.key" posix --sidecar "$T/s3/meta" "$T/s3/data"
+  fi
+  wait_for s3 20 bash -c "curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$S3_PORT/ | grep -q 403"
+  wait_for s3-tls 20 bash -c \
+    "curl -s -o /dev/null -w '%{http_code}' --cacert '$T/pki/ca.crt' https://127.0.0.1:$S3_TLS_PORT/ | grep -q 403"
+}
+
 write_env() {
   cat >"$T/env.sh" <<EOF
 # Written by hack/testenv.sh up. Source it: . target/testenv/env.sh
@@ -462,6 +486,11 @@ export PROXY_ADDRESS="http://127.0.0.1:$PROXY_PORT"
 export PROXY_USER="proxyuser"
 export PROXY_PASSWORD="$(cat "$T/proxy/password")"
 export PROXY_LOG="$T/logs/proxy.log"
+export S3_ENDPOINT="127.0.0.1:$S3_PORT"
+export S3_TLS_ENDPOINT="127.0.0.1:$S3_TLS_PORT"
+export S3_ACCESS_KEY="driftless"
+export S3_SECRET_KEY="$(cat "$T/s3/secret")"
+export S3_ACCESS_LOG="$T/logs/s3-access.log"
 export SOPS_BIN="$TESTBINS_CACHE/sops-v$SOPS_VERSION/sops"
 export COSIGN_BIN="$TESTBINS_CACHE/cosign-v$COSIGN_VERSION/cosign"
 export HELM_BIN="$TESTBINS_CACHE/helm-v$HELM_VERSION/helm"
@@ -481,6 +510,7 @@ cmd_up() {
   up_registries
   up_helm_http
   up_proxy
+  up_s3
   write_env
   log "up in $((SECONDS - started))s; environment: . $T/env.sh"
 }

@@ -12,6 +12,8 @@ FLUX_KUSTOMIZE_CONTROLLER_VERSION=${FLUX_KUSTOMIZE_CONTROLLER_VERSION:-1.9.4}
 SOPS_VERSION=${SOPS_VERSION:-3.13.3}
 # cosign signs the artifacts of the OCIRepository verification tests (v2: signatures as `.sig` tags).
 COSIGN_VERSION=${COSIGN_VERSION:-2.6.5}
+# versitygw: the S3 server of the Bucket tests (posix backend over a directory; HTTP and TLS).
+VERSITYGW_VERSION=${VERSITYGW_VERSION:-1.8.0}
 # Go-built binaries live outside the repository, one directory per version.
 TESTBINS_CACHE=${TESTBINS_CACHE:-$HOME/.cache/driftless-testbins}
 TESTBINS_WORK=${TESTBINS_WORK:-$HOME/.cache/driftless-testbins-src}

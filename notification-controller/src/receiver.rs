@@ -117,7 +117,8 @@ impl Reconciler for ReceiverReconciler {
         let kind = obj.spec.receiver_type.as_str();
         if !SUPPORTED.contains(&kind) {
             let why = match kind {
-                "gcr" => "it verifies Google-signed Pub/Sub push tokens, which needs Google's OIDC keys".to_string(),
+                "gcr" => "it verifies Google-signed Pub/Sub push tokens, which needs Google's OIDC keys"
+                    .to_string(),
                 "generic-oidc" => "OIDC token verification is not implemented yet".to_string(),
                 _ => "it is unknown".to_string(),
             };

@@ -194,7 +194,8 @@ source_status!(
     driftless_api::source::GitRepositoryStatus,
     driftless_api::source::OCIRepositoryStatus,
     driftless_api::source::HelmRepositoryStatus,
-    driftless_api::source::HelmChartStatus
+    driftless_api::source::HelmChartStatus,
+    driftless_api::source::BucketStatus
 );
 
 /// The storage step: forget an artifact whose file vanished (so it is rebuilt), otherwise

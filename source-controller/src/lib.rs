@@ -5,6 +5,7 @@
 //! leader election, graceful shutdown), the artifact storage and its HTTP server, and one
 //! controller per kind.
 
+pub mod bucket;
 pub mod common;
 pub mod cosign;
 pub mod git_repository;
@@ -199,13 +200,22 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             settings.namespace.clone(),
         )),
     );
+    let buckets = Arc::new(KindController::new(
+        bucket::BucketReconciler::new(storage.clone()),
+        rt.client.clone(),
+        CONTROLLER_NAME,
+        CONTROLLER_NAME,
+        rt.metrics.clone(),
+        rt.loop_settings(DEFAULT_CONCURRENCY),
+    ));
     let shutdown = rt.shutdown().clone();
     let work = async move {
         tokio::join!(
             git.run(shutdown.wait()),
             oci.run(shutdown.wait()),
             helm.run(shutdown.wait()),
-            charts.run(shutdown.wait())
+            charts.run(shutdown.wait()),
+            buckets.run(shutdown.wait())
         );
     };
     rt.run(work).await

@@ -1,0 +1,603 @@
+//! Bucket: the objects of an S3-compatible bucket republished as a source artifact.
+//!
+//! Steps: **validate** (provider `generic` or `aws` with static keys; what needs a cloud's
+//! workload identity — `gcp`, `azure`, `sts`, `serviceAccountName`, `aws` without keys —
+//! stalls with a message naming it) → **storage** (as GitRepository) → **connect** (access keys
+//! of `secretRef`, CA and client certificate of `certSecretRef`, proxy of `proxySecretRef`) →
+//! **index** (the bucket's `.sourceignore` and `spec.ignore`, then the listing under `prefix`,
+//! page by page: key → ETag; the revision is Flux's digest of that index, so an unchanged bucket
+//! costs one listing and no download) → **fetch** (unless the stored artifact has that revision:
+//! the indexed objects downloaded a bounded number at a time into a work directory, keys that
+//! would leave it refused, then archived).
+
+use crate::{
+    common::{self, Problem, failed, stored},
+    storage::{ObjectDir, Storage},
+};
+use driftless_api::{
+    meta::condition_types as ct,
+    source::{Bucket, BucketStatus, reasons},
+};
+use driftless_artifact::http::{ClientSettings, client};
+use driftless_runtime::{
+    events::EventType,
+    reconcile::{ReconcileContext, ReconcileError, Reconciler, Success},
+    work::{blocking, timeout_of},
+};
+use futures::{StreamExt, TryStreamExt};
+use kube::{Resource, ResourceExt};
+use rusty_s3::{Credentials, S3Action, UrlStyle, actions::ListObjectsV2};
+use sha2::{Digest, Sha256};
+use std::{
+    collections::BTreeMap,
+    path::{Component, Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+/// Kind directory in storage.
+pub const STORAGE_KIND: &str = "bucket";
+/// Objects downloaded at once.
+const DOWNLOADS_AT_ONCE: usize = 16;
+/// How long a signed request URL is valid.
+const SIGNED_FOR: Duration = Duration::from_secs(600);
+/// The ignore file read from the bucket's root, as Flux's.
+const IGNORE_FILE: &str = ".sourceignore";
+
+/// Reconciles Buckets into artifacts in `storage`.
+pub struct BucketReconciler {
+    storage: Arc<Storage>,
+}
+
+impl BucketReconciler {
+    /// A reconciler storing artifacts in `storage`.
+    pub fn new(storage: Arc<Storage>) -> Self {
+        Self { storage }
+    }
+}
+
+/// One bucket and how to reach it.
+struct Connection {
+    http: reqwest::Client,
+    bucket: rusty_s3::Bucket,
+    credentials: Option<Credentials>,
+}
+
+impl Connection {
+    /// Every key under `prefix` with its ETag (quotes dropped, as Flux's client does), page by
+    /// page; "directory" keys are skipped.
+    async fn index(
+        &self,
+        prefix: &str,
+        keep: impl Fn(&str) -> bool,
+    ) -> Result<BTreeMap<String, String>, String> {
+        let mut index = BTreeMap::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut list: ListObjectsV2<'_> = self.bucket.list_objects_v2(self.credentials.as_ref());
+            if !prefix.is_empty() {
+                list.with_prefix(prefix);
+            }
+            if let Some(token) = &token {
+                list.with_continuation_token(token.clone());
+            }
+            let url = list.sign(SIGNED_FOR);
+            let text = self.text(url).await?;
+            let page = ListObjectsV2::parse_response(&text).map_err(|e| format!("invalid listing: {e}"))?;
+            for object in page.contents {
+                if object.key.ends_with('/') || object.key == IGNORE_FILE || !keep(&object.key) {
+                    continue;
+                }
+                let etag = object.etag.unwrap_or_default().trim_matches('"').to_string();
+                index.insert(object.key, etag);
+            }
+            match page.next_continuation_token {
+                Some(next) if !next.is_empty() => token = Some(next),
+                _ => return Ok(index),
+            }
+        }
+    }
+
+    /// The object `key`, or None when there is none.
+    async fn get(&self, key: &str) -> Result<Option<reqwest::Response>, String> {
+        let url = self
+            .bucket
+            .get_object(self.credentials.as_ref(), key)
+            .sign(SIGNED_FOR);
+        let response = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| e.without_url().to_string())?;
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        Ok(Some(checked(response).await?))
+    }
+
+    async fn text(&self, url: url::Url) -> Result<String, String> {
+        let response = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| e.without_url().to_string())?;
+        checked(response)
+            .await?
+            .text()
+            .await
+            .map_err(|e| e.without_url().to_string())
+    }
+}
+
+/// The response, or the S3 error it carries (its code and message, as S3 clients report them).
+async fn checked(response: reqwest::Response) -> Result<reqwest::Response, String> {
+    if response.status().is_success() {
+        return Ok(response);
+    }
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    let field = |name: &str| {
+        body.split(&format!("<{name}>"))
+            .nth(1)
+            .and_then(|rest| rest.split(&format!("</{name}>")).next())
+            .map(str::to_string)
+    };
+    Err(match (field("Code"), field("Message")) {
+        (Some(code), Some(message)) => format!("{code}: {message}"),
+        (Some(code), None) => code,
+        _ => format!("the server answered {status}"),
+    })
+}
+
+/// Flux's revision of a bucket: the SHA-256 of its index, one `key etag` line per object in key
+/// order, so Flux's and ours publish the same revision for the same contents.
+pub fn index_revision(index: &BTreeMap<String, String>) -> String {
+    let mut hasher = Sha256::new();
+    for (key, etag) in index {
+        hasher.update(format!("{key} {etag}\n").as_bytes());
+    }
+    format!("sha256:{}", hex::encode(hasher.finalize()))
+}
+
+/// Where `key` goes under `root`, or None when it would leave it (`..`, an absolute path).
+fn confined(root: &Path, key: &str) -> Option<PathBuf> {
+    let relative = Path::new(key);
+    let safe = relative
+        .components()
+        .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+    (safe && relative.components().next().is_some()).then(|| root.join(relative))
+}
+
+/// The rules of the bucket's `.sourceignore` and `spec.ignore` (no default exclusions, as
+/// Flux's Bucket matcher has none).
+fn ignore_rules(file: Option<&str>, spec: Option<&str>) -> ignore::gitignore::Gitignore {
+    let mut builder = ignore::gitignore::GitignoreBuilder::new("");
+    for line in file.into_iter().chain(spec).flat_map(str::lines) {
+        let _ = builder.add_line(None, line);
+    }
+    builder
+        .build()
+        .unwrap_or_else(|_| ignore::gitignore::Gitignore::empty())
+}
+
+/// One reconcile of one Bucket and what each step leaves for the next.
+struct Run<'a> {
+    obj: &'a Bucket,
+    status: &'a mut BucketStatus,
+    ctx: &'a ReconcileContext<Bucket>,
+    generation: Option<i64>,
+    namespace: String,
+    name: String,
+    timeout: Duration,
+    connection: Option<Connection>,
+    index: BTreeMap<String, String>,
+    revision: String,
+}
+
+impl Run<'_> {
+    fn stall(&mut self, reason: &str, message: String) -> ReconcileError {
+        common::stalled(self.status, self.generation, reason, message)
+    }
+
+    fn bucket_failed(&mut self, message: String) -> ReconcileError {
+        failed(
+            self.status,
+            self.generation,
+            ct::FETCH_FAILED,
+            reasons::BUCKET_OPERATION_FAILED,
+            message,
+        )
+    }
+}
+
+impl BucketReconciler {
+    /// Step 1: a provider this controller can serve, an endpoint.
+    async fn validate(&self, run: &mut Run<'_>) -> Result<(), ReconcileError> {
+        let spec = &run.obj.spec;
+        let provider = spec
+            .provider
+            .as_deref()
+            .filter(|p| !p.is_empty())
+            .unwrap_or("generic");
+        let refusal = match provider {
+            "generic" | "aws" if spec.sts.is_some() => Some(
+                "spec.sts (temporary credentials from a security token service) is not supported: \
+                 give static keys in secretRef"
+                    .to_string(),
+            ),
+            "generic" | "aws"
+                if spec
+                    .service_account_name
+                    .as_deref()
+                    .is_some_and(|s| !s.is_empty()) =>
+            {
+                Some(
+                    "spec.serviceAccountName needs the cloud's workload identity, which is not available: \
+                 give static keys in secretRef"
+                        .to_string(),
+                )
+            }
+            "aws" if spec.secret_ref.is_none() => Some(
+                "provider 'aws' without a secretRef needs AWS workload identity (IRSA, instance roles), \
+                 which is not available: give static keys in secretRef"
+                    .to_string(),
+            ),
+            "generic" | "aws" => None,
+            other => Some(format!(
+                "provider '{other}' is not supported yet: use provider 'generic' with an S3-compatible endpoint"
+            )),
+        };
+        if let Some(message) = refusal {
+            return Err(run.stall(reasons::AUTHENTICATION_FAILED, message));
+        }
+        if spec.endpoint.is_empty() {
+            return Err(run.stall(reasons::URL_INVALID, "spec.endpoint is required".into()));
+        }
+        Ok(())
+    }
+
+    /// Step 2: the stored artifact is still there (else forgotten, so it is rebuilt), and older
+    /// artifacts are garbage-collected.
+    async fn storage(&self, run: &mut Run<'_>) -> Result<(), ReconcileError> {
+        common::reconcile_storage(
+            &self.storage,
+            STORAGE_KIND,
+            &run.namespace,
+            &run.name,
+            run.status,
+            run.generation,
+        )
+        .await;
+        Ok(())
+    }
+
+    /// Step 3: the client: access keys of `secretRef`, CA and client certificate of
+    /// `certSecretRef`, proxy of `proxySecretRef`.
+    async fn connect(&self, run: &mut Run<'_>) -> Result<(), ReconcileError> {
+        let connection = connect(run.obj, &run.ctx.client, run.timeout).await;
+        run.connection = Some(connection.map_err(|problem| {
+            common::fail(
+                run.status,
+                run.generation,
+                ct::FETCH_FAILED,
+                reasons::AUTHENTICATION_FAILED,
+                problem,
+            )
+        })?);
+        Ok(())
+    }
+
+    /// Step 4: the index of the bucket (ignore rules applied) and its revision.
+    async fn index(&self, run: &mut Run<'_>) -> Result<(), ReconcileError> {
+        let Some(connection) = run.connection.as_ref() else {
+            return Err(ReconcileError::transient(
+                reasons::BUCKET_OPERATION_FAILED,
+                "no bucket client yet",
+            ));
+        };
+        let bucket = run.obj.spec.bucket_name.clone();
+        let listed = tokio::time::timeout(run.timeout, async {
+            let ignore_file = match connection.get(IGNORE_FILE).await? {
+                Some(response) => Some(response.text().await.map_err(|e| e.without_url().to_string())?),
+                None => None,
+            };
+            let rules = ignore_rules(ignore_file.as_deref(), run.obj.spec.ignore.as_deref());
+            let keep = |key: &str| !rules.matched_path_or_any_parents(key, false).is_ignore();
+            connection
+                .index(run.obj.spec.prefix.as_deref().unwrap_or_default(), keep)
+                .await
+        })
+        .await;
+        let index = match listed {
+            Ok(Ok(index)) => index,
+            Ok(Err(e)) => {
+                return Err(run.bucket_failed(format!("failed to list objects from bucket '{bucket}': {e}")));
+            }
+            Err(_) => {
+                return Err(run.bucket_failed(format!(
+                    "failed to list objects from bucket '{bucket}': timed out after {}",
+                    driftless_runtime::duration::format(run.timeout)
+                )));
+            }
+        };
+        run.revision = index_revision(&index);
+        run.index = index;
+        Ok(())
+    }
+
+    /// Step 5: unless the stored artifact has this revision and ignore rules, the indexed
+    /// objects downloaded and archived as the artifact.
+    async fn fetch(&self, run: &mut Run<'_>) -> Result<(), ReconcileError> {
+        let current = run
+            .status
+            .artifact
+            .as_ref()
+            .is_some_and(|a| a.revision == run.revision)
+            && run.status.observed_ignore == run.obj.spec.ignore;
+        if current {
+            return Ok(());
+        }
+        let (generation, revision) = (run.generation, run.revision.clone());
+        let had_artifact = run.status.artifact.is_some();
+        let message = common::outdated(run.status, had_artifact, generation, &revision);
+        run.ctx.progress(run.obj, run.status, &message).await;
+
+        let workdir = tempfile::tempdir().map_err(|e| {
+            let m = format!("failed to create temporary directory: {e}");
+            failed(
+                run.status,
+                generation,
+                ct::STORAGE_OPERATION_FAILED,
+                reasons::DIRECTORY_CREATION_FAILED,
+                m,
+            )
+        })?;
+        let content = workdir.path().join("content");
+        let bucket = run.obj.spec.bucket_name.clone();
+        for key in run.index.keys() {
+            if confined(&content, key).is_none() {
+                let m = format!("object key '{key}' leaves the artifact: refused");
+                return Err(run.stall(reasons::BUCKET_OPERATION_FAILED, m));
+            }
+        }
+        let Some(connection) = run.connection.as_ref() else {
+            return Err(ReconcileError::transient(
+                reasons::BUCKET_OPERATION_FAILED,
+                "no bucket client yet",
+            ));
+        };
+        let downloads = futures::stream::iter(run.index.keys().cloned())
+            .map(|key| {
+                let path = confined(&content, &key).unwrap_or_default();
+                async move {
+                    let response = connection
+                        .get(&key)
+                        .await
+                        .map_err(|e| format!("failed to get '{key}' object: {e}"))?
+                        .ok_or_else(|| format!("failed to get '{key}' object: not found"))?;
+                    if let Some(parent) = path.parent() {
+                        tokio::fs::create_dir_all(parent)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                    }
+                    let mut file = tokio::fs::File::create(&path).await.map_err(|e| e.to_string())?;
+                    let mut body = response.bytes_stream();
+                    while let Some(chunk) = body.try_next().await.map_err(|e| e.without_url().to_string())? {
+                        tokio::io::AsyncWriteExt::write_all(&mut file, &chunk)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                    }
+                    Ok::<(), String>(())
+                }
+            })
+            .buffer_unordered(DOWNLOADS_AT_ONCE)
+            .try_collect::<Vec<()>>();
+        match tokio::time::timeout(run.timeout, downloads).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                return Err(run.bucket_failed(format!("failed to fetch objects from bucket '{bucket}': {e}")));
+            }
+            Err(_) => {
+                return Err(run.bucket_failed(format!(
+                    "failed to fetch objects from bucket '{bucket}': timed out after {}",
+                    driftless_runtime::duration::format(run.timeout)
+                )));
+            }
+        }
+        std::fs::create_dir_all(&content).ok();
+        let (storage, rev) = (self.storage.clone(), revision.clone());
+        let (ns, name) = (run.namespace.clone(), run.name.clone());
+        let file = format!("{}.tar.gz", revision.trim_start_matches("sha256:"));
+        let stored_artifact = blocking(run.timeout, move || {
+            let dir = ObjectDir {
+                kind: STORAGE_KIND,
+                namespace: &ns,
+                name: &name,
+            };
+            storage.store_dir(&dir, &file, &content, &|_: &str, _: bool| true, &rev, None)
+        })
+        .await;
+        let artifact = stored_artifact.map_err(|e| {
+            failed(
+                run.status,
+                generation,
+                ct::STORAGE_OPERATION_FAILED,
+                reasons::ARCHIVE_OPERATION_FAILED,
+                format!("unable to store artifact: {e}"),
+            )
+        })?;
+        drop(workdir);
+        let digest = artifact.digest.clone();
+        run.status.artifact = Some(artifact);
+        run.status.url = Some(self.storage.latest_url(&ObjectDir {
+            kind: STORAGE_KIND,
+            namespace: &run.namespace,
+            name: &run.name,
+        }));
+        run.status.observed_ignore = run.obj.spec.ignore.clone();
+        let objects = run.index.len();
+        run.ctx
+            .recorder
+            .publish(
+                run.obj,
+                EventType::Normal,
+                reasons::NEW_ARTIFACT,
+                &format!("stored artifact with {objects} fetched files from '{bucket}' bucket"),
+                &[("revision", revision.as_str()), ("digest", digest.as_str())],
+            )
+            .await;
+        Ok(())
+    }
+}
+
+/// The client of `obj`'s bucket from its Secrets.
+async fn connect(obj: &Bucket, kube: &kube::Client, timeout: Duration) -> Result<Connection, Problem> {
+    let namespace = obj.namespace().unwrap_or_default();
+    let spec = &obj.spec;
+    let mut credentials = None;
+    if let Some(r) = &spec.secret_ref {
+        let data = common::secret_data(kube, &namespace, &r.name).await?;
+        match (
+            common::secret_text(&data, "accesskey"),
+            common::secret_text(&data, "secretkey"),
+        ) {
+            (Some(key), Some(secret)) => credentials = Some(Credentials::new(key, secret)),
+            _ => {
+                return Err(Problem::Invalid(format!(
+                    "invalid '{}' secret data: required fields 'accesskey' and 'secretkey'",
+                    r.name
+                )));
+            }
+        }
+    }
+    let mut tls = common::TlsMaterial::default();
+    if let Some(r) = &spec.cert_secret_ref {
+        let data = common::secret_data(kube, &namespace, &r.name).await?;
+        tls = common::tls_material(&data).ok_or_else(|| {
+            Problem::Invalid(format!(
+                "secret '{namespace}/{}': a TLS client certificate needs both 'tls.crt' and 'tls.key'",
+                r.name
+            ))
+        })?;
+    }
+    let mut proxy = None;
+    if let Some(r) = &spec.proxy_secret_ref {
+        let data = common::secret_data(kube, &namespace, &r.name).await?;
+        proxy = Some(common::proxy_from_secret(&r.name, &data).map_err(Problem::Invalid)?);
+    }
+    let settings = ClientSettings {
+        ca: tls.ca.as_deref(),
+        identity: tls.identity.as_deref(),
+        proxy: proxy.as_deref(),
+    };
+    let http =
+        client(&settings, concat!("driftless/", env!("CARGO_PKG_VERSION"))).map_err(Problem::Invalid)?;
+    let scheme = if spec.insecure == Some(true) {
+        "http"
+    } else {
+        "https"
+    };
+    let endpoint = if spec.endpoint.contains("://") {
+        spec.endpoint.clone()
+    } else {
+        format!("{scheme}://{}", spec.endpoint)
+    };
+    let endpoint = url::Url::parse(&endpoint)
+        .map_err(|e| Problem::Invalid(format!("invalid endpoint '{}': {e}", spec.endpoint)))?;
+    let region = spec
+        .region
+        .clone()
+        .filter(|r| !r.is_empty())
+        .unwrap_or_else(|| "us-east-1".into());
+    let bucket = rusty_s3::Bucket::new(endpoint, UrlStyle::Path, spec.bucket_name.clone(), region)
+        .map_err(|e| Problem::Invalid(format!("invalid bucket '{}': {e}", spec.bucket_name)))?;
+    let _ = timeout;
+    Ok(Connection {
+        http,
+        bucket,
+        credentials,
+    })
+}
+
+impl Reconciler for BucketReconciler {
+    type Kind = Bucket;
+
+    /// 1. [`validate`](Self::validate): a provider this controller serves, an endpoint;
+    /// 2. [`storage`](Self::storage): the stored artifact still there, older ones collected;
+    /// 3. [`connect`](Self::connect): the client from the Secrets;
+    /// 4. [`index`](Self::index): the bucket's index and its revision;
+    /// 5. [`fetch`](Self::fetch): the objects, archived as the artifact, unless it is current.
+    async fn apply(
+        &self,
+        obj: &Bucket,
+        status: &mut BucketStatus,
+        ctx: &ReconcileContext<Bucket>,
+    ) -> Result<Success, ReconcileError> {
+        let mut run = Run {
+            obj,
+            status,
+            ctx,
+            generation: obj.meta().generation,
+            namespace: obj.namespace().unwrap_or_default(),
+            name: obj.name_any(),
+            timeout: timeout_of(obj.spec.timeout.as_deref(), common::SOURCE_TIMEOUT),
+            connection: None,
+            index: BTreeMap::new(),
+            revision: String::new(),
+        };
+        self.validate(&mut run).await?;
+        self.storage(&mut run).await?;
+        self.connect(&mut run).await?;
+        self.index(&mut run).await?;
+        self.fetch(&mut run).await?;
+        Ok(stored(run.status, run.generation, &run.revision))
+    }
+
+    async fn cleanup(&self, obj: &Bucket, _ctx: &ReconcileContext<Bucket>) -> Result<(), ReconcileError> {
+        common::remove_artifacts(
+            &self.storage,
+            STORAGE_KIND,
+            &obj.namespace().unwrap_or_default(),
+            &obj.name_any(),
+        )
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Flux's index digest: `key etag` lines in key order.
+    #[test]
+    fn the_revision_is_fluxs_index_digest() {
+        let index: BTreeMap<String, String> = [("b.yaml", "e2"), ("a/x.yaml", "e1")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let expected = hex::encode(Sha256::digest(b"a/x.yaml e1\nb.yaml e2\n"));
+        assert_eq!(index_revision(&index), format!("sha256:{expected}"));
+    }
+
+    #[test]
+    fn keys_stay_in_the_artifact() {
+        let root = Path::new("/work");
+        assert_eq!(
+            confined(root, "apps/a.yaml"),
+            Some(PathBuf::from("/work/apps/a.yaml"))
+        );
+        for key in ["../etc/passwd", "/etc/passwd", "apps/../../x", ""] {
+            assert_eq!(confined(root, key), None, "{key}");
+        }
+    }
+
+    #[test]
+    fn ignore_rules_have_no_defaults() {
+        let rules = ignore_rules(Some("*.md\n"), Some("/secret/\n"));
+        let ignored = |key: &str| rules.matched_path_or_any_parents(key, false).is_ignore();
+        assert!(ignored("README.md") && ignored("secret/a.yaml"));
+        assert!(!ignored("apps/logo.png") && !ignored(".github/ci.yml"));
+    }
+}

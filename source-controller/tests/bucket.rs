@@ -1,0 +1,260 @@
+//! Bucket end to end against the testenv's real S3 server (versitygw over HTTP and TLS) and the
+//! apiserver, source-controller's storage and artifact server running in-process.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use driftless_api::source::Bucket;
+use driftless_artifact::fetch::Fetcher;
+use driftless_runtime::testing;
+use rusty_s3::{Credentials, S3Action, UrlStyle};
+use sha2::{Digest, Sha256};
+use source_controller::bucket::BucketReconciler;
+use std::time::Duration;
+use support::{Harness, T, conds, env, ready};
+
+type H = Harness<Bucket>;
+
+/// A bucket of the testenv's S3 server, written through its API as a user would.
+struct S3Bucket {
+    bucket: rusty_s3::Bucket,
+    credentials: Credentials,
+    http: reqwest::Client,
+}
+
+impl S3Bucket {
+    async fn create(name: &str) -> S3Bucket {
+        let endpoint = format!("http://{}", env("S3_ENDPOINT")).parse().unwrap();
+        let bucket = rusty_s3::Bucket::new(endpoint, UrlStyle::Path, name.to_string(), "us-east-1").unwrap();
+        let credentials = Credentials::new(env("S3_ACCESS_KEY"), env("S3_SECRET_KEY"));
+        let s3 = S3Bucket {
+            bucket,
+            credentials,
+            http: reqwest::Client::new(),
+        };
+        let url = s3
+            .bucket
+            .create_bucket(&s3.credentials)
+            .sign(Duration::from_secs(60));
+        let created = s3.http.put(url).send().await.unwrap();
+        assert!(created.status().is_success(), "{}", created.text().await.unwrap());
+        s3
+    }
+
+    /// Uploads `content` as `key`; returns its ETag, quotes dropped.
+    async fn put(&self, key: &str, content: &str) -> String {
+        let url = self
+            .bucket
+            .put_object(Some(&self.credentials), key)
+            .sign(Duration::from_secs(60));
+        let put = self.http.put(url).body(content.to_string()).send().await.unwrap();
+        assert!(put.status().is_success(), "{}", put.text().await.unwrap());
+        put.headers()["etag"]
+            .to_str()
+            .unwrap()
+            .trim_matches('"')
+            .to_string()
+    }
+
+    async fn delete(&self, key: &str) {
+        let url = self
+            .bucket
+            .delete_object(Some(&self.credentials), key)
+            .sign(Duration::from_secs(60));
+        assert!(self.http.delete(url).send().await.unwrap().status().is_success());
+    }
+}
+
+async fn harness(prefix: &str) -> H {
+    driftless_artifact::install_crypto_provider();
+    support::harness(prefix, BucketReconciler::new).await
+}
+
+async fn keys_secret(h: &H, secret_key: &str) {
+    h.secret(
+        "s3-keys",
+        &[
+            ("accesskey", env("S3_ACCESS_KEY")),
+            ("secretkey", secret_key.to_string()),
+        ],
+    )
+    .await;
+}
+
+/// Flux's revision of a bucket whose index is `entries` (key, ETag).
+fn revision(entries: &[(&str, &str)]) -> String {
+    let mut entries = entries.to_vec();
+    entries.sort();
+    let lines: String = entries.iter().map(|(k, e)| format!("{k} {e}\n")).collect();
+    format!("sha256:{}", hex::encode(Sha256::digest(lines.as_bytes())))
+}
+
+async fn wait_revision(h: &H, name: &str, revision: &str) -> Bucket {
+    testing::wait_for(&h.objects, name, T, |b: &Bucket| {
+        ready(b).is_some_and(|c| c.status == "True")
+            && b.status
+                .as_ref()
+                .and_then(|s| s.artifact.as_ref())
+                .is_some_and(|a| a.revision == revision)
+    })
+    .await
+}
+
+async fn extracted(b: &Bucket) -> tempfile::TempDir {
+    let artifact = b.status.as_ref().unwrap().artifact.clone().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    Fetcher::default()
+        .fetch(&artifact.url, &artifact.digest, out.path())
+        .await
+        .unwrap();
+    out
+}
+
+/// GETs of object `key` of `bucket` the S3 server has logged so far.
+fn gets_of(bucket: &str, key: &str) -> usize {
+    let log = std::fs::read_to_string(env("S3_ACCESS_LOG")).unwrap_or_default();
+    let needle = format!("/{bucket}/{key}");
+    log.lines()
+        .filter(|l| l.contains(" s3_GetObject ") && l.contains(&needle))
+        .count()
+}
+
+#[tokio::test]
+#[ignore = "needs the testenv (hack/test.sh)"]
+async fn a_bucket_is_published_with_fluxs_revision_and_follows_changes() {
+    let h = harness("bucket").await;
+    let name = h.ns.clone();
+    let s3 = S3Bucket::create(&name).await;
+    let a = s3.put("apps/a.yaml", "kind: ConfigMap\n").await;
+    let b = s3.put("apps/b.yaml", "kind: Secret\n").await;
+    s3.put("docs/notes.md", "# notes\n").await;
+    s3.put("other/c.yaml", "kind: Other\n").await;
+    s3.put(".sourceignore", "*.md\n").await;
+    keys_secret(&h, &env("S3_SECRET_KEY")).await;
+    h.create(
+        "app",
+        serde_json::json!({"endpoint": env("S3_ENDPOINT"), "insecure": true, "bucketName": name,
+            "prefix": "apps/", "interval": "10m", "secretRef": {"name": "s3-keys"}}),
+    )
+    .await;
+    // The index: what the prefix holds, the ignore file and ignored objects left out.
+    let first = revision(&[("apps/a.yaml", &a), ("apps/b.yaml", &b)]);
+    let ready_bucket = wait_revision(&h, "app", &first).await;
+    let content = extracted(&ready_bucket).await;
+    assert_eq!(
+        std::fs::read_to_string(content.path().join("apps/a.yaml")).unwrap(),
+        "kind: ConfigMap\n"
+    );
+    assert!(!content.path().join("other").exists() && !content.path().join("docs").exists());
+
+    // Unchanged: one listing, no object downloaded again.
+    let before = gets_of(&name, "apps/a.yaml");
+    assert_eq!(before, 1, "downloaded once for the first artifact");
+    h.request("app", "unchanged").await;
+    testing::wait_for(&h.objects, "app", T, |b: &Bucket| {
+        b.status
+            .as_ref()
+            .and_then(|s| s.last_handled_reconcile_at.as_deref())
+            == Some("unchanged")
+    })
+    .await;
+    assert_eq!(
+        gets_of(&name, "apps/a.yaml"),
+        before,
+        "an unchanged bucket downloads nothing"
+    );
+
+    // A changed object: a new revision; a deleted one: gone from the artifact.
+    let a2 = s3.put("apps/a.yaml", "kind: ConfigMap\ndata: {}\n").await;
+    s3.delete("apps/b.yaml").await;
+    h.request("app", "changed").await;
+    let second = revision(&[("apps/a.yaml", &a2)]);
+    let changed = wait_revision(&h, "app", &second).await;
+    let content = extracted(&changed).await;
+    assert!(!content.path().join("apps/b.yaml").exists());
+    assert!(
+        std::fs::read_to_string(content.path().join("apps/a.yaml"))
+            .unwrap()
+            .contains("data")
+    );
+    h.done().await;
+}
+
+#[tokio::test]
+#[ignore = "needs the testenv (hack/test.sh)"]
+async fn bucket_failures_say_why_and_keep_the_last_artifact() {
+    let h = harness("bucket-fail").await;
+    let name = h.ns.clone();
+    let s3 = S3Bucket::create(&name).await;
+    let etag = s3.put("app.yaml", "kind: ConfigMap\n").await;
+    keys_secret(&h, &env("S3_SECRET_KEY")).await;
+    h.secret(
+        "wrong-keys",
+        &[("accesskey", env("S3_ACCESS_KEY")), ("secretkey", "wrong".into())],
+    )
+    .await;
+    h.secret(
+        "ca",
+        &[("ca.crt", std::fs::read_to_string(env("SOURCES_CA_FILE")).unwrap())],
+    )
+    .await;
+    let spec = |extra: serde_json::Value| {
+        let mut spec = serde_json::json!({"endpoint": env("S3_ENDPOINT"), "insecure": true, "bucketName": name,
+            "interval": "10m", "secretRef": {"name": "s3-keys"}});
+        spec.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        spec
+    };
+    // Over TLS with the testenv CA it works; the last artifact stays when the keys go wrong.
+    h.create(
+        "tls",
+        spec(serde_json::json!({"endpoint": env("S3_TLS_ENDPOINT"), "insecure": false, "certSecretRef": {"name": "ca"}})),
+    )
+    .await;
+    let stored = wait_revision(&h, "tls", &revision(&[("app.yaml", &etag)])).await;
+    h.patch_spec("tls", serde_json::json!({"secretRef": {"name": "wrong-keys"}}))
+        .await;
+    let failed = h
+        .wait_failed("tls", "BucketOperationFailed", "SignatureDoesNotMatch")
+        .await;
+    assert_eq!(
+        failed.status.unwrap().artifact,
+        stored.status.unwrap().artifact,
+        "the last artifact is kept"
+    );
+
+    h.create(
+        "untrusted",
+        spec(serde_json::json!({"endpoint": env("S3_TLS_ENDPOINT"), "insecure": false})),
+    )
+    .await;
+    h.wait_failed("untrusted", "BucketOperationFailed", "failed to list objects")
+        .await;
+    h.create(
+        "missing",
+        spec(serde_json::json!({"bucketName": "no-such-bucket"})),
+    )
+    .await;
+    h.wait_failed("missing", "BucketOperationFailed", "NoSuchBucket")
+        .await;
+    h.create(
+        "unreachable",
+        spec(serde_json::json!({"endpoint": "127.0.0.1:1"})),
+    )
+    .await;
+    h.wait_failed("unreachable", "BucketOperationFailed", "failed to list objects")
+        .await;
+    h.create("gcp", spec(serde_json::json!({"provider": "gcp"})))
+        .await;
+    let gcp = h
+        .wait_failed("gcp", "AuthenticationFailed", "provider 'gcp'")
+        .await;
+    assert!(
+        conds(&gcp)
+            .iter()
+            .any(|c| c.type_ == "Stalled" && c.status == "True")
+    );
+    h.done().await;
+}
