@@ -380,6 +380,44 @@ pub enum CreateSource {
     Helm(CreateSourceHelm),
     /// A HelmChart from a HelmRepository, GitRepository or Bucket.
     Chart(CreateSourceChart),
+    /// A Bucket (an S3-compatible bucket).
+    Bucket(CreateSourceBucket),
+}
+
+#[derive(Args)]
+pub struct CreateSourceBucket {
+    #[command(flatten)]
+    pub common: CreateCommon,
+    /// Name of the bucket.
+    #[arg(long)]
+    pub bucket_name: String,
+    /// Endpoint, `host[:port]`.
+    #[arg(long)]
+    pub endpoint: String,
+    /// generic (any S3-compatible server), aws, gcp or azure.
+    #[arg(long, default_value = "generic", value_parser = ["generic", "aws", "gcp", "azure"])]
+    pub provider: String,
+    /// Region of the bucket.
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Only objects under this key prefix.
+    #[arg(long)]
+    pub prefix: Option<String>,
+    /// Plain HTTP to the endpoint.
+    #[arg(long)]
+    pub insecure: bool,
+    /// Secret with `accesskey` and `secretkey`.
+    #[arg(long)]
+    pub secret_ref: Option<String>,
+    /// Access key: a Secret named after the Bucket is made with it and --secret-key.
+    #[arg(long)]
+    pub access_key: Option<String>,
+    /// Secret key (with --access-key).
+    #[arg(long)]
+    pub secret_key: Option<String>,
+    /// Paths to leave out, comma-separated, gitignore syntax.
+    #[arg(long, value_delimiter = ',')]
+    pub ignore_paths: Vec<String>,
 }
 
 #[derive(Args)]

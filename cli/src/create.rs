@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 
 use crate::args::{
     CreateCommon, CreateHelmRelease, CreateKustomization, CreateSecretGit, CreateSecretOci, CreateSecretTls,
-    CreateSourceChart, CreateSourceGit, CreateSourceHelm, CreateSourceOci,
+    CreateSourceBucket, CreateSourceChart, CreateSourceGit, CreateSourceHelm, CreateSourceOci,
 };
 use crate::cluster::{self, Cluster, generate, step, success, waiting};
 use crate::kinds::{self, KindInfo};
@@ -161,6 +161,58 @@ pub async fn source_oci(
         spec["insecure"] = Value::Bool(true);
     }
     let kind = &kinds::OCI_REPOSITORY;
+    let object = object(kind, metadata(&args.common, namespace)?, spec);
+    apply_or_export(cluster, kind, object, args.common.export).await
+}
+
+/// `create source bucket`: the Bucket, and with `--access-key`/`--secret-key` its Secret named
+/// after it, as Flux's CLI makes it.
+pub async fn source_bucket(
+    cluster: Option<&Cluster>,
+    namespace: &str,
+    args: &CreateSourceBucket,
+) -> anyhow::Result<()> {
+    let mut spec = json!({
+        "bucketName": args.bucket_name,
+        "endpoint": args.endpoint,
+        "provider": args.provider,
+        "interval": driftless_runtime::duration::format(args.common.interval),
+    });
+    if let Some(region) = &args.region {
+        spec["region"] = json!(region);
+    }
+    if let Some(prefix) = &args.prefix {
+        spec["prefix"] = json!(prefix);
+    }
+    if args.insecure {
+        spec["insecure"] = Value::Bool(true);
+    }
+    if !args.ignore_paths.is_empty() {
+        spec["ignore"] = json!(args.ignore_paths.join("\n"));
+    }
+    match (&args.access_key, &args.secret_key) {
+        (Some(access), Some(secret_key)) => {
+            let data = BTreeMap::from([
+                ("accesskey".to_string(), access.clone()),
+                ("secretkey".to_string(), secret_key.clone()),
+            ]);
+            let object = secret(&args.common.name, namespace, "Opaque", &data);
+            if args.common.export {
+                print_yaml(&[object]);
+            } else {
+                let cluster = cluster.context("a cluster is needed unless --export is given")?;
+                apply_secret(cluster, &object).await?;
+            }
+            spec["secretRef"] = json!({"name": args.common.name});
+        }
+        (None, None) => {
+            if let Some(secret) = &args.secret_ref {
+                spec["secretRef"] = json!({"name": secret});
+            }
+        }
+        _ => bail!("--access-key and --secret-key go together"),
+    }
+    let kind = &kinds::BUCKET;
     let object = object(kind, metadata(&args.common, namespace)?, spec);
     apply_or_export(cluster, kind, object, args.common.export).await
 }

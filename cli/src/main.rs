@@ -128,6 +128,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 CreateCommand::Source {
                     what: CreateSource::Chart(a),
                 } => a.common.export,
+                CreateCommand::Source {
+                    what: CreateSource::Bucket(a),
+                } => a.common.export,
                 CreateCommand::Kustomization(a) => a.common.export,
                 CreateCommand::Helmrelease(a) => a.common.export,
                 CreateCommand::AlertProvider(a) => a.common.export,
@@ -168,6 +171,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 CreateCommand::Source {
                     what: CreateSource::Chart(a),
                 } => create::source_chart(cluster, ns, a).await?,
+                CreateCommand::Source {
+                    what: CreateSource::Bucket(a),
+                } => create::source_bucket(cluster, ns, a).await?,
                 CreateCommand::Kustomization(a) => create::kustomization(cluster, ns, a).await?,
                 CreateCommand::Helmrelease(a) => create::helm_release(cluster, ns, a).await?,
                 CreateCommand::AlertProvider(a) => create::alert_provider(cluster, ns, a).await?,

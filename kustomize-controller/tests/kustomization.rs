@@ -1514,3 +1514,79 @@ async fn flux_build_semantics_hold_in_the_controller() {
     assert_eq!(data["region"], "");
     w.done().await;
 }
+
+/// A Kustomization whose source is a Bucket: objects uploaded are applied, a changed object is
+/// applied again, a deleted one is pruned.
+#[tokio::test]
+#[ignore = "needs the testenv (hack/testenv.sh up)"]
+async fn a_bucket_source_is_applied_changed_and_pruned() {
+    use rusty_s3::{Credentials, S3Action, UrlStyle};
+    let w = world("ks-bucket").await;
+    let endpoint = env("S3_ENDPOINT");
+    let bucket = rusty_s3::Bucket::new(
+        format!("http://{endpoint}").parse().unwrap(),
+        UrlStyle::Path,
+        w.ns.clone(),
+        "us-east-1",
+    )
+    .unwrap();
+    let credentials = Credentials::new(env("S3_ACCESS_KEY"), env("S3_SECRET_KEY"));
+    let http = reqwest::Client::new();
+    let sign = Duration::from_secs(60);
+    let send = |request: reqwest::RequestBuilder| async move {
+        let response = request.send().await.unwrap();
+        assert!(response.status().is_success(), "{}", response.status());
+    };
+    send(http.put(bucket.create_bucket(&credentials).sign(sign))).await;
+    let put = |key: &str, body: String| {
+        http.put(bucket.put_object(Some(&credentials), key).sign(sign))
+            .body(body)
+    };
+    send(put("deploy/first.yaml", config_map("first", "v1"))).await;
+    send(put("deploy/second.yaml", config_map("second", "v1"))).await;
+    let keys: Secret = serde_json::from_value(serde_json::json!({"metadata": {"name": "s3-keys"},
+        "stringData": {"accesskey": env("S3_ACCESS_KEY"), "secretkey": env("S3_SECRET_KEY")}}))
+    .unwrap();
+    Api::<Secret>::namespaced(w.client.clone(), &w.ns)
+        .create(&PostParams::default(), &keys)
+        .await
+        .unwrap();
+    let buckets: Api<driftless_api::source::Bucket> = Api::namespaced(w.client.clone(), &w.ns);
+    let source: driftless_api::source::Bucket = serde_json::from_value(serde_json::json!({
+        "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "Bucket", "metadata": {"name": "objects"},
+        "spec": {"endpoint": endpoint, "insecure": true, "bucketName": w.ns, "interval": "10m",
+            "secretRef": {"name": "s3-keys"}}}))
+    .unwrap();
+    buckets.create(&PostParams::default(), &source).await.unwrap();
+    w.kustomization(
+        "app",
+        serde_json::json!({"path": "./deploy", "sourceRef": {"kind": "Bucket", "name": "objects"}}),
+    )
+    .await;
+    let revision_of = |b: &driftless_api::source::Bucket| {
+        b.status
+            .as_ref()
+            .and_then(|s| s.artifact.as_ref())
+            .map(|a| a.revision.clone())
+    };
+    let first = testing::wait_for(&buckets, "objects", T, |b| revision_of(b).is_some()).await;
+    w.wait_applied("app", &revision_of(&first).unwrap()).await;
+    assert!(w.config_maps().get_opt("second").await.unwrap().is_some());
+
+    send(put("deploy/first.yaml", config_map("first", "v2"))).await;
+    let url = bucket
+        .delete_object(Some(&credentials), "deploy/second.yaml")
+        .sign(sign);
+    send(http.delete(url)).await;
+    let patch = serde_json::json!({"metadata": {"annotations": {REQUESTED_AT_ANNOTATION: "changed"}}});
+    buckets
+        .patch("objects", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let second = testing::wait_for(&buckets, "objects", T, |b| revision_of(b) != revision_of(&first)).await;
+    w.wait_applied("app", &revision_of(&second).unwrap()).await;
+    testing::wait_gone(&w.config_maps(), "second", T).await;
+    let data = w.config_maps().get("first").await.unwrap().data.unwrap();
+    assert_eq!(data["value"], "v2");
+    w.done().await;
+}

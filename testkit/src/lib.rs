@@ -42,7 +42,7 @@ pub struct Controllers {
     _stop: oneshot::Sender<()>,
 }
 
-/// Starts source-controller, kustomize-controller, helm-controller and the image controllers
+/// Starts source-controller (Git, OCI, Helm, Bucket), kustomize-controller, helm-controller and the image controllers
 /// watching `namespace`.
 pub async fn start_controllers(client: &Client, namespace: &str) -> Controllers {
     start_controllers_with(client, namespace, |_| {}).await
@@ -87,6 +87,15 @@ pub async fn start_controllers_with(
         settings.clone(),
     );
     tokio::spawn(Arc::new(helm).run(stop.clone()));
+    let buckets = KindController::new(
+        source_controller::bucket::BucketReconciler::new(served.storage.clone()),
+        client.clone(),
+        "source-controller",
+        "source-controller",
+        Metrics::new(),
+        settings.clone(),
+    );
+    tokio::spawn(Arc::new(buckets).run(stop.clone()));
     let charts = KindController::new(
         HelmChartReconciler::new(served.storage.clone(), DEFAULT_CHART_MAX_SIZE),
         client.clone(),
