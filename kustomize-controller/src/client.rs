@@ -19,8 +19,10 @@ use crate::reconciler::KustomizationReconciler;
 type TokenKey = (String, String, Vec<String>);
 /// How long a requested workload-identity token is valid.
 const TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
-/// A cached token is replaced when less than this is left of it.
-const TOKEN_RENEW_BEFORE: Duration = Duration::from_secs(600);
+/// The share of a token's lifetime it is reused for, as Flux's token cache.
+const TOKEN_REUSE_SHARE: f64 = 0.8;
+/// The longest a token is reused, whatever `--token-cache-max-duration` says (Flux's cap).
+const TOKEN_REUSE_CAP: Duration = Duration::from_secs(3600);
 
 /// ServiceAccount tokens for `kubeConfig.configMapRef`, reused until close to expiry.
 pub struct TokenCache {
@@ -54,13 +56,20 @@ impl TokenCache {
         }
     }
 
-    /// Keeps `token` until `expires` (or the longest caching allowed); when full, the token
-    /// closest to expiry makes room.
+    /// Keeps `token`, valid until `expires`, for reuse during 80% of its lifetime and at most
+    /// `--token-cache-max-duration` (an hour at most), as Flux's cache; when full, the token
+    /// whose reuse ends first makes room.
     fn keep(&self, key: TokenKey, token: String, expires: Instant) {
         if self.limits.max_size == 0 {
             return;
         }
-        let expires = expires.min(Instant::now() + self.limits.max_duration);
+        let now = Instant::now();
+        let reuse = expires
+            .saturating_duration_since(now)
+            .mul_f64(TOKEN_REUSE_SHARE)
+            .min(self.limits.max_duration)
+            .min(TOKEN_REUSE_CAP);
+        let expires = now + reuse;
         let mut tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
         tokens.retain(|_, (_, until)| *until > Instant::now());
         if tokens.len() >= self.limits.max_size
@@ -245,7 +254,7 @@ impl KustomizationReconciler {
     }
 
     /// A token of ServiceAccount `namespace/account` for `audiences`: a cached one while it has
-    /// more than [`TOKEN_RENEW_BEFORE`] left, else a new one from the TokenRequest API.
+    /// not past its reuse time (see [`TokenCache::keep`]), else a new one from the TokenRequest API.
     pub(crate) async fn service_account_token(
         &self,
         own: &Client,
@@ -262,7 +271,7 @@ impl KustomizationReconciler {
             .unwrap_or_else(|e| e.into_inner())
             .get(&key)
             .cloned();
-        if let Some((token, _)) = cached.filter(|(_, expires)| *expires > now + TOKEN_RENEW_BEFORE) {
+        if let Some((token, _)) = cached.filter(|(_, reuse_until)| *reuse_until > now) {
             return Ok(token);
         }
         let request = serde_json::json!({

@@ -135,6 +135,29 @@ pub fn comment(target: &Target, event: &Event, marker_prefix: &str) -> (String, 
     (marker, body)
 }
 
+/// Why a send failed, and whether trying again may help (the network, a 5xx, a 429).
+#[derive(Debug)]
+pub struct SendError {
+    pub retry: bool,
+    pub message: String,
+}
+
+impl SendError {
+    fn fatal(message: String) -> Self {
+        Self {
+            retry: false,
+            message,
+        }
+    }
+
+    fn context(self, what: String) -> Self {
+        Self {
+            retry: self.retry,
+            message: format!("{what}: {}", self.message),
+        }
+    }
+}
+
 /// Sends `event` as a comment on its change request: the comment of this Provider and object
 /// is edited if the token's user wrote one on the first page, else a new one is made.
 pub async fn send(
@@ -142,16 +165,19 @@ pub async fn send(
     target: &Target,
     event: &Event,
     timeout: Duration,
-) -> Result<(), String> {
+) -> Result<(), SendError> {
     let number = event
         .metadata
         .get("change_request")
         .filter(|n| !n.is_empty())
-        .ok_or_else(|| format!("missing {:?} metadata key", "change_request"))?;
-    let number: u64 = number
-        .parse()
-        .map_err(|e| format!("invalid {:?} metadata value {number:?}: {e}", "change_request"))?;
-    let forge = forge(target, number)?;
+        .ok_or_else(|| SendError::fatal(format!("missing {:?} metadata key", "change_request")))?;
+    let number: u64 = number.parse().map_err(|e| {
+        SendError::fatal(format!(
+            "invalid {:?} metadata value {number:?}: {e}",
+            "change_request"
+        ))
+    })?;
+    let forge = forge(target, number).map_err(SendError::fatal)?;
     let call = |method: reqwest::Method, url: &str, body: Option<&Value>| {
         let mut request = http.request(method, url).timeout(timeout);
         for (k, v) in &forge.headers {
@@ -161,21 +187,26 @@ pub async fn send(
             request = request.json(body);
         }
         async move {
-            let response = request.send().await.map_err(|e| e.without_url().to_string())?;
+            let response = request.send().await.map_err(|e| SendError {
+                retry: true,
+                message: e.without_url().to_string(),
+            })?;
             let status = response.status();
             let text = response.text().await.unwrap_or_default();
+            // 202 is a failure too, as go-github has it (`AcceptedError`): the write is not
+            // done yet, and Flux's notifier reports it.
             if !status.is_success() || status == reqwest::StatusCode::ACCEPTED {
-                return Err(format!(
-                    "{status}: {}",
-                    text.chars().take(200).collect::<String>()
-                ));
+                return Err(SendError {
+                    retry: status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS,
+                    message: format!("{status}: {}", text.chars().take(200).collect::<String>()),
+                });
             }
-            Ok::<Value, String>(serde_json::from_str(&text).unwrap_or(Value::Null))
+            Ok::<Value, SendError>(serde_json::from_str(&text).unwrap_or(Value::Null))
         }
     };
     let user = call(reqwest::Method::GET, &forge.user, None)
         .await
-        .map_err(|e| format!("failed to get authenticated user info: {e}"))?;
+        .map_err(|e| e.context("failed to get authenticated user info".into()))?;
     let login = user[forge.login].as_str().unwrap_or_default().to_string();
     let (marker, body) = comment(target, event, forge.marker_prefix);
     let (noun, what) = if forge.marker_prefix == "flux-mr-comment-key" {
@@ -189,7 +220,7 @@ pub async fn send(
         None,
     )
     .await
-    .map_err(|e| format!("failed to list {noun} {what}s: {e}"))?;
+    .map_err(|e| e.context(format!("failed to list {noun} {what}s")))?;
     let existing = listed.as_array().into_iter().flatten().find(|c| {
         c[forge.author][forge.login].as_str() == Some(login.as_str())
             && c["body"].as_str().is_some_and(|b| b.contains(&marker))
@@ -198,10 +229,10 @@ pub async fn send(
     match existing.and_then(|c| c["id"].as_u64()) {
         Some(id) => call(forge.edit_method.clone(), &(forge.edit)(id), Some(&payload))
             .await
-            .map_err(|e| format!("failed to update {noun} {what}: {e}"))?,
+            .map_err(|e| e.context(format!("failed to update {noun} {what}")))?,
         None => call(reqwest::Method::POST, &forge.comments, Some(&payload))
             .await
-            .map_err(|e| format!("failed to create {noun} {what}: {e}"))?,
+            .map_err(|e| e.context(format!("failed to create {noun} {what}")))?,
     };
     Ok(())
 }
@@ -346,6 +377,8 @@ mod tests {
             Duration::from_secs(1),
         )
         .await;
-        assert_eq!(refused.unwrap_err(), "missing \"change_request\" metadata key");
+        let refused = refused.unwrap_err();
+        assert_eq!(refused.message, "missing \"change_request\" metadata key");
+        assert!(!refused.retry);
     }
 }

@@ -291,9 +291,23 @@ impl Dispatcher {
                 .and_then(|t| driftless_runtime::duration::parse(t).ok())
                 .unwrap_or(DEFAULT_TIMEOUT);
             if crate::comments::TYPES.contains(&target.provider_type.as_str()) {
-                return crate::comments::send(&http, &target, &event, timeout)
-                    .await
-                    .map_err(Failure::fatal);
+                let send = || async {
+                    crate::comments::send(&http, &target, &event, timeout)
+                        .await
+                        .map_err(|e| Failure {
+                            retry: e.retry,
+                            message: e.message,
+                        })
+                };
+                return send
+                    .retry(
+                        ExponentialBuilder::default()
+                            .with_min_delay(Duration::from_millis(500))
+                            .with_max_delay(Duration::from_secs(5))
+                            .with_max_times(3),
+                    )
+                    .when(|f: &Failure| f.retry)
+                    .await;
             }
             for request in providers::requests(&target, &event).map_err(Failure::fatal)? {
                 let send = || async {

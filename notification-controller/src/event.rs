@@ -9,6 +9,8 @@ use driftless_api::meta::EVENT_ANNOTATION_PREFIX;
 use k8s_openapi::api::core::v1::ObjectReference;
 use serde::{Deserialize, Serialize};
 
+/// The longest note of a Kubernetes Event (events.k8s.io/v1), which the recorders cut to it.
+pub const KUBERNETES_NOTE: usize = 1024;
 /// Longest message Flux sends (it truncates longer ones).
 pub const MAX_MESSAGE: usize = 39000;
 /// The API group suffix of the toolkit's kinds (`*.toolkit.fluxcd.io`, and
@@ -112,16 +114,19 @@ impl Event {
     }
 
     /// The identity duplicates share, as Flux's rate limiter keys events: the object, the
-    /// message and the metadata (a Kubernetes Event and a POST of the same event are one).
+    /// message and the metadata (a Kubernetes Event and a POST of the same event are one). The
+    /// message counts up to [`KUBERNETES_NOTE`] characters: a Kubernetes Event carries no more
+    /// of it, while the POST of the same event carries all of it.
     pub fn key(&self) -> String {
         let o = &self.involved_object;
+        let message: String = self.message.chars().take(KUBERNETES_NOTE).collect();
         let mut key = format!(
             "{}/{}/{}\n{}\n{}",
             o.kind.as_deref().unwrap_or_default(),
             o.namespace.as_deref().unwrap_or_default(),
             o.name.as_deref().unwrap_or_default(),
             self.reason,
-            self.message
+            message
         );
         for (k, v) in &self.metadata {
             key.push_str(&format!("\n{k}={v}"));

@@ -623,7 +623,8 @@ pub fn requests(target: &Target, event: &Event) -> Result<Vec<Request>, String> 
         }
         "lark" => {
             let address = required(&target.address, "address")?;
-            url::Url::parse(address).map_err(|_| format!("invalid Slack hook URL {address}"))?;
+            // The URL is the credential: never repeated in an error.
+            url::Url::parse(address).map_err(|_| "invalid Slack hook URL".to_string())?;
             let (emoji, color) = if is_error(event) {
                 ("🚨", "red")
             } else {
@@ -678,8 +679,8 @@ pub fn requests(target: &Target, event: &Event) -> Result<Vec<Request>, String> 
         }
         "zoom" => {
             let address = required(&target.address, "address")?;
-            let mut url = url::Url::parse(address)
-                .map_err(|e| format!("invalid Zoom incoming webhook URL {address}: '{e}'"))?;
+            let mut url =
+                url::Url::parse(address).map_err(|e| format!("invalid Zoom incoming webhook URL: '{e}'"))?;
             if target.token.is_empty() {
                 return Err("empty Zoom verification token".into());
             }
@@ -711,8 +712,7 @@ pub fn requests(target: &Target, event: &Event) -> Result<Vec<Request>, String> 
         }
         "incident.io" => {
             let address = required(&target.address, "address")?;
-            url::Url::parse(address)
-                .map_err(|e| format!("invalid incident.io alert source URL {address}: '{e}'"))?;
+            url::Url::parse(address).map_err(|e| format!("invalid incident.io alert source URL: '{e}'"))?;
             if target.token.is_empty() {
                 return Err("empty incident.io API token".into());
             }

@@ -137,7 +137,14 @@ async fn checked(response: reqwest::Response) -> Result<reqwest::Response, Strin
         return Ok(response);
     }
     let status = response.status();
-    let body = response.text().await.unwrap_or_default();
+    // S3 errors are small XML documents: the first 64 KiB tell the code and message.
+    let mut body = String::new();
+    let mut chunks = response.bytes_stream();
+    while body.len() < 64 << 10
+        && let Ok(Some(chunk)) = chunks.try_next().await
+    {
+        body.push_str(&String::from_utf8_lossy(&chunk));
+    }
     let field = |name: &str| {
         body.split(&format!("<{name}>"))
             .nth(1)
@@ -182,6 +189,13 @@ fn ignore_rules(file: Option<&str>, spec: Option<&str>) -> ignore::gitignore::Gi
         .unwrap_or_else(|_| ignore::gitignore::Gitignore::empty())
 }
 
+/// Whether `key` stays in the index under `rules`. Matched relative: the matcher refuses (by
+/// panicking) rooted paths, and a key may start with `/`.
+fn kept(rules: &ignore::gitignore::Gitignore, key: &str) -> bool {
+    let relative = key.trim_start_matches('/');
+    relative.is_empty() || !rules.matched_path_or_any_parents(relative, false).is_ignore()
+}
+
 /// One reconcile of one Bucket and what each step leaves for the next.
 struct Run<'a> {
     obj: &'a Bucket,
@@ -197,6 +211,27 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
+    fn connection(&self) -> Result<&Connection, ReconcileError> {
+        self.connection.as_ref().ok_or_else(|| {
+            ReconcileError::transient(reasons::BUCKET_OPERATION_FAILED, "no bucket client yet")
+        })
+    }
+
+    /// `what` failed with the server's error, or ran out of time.
+    fn bucket_failed_with(
+        &mut self,
+        what: &str,
+        outcome: Result<String, tokio::time::error::Elapsed>,
+    ) -> ReconcileError {
+        let why = outcome.unwrap_or_else(|_| {
+            format!(
+                "timed out after {}",
+                driftless_runtime::duration::format(self.timeout)
+            )
+        });
+        self.bucket_failed(format!("{what}: {why}"))
+    }
+
     fn stall(&mut self, reason: &str, message: String) -> ReconcileError {
         common::stalled(self.status, self.generation, reason, message)
     }
@@ -276,7 +311,7 @@ impl BucketReconciler {
     /// Step 3: the client: access keys of `secretRef`, CA and client certificate of
     /// `certSecretRef`, proxy of `proxySecretRef`.
     async fn connect(&self, run: &mut Run<'_>) -> Result<(), ReconcileError> {
-        let connection = connect(run.obj, &run.ctx.client, run.timeout).await;
+        let connection = connect(run.obj, &run.ctx.client).await;
         run.connection = Some(connection.map_err(|problem| {
             common::fail(
                 run.status,
@@ -291,12 +326,7 @@ impl BucketReconciler {
 
     /// Step 4: the index of the bucket (ignore rules applied) and its revision.
     async fn index(&self, run: &mut Run<'_>) -> Result<(), ReconcileError> {
-        let Some(connection) = run.connection.as_ref() else {
-            return Err(ReconcileError::transient(
-                reasons::BUCKET_OPERATION_FAILED,
-                "no bucket client yet",
-            ));
-        };
+        let connection = run.connection()?;
         let bucket = run.obj.spec.bucket_name.clone();
         let listed = tokio::time::timeout(run.timeout, async {
             let ignore_file = match connection.get(IGNORE_FILE).await? {
@@ -304,23 +334,17 @@ impl BucketReconciler {
                 None => None,
             };
             let rules = ignore_rules(ignore_file.as_deref(), run.obj.spec.ignore.as_deref());
-            let keep = |key: &str| !rules.matched_path_or_any_parents(key, false).is_ignore();
+            let keep = |key: &str| kept(&rules, key);
             connection
                 .index(run.obj.spec.prefix.as_deref().unwrap_or_default(), keep)
                 .await
         })
         .await;
+        let what = format!("failed to list objects from bucket '{bucket}'");
         let index = match listed {
             Ok(Ok(index)) => index,
-            Ok(Err(e)) => {
-                return Err(run.bucket_failed(format!("failed to list objects from bucket '{bucket}': {e}")));
-            }
-            Err(_) => {
-                return Err(run.bucket_failed(format!(
-                    "failed to list objects from bucket '{bucket}': timed out after {}",
-                    driftless_runtime::duration::format(run.timeout)
-                )));
-            }
+            Ok(Err(e)) => return Err(run.bucket_failed_with(&what, Ok(e))),
+            Err(elapsed) => return Err(run.bucket_failed_with(&what, Err(elapsed))),
         };
         run.revision = index_revision(&index);
         run.index = index;
@@ -362,12 +386,7 @@ impl BucketReconciler {
                 return Err(run.stall(reasons::BUCKET_OPERATION_FAILED, m));
             }
         }
-        let Some(connection) = run.connection.as_ref() else {
-            return Err(ReconcileError::transient(
-                reasons::BUCKET_OPERATION_FAILED,
-                "no bucket client yet",
-            ));
-        };
+        let connection = run.connection()?;
         let downloads = futures::stream::iter(run.index.keys().cloned())
             .map(|key| {
                 let path = confined(&content, &key).unwrap_or_default();
@@ -375,8 +394,15 @@ impl BucketReconciler {
                     let response = connection
                         .get(&key)
                         .await
-                        .map_err(|e| format!("failed to get '{key}' object: {e}"))?
-                        .ok_or_else(|| format!("failed to get '{key}' object: not found"))?;
+                        .map_err(|e| format!("failed to get '{key}' object: {e}"))?;
+                    let Some(response) = response else {
+                        return Ok((key, None));
+                    };
+                    let etag = response
+                        .headers()
+                        .get(reqwest::header::ETAG)
+                        .and_then(|v| v.to_str().ok())
+                        .map(|v| v.trim_matches('"').to_string());
                     if let Some(parent) = path.parent() {
                         tokio::fs::create_dir_all(parent)
                             .await
@@ -389,23 +415,32 @@ impl BucketReconciler {
                             .await
                             .map_err(|e| e.to_string())?;
                     }
-                    Ok::<(), String>(())
+                    Ok::<(String, Option<Option<String>>), String>((key, Some(etag)))
                 }
             })
             .buffer_unordered(DOWNLOADS_AT_ONCE)
-            .try_collect::<Vec<()>>();
-        match tokio::time::timeout(run.timeout, downloads).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => {
-                return Err(run.bucket_failed(format!("failed to fetch objects from bucket '{bucket}': {e}")));
-            }
-            Err(_) => {
-                return Err(run.bucket_failed(format!(
-                    "failed to fetch objects from bucket '{bucket}': timed out after {}",
-                    driftless_runtime::duration::format(run.timeout)
-                )));
+            .try_collect::<Vec<_>>();
+        let what = format!("failed to fetch objects from bucket '{bucket}'");
+        let fetched = match tokio::time::timeout(run.timeout, downloads).await {
+            Ok(Ok(fetched)) => fetched,
+            Ok(Err(e)) => return Err(run.bucket_failed_with(&what, Ok(e))),
+            Err(elapsed) => return Err(run.bucket_failed_with(&what, Err(elapsed))),
+        };
+        // An object deleted since the listing leaves the index, and a downloaded one's ETag is
+        // the one indexed, as Flux's fetch does: the revision describes what was archived.
+        for (key, downloaded) in fetched {
+            match downloaded {
+                None => {
+                    run.index.remove(&key);
+                }
+                Some(Some(etag)) => {
+                    run.index.insert(key, etag);
+                }
+                Some(None) => {}
             }
         }
+        run.revision = index_revision(&run.index);
+        let revision = run.revision.clone();
         std::fs::create_dir_all(&content).ok();
         let (storage, rev) = (self.storage.clone(), revision.clone());
         let (ns, name) = (run.namespace.clone(), run.name.clone());
@@ -453,7 +488,7 @@ impl BucketReconciler {
 }
 
 /// The client of `obj`'s bucket from its Secrets.
-async fn connect(obj: &Bucket, kube: &kube::Client, timeout: Duration) -> Result<Connection, Problem> {
+async fn connect(obj: &Bucket, kube: &kube::Client) -> Result<Connection, Problem> {
     let namespace = obj.namespace().unwrap_or_default();
     let spec = &obj.spec;
     let mut credentials = None;
@@ -513,7 +548,6 @@ async fn connect(obj: &Bucket, kube: &kube::Client, timeout: Duration) -> Result
         .unwrap_or_else(|| "us-east-1".into());
     let bucket = rusty_s3::Bucket::new(endpoint, UrlStyle::Path, spec.bucket_name.clone(), region)
         .map_err(|e| Problem::Invalid(format!("invalid bucket '{}': {e}", spec.bucket_name)))?;
-    let _ = timeout;
     Ok(Connection {
         http,
         bucket,
@@ -596,8 +630,10 @@ mod tests {
     #[test]
     fn ignore_rules_have_no_defaults() {
         let rules = ignore_rules(Some("*.md\n"), Some("/secret/\n"));
-        let ignored = |key: &str| rules.matched_path_or_any_parents(key, false).is_ignore();
+        let ignored = |key: &str| !kept(&rules, key);
         assert!(ignored("README.md") && ignored("secret/a.yaml"));
         assert!(!ignored("apps/logo.png") && !ignored(".github/ci.yml"));
+        // Rooted keys are matched as relative ones, never a panic.
+        assert!(ignored("//README.md") && !ignored("/apps/a.yaml") && !ignored("/"));
     }
 }

@@ -249,8 +249,9 @@ pub async fn apply_staged(
 
 /// Applies one stage: every object is validated by a server-side dry-run first, and nothing is
 /// written when any of them fails. Returns what happened to each object, with the live state of
-/// the objects found unchanged. Up to `options.concurrency` objects are planned, then written,
-/// at once (Flux's `--concurrent-ssa`).
+/// the objects found unchanged. Up to `options.concurrency` objects are planned at once (Flux's
+/// `--concurrent-ssa`); the writes then go one after another, in order, and stop at the first
+/// that fails, as Flux's `ApplyAll` does.
 pub async fn apply_stage(
     client: &Client,
     objects: &[Desired],
@@ -281,17 +282,11 @@ pub async fn apply_stage(
     if options.dry_run {
         return Ok(plans.into_iter().map(|plan| (plan.action, None)).collect());
     }
-    let writes: Vec<_> = objects
-        .iter()
-        .zip(plans)
-        .map(|(desired, plan)| write(client, desired, plan, options.manager, observed))
-        .collect();
-    futures::stream::iter(writes)
-        .buffered(concurrency)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect()
+    let mut actions = Vec::with_capacity(plans.len());
+    for (desired, plan) in objects.iter().zip(plans) {
+        actions.push(write(client, desired, plan, options.manager, observed).await?);
+    }
+    Ok(actions)
 }
 
 /// What the dry-run decided for one object.
@@ -363,24 +358,29 @@ async fn plan(
                 .map(|o| serde_json::to_value(o).unwrap_or_default()),
         );
     }
+    let migration = match &read {
+        Some(Some(existing)) if !options.dry_run && ssa != Some("IfNotPresent") => {
+            migrated_fields(existing, options, &desired.object)
+        }
+        _ => None,
+    };
+    if let Some(fields) = migration {
+        let migrated = patch_managed_fields(&api, &desired.id.name, fields)
+            .await
+            .map_err(|e| {
+                let message = format!(
+                    "{} managed fields migration failed: {}",
+                    desired.id.display(),
+                    api_message(&e)
+                );
+                (ApplyFailure::of(&e), message)
+            })?;
+        // What follows (the takeover) starts from the migrated entries.
+        read = Some(Some(migrated));
+    }
     if let Some(Some(existing)) = &read {
         if ssa == Some("IfNotPresent") {
             return Ok(Plan::of(Action::Skipped, manifest));
-        }
-        if !options.dry_run
-            && let Some(fields) = migrated_fields(existing, options, &desired.object)
-        {
-            let patch = serde_json::json!({"metadata": {"managedFields": fields}});
-            api.patch(&desired.id.name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-                .map_err(|e| {
-                    let message = format!(
-                        "{} managed fields migration failed: {}",
-                        desired.id.display(),
-                        api_message(&e)
-                    );
-                    (ApplyFailure::of(&e), message)
-                })?;
         }
         // Ignored fields keep their live values (removing them would make server-side
         // apply delete the ones this manager owned).
@@ -458,10 +458,9 @@ async fn write(
         &desired.id.namespace,
     );
     if plan.action != Action::Skipped
-        && let Some(fields) = &plan.takeover
+        && let Some(fields) = plan.takeover.clone()
     {
-        let patch = serde_json::json!({"metadata": {"managedFields": fields}});
-        api.patch(&desired.id.name, &PatchParams::default(), &Patch::Merge(&patch))
+        patch_managed_fields(&api, &desired.id.name, fields)
             .await
             .map_err(|e| refused(desired, "field manager cleanup", &e))?;
     }
@@ -485,6 +484,19 @@ async fn write(
         observed.record(&serde_json::to_value(result).unwrap_or_default());
     }
     Ok((plan.action, plan.live))
+}
+
+/// Replaces the managed fields of object `name` (a takeover, a migration); returns the object.
+async fn patch_managed_fields(
+    api: &kube::Api<DynamicObject>,
+    name: &str,
+    fields: Value,
+) -> Result<Value, kube::Error> {
+    let patch = serde_json::json!({"metadata": {"managedFields": fields}});
+    let patched = api
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    Ok(serde_json::to_value(patched).unwrap_or_default())
 }
 
 fn refused(desired: &Desired, what: &str, error: &kube::Error) -> ApplyError {

@@ -19,12 +19,21 @@ fn taken_over(entry: &Value, options: &ApplyOptions<'_>) -> bool {
         return false;
     }
     let operation = entry.get("operation").and_then(Value::as_str).unwrap_or_default();
-    match entry.get("manager").and_then(Value::as_str).unwrap_or_default() {
-        "kubectl" => true,
-        "before-first-apply" => operation == "Update",
-        m if m == options.manager => operation == "Update",
-        m => options.override_managers.iter().any(|o| o == m),
+    // Managers match by prefix, as Flux's `matchFieldManager`: `kubectl` covers
+    // `kubectl-client-side-apply`, `kubectl-edit`, `kubectl-patch`.
+    let manager = entry.get("manager").and_then(Value::as_str).unwrap_or_default();
+    if manager.starts_with("kubectl") {
+        return true;
     }
+    if manager.starts_with("before-first-apply")
+        || (!options.manager.is_empty() && manager.starts_with(options.manager))
+    {
+        return operation == "Update";
+    }
+    options
+        .override_managers
+        .iter()
+        .any(|o| !o.is_empty() && manager.starts_with(o.as_str()))
 }
 
 /// Union of two `fieldsV1` trees.
@@ -78,10 +87,10 @@ pub(crate) fn take_over_fields(live: &Value, options: &ApplyOptions<'_>, desired
     Some(Value::Array(kept))
 }
 
-/// With `MigrateAPIVersion`, the live object's managed fields with the controller's own Apply
-/// entry moved to the applied API version, or None when it is there already. Written before
-/// the dry-run: an entry at a version a CRD no longer serves makes the apply fail with "field
-/// not declared in schema".
+/// With `MigrateAPIVersion`, the live object's managed fields all moved to the applied API
+/// version (every manager's, as Flux's `PatchMigrateToVersion`), or None when they are there
+/// already. Written before the dry-run: any entry at a version a CRD no longer serves makes the
+/// apply fail with "field not declared in schema".
 pub(crate) fn migrated_fields(live: &Value, options: &ApplyOptions<'_>, desired: &Value) -> Option<Value> {
     if !options.migrate_api_version {
         return None;
@@ -90,10 +99,7 @@ pub(crate) fn migrated_fields(live: &Value, options: &ApplyOptions<'_>, desired:
     let mut entries = live.pointer("/metadata/managedFields")?.as_array()?.clone();
     let mut migrated = false;
     for entry in &mut entries {
-        if entry.get("manager").and_then(Value::as_str) == Some(options.manager)
-            && entry.get("operation").and_then(Value::as_str) == Some("Apply")
-            && entry.get("apiVersion") != Some(api_version)
-        {
+        if entry.get("apiVersion") != Some(api_version) {
             entry["apiVersion"] = api_version.clone();
             migrated = true;
         }
@@ -111,6 +117,8 @@ mod tests {
         let live = serde_json::json!({"metadata": {"managedFields": [
             {"manager": "kubectl", "operation": "Update", "apiVersion": "v1", "fieldsType": "FieldsV1",
              "fieldsV1": {"f:data": {"f:a": {}}}},
+            {"manager": "kubectl-client-side-apply", "operation": "Update", "apiVersion": "v1",
+             "fieldsType": "FieldsV1", "fieldsV1": {"f:data": {"f:c": {}}}},
             {"manager": "kustomize-controller", "operation": "Apply", "apiVersion": "v1", "fieldsType": "FieldsV1",
              "fieldsV1": {"f:data": {"f:b": {}}}},
             {"manager": "kube-controller-manager", "operation": "Update", "apiVersion": "v1", "fieldsType": "FieldsV1",
@@ -128,7 +136,7 @@ mod tests {
         assert_eq!(fields[1]["manager"], "kustomize-controller");
         assert_eq!(
             fields[1]["fieldsV1"],
-            serde_json::json!({"f:data": {"f:a": {}, "f:b": {}}})
+            serde_json::json!({"f:data": {"f:a": {}, "f:b": {}, "f:c": {}}})
         );
         let clean = serde_json::json!({"metadata": {"managedFields": [fields[1].clone()]}});
         assert!(take_over_fields(&clean, &options, &desired).is_none());
@@ -174,7 +182,7 @@ mod tests {
             }
         };
         let fields = migrated_fields(&live, &migrating, &desired).unwrap();
-        assert_eq!(fields[0], live["metadata"]["managedFields"][0]);
+        assert_eq!(fields[0], live["metadata"]["managedFields"][0], "already at v1");
         assert_eq!(fields[1]["apiVersion"], "example.com/v1");
         assert_eq!(fields[1]["fieldsV1"], serde_json::json!({"f:spec": {"f:b": {}}}));
     }

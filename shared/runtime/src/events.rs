@@ -56,6 +56,7 @@ fn forward(event: serde_json::Value) {
         for attempt in 1..=FORWARD_ATTEMPTS {
             match client.post(&url).json(&event).send().await {
                 Ok(response) if response.status().is_success() => return,
+                // 4xx is final, 429 too: a notification-controller answers it to a duplicate.
                 Ok(response) if response.status().is_client_error() => {
                     tracing::warn!(status = %response.status(), %url, "event refused by the events address");
                     return;

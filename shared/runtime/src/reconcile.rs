@@ -334,9 +334,16 @@ impl<R: Reconciler> KindController<R> {
         // (spec, finalizers, a reconcile request, deletion) trigger a reconcile. Status writes
         // of our own do not.
         let (metrics, label) = (self.metrics.clone(), controller_label.clone());
+        let (gone, gone_label) = (self.metrics.clone(), controller_label.clone());
         let stream = watcher(api, wc)
             .default_backoff()
             .reflect(writer)
+            // A deleted object (or one leaving the label selector) is nothing to wait for.
+            .inspect(move |event| {
+                if let Ok(watcher::Event::Delete(obj)) = event {
+                    gone.dequeue_forgotten(&gone_label, Self::key(obj));
+                }
+            })
             .applied_objects()
             .predicate_filter(trigger_hash::<R::Kind>, Default::default())
             .inspect(move |obj| {
@@ -344,12 +351,15 @@ impl<R: Reconciler> KindController<R> {
                     metrics.queued(&label, Self::key(obj));
                 }
             });
-        let (metrics, label) = (self.metrics.clone(), controller_label.clone());
+        let (metrics, label, store) = (self.metrics.clone(), controller_label.clone(), reader.clone());
         let extra = self.triggers.lock().ok().and_then(|mut t| t.take()).map(|build| {
             build(reader.clone())
                 .inspect(move |obj| {
-                    let key = format!("{}/{}", obj.namespace.as_deref().unwrap_or_default(), obj.name);
-                    metrics.queued(&label, key);
+                    // A trigger for an object the store lacks is dropped by the controller.
+                    if store.get(obj).is_some() {
+                        let key = format!("{}/{}", obj.namespace.as_deref().unwrap_or_default(), obj.name);
+                        metrics.queued(&label, key);
+                    }
                 })
                 .boxed()
         });

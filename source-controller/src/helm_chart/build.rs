@@ -234,9 +234,6 @@ pub fn add_archive_dependency(
         .map_err(|e| BuildError::Dependency(format!("failed to add remote dependency '{}': {e}", dep.name)))
 }
 
-/// Merges `files` in order (later wins; maps merge key by key) into the chart's `values.yaml`.
-/// A chart from a source finds them relative to the source root, a pulled chart relative to
-/// itself. Missing files fail unless `ignore_missing`; returns the files merged.
 /// Every file of the chart is at most `max` bytes, as Helm's loader with Flux's
 /// `--helm-chart-file-max-size` requires.
 pub fn check_file_sizes(u: &Unpacked, max: u64) -> Result<(), BuildError> {
@@ -261,6 +258,9 @@ pub fn check_file_sizes(u: &Unpacked, max: u64) -> Result<(), BuildError> {
     Ok(())
 }
 
+/// Merges `files` in order (later wins; maps merge key by key) into the chart's `values.yaml`.
+/// A chart from a source finds them relative to the source root, a pulled chart relative to
+/// itself. Missing files fail unless `ignore_missing`; returns the files merged.
 pub fn merge_values_files(
     u: &Unpacked,
     files: &[String],
