@@ -741,33 +741,11 @@ async fn helm_repositories_and_charts_are_created_and_listed() {
 #[tokio::test]
 #[ignore = "needs the testenv (hack/testenv.sh up)"]
 async fn a_bucket_source_is_created_listed_and_reconciled() {
-    use rusty_s3::{Credentials, S3Action, UrlStyle};
     let (client, ns, _controllers) = world("cli-bucket").await;
     let n = ns.as_str();
     let endpoint = env("S3_ENDPOINT");
-    let bucket = rusty_s3::Bucket::new(
-        format!("http://{endpoint}").parse().unwrap(),
-        UrlStyle::Path,
-        ns.clone(),
-        "us-east-1",
-    )
-    .unwrap();
-    let credentials = Credentials::new(env("S3_ACCESS_KEY"), env("S3_SECRET_KEY"));
-    driftless_artifact::install_crypto_provider();
-    let http = reqwest::Client::new();
-    let sign = std::time::Duration::from_secs(60);
-    let created = http
-        .put(bucket.create_bucket(&credentials).sign(sign))
-        .send()
-        .await
-        .unwrap();
-    assert!(created.status().is_success());
-    let put = |key: &'static str, body: String| {
-        let url = bucket.put_object(Some(&credentials), key).sign(sign);
-        let request = http.put(url).body(body);
-        async move { assert!(request.send().await.unwrap().status().is_success()) }
-    };
-    put("app/settings.yaml", configmap("settings", "blue")).await;
+    let s3 = testing::S3Bucket::create(n).await;
+    s3.put("app/settings.yaml", &configmap("settings", "blue")).await;
     let (access, secret) = (env("S3_ACCESS_KEY"), env("S3_SECRET_KEY"));
     let created = ok(&[
         "create",
@@ -797,7 +775,7 @@ async fn a_bucket_source_is_created_listed_and_reconciled() {
     assert!(stdout(&listed).contains("objects"), "{}", stdout(&listed));
     let first = stdout(&listed);
 
-    put("app/more.yaml", configmap("more", "green")).await;
+    s3.put("app/more.yaml", &configmap("more", "green")).await;
     ok(&["reconcile", "source", "bucket", "objects", "-n", n]).await;
     let listed = ok(&["get", "sources", "bucket", "-n", n]).await;
     assert_ne!(stdout(&listed), first, "a new revision after the new object");

@@ -1520,30 +1520,11 @@ async fn flux_build_semantics_hold_in_the_controller() {
 #[tokio::test]
 #[ignore = "needs the testenv (hack/testenv.sh up)"]
 async fn a_bucket_source_is_applied_changed_and_pruned() {
-    use rusty_s3::{Credentials, S3Action, UrlStyle};
     let w = world("ks-bucket").await;
     let endpoint = env("S3_ENDPOINT");
-    let bucket = rusty_s3::Bucket::new(
-        format!("http://{endpoint}").parse().unwrap(),
-        UrlStyle::Path,
-        w.ns.clone(),
-        "us-east-1",
-    )
-    .unwrap();
-    let credentials = Credentials::new(env("S3_ACCESS_KEY"), env("S3_SECRET_KEY"));
-    let http = reqwest::Client::new();
-    let sign = Duration::from_secs(60);
-    let send = |request: reqwest::RequestBuilder| async move {
-        let response = request.send().await.unwrap();
-        assert!(response.status().is_success(), "{}", response.status());
-    };
-    send(http.put(bucket.create_bucket(&credentials).sign(sign))).await;
-    let put = |key: &str, body: String| {
-        http.put(bucket.put_object(Some(&credentials), key).sign(sign))
-            .body(body)
-    };
-    send(put("deploy/first.yaml", config_map("first", "v1"))).await;
-    send(put("deploy/second.yaml", config_map("second", "v1"))).await;
+    let s3 = testing::S3Bucket::create(&w.ns).await;
+    s3.put("deploy/first.yaml", &config_map("first", "v1")).await;
+    s3.put("deploy/second.yaml", &config_map("second", "v1")).await;
     let keys: Secret = serde_json::from_value(serde_json::json!({"metadata": {"name": "s3-keys"},
         "stringData": {"accesskey": env("S3_ACCESS_KEY"), "secretkey": env("S3_SECRET_KEY")}}))
     .unwrap();
@@ -1573,11 +1554,8 @@ async fn a_bucket_source_is_applied_changed_and_pruned() {
     w.wait_applied("app", &revision_of(&first).unwrap()).await;
     assert!(w.config_maps().get_opt("second").await.unwrap().is_some());
 
-    send(put("deploy/first.yaml", config_map("first", "v2"))).await;
-    let url = bucket
-        .delete_object(Some(&credentials), "deploy/second.yaml")
-        .sign(sign);
-    send(http.delete(url)).await;
+    s3.put("deploy/first.yaml", &config_map("first", "v2")).await;
+    s3.delete("deploy/second.yaml").await;
     let patch = serde_json::json!({"metadata": {"annotations": {REQUESTED_AT_ANNOTATION: "changed"}}});
     buckets
         .patch("objects", &PatchParams::default(), &Patch::Merge(&patch))

@@ -507,21 +507,14 @@ async fn connect(obj: &Bucket, kube: &kube::Client) -> Result<Connection, Proble
             }
         }
     }
-    let mut tls = common::TlsMaterial::default();
-    if let Some(r) = &spec.cert_secret_ref {
-        let data = common::secret_data(kube, &namespace, &r.name).await?;
-        tls = common::tls_material(&data).ok_or_else(|| {
-            Problem::Invalid(format!(
-                "secret '{namespace}/{}': a TLS client certificate needs both 'tls.crt' and 'tls.key'",
-                r.name
-            ))
-        })?;
-    }
-    let mut proxy = None;
-    if let Some(r) = &spec.proxy_secret_ref {
-        let data = common::secret_data(kube, &namespace, &r.name).await?;
-        proxy = Some(common::proxy_from_secret(&r.name, &data).map_err(Problem::Invalid)?);
-    }
+    let tls = match &spec.cert_secret_ref {
+        Some(r) => common::tls_from_secret(kube, &namespace, &r.name).await?,
+        None => common::TlsMaterial::default(),
+    };
+    let proxy = match &spec.proxy_secret_ref {
+        Some(r) => Some(common::proxy_from_secret_ref(kube, &namespace, &r.name).await?),
+        None => None,
+    };
     let settings = ClientSettings {
         ca: tls.ca.as_deref(),
         identity: tls.identity.as_deref(),

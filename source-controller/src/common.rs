@@ -271,7 +271,8 @@ pub async fn remove_artifacts(
 pub const SOURCE_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub use driftless_runtime::secrets::{
-    Problem, REFERENCE_REQUEUE, TlsMaterial, proxy_from_secret, secret_data, secret_text, tls_material,
+    Problem, REFERENCE_REQUEUE, TlsMaterial, proxy_from_secret, proxy_from_secret_ref, secret_data,
+    secret_text, tls_from_secret, tls_material,
 };
 
 /// Bounds a registry call by the object's timeout.

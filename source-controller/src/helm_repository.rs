@@ -382,15 +382,14 @@ pub async fn connection(
         };
     }
     if let Some(r) = &obj.spec.cert_secret_ref {
-        let data = common::secret_data(kube, &ns, &r.name).await.map_err(|p| {
-            p.map_message(|m| format!("failed to get TLS authentication secret '{ns}/{}': {m}", r.name))
-        })?;
-        tls = common::tls_material(&data).ok_or_else(|| {
-            Problem::Invalid(format!(
-                "secret '{ns}/{}': a TLS client certificate needs both 'tls.crt' and 'tls.key'",
-                r.name
-            ))
-        })?;
+        tls = common::tls_from_secret(kube, &ns, &r.name)
+            .await
+            .map_err(|p| match p {
+                Problem::Invalid(_) => p,
+                read => read.map_message(|m| {
+                    format!("failed to get TLS authentication secret '{ns}/{}': {m}", r.name)
+                }),
+            })?;
     }
     let settings = ClientSettings {
         ca: tls.ca.as_deref(),

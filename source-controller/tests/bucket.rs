@@ -7,64 +7,12 @@ mod support;
 
 use driftless_api::source::Bucket;
 use driftless_artifact::fetch::Fetcher;
-use driftless_runtime::testing;
-use rusty_s3::{Credentials, S3Action, UrlStyle};
+use driftless_runtime::testing::{self, S3Bucket};
 use sha2::{Digest, Sha256};
 use source_controller::bucket::BucketReconciler;
-use std::time::Duration;
 use support::{Harness, T, conds, env, ready};
 
 type H = Harness<Bucket>;
-
-/// A bucket of the testenv's S3 server, written through its API as a user would.
-struct S3Bucket {
-    bucket: rusty_s3::Bucket,
-    credentials: Credentials,
-    http: reqwest::Client,
-}
-
-impl S3Bucket {
-    async fn create(name: &str) -> S3Bucket {
-        let endpoint = format!("http://{}", env("S3_ENDPOINT")).parse().unwrap();
-        let bucket = rusty_s3::Bucket::new(endpoint, UrlStyle::Path, name.to_string(), "us-east-1").unwrap();
-        let credentials = Credentials::new(env("S3_ACCESS_KEY"), env("S3_SECRET_KEY"));
-        let s3 = S3Bucket {
-            bucket,
-            credentials,
-            http: reqwest::Client::new(),
-        };
-        let url = s3
-            .bucket
-            .create_bucket(&s3.credentials)
-            .sign(Duration::from_secs(60));
-        let created = s3.http.put(url).send().await.unwrap();
-        assert!(created.status().is_success(), "{}", created.text().await.unwrap());
-        s3
-    }
-
-    /// Uploads `content` as `key`; returns its ETag, quotes dropped.
-    async fn put(&self, key: &str, content: &str) -> String {
-        let url = self
-            .bucket
-            .put_object(Some(&self.credentials), key)
-            .sign(Duration::from_secs(60));
-        let put = self.http.put(url).body(content.to_string()).send().await.unwrap();
-        assert!(put.status().is_success(), "{}", put.text().await.unwrap());
-        put.headers()["etag"]
-            .to_str()
-            .unwrap()
-            .trim_matches('"')
-            .to_string()
-    }
-
-    async fn delete(&self, key: &str) {
-        let url = self
-            .bucket
-            .delete_object(Some(&self.credentials), key)
-            .sign(Duration::from_secs(60));
-        assert!(self.http.delete(url).send().await.unwrap().status().is_success());
-    }
-}
 
 async fn harness(prefix: &str) -> H {
     driftless_artifact::install_crypto_provider();

@@ -56,12 +56,7 @@ impl RegistryAccess<'_> {
             }
         }
         if let Some(name) = self.cert_secret_ref {
-            let data = secrets::secret_data(client, ns, name).await?;
-            tls = secrets::tls_material(&data).ok_or_else(|| {
-                Problem::Invalid(format!(
-                    "secret '{ns}/{name}': a TLS client certificate needs both 'tls.crt' and 'tls.key'"
-                ))
-            })?;
+            tls = secrets::tls_from_secret(client, ns, name).await?;
             if tls.ca.is_none() && tls.identity.is_none() {
                 return Err(Problem::Invalid(format!(
                     "secret '{ns}/{name}' has neither 'ca.crt' nor 'tls.crt' and 'tls.key'"
@@ -69,9 +64,7 @@ impl RegistryAccess<'_> {
             }
         }
         if let Some(name) = self.proxy_secret_ref {
-            let data = secrets::secret_data(client, ns, name).await?;
-            let address = secrets::proxy_from_secret(&format!("{ns}/{name}"), &data);
-            proxy = Some(address.map_err(Problem::Invalid)?);
+            proxy = Some(secrets::proxy_from_secret_ref(client, ns, name).await?);
         }
         let connection = oci::Connection {
             insecure: self.insecure,

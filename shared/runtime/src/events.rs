@@ -75,6 +75,20 @@ fn forward(event: serde_json::Value) {
     });
 }
 
+/// The reference an event makes to `obj` (Kubernetes Event `regarding`, Flux's
+/// `involvedObject`).
+fn reference<K: Resource<DynamicType = ()>>(obj: &K) -> ObjectReference {
+    ObjectReference {
+        api_version: Some(K::api_version(&()).to_string()),
+        kind: Some(K::kind(&()).to_string()),
+        name: obj.meta().name.clone(),
+        namespace: obj.meta().namespace.clone(),
+        uid: obj.meta().uid.clone(),
+        resource_version: obj.meta().resource_version.clone(),
+        ..Default::default()
+    }
+}
+
 /// Event type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EventType {
@@ -160,17 +174,8 @@ impl Recorder {
             EventType::Normal => "info",
             EventType::Warning => "error",
         };
-        let involved = ObjectReference {
-            api_version: Some(K::api_version(&()).to_string()),
-            kind: Some(K::kind(&()).to_string()),
-            name: obj.meta().name.clone(),
-            namespace: obj.meta().namespace.clone(),
-            uid: obj.meta().uid.clone(),
-            resource_version: obj.meta().resource_version.clone(),
-            ..Default::default()
-        };
         let mut event = serde_json::json!({
-            "involvedObject": involved,
+            "involvedObject": reference(obj),
             "severity": severity,
             "timestamp": Timestamp::now().round(k8s_openapi::jiff::Unit::Second).map(|t| t.to_string()).unwrap_or_default(),
             "message": note,
@@ -253,15 +258,7 @@ impl Recorder {
             event_time: Some(now),
             note: Some(note),
             reason: Some(reason.to_string()),
-            regarding: Some(ObjectReference {
-                api_version: Some(K::api_version(&()).to_string()),
-                kind: Some(K::kind(&()).to_string()),
-                name: obj.meta().name.clone(),
-                namespace: obj.meta().namespace.clone(),
-                uid: obj.meta().uid.clone(),
-                resource_version: obj.meta().resource_version.clone(),
-                ..Default::default()
-            }),
+            regarding: Some(reference(obj)),
             reporting_controller: Some(self.controller.clone()),
             reporting_instance: Some(self.instance.clone()),
             type_: Some(type_str.to_string()),

@@ -329,7 +329,7 @@ impl<R: Reconciler> KindController<R> {
         }
         let (reader, writer) = reflector::store();
         let kind = R::Kind::kind(&()).to_string();
-        let controller_label = kind.to_lowercase();
+        let controller_label = Self::metrics_label();
         // Reflect before filtering so the store sees every update; only changes users make
         // (spec, finalizers, a reconcile request, deletion) trigger a reconcile. Status writes
         // of our own do not.
@@ -382,14 +382,19 @@ impl<R: Reconciler> KindController<R> {
             .await;
     }
 
+    /// controller-runtime's name of this controller in metrics: the kind in lower case.
+    fn metrics_label() -> String {
+        R::Kind::kind(&()).to_lowercase()
+    }
+
     fn key(obj: &R::Kind) -> String {
         format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
     }
 
     /// Reconciles the object again `after` from now (kept for the workqueue series).
     fn requeue(&self, obj: &R::Kind, after: Duration) -> Action {
-        let controller = R::Kind::kind(&()).to_lowercase();
-        self.metrics.scheduled(&controller, Self::key(obj), after);
+        self.metrics
+            .scheduled(&Self::metrics_label(), Self::key(obj), after);
         Action::requeue(after)
     }
 
@@ -573,7 +578,7 @@ impl<R: Reconciler> KindController<R> {
                 format!("failed to write status: {err}"),
             ));
         }
-        self.metrics.count_outcome(&kind.to_lowercase(), outcome);
+        self.metrics.count_outcome(&Self::metrics_label(), outcome);
         if let Some((type_, reason, note)) = event {
             let revision = result.as_ref().ok().and_then(|s| s.revision.clone());
             let mut metadata: Vec<(&str, &str)> =
@@ -598,7 +603,7 @@ impl<R: Reconciler> KindController<R> {
         self.reset_backoff(&obj);
         self.metrics.forget(&labels(&*obj));
         self.metrics
-            .dequeue_forgotten(&R::Kind::kind(&()).to_lowercase(), Self::key(&obj));
+            .dequeue_forgotten(&Self::metrics_label(), Self::key(&obj));
         Ok(Action::await_change())
     }
 }
@@ -628,7 +633,7 @@ async fn reconcile<R: Reconciler>(
 ) -> Result<Action, FrameworkError> {
     let started = Instant::now();
     let labels = labels(&*obj);
-    let controller = labels.kind.to_lowercase();
+    let controller = KindController::<R>::metrics_label();
     let _worker = ctrl.metrics.worker(&controller, KindController::<R>::key(&obj));
     let span = tracing::info_span!("reconcile", controller = %ctrl.controller_name, kind = %labels.kind,
         namespace = %labels.namespace, name = %labels.name);

@@ -129,6 +129,23 @@ impl Problem {
     }
 }
 
+/// The TLS material of a `certSecretRef` Secret: a CA, a client certificate with its key, or
+/// both; a certificate without its key (or the other way round) is refused, naming the Secret.
+pub async fn tls_from_secret(client: &Client, namespace: &str, name: &str) -> Result<TlsMaterial, Problem> {
+    let data = secret_data(client, namespace, name).await?;
+    tls_material(&data).ok_or_else(|| {
+        Problem::Invalid(format!(
+            "secret '{namespace}/{name}': a TLS client certificate needs both 'tls.crt' and 'tls.key'"
+        ))
+    })
+}
+
+/// The proxy URL of a `proxySecretRef` Secret (see [`proxy_from_secret`]).
+pub async fn proxy_from_secret_ref(client: &Client, namespace: &str, name: &str) -> Result<String, Problem> {
+    let data = secret_data(client, namespace, name).await?;
+    proxy_from_secret(&format!("{namespace}/{name}"), &data).map_err(Problem::Invalid)
+}
+
 /// Reads a Secret's data; the error names the Secret and is fit for a condition.
 pub async fn secret_data(
     client: &Client,

@@ -579,3 +579,79 @@ pub async fn wait_for_posted_event(
         }
     }
 }
+
+/// A bucket on the testenv's S3 server (`S3_ENDPOINT`, `S3_ACCESS_KEY`, `S3_SECRET_KEY`), made
+/// and written through the S3 API as a user would.
+pub struct S3Bucket {
+    /// The bucket's name.
+    pub name: String,
+    bucket: rusty_s3::Bucket,
+    credentials: rusty_s3::Credentials,
+    http: reqwest::Client,
+}
+
+impl S3Bucket {
+    const SIGNED_FOR: Duration = Duration::from_secs(60);
+
+    /// Creates the bucket `name`.
+    ///
+    /// # Panics
+    /// When the server refuses it.
+    pub async fn create(name: &str) -> S3Bucket {
+        use rusty_s3::S3Action;
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let endpoint = format!("http://{}", testenv_var("S3_ENDPOINT"))
+            .parse()
+            .expect("S3 endpoint");
+        let bucket = rusty_s3::Bucket::new(endpoint, rusty_s3::UrlStyle::Path, name.to_string(), "us-east-1")
+            .expect("bucket name");
+        let s3 = S3Bucket {
+            name: name.to_string(),
+            bucket,
+            credentials: rusty_s3::Credentials::new(
+                testenv_var("S3_ACCESS_KEY"),
+                testenv_var("S3_SECRET_KEY"),
+            ),
+            http: reqwest::Client::new(),
+        };
+        let url = s3.bucket.create_bucket(&s3.credentials).sign(Self::SIGNED_FOR);
+        s3.send(s3.http.put(url)).await;
+        s3
+    }
+
+    /// Uploads `content` as `key`; returns its ETag, quotes dropped.
+    pub async fn put(&self, key: &str, content: &str) -> String {
+        use rusty_s3::S3Action;
+        let url = self
+            .bucket
+            .put_object(Some(&self.credentials), key)
+            .sign(Self::SIGNED_FOR);
+        let put = self.send(self.http.put(url).body(content.to_string())).await;
+        put.headers()
+            .get("etag")
+            .and_then(|e| e.to_str().ok())
+            .unwrap_or_default()
+            .trim_matches('"')
+            .to_string()
+    }
+
+    /// Deletes `key`.
+    pub async fn delete(&self, key: &str) {
+        use rusty_s3::S3Action;
+        let url = self
+            .bucket
+            .delete_object(Some(&self.credentials), key)
+            .sign(Self::SIGNED_FOR);
+        self.send(self.http.delete(url)).await;
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> reqwest::Response {
+        let response = request.send().await.expect("S3 server reachable");
+        assert!(
+            response.status().is_success(),
+            "S3 server answered {}",
+            response.status()
+        );
+        response
+    }
+}

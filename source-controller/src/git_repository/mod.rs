@@ -79,9 +79,7 @@ impl GitRepositoryReconciler {
             }
         };
         if let Some(r) = &obj.spec.proxy_secret_ref {
-            let data = common::secret_data(&ctx.client, &ns, &r.name).await?;
-            let proxy = common::proxy_from_secret(&format!("{ns}/{}", r.name), &data);
-            creds.proxy = Some(proxy.map_err(Problem::Invalid)?);
+            creds.proxy = Some(common::proxy_from_secret_ref(&ctx.client, &ns, &r.name).await?);
         }
         Ok(creds)
     }

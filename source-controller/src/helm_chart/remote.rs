@@ -126,16 +126,10 @@ pub async fn oci_access(obj: &HelmRepository, kube: &kube::Client) -> Result<Oci
             }
         };
     }
-    let mut tls = common::TlsMaterial::default();
-    if let Some(r) = &obj.spec.cert_secret_ref {
-        let data = common::secret_data(kube, &ns, &r.name).await?;
-        tls = common::tls_material(&data).ok_or_else(|| {
-            Problem::Invalid(format!(
-                "secret '{ns}/{}': a TLS client certificate needs both 'tls.crt' and 'tls.key'",
-                r.name
-            ))
-        })?;
-    }
+    let tls = match &obj.spec.cert_secret_ref {
+        Some(r) => common::tls_from_secret(kube, &ns, &r.name).await?,
+        None => common::TlsMaterial::default(),
+    };
     Ok(OciAccess {
         insecure: obj.spec.insecure.unwrap_or(false),
         ca: tls.ca,
