@@ -15,7 +15,7 @@ root = meta["workspace_root"]
 packages = {p["name"]: p for p in meta["packages"]}
 def where(p):
     return p["manifest_path"][len(root) + 1:].split("/")[0]
-controllers = {n for n, p in packages.items() if where(p).endswith("-controller")}
+controllers = {n for n, p in packages.items() if where(p).endswith("-controller") or where(p) == "source-watcher"}
 cli = {n for n, p in packages.items() if where(p) == "cli"}
 shared = {n for n, p in packages.items() if where(p) == "shared"}
 testkit = "driftless-testkit"

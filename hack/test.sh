@@ -9,6 +9,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# A run builds everything once: incremental caches would only double the disk it takes (the CI
+# machine ran out of space with them), never speed it up.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+
 results=$(mktemp)
 trap 'rm -f "$results"' EXIT
 

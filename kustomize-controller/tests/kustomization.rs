@@ -1568,3 +1568,172 @@ async fn a_bucket_source_is_applied_changed_and_pruned() {
     assert_eq!(data["value"], "v2");
     w.done().await;
 }
+
+/// Flux's reference layout (fluxcd/flux2-kustomize-helm-example): one repository whose
+/// `clusters/staging` holds an ArtifactGenerator splitting it into `infrastructure` and `apps`
+/// ExternalArtifacts, and the Kustomizations that consume them (with the ExternalArtifact gate,
+/// as `flux install --components-extra=source-watcher` enables it). Bootstrapped from one
+/// Kustomization of `clusters/staging`; a commit that touches only `apps/` changes the apps
+/// artifact and leaves the infrastructure artifact, and what was applied from it, as they were.
+#[tokio::test]
+#[ignore = "needs the testenv control plane and git server (hack/testenv.sh)"]
+async fn an_artifact_generator_splits_a_monorepo_as_fluxs_example() {
+    let w = world_with("ks-ag", |settings, _| settings.allow_external_artifact = true).await;
+    let ns = w.ns.clone();
+    let kustomization = |name: &str, path: &str, artifact: &str, depends: Option<&str>| {
+        let depends = depends
+            .map(|d| format!("  dependsOn:\n    - name: {d}\n"))
+            .unwrap_or_default();
+        format!(
+            "apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata:\n  name: {name}\nspec:\n{depends}  interval: 1h\n  retryInterval: 2s\n  timeout: 1m\n  sourceRef:\n    kind: ExternalArtifact\n    name: {artifact}\n  path: {path}\n  prune: true\n  wait: true\n  targetNamespace: {ns}\n"
+        )
+    };
+    let generator = "apiVersion: source.extensions.fluxcd.io/v1beta1
+kind: ArtifactGenerator
+metadata:
+  name: flux-system
+spec:
+  sources:
+    - alias: monorepo
+      kind: GitRepository
+      name: flux-system
+  artifacts:
+    - name: infrastructure
+      originRevision: \"@monorepo\"
+      copy:
+        - from: \"@monorepo/infrastructure/**\"
+          to: \"@artifact/\"
+    - name: apps
+      originRevision: \"@monorepo\"
+      copy:
+        - from: \"@monorepo/apps/base/**\"
+          to: \"@artifact/base/\"
+        - from: \"@monorepo/apps/staging/**\"
+          to: \"@artifact/staging/\"
+";
+    let kustomize = |resources: &str| {
+        format!("apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n{resources}")
+    };
+    let staging_values = |value: &str| {
+        format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: podinfo\ndata:\n  value: \"{value}\"\n")
+    };
+    let repo = Repo::new("ks-ag");
+    repo.write("clusters/staging/artifacts.yaml", generator)
+        .write(
+            "clusters/staging/infrastructure.yaml",
+            &format!(
+                "{}---\n{}",
+                kustomization("infra-controllers", "./controllers", "infrastructure", None),
+                kustomization(
+                    "infra-configs",
+                    "./configs",
+                    "infrastructure",
+                    Some("infra-controllers")
+                )
+            ),
+        )
+        .write(
+            "clusters/staging/apps.yaml",
+            &kustomization("apps", "./staging", "apps", Some("infra-configs")),
+        )
+        .write(
+            "infrastructure/controllers/kustomization.yaml",
+            &kustomize("  - controllers.yaml\n"),
+        )
+        .write(
+            "infrastructure/controllers/controllers.yaml",
+            &config_map("cert-manager", "v1"),
+        )
+        .write(
+            "infrastructure/configs/kustomization.yaml",
+            &kustomize("  - issuers.yaml\n"),
+        )
+        .write(
+            "infrastructure/configs/issuers.yaml",
+            &config_map("cluster-issuers", "v1"),
+        )
+        .write(
+            "apps/base/podinfo/kustomization.yaml",
+            &kustomize("  - release.yaml\n"),
+        )
+        .write("apps/base/podinfo/release.yaml", &config_map("podinfo", "base"))
+        .write(
+            "apps/staging/kustomization.yaml",
+            &format!(
+                "{}patches:\n  - path: podinfo-values.yaml\n",
+                kustomize("  - ../base/podinfo\n")
+            ),
+        )
+        .write("apps/staging/podinfo-values.yaml", &staging_values("staging"));
+    repo.commit("monorepo");
+    w.git_repository("flux-system", &repo).await;
+    w.kustomization(
+        "flux-system",
+        serde_json::json!({"path": "./clusters/staging", "sourceRef": {"kind": "GitRepository", "name": "flux-system"}}),
+    )
+    .await;
+
+    let value_of = |cm: &ConfigMap| cm.data.as_ref().and_then(|d| d.get("value").cloned());
+    testing::wait_for(&w.config_maps(), "podinfo", T, |cm| {
+        value_of(cm).as_deref() == Some("staging")
+    })
+    .await;
+    for name in ["cert-manager", "cluster-issuers"] {
+        assert!(w.config_maps().get_opt(name).await.unwrap().is_some(), "{name}");
+    }
+    let artifacts: Api<driftless_api::source::ExternalArtifact> = Api::namespaced(w.client.clone(), &ns);
+    let artifact_of = |ea: &driftless_api::source::ExternalArtifact| {
+        ea.status.as_ref().and_then(|s| s.artifact.clone()).unwrap()
+    };
+    let infra = artifact_of(&artifacts.get("infrastructure").await.unwrap());
+    let apps = artifact_of(&artifacts.get("apps").await.unwrap());
+    assert!(infra.revision.starts_with("latest@sha256:"), "{}", infra.revision);
+    assert!(
+        infra
+            .path
+            .starts_with(&format!("externalartifact/{ns}/infrastructure/")),
+        "{}",
+        infra.path
+    );
+    let applied = |k: &Kustomization| k.status.as_ref().and_then(|s| s.last_applied_revision.clone());
+    let infra_applied = applied(&w.kustomizations.get("infra-controllers").await.unwrap());
+    assert_eq!(infra_applied.as_deref(), Some(infra.revision.as_str()));
+    let generators: Api<driftless_api::source_extensions::ArtifactGenerator> =
+        Api::namespaced(w.client.clone(), &ns);
+    let generator = generators.get("flux-system").await.unwrap();
+    let status = generator.status.unwrap();
+    assert_eq!(status.inventory.unwrap_or_default().len(), 2);
+    assert_eq!(
+        conditions::get(status.conditions.as_deref().unwrap_or_default(), "Ready").map(|c| c.message.clone()),
+        Some("reconciliation succeeded, generated 2 artifact(s)".to_string())
+    );
+
+    // A commit that touches only apps/.
+    repo.write("apps/staging/podinfo-values.yaml", &staging_values("staging-v2"));
+    let commit = repo.commit("apps only");
+    w.refresh("flux-system").await;
+    testing::wait_for(&w.config_maps(), "podinfo", T, |cm| {
+        value_of(cm).as_deref() == Some("staging-v2")
+    })
+    .await;
+    let apps_after = artifact_of(&artifacts.get("apps").await.unwrap());
+    assert_ne!(apps_after.digest, apps.digest);
+    let infra_after = artifact_of(&artifacts.get("infrastructure").await.unwrap());
+    assert_eq!(
+        (&infra_after.revision, &infra_after.digest),
+        (&infra.revision, &infra.digest)
+    );
+    // The origin revision follows the repository (as Flux's), without waking the consumers.
+    assert_eq!(
+        apps_after
+            .metadata
+            .as_ref()
+            .and_then(|m| m.get("org.opencontainers.image.revision")),
+        Some(&commit)
+    );
+    assert_eq!(
+        applied(&w.kustomizations.get("infra-controllers").await.unwrap()),
+        infra_applied
+    );
+    w.done().await;
+}

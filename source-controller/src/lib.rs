@@ -12,9 +12,10 @@ pub mod git_repository;
 pub mod helm_chart;
 pub mod helm_repository;
 pub mod oci_repository;
-pub mod server;
 pub mod sourceignore;
-pub mod storage;
+
+// Storage and its server are the shared producer side of artifacts (source-watcher has them too).
+pub use driftless_artifact::{server, storage};
 
 use driftless_runtime::{
     args::{CommonArgs, addr_arg, duration_arg},

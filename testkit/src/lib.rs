@@ -1,6 +1,6 @@
 //! Dev-only: the real source-controller (GitRepositories, OCIRepositories, HelmRepositories and
 //! HelmCharts), kustomize-controller, helm-controller, image-reflector-controller and
-//! image-automation-controller running in-process for integration tests, scoped to one namespace, with an artifact server on a free loopback port. Dropping [`Controllers`] stops them.
+//! image-automation-controller and source-watcher running in-process for integration tests, scoped to one namespace, with an artifact server on a free loopback port. Dropping [`Controllers`] stops them.
 //!
 //! This is the one crate that may depend on several controllers: controllers talk only through
 //! Kubernetes objects, and no controller or CLI crate depends on a controller crate
@@ -38,6 +38,7 @@ fn helm_cli() -> Helm {
 /// Running controllers; they stop when this is dropped.
 pub struct Controllers {
     _storage: tempfile::TempDir,
+    _generated: tempfile::TempDir,
     _tags: tempfile::TempDir,
     _stop: oneshot::Sender<()>,
 }
@@ -115,6 +116,30 @@ pub async fn start_controllers_with(
         settings.clone(),
     );
     tokio::spawn(Arc::new(oci).run(stop.clone()));
+    // source-watcher, with its own storage and artifact server, as it runs beside
+    // source-controller.
+    let generated = server::serve_temporary(stop.clone())
+        .await
+        .expect("source-watcher storage and server");
+    let generators = KindController::new(
+        source_watcher::generator::ArtifactGeneratorReconciler::new(
+            generated.storage,
+            source_watcher::generator::Settings {
+                requeue_dependency: Duration::from_secs(2),
+                ..Default::default()
+            },
+        ),
+        client.clone(),
+        source_watcher::CONTROLLER_NAME,
+        source_watcher::CONTROLLER_NAME,
+        Metrics::new(),
+        settings.clone(),
+    )
+    .with_triggers(source_watcher::source_triggers(
+        client.clone(),
+        Some(namespace.to_string()),
+    ));
+    tokio::spawn(Arc::new(generators).run(stop.clone()));
     let config = kube::Config::infer().await.expect("kubeconfig");
     let mut kustomize_settings = Settings {
         requeue_dependency: Duration::from_secs(5),
@@ -205,6 +230,7 @@ pub async fn start_controllers_with(
     tokio::spawn(Arc::new(automations).run(stop));
     Controllers {
         _storage: served.dir,
+        _generated: generated.dir,
         _tags: tags_dir,
         _stop: tx,
     }

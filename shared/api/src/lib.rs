@@ -14,6 +14,7 @@ pub mod kustomize;
 pub mod meta;
 pub mod notification;
 pub mod source;
+pub mod source_extensions;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceDefinition, JSONSchemaProps,
@@ -48,6 +49,8 @@ pub fn all_crds() -> Vec<CustomResourceDefinition> {
     ];
     let without = [
         source::ExternalArtifact::crd(),
+        // No status.observedGeneration in Flux's schema: the Ready condition records it.
+        source_extensions::ArtifactGenerator::crd(),
         notification::Provider::crd(),
         notification::Alert::crd(),
     ];

@@ -12,6 +12,9 @@
 //! * [`registry`] (feature `oci`): the pull client OCIRepository uses — tags, manifest digests,
 //!   manifests and verified blobs, with token/basic auth and TLS client certificates.
 //! * [`access`] (feature `kube`): that client built from a kind's registry settings and Secrets.
+//! * [`storage`] and [`server`] (feature `storage`): the producer side — artifacts stored with
+//!   retention under `<kind>/<namespace>/<name>/` and served read-only over HTTP, the same for
+//!   source-controller and source-watcher.
 
 #[cfg(feature = "kube")]
 pub mod access;
@@ -24,6 +27,10 @@ pub mod http;
 pub mod oci;
 #[cfg(feature = "oci")]
 pub mod registry;
+#[cfg(feature = "storage")]
+pub mod server;
+#[cfg(feature = "storage")]
+pub mod storage;
 
 /// Makes ring the process-wide TLS crypto provider (kube uses ring too), once. HTTP clients are
 /// built with rustls but no provider of their own, so exactly one provider is compiled in.

@@ -8,6 +8,7 @@ use driftless_api::{
     meta::ReconcileStatus,
     notification::Receiver,
     source::{Bucket, GitRepository, HelmChart, HelmRepository, OCIRepository},
+    source_extensions::ArtifactGenerator,
 };
 use kube::Resource;
 use serde::{Serialize, de::DeserializeOwned};
@@ -25,6 +26,9 @@ pub trait ToolkitObject:
     + Sync
     + 'static
 {
+    /// The finalizer the controller puts on objects of the kind (Flux's `finalizers.fluxcd.io`,
+    /// unless the kind has its own).
+    const FINALIZER: &'static str = driftless_api::meta::FINALIZER;
     /// The status type.
     type Status: ReconcileStatus + Default + Clone + PartialEq + Debug + Serialize + Send + Sync;
     /// The current status.
@@ -123,5 +127,22 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(repo.retry_interval(), None);
+    }
+}
+
+/// source-watcher's kind: no `spec.suspend` (the `source.extensions.fluxcd.io/reconcile:
+/// disabled` annotation instead), no `spec.interval` (Flux requeues every hour), its own
+/// finalizer.
+impl ToolkitObject for ArtifactGenerator {
+    const FINALIZER: &'static str = driftless_api::source_extensions::FINALIZER;
+    type Status = driftless_api::source_extensions::ArtifactGeneratorStatus;
+    fn status(&self) -> Option<&Self::Status> {
+        self.status.as_ref()
+    }
+    fn suspended(&self) -> bool {
+        self.disabled()
+    }
+    fn interval_str(&self) -> Option<&str> {
+        Some("1h")
     }
 }

@@ -26,7 +26,7 @@ use crate::{
     object::ToolkitObject,
     status::StatusWriter,
 };
-use driftless_api::meta::{FINALIZER, REQUESTED_AT_ANNOTATION, ReconcileStatus, condition_types, reasons};
+use driftless_api::meta::{REQUESTED_AT_ANNOTATION, ReconcileStatus, condition_types, reasons};
 use futures::StreamExt;
 use kube::{
     Api, Client, Resource, ResourceExt,
@@ -642,7 +642,7 @@ async fn reconcile<R: Reconciler>(
     let api: Api<R::Kind> = Api::namespaced(ctrl.client.clone(), &labels.namespace);
     if ctrl.reconciler.ignores(&obj) {
         // Managed before (it has the finalizer): what it owns is released first.
-        if obj.finalizers().iter().any(|f| f == FINALIZER)
+        if obj.finalizers().iter().any(|f| f == R::Kind::FINALIZER)
             && let Err(err) = ctrl.reconciler.cleanup(&obj, &ctrl.context()).await
         {
             tracing::warn!(%err, "cleanup of an object no longer managed failed");
@@ -658,7 +658,7 @@ async fn reconcile<R: Reconciler>(
     }
     let result = {
         use tracing::Instrument;
-        finalizer(&api, FINALIZER, obj, |event| async {
+        finalizer(&api, R::Kind::FINALIZER, obj, |event| async {
             match event {
                 FinalizerEvent::Apply(o) => ctrl.apply(o).await,
                 FinalizerEvent::Cleanup(o) => ctrl.cleanup(o).await,
@@ -709,8 +709,8 @@ async fn release<K: ToolkitObject>(api: &Api<K>, obj: &K) -> Result<(), Framewor
         .await
         .map_err(FrameworkError::Status)?;
     }
-    if obj.finalizers().iter().any(|f| f == FINALIZER) {
-        let kept: Vec<&String> = obj.finalizers().iter().filter(|f| *f != FINALIZER).collect();
+    if obj.finalizers().iter().any(|f| f == K::FINALIZER) {
+        let kept: Vec<&String> = obj.finalizers().iter().filter(|f| *f != K::FINALIZER).collect();
         let patch =
             serde_json::json!({"metadata": {"finalizers": kept, "resourceVersion": obj.resource_version()}});
         api.patch(

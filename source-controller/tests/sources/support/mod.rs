@@ -1,7 +1,7 @@
 //! Shared harness: a fresh namespace, artifact storage in a temp dir served over HTTP, and a
 //! source-controller kind controller running in-process for that namespace.
 
-#![allow(dead_code, clippy::unwrap_used)]
+#![allow(dead_code)]
 
 use driftless_api::meta::{Condition, REQUESTED_AT_ANNOTATION};
 use driftless_runtime::{

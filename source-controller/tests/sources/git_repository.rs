@@ -2,9 +2,7 @@
 //! auth and over SSH with a pinned host key, the apiserver, and source-controller's storage
 //! and artifact server running in-process for one namespace per test.
 
-#![allow(clippy::unwrap_used)]
-
-mod support;
+use crate::support;
 
 use driftless_api::source::GitRepository;
 use driftless_artifact::fetch::{FetchError, Fetcher};

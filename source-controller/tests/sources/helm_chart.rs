@@ -2,9 +2,7 @@
 //! real `helm` (`HELM_BIN`, built by hack/build-testbins.sh), served by the testenv's Helm
 //! repository, pulled through a HelmRepository.
 
-#![allow(clippy::unwrap_used)]
-
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -2,8 +2,8 @@
 //! `latest.tar.gz` link to the newest artifact and garbage collection of old ones by age and
 //! count (never the current one).
 
+use crate::archive::{self, Filter};
 use driftless_api::meta::Artifact;
-use driftless_artifact::archive::{self, Filter};
 use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
 use std::{
     collections::BTreeMap,
@@ -135,7 +135,7 @@ impl Storage {
             .ok_or_else(|| io::Error::other("artifact path has no parent"))?;
         fs::create_dir_all(parent)?;
         let tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(parent)?;
-        let mut hashing = driftless_artifact::digest::HashingWriter::new(tmp.as_file());
+        let mut hashing = crate::digest::HashingWriter::new(tmp.as_file());
         io::copy(content, &mut hashing)?;
         let (_, digest, size) = hashing.finish();
         tmp.as_file().sync_all()?;

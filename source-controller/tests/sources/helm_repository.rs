@@ -2,9 +2,7 @@
 //! basic auth (`/private`), HTTPS with the testenv CA; the index published as an artifact with
 //! Flux's revision (sha256 of the bytes served).
 
-#![allow(clippy::unwrap_used)]
-
-mod support;
+use crate::support;
 
 use driftless_api::meta::FINALIZER;
 use driftless_api::source::HelmRepository;

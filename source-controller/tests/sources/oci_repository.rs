@@ -2,9 +2,7 @@
 //! layout (as `driftless push artifact` / `flux push artifact` write them) are pulled, verified
 //! and republished as source artifacts.
 
-#![allow(clippy::unwrap_used)]
-
-mod support;
+use crate::support;
 
 use driftless_api::source::OCIRepository;
 use driftless_artifact::{fetch::Fetcher, oci};

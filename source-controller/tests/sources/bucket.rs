@@ -1,9 +1,7 @@
 //! Bucket end to end against the testenv's real S3 server (versitygw over HTTP and TLS) and the
 //! apiserver, source-controller's storage and artifact server running in-process.
 
-#![allow(clippy::unwrap_used)]
-
-mod support;
+use crate::support;
 
 use driftless_api::source::Bucket;
 use driftless_artifact::fetch::Fetcher;
