@@ -105,6 +105,23 @@ where
     }
 }
 
+/// source-watcher's kind: no `spec.suspend` (the `source.extensions.fluxcd.io/reconcile:
+/// disabled` annotation instead), no `spec.interval` (Flux requeues every hour), its own
+/// finalizer.
+impl ToolkitObject for ArtifactGenerator {
+    const FINALIZER: &'static str = driftless_api::source_extensions::FINALIZER;
+    type Status = driftless_api::source_extensions::ArtifactGeneratorStatus;
+    fn status(&self) -> Option<&Self::Status> {
+        self.status.as_ref()
+    }
+    fn suspended(&self) -> bool {
+        self.disabled()
+    }
+    fn interval_str(&self) -> Option<&str> {
+        Some("1h")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,22 +144,5 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(repo.retry_interval(), None);
-    }
-}
-
-/// source-watcher's kind: no `spec.suspend` (the `source.extensions.fluxcd.io/reconcile:
-/// disabled` annotation instead), no `spec.interval` (Flux requeues every hour), its own
-/// finalizer.
-impl ToolkitObject for ArtifactGenerator {
-    const FINALIZER: &'static str = driftless_api::source_extensions::FINALIZER;
-    type Status = driftless_api::source_extensions::ArtifactGeneratorStatus;
-    fn status(&self) -> Option<&Self::Status> {
-        self.status.as_ref()
-    }
-    fn suspended(&self) -> bool {
-        self.disabled()
-    }
-    fn interval_str(&self) -> Option<&str> {
-        Some("1h")
     }
 }
