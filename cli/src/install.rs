@@ -101,7 +101,8 @@ pub async fn install(global: &GlobalArgs, args: &InstallArgs) -> anyhow::Result<
 /// never pruned on deletion, whatever finalizer a controller adds back).
 async fn release_objects(cluster: &Cluster) -> anyhow::Result<usize> {
     let mut released = 0;
-    for kind in kinds::ALL {
+    // source-watcher's kind is optional: listing it fails quietly where its CRD is absent.
+    for kind in kinds::ALL.iter().copied().chain([&kinds::ARTIFACT_GENERATOR]) {
         let Ok(objects) = cluster.list(kind, None).await else {
             continue;
         };
@@ -186,7 +187,10 @@ pub async fn uninstall(global: &GlobalArgs, args: &UninstallArgs) -> anyhow::Res
         .await?
         .items
         .iter()
-        .filter(|c| c.spec.group.ends_with(".toolkit.fluxcd.io"))
+        .filter(|c| {
+            c.spec.group.ends_with(".toolkit.fluxcd.io")
+                || c.spec.group == driftless_api::source_extensions::GROUP
+        })
         .map(|c| c.name_any())
         .collect();
     for name in &ours {

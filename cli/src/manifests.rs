@@ -16,7 +16,11 @@ pub const DEFAULT_COMPONENTS: &[&str] = &[
     "notification-controller",
 ];
 /// Controllers installed only when named in `--components-extra`.
-pub const EXTRA_COMPONENTS: &[&str] = &["image-reflector-controller", "image-automation-controller"];
+pub const EXTRA_COMPONENTS: &[&str] = &[
+    "image-reflector-controller",
+    "image-automation-controller",
+    "source-watcher",
+];
 
 /// Where the images come from unless `--registry` says otherwise.
 pub const DEFAULT_REGISTRY: &str = "ghcr.io/driftless-gitops";
@@ -117,6 +121,14 @@ const FILES: &[(&str, &str)] = &[
         "image-automation-controller/image-automation-controller.yaml",
         include_str!("../../manifests/image-automation-controller/image-automation-controller.yaml"),
     ),
+    (
+        "source-watcher/kustomization.yaml",
+        include_str!("../../manifests/source-watcher/kustomization.yaml"),
+    ),
+    (
+        "source-watcher/source-watcher.yaml",
+        include_str!("../../manifests/source-watcher/source-watcher.yaml"),
+    ),
 ];
 
 /// Install options, as `flux install` names them.
@@ -125,7 +137,8 @@ pub struct InstallOptions {
     /// Controllers to install.
     #[arg(long, value_delimiter = ',', default_values_t = DEFAULT_COMPONENTS.iter().map(|s| s.to_string()))]
     pub components: Vec<String>,
-    /// Additional controllers to install (image-reflector-controller, image-automation-controller).
+    /// Additional controllers to install (image-reflector-controller, image-automation-controller,
+    /// source-watcher).
     #[arg(long, value_delimiter = ',')]
     pub components_extra: Vec<String>,
     /// Container registry the controller images are pulled from.
@@ -197,6 +210,7 @@ fn group_of(component: &str) -> &'static str {
         "kustomize-controller" => "kustomize.toolkit.fluxcd.io",
         "helm-controller" => "helm.toolkit.fluxcd.io",
         "notification-controller" => "notification.toolkit.fluxcd.io",
+        "source-watcher" => "source.extensions.fluxcd.io",
         _ => "image.toolkit.fluxcd.io",
     }
 }
@@ -235,9 +249,21 @@ pub fn kustomization(namespace: &str, options: &InstallOptions) -> anyhow::Resul
             version()
         );
     }
+    let flags_changed = !options.watch_all_namespaces || options.log_level != "info";
+    // With source-watcher, the consumers of its ExternalArtifacts get Flux's gate, as
+    // `flux install --components-extra=source-watcher` patches them.
+    let external_artifacts = selected.contains(&"source-watcher");
+    if flags_changed || external_artifacts {
+        out += "patches:\n";
+    }
+    if external_artifacts {
+        out +=
+            "- target:\n    kind: Deployment\n    name: (kustomize-controller|helm-controller)\n  patch: |\n";
+        out += "    - op: add\n      path: /spec/template/spec/containers/0/args/-\n      value: --feature-gates=ExternalArtifact=true\n";
+    }
     // The first two arguments of every controller are --watch-all-namespaces and --log-level.
-    if !options.watch_all_namespaces || options.log_level != "info" {
-        out += "patches:\n- target:\n    kind: Deployment\n  patch: |\n";
+    if flags_changed {
+        out += "- target:\n    kind: Deployment\n  patch: |\n";
         out += &format!(
             "    - op: replace\n      path: /spec/template/spec/containers/0/args/0\n      value: --watch-all-namespaces={}\n",
             options.watch_all_namespaces
@@ -385,6 +411,42 @@ mod tests {
                 .iter()
                 .all(|c| EXTRA_COMPONENTS.contains(&c.as_str()))
         );
+        // source-watcher brings its kind and turns on the ExternalArtifact gate of the
+        // consumers, as `flux install --components-extra=source-watcher` does.
+        let watcher = InstallOptions {
+            components_extra: vec!["source-watcher".into()],
+            ..InstallOptions::default()
+        };
+        let with_watcher = objects("flux-system", &watcher).unwrap();
+        assert_eq!(kinds(&with_watcher, "Deployment"), 5);
+        assert!(
+            with_watcher
+                .iter()
+                .any(|o| o["kind"] == "CustomResourceDefinition"
+                    && o["metadata"]["name"] == "artifactgenerators.source.extensions.fluxcd.io")
+        );
+        let args_of = |name: &str| {
+            with_watcher
+                .iter()
+                .find(|o| o["kind"] == "Deployment" && o["metadata"]["name"] == name)
+                .map(|d| d["spec"]["template"]["spec"]["containers"][0]["args"].clone())
+                .unwrap()
+        };
+        let gate = serde_json::json!("--feature-gates=ExternalArtifact=true");
+        for consumer in ["kustomize-controller", "helm-controller"] {
+            assert!(
+                args_of(consumer).as_array().unwrap().contains(&gate),
+                "{consumer}"
+            );
+        }
+        assert!(!args_of("source-controller").as_array().unwrap().contains(&gate));
+        assert!(!defaults.iter().any(|o| {
+            o["kind"] == "Deployment"
+                && o["spec"]["template"]["spec"]["containers"][0]["args"]
+                    .as_array()
+                    .unwrap()
+                    .contains(&gate)
+        }));
         let bad = InstallOptions {
             components: vec!["nope".into()],
             ..InstallOptions::default()

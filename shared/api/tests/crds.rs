@@ -85,7 +85,9 @@ fn every_kind_has_flux_categories_and_a_status_default_where_flux_has_one() {
             .and_then(|s| s.default.as_ref())
             .map(|d| d.0.clone());
         match kind {
-            "ExternalArtifact" | "Provider" | "Alert" => assert!(status_default.is_none(), "{kind}"),
+            "ExternalArtifact" | "ArtifactGenerator" | "Provider" | "Alert" => {
+                assert!(status_default.is_none(), "{kind}")
+            }
             _ => assert_eq!(
                 status_default,
                 Some(serde_json::json!({"observedGeneration": -1})),
