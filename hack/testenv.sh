@@ -34,13 +34,14 @@ REGISTRY_TOKEN_PORT=${TESTENV_REGISTRY_TOKEN_PORT:-15001}
 PROXY_PORT=${TESTENV_PROXY_PORT:-13128}
 S3_PORT=${TESTENV_S3_PORT:-17070}
 S3_TLS_PORT=${TESTENV_S3_TLS_PORT:-17443}
+GCS_PORT=${TESTENV_GCS_PORT:-17080}
 KWOK_NODES=${TESTENV_KWOK_NODES:-3}
 TOKEN=driftless-admin-token
 
 K8S_BIN=$TESTBINS_CACHE/k8s-v$K8S_VERSION
 ETCD_BIN=$TESTBINS_CACHE/etcd-v$ETCD_VERSION/etcd
 KWOK_DIR=$TESTBINS_CACHE/kwok-v$KWOK_VERSION
-COMPONENTS="etcd kube-apiserver kube-controller-manager kube-scheduler kwok git-http git-ssh registry registry-tls registry-mtls registry-token helm-http proxy s3 s3-tls"
+COMPONENTS="etcd kube-apiserver kube-controller-manager kube-scheduler kwok git-http git-ssh registry registry-tls registry-mtls registry-token helm-http proxy s3 s3-tls gcs"
 
 log() { printf '[testenv] %s\n' "$*" >&2; }
 die() { printf '[testenv] error: %s\n' "$*" >&2; exit 1; }
@@ -109,7 +110,8 @@ ensure_binaries() {
     || [ ! -x "$TESTBINS_CACHE/sops-v$SOPS_VERSION/sops" ] \
     || [ ! -x "$TESTBINS_CACHE/cosign-v$COSIGN_VERSION/cosign" ] \
     || [ ! -x "$TESTBINS_CACHE/helm-v$HELM_VERSION/helm" ] \
-    || [ ! -x "$TESTBINS_CACHE/versitygw-v$VERSITYGW_VERSION/versitygw" ]; then
+    || [ ! -x "$TESTBINS_CACHE/versitygw-v$VERSITYGW_VERSION/versitygw" ] \
+    || [ ! -x "$TESTBINS_CACHE/fake-gcs-server-v$FAKE_GCS_VERSION/fake-gcs-server" ]; then
     log "building control-plane binaries from Go modules into $TESTBINS_CACHE (cold: ~15-25 min)"
     "$here/build-testbins.sh" all
   fi
@@ -449,6 +451,17 @@ up_s3() {
     "curl -s -o /dev/null -w '%{http_code}' --cacert '$T/pki/ca.crt' https://127.0.0.1:$S3_TLS_PORT/ | grep -q 403"
 }
 
+# A Google Cloud Storage emulator (fake-gcs-server, in memory) for Buckets with provider gcp:
+# the JSON API over HTTP, without authentication.
+up_gcs() {
+  local bin="$TESTBINS_CACHE/fake-gcs-server-v$FAKE_GCS_VERSION/fake-gcs-server"
+  if ! running gcs; then
+    start gcs "$bin" -scheme http -host 127.0.0.1 -port "$GCS_PORT" -backend memory \
+      -public-host "127.0.0.1:$GCS_PORT" -log-level error
+  fi
+  wait_for gcs 20 bash -c "curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$GCS_PORT/storage/v1/b | grep -q 200"
+}
+
 write_env() {
   cat >"$T/env.sh" <<EOF
 # Written by hack/testenv.sh up. Source it: . target/testenv/env.sh
@@ -488,6 +501,7 @@ export PROXY_PASSWORD="$(cat "$T/proxy/password")"
 export PROXY_LOG="$T/logs/proxy.log"
 export S3_ENDPOINT="127.0.0.1:$S3_PORT"
 export S3_TLS_ENDPOINT="127.0.0.1:$S3_TLS_PORT"
+export GCS_ENDPOINT="127.0.0.1:$GCS_PORT"
 export S3_ACCESS_KEY="driftless"
 export S3_SECRET_KEY="$(cat "$T/s3/secret")"
 export S3_ACCESS_LOG="$T/logs/s3-access.log"
@@ -511,6 +525,7 @@ cmd_up() {
   up_helm_http
   up_proxy
   up_s3
+  up_gcs
   write_env
   log "up in $((SECONDS - started))s; environment: . $T/env.sh"
 }

@@ -14,6 +14,8 @@ SOPS_VERSION=${SOPS_VERSION:-3.13.3}
 COSIGN_VERSION=${COSIGN_VERSION:-2.6.5}
 # versitygw: the S3 server of the Bucket tests (posix backend over a directory; HTTP and TLS).
 VERSITYGW_VERSION=${VERSITYGW_VERSION:-1.8.0}
+# Google Cloud Storage emulator for Bucket sources with provider gcp.
+FAKE_GCS_VERSION=${FAKE_GCS_VERSION:-1.56.1}
 # Go-built binaries live outside the repository, one directory per version.
 TESTBINS_CACHE=${TESTBINS_CACHE:-$HOME/.cache/driftless-testbins}
 TESTBINS_WORK=${TESTBINS_WORK:-$HOME/.cache/driftless-testbins-src}

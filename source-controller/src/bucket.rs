@@ -12,6 +12,7 @@
 
 use crate::{
     common::{self, Problem, failed, stored},
+    gcs,
     storage::{ObjectDir, Storage},
 };
 use driftless_api::{
@@ -56,15 +57,46 @@ impl BucketReconciler {
     }
 }
 
+/// How a bucket's objects are listed and read: the S3 API (`generic`, `aws`) or Google Cloud
+/// Storage's JSON API (`gcp`).
+enum ObjectApi {
+    S3 {
+        bucket: rusty_s3::Bucket,
+        credentials: Option<Credentials>,
+    },
+    Gcs {
+        /// `scheme://host[:port]` of the JSON API.
+        base: url::Url,
+        bucket: String,
+        /// OAuth access token of the service account key, if one was given.
+        token: Option<String>,
+    },
+}
+
 /// One bucket and how to reach it.
 struct Connection {
     http: reqwest::Client,
-    bucket: rusty_s3::Bucket,
-    credentials: Option<Credentials>,
+    api: ObjectApi,
+}
+
+/// One page of a GCS object listing.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GcsPage {
+    #[serde(default)]
+    items: Vec<GcsObject>,
+    next_page_token: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct GcsObject {
+    name: String,
+    #[serde(default)]
+    etag: String,
 }
 
 impl Connection {
-    /// Every key under `prefix` with its ETag (quotes dropped, as Flux's client does), page by
+    /// Every key under `prefix` with its ETag (quotes dropped, as Flux's clients do), page by
     /// page; "directory" keys are skipped.
     async fn index(
         &self,
@@ -74,60 +106,121 @@ impl Connection {
         let mut index = BTreeMap::new();
         let mut token: Option<String> = None;
         loop {
-            let mut list: ListObjectsV2<'_> = self.bucket.list_objects_v2(self.credentials.as_ref());
-            if !prefix.is_empty() {
-                list.with_prefix(prefix);
-            }
-            if let Some(token) = &token {
-                list.with_continuation_token(token.clone());
-            }
-            let url = list.sign(SIGNED_FOR);
-            let text = self.text(url).await?;
-            let page = ListObjectsV2::parse_response(&text).map_err(|e| format!("invalid listing: {e}"))?;
-            for object in page.contents {
-                if object.key.ends_with('/') || object.key == IGNORE_FILE || !keep(&object.key) {
+            let (objects, next) = self.page(prefix, token.as_deref()).await?;
+            for (key, etag) in objects {
+                if key.ends_with('/') || key == IGNORE_FILE || !keep(&key) {
                     continue;
                 }
-                let etag = object.etag.unwrap_or_default().trim_matches('"').to_string();
-                index.insert(object.key, etag);
+                index.insert(key, etag.trim_matches('"').to_string());
             }
-            match page.next_continuation_token {
+            match next {
                 Some(next) if !next.is_empty() => token = Some(next),
                 _ => return Ok(index),
             }
         }
     }
 
-    /// The object `key`, or None when there is none.
-    async fn get(&self, key: &str) -> Result<Option<reqwest::Response>, String> {
-        let url = self
-            .bucket
-            .get_object(self.credentials.as_ref(), key)
-            .sign(SIGNED_FOR);
-        let response = self
-            .http
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| e.without_url().to_string())?;
+    /// One page of the listing: `(key, etag)` pairs and the next page's token.
+    async fn page(
+        &self,
+        prefix: &str,
+        token: Option<&str>,
+    ) -> Result<(Vec<(String, String)>, Option<String>), String> {
+        match &self.api {
+            ObjectApi::S3 { bucket, credentials } => {
+                let mut list: ListObjectsV2<'_> = bucket.list_objects_v2(credentials.as_ref());
+                if !prefix.is_empty() {
+                    list.with_prefix(prefix);
+                }
+                if let Some(token) = token {
+                    list.with_continuation_token(token.to_string());
+                }
+                let url = list.sign(SIGNED_FOR);
+                let text = self.text(self.http.get(url)).await?;
+                let page =
+                    ListObjectsV2::parse_response(&text).map_err(|e| format!("invalid listing: {e}"))?;
+                let objects = page
+                    .contents
+                    .into_iter()
+                    .map(|o| (o.key, o.etag.unwrap_or_default()))
+                    .collect();
+                Ok((objects, page.next_continuation_token))
+            }
+            ObjectApi::Gcs {
+                base,
+                bucket,
+                token: auth,
+            } => {
+                let mut url = base.clone();
+                url.path_segments_mut()
+                    .map_err(|()| "invalid endpoint".to_string())?
+                    .extend(["storage", "v1", "b", bucket, "o"]);
+                {
+                    let mut query = url.query_pairs_mut();
+                    query.append_pair("fields", "items(name,etag),nextPageToken");
+                    if !prefix.is_empty() {
+                        query.append_pair("prefix", prefix);
+                    }
+                    if let Some(token) = token {
+                        query.append_pair("pageToken", token);
+                    }
+                }
+                let text = self.text(authorized(self.http.get(url), auth.as_deref())).await?;
+                let page: GcsPage =
+                    serde_json::from_str(&text).map_err(|e| format!("invalid listing: {e}"))?;
+                let objects = page.items.into_iter().map(|o| (o.name, o.etag)).collect();
+                Ok((objects, page.next_page_token))
+            }
+        }
+    }
+
+    /// The object `key` and, from S3, its ETag; None when there is none.
+    async fn get(&self, key: &str) -> Result<Option<(reqwest::Response, Option<String>)>, String> {
+        let request = match &self.api {
+            ObjectApi::S3 { bucket, credentials } => self
+                .http
+                .get(bucket.get_object(credentials.as_ref(), key).sign(SIGNED_FOR)),
+            ObjectApi::Gcs { base, bucket, token } => {
+                let mut url = base.clone();
+                url.path_segments_mut()
+                    .map_err(|()| "invalid endpoint".to_string())?
+                    .extend(["download", "storage", "v1", "b", bucket, "o", key]);
+                url.query_pairs_mut().append_pair("alt", "media");
+                authorized(self.http.get(url), token.as_deref())
+            }
+        };
+        let response = request.send().await.map_err(|e| e.without_url().to_string())?;
         if response.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
         }
-        Ok(Some(checked(response).await?))
+        let response = checked(response).await?;
+        // GCS media downloads carry another ETag form than the listing's: the index keeps its own.
+        let etag = matches!(self.api, ObjectApi::S3 { .. })
+            .then(|| {
+                response
+                    .headers()
+                    .get(reqwest::header::ETAG)
+                    .and_then(|v| v.to_str().ok())
+                    .map(|v| v.trim_matches('"').to_string())
+            })
+            .flatten();
+        Ok(Some((response, etag)))
     }
 
-    async fn text(&self, url: url::Url) -> Result<String, String> {
-        let response = self
-            .http
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| e.without_url().to_string())?;
+    async fn text(&self, request: reqwest::RequestBuilder) -> Result<String, String> {
+        let response = request.send().await.map_err(|e| e.without_url().to_string())?;
         checked(response)
             .await?
             .text()
             .await
             .map_err(|e| e.without_url().to_string())
+    }
+}
+
+fn authorized(request: reqwest::RequestBuilder, token: Option<&str>) -> reqwest::RequestBuilder {
+    match token {
+        Some(token) => request.bearer_auth(token),
+        None => request,
     }
 }
 
@@ -151,9 +244,14 @@ async fn checked(response: reqwest::Response) -> Result<reqwest::Response, Strin
             .and_then(|rest| rest.split(&format!("</{name}>")).next())
             .map(str::to_string)
     };
-    Err(match (field("Code"), field("Message")) {
-        (Some(code), Some(message)) => format!("{code}: {message}"),
-        (Some(code), None) => code,
+    // GCS errors are JSON: `{"error": {"code": 404, "message": "…"}}`.
+    let json_message = serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v.pointer("/error/message")?.as_str().map(str::to_string));
+    Err(match (field("Code"), field("Message"), json_message) {
+        (Some(code), Some(message), _) => format!("{code}: {message}"),
+        (Some(code), None, _) => code,
+        (None, _, Some(message)) => format!("{message} ({status})"),
         _ => format!("the server answered {status}"),
     })
 }
@@ -280,8 +378,29 @@ impl BucketReconciler {
                     .to_string(),
             ),
             "generic" | "aws" => None,
+            "gcp" if spec.sts.is_some() => {
+                Some("spec.sts is only supported for the 'generic' and 'aws' providers".into())
+            }
+            "gcp"
+                if spec
+                    .service_account_name
+                    .as_deref()
+                    .is_some_and(|s| !s.is_empty()) =>
+            {
+                Some(
+                    "spec.serviceAccountName needs GCP workload identity, which is not available: \
+                 give a service account key in secretRef ('serviceaccount')"
+                        .to_string(),
+                )
+            }
+            "gcp" if spec.secret_ref.is_none() && gcs::is_google(&gcs::endpoint(spec)) => Some(
+                "provider 'gcp' without a secretRef needs GCP workload identity, which is not available: \
+                 give a service account key in secretRef ('serviceaccount')"
+                    .to_string(),
+            ),
+            "gcp" => None,
             other => Some(format!(
-                "provider '{other}' is not supported yet: use provider 'generic' with an S3-compatible endpoint"
+                "provider '{other}' is not supported yet: use provider 'generic' with an S3-compatible endpoint, or 'gcp'"
             )),
         };
         if let Some(message) = refusal {
@@ -330,7 +449,7 @@ impl BucketReconciler {
         let bucket = run.obj.spec.bucket_name.clone();
         let listed = tokio::time::timeout(run.timeout, async {
             let ignore_file = match connection.get(IGNORE_FILE).await? {
-                Some(response) => Some(response.text().await.map_err(|e| e.without_url().to_string())?),
+                Some((response, _)) => Some(response.text().await.map_err(|e| e.without_url().to_string())?),
                 None => None,
             };
             let rules = ignore_rules(ignore_file.as_deref(), run.obj.spec.ignore.as_deref());
@@ -395,14 +514,9 @@ impl BucketReconciler {
                         .get(&key)
                         .await
                         .map_err(|e| format!("failed to get '{key}' object: {e}"))?;
-                    let Some(response) = response else {
+                    let Some((response, etag)) = response else {
                         return Ok((key, None));
                     };
-                    let etag = response
-                        .headers()
-                        .get(reqwest::header::ETAG)
-                        .and_then(|v| v.to_str().ok())
-                        .map(|v| v.trim_matches('"').to_string());
                     if let Some(parent) = path.parent() {
                         tokio::fs::create_dir_all(parent)
                             .await
@@ -491,8 +605,21 @@ impl BucketReconciler {
 async fn connect(obj: &Bucket, kube: &kube::Client) -> Result<Connection, Problem> {
     let namespace = obj.namespace().unwrap_or_default();
     let spec = &obj.spec;
+    let gcp = spec.provider.as_deref() == Some("gcp");
     let mut credentials = None;
-    if let Some(r) = &spec.secret_ref {
+    let mut service_account = None;
+    if let Some(r) = spec.secret_ref.as_ref().filter(|_| gcp) {
+        let data = common::secret_data(kube, &namespace, &r.name).await?;
+        match common::secret_text(&data, "serviceaccount") {
+            Some(key) => service_account = Some(key),
+            None => {
+                return Err(Problem::Invalid(format!(
+                    "invalid '{}' secret data: required fields 'serviceaccount'",
+                    r.name
+                )));
+            }
+        }
+    } else if let Some(r) = &spec.secret_ref {
         let data = common::secret_data(kube, &namespace, &r.name).await?;
         match (
             common::secret_text(&data, "accesskey"),
@@ -527,13 +654,32 @@ async fn connect(obj: &Bucket, kube: &kube::Client) -> Result<Connection, Proble
     } else {
         "https"
     };
-    let endpoint = if spec.endpoint.contains("://") {
-        spec.endpoint.clone()
+    let written = if gcp {
+        gcs::endpoint(spec)
     } else {
-        format!("{scheme}://{}", spec.endpoint)
+        spec.endpoint.clone()
+    };
+    let endpoint = if written.contains("://") {
+        written.clone()
+    } else {
+        format!("{scheme}://{written}")
     };
     let endpoint = url::Url::parse(&endpoint)
-        .map_err(|e| Problem::Invalid(format!("invalid endpoint '{}': {e}", spec.endpoint)))?;
+        .map_err(|e| Problem::Invalid(format!("invalid endpoint '{written}': {e}")))?;
+    if gcp {
+        let token = match service_account {
+            Some(key) => Some(gcs::access_token(&http, &key).await.map_err(Problem::Invalid)?),
+            None => None,
+        };
+        return Ok(Connection {
+            http,
+            api: ObjectApi::Gcs {
+                base: endpoint,
+                bucket: spec.bucket_name.clone(),
+                token,
+            },
+        });
+    }
     let region = spec
         .region
         .clone()
@@ -543,8 +689,7 @@ async fn connect(obj: &Bucket, kube: &kube::Client) -> Result<Connection, Proble
         .map_err(|e| Problem::Invalid(format!("invalid bucket '{}': {e}", spec.bucket_name)))?;
     Ok(Connection {
         http,
-        bucket,
-        credentials,
+        api: ObjectApi::S3 { bucket, credentials },
     })
 }
 

@@ -8,6 +8,7 @@
 pub mod bucket;
 pub mod common;
 pub mod cosign;
+pub mod gcs;
 pub mod git_repository;
 pub mod helm_chart;
 pub mod helm_repository;

@@ -655,3 +655,75 @@ impl S3Bucket {
         response
     }
 }
+
+/// A bucket on the testenv's Google Cloud Storage emulator (fake-gcs-server, `GCS_ENDPOINT`),
+/// written through the JSON API as `gsutil` would.
+pub struct GcsBucket {
+    /// The bucket's name.
+    pub name: String,
+    base: String,
+    http: reqwest::Client,
+}
+
+impl GcsBucket {
+    /// Creates the bucket `name`.
+    ///
+    /// # Panics
+    /// When the emulator refuses it.
+    pub async fn create(name: &str) -> GcsBucket {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let gcs = GcsBucket {
+            name: name.to_string(),
+            base: format!("http://{}", testenv_var("GCS_ENDPOINT")),
+            http: reqwest::Client::new(),
+        };
+        let url = format!("{}/storage/v1/b", gcs.base);
+        gcs.send(gcs.http.post(url).json(&serde_json::json!({"name": name})))
+            .await;
+        gcs
+    }
+
+    /// The object URL of `key` under `prefix` (`/storage/v1` or `/upload/storage/v1`).
+    fn object_url(&self, prefix: &str, key: Option<&str>) -> reqwest::Url {
+        let mut url: reqwest::Url = format!("{}/{prefix}", self.base).parse().expect("GCS endpoint");
+        {
+            let mut segments = url.path_segments_mut().expect("base URL");
+            segments.extend(["b", &self.name, "o"]);
+            if let Some(key) = key {
+                segments.push(key);
+            }
+        }
+        url
+    }
+
+    /// Uploads `content` as `key`; returns its etag, quotes dropped.
+    pub async fn put(&self, key: &str, content: &str) -> String {
+        let mut url = self.object_url("upload/storage/v1", None);
+        url.query_pairs_mut()
+            .append_pair("uploadType", "media")
+            .append_pair("name", key);
+        let response = self.send(self.http.post(url).body(content.to_string())).await;
+        let object: serde_json::Value = response.json().await.expect("object resource");
+        object["etag"]
+            .as_str()
+            .unwrap_or_default()
+            .trim_matches('"')
+            .to_string()
+    }
+
+    /// Deletes `key`.
+    pub async fn delete(&self, key: &str) {
+        let url = self.object_url("storage/v1", Some(key));
+        self.send(self.http.delete(url)).await;
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> reqwest::Response {
+        let response = request.send().await.expect("GCS emulator reachable");
+        assert!(
+            response.status().is_success(),
+            "GCS emulator answered {}",
+            response.status()
+        );
+        response
+    }
+}
