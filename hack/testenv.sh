@@ -35,13 +35,17 @@ PROXY_PORT=${TESTENV_PROXY_PORT:-13128}
 S3_PORT=${TESTENV_S3_PORT:-17070}
 S3_TLS_PORT=${TESTENV_S3_TLS_PORT:-17443}
 GCS_PORT=${TESTENV_GCS_PORT:-17080}
+AZURE_PORT=${TESTENV_AZURE_PORT:-17100}
+# Azurite's well-known development account (public, documented by Microsoft).
+AZURE_ACCOUNT=devstoreaccount1
+AZURE_ACCOUNT_KEY="Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 KWOK_NODES=${TESTENV_KWOK_NODES:-3}
 TOKEN=driftless-admin-token
 
 K8S_BIN=$TESTBINS_CACHE/k8s-v$K8S_VERSION
 ETCD_BIN=$TESTBINS_CACHE/etcd-v$ETCD_VERSION/etcd
 KWOK_DIR=$TESTBINS_CACHE/kwok-v$KWOK_VERSION
-COMPONENTS="etcd kube-apiserver kube-controller-manager kube-scheduler kwok git-http git-ssh registry registry-tls registry-mtls registry-token helm-http proxy s3 s3-tls gcs"
+COMPONENTS="etcd kube-apiserver kube-controller-manager kube-scheduler kwok git-http git-ssh registry registry-tls registry-mtls registry-token helm-http proxy s3 s3-tls gcs azure"
 
 log() { printf '[testenv] %s\n' "$*" >&2; }
 die() { printf '[testenv] error: %s\n' "$*" >&2; exit 1; }
@@ -87,6 +91,9 @@ ensure_packages() {
   command -v openssl >/dev/null || missing+=(openssl)
   command -v curl >/dev/null || missing+=(curl)
   command -v ps >/dev/null || missing+=(procps)
+  # Azurite (the Azure Blob emulator) is a Node.js package.
+  command -v node >/dev/null || missing+=(nodejs)
+  command -v npm >/dev/null || missing+=(npm)
   command -v ssh-keyscan >/dev/null || missing+=(openssh-client)
   [ -x /usr/lib/git-core/git-http-backend ] || missing+=(git)
   [ ${#missing[@]} -eq 0 ] && return 0
@@ -111,7 +118,8 @@ ensure_binaries() {
     || [ ! -x "$TESTBINS_CACHE/cosign-v$COSIGN_VERSION/cosign" ] \
     || [ ! -x "$TESTBINS_CACHE/helm-v$HELM_VERSION/helm" ] \
     || [ ! -x "$TESTBINS_CACHE/versitygw-v$VERSITYGW_VERSION/versitygw" ] \
-    || [ ! -x "$TESTBINS_CACHE/fake-gcs-server-v$FAKE_GCS_VERSION/fake-gcs-server" ]; then
+    || [ ! -x "$TESTBINS_CACHE/fake-gcs-server-v$FAKE_GCS_VERSION/fake-gcs-server" ] \
+    || [ ! -x "$TESTBINS_CACHE/azurite-v$AZURITE_VERSION/node_modules/.bin/azurite-blob" ]; then
     log "building control-plane binaries from Go modules into $TESTBINS_CACHE (cold: ~15-25 min)"
     "$here/build-testbins.sh" all
   fi
@@ -462,6 +470,17 @@ up_gcs() {
   wait_for gcs 20 bash -c "curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$GCS_PORT/storage/v1/b | grep -q 200"
 }
 
+# An Azure Blob Storage emulator (Azurite, in memory) for Buckets with provider azure: the
+# development account over HTTP, path-style (`http://127.0.0.1:PORT/devstoreaccount1`).
+up_azure() {
+  local bin="$TESTBINS_CACHE/azurite-v$AZURITE_VERSION/node_modules/.bin/azurite-blob"
+  if ! running azure; then
+    start azure "$bin" --blobHost 127.0.0.1 --blobPort "$AZURE_PORT" --inMemoryPersistence \
+      --disableTelemetry --skipApiVersionCheck --disableProductStyleUrl --silent
+  fi
+  wait_for azure 30 bash -c "curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$AZURE_PORT/$AZURE_ACCOUNT?comp=list | grep -q 403"
+}
+
 write_env() {
   cat >"$T/env.sh" <<EOF
 # Written by hack/testenv.sh up. Source it: . target/testenv/env.sh
@@ -502,6 +521,8 @@ export PROXY_LOG="$T/logs/proxy.log"
 export S3_ENDPOINT="127.0.0.1:$S3_PORT"
 export S3_TLS_ENDPOINT="127.0.0.1:$S3_TLS_PORT"
 export GCS_ENDPOINT="127.0.0.1:$GCS_PORT"
+export AZURE_BLOB_ENDPOINT="http://127.0.0.1:$AZURE_PORT/$AZURE_ACCOUNT"
+export AZURE_ACCOUNT_KEY="$AZURE_ACCOUNT_KEY"
 export S3_ACCESS_KEY="driftless"
 export S3_SECRET_KEY="$(cat "$T/s3/secret")"
 export S3_ACCESS_LOG="$T/logs/s3-access.log"
@@ -526,6 +547,7 @@ cmd_up() {
   up_proxy
   up_s3
   up_gcs
+  up_azure
   write_env
   log "up in $((SECONDS - started))s; environment: . $T/env.sh"
 }

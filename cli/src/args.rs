@@ -380,7 +380,7 @@ pub enum CreateSource {
     Helm(CreateSourceHelm),
     /// A HelmChart from a HelmRepository, GitRepository or Bucket.
     Chart(CreateSourceChart),
-    /// A Bucket (an S3-compatible bucket).
+    /// A Bucket (S3-compatible, GCS or Azure Blob).
     Bucket(CreateSourceBucket),
 }
 

@@ -71,6 +71,48 @@ enum ObjectApi {
         /// OAuth access token of the service account key, if one was given.
         token: Option<String>,
     },
+    Azure {
+        /// `<endpoint>/<container>`.
+        container: url::Url,
+        /// The account's key (`accountKey`), signing each request.
+        key: Option<driftless_runtime::azure::SharedKey>,
+        /// A SAS token (`sasKey`), added to each request's query.
+        sas: Vec<(String, String)>,
+    },
+}
+
+impl ObjectApi {
+    /// `url` with the SAS token's parameters, and the request authorised as the API wants it.
+    fn azure_request(
+        http: &reqwest::Client,
+        mut url: url::Url,
+        key: Option<&driftless_runtime::azure::SharedKey>,
+        sas: &[(String, String)],
+    ) -> reqwest::RequestBuilder {
+        if !sas.is_empty() {
+            url.query_pairs_mut().extend_pairs(sas);
+        }
+        let headers = key.map(|k| k.headers("GET", &url, 0, "")).unwrap_or_default();
+        http.get(url).headers(headers)
+    }
+}
+
+/// The text of every `<tag>…</tag>` in `xml`, entities decoded.
+fn xml_values(xml: &str, tag: &str) -> std::vec::IntoIter<String> {
+    let open = format!("<{tag}>");
+    let close = format!("</{tag}>");
+    xml.split(open.as_str())
+        .skip(1)
+        .filter_map(|rest| rest.split(close.as_str()).next())
+        .map(|v| {
+            v.replace("&lt;", "<")
+                .replace("&gt;", ">")
+                .replace("&quot;", "\"")
+                .replace("&apos;", "'")
+                .replace("&amp;", "&")
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
 }
 
 /// One bucket and how to reach it.
@@ -171,22 +213,60 @@ impl Connection {
                 let objects = page.items.into_iter().map(|o| (o.name, o.etag)).collect();
                 Ok((objects, page.next_page_token))
             }
+            ObjectApi::Azure { container, key, sas } => {
+                let mut url = container.clone();
+                {
+                    let mut query = url.query_pairs_mut();
+                    query
+                        .append_pair("restype", "container")
+                        .append_pair("comp", "list");
+                    if !prefix.is_empty() {
+                        query.append_pair("prefix", prefix);
+                    }
+                    if let Some(marker) = token {
+                        query.append_pair("marker", marker);
+                    }
+                }
+                let text = self
+                    .text(ObjectApi::azure_request(&self.http, url, key.as_ref(), sas))
+                    .await?;
+                // Flux's index holds the ETag's bytes in hex (`fmt.Sprintf("%x", etag)`).
+                let objects = text
+                    .split("<Blob>")
+                    .skip(1)
+                    .filter_map(|blob| {
+                        let name = xml_values(blob, "Name").next()?;
+                        let etag = xml_values(blob, "Etag").next().unwrap_or_default();
+                        Some((name, hex::encode(etag.as_bytes())))
+                    })
+                    .collect();
+                let next = xml_values(&text, "NextMarker").next();
+                Ok((objects, next))
+            }
         }
     }
 
     /// The object `key` and, from S3, its ETag; None when there is none.
-    async fn get(&self, key: &str) -> Result<Option<(reqwest::Response, Option<String>)>, String> {
+    async fn get(&self, object: &str) -> Result<Option<(reqwest::Response, Option<String>)>, String> {
         let request = match &self.api {
             ObjectApi::S3 { bucket, credentials } => self
                 .http
-                .get(bucket.get_object(credentials.as_ref(), key).sign(SIGNED_FOR)),
+                .get(bucket.get_object(credentials.as_ref(), object).sign(SIGNED_FOR)),
             ObjectApi::Gcs { base, bucket, token } => {
                 let mut url = base.clone();
                 url.path_segments_mut()
                     .map_err(|()| "invalid endpoint".to_string())?
-                    .extend(["download", "storage", "v1", "b", bucket, "o", key]);
+                    .extend(["download", "storage", "v1", "b", bucket, "o", object]);
                 url.query_pairs_mut().append_pair("alt", "media");
                 authorized(self.http.get(url), token.as_deref())
+            }
+            ObjectApi::Azure { container, key, sas } => {
+                let mut url = container.clone();
+                url.path_segments_mut()
+                    .map_err(|()| "invalid endpoint".to_string())?
+                    .pop_if_empty()
+                    .extend(object.split('/'));
+                ObjectApi::azure_request(&self.http, url, key.as_ref(), sas)
             }
         };
         let response = request.send().await.map_err(|e| e.without_url().to_string())?;
@@ -399,8 +479,24 @@ impl BucketReconciler {
                     .to_string(),
             ),
             "gcp" => None,
+            "azure" if spec.sts.is_some() => {
+                Some("spec.sts is only supported for the 'generic' and 'aws' providers".into())
+            }
+            "azure"
+                if spec
+                    .service_account_name
+                    .as_deref()
+                    .is_some_and(|s| !s.is_empty()) =>
+            {
+                Some(
+                    "spec.serviceAccountName needs Azure workload identity, which is not available: \
+                 give an 'accountKey' or a 'sasKey' in secretRef"
+                        .to_string(),
+                )
+            }
+            "azure" => None,
             other => Some(format!(
-                "provider '{other}' is not supported yet: use provider 'generic' with an S3-compatible endpoint, or 'gcp'"
+                "provider '{other}' is not supported: use 'generic', 'aws', 'gcp' or 'azure'"
             )),
         };
         if let Some(message) = refusal {
@@ -605,31 +701,39 @@ impl BucketReconciler {
 async fn connect(obj: &Bucket, kube: &kube::Client) -> Result<Connection, Problem> {
     let namespace = obj.namespace().unwrap_or_default();
     let spec = &obj.spec;
-    let gcp = spec.provider.as_deref() == Some("gcp");
+    let provider = spec
+        .provider
+        .as_deref()
+        .filter(|p| !p.is_empty())
+        .unwrap_or("generic");
+    let gcp = provider == "gcp";
+    let secret = match &spec.secret_ref {
+        Some(r) => Some((
+            r.name.clone(),
+            common::secret_data(kube, &namespace, &r.name).await?,
+        )),
+        None => None,
+    };
     let mut credentials = None;
     let mut service_account = None;
-    if let Some(r) = spec.secret_ref.as_ref().filter(|_| gcp) {
-        let data = common::secret_data(kube, &namespace, &r.name).await?;
-        match common::secret_text(&data, "serviceaccount") {
+    if let Some((name, data)) = secret.as_ref().filter(|_| gcp) {
+        match common::secret_text(data, "serviceaccount") {
             Some(key) => service_account = Some(key),
             None => {
                 return Err(Problem::Invalid(format!(
-                    "invalid '{}' secret data: required fields 'serviceaccount'",
-                    r.name
+                    "invalid '{name}' secret data: required fields 'serviceaccount'"
                 )));
             }
         }
-    } else if let Some(r) = &spec.secret_ref {
-        let data = common::secret_data(kube, &namespace, &r.name).await?;
+    } else if let Some((name, data)) = secret.as_ref().filter(|_| provider != "azure") {
         match (
-            common::secret_text(&data, "accesskey"),
-            common::secret_text(&data, "secretkey"),
+            common::secret_text(data, "accesskey"),
+            common::secret_text(data, "secretkey"),
         ) {
             (Some(key), Some(secret)) => credentials = Some(Credentials::new(key, secret)),
             _ => {
                 return Err(Problem::Invalid(format!(
-                    "invalid '{}' secret data: required fields 'accesskey' and 'secretkey'",
-                    r.name
+                    "invalid '{name}' secret data: required fields 'accesskey' and 'secretkey'"
                 )));
             }
         }
@@ -666,6 +770,9 @@ async fn connect(obj: &Bucket, kube: &kube::Client) -> Result<Connection, Proble
     };
     let endpoint = url::Url::parse(&endpoint)
         .map_err(|e| Problem::Invalid(format!("invalid endpoint '{written}': {e}")))?;
+    if provider == "azure" {
+        return azure_connection(http, endpoint, &spec.bucket_name, secret);
+    }
     if gcp {
         let token = match service_account {
             Some(key) => Some(gcs::access_token(&http, &key).await.map_err(Problem::Invalid)?),
@@ -690,6 +797,70 @@ async fn connect(obj: &Bucket, kube: &kube::Client) -> Result<Connection, Proble
     Ok(Connection {
         http,
         api: ObjectApi::S3 { bucket, credentials },
+    })
+}
+
+/// The Azure Blob container of a Bucket, with the credentials of its Secret: `accountKey`
+/// (Shared Key, the account read from the endpoint) or `sasKey`. Azure AD credentials need
+/// Microsoft's identity platform, which is not available: refused with a plain message.
+fn azure_connection(
+    http: reqwest::Client,
+    endpoint: url::Url,
+    container: &str,
+    secret: Option<(String, BTreeMap<String, Vec<u8>>)>,
+) -> Result<Connection, Problem> {
+    let mut url = endpoint.clone();
+    url.set_query(None);
+    url.path_segments_mut()
+        .map_err(|()| Problem::Invalid(format!("invalid endpoint '{endpoint}'")))?
+        .pop_if_empty()
+        .push(container);
+    let mut key = None;
+    let mut sas = Vec::new();
+    if let Some((name, data)) = secret {
+        let text = |k: &str| common::secret_text(&data, k);
+        if let Some(account_key) = text("accountKey") {
+            let account = driftless_runtime::azure::account_of(&endpoint).ok_or_else(|| {
+                Problem::Invalid(format!(
+                    "failed to extract account name from endpoint: expected '{}' to be a subdomain",
+                    endpoint.host_str().unwrap_or_default()
+                ))
+            })?;
+            key = Some(
+                driftless_runtime::azure::SharedKey::new(&account, &account_key)
+                    .map_err(|e| Problem::Invalid(format!("invalid 'accountKey' in '{name}' secret: {e}")))?,
+            );
+        } else if let Some(token) = text("sasKey") {
+            sas = url::form_urlencoded::parse(token.trim_start_matches('?').as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+        } else if [
+            "clientId",
+            "tenantId",
+            "clientSecret",
+            "clientCertificate",
+            "authorityHost",
+        ]
+        .iter()
+        .any(|k| data.contains_key(*k))
+        {
+            return Err(Problem::Invalid(format!(
+                "Azure AD credentials in '{name}' secret (clientId, tenantId, …) need Microsoft's identity platform, \
+                 which is not available: give an 'accountKey' or a 'sasKey'"
+            )));
+        } else {
+            return Err(Problem::Invalid(format!(
+                "invalid '{name}' secret data: requires a 'clientId' or 'accountKey' field, a combination of 'tenantId', 'clientId' and 'clientSecret', or 'tenantId', 'clientId' and 'clientCertificate'"
+            )));
+        }
+    }
+    Ok(Connection {
+        http,
+        api: ObjectApi::Azure {
+            container: url,
+            key,
+            sas,
+        },
     })
 }
 

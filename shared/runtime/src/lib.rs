@@ -9,6 +9,7 @@
 
 pub mod acl;
 pub mod args;
+pub mod azure;
 pub mod conditions;
 pub mod duration;
 pub mod events;

@@ -727,3 +727,111 @@ impl GcsBucket {
         response
     }
 }
+
+/// A container on the testenv's Azure Blob emulator (Azurite, `AZURE_BLOB_ENDPOINT`), written
+/// with the development account's Shared Key.
+pub struct AzureContainer {
+    /// The container's name.
+    pub name: String,
+    endpoint: reqwest::Url,
+    key: crate::azure::SharedKey,
+    http: reqwest::Client,
+}
+
+impl AzureContainer {
+    /// Creates the container `name`.
+    ///
+    /// # Panics
+    /// When the emulator refuses it.
+    pub async fn create(name: &str) -> AzureContainer {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let endpoint: reqwest::Url = testenv_var("AZURE_BLOB_ENDPOINT")
+            .parse()
+            .expect("Azure endpoint");
+        let account = crate::azure::account_of(&endpoint).expect("account in the endpoint");
+        let container = AzureContainer {
+            name: name.to_string(),
+            key: crate::azure::SharedKey::new(&account, &testenv_var("AZURE_ACCOUNT_KEY"))
+                .expect("account key"),
+            endpoint,
+            http: reqwest::Client::new(),
+        };
+        let mut url = container.url(None);
+        url.query_pairs_mut().append_pair("restype", "container");
+        let headers = container.key.headers("PUT", &url, 0, "");
+        container.send(container.http.put(url).headers(headers)).await;
+        container
+    }
+
+    fn url(&self, blob: Option<&str>) -> reqwest::Url {
+        let mut url = self.endpoint.clone();
+        {
+            let mut segments = url.path_segments_mut().expect("base URL");
+            segments.pop_if_empty().push(&self.name);
+            if let Some(blob) = blob {
+                segments.extend(blob.split('/'));
+            }
+        }
+        url
+    }
+
+    /// Uploads `content` as the block blob `blob`.
+    pub async fn put(&self, blob: &str, content: &str) {
+        let url = self.url(Some(blob));
+        let headers =
+            self.key
+                .headers_with("PUT", &url, content.len(), "", &[("x-ms-blob-type", "BlockBlob")]);
+        self.send(self.http.put(url).headers(headers).body(content.to_string()))
+            .await;
+    }
+
+    /// Deletes `blob`.
+    pub async fn delete(&self, blob: &str) {
+        let url = self.url(Some(blob));
+        let headers = self.key.headers("DELETE", &url, 0, "");
+        self.send(self.http.delete(url).headers(headers)).await;
+    }
+
+    /// An account SAS token that reads and lists, valid for an hour.
+    pub fn read_sas(&self) -> String {
+        let expiry = k8s_openapi::jiff::Timestamp::now() + k8s_openapi::jiff::SignedDuration::from_secs(3600);
+        self.key
+            .account_sas("rl", &expiry.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+    }
+
+    /// Every blob's name and ETag, as the container's listing gives them.
+    pub async fn etags(&self) -> Vec<(String, String)> {
+        let mut url = self.url(None);
+        url.query_pairs_mut()
+            .append_pair("restype", "container")
+            .append_pair("comp", "list");
+        let headers = self.key.headers("GET", &url, 0, "");
+        let xml = self
+            .send(self.http.get(url).headers(headers))
+            .await
+            .text()
+            .await
+            .expect("listing");
+        let field = |blob: &str, tag: &str| {
+            blob.split(&format!("<{tag}>"))
+                .nth(1)
+                .and_then(|r| r.split(&format!("</{tag}>")).next())
+                .unwrap_or_default()
+                .replace("&quot;", "\"")
+        };
+        xml.split("<Blob>")
+            .skip(1)
+            .map(|b| (field(b, "Name"), field(b, "Etag")))
+            .collect()
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> reqwest::Response {
+        let response = request.send().await.expect("Azure emulator reachable");
+        let status = response.status();
+        if !status.is_success() {
+            let body = response.text().await.unwrap_or_default();
+            panic!("Azure emulator answered {status}: {body}");
+        }
+        response
+    }
+}
