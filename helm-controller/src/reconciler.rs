@@ -177,13 +177,22 @@ impl<'a> Run<'a> {
         conditions::set(conds, type_, status, reason, message, generation);
     }
 
-    /// The digest of a chart from an OCIRepository (its revision is `<tag>@sha256:…`).
+    /// The digest a chart's version carries (Flux's `mutateChartWithSourceRevision`): for an
+    /// OCIRepository, or an ExternalArtifact whose revision has one (`latest@sha256:…`,
+    /// `main@sha1:…`), the part after `@` when a semver tag precedes it, else the whole
+    /// revision.
     pub fn oci_digest(&self) -> Option<String> {
-        self.source
-            .as_ref()
-            .filter(|s| s.kind == "OCIRepository")
-            .and(self.artifact.as_ref())
-            .and_then(|a| a.revision.split_once('@').map(|(_, digest)| digest.to_string()))
+        let kind = self.source.as_ref()?.kind.as_str();
+        let revision = &self.artifact.as_ref()?.revision;
+        match kind {
+            "OCIRepository" => {}
+            "ExternalArtifact" if revision.contains(':') => {}
+            _ => return None,
+        }
+        Some(match revision.split_once('@') {
+            Some((tag, digest)) if semver_tag(tag).is_some() => digest.to_string(),
+            _ => revision.clone(),
+        })
     }
 
     /// An event about a Helm action, annotated with the chart version, app version and (for an
@@ -433,10 +442,40 @@ impl HelmReleaseReconciler {
             })?;
         let (dir, mut chart) =
             chart::locate(&extracted).map_err(|e| ReconcileError::stalled(reasons::ARTIFACT_FAILED, e))?;
-        // A chart from an OCIRepository is versioned with its digest (`6.14.1+<12 hex>`), as
-        // Flux tracks it: a new push of the same version is a new release.
+        // A chart from an OCIRepository or a digest-revisioned ExternalArtifact is versioned
+        // with its digest (`6.14.1+<12 hex>`), as Flux tracks it: a new push (or a new
+        // generated artifact) of the same version is a new release.
         if let Some(digest) = run.oci_digest() {
-            let hex: String = digest.trim_start_matches("sha256:").chars().take(12).collect();
+            let revision = run
+                .artifact
+                .as_ref()
+                .map(|a| a.revision.clone())
+                .unwrap_or_default();
+            if let Some((tag, _)) = revision.split_once('@')
+                && let Some(tagged) = semver_tag(tag)
+                && semver::Version::parse(chart.version.trim_start_matches('v')).ok() != Some(tagged)
+            {
+                return Err(ReconcileError::stalled(
+                    "ChartMutateError",
+                    format!(
+                        "artifact revision {tag} does not match chart version {}",
+                        chart.version
+                    ),
+                ));
+            }
+            let hex: String = digest
+                .rsplit(':')
+                .next()
+                .unwrap_or_default()
+                .chars()
+                .take(12)
+                .collect();
+            if hex.len() < 12 {
+                return Err(ReconcileError::stalled(
+                    "ChartMutateError",
+                    format!("invalid artifact revision {revision}"),
+                ));
+            }
             if let Ok(mut version) = semver::Version::parse(chart.version.trim_start_matches('v'))
                 && let Ok(build) = semver::BuildMetadata::new(&hex)
             {
@@ -478,4 +517,9 @@ impl HelmReleaseReconciler {
         );
         run.ctx.progress(run.hr, run.status, &message).await;
     }
+}
+
+/// The semver version of an OCI tag (`_` standing for `+`, as Helm pushes them), if it is one.
+fn semver_tag(tag: &str) -> Option<semver::Version> {
+    semver::Version::parse(tag.trim_start_matches('v').replace('_', "+").as_str()).ok()
 }

@@ -1737,3 +1737,78 @@ spec:
     );
     w.done().await;
 }
+
+/// A HelmRelease whose `chartRef` is an ExternalArtifact an ArtifactGenerator made from a chart
+/// directory in Git (with the ExternalArtifact gate, as source-watcher's install turns it on):
+/// installed, and upgraded when the chart's values change in Git.
+#[tokio::test]
+#[ignore = "needs the testenv control plane, git server and helm (hack/testenv.sh)"]
+async fn a_helm_release_installs_a_chart_from_a_generated_external_artifact() {
+    let w = world_with("ks-ag-helm", |settings, _| {
+        settings.allow_external_artifact = true
+    })
+    .await;
+    let ns = w.ns.clone();
+    let repo = Repo::new("ks-ag-helm");
+    let values = |v: &str| format!("value: {v}\n");
+    repo.write("charts/app/Chart.yaml", "apiVersion: v2\nname: app\nversion: 0.1.0\n")
+        .write("charts/app/values.yaml", &values("one"))
+        .write(
+            "charts/app/templates/configmap.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-settings\ndata:\n  value: {{ .Values.value | quote }}\n",
+        )
+        .write("README.md", "# not part of the chart\n");
+    repo.commit("chart");
+    w.git_repository("repo", &repo).await;
+    let generators: Api<driftless_api::source_extensions::ArtifactGenerator> =
+        Api::namespaced(w.client.clone(), &ns);
+    let generator = serde_json::from_value(serde_json::json!({
+        "apiVersion": "source.extensions.fluxcd.io/v1beta1", "kind": "ArtifactGenerator",
+        "metadata": {"name": "charts"},
+        "spec": {"sources": [{"alias": "repo", "kind": "GitRepository", "name": "repo"}],
+            "artifacts": [{"name": "app-chart", "revision": "@repo",
+                "copy": [{"from": "@repo/charts/app", "to": "@artifact/"}]}]}
+    }))
+    .unwrap();
+    generators
+        .create(&PostParams::default(), &generator)
+        .await
+        .unwrap();
+    let releases: Api<driftless_api::helm::HelmRelease> = Api::namespaced(w.client.clone(), &ns);
+    let release = serde_json::from_value(serde_json::json!({
+        "apiVersion": "helm.toolkit.fluxcd.io/v2", "kind": "HelmRelease",
+        "metadata": {"name": "app"},
+        "spec": {"interval": "10m", "chartRef": {"kind": "ExternalArtifact", "name": "app-chart"}}
+    }))
+    .unwrap();
+    releases.create(&PostParams::default(), &release).await.unwrap();
+    let value_of = |cm: &ConfigMap| cm.data.as_ref().and_then(|d| d.get("value").cloned());
+    testing::wait_for(&w.config_maps(), "app-settings", T, |cm| {
+        value_of(cm).as_deref() == Some("one")
+    })
+    .await;
+    // The artifact's revision is the Git revision it was made from (`revision: "@repo"`).
+    let artifacts: Api<driftless_api::source::ExternalArtifact> = Api::namespaced(w.client.clone(), &ns);
+    let artifact = artifacts
+        .get("app-chart")
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .artifact
+        .unwrap();
+    assert!(
+        artifact.revision.starts_with("main@sha1:"),
+        "{}",
+        artifact.revision
+    );
+
+    repo.write("charts/app/values.yaml", &values("two"));
+    repo.commit("values");
+    w.refresh("repo").await;
+    testing::wait_for(&w.config_maps(), "app-settings", T, |cm| {
+        value_of(cm).as_deref() == Some("two")
+    })
+    .await;
+    w.done().await;
+}

@@ -151,6 +151,8 @@ pub async fn start_controllers_with(
         ..Settings::default()
     };
     configure(&mut kustomize_settings);
+    // Flux's install turns the gate on in both consumers at once (with source-watcher).
+    let allow_external_artifact = kustomize_settings.allow_external_artifact;
     let reconciler = KustomizationReconciler::new(kustomize_settings, config);
     let kustomizations = KindController::new(
         reconciler,
@@ -174,7 +176,7 @@ pub async fn start_controllers_with(
                 requeue_dependency: Duration::from_secs(5),
                 default_service_account: String::new(),
                 kubeconfig: Default::default(),
-                allow_external_artifact: false,
+                allow_external_artifact,
                 additive_ready_expr: false,
             },
             kube::Config::infer().await.expect("kubeconfig"),

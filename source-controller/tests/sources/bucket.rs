@@ -353,3 +353,59 @@ async fn an_azure_container_is_published_and_follows_changes() {
     .await;
     h.done().await;
 }
+
+/// A bucket of 10,000 objects: listed page by page (S3 answers 1,000 keys a page), downloaded
+/// 16 at a time (never 10,000 connections), streamed to disk, into one artifact with every object.
+#[tokio::test]
+#[ignore = "needs the testenv (hack/test.sh)"]
+async fn a_bucket_of_thousands_of_objects_is_listed_page_by_page() {
+    use futures::StreamExt;
+    const OBJECTS: usize = 10_000;
+    let h = harness("bucket-many").await;
+    let name = h.ns.clone();
+    let s3 = S3Bucket::create(&name).await;
+    let uploads: Vec<(String, String)> = futures::stream::iter(0..OBJECTS)
+        .map(|i| {
+            let s3 = &s3;
+            async move {
+                let key = format!("objects/{:02}/{i:05}.yaml", i % 50);
+                let etag = s3.put(&key, &format!("index: {i}\n")).await;
+                (key, etag)
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    keys_secret(&h, &env("S3_SECRET_KEY")).await;
+    h.create(
+        "many",
+        serde_json::json!({"endpoint": env("S3_ENDPOINT"), "insecure": true, "bucketName": name,
+            "interval": "10m", "timeout": "5m", "secretRef": {"name": "s3-keys"}}),
+    )
+    .await;
+    let pairs: Vec<(&str, &str)> = uploads.iter().map(|(k, e)| (k.as_str(), e.as_str())).collect();
+    let expected = revision(&pairs);
+    let stored = testing::wait_for(
+        &h.objects,
+        "many",
+        std::time::Duration::from_secs(300),
+        |b: &Bucket| {
+            b.status
+                .as_ref()
+                .and_then(|s| s.artifact.as_ref())
+                .is_some_and(|a| a.revision == expected)
+        },
+    )
+    .await;
+    let content = extracted(&stored).await;
+    let mut files = 0;
+    for dir in std::fs::read_dir(content.path().join("objects")).unwrap() {
+        files += std::fs::read_dir(dir.unwrap().path()).unwrap().count();
+    }
+    assert_eq!(files, OBJECTS);
+    assert_eq!(
+        std::fs::read_to_string(content.path().join("objects/07/09957.yaml")).unwrap(),
+        "index: 9957\n"
+    );
+    h.done().await;
+}
