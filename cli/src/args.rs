@@ -256,8 +256,21 @@ pub enum Target {
         #[command(subcommand)]
         kind: ImageKind,
     },
+    /// source-watcher's ArtifactGenerators: `artifact generator` (Flux's `flux get artifact
+    /// generators`).
+    #[command(visible_alias = "artifacts")]
+    Artifact {
+        #[command(subcommand)]
+        kind: ArtifactKind,
+    },
     /// Every kind (`get all`).
     All(Named),
+}
+
+#[derive(Subcommand, Clone, Debug)]
+pub enum ArtifactKind {
+    #[command(visible_alias = "generators")]
+    Generator(Named),
 }
 
 #[derive(Subcommand, Clone, Debug)]
@@ -312,6 +325,9 @@ impl Target {
                 ImageKind::Update(n) => (vec![&kinds::IMAGE_UPDATE], n),
                 ImageKind::All(n) => (kinds::IMAGES.to_vec(), n),
             },
+            Target::Artifact {
+                kind: ArtifactKind::Generator(n),
+            } => (vec![&kinds::ARTIFACT_GENERATOR], n),
             Target::All(n) => (kinds::ALL.to_vec(), n),
         }
     }

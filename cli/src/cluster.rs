@@ -236,7 +236,12 @@ impl Cluster {
             {
                 return Ok(false);
             }
-            if o.pointer("/metadata/generation") != o.pointer("/status/observedGeneration") {
+            // Kinds without status.observedGeneration (ArtifactGenerator) record it in their
+            // Ready condition, as kstatus reads them.
+            let observed = o
+                .pointer("/status/observedGeneration")
+                .or_else(|| kinds::condition(o, "Ready")?.get("observedGeneration"));
+            if o.pointer("/metadata/generation") != observed {
                 return Ok(false);
             }
             let Some(ready) = kinds::condition(o, "Ready") else {

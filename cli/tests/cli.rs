@@ -781,3 +781,72 @@ async fn a_bucket_source_is_created_listed_and_reconciled() {
     assert_ne!(stdout(&listed), first, "a new revision after the new object");
     testing::delete_namespace(&client, n).await;
 }
+
+/// `get artifact generators` and `reconcile artifact generator` on source-watcher's kind, as
+/// Flux's CLI names them: a generator splitting a repository, listed Ready with its message.
+#[tokio::test]
+#[ignore = "needs the testenv control plane and git server (hack/testenv.sh)"]
+async fn artifact_generators_are_listed_and_reconciled() {
+    let (client, ns, _controllers) = world("cli-ag").await;
+    let n = ns.as_str();
+    let repo = GitRepo::new("cli-ag");
+    repo.write("apps/settings.yaml", &configmap("settings", "blue"));
+    repo.commit("apps");
+    let url = repo.http_url();
+    let (user, password) = (env("GIT_HTTP_USER"), env("GIT_HTTP_PASSWORD"));
+    ok(&[
+        "create",
+        "secret",
+        "git",
+        "repo-auth",
+        "--url",
+        &url,
+        "-u",
+        &user,
+        "-p",
+        &password,
+        "-n",
+        n,
+    ])
+    .await;
+    ok(&[
+        "create",
+        "source",
+        "git",
+        "repo",
+        "--url",
+        &url,
+        "--branch",
+        "main",
+        "--secret-ref",
+        "repo-auth",
+        "-n",
+        n,
+    ])
+    .await;
+    let generator: kube::api::DynamicObject = serde_json::from_value(serde_json::json!({
+        "apiVersion": "source.extensions.fluxcd.io/v1beta1", "kind": "ArtifactGenerator",
+        "metadata": {"name": "split", "namespace": n},
+        "spec": {"sources": [{"alias": "repo", "kind": "GitRepository", "name": "repo"}],
+            "artifacts": [{"name": "apps", "copy": [{"from": "@repo/apps/**", "to": "@artifact/"}]}]}
+    }))
+    .unwrap();
+    let resource = kube::api::ApiResource {
+        group: "source.extensions.fluxcd.io".into(),
+        version: "v1beta1".into(),
+        api_version: "source.extensions.fluxcd.io/v1beta1".into(),
+        kind: "ArtifactGenerator".into(),
+        plural: "artifactgenerators".into(),
+    };
+    Api::<kube::api::DynamicObject>::namespaced_with(client.clone(), n, &resource)
+        .create(&Default::default(), &generator)
+        .await
+        .unwrap();
+    ok(&["reconcile", "artifact", "generator", "split", "-n", n]).await;
+    let listed = stdout(&ok(&["get", "artifact", "generators", "-n", n]).await);
+    assert!(
+        listed.contains("split") && listed.contains("generated 1 artifact(s)"),
+        "{listed}"
+    );
+    testing::delete_namespace(&client, n).await;
+}
