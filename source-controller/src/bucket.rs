@@ -775,7 +775,7 @@ async fn connect(obj: &Bucket, kube: &kube::Client) -> Result<Connection, Proble
     }
     if gcp {
         let token = match service_account {
-            Some(key) => Some(gcs::access_token(&http, &key).await.map_err(Problem::Invalid)?),
+            Some(key) => Some(gcs::access_token(&http, &key).await?),
             None => None,
         };
         return Ok(Connection {

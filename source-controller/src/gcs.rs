@@ -3,6 +3,7 @@
 //! client libraries do (a signed JWT exchanged at the key's `token_uri`).
 
 use driftless_api::source::BucketSpec;
+use driftless_runtime::secrets::Problem;
 use rsa::{pkcs1v15::SigningKey, pkcs8::DecodePrivateKey, sha2::Sha256, signature::SignatureEncoding};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -76,13 +77,15 @@ fn assertion(key_json: &str, now: u64) -> Result<(String, String), String> {
     Ok((format!("{unsigned}.{}", b64(&signature.to_vec())), key.token_uri))
 }
 
-/// An access token for the service account key `key_json`.
-pub async fn access_token(http: &reqwest::Client, key_json: &str) -> Result<String, String> {
+/// An access token for the service account key `key_json`. A malformed key, or a token
+/// endpoint refusing it (4xx), is the spec's problem; an unreachable or failing endpoint
+/// (network, 429, 5xx) is retried.
+pub async fn access_token(http: &reqwest::Client, key_json: &str) -> Result<String, Problem> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or_default();
-    let (jwt, token_uri) = assertion(key_json, now)?;
+    let (jwt, token_uri) = assertion(key_json, now).map_err(Problem::Invalid)?;
     let form = url::form_urlencoded::Serializer::new(String::new())
         .append_pair("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer")
         .append_pair("assertion", &jwt)
@@ -94,24 +97,32 @@ pub async fn access_token(http: &reqwest::Client, key_json: &str) -> Result<Stri
         .send()
         .await
         .map_err(|e| {
-            format!(
+            Problem::Unavailable(format!(
                 "failed to get an access token from '{token_uri}': {}",
                 e.without_url()
-            )
+            ))
         })?;
     let status = response.status();
     let text = response.text().await.unwrap_or_default();
     let body: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
     match body.get("access_token").and_then(|t| t.as_str()) {
         Some(token) if status.is_success() => Ok(token.to_string()),
-        _ => Err(format!(
-            "failed to get an access token from '{token_uri}': {} {}",
-            status,
-            body.get("error_description")
-                .or_else(|| body.get("error"))
-                .and_then(|e| e.as_str())
-                .unwrap_or_default()
-        )),
+        _ => {
+            let message = format!(
+                "failed to get an access token from '{token_uri}': {} {}",
+                status,
+                body.get("error_description")
+                    .or_else(|| body.get("error"))
+                    .and_then(|e| e.as_str())
+                    .unwrap_or_default()
+            );
+            let retried = status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS;
+            Err(if retried {
+                Problem::Unavailable(message)
+            } else {
+                Problem::Invalid(message)
+            })
+        }
     }
 }
 

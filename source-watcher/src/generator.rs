@@ -50,8 +50,6 @@ use std::{
 pub const FIELD_MANAGER: &str = "source-watcher";
 /// Kind directory of ExternalArtifacts in storage.
 pub const STORAGE_KIND: &str = "externalartifact";
-/// Longest a build of all artifacts may take (Flux's `--reconciliation-timeout` default).
-const BUILD_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Settings from the flags.
 #[derive(Clone, Debug)]
@@ -62,6 +60,8 @@ pub struct Settings {
     pub no_cross_namespace_refs: bool,
     /// `--http-retry`: retries of a source download.
     pub http_retry: u32,
+    /// `--reconciliation-timeout`: longest the build of one artifact may take.
+    pub reconciliation_timeout: Duration,
 }
 
 impl Default for Settings {
@@ -70,6 +70,7 @@ impl Default for Settings {
             requeue_dependency: Duration::from_secs(5),
             no_cross_namespace_refs: false,
             http_retry: 9,
+            reconciliation_timeout: Duration::from_secs(600),
         }
     }
 }
@@ -427,29 +428,32 @@ impl ArtifactGeneratorReconciler {
         };
         let revision = revision_of(spec.revision.as_deref()).map(|o| o.artifact.revision.clone());
         let origin = revision_of(spec.origin_revision.as_deref()).map(Observed::origin_revision);
-        let built = blocking(BUILD_TIMEOUT, move || -> Result<Artifact, String> {
-            let staging = workdir.join("artifacts").join(&spec.name);
-            builder::build(&spec.copy, &sources, &staging).map_err(|e| e.0)?;
-            let hash = builder::dir_hash(&staging, &spec.name).map_err(|e| e.0)?;
-            let dir = ObjectDir {
-                kind: STORAGE_KIND,
-                namespace: &namespace,
-                name: &spec.name,
-            };
-            let metadata = origin.map(|o| BTreeMap::from([(ORIGIN_REVISION_ANNOTATION.to_string(), o)]));
-            let mut artifact = storage
-                .store_dir(
-                    &dir,
-                    &format!("{hash}.tar.gz"),
-                    &staging,
-                    &|_: &str, _: bool| true,
-                    "",
-                    metadata,
-                )
-                .map_err(|e| format!("failed to store artifact: {e}"))?;
-            artifact.revision = revision.unwrap_or_else(|| format!("latest@{}", artifact.digest));
-            Ok(artifact)
-        })
+        let built = blocking(
+            self.settings.reconciliation_timeout,
+            move || -> Result<Artifact, String> {
+                let staging = workdir.join("artifacts").join(&spec.name);
+                builder::build(&spec.copy, &sources, &staging).map_err(|e| e.0)?;
+                let hash = builder::dir_hash(&staging, &spec.name).map_err(|e| e.0)?;
+                let dir = ObjectDir {
+                    kind: STORAGE_KIND,
+                    namespace: &namespace,
+                    name: &spec.name,
+                };
+                let metadata = origin.map(|o| BTreeMap::from([(ORIGIN_REVISION_ANNOTATION.to_string(), o)]));
+                let mut artifact = storage
+                    .store_dir(
+                        &dir,
+                        &format!("{hash}.tar.gz"),
+                        &staging,
+                        &|_: &str, _: bool| true,
+                        "",
+                        metadata,
+                    )
+                    .map_err(|e| format!("failed to store artifact: {e}"))?;
+                artifact.revision = revision.unwrap_or_else(|| format!("latest@{}", artifact.digest));
+                Ok(artifact)
+            },
+        )
         .await;
         built.map_err(|e| e.to_string())
     }

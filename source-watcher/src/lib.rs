@@ -171,6 +171,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             requeue_dependency: rt.args.requeue_dependency,
             no_cross_namespace_refs: rt.args.no_cross_namespace_refs,
             http_retry: args.http_retry,
+            reconciliation_timeout: args.reconciliation_timeout,
         },
     );
     let generators = Arc::new(

@@ -152,16 +152,57 @@ pub fn extract_tar_gz<R: Read>(reader: R, dest: &Path, max_size: u64) -> Result<
             }
         }
     }
-    for (at, to) in links {
+    // Parents first, while no link exists: no directory is ever created through a link.
+    for (at, _) in &links {
         if let Some(parent) = at.parent() {
             fs::create_dir_all(parent)?;
         }
+    }
+    for (at, to) in &links {
         if at.symlink_metadata().is_ok() {
             return Err(ExtractError::IllegalPath(at.to_string_lossy().into_owned()));
         }
-        symlink(&to, &at)?;
+        symlink(to, at)?;
+    }
+    // Each target was checked as text; a chain of links (`b/c -> .`, `a -> b/c/c/../../..`)
+    // can still resolve outside. Every link must resolve inside as the OS follows it.
+    let root = fs::canonicalize(dest)?;
+    if let Some((at, to)) = links.iter().find(|(at, _)| !resolves_inside(&root, at)) {
+        for (link, _) in &links {
+            let _ = fs::remove_file(link);
+        }
+        return Err(ExtractError::IllegalSymlink {
+            path: at.strip_prefix(dest).unwrap_or(at).to_string_lossy().into_owned(),
+            target: to.to_string_lossy().into_owned(),
+        });
     }
     Ok(total)
+}
+
+/// Whether the symlink `link` resolves inside `root` (canonical) as the OS follows it: the
+/// longest existing prefix of its target canonicalized, the rest applied as text.
+fn resolves_inside(root: &Path, link: &Path) -> bool {
+    let Ok(target) = fs::read_link(link) else {
+        return false;
+    };
+    let joined = link.parent().unwrap_or(root).join(target);
+    let components: Vec<Component<'_>> = joined.components().collect();
+    for n in (0..=components.len()).rev() {
+        let prefix: PathBuf = components[..n].iter().collect();
+        if let Ok(mut resolved) = fs::canonicalize(&prefix) {
+            for c in &components[n..] {
+                match c {
+                    Component::ParentDir => {
+                        resolved.pop();
+                    }
+                    Component::Normal(name) => resolved.push(name),
+                    _ => {}
+                }
+            }
+            return resolved.starts_with(root);
+        }
+    }
+    false
 }
 
 #[cfg(test)]
@@ -227,6 +268,20 @@ mod tests {
         let dest = root.path().join("dest");
         assert_eq!(fs::read_to_string(dest.join("a/c.yaml")).unwrap(), "x: 1\n");
         assert_eq!(fs::read_to_string(dest.join("d")).unwrap(), "x: 1\n");
+    }
+
+    /// Each target stays inside as text, but the chain resolves above the destination: refused,
+    /// and no link is left behind.
+    #[test]
+    fn chained_links_that_resolve_outside_are_refused() {
+        let (root, r) = extract(&[
+            E::File("b/file", b"x"),
+            E::Link("b/c", "."),
+            E::Link("a", "b/c/c/../../.."),
+        ]);
+        assert!(matches!(r, Err(ExtractError::IllegalSymlink { .. })), "{r:?}");
+        let dest = root.path().join("dest");
+        assert!(dest.join("a").symlink_metadata().is_err() && dest.join("b/c").symlink_metadata().is_err());
     }
 
     #[test]
