@@ -106,44 +106,22 @@ build_helm() {
     -ldflags "-s -w -X helm.sh/helm/v4/internal/version.version=v$HELM_VERSION" "helm.sh/helm/v4/cmd/helm@v$HELM_VERSION"
 }
 
-build_sops() {
-  local d="$TESTBINS_CACHE/sops-v$SOPS_VERSION"
-  [ -x "$d/sops" ] && return 0
-  echo "building sops v$SOPS_VERSION"
+# go_tool NAME VERSION MODULE_PATH: `go install MODULE_PATH@vVERSION` into
+# $TESTBINS_CACHE/NAME-vVERSION, unless its binary NAME is there already.
+go_tool() {
+  local name=$1 version=$2 module=$3
+  local d="$TESTBINS_CACHE/$name-v$version"
+  [ -x "$d/$name" ] && return 0
+  echo "building $name v$version"
   mkdir -p "$d"
-  : >"$TESTBINS_CACHE/logs/sops.log"
-  run_logged sops env GOBIN="$d" go install -trimpath -ldflags "-s -w" "github.com/getsops/sops/v3/cmd/sops@v$SOPS_VERSION"
+  : >"$TESTBINS_CACHE/logs/$name.log"
+  run_logged "$name" env GOBIN="$d" go install -trimpath -ldflags "-s -w" "$module@v$version"
 }
 
-build_cosign() {
-  local d="$TESTBINS_CACHE/cosign-v$COSIGN_VERSION"
-  [ -x "$d/cosign" ] && return 0
-  echo "building cosign v$COSIGN_VERSION"
-  mkdir -p "$d"
-  : >"$TESTBINS_CACHE/logs/cosign.log"
-  run_logged cosign env GOBIN="$d" go install -trimpath -ldflags "-s -w" \
-    "github.com/sigstore/cosign/v2/cmd/cosign@v$COSIGN_VERSION"
-}
-
-build_versitygw() {
-  local d="$TESTBINS_CACHE/versitygw-v$VERSITYGW_VERSION"
-  [ -x "$d/versitygw" ] && return 0
-  echo "building versitygw v$VERSITYGW_VERSION"
-  mkdir -p "$d"
-  : >"$TESTBINS_CACHE/logs/versitygw.log"
-  run_logged versitygw env GOBIN="$d" go install -trimpath -ldflags "-s -w" \
-    "github.com/versity/versitygw/cmd/versitygw@v$VERSITYGW_VERSION"
-}
-
-build_fake_gcs() {
-  local d="$TESTBINS_CACHE/fake-gcs-server-v$FAKE_GCS_VERSION"
-  [ -x "$d/fake-gcs-server" ] && return 0
-  echo "building fake-gcs-server v$FAKE_GCS_VERSION"
-  mkdir -p "$d"
-  : >"$TESTBINS_CACHE/logs/fake-gcs-server.log"
-  run_logged fake-gcs-server env GOBIN="$d" go install -trimpath -ldflags "-s -w" \
-    "github.com/fsouza/fake-gcs-server@v$FAKE_GCS_VERSION"
-}
+build_sops() { go_tool sops "$SOPS_VERSION" github.com/getsops/sops/v3/cmd/sops; }
+build_cosign() { go_tool cosign "$COSIGN_VERSION" github.com/sigstore/cosign/v2/cmd/cosign; }
+build_versitygw() { go_tool versitygw "$VERSITYGW_VERSION" github.com/versity/versitygw/cmd/versitygw; }
+build_fake_gcs() { go_tool fake-gcs-server "$FAKE_GCS_VERSION" github.com/fsouza/fake-gcs-server; }
 
 # Azurite is a Node.js package: installed from the npm registry, cached by version.
 build_azurite() {

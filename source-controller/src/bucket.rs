@@ -434,70 +434,47 @@ impl BucketReconciler {
             .as_deref()
             .filter(|p| !p.is_empty())
             .unwrap_or("generic");
-        let refusal = match provider {
-            "generic" | "aws" if spec.sts.is_some() => Some(
+        // Per provider: whose workload identity a missing Secret would need, and what to give
+        // instead.
+        let (identity, instead) = match provider {
+            "generic" | "aws" => ("the cloud's", "static keys in secretRef"),
+            "gcp" => ("GCP", "a service account key in secretRef ('serviceaccount')"),
+            "azure" => ("Azure", "an 'accountKey' or a 'sasKey' in secretRef"),
+            other => {
+                let m =
+                    format!("provider '{other}' is not supported: use 'generic', 'aws', 'gcp' or 'azure'");
+                return Err(run.stall(reasons::AUTHENTICATION_FAILED, m));
+            }
+        };
+        let s3 = matches!(provider, "generic" | "aws");
+        let service_account = spec
+            .service_account_name
+            .as_deref()
+            .is_some_and(|s| !s.is_empty());
+        let refusal = if spec.sts.is_some() && s3 {
+            Some(
                 "spec.sts (temporary credentials from a security token service) is not supported: \
                  give static keys in secretRef"
                     .to_string(),
-            ),
-            "generic" | "aws"
-                if spec
-                    .service_account_name
-                    .as_deref()
-                    .is_some_and(|s| !s.is_empty()) =>
-            {
-                Some(
-                    "spec.serviceAccountName needs the cloud's workload identity, which is not available: \
-                 give static keys in secretRef"
-                        .to_string(),
-                )
-            }
-            "aws" if spec.secret_ref.is_none() => Some(
+            )
+        } else if spec.sts.is_some() {
+            Some("spec.sts is only supported for the 'generic' and 'aws' providers".into())
+        } else if service_account {
+            Some(format!(
+                "spec.serviceAccountName needs {identity} workload identity, which is not available: give {instead}"
+            ))
+        } else if provider == "aws" && spec.secret_ref.is_none() {
+            Some(
                 "provider 'aws' without a secretRef needs AWS workload identity (IRSA, instance roles), \
                  which is not available: give static keys in secretRef"
                     .to_string(),
-            ),
-            "generic" | "aws" => None,
-            "gcp" if spec.sts.is_some() => {
-                Some("spec.sts is only supported for the 'generic' and 'aws' providers".into())
-            }
-            "gcp"
-                if spec
-                    .service_account_name
-                    .as_deref()
-                    .is_some_and(|s| !s.is_empty()) =>
-            {
-                Some(
-                    "spec.serviceAccountName needs GCP workload identity, which is not available: \
-                 give a service account key in secretRef ('serviceaccount')"
-                        .to_string(),
-                )
-            }
-            "gcp" if spec.secret_ref.is_none() && gcs::is_google(&gcs::endpoint(spec)) => Some(
-                "provider 'gcp' without a secretRef needs GCP workload identity, which is not available: \
-                 give a service account key in secretRef ('serviceaccount')"
-                    .to_string(),
-            ),
-            "gcp" => None,
-            "azure" if spec.sts.is_some() => {
-                Some("spec.sts is only supported for the 'generic' and 'aws' providers".into())
-            }
-            "azure"
-                if spec
-                    .service_account_name
-                    .as_deref()
-                    .is_some_and(|s| !s.is_empty()) =>
-            {
-                Some(
-                    "spec.serviceAccountName needs Azure workload identity, which is not available: \
-                 give an 'accountKey' or a 'sasKey' in secretRef"
-                        .to_string(),
-                )
-            }
-            "azure" => None,
-            other => Some(format!(
-                "provider '{other}' is not supported: use 'generic', 'aws', 'gcp' or 'azure'"
-            )),
+            )
+        } else if provider == "gcp" && spec.secret_ref.is_none() && gcs::is_google(&gcs::endpoint(spec)) {
+            Some(format!(
+                "provider 'gcp' without a secretRef needs GCP workload identity, which is not available: give {instead}"
+            ))
+        } else {
+            None
         };
         if let Some(message) = refusal {
             return Err(run.stall(reasons::AUTHENTICATION_FAILED, message));

@@ -146,16 +146,6 @@ struct Run<'a> {
     inventory: Vec<ExternalArtifactReference>,
 }
 
-impl Run<'_> {
-    fn stall(&mut self, reason: &str, message: String) -> ReconcileError {
-        ReconcileError::stalled(reason, message)
-    }
-
-    fn generation(&self) -> Option<i64> {
-        self.obj.meta().generation
-    }
-}
-
 impl ArtifactGeneratorReconciler {
     /// Step 1: a spec that can be built.
     async fn validate(&self, run: &mut Run<'_>) -> Result<(), ReconcileError> {
@@ -164,7 +154,7 @@ impl ArtifactGeneratorReconciler {
         for source in &spec.sources {
             if !aliases.insert(source.alias.as_str()) {
                 let m = format!("duplicate source alias '{}' found", source.alias);
-                return Err(run.stall(reasons::VALIDATION_FAILED, m));
+                return Err(ReconcileError::stalled(reasons::VALIDATION_FAILED, m));
             }
             let namespace = source.namespace.as_deref().unwrap_or(&run.namespace);
             if self.settings.no_cross_namespace_refs && namespace != run.namespace {
@@ -172,7 +162,7 @@ impl ArtifactGeneratorReconciler {
                     "cross-namespace reference to source {}/{namespace}/{} is not allowed",
                     source.kind, source.name
                 );
-                return Err(run.stall(reasons::ACCESS_DENIED, m));
+                return Err(ReconcileError::stalled(reasons::ACCESS_DENIED, m));
             }
         }
         let mut names = BTreeSet::new();
@@ -180,14 +170,14 @@ impl ArtifactGeneratorReconciler {
         for artifact in &spec.output_artifacts {
             if !names.insert(artifact.name.as_str()) {
                 let m = format!("duplicate artifact name '{}' found", artifact.name);
-                return Err(run.stall(reasons::VALIDATION_FAILED, m));
+                return Err(ReconcileError::stalled(reasons::VALIDATION_FAILED, m));
             }
             if !templated && !path_pattern::is_dns_subdomain(&artifact.name) {
                 let m = format!(
                     "artifact name \"{}\" is not a valid Kubernetes object name: a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character",
                     artifact.name
                 );
-                return Err(run.stall(reasons::VALIDATION_FAILED, m));
+                return Err(ReconcileError::stalled(reasons::VALIDATION_FAILED, m));
             }
             if let Some(alias) = artifact.revision.as_deref().map(|r| r.trim_start_matches('@'))
                 && !aliases.contains(alias)
@@ -196,7 +186,7 @@ impl ArtifactGeneratorReconciler {
                     "artifact {} revision source alias '{alias}' not found",
                     artifact.name
                 );
-                return Err(run.stall(reasons::VALIDATION_FAILED, m));
+                return Err(ReconcileError::stalled(reasons::VALIDATION_FAILED, m));
             }
         }
         Ok(())
@@ -262,7 +252,7 @@ impl ArtifactGeneratorReconciler {
             .as_deref()
             .is_some_and(|p| !p.is_empty());
         let drifted = ready.is_none_or(|c| c.status == "False")
-            || ready.and_then(|c| c.observed_generation) != run.generation()
+            || ready.and_then(|c| c.observed_generation) != run.obj.meta().generation
             || last.observed_sources_digest.as_deref() != Some(run.digest.as_str())
             || (!templated && inventory.len() != run.obj.spec.output_artifacts.len())
             || inventory.iter().any(|r| {
