@@ -204,10 +204,15 @@ pub async fn send(
             Ok::<Value, SendError>(serde_json::from_str(&text).unwrap_or(Value::Null))
         }
     };
-    let user = call(reqwest::Method::GET, &forge.user, None)
-        .await
-        .map_err(|e| e.context("failed to get authenticated user info".into()))?;
-    let login = user[forge.login].as_str().unwrap_or_default().to_string();
+    let login = match &target.login {
+        Some(login) => login.clone(),
+        None => {
+            let user = call(reqwest::Method::GET, &forge.user, None)
+                .await
+                .map_err(|e| e.context("failed to get authenticated user info".into()))?;
+            user[forge.login].as_str().unwrap_or_default().to_string()
+        }
+    };
     let (marker, body) = comment(target, event, forge.marker_prefix);
     let (noun, what) = if forge.marker_prefix == "flux-mr-comment-key" {
         ("merge request", "note")

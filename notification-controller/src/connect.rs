@@ -7,9 +7,16 @@ use std::collections::BTreeMap;
 
 use driftless_api::notification::Provider;
 use driftless_artifact::http::{ClientSettings, client};
+use driftless_runtime::github_app::AppCredentials;
+use driftless_runtime::secrets::Problem;
 use kube::{Client, ResourceExt};
 
 use crate::providers::Target;
+
+/// The types that authenticate as a GitHub App when their Secret has no token (Flux's).
+const GITHUB_APP_TYPES: [&str; 3] = ["github", "githubdispatch", "githubpullrequestcomment"];
+/// What a `googlepubsub` Provider's access token may do.
+const PUBSUB_SCOPE: &str = "https://www.googleapis.com/auth/pubsub";
 
 /// The data of Secret `namespace/name` as written; the error names the Secret only.
 pub async fn raw_secret_data(
@@ -66,6 +73,12 @@ pub async fn target(kube: &Client, provider: &Provider) -> Result<(Target, reqwe
         if let Some(p) = data.get("proxy").filter(|p| !p.is_empty()) {
             proxy = Some(p.clone());
         }
+        if GITHUB_APP_TYPES.contains(&target.provider_type.as_str())
+            && target.token.is_empty()
+            && target.password.is_empty()
+        {
+            target.github_app = AppCredentials::from_secret(&data)?;
+        }
         if let Some(headers) = data.get("headers") {
             // The parser's error would quote the value, which may be a credential.
             target.headers = serde_norway::from_str(headers).map_err(|_| {
@@ -113,4 +126,24 @@ pub async fn target(kube: &Client, provider: &Provider) -> Result<(Target, reqwe
         concat!("driftless-notification-controller/", env!("CARGO_PKG_VERSION")),
     )?;
     Ok((target, http))
+}
+
+/// Turns the credentials of `target` that are exchanged for a token (a GitHub App's, a Google
+/// service account key of `googlepubsub`) into the token its requests carry. An endpoint that
+/// fails or cannot be reached is worth retrying ([`Problem::Unavailable`]), a refusal is not.
+pub async fn mint(target: &mut Target, http: &reqwest::Client, pubsub_authenticated: bool) -> Result<(), Problem> {
+    if let Some(app) = target.github_app.clone() {
+        target.token = app.installation_token(http).await?;
+        if target.provider_type == "githubpullrequestcomment" {
+            target.login = Some(format!("{}[bot]", app.slug(http).await?));
+        }
+    }
+    if target.provider_type == "googlepubsub" && !target.token.is_empty() {
+        target.token = if pubsub_authenticated {
+            driftless_runtime::google::access_token(http, &target.token, PUBSUB_SCOPE, "the secret's 'token'").await?
+        } else {
+            String::new()
+        };
+    }
+    Ok(())
 }

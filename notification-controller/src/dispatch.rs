@@ -13,6 +13,7 @@ use backon::{ExponentialBuilder, Retryable};
 use driftless_api::meta::CrossNamespaceObjectReference;
 use driftless_api::notification::{Alert, Provider};
 use driftless_runtime::events::{EventType, Recorder};
+use driftless_runtime::secrets::Problem;
 use kube::runtime::reflector::Store;
 use kube::{Client, ResourceExt};
 
@@ -85,6 +86,7 @@ pub struct Dispatcher {
     /// Deliveries in flight per Provider (by uid): a dead endpoint holds at most
     /// [`DELIVERIES_PER_PROVIDER`] of them; the others wait their turn, other providers not.
     pub in_flight: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
+    pub google: crate::GoogleEndpoints,
 }
 
 /// Deliveries one Provider runs at once.
@@ -270,6 +272,23 @@ impl Dispatcher {
             if !providers::wants(&target, &event) {
                 return Ok(());
             }
+            target.alert = (
+                alert.namespace().unwrap_or_default(),
+                alert.name_any(),
+                alert.metadata.uid.clone().unwrap_or_default(),
+            );
+            target.api_endpoint = self.google.pubsub.clone();
+            let mint = || async {
+                let mut minted = target.clone();
+                crate::connect::mint(&mut minted, &http, self.google.pubsub_authenticated)
+                    .await
+                    .map(|()| minted)
+                    .map_err(|problem| Failure {
+                        retry: matches!(problem, Problem::Unavailable(_)),
+                        message: problem.message().to_string(),
+                    })
+            };
+            let mut target = mint.retry(backoff()).when(|f: &Failure| f.retry).await?;
             if let Some(expression) = provider.spec.commit_status_expr.as_deref().filter(|e| {
                 !e.is_empty() && providers::COMMIT_STATUS_TYPES.contains(&target.provider_type.as_str())
             }) {
@@ -299,15 +318,7 @@ impl Dispatcher {
                             message: e.message,
                         })
                 };
-                return send
-                    .retry(
-                        ExponentialBuilder::default()
-                            .with_min_delay(Duration::from_millis(500))
-                            .with_max_delay(Duration::from_secs(5))
-                            .with_max_times(3),
-                    )
-                    .when(|f: &Failure| f.retry)
-                    .await;
+                return send.retry(backoff()).when(|f: &Failure| f.retry).await;
             }
             for request in providers::requests(&target, &event).map_err(Failure::fatal)? {
                 let send = || async {
@@ -336,14 +347,7 @@ impl Dispatcher {
                         message,
                     })
                 };
-                send.retry(
-                    ExponentialBuilder::default()
-                        .with_min_delay(Duration::from_millis(500))
-                        .with_max_delay(Duration::from_secs(5))
-                        .with_max_times(3),
-                )
-                .when(|f: &Failure| f.retry)
-                .await?;
+                send.retry(backoff()).when(|f: &Failure| f.retry).await?;
             }
             Ok::<(), Failure>(())
         }
@@ -371,6 +375,14 @@ impl Dispatcher {
             }
         }
     }
+}
+
+/// How a delivery step that may pass later is retried.
+fn backoff() -> ExponentialBuilder {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(500))
+        .with_max_delay(Duration::from_secs(5))
+        .with_max_times(3)
 }
 
 /// Why a delivery failed, and whether trying again may help.

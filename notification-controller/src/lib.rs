@@ -17,6 +17,7 @@ pub mod comments;
 pub mod connect;
 pub mod dispatch;
 pub mod event;
+pub mod oidc;
 pub mod providers;
 pub mod receiver;
 pub mod server;
@@ -68,6 +69,31 @@ pub struct Settings {
     pub loop_settings: LoopSettings,
     pub no_cross_namespace_refs: bool,
     pub rate_limit_interval: Duration,
+    pub google: GoogleEndpoints,
+}
+
+/// Google's services that Providers and Receivers reach.
+#[derive(Clone, Debug)]
+pub struct GoogleEndpoints {
+    /// Pub/Sub's REST API.
+    pub pubsub: String,
+    /// Whether Pub/Sub requests carry credentials (not to an emulator).
+    pub pubsub_authenticated: bool,
+    /// Where Google publishes the keys that sign its ID tokens (`gcr` Receivers).
+    pub id_token_keys: String,
+}
+
+impl GoogleEndpoints {
+    /// Google's own, or the Pub/Sub emulator `PUBSUB_EMULATOR_HOST` names (plain HTTP, no
+    /// credentials), as Google's client libraries honour it.
+    pub fn from_env() -> Self {
+        let emulator = std::env::var("PUBSUB_EMULATOR_HOST").ok().filter(|h| !h.is_empty());
+        Self {
+            pubsub_authenticated: emulator.is_none(),
+            pubsub: emulator.map_or_else(|| "https://pubsub.googleapis.com".into(), |h| format!("http://{h}")),
+            id_token_keys: "https://www.googleapis.com/oauth2/v3/certs".into(),
+        }
+    }
 }
 
 /// Flux v2.9's feature gates of this controller and their defaults (`--feature-gates`).
@@ -94,6 +120,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         loop_settings: rt.loop_settings(DEFAULT_CONCURRENCY),
         no_cross_namespace_refs: rt.args.no_cross_namespace_refs,
         rate_limit_interval: args.rate_limit_interval,
+        google: GoogleEndpoints::from_env(),
     };
     let (client, metrics, shutdown) = (rt.client.clone(), rt.metrics.clone(), rt.shutdown().clone());
     let parts = parts(client, settings, events, receivers, metrics, shutdown.wait()).await;
@@ -154,6 +181,7 @@ pub async fn parts(
         recorder: Recorder::new(client.clone(), CONTROLLER_NAME),
         discovery: driftless_apply::Discovery::default(),
         in_flight: Mutex::new(Default::default()),
+        google: settings.google.clone(),
     });
     let hooks = Arc::new(receiver::Webhooks {
         client: client.clone(),
@@ -161,6 +189,12 @@ pub async fn parts(
         discovery: driftless_apply::Discovery::default(),
         no_cross_namespace_refs: settings.no_cross_namespace_refs,
         seen: Mutex::new(Default::default()),
+        http: driftless_artifact::http::client(
+            &driftless_artifact::http::ClientSettings::default(),
+            concat!("driftless-notification-controller/", env!("CARGO_PKG_VERSION")),
+        )
+        .unwrap_or_default(),
+        google_id_token_keys: settings.google.id_token_keys.clone(),
     });
     let event_durations = server::http_durations(&metrics, "event");
     let receiver_durations = server::http_durations(&metrics, "receiver");

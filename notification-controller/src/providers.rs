@@ -34,6 +34,15 @@ pub struct Target {
     pub uid: String,
     /// The commit status id `spec.commitStatusExpr` gave for the event being sent, if set.
     pub commit_status: Option<String>,
+    /// The login whose change-request comments are this Provider's, when known without asking
+    /// (a GitHub App's `<slug>[bot]`).
+    pub login: Option<String>,
+    /// The Alert the event goes out for: `namespace`, `name`, `uid` (otel spans).
+    pub alert: (String, String, String),
+    /// The API base of services whose address is not a URL (Pub/Sub's).
+    pub api_endpoint: String,
+    /// GitHub App credentials of the Secret, minted into `token` before sending.
+    pub github_app: Option<driftless_runtime::github_app::AppCredentials>,
 }
 
 /// The commit status id of `event` through `target`: its `commitStatusExpr`'s, else Flux's

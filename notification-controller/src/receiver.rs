@@ -11,7 +11,7 @@
 //! constant-time comparisons, refuses a replayed signature, then annotates every matching
 //! resource with `reconcile.fluxcd.io/requestedAt`. Other types stall with a plain message.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -28,8 +28,10 @@ use sha2::{Digest, Sha256};
 use crate::connect::raw_secret_data;
 
 /// Receiver types this controller validates.
-const SUPPORTED: [&str; 11] = [
+const SUPPORTED: [&str; 13] = [
     "generic",
+    "generic-oidc",
+    "gcr",
     "cdevents",
     "generic-hmac",
     "github",
@@ -84,18 +86,44 @@ pub fn webhook_path(token: &[u8], name: &str, namespace: &str) -> String {
     format!("/hook/{}", hex::encode(hasher.finalize()))
 }
 
-/// The token of a Receiver's `secretRef`, as written (Flux uses the Secret's bytes as they are,
-/// trailing newline included, for both the path and the signatures).
-async fn token(client: &Client, receiver: &Receiver) -> Result<Vec<u8>, String> {
+/// What is wrong with the OIDC side of a Receiver's spec: `generic-oidc` takes
+/// `oidcProviders` and no `secretRef`, the other types the other way round (Flux's rules).
+fn oidc_problem(receiver: &Receiver) -> Option<String> {
+    let spec = &receiver.spec;
+    let providers = spec.oidc_providers.as_deref().unwrap_or_default();
+    if spec.receiver_type != "generic-oidc" {
+        return (!providers.is_empty())
+            .then(|| "oidcProviders can only be set when type is generic-oidc".to_string());
+    }
+    if spec.secret_ref.is_some() {
+        return Some("secretRef cannot be set when type is generic-oidc".into());
+    }
+    crate::oidc::config_problem(providers)
+}
+
+/// The data of a Receiver's `secretRef`, as written.
+async fn secret(client: &Client, receiver: &Receiver) -> Result<BTreeMap<String, Vec<u8>>, String> {
     let namespace = receiver.namespace().unwrap_or_default();
     let Some(r) = &receiver.spec.secret_ref else {
         return Err("spec.secretRef is required for this receiver type".into());
     };
-    let data = raw_secret_data(client, &namespace, &r.name).await?;
+    raw_secret_data(client, &namespace, &r.name).await
+}
+
+/// The token of a Receiver's `secretRef`, as written (Flux uses the Secret's bytes as they are,
+/// trailing newline included, for both the path and the signatures); `generic-oidc` has none
+/// (its path is made of an empty token).
+async fn token(client: &Client, receiver: &Receiver) -> Result<Vec<u8>, String> {
+    if receiver.spec.receiver_type == "generic-oidc" {
+        return Ok(Vec::new());
+    }
+    let namespace = receiver.namespace().unwrap_or_default();
+    let r = receiver.spec.secret_ref.as_ref().map(|r| r.name.clone()).unwrap_or_default();
+    let data = secret(client, receiver).await?;
     data.get("token")
         .filter(|t| !t.is_empty())
         .cloned()
-        .ok_or_else(|| format!("secret '{namespace}/{}' has no 'token' key", r.name))
+        .ok_or_else(|| format!("secret '{namespace}/{r}' has no 'token' key"))
 }
 
 /// Gives Receivers their webhook path.
@@ -116,19 +144,16 @@ impl Reconciler for ReceiverReconciler {
     ) -> Result<Success, ReconcileError> {
         let kind = obj.spec.receiver_type.as_str();
         if !SUPPORTED.contains(&kind) {
-            let why = match kind {
-                "gcr" => "it verifies Google-signed Pub/Sub push tokens, which needs Google's OIDC keys"
-                    .to_string(),
-                "generic-oidc" => "OIDC token verification is not implemented yet".to_string(),
-                _ => "it is unknown".to_string(),
-            };
             return Err(ReconcileError::stalled(
                 "ValidationFailed",
                 format!(
-                    "receiver type '{kind}' is not supported: {why} (supported: {})",
+                    "receiver type '{kind}' is not supported: it is unknown (supported: {})",
                     SUPPORTED.join(", ")
                 ),
             ));
+        }
+        if let Some(problem) = oidc_problem(obj) {
+            return Err(ReconcileError::stalled("ValidationFailed", problem));
         }
         let token = token(&ctx.client, obj)
             .await
@@ -163,6 +188,10 @@ pub struct Webhooks {
     pub discovery: driftless_apply::Discovery,
     pub no_cross_namespace_refs: bool,
     pub seen: Mutex<HashMap<String, Instant>>,
+    /// The client that fetches OIDC discovery documents and signing keys.
+    pub http: reqwest::Client,
+    /// Where Google publishes the keys of its ID tokens (`gcr`).
+    pub google_id_token_keys: String,
 }
 
 /// A refused request: its status and a message safe to return.
@@ -218,8 +247,55 @@ pub async fn handle(
     let unauthorized = |m: &str| (StatusCode::UNAUTHORIZED, m.to_string());
     let events = receiver.spec.events.clone().unwrap_or_default();
     let mut signature = String::new();
+    let mut request: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let mut claims = serde_json::Value::Null;
+    // Flux answers a request it cannot authenticate with a bare 400 and logs why.
+    let unauthenticated = |why: String| {
+        tracing::warn!(receiver = %receiver.name_any(), namespace = %receiver.namespace().unwrap_or_default(), error = %why, "request refused");
+        (StatusCode::BAD_REQUEST, "cannot authenticate the request".to_string())
+    };
     match receiver.spec.receiver_type.as_str() {
         "generic" => {}
+        "generic-oidc" => {
+            let bearer = crate::oidc::bearer(headers).map_err(&unauthenticated)?;
+            let providers = receiver.spec.oidc_providers.as_deref().unwrap_or_default();
+            claims = crate::oidc::check_generic(&hooks.http, bearer, providers)
+                .await
+                .map_err(&unauthenticated)?;
+        }
+        "gcr" => {
+            let data = secret(&hooks.client, &receiver).await.map_err(&unauthenticated)?;
+            let field = |key: &str| {
+                data.get(key)
+                    .map(|v| String::from_utf8_lossy(v).trim().to_string())
+                    .filter(|v| !v.is_empty())
+                    .ok_or_else(|| format!("invalid secret data: required field '{key}' for GCR receiver"))
+            };
+            let (email, audience) = (field("email").map_err(&unauthenticated)?, field("audience").map_err(&unauthenticated)?);
+            let why = |e: String| unauthenticated(format!("cannot authenticate GCR request: {e}"));
+            let bearer = crate::oidc::bearer(headers).map_err(why)?;
+            let keys = crate::oidc::keys(&hooks.http, &hooks.google_id_token_keys)
+                .await
+                .map_err(why)?;
+            crate::oidc::check_google(bearer, &keys, &audience, &email).map_err(why)?;
+            // A Pub/Sub push: the registry's notification is the message's base64 data.
+            let push: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
+                (StatusCode::BAD_REQUEST, format!("cannot decode GCR webhook payload: {e}"))
+            })?;
+            use base64::Engine;
+            let data = base64::engine::general_purpose::STANDARD
+                .decode(push.pointer("/message/data").and_then(|d| d.as_str()).unwrap_or_default())
+                .unwrap_or_default();
+            let notification: serde_json::Value = if data.is_empty() {
+                serde_json::json!({})
+            } else {
+                serde_json::from_slice(&data).map_err(|e| {
+                    (StatusCode::BAD_REQUEST, format!("cannot decode GCR webhook body: {e}"))
+                })?
+            };
+            tracing::info!(receiver = %receiver.name_any(), digest = %notification["digest"].as_str().unwrap_or_default(), tag = %notification["tag"].as_str().unwrap_or_default(), "handling GCR event");
+            request = serde_json::json!({"action": notification["action"], "digest": notification["digest"], "tag": notification["tag"]});
+        }
         "generic-hmac" => {
             signature = header("X-Signature");
             if !hmac_matches(&signature, &token, body) {
@@ -322,8 +398,7 @@ pub async fn handle(
     if replay_key.as_deref().is_some_and(|k| hooks.seen_lately(k)) {
         return Err((StatusCode::CONFLICT, "replayed request".into()));
     }
-    let request: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
-    let annotated = annotate(&hooks, &receiver, &request).await.map_err(|m| {
+    let annotated = annotate(&hooks, &receiver, &[("req", &request), ("claims", &claims)]).await.map_err(|m| {
         tracing::error!(receiver = %receiver.name_any(), error = %m, "receiver failed to request reconciles");
         (
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -418,7 +493,7 @@ fn api_version_of(resource: &CrossNamespaceObjectReference) -> Option<String> {
 async fn annotate(
     hooks: &Webhooks,
     receiver: &Receiver,
-    request: &serde_json::Value,
+    variables: &[(&str, &serde_json::Value)],
 ) -> Result<usize, String> {
     let own_namespace = receiver.namespace().unwrap_or_default();
     let filter = receiver
@@ -434,7 +509,7 @@ async fn annotate(
     let mut count = 0;
     let mut errors = Vec::new();
     for resource in &receiver.spec.resources {
-        match annotate_one(hooks, resource, &own_namespace, filter.as_ref(), request, &patch).await {
+        match annotate_one(hooks, resource, &own_namespace, filter.as_ref(), variables, &patch).await {
             Ok(n) => count += n,
             Err(e) => errors.push(e),
         }
@@ -452,7 +527,7 @@ async fn annotate_one(
     resource: &CrossNamespaceObjectReference,
     own_namespace: &str,
     filter: Option<&cel::Program>,
-    request: &serde_json::Value,
+    variables: &[(&str, &serde_json::Value)],
     patch: &serde_json::Value,
 ) -> Result<usize, String> {
     let namespace = resource
@@ -504,7 +579,7 @@ async fn annotate_one(
             let mut context = cel::Context::default();
             let res =
                 serde_json::json!({"apiVersion": api_version, "kind": resource.kind, "metadata": metadata});
-            for (var, value) in [("res", &res), ("req", request)] {
+            for (var, value) in std::iter::once(("res", &res)).chain(variables.iter().copied()) {
                 if let Ok(value) = cel::to_value(value) {
                     context.add_variable_from_value(var, value);
                 }

@@ -880,8 +880,195 @@ pub fn requests(target: &Target, event: &Event) -> Result<Vec<Request>, String> 
             let dsn = required(&target.address, "address").map_err(|_| "DSN cannot be empty".to_string())?;
             sentry_envelope(dsn, &target.channel, event).map(|r| vec![r])
         }
+        "googlepubsub" => {
+            let project = required(&target.address, "address")
+                .map_err(|_| "GCP project ID cannot be empty".to_string())?;
+            let topic = required(&target.channel, "channel")
+                .map_err(|_| "GCP Pub/Sub topic ID cannot be empty".to_string())?;
+            // A full `projects/P/topics/T` name is taken as it is (as Pub/Sub's client does).
+            let name = if topic.split('/').count() == 4 {
+                topic.to_string()
+            } else {
+                format!("projects/{project}/topics/{topic}")
+            };
+            let mut headers = json_headers();
+            if !target.token.is_empty() {
+                headers.push(bearer(&target.token));
+            }
+            let data = serde_json::to_vec(event).map_err(|e| format!("error json-marshaling event: {e}"))?;
+            let mut message = json!({"data": base64::engine::general_purpose::STANDARD.encode(data)});
+            if !target.headers.is_empty() {
+                message["attributes"] = json!(target.headers);
+            }
+            post(
+                format!("{}/v1/{name}:publish", target.api_endpoint.trim_end_matches('/')),
+                headers,
+                json!({"messages": [message]}),
+            )
+        }
+        "azureeventhub" => event_hub(target, event).map(|r| vec![r]),
+        "otel" => {
+            if kind(event) == "HelmRepository" {
+                return Ok(Vec::new());
+            }
+            otel_span(target, event).map(|r| vec![r])
+        }
         other => Err(format!("provider type '{other}' is not supported yet")),
     }
+}
+
+/// An Event Hubs message over the REST API: `address` is a connection string with a shared
+/// access key (`Endpoint=sb://<namespace>/;SharedAccessKeyName=…;SharedAccessKey=…;EntityPath=<hub>`,
+/// signed here), or the hub's name with `channel` its namespace and `token` an Azure AD token.
+/// The body is the event JSON, as Flux sends it over AMQP.
+fn event_hub(target: &Target, event: &Event) -> Result<Request, String> {
+    let address = required(&target.address, "address")
+        .map_err(|_| "invalid authentication options: endpoint URL cannot be empty".to_string())?;
+    let (url, authorization) = if address.contains("SharedAccessKey") {
+        let mut fields = std::collections::BTreeMap::new();
+        for part in address.split(';').filter(|p| !p.trim().is_empty()) {
+            let (key, value) = part.split_once('=').ok_or(
+                "failed to create a eventhub using SAS: failed parsing connection string due to unmatched key value separated by '='",
+            )?;
+            fields.insert(key.trim().to_ascii_lowercase(), value.trim().to_string());
+        }
+        let field = |key: &str| fields.get(key).filter(|v| !v.is_empty()).cloned();
+        let sas = |why: &str| format!("failed to create a eventhub using SAS: {why}");
+        let endpoint = field("endpoint").ok_or_else(|| sas("key \"Endpoint\" must not be empty"))?;
+        let host = endpoint
+            .strip_prefix("sb://")
+            .map(|h| h.trim_end_matches('/').to_string())
+            .filter(|h| !h.is_empty() && !h.contains('/'))
+            .ok_or_else(|| sas("failed parsing connection string due to an incorrectly formatted Endpoint value"))?;
+        let hub = field("entitypath").ok_or_else(|| {
+            sas("connection string does not contain an EntityPath. eventHub cannot be an empty string")
+        })?;
+        // The development emulator listens on plain HTTP on localhost.
+        let scheme = if field("usedevelopmentemulator").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+            if !(host == "localhost" || host.starts_with("localhost:")) {
+                return Err(sas(&format!(
+                    "UseDevelopmentEmulator=true can only be used with sb://localhost or sb://localhost:<port number>, not {endpoint}"
+                )));
+            }
+            "http"
+        } else {
+            "https"
+        };
+        let resource = format!("{scheme}://{host}/{hub}");
+        let authorization = match field("sharedaccesssignature") {
+            Some(signature) => signature,
+            None => {
+                let name = field("sharedaccesskeyname").ok_or_else(|| sas("key \"SharedAccessKeyName\" must not be empty"))?;
+                let key = field("sharedaccesskey")
+                    .ok_or_else(|| sas("key \"SharedAccessKey\" or \"SharedAccessSignature\" cannot both be empty"))?;
+                let expiry = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or_default()
+                    + 2 * 3600;
+                driftless_runtime::azure::service_bus_sas(&resource, &name, &key, expiry)
+            }
+        };
+        (format!("{resource}/messages?timeout=60&api-version=2014-01"), authorization)
+    } else {
+        if target.token.is_empty() {
+            return Err("failed to create a eventhub using managed identity: workload identity is not supported; give a SAS connection string as address, or a token".into());
+        }
+        let namespace = if target.channel.contains(".servicebus.") {
+            target.channel.clone()
+        } else {
+            format!("{}.servicebus.windows.net", target.channel)
+        };
+        (
+            format!("https://{namespace}/{address}/messages?timeout=60&api-version=2014-01"),
+            format!("Bearer {}", target.token),
+        )
+    };
+    Ok(Request {
+        method: "POST",
+        url,
+        headers: vec![
+            ("Authorization".into(), authorization),
+            ("Content-Type".into(), "application/atom+xml;type=entry;charset=utf-8".into()),
+        ],
+        body: serde_json::to_vec(event).map_err(|e| format!("unable to marshall event: {e}"))?,
+    })
+}
+
+/// One span per event in OTLP/JSON (`POST <address>`, `/v1/traces` when it has no path), as
+/// Flux's otel notifier builds it: the trace id from the Alert and the revision, so that every
+/// event of one revision through one Alert is one trace; `<Kind>: <namespace>/<name>`; the
+/// object and the metadata as attributes; an error's message as the status.
+fn otel_span(target: &Target, event: &Event) -> Result<Request, String> {
+    let address = required(&target.address, "address")?;
+    let after_scheme = address.split_once("://").map(|(_, rest)| rest).unwrap_or(address);
+    let url = if after_scheme.contains('/') {
+        address.to_string()
+    } else {
+        format!("{address}/v1/traces")
+    };
+    let metadata = &event.metadata;
+    let revision = match (metadata.get("app-version"), metadata.get("oci-digest")) {
+        (Some(app), Some(digest)) => format!("{app}@{digest}"),
+        _ => metadata.get("revision").cloned().unwrap_or_else(|| "unknown".into()),
+    };
+    let (alert_namespace, alert_name, alert_uid) = &target.alert;
+    let trace = sha2::Sha256::digest(format!("{alert_uid}:{revision}").as_bytes());
+    let mut span_id = [0u8; 8];
+    rand::fill(&mut span_id);
+    let text = |key: &str, value: &str| json!({"key": key, "value": {"stringValue": value}});
+    let object = &event.involved_object;
+    let mut attributes = vec![
+        text("object.uid", object.uid.as_deref().unwrap_or_default()),
+        text("object.kind", kind(event)),
+        text("object.name", name(event)),
+        text("object.namespace", namespace(event)),
+    ];
+    attributes.extend(metadata.iter().map(|(k, v)| text(k, v)));
+    let nanos = |seconds: i64| (i128::from(seconds) * 1_000_000_000).to_string();
+    let start = event
+        .timestamp
+        .parse::<k8s_openapi::jiff::Timestamp>()
+        .map(|t| t.as_nanosecond().to_string())
+        .unwrap_or_else(|_| nanos(unix_seconds(&event.timestamp)));
+    let end = k8s_openapi::jiff::Timestamp::now().as_nanosecond().to_string();
+    let status = if is_error(event) {
+        json!({"code": 2, "message": event.message})
+    } else {
+        json!({"code": 1})
+    };
+    let body = json!({"resourceSpans": [{
+        "resource": {"attributes": [
+            text("service.name", &format!("{alert_namespace}/{alert_name}")),
+            text("service.namespace", alert_namespace),
+            text("service.instance.id", alert_uid),
+        ]},
+        "schemaUrl": "https://opentelemetry.io/schemas/1.34.0",
+        "scopeSpans": [{
+            "scope": {"name": "flux:notification-controller"},
+            "spans": [{
+                "traceId": hex::encode(&trace[..16]),
+                "spanId": hex::encode(span_id),
+                "name": format!("{}: {}/{}", kind(event), namespace(event), name(event)),
+                "kind": 1,
+                "startTimeUnixNano": start,
+                "endTimeUnixNano": end,
+                "attributes": attributes,
+                "status": status,
+            }],
+        }],
+    }]});
+    let mut headers = json_headers();
+    let has_authorization = target.headers.keys().any(|k| k.eq_ignore_ascii_case("authorization"));
+    if !has_authorization {
+        if !target.username.is_empty() && !target.password.is_empty() {
+            headers.push(basic(&target.username, &target.password));
+        } else if !target.token.is_empty() {
+            headers.push(bearer(&target.token));
+        }
+    }
+    headers.extend(target.headers.iter().map(|(k, v)| (k.clone(), v.clone())));
+    Request::post(url, headers, &body)
 }
 
 /// Flux's markdown post (Zulip, PR comments): severity emoji, `Kind/namespace/name`, the
@@ -1020,6 +1207,66 @@ mod tests {
 
     fn body(r: &Request) -> Value {
         serde_json::from_slice(&r.body).unwrap()
+    }
+
+    /// Pub/Sub's publish call, an Event Hubs message signed from a connection string, and an
+    /// OTLP span whose trace id is the Alert's and the revision's.
+    #[test]
+    fn cloud_and_tracing_services_get_their_shapes() {
+        let mut pubsub = target("googlepubsub");
+        pubsub.address = "proj".into();
+        pubsub.channel = "flux".into();
+        pubsub.api_endpoint = "https://pubsub.googleapis.com".into();
+        pubsub.headers = [("team".to_string(), "web".to_string())].into();
+        let r = &requests(&pubsub, &event("info", "ReconciliationSucceeded")).unwrap()[0];
+        assert_eq!(r.url, "https://pubsub.googleapis.com/v1/projects/proj/topics/flux:publish");
+        assert!(r.headers.contains(&("Authorization".into(), "Bearer tok".into())));
+        let message = &body(r)["messages"][0];
+        assert_eq!(message["attributes"]["team"], "web");
+        let data = base64::engine::general_purpose::STANDARD
+            .decode(message["data"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(serde_json::from_slice::<Value>(&data).unwrap()["reason"], "ReconciliationSucceeded");
+        pubsub.channel = String::new();
+        assert_eq!(
+            requests(&pubsub, &event("info", "R")).unwrap_err(),
+            "GCP Pub/Sub topic ID cannot be empty"
+        );
+
+        let mut hub = target("azureeventhub");
+        hub.address = "Endpoint=sb://flux.servicebus.windows.net/;SharedAccessKeyName=send;SharedAccessKey=c2VjcmV0;EntityPath=events".into();
+        let r = &requests(&hub, &event("error", "HealthCheckFailed")).unwrap()[0];
+        assert_eq!(
+            r.url,
+            "https://flux.servicebus.windows.net/events/messages?timeout=60&api-version=2014-01"
+        );
+        let authorization = &r.headers[0].1;
+        assert!(
+            authorization.starts_with(
+                "SharedAccessSignature sr=https%3a%2f%2fflux.servicebus.windows.net%2fevents&sig="
+            ) && authorization.ends_with("&skn=send"),
+            "{authorization}"
+        );
+        assert_eq!(body(r)["reason"], "HealthCheckFailed");
+        hub.address = "Endpoint=sb://flux.servicebus.windows.net/;SharedAccessKeyName=send;SharedAccessKey=k".into();
+        assert!(requests(&hub, &event("info", "R")).unwrap_err().contains("does not contain an EntityPath"));
+
+        let mut otel = target("otel");
+        otel.address = "http://collector:4318".into();
+        otel.alert = ("apps".into(), "on-call".into(), "alert-uid".into());
+        let r = &requests(&otel, &event("error", "HealthCheckFailed")).unwrap()[0];
+        assert_eq!(r.url, "http://collector:4318/v1/traces");
+        let span = &body(r)["resourceSpans"][0]["scopeSpans"][0]["spans"][0];
+        let revision = format!("main@sha1:{}", "a".repeat(40));
+        let trace = sha2::Sha256::digest(format!("alert-uid:{revision}").as_bytes());
+        assert_eq!(span["traceId"], hex::encode(&trace[..16]));
+        assert_eq!(span["name"], "Kustomization: apps/web");
+        assert_eq!(span["status"], json!({"code": 2, "message": "Health check failed"}));
+        assert_eq!(span["startTimeUnixNano"], "1796205600000000000");
+        assert_eq!(
+            body(r)["resourceSpans"][0]["resource"]["attributes"][0]["value"]["stringValue"],
+            "apps/on-call"
+        );
     }
 
     /// Lark, Zulip, Zoom and incident.io as Flux's notifiers send them.

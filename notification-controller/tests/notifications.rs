@@ -126,6 +126,11 @@ struct World {
 }
 
 async fn world(prefix: &str) -> World {
+    world_with(prefix, notification_controller::GoogleEndpoints::from_env()).await
+}
+
+/// A world whose controller reaches Google's services at `google`.
+async fn world_with(prefix: &str, google: notification_controller::GoogleEndpoints) -> World {
     driftless_artifact::install_crypto_provider();
     let client = testing::client().await;
     testing::install_toolkit_crds(&client).await;
@@ -148,6 +153,7 @@ async fn world(prefix: &str) -> World {
         },
         no_cross_namespace_refs: false,
         rate_limit_interval: Duration::from_secs(300),
+        google,
     };
     let serving_client = client.clone();
     let metrics = Metrics::new();

@@ -14,6 +14,8 @@ pub mod conditions;
 pub mod duration;
 pub mod events;
 pub mod features;
+pub mod github_app;
+pub mod google;
 pub mod kubeconfig;
 pub mod leader;
 pub mod metrics;
