@@ -122,6 +122,7 @@ build_sops() { go_tool sops "$SOPS_VERSION" github.com/getsops/sops/v3/cmd/sops;
 build_cosign() { go_tool cosign "$COSIGN_VERSION" github.com/sigstore/cosign/v2/cmd/cosign; }
 build_versitygw() { go_tool versitygw "$VERSITYGW_VERSION" github.com/versity/versitygw/cmd/versitygw; }
 build_fake_gcs() { go_tool fake-gcs-server "$FAKE_GCS_VERSION" github.com/fsouza/fake-gcs-server; }
+build_nats() { go_tool nats-server "$NATS_SERVER_VERSION" github.com/nats-io/nats-server/v2; }
 
 # Azurite is a Node.js package: installed from the npm registry, cached by version.
 build_azurite() {
@@ -171,7 +172,7 @@ build_flux_controller() {
 
 what=${1:-all}
 case "$what" in
-  all) build_etcd; build_kwok; build_k8s; build_sops; build_cosign; build_helm; build_versitygw; build_fake_gcs; build_azurite ;;
+  all) build_etcd; build_kwok; build_k8s; build_sops; build_cosign; build_helm; build_versitygw; build_fake_gcs; build_azurite; build_nats ;;
   k8s) build_k8s ;;
   etcd) build_etcd ;;
   kwok) build_kwok ;;
@@ -181,6 +182,7 @@ case "$what" in
   versitygw) build_versitygw ;;
   fake-gcs-server) build_fake_gcs ;;
   azurite) build_azurite ;;
+  nats-server) build_nats ;;
   flux) build_flux ;;
   flux-controllers)
     build_flux_controller kustomize-controller "$FLUX_KUSTOMIZE_CONTROLLER_VERSION"

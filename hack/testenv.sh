@@ -36,6 +36,7 @@ S3_PORT=${TESTENV_S3_PORT:-17070}
 S3_TLS_PORT=${TESTENV_S3_TLS_PORT:-17443}
 GCS_PORT=${TESTENV_GCS_PORT:-17080}
 AZURE_PORT=${TESTENV_AZURE_PORT:-17100}
+NATS_PORT=${TESTENV_NATS_PORT:-17200}
 # Azurite's well-known development account (public, documented by Microsoft).
 AZURE_ACCOUNT=devstoreaccount1
 AZURE_ACCOUNT_KEY="Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
@@ -45,7 +46,7 @@ TOKEN=driftless-admin-token
 K8S_BIN=$TESTBINS_CACHE/k8s-v$K8S_VERSION
 ETCD_BIN=$TESTBINS_CACHE/etcd-v$ETCD_VERSION/etcd
 KWOK_DIR=$TESTBINS_CACHE/kwok-v$KWOK_VERSION
-COMPONENTS="etcd kube-apiserver kube-controller-manager kube-scheduler kwok git-http git-ssh registry registry-tls registry-mtls registry-token helm-http proxy s3 s3-tls gcs azure"
+COMPONENTS="etcd kube-apiserver kube-controller-manager kube-scheduler kwok git-http git-ssh registry registry-tls registry-mtls registry-token helm-http proxy s3 s3-tls gcs azure nats"
 
 log() { printf '[testenv] %s\n' "$*" >&2; }
 die() { printf '[testenv] error: %s\n' "$*" >&2; exit 1; }
@@ -119,7 +120,8 @@ ensure_binaries() {
     || [ ! -x "$TESTBINS_CACHE/helm-v$HELM_VERSION/helm" ] \
     || [ ! -x "$TESTBINS_CACHE/versitygw-v$VERSITYGW_VERSION/versitygw" ] \
     || [ ! -x "$TESTBINS_CACHE/fake-gcs-server-v$FAKE_GCS_VERSION/fake-gcs-server" ] \
-    || [ ! -x "$TESTBINS_CACHE/azurite-v$AZURITE_VERSION/node_modules/.bin/azurite-blob" ]; then
+    || [ ! -x "$TESTBINS_CACHE/azurite-v$AZURITE_VERSION/node_modules/.bin/azurite-blob" ] \
+    || [ ! -x "$TESTBINS_CACHE/nats-server-v$NATS_SERVER_VERSION/nats-server" ]; then
     log "building control-plane binaries from Go modules into $TESTBINS_CACHE (cold: ~15-25 min)"
     "$here/build-testbins.sh" all
   fi
@@ -481,6 +483,18 @@ up_azure() {
   wait_for azure 30 bash -c "curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$AZURE_PORT/$AZURE_ACCOUNT?comp=list | grep -q 403"
 }
 
+# A NATS server for the nats provider, with one user (`flux`, a generated password).
+up_nats() {
+  local bin="$TESTBINS_CACHE/nats-server-v$NATS_SERVER_VERSION/nats-server"
+  mkdir -p "$T/nats"
+  [ -f "$T/nats/password" ] || head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$T/nats/password"
+  printf 'authorization {\n  user: flux\n  password: "%s"\n}\n' "$(cat "$T/nats/password")" >"$T/nats/server.conf"
+  if ! running nats; then
+    start nats "$bin" -a 127.0.0.1 -p "$NATS_PORT" -c "$T/nats/server.conf"
+  fi
+  wait_for nats 20 bash -c "exec 3<>/dev/tcp/127.0.0.1/$NATS_PORT"
+}
+
 write_env() {
   cat >"$T/env.sh" <<EOF
 # Written by hack/testenv.sh up. Source it: . target/testenv/env.sh
@@ -523,6 +537,9 @@ export S3_TLS_ENDPOINT="127.0.0.1:$S3_TLS_PORT"
 export GCS_ENDPOINT="127.0.0.1:$GCS_PORT"
 export AZURE_BLOB_ENDPOINT="http://127.0.0.1:$AZURE_PORT/$AZURE_ACCOUNT"
 export AZURE_ACCOUNT_KEY="$AZURE_ACCOUNT_KEY"
+export NATS_URL="nats://127.0.0.1:$NATS_PORT"
+export NATS_USER="flux"
+export NATS_PASSWORD="$(cat "$T/nats/password")"
 export S3_ACCESS_KEY="driftless"
 export S3_SECRET_KEY="$(cat "$T/s3/secret")"
 export S3_ACCESS_LOG="$T/logs/s3-access.log"
@@ -548,6 +565,7 @@ cmd_up() {
   up_s3
   up_gcs
   up_azure
+  up_nats
   write_env
   log "up in $((SECONDS - started))s; environment: . $T/env.sh"
 }

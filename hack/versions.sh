@@ -18,6 +18,8 @@ VERSITYGW_VERSION=${VERSITYGW_VERSION:-1.8.0}
 FAKE_GCS_VERSION=${FAKE_GCS_VERSION:-1.56.1}
 # Azure Blob Storage emulator (npm) for Bucket sources with provider azure.
 AZURITE_VERSION=${AZURITE_VERSION:-3.37.0}
+# The nats provider's server (notification-controller tests).
+NATS_SERVER_VERSION=${NATS_SERVER_VERSION:-2.15.3}
 # Go-built binaries live outside the repository, one directory per version.
 TESTBINS_CACHE=${TESTBINS_CACHE:-$HOME/.cache/driftless-testbins}
 TESTBINS_WORK=${TESTBINS_WORK:-$HOME/.cache/driftless-testbins-src}

@@ -73,6 +73,10 @@ pub async fn target(kube: &Client, provider: &Provider) -> Result<(Target, reqwe
         if let Some(p) = data.get("proxy").filter(|p| !p.is_empty()) {
             proxy = Some(p.clone());
         }
+        if target.provider_type == "nats" {
+            target.nats_creds = data.get("creds").cloned().unwrap_or_default();
+            target.nats_nkey = data.get("nkey").cloned().unwrap_or_default();
+        }
         if GITHUB_APP_TYPES.contains(&target.provider_type.as_str())
             && target.token.is_empty()
             && target.password.is_empty()

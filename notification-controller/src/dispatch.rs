@@ -309,6 +309,14 @@ impl Dispatcher {
                 .as_deref()
                 .and_then(|t| driftless_runtime::duration::parse(t).ok())
                 .unwrap_or(DEFAULT_TIMEOUT);
+            if target.provider_type == "nats" {
+                let send = || async {
+                    crate::nats::send(&target, &event, timeout)
+                        .await
+                        .map_err(|(retry, message)| Failure { retry, message })
+                };
+                return send.retry(backoff()).when(|f: &Failure| f.retry).await;
+            }
             if crate::comments::TYPES.contains(&target.provider_type.as_str()) {
                 let send = || async {
                     crate::comments::send(&http, &target, &event, timeout)

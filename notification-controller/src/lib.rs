@@ -17,6 +17,7 @@ pub mod comments;
 pub mod connect;
 pub mod dispatch;
 pub mod event;
+pub mod nats;
 pub mod oidc;
 pub mod providers;
 pub mod receiver;

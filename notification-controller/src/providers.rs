@@ -39,6 +39,9 @@ pub struct Target {
     pub login: Option<String>,
     /// The Alert the event goes out for: `namespace`, `name`, `uid` (otel spans).
     pub alert: (String, String, String),
+    /// A NATS credentials file (`creds`) and nkey seed (`nkey`) of the Secret.
+    pub nats_creds: String,
+    pub nats_nkey: String,
     /// The API base of services whose address is not a URL (Pub/Sub's).
     pub api_endpoint: String,
     /// GitHub App credentials of the Secret, minted into `token` before sending.
@@ -331,7 +334,7 @@ mod tests {
         );
         assert!(accepted(&t, 200, br#"{"ok": false, "error": "channel_not_found"}"#).is_err());
         assert!(accepted(&t, 200, br#"{"ok": true}"#).is_ok());
-        assert!(requests(&target("nats"), &event("info")).is_err_and(|e| e.contains("not supported yet")));
+        assert!(requests(&target("pigeon"), &event("info")).is_err_and(|e| e.contains("not supported yet")));
     }
 
     /// `spec.commitStatusExpr`: CEL over the event, the Alert and the Provider names the

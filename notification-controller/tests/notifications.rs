@@ -58,6 +58,16 @@ async fn record(State(sink): State<Sink>, uri: Uri, headers: HeaderMap, body: By
         body: serde_json::from_slice(&body).unwrap_or_default(),
         raw: body.to_vec(),
     });
+    // Token endpoints answer as Google's and GitHub's do.
+    if uri.path() == "/token" {
+        return (StatusCode::OK, r#"{"access_token": "ya29.test", "expires_in": 3600}"#.into());
+    }
+    if uri.path().ends_with("/access_tokens") {
+        return (
+            StatusCode::CREATED,
+            r#"{"token": "ghs_test", "expires_at": "2099-01-01T00:00:00Z"}"#.into(),
+        );
+    }
     if uri.path() == "/slack-api" {
         return (StatusCode::OK, r#"{"ok": true}"#.into());
     }
@@ -626,5 +636,309 @@ async fn a_github_receiver_checks_signatures_and_reconciles_its_resources() {
         .await,
         200
     );
+    testing::delete_namespace(&w.client, &w.ns).await;
+}
+
+/// The test key pair of `shared/runtime/testdata` (a Google service account's, a GitHub App's,
+/// an OIDC issuer's).
+const TEST_KEY: &str = include_str!("../../shared/runtime/testdata/rsa-test-key.pem");
+const TEST_PUBLIC_KEY: &str = include_str!("../../shared/runtime/testdata/rsa-test-key.pub.pem");
+const TEST_JWK: &str = include_str!("../../shared/runtime/testdata/rsa-test-key.jwk.json");
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// An RS256 JWT of `claims` signed with the test key (kid `test`).
+fn signed(claims: Value) -> String {
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    header.kid = Some("test".into());
+    jsonwebtoken::encode(
+        &header,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_rsa_pem(TEST_KEY.as_bytes()).unwrap(),
+    )
+    .unwrap()
+}
+
+/// Google Pub/Sub (a service account key exchanged at its token URI), Azure Event Hubs (a
+/// connection string's shared access signature), OpenTelemetry (an OTLP span) and a GitHub
+/// commit status through a GitHub App (an installation token minted once and reused), each
+/// reaching the sink as its service expects.
+#[tokio::test]
+#[ignore = "needs the testenv (hack/test.sh)"]
+async fn cloud_providers_and_a_github_app_deliver_as_their_services_expect() {
+    let (sink, sink_url) = Sink::start().await;
+    let w = world_with(
+        "notify-cloud",
+        notification_controller::GoogleEndpoints {
+            pubsub: sink_url.clone(),
+            pubsub_authenticated: true,
+            id_token_keys: String::new(),
+        },
+    )
+    .await;
+    let port = sink_url.rsplit(':').next().unwrap();
+    let service_account = json!({"type": "service_account", "client_email": "flux@proj.iam.gserviceaccount.com",
+        "private_key": TEST_KEY, "private_key_id": "k1", "token_uri": format!("{sink_url}/token")});
+    w.secret("pubsub", json!({"token": service_account.to_string(), "headers": "team: web"})).await;
+    w.secret("eventhub", json!({"address": format!(
+        "Endpoint=sb://localhost:{port}/;SharedAccessKeyName=send;SharedAccessKey=s3cr3t;EntityPath=events;UseDevelopmentEmulator=true")}))
+        .await;
+    w.secret("github-app", json!({"githubAppID": "42", "githubAppInstallationID": "7",
+        "githubAppPrivateKey": TEST_KEY, "githubAppBaseURL": sink_url})).await;
+    w.provider("pubsub", json!({"type": "googlepubsub", "address": "proj", "channel": "flux", "secretRef": {"name": "pubsub"}})).await;
+    w.provider("eventhub", json!({"type": "azureeventhub", "secretRef": {"name": "eventhub"}})).await;
+    w.provider("otel", json!({"type": "otel", "address": sink_url})).await;
+    w.provider("github", json!({"type": "github", "address": format!("{sink_url}/acme/app"), "secretRef": {"name": "github-app"}})).await;
+    for provider in ["pubsub", "eventhub", "otel", "github"] {
+        w.alert(provider, json!({"providerRef": {"name": provider},
+            "eventSources": [{"kind": "GitRepository", "name": "*"}]})).await;
+    }
+    let sha = "0123456789abcdef0123456789abcdef01234567";
+    let event = |message: &str| {
+        json!({
+            "involvedObject": {"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository", "name": "repo", "namespace": w.ns},
+            "severity": "error", "timestamp": "2026-12-02T10:00:00Z", "message": message, "reason": "GitOperationFailed",
+            "metadata": {"source.toolkit.fluxcd.io/revision": format!("main@sha1:{sha}")},
+            "reportingController": "source-controller"
+        })
+        .to_string()
+    };
+    // Alerts and Providers reach the controller's caches in a moment; post until delivered.
+    let statuses = format!("/api/v3/repos/acme/app/statuses/{sha}");
+    let deadline = Instant::now() + T;
+    while sink.count(&statuses, |_| true) == 0 {
+        assert!(Instant::now() < deadline, "no commit status set");
+        assert_eq!(w.post_event(&event(&format!("clone failed {:?}", Instant::now()))).await, 202);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    let token = sink.wait("/token", |_| true).await;
+    assert!(String::from_utf8_lossy(&token.raw).contains("grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer"));
+    let published = sink.wait("/v1/projects/proj/topics/flux:publish", |_| true).await;
+    assert_eq!(published.headers["authorization"], "Bearer ya29.test");
+    let message = &published.body["messages"][0];
+    assert_eq!(message["attributes"]["team"], "web");
+    use base64::Engine;
+    let data: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::STANDARD
+            .decode(message["data"].as_str().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(data["reason"], "GitOperationFailed");
+
+    let hub = sink.wait("/events/messages", |_| true).await;
+    assert!(
+        hub.headers["authorization"].starts_with("SharedAccessSignature sr=http%3a%2f%2flocalhost%3a"),
+        "{:?}",
+        hub.headers
+    );
+    assert_eq!(hub.body["involvedObject"]["name"], "repo");
+
+    let span = sink.wait("/v1/traces", |_| true).await;
+    let span = &span.body["resourceSpans"][0]["scopeSpans"][0]["spans"][0];
+    assert_eq!(span["name"], format!("GitRepository: {}/repo", w.ns));
+    assert_eq!(span["status"]["code"], 2);
+
+    let minted = sink.wait("/app/installations/7/access_tokens", |_| true).await;
+    let app_jwt = minted.headers["authorization"].strip_prefix("Bearer ").unwrap();
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    validation.required_spec_claims.clear();
+    let claims = jsonwebtoken::decode::<Value>(
+        app_jwt,
+        &jsonwebtoken::DecodingKey::from_rsa_pem(TEST_PUBLIC_KEY.as_bytes()).unwrap(),
+        &validation,
+    )
+    .unwrap()
+    .claims;
+    assert_eq!(claims["iss"], "42");
+    let status = sink.wait(&statuses, |_| true).await;
+    assert_eq!(status.headers["authorization"], "Bearer ghs_test");
+    assert_eq!(status.body["state"], "failure");
+
+    // A second status reuses the installation token.
+    assert_eq!(w.post_event(&event("clone failed again")).await, 202);
+    let deadline = Instant::now() + T;
+    while sink.count(&statuses, |_| true) < 2 {
+        assert!(Instant::now() < deadline, "no second commit status");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(sink.count("/app/installations/7/access_tokens", |_| true), 1);
+    testing::delete_namespace(&w.client, &w.ns).await;
+}
+
+/// A local OIDC issuer (discovery document and keys) serving `/.well-known/openid-configuration`
+/// and `/jwks`; its URL.
+async fn oidc_issuer() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let issuer = url.clone();
+    let app = Router::new()
+        .route(
+            "/.well-known/openid-configuration",
+            axum::routing::get(move || {
+                let issuer = issuer.clone();
+                async move {
+                    json!({"issuer": issuer, "jwks_uri": format!("{issuer}/jwks"),
+                        "id_token_signing_alg_values_supported": ["RS256"]})
+                    .to_string()
+                }
+            }),
+        )
+        .route(
+            "/jwks",
+            axum::routing::get(|| async { format!(r#"{{"keys": [{TEST_JWK}]}}"#) }),
+        );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+/// generic-oidc checks the token against its issuer's keys, audience and CEL validations; gcr
+/// checks a Google ID token (keys from the endpoint Google publishes them at) for the Secret's
+/// audience and verified email; both reconcile what they name only when the token passes, and
+/// a generic-oidc Receiver without validations is refused.
+#[tokio::test]
+#[ignore = "needs the testenv (hack/test.sh)"]
+async fn oidc_and_gcr_receivers_accept_only_tokens_their_issuers_signed() {
+    let issuer = oidc_issuer().await;
+    let mut google = notification_controller::GoogleEndpoints::from_env();
+    google.id_token_keys = format!("{issuer}/jwks");
+    let w = world_with("notify-oidc", google).await;
+    let repo = testing::GitRepo::new("notify-oidc");
+    repo.write("app/config.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app\n");
+    repo.commit("app");
+    w.git_source(&repo).await;
+    w.create::<Receiver>(json!({"apiVersion": "notification.toolkit.fluxcd.io/v1", "kind": "Receiver",
+        "metadata": {"name": "oidc"},
+        "spec": {"type": "generic-oidc", "resources": [{"kind": "GitRepository", "name": "repo"}],
+            "oidcProviders": [{"issuerURL": issuer, "audience": "driftless",
+                "variables": [{"name": "repo", "expression": "claims.repository"}],
+                "validations": [{"expression": "vars.repo == 'acme/app'", "message": "wrong repository"}]}]}}))
+        .await;
+    w.create::<Receiver>(json!({"apiVersion": "notification.toolkit.fluxcd.io/v1", "kind": "Receiver",
+        "metadata": {"name": "unvalidated"},
+        "spec": {"type": "generic-oidc", "resources": [{"kind": "GitRepository", "name": "repo"}],
+            "oidcProviders": [{"issuerURL": issuer}]}}))
+        .await;
+    w.secret("gcr", json!({"token": "t0k3n", "email": "pusher@proj.iam.gserviceaccount.com", "audience": "https://hooks.example/gcr"})).await;
+    w.create::<Receiver>(json!({"apiVersion": "notification.toolkit.fluxcd.io/v1", "kind": "Receiver",
+        "metadata": {"name": "gcr"},
+        "spec": {"type": "gcr", "secretRef": {"name": "gcr"}, "resources": [{"kind": "GitRepository", "name": "repo"}]}}))
+        .await;
+    let receivers: Api<Receiver> = Api::namespaced(w.client.clone(), &w.ns);
+    let refused = testing::wait_for(&receivers, "unvalidated", T, |r: &Receiver| {
+        ready(r).is_some_and(|c| c.status == "False")
+    })
+    .await;
+    assert!(ready(&refused).unwrap().message.contains("at least one validation is required"));
+    let url_of = |name: &'static str| {
+        let (receivers, base) = (receivers.clone(), w.receiver_url.clone());
+        async move {
+            let r = testing::wait_for(&receivers, name, T, |r: &Receiver| {
+                ready(r).is_some_and(|c| c.status == "True")
+            })
+            .await;
+            format!("{base}{}", r.status.unwrap().webhook_path.unwrap())
+        }
+    };
+    let http = reqwest::Client::new();
+    let post = |url: String, token: Option<String>, body: String| {
+        let mut request = http.post(url).body(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    let requested = || async {
+        Api::<GitRepository>::namespaced(w.client.clone(), &w.ns)
+            .get("repo")
+            .await
+            .unwrap()
+            .metadata
+            .annotations
+            .and_then(|a| a.get("reconcile.fluxcd.io/requestedAt").cloned())
+    };
+
+    let oidc = url_of("oidc").await;
+    let token = |repository: &str, audience: &str| {
+        signed(json!({"iss": issuer, "aud": audience, "sub": "ci", "repository": repository,
+            "iat": now(), "exp": now() + 300}))
+    };
+    assert_eq!(post(oidc.clone(), None, "{}".into()).await, 400);
+    assert_eq!(post(oidc.clone(), Some(token("evil/app", "driftless")), "{}".into()).await, 400);
+    assert_eq!(post(oidc.clone(), Some(token("acme/app", "someone-else")), "{}".into()).await, 400);
+    let forged = token("acme/app", "driftless");
+    let forged = format!("{}x", &forged[..forged.len() - 1]);
+    assert_eq!(post(oidc.clone(), Some(forged), "{}".into()).await, 400);
+    assert_eq!(requested().await, None);
+    assert_eq!(post(oidc, Some(token("acme/app", "driftless")), "{}".into()).await, 200);
+    let first = requested().await;
+    assert!(first.is_some());
+
+    let gcr = url_of("gcr").await;
+    use base64::Engine;
+    let push = json!({"message": {"data": base64::engine::general_purpose::STANDARD.encode(
+        r#"{"action": "INSERT", "digest": "gcr.io/proj/app@sha256:abc", "tag": "gcr.io/proj/app:v2"}"#),
+        "messageId": "1"}, "subscription": "projects/proj/subscriptions/gcr"})
+    .to_string();
+    let google_token = |email: &str| {
+        signed(json!({"iss": "https://accounts.google.com", "aud": "https://hooks.example/gcr",
+            "email": email, "email_verified": true, "iat": now(), "exp": now() + 300}))
+    };
+    assert_eq!(post(gcr.clone(), Some(google_token("intruder@proj.iam.gserviceaccount.com")), push.clone()).await, 400);
+    assert_eq!(post(gcr.clone(), None, push.clone()).await, 400);
+    assert_eq!(post(gcr, Some(google_token("pusher@proj.iam.gserviceaccount.com")), push).await, 200);
+    assert_ne!(requested().await, first);
+    testing::delete_namespace(&w.client, &w.ns).await;
+}
+
+/// The nats provider publishes the event JSON on its subject at the testenv's NATS server with
+/// the Secret's user and password; a wrong password is reported on the Alert.
+#[tokio::test]
+#[ignore = "needs the testenv (hack/test.sh)"]
+async fn nats_receives_events_on_the_providers_subject() {
+    let w = world("notify-nats").await;
+    let subscriber = async_nats::ConnectOptions::new()
+        .user_and_password(env("NATS_USER"), env("NATS_PASSWORD"))
+        .connect(env("NATS_URL"))
+        .await
+        .unwrap();
+    let subject = format!("flux.{}", w.ns);
+    let mut messages = subscriber.subscribe(subject.clone()).await.unwrap();
+    subscriber.flush().await.unwrap();
+    w.secret("nats", json!({"username": env("NATS_USER"), "password": env("NATS_PASSWORD")})).await;
+    w.secret("nats-wrong", json!({"username": env("NATS_USER"), "password": "not-the-password-42"})).await;
+    w.provider("nats", json!({"type": "nats", "address": env("NATS_URL"), "channel": subject, "secretRef": {"name": "nats"}})).await;
+    w.provider("nats-wrong", json!({"type": "nats", "address": env("NATS_URL"), "channel": subject, "secretRef": {"name": "nats-wrong"}})).await;
+    for provider in ["nats", "nats-wrong"] {
+        w.alert(provider, json!({"providerRef": {"name": provider},
+            "eventSources": [{"kind": "GitRepository", "name": "*"}]})).await;
+    }
+    // Alerts reach the controller's caches in a moment: post until one arrives.
+    let message = loop {
+        assert_eq!(w.post_event(&w.flux_event("repo", &format!("fetched {:?}", Instant::now()))).await, 202);
+        if let Ok(Some(message)) =
+            tokio::time::timeout(Duration::from_millis(500), futures::StreamExt::next(&mut messages)).await
+        {
+            break message;
+        }
+    };
+    let event: Value = serde_json::from_slice(&message.payload).unwrap();
+    assert_eq!(event["involvedObject"]["name"], "repo");
+    assert_eq!(event["reason"], "NewArtifact");
+    assert_eq!(event["metadata"]["revision"], "main@sha1:0123");
+    let failed = testing::wait_for_event(&w.client, &w.ns, T, |e| {
+        e.reason.as_deref() == Some("NotificationFailed")
+            && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("nats-wrong")
+    })
+    .await;
+    let note = failed.note.unwrap_or_default();
+    assert!(note.contains(&format!("error publishing event to subject {subject}")), "{note}");
+    assert!(!note.contains("not-the-password-42"), "the password leaked: {note}");
     testing::delete_namespace(&w.client, &w.ns).await;
 }
