@@ -490,11 +490,13 @@ async fn action_failed(
     message: String,
     stored: bool,
 ) -> ReconcileError {
+    // This event carries the release's chart and app version, which `finish`'s would not: the
+    // errors below are marked reported, except a stall, whose message is new.
     run.event(EventType::Warning, reason, &message).await;
     // Refused before Helm stored a revision (a values schema, the apiserver unreachable,
     // another operation in progress): nothing to remediate or count, as in Flux; retried.
     if !stored {
-        return ReconcileError::transient(reason, message);
+        return ReconcileError::transient(reason, message).reported();
     }
     let policy = policy(run.hr, action);
     run.status.failures = Some(run.status.failures.unwrap_or(0) + 1);
@@ -505,7 +507,7 @@ async fn action_failed(
     *count += 1;
     let count = *count;
     if policy.strategy_retry {
-        return ReconcileError::transient(reason, message);
+        return ReconcileError::transient(reason, message).reported();
     }
     let exhausted = exhausted(&policy, count);
     let mut outcome = (reason.to_string(), message.clone());
@@ -522,7 +524,8 @@ async fn action_failed(
             format!("Failed to {} after {count} attempt(s): {message}", action.name()),
         )
     } else {
-        ReconcileError::transient(&outcome.0, outcome.1)
+        // The failure, and the remediation's outcome, had their events above.
+        ReconcileError::transient(&outcome.0, outcome.1).reported()
     }
 }
 

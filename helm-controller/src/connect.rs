@@ -1,10 +1,12 @@
 //! Step 7: who Helm acts as and on which cluster. Helm gets the same identity as the storage
 //! reads: `--kube-as-user system:serviceaccount:<ns>:<sa>` for `serviceAccountName` (else
-//! `--default-service-account`), `--kubeconfig` for `kubeConfig.secretRef`; without either,
+//! `--default-service-account`), `--kubeconfig` for `kubeConfig.secretRef` or for the cluster of
+//! a `kubeConfig.configMapRef` (a ServiceAccount token as its user); without either,
 //! Helm inherits the controller's own connection (`KUBECONFIG` or the in-cluster account).
 
 use driftless_api::meta::reasons;
 use driftless_runtime::reconcile::ReconcileError;
+use driftless_runtime::secrets::Problem;
 use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client, ResourceExt};
 
@@ -20,36 +22,49 @@ pub async fn connect(r: &HelmReleaseReconciler, run: &mut Run<'_>) -> Result<(),
     let spec = &run.hr.spec;
     let mut config = None;
     if let Some(kube_config) = &spec.kube_config {
-        let Some(secret_ref) = &kube_config.secret_ref else {
-            return Err(invalid(
-                "kubeConfig.configMapRef is not supported by helm-controller yet; use kubeConfig.secretRef"
-                    .into(),
-            ));
+        let (text, kubeconfig) = match (&kube_config.secret_ref, &kube_config.config_map_ref) {
+            (Some(secret_ref), _) => {
+                let secret = Api::<Secret>::namespaced(run.ctx.client.clone(), &namespace)
+                    .get_opt(&secret_ref.name)
+                    .await
+                    .map_err(|e| {
+                        ReconcileError::transient(
+                            reasons::FAILED,
+                            format!("failed to get kubeconfig secret '{}': {e}", secret_ref.name),
+                        )
+                    })?
+                    .ok_or_else(|| {
+                        ReconcileError::waiting(
+                            reasons::FAILED,
+                            format!("kubeconfig secret '{}' not found", secret_ref.name),
+                            r.settings.requeue_dependency,
+                        )
+                    })?;
+                let data = secret.data.unwrap_or_default();
+                driftless_runtime::kubeconfig::from_secret(
+                    &secret_ref.name,
+                    &data,
+                    secret_ref.key.as_deref(),
+                    r.settings.kubeconfig,
+                )
+                .map_err(invalid)?
+            }
+            (None, Some(config_map_ref)) => r
+                .workload_identity
+                .kubeconfig(&run.ctx.client, &namespace, &config_map_ref.name)
+                .await
+                .map_err(|problem| match problem {
+                    Problem::Missing(m) => {
+                        ReconcileError::waiting(reasons::FAILED, m, r.settings.requeue_dependency)
+                    }
+                    other => other.into_error(reasons::FAILED),
+                })?,
+            (None, None) => {
+                return Err(invalid(
+                    "kubeConfig needs a secretRef or a configMapRef".into(),
+                ));
+            }
         };
-        let secret = Api::<Secret>::namespaced(run.ctx.client.clone(), &namespace)
-            .get_opt(&secret_ref.name)
-            .await
-            .map_err(|e| {
-                ReconcileError::transient(
-                    reasons::FAILED,
-                    format!("failed to get kubeconfig secret '{}': {e}", secret_ref.name),
-                )
-            })?
-            .ok_or_else(|| {
-                ReconcileError::waiting(
-                    reasons::FAILED,
-                    format!("kubeconfig secret '{}' not found", secret_ref.name),
-                    r.settings.requeue_dependency,
-                )
-            })?;
-        let data = secret.data.unwrap_or_default();
-        let (text, kubeconfig) = driftless_runtime::kubeconfig::from_secret(
-            &secret_ref.name,
-            &data,
-            secret_ref.key.as_deref(),
-            r.settings.kubeconfig,
-        )
-        .map_err(invalid)?;
         config = Some(
             kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
                 .await

@@ -83,6 +83,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         kubeconfig: args.kubeconfig,
         allow_external_artifact: rt.gates.enabled("ExternalArtifact"),
         additive_ready_expr: rt.gates.enabled("AdditiveCELDependencyCheck"),
+        default_kubeconfig_service_account: rt.args.default_kubeconfig_service_account.clone(),
+        object_level_workload_identity: rt
+            .gates
+            .enabled(driftless_runtime::features::OBJECT_LEVEL_WORKLOAD_IDENTITY.0),
     };
     let post_renderer = std::env::current_exe()?;
     let mut loop_settings = rt.loop_settings(DEFAULT_CONCURRENCY);

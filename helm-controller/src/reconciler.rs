@@ -50,6 +50,11 @@ pub struct Settings {
     pub allow_external_artifact: bool,
     /// Feature gate AdditiveCELDependencyCheck: `readyExpr` is checked besides Ready.
     pub additive_ready_expr: bool,
+    /// `--default-kubeconfig-service-account`: whose tokens reach a `kubeConfig.configMapRef`
+    /// cluster when its ConfigMap names none.
+    pub default_kubeconfig_service_account: String,
+    /// Feature gate ObjectLevelWorkloadIdentity: `kubeConfig.configMapRef` tokens are issued.
+    pub object_level_workload_identity: bool,
 }
 
 pub struct HelmReleaseReconciler {
@@ -61,6 +66,8 @@ pub struct HelmReleaseReconciler {
     pub(crate) settings: Settings,
     /// The controller's own connection, to derive impersonating clients from.
     pub(crate) config: kube::Config,
+    /// `kubeConfig.configMapRef`: ServiceAccount tokens, reused until close to expiry.
+    pub(crate) workload_identity: driftless_runtime::workload_identity::WorkloadIdentity,
 }
 
 impl HelmReleaseReconciler {
@@ -70,6 +77,11 @@ impl HelmReleaseReconciler {
             fetcher: Fetcher::default(),
             discovery: Arc::new(Discovery::default()),
             observed: Observed::default(),
+            workload_identity: driftless_runtime::workload_identity::WorkloadIdentity {
+                tokens: driftless_runtime::workload_identity::TokenCache::new(Default::default()),
+                default_service_account: settings.default_kubeconfig_service_account.clone(),
+                enabled: settings.object_level_workload_identity,
+            },
             settings,
             config,
         }

@@ -1244,3 +1244,74 @@ async fn another_chart_is_reinstalled_and_kept_history_survives_uninstall() {
     assert!(w.deployment("app-podinfo").await.is_none());
     testing::delete_namespace(&w.client, &w.ns).await;
 }
+
+/// `kubeConfig.configMapRef`: Helm and the controller reach the cluster as the ConfigMap's
+/// ServiceAccount, with a token the TokenRequest API issued (the "remote" cluster is the
+/// testenv's own apiserver, which trusts its ServiceAccounts' tokens): a release installs with
+/// an account that may manage the namespace, and fails, naming the account, with one that may
+/// only read.
+#[tokio::test]
+#[ignore = "needs the testenv (hack/test.sh)"]
+async fn a_kubeconfig_config_map_installs_as_its_service_account() {
+    let w = world("hr-wi").await;
+    w.publish("tested", &["1.0.0"]).await;
+    let objects = [
+        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "deployer"}}),
+        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "reader"}}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "deployer"},
+            "rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "reader"},
+            "rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["get", "list", "watch"]}]}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "deployer"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "deployer"},
+            "subjects": [{"kind": "ServiceAccount", "name": "deployer", "namespace": w.ns}]}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "reader"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "reader"},
+            "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": w.ns}]}),
+    ];
+    let discovery = kube::Discovery::new(w.client.clone()).run().await.unwrap();
+    for object in objects {
+        let object: kube::api::DynamicObject = serde_json::from_value(object).unwrap();
+        let gvk = kube::api::GroupVersionKind::try_from(object.types.as_ref().unwrap()).unwrap();
+        let (resource, _) = discovery.resolve_gvk(&gvk).unwrap();
+        Api::<kube::api::DynamicObject>::namespaced_with(w.client.clone(), &w.ns, &resource)
+            .create(&PostParams::default(), &object)
+            .await
+            .unwrap();
+    }
+    let address = kube::Config::infer().await.unwrap().cluster_url.to_string();
+    let ca = std::fs::read_to_string(env("SOURCES_CA_FILE")).unwrap();
+    for account in ["deployer", "reader"] {
+        let config_map: k8s_openapi::api::core::v1::ConfigMap = serde_json::from_value(json!({
+            "metadata": {"name": account},
+            "data": {"provider": "generic", "address": address.trim_end_matches('/'), "ca.crt": ca,
+                "audiences": "https://kubernetes.default.svc.cluster.local", "serviceAccountName": account}}))
+        .unwrap();
+        Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(w.client.clone(), &w.ns)
+            .create(&PostParams::default(), &config_map)
+            .await
+            .unwrap();
+        w.release(
+            account,
+            "tested",
+            "1.0.0",
+            json!({"install": {"crds": "Skip"}, "kubeConfig": {"configMapRef": {"name": account}}}),
+        )
+        .await;
+    }
+    w.wait_ready("deployer", "True", "InstallSucceeded").await;
+    assert_eq!(w.history("deployer").len(), 1);
+    assert!(w.config_map("deployer-config").await.is_some());
+    let refused = w
+        .wait_for("reader", |hr| {
+            condition(hr, "Ready").is_some_and(|c| c.status == "False" && c.message.contains("forbidden"))
+        })
+        .await;
+    let message = condition(&refused, "Ready").unwrap().message;
+    assert!(
+        message.contains(&format!("system:serviceaccount:{}:reader", w.ns)),
+        "{message}"
+    );
+    assert!(w.config_map("reader-config").await.is_none());
+    testing::delete_namespace(&w.client, &w.ns).await;
+}

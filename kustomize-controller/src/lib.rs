@@ -135,7 +135,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             .then(|| (CommonArgs::runtime_namespace(), args.sops_age_secret)),
         object_level_workload_identity: workload_identity,
         http_retry: args.http_retry,
-        token_cache: client::TokenCacheLimits {
+        token_cache: driftless_runtime::workload_identity::TokenCacheLimits {
             max_size: args.token_cache_max_size,
             max_duration: args.token_cache_max_duration,
         },

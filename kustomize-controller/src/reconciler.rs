@@ -37,7 +37,7 @@ use driftless_runtime::work::timeout_of;
 use kube::{Client, ResourceExt};
 use serde_json::Value;
 
-use crate::client::TokenCache;
+use driftless_runtime::workload_identity::{TokenCache, TokenCacheLimits, WorkloadIdentity};
 use crate::source;
 
 /// Settings from the command line.
@@ -80,7 +80,7 @@ pub struct Settings {
     /// `--http-retry`.
     pub http_retry: u32,
     /// `--token-cache-max-size`, `--token-cache-max-duration`.
-    pub token_cache: crate::client::TokenCacheLimits,
+    pub token_cache: TokenCacheLimits,
 }
 
 impl Default for Settings {
@@ -119,8 +119,8 @@ pub struct KustomizationReconciler {
     pub(crate) settings: Settings,
     /// The controller's own connection, to derive impersonating clients from.
     pub(crate) config: kube::Config,
-    /// ServiceAccount tokens for `kubeConfig.configMapRef`, reused until close to expiry.
-    pub(crate) tokens: TokenCache,
+    /// `kubeConfig.configMapRef`: ServiceAccount tokens, reused until close to expiry.
+    pub(crate) workload_identity: WorkloadIdentity,
 }
 
 impl KustomizationReconciler {
@@ -129,7 +129,11 @@ impl KustomizationReconciler {
             fetcher: Fetcher::with_retries(settings.http_retry),
             discovery: Arc::new(Discovery::default()),
             observed: Observed::default(),
-            tokens: TokenCache::new(settings.token_cache),
+            workload_identity: WorkloadIdentity {
+                tokens: TokenCache::new(settings.token_cache),
+                default_service_account: settings.default_kubeconfig_service_account.clone(),
+                enabled: settings.object_level_workload_identity,
+            },
             settings,
             config,
         }

@@ -178,6 +178,10 @@ pub async fn start_controllers_with(
                 kubeconfig: Default::default(),
                 allow_external_artifact,
                 additive_ready_expr: false,
+                default_kubeconfig_service_account: String::new(),
+                // On here (off by default, as in Flux): a test reaches a cluster with a
+                // ServiceAccount token.
+                object_level_workload_identity: true,
             },
             kube::Config::infer().await.expect("kubeconfig"),
         ),

@@ -30,3 +30,4 @@ pub mod telemetry;
 pub mod testing;
 pub mod triggers;
 pub mod work;
+pub mod workload_identity;

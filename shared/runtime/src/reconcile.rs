@@ -70,6 +70,9 @@ pub struct ReconcileError {
     /// Reason of the Stalled condition when it differs from Ready's (a HelmRelease is Ready
     /// False with `UpgradeFailed` and Stalled with `RetriesExceeded`).
     pub stalled_reason: Option<String>,
+    /// The reconciler published this failure's event itself (with metadata only it knows, a
+    /// Helm release's chart and app version): `finish` sets the conditions without a second one.
+    pub reported: bool,
 }
 
 impl ReconcileError {
@@ -80,7 +83,12 @@ impl ReconcileError {
             reason: reason.into(),
             message: message.into(),
             stalled_reason: None,
+            reported: false,
         }
+    }
+    /// The same error, its event published already by the reconciler.
+    pub fn reported(self) -> Self {
+        Self { reported: true, ..self }
     }
     /// A wait for something expected.
     pub fn waiting(reason: &str, message: impl Into<String>, after: Duration) -> Self {
@@ -89,6 +97,7 @@ impl ReconcileError {
             reason: reason.into(),
             message: message.into(),
             stalled_reason: None,
+            reported: false,
         }
     }
     /// A stall whose Stalled condition has its own reason.
@@ -105,6 +114,7 @@ impl ReconcileError {
             reason: reason.into(),
             message: message.into(),
             stalled_reason: None,
+            reported: false,
         }
     }
 }
@@ -579,6 +589,7 @@ impl<R: Reconciler> KindController<R> {
             ));
         }
         self.metrics.count_outcome(&Self::metrics_label(), outcome);
+        let event = event.filter(|_| !result.as_ref().is_err_and(|e| e.reported));
         if let Some((type_, reason, note)) = event {
             let revision = result.as_ref().ok().and_then(|s| s.revision.clone());
             let mut metadata: Vec<(&str, &str)> =
