@@ -60,9 +60,7 @@ pub async fn connect(r: &HelmReleaseReconciler, run: &mut Run<'_>) -> Result<(),
                     other => other.into_error(reasons::FAILED),
                 })?,
             (None, None) => {
-                return Err(invalid(
-                    "kubeConfig needs a secretRef or a configMapRef".into(),
-                ));
+                return Err(invalid("kubeConfig needs a secretRef or a configMapRef".into()));
             }
         };
         config = Some(

@@ -39,9 +39,11 @@ impl KustomizationReconciler {
     /// `--requeue-dependency` says).
     fn problem(&self, problem: Problem) -> ReconcileError {
         match problem {
-            Problem::Missing(m) => {
-                ReconcileError::waiting(reasons::RECONCILIATION_FAILED, m, self.settings.requeue_dependency)
-            }
+            Problem::Missing(m) => ReconcileError::waiting(
+                reasons::RECONCILIATION_FAILED,
+                m,
+                self.settings.requeue_dependency,
+            ),
             other => other.into_error(reasons::RECONCILIATION_FAILED),
         }
     }
@@ -83,9 +85,12 @@ impl KustomizationReconciler {
                         .kubeconfig(own, &namespace, &config_map_ref.name)
                         .await
                         .map_err(|p| self.problem(p))?;
-                    kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
-                        .await
-                        .map_err(|e| invalid(format!("invalid kubeconfig: {e}")))?
+                    kube::Config::from_custom_kubeconfig(
+                        kubeconfig,
+                        &kube::config::KubeConfigOptions::default(),
+                    )
+                    .await
+                    .map_err(|e| invalid(format!("invalid kubeconfig: {e}")))?
                 }
                 None => self.config.clone(),
             },

@@ -37,8 +37,8 @@ use driftless_runtime::work::timeout_of;
 use kube::{Client, ResourceExt};
 use serde_json::Value;
 
-use driftless_runtime::workload_identity::{TokenCache, TokenCacheLimits, WorkloadIdentity};
 use crate::source;
+use driftless_runtime::workload_identity::{TokenCache, TokenCacheLimits, WorkloadIdentity};
 
 /// Settings from the command line.
 #[derive(Clone, Debug)]

@@ -135,7 +135,11 @@ pub async fn target(kube: &Client, provider: &Provider) -> Result<(Target, reqwe
 /// Turns the credentials of `target` that are exchanged for a token (a GitHub App's, a Google
 /// service account key of `googlepubsub`) into the token its requests carry. An endpoint that
 /// fails or cannot be reached is worth retrying ([`Problem::Unavailable`]), a refusal is not.
-pub async fn mint(target: &mut Target, http: &reqwest::Client, pubsub_authenticated: bool) -> Result<(), Problem> {
+pub async fn mint(
+    target: &mut Target,
+    http: &reqwest::Client,
+    pubsub_authenticated: bool,
+) -> Result<(), Problem> {
     if let Some(app) = target.github_app.clone() {
         target.token = app.installation_token(http).await?;
         if target.provider_type == "githubpullrequestcomment" {
@@ -144,7 +148,8 @@ pub async fn mint(target: &mut Target, http: &reqwest::Client, pubsub_authentica
     }
     if target.provider_type == "googlepubsub" && !target.token.is_empty() {
         target.token = if pubsub_authenticated {
-            driftless_runtime::google::access_token(http, &target.token, PUBSUB_SCOPE, "the secret's 'token'").await?
+            driftless_runtime::google::access_token(http, &target.token, PUBSUB_SCOPE, "the secret's 'token'")
+                .await?
         } else {
             String::new()
         };

@@ -88,10 +88,15 @@ impl GoogleEndpoints {
     /// Google's own, or the Pub/Sub emulator `PUBSUB_EMULATOR_HOST` names (plain HTTP, no
     /// credentials), as Google's client libraries honour it.
     pub fn from_env() -> Self {
-        let emulator = std::env::var("PUBSUB_EMULATOR_HOST").ok().filter(|h| !h.is_empty());
+        let emulator = std::env::var("PUBSUB_EMULATOR_HOST")
+            .ok()
+            .filter(|h| !h.is_empty());
         Self {
             pubsub_authenticated: emulator.is_none(),
-            pubsub: emulator.map_or_else(|| "https://pubsub.googleapis.com".into(), |h| format!("http://{h}")),
+            pubsub: emulator.map_or_else(
+                || "https://pubsub.googleapis.com".into(),
+                |h| format!("http://{h}"),
+            ),
             id_token_keys: "https://www.googleapis.com/oauth2/v3/certs".into(),
         }
     }

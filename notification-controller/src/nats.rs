@@ -18,8 +18,14 @@ pub async fn send(target: &Target, event: &Event, timeout: Duration) -> Result<(
         return Err((false, "NATS subject (channel) cannot be empty".into()));
     }
     let subject = target.channel.clone();
-    let failed = |retry: bool, why: String| (retry, format!("error publishing event to subject {subject}: {why}"));
-    let payload = serde_json::to_vec(event).map_err(|e| (false, format!("error json-marshaling event: {e}")))?;
+    let failed = |retry: bool, why: String| {
+        (
+            retry,
+            format!("error publishing event to subject {subject}: {why}"),
+        )
+    };
+    let payload =
+        serde_json::to_vec(event).map_err(|e| (false, format!("error json-marshaling event: {e}")))?;
     let mut options = async_nats::ConnectOptions::new()
         .name("NATS Provider Publisher")
         .connection_timeout(timeout)
@@ -38,7 +44,10 @@ pub async fn send(target: &Target, event: &Event, timeout: Duration) -> Result<(
         .map_err(|_| failed(true, "error connecting to server: timed out".into()))?
         .map_err(|e| failed(true, format!("error connecting to server: {e}")))?;
     let published = async {
-        client.publish(subject.clone(), payload.into()).await.map_err(|e| e.to_string())?;
+        client
+            .publish(subject.clone(), payload.into())
+            .await
+            .map_err(|e| e.to_string())?;
         client.flush().await.map_err(|e| e.to_string())
     };
     let outcome = tokio::time::timeout(timeout, published)

@@ -39,8 +39,8 @@ pub fn unverified_issuer(token: &str) -> Result<String, String> {
     let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(parts[1])
         .map_err(|e| failed(format!("failed to decode token payload: {e}")))?;
-    let claims: Value =
-        serde_json::from_slice(&payload).map_err(|e| failed(format!("failed to parse token payload: {e}")))?;
+    let claims: Value = serde_json::from_slice(&payload)
+        .map_err(|e| failed(format!("failed to parse token payload: {e}")))?;
     claims["iss"]
         .as_str()
         .filter(|i| !i.is_empty())
@@ -50,11 +50,18 @@ pub fn unverified_issuer(token: &str) -> Result<String, String> {
 
 /// GETs `url` as JSON.
 async fn get_json(http: &reqwest::Client, url: &str) -> Result<Value, String> {
-    let response = http.get(url).send().await.map_err(|e| e.without_url().to_string())?;
+    let response = http
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| e.without_url().to_string())?;
     let status = response.status();
     let text = response.text().await.unwrap_or_default();
     if !status.is_success() {
-        return Err(format!("{status}: {}", text.chars().take(200).collect::<String>()));
+        return Err(format!(
+            "{status}: {}",
+            text.chars().take(200).collect::<String>()
+        ));
     }
     serde_json::from_str(&text).map_err(|e| format!("invalid JSON from {url}: {e}"))
 }
@@ -107,8 +114,15 @@ pub fn verify(
 /// Checks a `gcr` Receiver's request: a Google ID token for `audience` (exact), from Google,
 /// for the verified `email`.
 pub fn check_google(token: &str, keys: &JwkSet, audience: &str, email: &str) -> Result<(), String> {
-    let claims = verify(token, keys, &[Algorithm::RS256, Algorithm::ES256], &GOOGLE_ISSUERS, audience, 0)
-        .map_err(|e| format!("invalid ID token: audience is '{audience}': {e}"))?;
+    let claims = verify(
+        token,
+        keys,
+        &[Algorithm::RS256, Algorithm::ES256],
+        &GOOGLE_ISSUERS,
+        audience,
+        0,
+    )
+    .map_err(|e| format!("invalid ID token: audience is '{audience}': {e}"))?;
     let found = claims["email"].as_str().unwrap_or_default();
     if found != email {
         return Err(format!("token email is '{found}', want '{email}'"));
@@ -151,10 +165,16 @@ pub fn config_problem(providers: &[OIDCProvider]) -> Option<String> {
                 return Some(format!("{at}: variables[{j}]: name is required"));
             }
             if v.expression.is_empty() {
-                return Some(format!("{at}: variables[{j}] (name=\"{}\"): expression is required", v.name));
+                return Some(format!(
+                    "{at}: variables[{j}] (name=\"{}\"): expression is required",
+                    v.name
+                ));
             }
             if let Err(e) = cel::Program::compile(&v.expression) {
-                return Some(format!("{at}: invalid expression for variable \"{}\": {e}", v.name));
+                return Some(format!(
+                    "{at}: invalid expression for variable \"{}\": {e}",
+                    v.name
+                ));
             }
         }
         for (j, v) in validations.iter().enumerate() {
@@ -165,7 +185,10 @@ pub fn config_problem(providers: &[OIDCProvider]) -> Option<String> {
                 return Some(format!("{at}: validations[{j}]: message is required"));
             }
             if let Err(e) = cel::Program::compile(&v.expression) {
-                return Some(format!("{at}: invalid expression for validation \"{}\": {e}", v.message));
+                return Some(format!(
+                    "{at}: invalid expression for validation \"{}\": {e}",
+                    v.message
+                ));
             }
         }
     }
@@ -186,7 +209,10 @@ pub async fn check_generic(
     let failed_init = |e: String| format!("failed to initialize OIDC provider for issuer \"{issuer}\": {e}");
     let discovery = get_json(
         http,
-        &format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/')),
+        &format!(
+            "{}/.well-known/openid-configuration",
+            issuer.trim_end_matches('/')
+        ),
     )
     .await
     .map_err(failed_init)?;
@@ -209,7 +235,11 @@ pub async fn check_generic(
     } else {
         algorithms
     };
-    let audience = provider.audience.as_deref().filter(|a| !a.is_empty()).unwrap_or(DEFAULT_AUDIENCE);
+    let audience = provider
+        .audience
+        .as_deref()
+        .filter(|a| !a.is_empty())
+        .unwrap_or(DEFAULT_AUDIENCE);
     let claims = verify(token, &keys, &algorithms, &[issuer.as_str()], audience, 60)
         .map_err(|e| format!("failed to verify OIDC token: {e}"))?;
     validate_claims(provider, &claims)?;
@@ -284,13 +314,23 @@ mod tests {
             config_problem(&[]).unwrap(),
             "generic-oidc receiver requires at least one oidcProvider"
         );
-        assert!(config_problem(&[provider(serde_json::json!([]))]).unwrap().contains("at least one validation is required"));
-        let twice = provider(serde_json::json!([{"expression": "true", "message": "m"}]));
-        assert!(config_problem(&[twice.clone(), twice]).unwrap().contains("duplicate issuerURL"));
         assert!(
-            config_problem(&[provider(serde_json::json!([{"expression": "claims.(", "message": "m"}]))])
+            config_problem(&[provider(serde_json::json!([]))])
                 .unwrap()
-                .contains("invalid expression for validation \"m\"")
+                .contains("at least one validation is required")
+        );
+        let twice = provider(serde_json::json!([{"expression": "true", "message": "m"}]));
+        assert!(
+            config_problem(&[twice.clone(), twice])
+                .unwrap()
+                .contains("duplicate issuerURL")
+        );
+        assert!(
+            config_problem(&[provider(
+                serde_json::json!([{"expression": "claims.(", "message": "m"}])
+            )])
+            .unwrap()
+            .contains("invalid expression for validation \"m\"")
         );
         assert_eq!(
             unverified_issuer("a.b").unwrap_err(),

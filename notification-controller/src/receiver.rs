@@ -118,7 +118,12 @@ async fn token(client: &Client, receiver: &Receiver) -> Result<Vec<u8>, String> 
         return Ok(Vec::new());
     }
     let namespace = receiver.namespace().unwrap_or_default();
-    let r = receiver.spec.secret_ref.as_ref().map(|r| r.name.clone()).unwrap_or_default();
+    let r = receiver
+        .spec
+        .secret_ref
+        .as_ref()
+        .map(|r| r.name.clone())
+        .unwrap_or_default();
     let data = secret(client, receiver).await?;
     data.get("token")
         .filter(|t| !t.is_empty())
@@ -252,7 +257,10 @@ pub async fn handle(
     // Flux answers a request it cannot authenticate with a bare 400 and logs why.
     let unauthenticated = |why: String| {
         tracing::warn!(receiver = %receiver.name_any(), namespace = %receiver.namespace().unwrap_or_default(), error = %why, "request refused");
-        (StatusCode::BAD_REQUEST, "cannot authenticate the request".to_string())
+        (
+            StatusCode::BAD_REQUEST,
+            "cannot authenticate the request".to_string(),
+        )
     };
     match receiver.spec.receiver_type.as_str() {
         "generic" => {}
@@ -271,7 +279,10 @@ pub async fn handle(
                     .filter(|v| !v.is_empty())
                     .ok_or_else(|| format!("invalid secret data: required field '{key}' for GCR receiver"))
             };
-            let (email, audience) = (field("email").map_err(&unauthenticated)?, field("audience").map_err(&unauthenticated)?);
+            let (email, audience) = (
+                field("email").map_err(&unauthenticated)?,
+                field("audience").map_err(&unauthenticated)?,
+            );
             let why = |e: String| unauthenticated(format!("cannot authenticate GCR request: {e}"));
             let bearer = crate::oidc::bearer(headers).map_err(why)?;
             let keys = crate::oidc::keys(&hooks.http, &hooks.google_id_token_keys)
@@ -280,17 +291,27 @@ pub async fn handle(
             crate::oidc::check_google(bearer, &keys, &audience, &email).map_err(why)?;
             // A Pub/Sub push: the registry's notification is the message's base64 data.
             let push: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
-                (StatusCode::BAD_REQUEST, format!("cannot decode GCR webhook payload: {e}"))
+                (
+                    StatusCode::BAD_REQUEST,
+                    format!("cannot decode GCR webhook payload: {e}"),
+                )
             })?;
             use base64::Engine;
             let data = base64::engine::general_purpose::STANDARD
-                .decode(push.pointer("/message/data").and_then(|d| d.as_str()).unwrap_or_default())
+                .decode(
+                    push.pointer("/message/data")
+                        .and_then(|d| d.as_str())
+                        .unwrap_or_default(),
+                )
                 .unwrap_or_default();
             let notification: serde_json::Value = if data.is_empty() {
                 serde_json::json!({})
             } else {
                 serde_json::from_slice(&data).map_err(|e| {
-                    (StatusCode::BAD_REQUEST, format!("cannot decode GCR webhook body: {e}"))
+                    (
+                        StatusCode::BAD_REQUEST,
+                        format!("cannot decode GCR webhook body: {e}"),
+                    )
                 })?
             };
             tracing::info!(receiver = %receiver.name_any(), digest = %notification["digest"].as_str().unwrap_or_default(), tag = %notification["tag"].as_str().unwrap_or_default(), "handling GCR event");
@@ -509,7 +530,16 @@ async fn annotate(
     let mut count = 0;
     let mut errors = Vec::new();
     for resource in &receiver.spec.resources {
-        match annotate_one(hooks, resource, &own_namespace, filter.as_ref(), variables, &patch).await {
+        match annotate_one(
+            hooks,
+            resource,
+            &own_namespace,
+            filter.as_ref(),
+            variables,
+            &patch,
+        )
+        .await
+        {
             Ok(n) => count += n,
             Err(e) => errors.push(e),
         }

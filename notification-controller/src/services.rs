@@ -939,7 +939,9 @@ fn event_hub(target: &Target, event: &Event) -> Result<Request, String> {
             .strip_prefix("sb://")
             .map(|h| h.trim_end_matches('/').to_string())
             .filter(|h| !h.is_empty() && !h.contains('/'))
-            .ok_or_else(|| sas("failed parsing connection string due to an incorrectly formatted Endpoint value"))?;
+            .ok_or_else(|| {
+                sas("failed parsing connection string due to an incorrectly formatted Endpoint value")
+            })?;
         let hub = field("entitypath").ok_or_else(|| {
             sas("connection string does not contain an EntityPath. eventHub cannot be an empty string")
         })?;
@@ -958,9 +960,11 @@ fn event_hub(target: &Target, event: &Event) -> Result<Request, String> {
         let authorization = match field("sharedaccesssignature") {
             Some(signature) => signature,
             None => {
-                let name = field("sharedaccesskeyname").ok_or_else(|| sas("key \"SharedAccessKeyName\" must not be empty"))?;
-                let key = field("sharedaccesskey")
-                    .ok_or_else(|| sas("key \"SharedAccessKey\" or \"SharedAccessSignature\" cannot both be empty"))?;
+                let name = field("sharedaccesskeyname")
+                    .ok_or_else(|| sas("key \"SharedAccessKeyName\" must not be empty"))?;
+                let key = field("sharedaccesskey").ok_or_else(|| {
+                    sas("key \"SharedAccessKey\" or \"SharedAccessSignature\" cannot both be empty")
+                })?;
                 let expiry = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map(|d| d.as_secs())
@@ -969,7 +973,10 @@ fn event_hub(target: &Target, event: &Event) -> Result<Request, String> {
                 driftless_runtime::azure::service_bus_sas(&resource, &name, &key, expiry)
             }
         };
-        (format!("{resource}/messages?timeout=60&api-version=2014-01"), authorization)
+        (
+            format!("{resource}/messages?timeout=60&api-version=2014-01"),
+            authorization,
+        )
     } else {
         if target.token.is_empty() {
             return Err("failed to create a eventhub using managed identity: workload identity is not supported; give a SAS connection string as address, or a token".into());
@@ -989,7 +996,10 @@ fn event_hub(target: &Target, event: &Event) -> Result<Request, String> {
         url,
         headers: vec![
             ("Authorization".into(), authorization),
-            ("Content-Type".into(), "application/atom+xml;type=entry;charset=utf-8".into()),
+            (
+                "Content-Type".into(),
+                "application/atom+xml;type=entry;charset=utf-8".into(),
+            ),
         ],
         body: serde_json::to_vec(event).map_err(|e| format!("unable to marshall event: {e}"))?,
     })
@@ -1010,7 +1020,10 @@ fn otel_span(target: &Target, event: &Event) -> Result<Request, String> {
     let metadata = &event.metadata;
     let revision = match (metadata.get("app-version"), metadata.get("oci-digest")) {
         (Some(app), Some(digest)) => format!("{app}@{digest}"),
-        _ => metadata.get("revision").cloned().unwrap_or_else(|| "unknown".into()),
+        _ => metadata
+            .get("revision")
+            .cloned()
+            .unwrap_or_else(|| "unknown".into()),
     };
     let (alert_namespace, alert_name, alert_uid) = &target.alert;
     let trace = sha2::Sha256::digest(format!("{alert_uid}:{revision}").as_bytes());
@@ -1059,7 +1072,10 @@ fn otel_span(target: &Target, event: &Event) -> Result<Request, String> {
         }],
     }]});
     let mut headers = json_headers();
-    let has_authorization = target.headers.keys().any(|k| k.eq_ignore_ascii_case("authorization"));
+    let has_authorization = target
+        .headers
+        .keys()
+        .any(|k| k.eq_ignore_ascii_case("authorization"));
     if !has_authorization {
         if !target.username.is_empty() && !target.password.is_empty() {
             headers.push(basic(&target.username, &target.password));
@@ -1219,14 +1235,20 @@ mod tests {
         pubsub.api_endpoint = "https://pubsub.googleapis.com".into();
         pubsub.headers = [("team".to_string(), "web".to_string())].into();
         let r = &requests(&pubsub, &event("info", "ReconciliationSucceeded")).unwrap()[0];
-        assert_eq!(r.url, "https://pubsub.googleapis.com/v1/projects/proj/topics/flux:publish");
+        assert_eq!(
+            r.url,
+            "https://pubsub.googleapis.com/v1/projects/proj/topics/flux:publish"
+        );
         assert!(r.headers.contains(&("Authorization".into(), "Bearer tok".into())));
         let message = &body(r)["messages"][0];
         assert_eq!(message["attributes"]["team"], "web");
         let data = base64::engine::general_purpose::STANDARD
             .decode(message["data"].as_str().unwrap())
             .unwrap();
-        assert_eq!(serde_json::from_slice::<Value>(&data).unwrap()["reason"], "ReconciliationSucceeded");
+        assert_eq!(
+            serde_json::from_slice::<Value>(&data).unwrap()["reason"],
+            "ReconciliationSucceeded"
+        );
         pubsub.channel = String::new();
         assert_eq!(
             requests(&pubsub, &event("info", "R")).unwrap_err(),
@@ -1248,8 +1270,13 @@ mod tests {
             "{authorization}"
         );
         assert_eq!(body(r)["reason"], "HealthCheckFailed");
-        hub.address = "Endpoint=sb://flux.servicebus.windows.net/;SharedAccessKeyName=send;SharedAccessKey=k".into();
-        assert!(requests(&hub, &event("info", "R")).unwrap_err().contains("does not contain an EntityPath"));
+        hub.address =
+            "Endpoint=sb://flux.servicebus.windows.net/;SharedAccessKeyName=send;SharedAccessKey=k".into();
+        assert!(
+            requests(&hub, &event("info", "R"))
+                .unwrap_err()
+                .contains("does not contain an EntityPath")
+        );
 
         let mut otel = target("otel");
         otel.address = "http://collector:4318".into();
@@ -1261,7 +1288,10 @@ mod tests {
         let trace = sha2::Sha256::digest(format!("alert-uid:{revision}").as_bytes());
         assert_eq!(span["traceId"], hex::encode(&trace[..16]));
         assert_eq!(span["name"], "Kustomization: apps/web");
-        assert_eq!(span["status"], json!({"code": 2, "message": "Health check failed"}));
+        assert_eq!(
+            span["status"],
+            json!({"code": 2, "message": "Health check failed"})
+        );
         assert_eq!(span["startTimeUnixNano"], "1796205600000000000");
         assert_eq!(
             body(r)["resourceSpans"][0]["resource"]["attributes"][0]["value"]["stringValue"],

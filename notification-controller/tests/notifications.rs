@@ -60,7 +60,10 @@ async fn record(State(sink): State<Sink>, uri: Uri, headers: HeaderMap, body: By
     });
     // Token endpoints answer as Google's and GitHub's do.
     if uri.path() == "/token" {
-        return (StatusCode::OK, r#"{"access_token": "ya29.test", "expires_in": 3600}"#.into());
+        return (
+            StatusCode::OK,
+            r#"{"access_token": "ya29.test", "expires_in": 3600}"#.into(),
+        );
     }
     if uri.path().ends_with("/access_tokens") {
         return (
@@ -684,19 +687,36 @@ async fn cloud_providers_and_a_github_app_deliver_as_their_services_expect() {
     let port = sink_url.rsplit(':').next().unwrap();
     let service_account = json!({"type": "service_account", "client_email": "flux@proj.iam.gserviceaccount.com",
         "private_key": TEST_KEY, "private_key_id": "k1", "token_uri": format!("{sink_url}/token")});
-    w.secret("pubsub", json!({"token": service_account.to_string(), "headers": "team: web"})).await;
+    w.secret(
+        "pubsub",
+        json!({"token": service_account.to_string(), "headers": "team: web"}),
+    )
+    .await;
     w.secret("eventhub", json!({"address": format!(
         "Endpoint=sb://localhost:{port}/;SharedAccessKeyName=send;SharedAccessKey=s3cr3t;EntityPath=events;UseDevelopmentEmulator=true")}))
         .await;
-    w.secret("github-app", json!({"githubAppID": "42", "githubAppInstallationID": "7",
-        "githubAppPrivateKey": TEST_KEY, "githubAppBaseURL": sink_url})).await;
+    w.secret(
+        "github-app",
+        json!({"githubAppID": "42", "githubAppInstallationID": "7",
+        "githubAppPrivateKey": TEST_KEY, "githubAppBaseURL": sink_url}),
+    )
+    .await;
     w.provider("pubsub", json!({"type": "googlepubsub", "address": "proj", "channel": "flux", "secretRef": {"name": "pubsub"}})).await;
-    w.provider("eventhub", json!({"type": "azureeventhub", "secretRef": {"name": "eventhub"}})).await;
-    w.provider("otel", json!({"type": "otel", "address": sink_url})).await;
+    w.provider(
+        "eventhub",
+        json!({"type": "azureeventhub", "secretRef": {"name": "eventhub"}}),
+    )
+    .await;
+    w.provider("otel", json!({"type": "otel", "address": sink_url}))
+        .await;
     w.provider("github", json!({"type": "github", "address": format!("{sink_url}/acme/app"), "secretRef": {"name": "github-app"}})).await;
     for provider in ["pubsub", "eventhub", "otel", "github"] {
-        w.alert(provider, json!({"providerRef": {"name": provider},
-            "eventSources": [{"kind": "GitRepository", "name": "*"}]})).await;
+        w.alert(
+            provider,
+            json!({"providerRef": {"name": provider},
+            "eventSources": [{"kind": "GitRepository", "name": "*"}]}),
+        )
+        .await;
     }
     let sha = "0123456789abcdef0123456789abcdef01234567";
     let event = |message: &str| {
@@ -713,12 +733,19 @@ async fn cloud_providers_and_a_github_app_deliver_as_their_services_expect() {
     let deadline = Instant::now() + T;
     while sink.count(&statuses, |_| true) == 0 {
         assert!(Instant::now() < deadline, "no commit status set");
-        assert_eq!(w.post_event(&event(&format!("clone failed {:?}", Instant::now()))).await, 202);
+        assert_eq!(
+            w.post_event(&event(&format!("clone failed {:?}", Instant::now())))
+                .await,
+            202
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 
     let token = sink.wait("/token", |_| true).await;
-    assert!(String::from_utf8_lossy(&token.raw).contains("grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer"));
+    assert!(
+        String::from_utf8_lossy(&token.raw)
+            .contains("grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer")
+    );
     let published = sink.wait("/v1/projects/proj/topics/flux:publish", |_| true).await;
     assert_eq!(published.headers["authorization"], "Bearer ya29.test");
     let message = &published.body["messages"][0];
@@ -810,7 +837,10 @@ async fn oidc_and_gcr_receivers_accept_only_tokens_their_issuers_signed() {
     google.id_token_keys = format!("{issuer}/jwks");
     let w = world_with("notify-oidc", google).await;
     let repo = testing::GitRepo::new("notify-oidc");
-    repo.write("app/config.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app\n");
+    repo.write(
+        "app/config.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app\n",
+    );
     repo.commit("app");
     w.git_source(&repo).await;
     w.create::<Receiver>(json!({"apiVersion": "notification.toolkit.fluxcd.io/v1", "kind": "Receiver",
@@ -820,11 +850,13 @@ async fn oidc_and_gcr_receivers_accept_only_tokens_their_issuers_signed() {
                 "variables": [{"name": "repo", "expression": "claims.repository"}],
                 "validations": [{"expression": "vars.repo == 'acme/app'", "message": "wrong repository"}]}]}}))
         .await;
-    w.create::<Receiver>(json!({"apiVersion": "notification.toolkit.fluxcd.io/v1", "kind": "Receiver",
+    w.create::<Receiver>(
+        json!({"apiVersion": "notification.toolkit.fluxcd.io/v1", "kind": "Receiver",
         "metadata": {"name": "unvalidated"},
         "spec": {"type": "generic-oidc", "resources": [{"kind": "GitRepository", "name": "repo"}],
-            "oidcProviders": [{"issuerURL": issuer}]}}))
-        .await;
+            "oidcProviders": [{"issuerURL": issuer}]}}),
+    )
+    .await;
     w.secret("gcr", json!({"token": "t0k3n", "email": "pusher@proj.iam.gserviceaccount.com", "audience": "https://hooks.example/gcr"})).await;
     w.create::<Receiver>(json!({"apiVersion": "notification.toolkit.fluxcd.io/v1", "kind": "Receiver",
         "metadata": {"name": "gcr"},
@@ -835,7 +867,12 @@ async fn oidc_and_gcr_receivers_accept_only_tokens_their_issuers_signed() {
         ready(r).is_some_and(|c| c.status == "False")
     })
     .await;
-    assert!(ready(&refused).unwrap().message.contains("at least one validation is required"));
+    assert!(
+        ready(&refused)
+            .unwrap()
+            .message
+            .contains("at least one validation is required")
+    );
     let url_of = |name: &'static str| {
         let (receivers, base) = (receivers.clone(), w.receiver_url.clone());
         async move {
@@ -866,17 +903,28 @@ async fn oidc_and_gcr_receivers_accept_only_tokens_their_issuers_signed() {
 
     let oidc = url_of("oidc").await;
     let token = |repository: &str, audience: &str| {
-        signed(json!({"iss": issuer, "aud": audience, "sub": "ci", "repository": repository,
-            "iat": now(), "exp": now() + 300}))
+        signed(
+            json!({"iss": issuer, "aud": audience, "sub": "ci", "repository": repository,
+            "iat": now(), "exp": now() + 300}),
+        )
     };
     assert_eq!(post(oidc.clone(), None, "{}".into()).await, 400);
-    assert_eq!(post(oidc.clone(), Some(token("evil/app", "driftless")), "{}".into()).await, 400);
-    assert_eq!(post(oidc.clone(), Some(token("acme/app", "someone-else")), "{}".into()).await, 400);
+    assert_eq!(
+        post(oidc.clone(), Some(token("evil/app", "driftless")), "{}".into()).await,
+        400
+    );
+    assert_eq!(
+        post(oidc.clone(), Some(token("acme/app", "someone-else")), "{}".into()).await,
+        400
+    );
     let forged = token("acme/app", "driftless");
     let forged = format!("{}x", &forged[..forged.len() - 1]);
     assert_eq!(post(oidc.clone(), Some(forged), "{}".into()).await, 400);
     assert_eq!(requested().await, None);
-    assert_eq!(post(oidc, Some(token("acme/app", "driftless")), "{}".into()).await, 200);
+    assert_eq!(
+        post(oidc, Some(token("acme/app", "driftless")), "{}".into()).await,
+        200
+    );
     let first = requested().await;
     assert!(first.is_some());
 
@@ -887,12 +935,30 @@ async fn oidc_and_gcr_receivers_accept_only_tokens_their_issuers_signed() {
         "messageId": "1"}, "subscription": "projects/proj/subscriptions/gcr"})
     .to_string();
     let google_token = |email: &str| {
-        signed(json!({"iss": "https://accounts.google.com", "aud": "https://hooks.example/gcr",
-            "email": email, "email_verified": true, "iat": now(), "exp": now() + 300}))
+        signed(
+            json!({"iss": "https://accounts.google.com", "aud": "https://hooks.example/gcr",
+            "email": email, "email_verified": true, "iat": now(), "exp": now() + 300}),
+        )
     };
-    assert_eq!(post(gcr.clone(), Some(google_token("intruder@proj.iam.gserviceaccount.com")), push.clone()).await, 400);
+    assert_eq!(
+        post(
+            gcr.clone(),
+            Some(google_token("intruder@proj.iam.gserviceaccount.com")),
+            push.clone()
+        )
+        .await,
+        400
+    );
     assert_eq!(post(gcr.clone(), None, push.clone()).await, 400);
-    assert_eq!(post(gcr, Some(google_token("pusher@proj.iam.gserviceaccount.com")), push).await, 200);
+    assert_eq!(
+        post(
+            gcr,
+            Some(google_token("pusher@proj.iam.gserviceaccount.com")),
+            push
+        )
+        .await,
+        200
+    );
     assert_ne!(requested().await, first);
     testing::delete_namespace(&w.client, &w.ns).await;
 }
@@ -911,19 +977,38 @@ async fn nats_receives_events_on_the_providers_subject() {
     let subject = format!("flux.{}", w.ns);
     let mut messages = subscriber.subscribe(subject.clone()).await.unwrap();
     subscriber.flush().await.unwrap();
-    w.secret("nats", json!({"username": env("NATS_USER"), "password": env("NATS_PASSWORD")})).await;
-    w.secret("nats-wrong", json!({"username": env("NATS_USER"), "password": "not-the-password-42"})).await;
+    w.secret(
+        "nats",
+        json!({"username": env("NATS_USER"), "password": env("NATS_PASSWORD")}),
+    )
+    .await;
+    w.secret(
+        "nats-wrong",
+        json!({"username": env("NATS_USER"), "password": "not-the-password-42"}),
+    )
+    .await;
     w.provider("nats", json!({"type": "nats", "address": env("NATS_URL"), "channel": subject, "secretRef": {"name": "nats"}})).await;
     w.provider("nats-wrong", json!({"type": "nats", "address": env("NATS_URL"), "channel": subject, "secretRef": {"name": "nats-wrong"}})).await;
     for provider in ["nats", "nats-wrong"] {
-        w.alert(provider, json!({"providerRef": {"name": provider},
-            "eventSources": [{"kind": "GitRepository", "name": "*"}]})).await;
+        w.alert(
+            provider,
+            json!({"providerRef": {"name": provider},
+            "eventSources": [{"kind": "GitRepository", "name": "*"}]}),
+        )
+        .await;
     }
     // Alerts reach the controller's caches in a moment: post until one arrives.
     let message = loop {
-        assert_eq!(w.post_event(&w.flux_event("repo", &format!("fetched {:?}", Instant::now()))).await, 202);
-        if let Ok(Some(message)) =
-            tokio::time::timeout(Duration::from_millis(500), futures::StreamExt::next(&mut messages)).await
+        assert_eq!(
+            w.post_event(&w.flux_event("repo", &format!("fetched {:?}", Instant::now())))
+                .await,
+            202
+        );
+        if let Ok(Some(message)) = tokio::time::timeout(
+            Duration::from_millis(500),
+            futures::StreamExt::next(&mut messages),
+        )
+        .await
         {
             break message;
         }
@@ -938,7 +1023,13 @@ async fn nats_receives_events_on_the_providers_subject() {
     })
     .await;
     let note = failed.note.unwrap_or_default();
-    assert!(note.contains(&format!("error publishing event to subject {subject}")), "{note}");
-    assert!(!note.contains("not-the-password-42"), "the password leaked: {note}");
+    assert!(
+        note.contains(&format!("error publishing event to subject {subject}")),
+        "{note}"
+    );
+    assert!(
+        !note.contains("not-the-password-42"),
+        "the password leaked: {note}"
+    );
     testing::delete_namespace(&w.client, &w.ns).await;
 }

@@ -162,7 +162,12 @@ mod tests {
     #[test]
     fn service_bus_signatures_match_azures() {
         assert_eq!(
-            service_bus_sas("https://flux.servicebus.windows.net/events", "send", "c2VjcmV0", 1_700_000_000),
+            service_bus_sas(
+                "https://flux.servicebus.windows.net/events",
+                "send",
+                "c2VjcmV0",
+                1_700_000_000
+            ),
             "SharedAccessSignature sr=https%3a%2f%2fflux.servicebus.windows.net%2fevents&sig=h7kE8NqeFH4VVayFUgDOcjzXJEMAbPefGi2Kw7ark34%3D&se=1700000000&skn=send"
         );
     }

@@ -61,7 +61,10 @@ impl AppCredentials {
         let Some(app_id) = value("githubAppID") else {
             return Ok(None);
         };
-        let installation = match (value("githubAppInstallationID"), value("githubAppInstallationOwner")) {
+        let installation = match (
+            value("githubAppInstallationID"),
+            value("githubAppInstallationOwner"),
+        ) {
             (Some(_), Some(_)) => {
                 return Err("only one of app installation owner or ID must be provided to use github app authentication".into());
             }
@@ -103,8 +106,12 @@ impl AppCredentials {
             exp: iat + 120,
             iat,
         };
-        jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256), &claims, &key)
-            .map_err(|e| format!("cannot sign the GitHub App JWT: {e}"))
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
+            &claims,
+            &key,
+        )
+        .map_err(|e| format!("cannot sign the GitHub App JWT: {e}"))
     }
 
     fn cache_key(&self) -> [u8; 32] {
@@ -157,7 +164,9 @@ impl AppCredentials {
         let id = match &self.installation {
             Installation::Id(id) => id.clone(),
             Installation::Owner(owner) => {
-                let organisation = self.call(http, &jwt, "GET", &format!("orgs/{owner}/installation")).await;
+                let organisation = self
+                    .call(http, &jwt, "GET", &format!("orgs/{owner}/installation"))
+                    .await;
                 let found = match organisation {
                     Ok(found) => found,
                     Err(org_error) => self
@@ -179,7 +188,12 @@ impl AppCredentials {
             }
         };
         let minted = self
-            .call(http, &jwt, "POST", &format!("app/installations/{id}/access_tokens"))
+            .call(
+                http,
+                &jwt,
+                "POST",
+                &format!("app/installations/{id}/access_tokens"),
+            )
             .await?;
         let token = minted["token"]
             .as_str()
@@ -223,8 +237,8 @@ impl AppCredentials {
             .await
             .map_err(|e| Problem::Unavailable(format!("{method} {url}: {}", e.without_url())))?;
         let status = response.status();
-        let body: serde_json::Value = serde_json::from_str(&response.text().await.unwrap_or_default())
-            .unwrap_or_default();
+        let body: serde_json::Value =
+            serde_json::from_str(&response.text().await.unwrap_or_default()).unwrap_or_default();
         if status.is_success() {
             return Ok(body);
         }
@@ -233,11 +247,13 @@ impl AppCredentials {
             status.as_u16(),
             body["message"].as_str().unwrap_or_default()
         );
-        Err(if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
-            Problem::Unavailable(message)
-        } else {
-            Problem::Invalid(message)
-        })
+        Err(
+            if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+                Problem::Unavailable(message)
+            } else {
+                Problem::Invalid(message)
+            },
+        )
     }
 }
 
@@ -248,27 +264,44 @@ mod tests {
     use crate::google::tests::{KEY, PUBLIC};
 
     fn secret(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     /// Flux's messages for incomplete credentials; a PKCS#1 key (as GitHub hands them out)
     /// signs a JWT with the app ID as issuer, 30 s in the past, for two minutes.
     #[test]
     fn credentials_are_read_as_flux_reads_them_and_sign_the_app_jwt() {
-        assert!(AppCredentials::from_secret(&secret(&[("token", "t")])).unwrap().is_none());
-        let refused = |pairs: &[(&str, &str)]| AppCredentials::from_secret(&secret(pairs)).unwrap_err();
-        assert!(refused(&[("githubAppID", "1")]).starts_with("app installation owner or ID must be provided"));
         assert!(
-            refused(&[("githubAppID", "1"), ("githubAppInstallationID", "2"), ("githubAppInstallationOwner", "o")])
-                .starts_with("only one of app installation owner or ID")
+            AppCredentials::from_secret(&secret(&[("token", "t")]))
+                .unwrap()
+                .is_none()
+        );
+        let refused = |pairs: &[(&str, &str)]| AppCredentials::from_secret(&secret(pairs)).unwrap_err();
+        assert!(
+            refused(&[("githubAppID", "1")]).starts_with("app installation owner or ID must be provided")
+        );
+        assert!(
+            refused(&[
+                ("githubAppID", "1"),
+                ("githubAppInstallationID", "2"),
+                ("githubAppInstallationOwner", "o")
+            ])
+            .starts_with("only one of app installation owner or ID")
         );
         assert!(
             refused(&[("githubAppID", "1"), ("githubAppInstallationID", "2")])
                 .starts_with("private key must be provided")
         );
         assert!(
-            refused(&[("githubAppID", "1"), ("githubAppInstallationID", "2"), ("githubAppPrivateKey", "x")])
-                .starts_with("could not parse private key")
+            refused(&[
+                ("githubAppID", "1"),
+                ("githubAppInstallationID", "2"),
+                ("githubAppPrivateKey", "x")
+            ])
+            .starts_with("could not parse private key")
         );
         let app = AppCredentials::from_secret(&secret(&[
             ("githubAppID", "42"),
@@ -291,7 +324,10 @@ mod tests {
         .unwrap()
         .claims;
         assert_eq!(claims["iss"], "42");
-        assert_eq!(claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(), 120);
+        assert_eq!(
+            claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(),
+            120
+        );
         assert!(format!("{app:?}").contains("42") && !format!("{app:?}").contains("PRIVATE"));
     }
 }

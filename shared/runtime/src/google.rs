@@ -33,8 +33,8 @@ struct Claims<'a> {
 /// The signed JWT assertion of `key_json` for `scope` at `now` (seconds since the epoch), and
 /// the token URI it is exchanged at. `what` names the key's place in messages.
 pub fn assertion(key_json: &str, scope: &str, now: u64, what: &str) -> Result<(String, String), String> {
-    let key: ServiceAccountKey = serde_json::from_str(key_json)
-        .map_err(|e| format!("invalid service account key in {what}: {e}"))?;
+    let key: ServiceAccountKey =
+        serde_json::from_str(key_json).map_err(|e| format!("invalid service account key in {what}: {e}"))?;
     let signing = jsonwebtoken::EncodingKey::from_rsa_pem(key.private_key.as_bytes())
         .map_err(|e| format!("invalid private key in {what}: {e}"))?;
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
@@ -140,6 +140,9 @@ pub(crate) mod tests {
         let exp = decoded.claims["exp"].as_u64().unwrap();
         assert_eq!(exp - decoded.claims["iat"].as_u64().unwrap(), 3600);
         let refused = assertion("{}", "s", 0, "'serviceaccount'").unwrap_err();
-        assert!(refused.starts_with("invalid service account key in 'serviceaccount'"), "{refused}");
+        assert!(
+            refused.starts_with("invalid service account key in 'serviceaccount'"),
+            "{refused}"
+        );
     }
 }

@@ -88,7 +88,10 @@ impl ReconcileError {
     }
     /// The same error, its event published already by the reconciler.
     pub fn reported(self) -> Self {
-        Self { reported: true, ..self }
+        Self {
+            reported: true,
+            ..self
+        }
     }
     /// A wait for something expected.
     pub fn waiting(reason: &str, message: impl Into<String>, after: Duration) -> Self {

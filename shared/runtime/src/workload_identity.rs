@@ -116,16 +116,14 @@ impl WorkloadIdentity {
         };
         let provider = key("provider").unwrap_or_else(|| "generic".into());
         if provider != "generic" {
-            return Err(Problem::Invalid(
-                format!(
-                    "kubeconfig ConfigMap '{namespace}/{name}': provider '{provider}' needs the cloud's workload identity, which this controller does not support; use provider 'generic' or kubeConfig.secretRef"
-                ),
-            ));
+            return Err(Problem::Invalid(format!(
+                "kubeconfig ConfigMap '{namespace}/{name}': provider '{provider}' needs the cloud's workload identity, which this controller does not support; use provider 'generic' or kubeConfig.secretRef"
+            )));
         }
         let address = key("address").ok_or_else(|| {
-            Problem::Invalid(
-                format!("kubeconfig ConfigMap '{namespace}/{name}' has no 'address' key"),
-            )
+            Problem::Invalid(format!(
+                "kubeconfig ConfigMap '{namespace}/{name}' has no 'address' key"
+            ))
         })?;
         let account = key("serviceAccountName")
             .or_else(|| Some(self.default_service_account.clone()).filter(|s| !s.is_empty()))
@@ -138,11 +136,9 @@ impl WorkloadIdentity {
             })?;
         // Flux issues ServiceAccount tokens for remote clusters only with the gate on.
         if !self.enabled {
-            return Err(Problem::Invalid(
-                format!(
-                    "kubeconfig ConfigMap '{namespace}/{name}': ObjectLevelWorkloadIdentity feature gate is not enabled"
-                ),
-            ));
+            return Err(Problem::Invalid(format!(
+                "kubeconfig ConfigMap '{namespace}/{name}': ObjectLevelWorkloadIdentity feature gate is not enabled"
+            )));
         }
         let audiences = match key("audiences") {
             Some(list) => list
@@ -169,8 +165,9 @@ impl WorkloadIdentity {
             "contexts": [{"name": "remote", "context": {"cluster": "remote", "user": "workload-identity"}}],
             "current-context": "remote",
         });
-        let parsed: Kubeconfig = serde_json::from_value(kubeconfig.clone())
-            .map_err(|e| Problem::Invalid(format!("invalid kubeconfig ConfigMap '{namespace}/{name}': {e}")))?;
+        let parsed: Kubeconfig = serde_json::from_value(kubeconfig.clone()).map_err(|e| {
+            Problem::Invalid(format!("invalid kubeconfig ConfigMap '{namespace}/{name}': {e}"))
+        })?;
         Ok((kubeconfig.to_string(), parsed))
     }
 
@@ -205,7 +202,9 @@ impl WorkloadIdentity {
         let response: k8s_openapi::api::authentication::v1::TokenRequest = accounts
             .create_subresource("token", account, &kube::api::PostParams::default(), &request)
             .await
-            .map_err(|e| Problem::of_read(&format!("a token for ServiceAccount '{namespace}/{account}'"), e))?;
+            .map_err(|e| {
+                Problem::of_read(&format!("a token for ServiceAccount '{namespace}/{account}'"), e)
+            })?;
         let status = response.status.unwrap_or_default();
         // The apiserver may grant less than asked: its expiration counts, from the request on.
         let granted = status
