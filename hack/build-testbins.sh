@@ -153,9 +153,13 @@ build_flux() {
 # One Flux controller, for hack/bench (optional; not part of `all`). Built inside a copy of the
 # module zip so its own replace directives apply; the nested ./api module is not in the zip, so
 # that replace is dropped and the tagged api module is used (recipe §5.3).
+# build_flux_controller NAME VERSION [MODULE=VERSION...]: Flux's controller from its Go module,
+# its `./api` replace dropped (the published api module is used), and each MODULE pinned to
+# VERSION by a replace (a dependency the module proxy serves only at another version).
 build_flux_controller() {
   local name=$1 version=$2
-  local d="$TESTBINS_CACHE/flux-ctrl" w="$TESTBINS_WORK/$name-v$version" src
+  shift 2
+  local d="$TESTBINS_CACHE/flux-ctrl" w="$TESTBINS_WORK/$name-v$version" src pin
   [ -x "$d/$name-v$version" ] && return 0
   echo "building Flux $name v$version (cold: ~5 min on 2 cores)"
   mkdir -p "$d"
@@ -165,6 +169,9 @@ build_flux_controller() {
   (
     cd "$w"
     run_logged "$name" go mod edit -dropreplace="github.com/fluxcd/$name/api"
+    for pin in "$@"; do
+      run_logged "$name" go mod edit -replace="${pin%%=*}=${pin%%=*}@v${pin#*=}"
+    done
     run_logged "$name" go build -mod=mod -trimpath -ldflags "-s -w" -o "$d/$name-v$version.tmp" .
   ) || return 1
   mv "$d/$name-v$version.tmp" "$d/$name-v$version"
@@ -186,10 +193,10 @@ case "$what" in
   flux) build_flux ;;
   flux-controllers)
     build_flux_controller kustomize-controller "$FLUX_KUSTOMIZE_CONTROLLER_VERSION"
-    # github.com/fluxcd/pkg/artifact (every source-controller since v1.7) is not served by the
-    # module proxy here (.zip answers 403), so this build fails; hack/bench then measures both
-    # kustomize-controllers against the same (our) source-controller.
-    build_flux_controller source-controller "$FLUX_SOURCE_CONTROLLER_VERSION" ||
-      echo "Flux source-controller not built (see the log); benchmarks use ours as the artifact producer" ;;
+    # source-controller v1.9.4 asks for github.com/fluxcd/pkg/artifact v0.18.2, which the module
+    # proxy here refuses; v0.18.0 is served: the one patch-level difference of this build
+    # (recorded in the benchmark results).
+    build_flux_controller source-controller "$FLUX_SOURCE_CONTROLLER_VERSION" \
+      "github.com/fluxcd/pkg/artifact=$FLUX_PKG_ARTIFACT_PIN" ;;
   *) echo "usage: $0 [all|k8s|etcd|kwok|sops|cosign|helm|versitygw|fake-gcs-server|azurite|flux|flux-controllers]" >&2; exit 2 ;;
 esac

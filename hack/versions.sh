@@ -8,6 +8,9 @@ FLUX_VERSION=${FLUX_VERSION:-2.9.4}
 # The controllers flux2 v2.9.4 pins (manifests/bases), for the side-by-side benchmarks (issue 7).
 FLUX_SOURCE_CONTROLLER_VERSION=${FLUX_SOURCE_CONTROLLER_VERSION:-1.9.4}
 FLUX_KUSTOMIZE_CONTROLLER_VERSION=${FLUX_KUSTOMIZE_CONTROLLER_VERSION:-1.9.4}
+# What Flux's source-controller is built with instead of the github.com/fluxcd/pkg/artifact it
+# asks for (v0.18.2 is not served by the module proxy here; issue 20).
+FLUX_PKG_ARTIFACT_PIN=${FLUX_PKG_ARTIFACT_PIN:-0.18.0}
 # sops encrypts the Secrets of the SOPS decryption tests (kustomize-controller).
 SOPS_VERSION=${SOPS_VERSION:-3.13.3}
 # cosign signs the artifacts of the OCIRepository verification tests (v2: signatures as `.sig` tags).

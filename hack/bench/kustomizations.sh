@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# Side by side: our kustomize-controller and Flux's (v$FLUX_KUSTOMIZE_CONTROLLER_VERSION, built
-# from Go modules by hack/build-testbins.sh flux-controllers), one implementation at a time
-# against the same testenv, with the same settings. Workloads (../shared/docs/performance.md):
+# Side by side, the whole stack: our source- and kustomize-controller against Flux's
+# (source-controller v$FLUX_SOURCE_CONTROLLER_VERSION built with github.com/fluxcd/pkg/artifact
+# v$FLUX_PKG_ARTIFACT_PIN, kustomize-controller v$FLUX_KUSTOMIZE_CONTROLLER_VERSION, built from Go
+# modules by hack/build-testbins.sh flux-controllers), one stack at a time against the same
+# testenv, with the same settings, and the floor the control plane sets (hack/bench/floor.py: the
+# same 4N objects by a bare client, one server-side apply each at the same concurrency, then
+# the same readiness). Workloads (../shared/docs/performance.md):
 #
 #   W0  idle: RSS after start-up with no objects, and after N objects are reconciled
 #   W1  fan-out, the flux-benchmark shape: N Kustomizations, each with its own OCIRepository,
@@ -11,17 +15,21 @@
 #   W3  no-op storm: requestedAt on all N, until all handled; apiserver requests per object
 #   W11 restart with N up-to-date Kustomizations: time from process start until each was
 #       reconciled once, requests per object, peak RSS of the re-list
+#   W1p W1 with the sources and Kustomizations created before the controllers start: timed
+#       from the controllers' start, so object creation by the harness is not part of it
 #   W1 at DEFAULT_SIZES again with each implementation's default --concurrent
 #   W4  commit-to-applied latency for one Kustomization: a new artifact is pushed and the
 #       OCIRepository's reconcile requested; 20 trials, p50/p95
 #
-# The artifacts come from our source-controller for both: Flux's source-controller cannot be
-# built here (github.com/fluxcd/pkg/artifact is not served by the module proxy), so this compares
-# the kustomize-controllers with the same artifact producer. Before a timing counts, both must
-# have applied the same objects (4N, with the same ownership labels).
+# Each stack publishes its own artifacts. Before a timing counts, both must have applied the
+# same objects (4N, with the same ownership labels). Requests are read off the apiserver's
+# metrics by verb and resource (one stack runs at a time, so the difference is its own, plus the
+# kube-controller-manager's work on the same Deployments and the harness's polling, which the
+# floor's row shows).
 #
 #   SIZES="100 500 1000" IMPLS="driftless flux" hack/bench/kustomizations.sh
-# Writes hack/bench/results/<date>-vs-flux.md and <date>-vs-flux.svg (time to Ready against N).
+# Writes hack/bench/results/<date>-full-stack.md and <date>-full-stack.svg (time to Ready against
+# N for both stacks and the floor).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
@@ -34,7 +42,7 @@ B=$root/target/bench/kustomizations
 # Artifacts are pushed once per run (the registry may have been reset since the last one).
 # KEEP=1 continues a run: artifacts and measurements so far are kept.
 if [ "${KEEP:-}" != 1 ]; then
-  rm -rf "$B/apps" "$B"/pushed-* "$B/raw.tsv"
+  rm -rf "$B/apps" "$B"/pushed-* "$B/raw.tsv" "$B/requests.tsv"
 fi
 mkdir -p "$B" hack/bench/results
 
@@ -49,7 +57,8 @@ cargo build -q --release -p driftless-cli
 BIN=$root/target/dist
 ln -sf "$root/target/release/driftless" "$BIN/driftless"
 FLUX_KC=$TESTBINS_CACHE/flux-ctrl/kustomize-controller-v$FLUX_KUSTOMIZE_CONTROLLER_VERSION
-if [[ " $IMPLS " == *" flux "* ]] && [ ! -x "$FLUX_KC" ]; then
+FLUX_SC=$TESTBINS_CACHE/flux-ctrl/source-controller-v$FLUX_SOURCE_CONTROLLER_VERSION
+if [[ " $IMPLS " == *" flux "* ]] && { [ ! -x "$FLUX_KC" ] || [ ! -x "$FLUX_SC" ]; }; then
   hack/build-testbins.sh flux-controllers
 fi
 $KUBECTL apply --server-side --force-conflicts --field-manager=bench -f manifests/crds >/dev/null
@@ -177,6 +186,24 @@ applied_state() {
   done | awk '{s += $1} END {print s}'
 }
 
+# apiserver requests so far by verb and resource: "verb resource[/subresource] count" lines.
+requests_by() {
+  $KUBECTL get --raw /metrics | awk '/^apiserver_request_total\{/ {
+    match($0, /resource="[^"]*"/); r = substr($0, RSTART + 10, RLENGTH - 11)
+    match($0, /subresource="[^"]*"/); sr = substr($0, RSTART + 13, RLENGTH - 14)
+    match($0, /verb="[^"]*"/); v = substr($0, RSTART + 6, RLENGTH - 7)
+    if (r == "") next
+    c[v " " r (sr == "" ? "" : "/" sr)] += $NF } END {for (k in c) print k, c[k]}'
+}
+# record_requests IMPL N BEFORE_FILE: the requests since BEFORE_FILE per Kustomization (per
+# object set for the floor), by verb and resource, into requests.tsv.
+record_requests() {
+  requests_by >"$B/after.txt"
+  awk -v impl="$1" -v n="$2" 'NR == FNR {b[$1 " " $2] = $3; next}
+    {d = $3 - b[$1 " " $2]; if (d > 0) printf "%s\t%s\t%s\t%s\t%.2f\n", impl, n, $1, $2, d / n}' \
+    "$3" "$B/after.txt" >>"$B/requests.tsv"
+}
+
 api_requests() {
   $KUBECTL get --raw /metrics | awk '/^apiserver_request_total/ {s += $NF} END {printf "%d", s}'
 }
@@ -192,12 +219,22 @@ reconciles() {
 }
 cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.1f", ($14 + $15) / hz}' "/proc/$1/stat"; }
 
-start_source() {
+start_source() { # start_source IMPL → pid
   rm -rf "$B/storage" && mkdir -p "$B/storage"
-  "$BIN/source-controller" --concurrent=10 --storage-path="$B/storage" --storage-addr=127.0.0.1:19190 \
-    --storage-adv-addr=127.0.0.1:19190 --metrics-addr=127.0.0.1:18191 --health-addr=127.0.0.1:19191 \
-    >"$B/source-controller.log" 2>&1 &
-  echo $!
+  local flags=(--concurrent=10 --storage-path="$B/storage" --storage-addr=127.0.0.1:19190
+    --storage-adv-addr=127.0.0.1:19190 --metrics-addr=127.0.0.1:18191 --health-addr=127.0.0.1:19191)
+  case "$1" in
+    driftless) "$BIN/source-controller" "${flags[@]}" >"$B/sc-$1.log" 2>&1 & ;;
+    # As Flux ships it: GOMEMLIMIT from the 1Gi limit.
+    flux) GOMEMLIMIT=1GiB RUNTIME_NAMESPACE=flux-system "$FLUX_SC" "${flags[@]}" --watch-all-namespaces \
+      --log-level=info >"$B/sc-$1.log" 2>&1 & ;;
+  esac
+  local pid=$!
+  for _ in $(seq 1 100); do
+    curl -fs http://127.0.0.1:19191/readyz >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  echo "$pid"
 }
 
 start_kustomize() { # start_kustomize IMPL → pid
@@ -232,7 +269,7 @@ stop() {
 version_of() {
   case "$1" in
     driftless) echo "driftless $(git rev-parse --short HEAD)" ;;
-    flux) echo "Flux kustomize-controller v$FLUX_KUSTOMIZE_CONTROLLER_VERSION" ;;
+    flux) echo "Flux source-controller v$FLUX_SOURCE_CONTROLLER_VERSION (pkg/artifact v$FLUX_PKG_ARTIFACT_PIN) + kustomize-controller v$FLUX_KUSTOMIZE_CONTROLLER_VERSION" ;;
   esac
 }
 
@@ -254,13 +291,14 @@ fan_out() { # fan_out IMPL N CONC SUFFIX
   drop_namespace "$ns"
   $KUBECTL create namespace "$ns" >/dev/null
   push_set "$n"
-  sc=$(start_source)
+  sc=$(start_source "$impl")
   kc=$(CONCURRENT=$conc start_kustomize "$impl")
   pairs_yaml 1 "$n" "$ns" "n$n" >"$B/pairs.yaml"
   # Where the time goes: the apiserver's and etcd's CPU and the requests served during W1.
   apiserver=$(pgrep -f "$KUBE_BIN_DIR/kube-apiserver" | head -1)
   etcd=$(pgrep -f "/etcd --name" | head -1)
   w1_requests=$(api_requests)
+  [ -n "$suffix" ] || requests_by >"$B/before.txt"
   w1_cpu=$(awk -v a="$(cpu_s "$apiserver")" -v e="$(cpu_s "$etcd")" -v s="$(cpu_s "$sc")" 'BEGIN {print a + e, s}')
   start=$(date +%s.%N)
   $KUBECTL apply --server-side --field-manager=bench -f "$B/pairs.yaml" >/dev/null
@@ -279,6 +317,8 @@ fan_out() { # fan_out IMPL N CONC SUFFIX
   record "$impl" "ready_s$suffix" "$n" "$elapsed"
   read -r control_before source_before <<<"$w1_cpu"
   record "$impl" "w1_requests_per_kustomization$suffix" "$n" "$(awk -v a="$(api_requests)" -v b="$w1_requests" -v n="$n" 'BEGIN {printf "%.1f", (a - b) / n}')"
+  [ -n "$suffix" ] || record_requests "$impl" "$n" "$B/before.txt"
+  record "$impl" "peak_rss_source$suffix" "$n" "$(( $(hwm_kib "$sc") / 1024 ))"
   record "$impl" "w1_apiserver_etcd_cpu_s$suffix" "$n" "$(awk -v a="$(cpu_s "$apiserver")" -v e="$(cpu_s "$etcd")" -v b="$control_before" 'BEGIN {printf "%.1f", a + e - b}')"
   record "$impl" "w1_source_cpu_s$suffix" "$n" "$(awk -v s="$(cpu_s "$sc")" -v b="$source_before" 'BEGIN {printf "%.1f", s - b}')"
   record "$impl" "latency_p50$suffix" "$n" "$p50"
@@ -320,16 +360,57 @@ fan_out() { # fan_out IMPL N CONC SUFFIX
   drop_namespace "$ns"
 }
 
+# W1p for IMPL at N: every source and Kustomization exists before the controllers start; from
+# their start until all are Ready.
+precreated() { # precreated IMPL N
+  local impl=$1 n=$2 ns=bench-$1-$2-pre sc kc start elapsed
+  drop_namespace "$ns"
+  $KUBECTL create namespace "$ns" >/dev/null
+  push_set "$n"
+  pairs_yaml 1 "$n" "$ns" "n$n" | $KUBECTL apply --server-side --field-manager=bench -f - >/dev/null
+  start=$(date +%s.%N)
+  sc=$(start_source "$impl")
+  kc=$(CONCURRENT=$CONCURRENT start_kustomize "$impl")
+  deadline=$(( $(date +%s) + 1800 ))
+  while [ "$(ready_count "$ns")" -lt "$n" ] && [ "$(date +%s)" -lt "$deadline" ]; do sleep 1; done
+  elapsed=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN {printf "%.1f", e - s}')
+  record "$impl" ready_s_precreated "$n" "$elapsed"
+  record "$impl" applied_precreated "$n" "$(applied_state "$ns")"
+  echo "$impl N=$n (created before start): Ready in ${elapsed}s"
+  stop "$kc" "$sc"
+  drop_namespace "$ns"
+}
+
+# The floor at N: the 4N objects by a bare client at the same concurrency, then the same readiness.
+floor() { # floor N
+  local n=$1 ns=bench-floor-$1 out
+  drop_namespace "$ns"
+  $KUBECTL create namespace "$ns" >/dev/null
+  requests_by >"$B/before.txt"
+  out=$(python3 hack/bench/floor.py "$n" "$ns" "$CONCURRENT")
+  record_requests floor "$n" "$B/before.txt"
+  record floor ready_s "$n" "${out%% *}"
+  record floor ready_s_precreated "$n" "${out%% *}"
+  echo "floor N=$n: ${out%% *}s (${out##* } server-side applies)"
+  drop_namespace "$ns"
+}
+
+for n in $SIZES; do
+  floor "$n"
+done
+
 for impl in $IMPLS; do
   # W0 with no objects: start-up, then 10 s idle.
-  sc=$(start_source)
+  sc=$(start_source "$impl")
   kc=$(start_kustomize "$impl")
   sleep 10
   record "$impl" idle_rss 0 "$(( $(rss_kib "$kc") / 1024 ))"
+  record "$impl" idle_rss_source 0 "$(( $(rss_kib "$sc") / 1024 ))"
   stop "$kc" "$sc"
 
   for n in $SIZES; do
     fan_out "$impl" "$n" "$CONCURRENT" ""
+    precreated "$impl" "$n"
   done
   # Each implementation at its own default concurrency (4 for both kustomize-controllers).
   for n in $DEFAULT_SIZES; do
@@ -342,7 +423,7 @@ for impl in $IMPLS; do
   drop_namespace "$ns"
   $KUBECTL create namespace "$ns" >/dev/null
   push_app 1 "w4-$impl" 1
-  sc=$(start_source)
+  sc=$(start_source "$impl")
   kc=$(start_kustomize "$impl")
   pairs_yaml 1 1 "$ns" "w4-$impl" | $KUBECTL apply --server-side --field-manager=bench -f - >/dev/null
   while [ "$(ready_count "$ns")" -lt 1 ]; do sleep 0.2; done
@@ -368,6 +449,6 @@ for impl in $IMPLS; do
 done
 
 date=$(date +%F)
-python3 hack/bench/report.py "$raw" "hack/bench/results/$date-vs-flux.md" "hack/bench/results/$date-vs-flux.svg" \
-  "$ours_version" "$(version_of flux)" "$K8S_VERSION" "$CONCURRENT"
-echo "wrote hack/bench/results/$date-vs-flux.md"
+python3 hack/bench/report.py "$raw" "hack/bench/results/$date-full-stack.md" "hack/bench/results/$date-full-stack.svg" \
+  "$ours_version" "$(version_of flux)" "$K8S_VERSION" "$CONCURRENT" "$B/requests.tsv"
+echo "wrote hack/bench/results/$date-full-stack.md"

@@ -154,6 +154,19 @@ pub fn account_of(endpoint: &url::Url) -> Option<String> {
         .map(str::to_string)
 }
 
+/// A Service Bus / Event Hubs shared access signature for `resource` (a URL), valid until
+/// `expiry` (seconds since the epoch), as Azure's SDKs make it: the lower-cased escaped URL,
+/// and the HMAC-SHA256 (keyed by the key's text as written, not decoded) of it and the expiry.
+pub fn service_bus_sas(resource: &str, key_name: &str, key: &str, expiry: u64) -> String {
+    let escape = |text: &str| url::form_urlencoded::byte_serialize(text.as_bytes()).collect::<String>();
+    let audience = escape(resource).to_lowercase();
+    let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(key.as_bytes())
+        .expect("HMAC takes any key length");
+    mac.update(format!("{audience}\n{expiry}").as_bytes());
+    let signature = escape(&base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()));
+    format!("SharedAccessSignature sr={audience}&sig={signature}&se={expiry}&skn={key_name}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,17 +218,4 @@ mod tests {
         ];
         assert_eq!(key.signature("GET", &url, 0, "", &ms), expected);
     }
-}
-
-/// A Service Bus / Event Hubs shared access signature for `resource` (a URL), valid until
-/// `expiry` (seconds since the epoch), as Azure's SDKs make it: the lower-cased escaped URL,
-/// and the HMAC-SHA256 (keyed by the key's text as written, not decoded) of it and the expiry.
-pub fn service_bus_sas(resource: &str, key_name: &str, key: &str, expiry: u64) -> String {
-    let escape = |text: &str| url::form_urlencoded::byte_serialize(text.as_bytes()).collect::<String>();
-    let audience = escape(resource).to_lowercase();
-    let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(key.as_bytes())
-        .expect("HMAC takes any key length");
-    mac.update(format!("{audience}\n{expiry}").as_bytes());
-    let signature = escape(&base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()));
-    format!("SharedAccessSignature sr={audience}&sig={signature}&se={expiry}&skn={key_name}")
 }

@@ -15,6 +15,9 @@ use crate::secrets::Problem;
 
 /// GitHub's API, where tokens are minted unless `githubAppBaseURL` says otherwise.
 pub const GITHUB_API: &str = "https://api.github.com/";
+/// Installation tokens by the digest of the credentials they were minted with, and until when
+/// each is reused.
+type Tokens = HashMap<[u8; 32], (String, Instant)>;
 /// The longest a token is kept (Flux's `--token-cache-max-duration` default).
 const MAX_CACHED: Duration = Duration::from_secs(3600);
 
@@ -128,7 +131,7 @@ impl AppCredentials {
 
     /// An installation access token: the cached one while it is fresh, else a new one.
     pub async fn installation_token(&self, http: &reqwest::Client) -> Result<String, Problem> {
-        static CACHE: OnceLock<Mutex<HashMap<[u8; 32], (String, Instant)>>> = OnceLock::new();
+        static CACHE: OnceLock<Mutex<Tokens>> = OnceLock::new();
         let cache = CACHE.get_or_init(Default::default);
         let key = self.cache_key();
         {

@@ -1,0 +1,78 @@
+#!/usr/bin/env python3
+"""The floor of W1 (issue 20): the same 4N objects the benchmark's Kustomizations apply, applied
+by a bare client — one server-side apply per object, CONCURRENCY at a time, no controller — then
+waited for with the same readiness (every Deployment observed at its generation and Available).
+It is the time the control plane alone needs on this machine.
+
+    floor.py N NAMESPACE CONCURRENCY   (KUBECONFIG: the testenv's, a bearer token)
+Prints the seconds from the first apply until all are ready, and the apply requests sent."""
+import concurrent.futures
+import json
+import os
+import re
+import ssl
+import sys
+import time
+import urllib.request
+
+n, namespace, concurrency = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+config = open(os.environ["KUBECONFIG"]).read()
+server = re.search(r'server: "?([^",}\s]+)', config).group(1)
+ca = re.search(r'certificate-authority: "?([^",}\s]+)', config).group(1)
+token = re.search(r"token: ([^,}\s]+)", config).group(1)
+context = ssl.create_default_context(cafile=ca)
+
+
+def request(method, path, body=None, content_type="application/json"):
+    req = urllib.request.Request(server + path, data=body, method=method)
+    req.add_header("Authorization", f"Bearer {token}")
+    req.add_header("Content-Type", content_type)
+    req.add_header("Accept", "application/json")
+    with urllib.request.urlopen(req, context=context, timeout=60) as response:
+        return json.loads(response.read() or b"{}")
+
+
+def objects(i):
+    """The four objects of app i, as hack/bench/kustomizations.sh's app_yaml has them."""
+    name = f"app{i}"
+    yield f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}", {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace, "annotations": {"bench/tag": "1"}},
+        "spec": {"replicas": 0, "selector": {"matchLabels": {"app": name}},
+                 "template": {"metadata": {"labels": {"app": name}},
+                              "spec": {"serviceAccountName": name, "containers": [
+                                  {"name": "app", "image": "ghcr.io/stefanprodan/podinfo:6.7.0",
+                                   "ports": [{"containerPort": 9898}]}]}}}}
+    yield f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}", {
+        "apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": namespace}}
+    yield f"/api/v1/namespaces/{namespace}/services/{name}", {
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": namespace},
+        "spec": {"selector": {"app": name}, "ports": [{"port": 80, "targetPort": 9898}]}}
+    yield f"/apis/networking.k8s.io/v1/namespaces/{namespace}/ingresses/{name}", {
+        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": name, "namespace": namespace},
+        "spec": {"rules": [{"host": f"{name}.example.com", "http": {"paths": [{"path": "/", "pathType": "Prefix",
+                 "backend": {"service": {"name": name, "port": {"number": 80}}}}]}}]}}
+
+
+def apply(item):
+    path, body = item
+    request("PATCH", path + "?fieldManager=floor&force=true", json.dumps(body).encode(),
+            "application/apply-patch+yaml")
+
+
+def ready(deployment):
+    status = deployment.get("status", {})
+    available = any(c["type"] == "Available" and c["status"] == "True" for c in status.get("conditions", []))
+    return status.get("observedGeneration") == deployment["metadata"]["generation"] and available
+
+
+started = time.monotonic()
+items = [item for i in range(1, n + 1) for item in objects(i)]
+with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
+    list(pool.map(apply, items))
+while True:
+    listed = request("GET", f"/apis/apps/v1/namespaces/{namespace}/deployments")["items"]
+    if sum(1 for d in listed if ready(d)) >= n:
+        break
+    time.sleep(0.2)
+print(f"{time.monotonic() - started:.1f} {len(items)}")
