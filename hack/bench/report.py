@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
 """Turns the raw measurements of hack/bench/kustomizations.sh into the results file (a table
-per metric with the ratio driftless / flux) and an SVG plot of time-to-Ready against N."""
+per metric with the ratio driftless / flux, and for times to Ready the floor and the ratio of
+the times above it; the requests by verb and resource) and an SVG plot of time-to-Ready against
+N for both stacks and the floor."""
 import collections
 import datetime
 import os
 import sys
 
 raw, md_path, svg_path, ours, theirs, k8s, concurrent = sys.argv[1:8]
+requests_path = sys.argv[8] if len(sys.argv) > 8 else None
 data = collections.defaultdict(dict)  # (metric, n) -> {impl: value}
 for line in open(raw):
     impl, metric, n, value = line.rstrip("\n").split("\t")
@@ -16,17 +19,20 @@ for line in open(raw):
         pass
 
 METRICS = [
-    ("idle_rss", "W0 idle RSS after start-up, MiB", "≤ 0.2"),
-    ("ready_s", "W1 time until all N are Ready, s", "≤ 0.25 at N = 1000"),
+    ("idle_rss", "W0 idle RSS after start-up, kustomize-controller, MiB", "≤ 0.2"),
+    ("idle_rss_source", "W0 idle RSS after start-up, source-controller, MiB", "≤ 0.2"),
+    ("ready_s", "W1 time until all N are Ready, s", "≤ 0.25 of Flux's time above the floor at N = 1000"),
+    ("ready_s_precreated", "W1p objects created before the controllers start: start → all Ready, s", ""),
     ("create_s", "W1 time the harness's `kubectl apply` of the 2N objects took (the controllers already at work), s", ""),
     ("latency_p50", "W1 per-Kustomization latency p50 (creation → Ready), s", ""),
     ("latency_p95", "W1 per-Kustomization latency p95, s", ""),
-    ("peak_rss", "W1 peak RSS (VmHWM), MiB", "≤ 0.25 at N = 1000"),
+    ("peak_rss", "W1 peak RSS (VmHWM), kustomize-controller, MiB", "≤ 0.25 at N = 1000"),
+    ("peak_rss_source", "W1 peak RSS (VmHWM), source-controller, MiB", ""),
     ("steady_rss", "W0 RSS with N reconciled objects, idle, MiB", "≤ 0.2"),
     ("cpu_s", "W1 CPU seconds (user + system)", ""),
     ("w1_requests_per_kustomization", "W1 apiserver requests per Kustomization (all clients, polling included)", ""),
     ("w1_apiserver_etcd_cpu_s", "W1 CPU seconds of kube-apiserver + etcd", ""),
-    ("w1_source_cpu_s", "W1 CPU seconds of (our) source-controller", ""),
+    ("w1_source_cpu_s", "W1 CPU seconds of the stack's source-controller", ""),
     ("noop_requests_per_object", "W3 no-op storm: apiserver requests per applied object", "≤ 2 (absolute)"),
     ("restart_s", "W11 restart: process start until every Kustomization was reconciled once, s", ""),
     ("restart_requests_per_object", "W11 restart: apiserver requests per applied object", ""),
@@ -39,18 +45,21 @@ METRICS = [
     ("w4_p50", "W4 commit-to-applied latency p50, s", ""),
     ("w4_p95", "W4 commit-to-applied latency p95, s", "≤ 0.25"),
     ("applied", "objects applied (same-state check: 4N for both)", "equal"),
+    ("applied_precreated", "W1p objects applied (4N for both)", "equal"),
 ]
 
 out = []
-out.append("# Driftless vs Flux: kustomize-controller side by side\n")
+out.append("# Driftless vs Flux: the whole stack side by side, and the floor\n")
 out.append(f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%dT%H:%MZ}; machine: "
            f"{os.cpu_count()} CPUs, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.1f} GiB")
 out.append(f"- {ours} (cargo profile `dist`: fat LTO, opt-level s, as the image ships) vs {theirs} (built from Go modules, GOMEMLIMIT=1GiB as Flux ships it)")
-out.append(f"- both with `--concurrent={concurrent}` (except the rows at default concurrency) and every other flag at its default; artifacts from our "
-           f"source-controller (`--concurrent=10`) for both; Kubernetes {k8s} (testenv, kwok nodes)")
-out.append("- script: `hack/bench/kustomizations.sh`; ratio = driftless ÷ flux (lower is better)\n")
-out.append("| metric | N | driftless | flux | ratio | goal |")
-out.append("|---|---|---|---|---|---|")
+out.append(f"- kustomize-controllers with `--concurrent={concurrent}` (except the rows at default concurrency), source-controllers with "
+           f"`--concurrent=10`, every other flag at its default; each stack publishes its own artifacts; Kubernetes {k8s} (testenv, kwok nodes)")
+out.append("- floor: the same 4N objects applied by a bare client (`hack/bench/floor.py`: one server-side apply each, "
+           f"{concurrent} at a time), then the same readiness: the time the control plane alone needs here")
+out.append("- script: `hack/bench/kustomizations.sh`; ratio = driftless ÷ flux; above floor = (driftless − floor) ÷ (flux − floor) (lower is better)\n")
+out.append("| metric | N | driftless | flux | floor | ratio | above floor | goal |")
+out.append("|---|---|---|---|---|---|---|---|")
 for metric, title, goal in METRICS:
     for (m, n), values in sorted(data.items()):
         if m != metric:
@@ -58,12 +67,35 @@ for metric, title, goal in METRICS:
         d, f = values.get("driftless"), values.get("flux")
         ratio = f"{d / f:.2f}" if d is not None and f else "n/a"
         fmt = lambda v: "n/a" if v is None else (f"{v:.0f}" if v >= 100 or float(v).is_integer() else f"{v:.2f}")
-        out.append(f"| {title} | {n if n else '-'} | {fmt(d)} | {fmt(f)} | {ratio} | {goal} |")
+        fl = values.get("floor")
+        above = f"{(d - fl) / (f - fl):.2f}" if None not in (d, f, fl) and f > fl else ""
+        floor_cell = fmt(fl) if fl is not None else ""
+        out.append(f"| {title} | {n if n else '-'} | {fmt(d)} | {fmt(f)} | {floor_cell} | {ratio} | {above} | {goal} |")
+if requests_path and os.path.exists(requests_path):
+    # impl, n, verb, resource, requests per Kustomization (per object set for the floor)
+    reqs = collections.defaultdict(dict)
+    for line in open(requests_path):
+        impl, n, verb, resource, per = line.rstrip("\n").split("\t")
+        reqs[(int(n), verb, resource)][impl] = float(per)
+    out.append("\n## W1 apiserver requests per Kustomization, by verb and resource\n")
+    out.append("All clients while one stack (or the floor) ran: the controllers, kube-controller-manager's "
+               "work on the Deployments, and the harness's polling of Kustomizations (the same for both stacks).\n")
+    out.append("| N | verb | resource | driftless | flux | floor |")
+    out.append("|---|---|---|---|---|---|")
+    totals = collections.defaultdict(lambda: collections.defaultdict(float))
+    for (n, verb, resource), values in sorted(reqs.items()):
+        cells = [f"{values[i]:.2f}" if i in values else "" for i in ("driftless", "flux", "floor")]
+        for i, v in values.items():
+            totals[n][i] += v
+        out.append(f"| {n} | {verb} | {resource} | {' | '.join(cells)} |")
+    for n, t in sorted(totals.items()):
+        cells = [f"{t[i]:.2f}" if i in t else "" for i in ("driftless", "flux", "floor")]
+        out.append(f"| {n} | **all** | | {' | '.join(cells)} |")
 open(md_path, "w").write("\n".join(out) + "\n")
 
 # time to Ready against N
 series = {impl: sorted((n, v[impl]) for (m, n), v in data.items() if m == "ready_s" and impl in v)
-          for impl in ("driftless", "flux")}
+          for impl in ("driftless", "flux", "floor")}
 points = [p for s in series.values() for p in s]
 if points:
     W, H, M = 560, 360, 50
@@ -71,7 +103,7 @@ if points:
     max_t = max(t for _, t in points) * 1.1 or 1
     x = lambda n: M + (W - 2 * M) * n / max_n
     y = lambda t: H - M - (H - 2 * M) * t / max_t
-    colors = {"driftless": "#d9480f", "flux": "#1971c2"}
+    colors = {"driftless": "#d9480f", "flux": "#1971c2", "floor": "#868e96"}
     svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">',
            f'<rect width="{W}" height="{H}" fill="white"/>',
            f'<text x="{W / 2}" y="20" text-anchor="middle">W1: time until N Kustomizations are Ready</text>',
