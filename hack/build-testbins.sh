@@ -198,5 +198,5 @@ case "$what" in
     # (recorded in the benchmark results).
     build_flux_controller source-controller "$FLUX_SOURCE_CONTROLLER_VERSION" \
       "github.com/fluxcd/pkg/artifact=$FLUX_PKG_ARTIFACT_PIN" ;;
-  *) echo "usage: $0 [all|k8s|etcd|kwok|sops|cosign|helm|versitygw|fake-gcs-server|azurite|flux|flux-controllers]" >&2; exit 2 ;;
+  *) echo "usage: $0 [all|k8s|etcd|kwok|sops|cosign|helm|versitygw|fake-gcs-server|azurite|nats-server|flux|flux-controllers]" >&2; exit 2 ;;
 esac

@@ -228,6 +228,7 @@ start_source() { # start_source IMPL → pid
     # As Flux ships it: GOMEMLIMIT from the 1Gi limit.
     flux) GOMEMLIMIT=1GiB RUNTIME_NAMESPACE=flux-system "$FLUX_SC" "${flags[@]}" --watch-all-namespaces \
       --log-level=info >"$B/sc-$1.log" 2>&1 & ;;
+    *) echo "unknown implementation: $1" >&2; exit 2 ;;
   esac
   local pid=$!
   for _ in $(seq 1 100); do
@@ -372,7 +373,10 @@ precreated() { # precreated IMPL N
   sc=$(start_source "$impl")
   kc=$(CONCURRENT=$CONCURRENT start_kustomize "$impl")
   deadline=$(( $(date +%s) + 1800 ))
-  while [ "$(ready_count "$ns")" -lt "$n" ] && [ "$(date +%s)" -lt "$deadline" ]; do sleep 1; done
+  while [ "$(ready_count "$ns")" -lt "$n" ]; do
+    [ "$(date +%s)" -lt "$deadline" ] || { echo "$impl N=$n (created before start): not all Ready in 30 min" >&2; break; }
+    sleep 1
+  done
   elapsed=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN {printf "%.1f", e - s}')
   record "$impl" ready_s_precreated "$n" "$elapsed"
   record "$impl" applied_precreated "$n" "$(applied_state "$ns")"

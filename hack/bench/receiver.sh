@@ -102,7 +102,19 @@ nc=$!
 trap 'kill $sc $kc $nc 2>/dev/null || true' EXIT
 
 applied() { $KUBECTL get kustomization app -n "$ns" -o jsonpath='{.status.lastAppliedRevision}'; }
-until [ "$(applied)" != "" ]; do sleep 0.2; done
+# wait_until DEADLINE_S COMMAND...: polls COMMAND until it succeeds; gives up (failing the run)
+# after DEADLINE_S seconds.
+wait_until() {
+  local deadline=$(( $(date +%s) + $1 ))
+  shift
+  until "$@"; do
+    [ "$(date +%s)" -lt "$deadline" ] || { echo "gave up waiting for: $*" >&2; exit 1; }
+    sleep 0.05
+  done
+}
+applied_is() { [ "$(applied)" = "$1" ]; }
+applied_any() { [ -n "$(applied)" ]; }
+wait_until 120 applied_any
 $KUBECTL wait -n "$ns" receiver/github --for=condition=Ready --timeout=60s >/dev/null
 hook=http://127.0.0.1:19482$($KUBECTL get receiver github -n "$ns" -o jsonpath='{.status.webhookPath}')
 
@@ -115,10 +127,11 @@ trial() {
   if [ "$1" = receiver ]; then
     body=$(printf '{"ref": "refs/heads/main", "after": "%s"}' "$sha")
     signature=$(printf '%s' "$body" | openssl dgst -sha256 -hmac "$token" | awk '{print $NF}')
-    curl -fs -o /dev/null -X POST "$hook" -H 'X-GitHub-Event: push' \
+    curl -fs -o /dev/null -X POST "$hook" -H 'X-GitHub-Event: push' -H 'Content-Type: application/json' \
       -H "X-GitHub-Delivery: $sha" -H "X-Hub-Signature-256: sha256=$signature" -d "$body"
   fi
-  until [ "$(applied)" = "main@sha1:$sha" ]; do sleep 0.05; done
+  # A poll comes within the interval; twice that is a failure.
+  wait_until 300 applied_is "main@sha1:$sha"
   awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN {printf "%.2f\n", e - s}'
 }
 

@@ -6,7 +6,6 @@
 
 use driftless_api::meta::reasons;
 use driftless_runtime::reconcile::ReconcileError;
-use driftless_runtime::secrets::Problem;
 use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client, ResourceExt};
 
@@ -53,11 +52,8 @@ pub async fn connect(r: &HelmReleaseReconciler, run: &mut Run<'_>) -> Result<(),
                 .workload_identity
                 .kubeconfig(&run.ctx.client, &namespace, &config_map_ref.name)
                 .await
-                .map_err(|problem| match problem {
-                    Problem::Missing(m) => {
-                        ReconcileError::waiting(reasons::FAILED, m, r.settings.requeue_dependency)
-                    }
-                    other => other.into_error(reasons::FAILED),
+                .map_err(|problem| {
+                    problem.into_error_after(reasons::FAILED, r.settings.requeue_dependency)
                 })?,
             (None, None) => {
                 return Err(invalid("kubeConfig needs a secretRef or a configMapRef".into()));

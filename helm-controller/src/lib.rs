@@ -50,6 +50,9 @@ pub struct Args {
     /// What kubeConfig Secrets may do.
     #[command(flatten)]
     pub kubeconfig: driftless_runtime::kubeconfig::KubeconfigPolicy,
+    /// `--token-cache-max-size`, `--token-cache-max-duration` (`kubeConfig.configMapRef` tokens).
+    #[command(flatten)]
+    pub token_cache: driftless_runtime::workload_identity::TokenCacheLimits,
 }
 
 /// Flux v2.9's feature gates of this controller and their defaults (`--feature-gates`).
@@ -84,6 +87,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         allow_external_artifact: rt.gates.enabled("ExternalArtifact"),
         additive_ready_expr: rt.gates.enabled("AdditiveCELDependencyCheck"),
         default_kubeconfig_service_account: rt.args.default_kubeconfig_service_account.clone(),
+        token_cache: args.token_cache,
         object_level_workload_identity: rt
             .gates
             .enabled(driftless_runtime::features::OBJECT_LEVEL_WORKLOAD_IDENTITY.0),

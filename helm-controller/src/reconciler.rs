@@ -55,6 +55,8 @@ pub struct Settings {
     pub default_kubeconfig_service_account: String,
     /// Feature gate ObjectLevelWorkloadIdentity: `kubeConfig.configMapRef` tokens are issued.
     pub object_level_workload_identity: bool,
+    /// How many of those tokens are cached, for how long.
+    pub token_cache: driftless_runtime::workload_identity::TokenCacheLimits,
 }
 
 pub struct HelmReleaseReconciler {
@@ -78,7 +80,7 @@ impl HelmReleaseReconciler {
             discovery: Arc::new(Discovery::default()),
             observed: Observed::default(),
             workload_identity: driftless_runtime::workload_identity::WorkloadIdentity {
-                tokens: driftless_runtime::workload_identity::TokenCache::new(Default::default()),
+                tokens: driftless_runtime::workload_identity::TokenCache::new(settings.token_cache),
                 default_service_account: settings.default_kubeconfig_service_account.clone(),
                 enabled: settings.object_level_workload_identity,
             },

@@ -17,35 +17,10 @@ fn invalid(message: String) -> ReconcileError {
 }
 
 impl KustomizationReconciler {
-    /// A request about a referenced object failed: not there yet is waited for (as long as
-    /// `--requeue-dependency` says), anything else retried.
-    fn unreadable(&self, what: String, error: kube::Error) -> ReconcileError {
-        match &error {
-            kube::Error::Api(e) if e.code == 404 => ReconcileError::waiting(
-                reasons::RECONCILIATION_FAILED,
-                format!("{what} not found"),
-                self.settings.requeue_dependency,
-            ),
-            _ => ReconcileError::transient(
-                reasons::RECONCILIATION_FAILED,
-                format!("failed to get {what}: {error}"),
-            ),
-        }
-    }
-}
-
-impl KustomizationReconciler {
     /// A problem of a referenced object, by its class (not there yet: waited for as long as
     /// `--requeue-dependency` says).
     fn problem(&self, problem: Problem) -> ReconcileError {
-        match problem {
-            Problem::Missing(m) => ReconcileError::waiting(
-                reasons::RECONCILIATION_FAILED,
-                m,
-                self.settings.requeue_dependency,
-            ),
-            other => other.into_error(reasons::RECONCILIATION_FAILED),
-        }
+        problem.into_error_after(reasons::RECONCILIATION_FAILED, self.settings.requeue_dependency)
     }
 
     pub(crate) async fn client_for(
@@ -57,10 +32,12 @@ impl KustomizationReconciler {
         let mut config = match ks.spec.kube_config.as_ref().and_then(|k| k.secret_ref.as_ref()) {
             Some(secret_ref) => {
                 let secrets: Api<Secret> = Api::namespaced(own.clone(), &namespace);
-                let secret = secrets
-                    .get(&secret_ref.name)
-                    .await
-                    .map_err(|e| self.unreadable(format!("kubeconfig secret '{}'", secret_ref.name), e))?;
+                let secret = secrets.get(&secret_ref.name).await.map_err(|e| {
+                    self.problem(Problem::of_read(
+                        &format!("kubeconfig secret '{}'", secret_ref.name),
+                        e,
+                    ))
+                })?;
                 let data = secret.data.unwrap_or_default();
                 let (_, kubeconfig) = driftless_runtime::kubeconfig::from_secret(
                     &secret_ref.name,

@@ -74,12 +74,9 @@ pub struct Args {
     /// that use them.
     #[arg(long, default_value = triggers::WATCH_CONFIGS_SELECTOR)]
     pub watch_configs_label_selector: String,
-    /// ServiceAccount tokens cached at most (0: none cached).
-    #[arg(long, default_value_t = 100)]
-    pub token_cache_max_size: usize,
-    /// Longest a ServiceAccount token is cached.
-    #[arg(long, default_value = "1h", value_parser = driftless_runtime::args::duration_arg)]
-    pub token_cache_max_duration: std::time::Duration,
+    /// `--token-cache-max-size`, `--token-cache-max-duration`.
+    #[command(flatten)]
+    pub token_cache: driftless_runtime::workload_identity::TokenCacheLimits,
 }
 
 /// Flux v2.9's feature gates of this controller and their defaults (`--feature-gates`).
@@ -135,10 +132,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             .then(|| (CommonArgs::runtime_namespace(), args.sops_age_secret)),
         object_level_workload_identity: workload_identity,
         http_retry: args.http_retry,
-        token_cache: driftless_runtime::workload_identity::TokenCacheLimits {
-            max_size: args.token_cache_max_size,
-            max_duration: args.token_cache_max_duration,
-        },
+        token_cache: args.token_cache,
     };
     // DisableConfigWatchers: changed ConfigMaps and Secrets no longer reconcile anything.
     let watch_configs =

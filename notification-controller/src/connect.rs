@@ -146,6 +146,11 @@ pub async fn mint(
             target.login = Some(format!("{}[bot]", app.slug(http).await?));
         }
     }
+    if target.provider_type == "googlepubsub" && pubsub_authenticated && target.token.is_empty() {
+        return Err(Problem::Invalid(
+            "googlepubsub needs a service account key in the secret's 'token' (workload identity is not supported)".into(),
+        ));
+    }
     if target.provider_type == "googlepubsub" && !target.token.is_empty() {
         target.token = if pubsub_authenticated {
             driftless_runtime::google::access_token(http, &target.token, PUBSUB_SCOPE, "the secret's 'token'")

@@ -278,15 +278,26 @@ impl Dispatcher {
                 alert.metadata.uid.clone().unwrap_or_default(),
             );
             target.api_endpoint = self.google.pubsub.clone();
+            let timeout = provider
+                .spec
+                .timeout
+                .as_deref()
+                .and_then(|t| driftless_runtime::duration::parse(t).ok())
+                .unwrap_or(DEFAULT_TIMEOUT);
             let mint = || async {
                 let mut minted = target.clone();
-                crate::connect::mint(&mut minted, &http, self.google.pubsub_authenticated)
-                    .await
-                    .map(|()| minted)
-                    .map_err(|problem| Failure {
+                let minting = crate::connect::mint(&mut minted, &http, self.google.pubsub_authenticated);
+                match tokio::time::timeout(timeout, minting).await {
+                    Ok(Ok(())) => Ok(minted),
+                    Ok(Err(problem)) => Err(Failure {
                         retry: matches!(problem, Problem::Unavailable(_)),
                         message: problem.message().to_string(),
-                    })
+                    }),
+                    Err(_) => Err(Failure {
+                        retry: true,
+                        message: "getting an access token timed out".into(),
+                    }),
+                }
             };
             let mut target = mint.retry(backoff()).when(|f: &Failure| f.retry).await?;
             if let Some(expression) = provider.spec.commit_status_expr.as_deref().filter(|e| {
@@ -303,12 +314,6 @@ impl Dispatcher {
                     .map_err(Failure::fatal)?,
                 );
             }
-            let timeout = provider
-                .spec
-                .timeout
-                .as_deref()
-                .and_then(|t| driftless_runtime::duration::parse(t).ok())
-                .unwrap_or(DEFAULT_TIMEOUT);
             if target.provider_type == "nats" {
                 let send = || async {
                     crate::nats::send(&target, &event, timeout)

@@ -201,6 +201,7 @@ pub async fn parts(
         )
         .unwrap_or_default(),
         google_id_token_keys: settings.google.id_token_keys.clone(),
+        google_keys: Mutex::new(None),
     });
     let event_durations = server::http_durations(&metrics, "event");
     let receiver_durations = server::http_durations(&metrics, "receiver");

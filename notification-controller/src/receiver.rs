@@ -92,8 +92,13 @@ fn oidc_problem(receiver: &Receiver) -> Option<String> {
     let spec = &receiver.spec;
     let providers = spec.oidc_providers.as_deref().unwrap_or_default();
     if spec.receiver_type != "generic-oidc" {
-        return (!providers.is_empty())
-            .then(|| "oidcProviders can only be set when type is generic-oidc".to_string());
+        if !providers.is_empty() {
+            return Some("oidcProviders can only be set when type is generic-oidc".into());
+        }
+        return spec
+            .secret_ref
+            .is_none()
+            .then(|| "secretRef is required when type is not generic-oidc".to_string());
     }
     if spec.secret_ref.is_some() {
         return Some("secretRef cannot be set when type is generic-oidc".into());
@@ -197,6 +202,9 @@ pub struct Webhooks {
     pub http: reqwest::Client,
     /// Where Google publishes the keys of its ID tokens (`gcr`).
     pub google_id_token_keys: String,
+    /// Google's keys as last fetched, and when: a request that anyone knowing the path can
+    /// send must not make the controller fetch them every time.
+    pub google_keys: Mutex<Option<(Instant, jsonwebtoken::jwk::JwkSet)>>,
 }
 
 /// A refused request: its status and a message safe to return.
@@ -285,9 +293,7 @@ pub async fn handle(
             );
             let why = |e: String| unauthenticated(format!("cannot authenticate GCR request: {e}"));
             let bearer = crate::oidc::bearer(headers).map_err(why)?;
-            let keys = crate::oidc::keys(&hooks.http, &hooks.google_id_token_keys)
-                .await
-                .map_err(why)?;
+            let keys = hooks.google_keys().await.map_err(why)?;
             crate::oidc::check_google(bearer, &keys, &audience, &email).map_err(why)?;
             // A Pub/Sub push: the registry's notification is the message's base64 data.
             let push: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
@@ -433,7 +439,21 @@ pub async fn handle(
     Ok(format!("reconcile requested for {annotated} resource(s)"))
 }
 
+/// How long Google's ID token keys are reused (Google publishes them for days).
+const GOOGLE_KEYS_TTL: Duration = Duration::from_secs(3600);
+
 impl Webhooks {
+    /// Google's ID token keys: the ones fetched within the last hour, else fetched now.
+    async fn google_keys(&self) -> Result<jsonwebtoken::jwk::JwkSet, String> {
+        let cached = self.google_keys.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some((_, keys)) = cached.filter(|(at, _)| at.elapsed() < GOOGLE_KEYS_TTL) {
+            return Ok(keys);
+        }
+        let keys = crate::oidc::keys(&self.http, &self.google_id_token_keys).await?;
+        *self.google_keys.lock().unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), keys.clone()));
+        Ok(keys)
+    }
+
     /// Whether `key` was acted on within the replay window.
     fn seen_lately(&self, key: &str) -> bool {
         let now = Instant::now();

@@ -945,18 +945,16 @@ fn event_hub(target: &Target, event: &Event) -> Result<Request, String> {
         let hub = field("entitypath").ok_or_else(|| {
             sas("connection string does not contain an EntityPath. eventHub cannot be an empty string")
         })?;
-        // The development emulator listens on plain HTTP on localhost.
-        let scheme = if field("usedevelopmentemulator").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
-            if !(host == "localhost" || host.starts_with("localhost:")) {
-                return Err(sas(&format!(
-                    "UseDevelopmentEmulator=true can only be used with sb://localhost or sb://localhost:<port number>, not {endpoint}"
-                )));
-            }
-            "http"
-        } else {
-            "https"
-        };
-        let resource = format!("{scheme}://{host}/{hub}");
+        if !target.token.is_empty() {
+            return Err("invalid authentication options: jwt token and SAS authentication cannot be set at the same time".into());
+        }
+        // The development emulator speaks AMQP only; events go over Event Hubs' REST API.
+        if field("usedevelopmentemulator").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+            return Err(sas(
+                "UseDevelopmentEmulator=true is not supported: the emulator has no REST API, which this controller sends events through",
+            ));
+        }
+        let resource = format!("https://{host}/{hub}");
         let authorization = match field("sharedaccesssignature") {
             Some(signature) => signature,
             None => {
@@ -965,11 +963,7 @@ fn event_hub(target: &Target, event: &Event) -> Result<Request, String> {
                 let key = field("sharedaccesskey").ok_or_else(|| {
                     sas("key \"SharedAccessKey\" or \"SharedAccessSignature\" cannot both be empty")
                 })?;
-                let expiry = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs())
-                    .unwrap_or_default()
-                    + 2 * 3600;
+                let expiry = driftless_runtime::google::now() + 2 * 3600;
                 driftless_runtime::azure::service_bus_sas(&resource, &name, &key, expiry)
             }
         };
@@ -1079,8 +1073,14 @@ fn otel_span(target: &Target, event: &Event) -> Result<Request, String> {
     if !has_authorization {
         if !target.username.is_empty() && !target.password.is_empty() {
             headers.push(basic(&target.username, &target.password));
-        } else if !target.token.is_empty() {
-            headers.push(bearer(&target.token));
+        } else if !target.token.is_empty() || !target.password.is_empty() {
+            // Flux's otel notifier: the token, else the password, as a bearer token.
+            let token = if target.token.is_empty() {
+                &target.password
+            } else {
+                &target.token
+            };
+            headers.push(bearer(token));
         }
     }
     headers.extend(target.headers.iter().map(|(k, v)| (k.clone(), v.clone())));

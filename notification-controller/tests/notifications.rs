@@ -78,6 +78,48 @@ async fn record(State(sink): State<Sink>, uri: Uri, headers: HeaderMap, body: By
 }
 
 impl Sink {
+    /// The sink over HTTPS with the testenv's `sources` certificate (127.0.0.1, signed by
+    /// `SOURCES_CA_FILE`).
+    async fn start_tls() -> (Sink, String) {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let sink = Sink::default();
+        let app = Router::new()
+            .fallback(axum::routing::post(record))
+            .with_state(sink.clone());
+        let pki = format!("{}/pki", env("TESTENV_DIR"));
+        let certs = CertificateDer::pem_file_iter(format!("{pki}/sources.crt"))
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_file(format!("{pki}/sources.key")).unwrap();
+        let config = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("https://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let (acceptor, app) = (acceptor.clone(), app.clone());
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let _ =
+                        hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+                            .serve_connection(
+                                hyper_util::rt::TokioIo::new(tls),
+                                hyper_util::service::TowerToHyperService::new(app),
+                            )
+                            .await;
+                });
+            }
+        });
+        (sink, url)
+    }
+
     async fn start() -> (Sink, String) {
         let sink = Sink::default();
         let app = Router::new()
@@ -668,9 +710,10 @@ fn signed(claims: Value) -> String {
 }
 
 /// Google Pub/Sub (a service account key exchanged at its token URI), Azure Event Hubs (a
-/// connection string's shared access signature), OpenTelemetry (an OTLP span) and a GitHub
-/// commit status through a GitHub App (an installation token minted once and reused), each
-/// reaching the sink as its service expects.
+/// connection string's shared access signature, over HTTPS to a sink whose CA the Provider's
+/// certSecretRef gives), OpenTelemetry (an OTLP span) and a GitHub commit status through a
+/// GitHub App (an installation token minted once and reused), each reaching the sink as its
+/// service expects.
 #[tokio::test]
 #[ignore = "needs the testenv (hack/test.sh)"]
 async fn cloud_providers_and_a_github_app_deliver_as_their_services_expect() {
@@ -684,7 +727,8 @@ async fn cloud_providers_and_a_github_app_deliver_as_their_services_expect() {
         },
     )
     .await;
-    let port = sink_url.rsplit(':').next().unwrap();
+    let (tls_sink, tls_url) = Sink::start_tls().await;
+    let tls_host = tls_url.trim_start_matches("https://");
     let service_account = json!({"type": "service_account", "client_email": "flux@proj.iam.gserviceaccount.com",
         "private_key": TEST_KEY, "private_key_id": "k1", "token_uri": format!("{sink_url}/token")});
     w.secret(
@@ -692,9 +736,17 @@ async fn cloud_providers_and_a_github_app_deliver_as_their_services_expect() {
         json!({"token": service_account.to_string(), "headers": "team: web"}),
     )
     .await;
-    w.secret("eventhub", json!({"address": format!(
-        "Endpoint=sb://localhost:{port}/;SharedAccessKeyName=send;SharedAccessKey=s3cr3t;EntityPath=events;UseDevelopmentEmulator=true")}))
-        .await;
+    w.secret(
+        "eventhub",
+        json!({"address": format!(
+        "Endpoint=sb://{tls_host}/;SharedAccessKeyName=send;SharedAccessKey=s3cr3t;EntityPath=events")}),
+    )
+    .await;
+    w.secret(
+        "sink-ca",
+        json!({"ca.crt": std::fs::read_to_string(env("SOURCES_CA_FILE")).unwrap()}),
+    )
+    .await;
     w.secret(
         "github-app",
         json!({"githubAppID": "42", "githubAppInstallationID": "7",
@@ -704,7 +756,7 @@ async fn cloud_providers_and_a_github_app_deliver_as_their_services_expect() {
     w.provider("pubsub", json!({"type": "googlepubsub", "address": "proj", "channel": "flux", "secretRef": {"name": "pubsub"}})).await;
     w.provider(
         "eventhub",
-        json!({"type": "azureeventhub", "secretRef": {"name": "eventhub"}}),
+        json!({"type": "azureeventhub", "secretRef": {"name": "eventhub"}, "certSecretRef": {"name": "sink-ca"}}),
     )
     .await;
     w.provider("otel", json!({"type": "otel", "address": sink_url}))
@@ -759,9 +811,9 @@ async fn cloud_providers_and_a_github_app_deliver_as_their_services_expect() {
     .unwrap();
     assert_eq!(data["reason"], "GitOperationFailed");
 
-    let hub = sink.wait("/events/messages", |_| true).await;
+    let hub = tls_sink.wait("/events/messages", |_| true).await;
     assert!(
-        hub.headers["authorization"].starts_with("SharedAccessSignature sr=http%3a%2f%2flocalhost%3a"),
+        hub.headers["authorization"].starts_with("SharedAccessSignature sr=https%3a%2f%2f127.0.0.1%3a"),
         "{:?}",
         hub.headers
     );
@@ -920,6 +972,10 @@ async fn oidc_and_gcr_receivers_accept_only_tokens_their_issuers_signed() {
     let forged = token("acme/app", "driftless");
     let forged = format!("{}x", &forged[..forged.len() - 1]);
     assert_eq!(post(oidc.clone(), Some(forged), "{}".into()).await, 400);
+    // Signed by the issuer, but for no audience at all.
+    let unaddressed = signed(json!({"iss": issuer, "sub": "ci", "repository": "acme/app",
+        "iat": now(), "exp": now() + 300}));
+    assert_eq!(post(oidc.clone(), Some(unaddressed), "{}".into()).await, 400);
     assert_eq!(requested().await, None);
     assert_eq!(
         post(oidc, Some(token("acme/app", "driftless")), "{}".into()).await,

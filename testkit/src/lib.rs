@@ -182,6 +182,7 @@ pub async fn start_controllers_with(
                 // On here (off by default, as in Flux): a test reaches a cluster with a
                 // ServiceAccount token.
                 object_level_workload_identity: true,
+                token_cache: Default::default(),
             },
             kube::Config::infer().await.expect("kubeconfig"),
         ),

@@ -5,19 +5,16 @@
 //! `POST {base}app/installations/{id}/access_tokens` — and cached for 80 % of its lifetime (at
 //! most an hour), as Flux's token cache keeps it, so a busy Provider does not mint one per event.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::collections::BTreeMap;
+use std::time::Duration;
 
-use sha2::{Digest, Sha256};
-
+use crate::minted::MintedTokens;
 use crate::secrets::Problem;
 
 /// GitHub's API, where tokens are minted unless `githubAppBaseURL` says otherwise.
 pub const GITHUB_API: &str = "https://api.github.com/";
-/// Installation tokens by the digest of the credentials they were minted with, and until when
-/// each is reused.
-type Tokens = HashMap<[u8; 32], (String, Instant)>;
+/// Installation tokens and slugs, by the credentials they were had with.
+static TOKENS: MintedTokens = MintedTokens::new();
 /// The longest a token is kept (Flux's `--token-cache-max-duration` default).
 const MAX_CACHED: Duration = Duration::from_secs(3600);
 
@@ -117,48 +114,46 @@ impl AppCredentials {
         .map_err(|e| format!("cannot sign the GitHub App JWT: {e}"))
     }
 
-    fn cache_key(&self) -> [u8; 32] {
+    /// What keys this app's tokens in the cache: everything that mints them.
+    fn cache_key(&self, what: &str) -> [u8; 32] {
         let installation = match &self.installation {
             Installation::Id(id) => format!("id={id}"),
             Installation::Owner(owner) => format!("owner={owner}"),
         };
-        Sha256::digest(format!(
-            "{}\n{installation}\n{}\n{}",
-            self.app_id, self.base_url, self.private_key
-        ))
-        .into()
+        MintedTokens::key(&[
+            what,
+            &self.app_id,
+            &installation,
+            &self.base_url,
+            &self.private_key,
+        ])
     }
 
     /// An installation access token: the cached one while it is fresh, else a new one.
     pub async fn installation_token(&self, http: &reqwest::Client) -> Result<String, Problem> {
-        static CACHE: OnceLock<Mutex<Tokens>> = OnceLock::new();
-        let cache = CACHE.get_or_init(Default::default);
-        let key = self.cache_key();
-        {
-            let mut tokens = cache.lock().unwrap_or_else(|e| e.into_inner());
-            let now = Instant::now();
-            tokens.retain(|_, (_, until)| *until > now);
-            if let Some((token, _)) = tokens.get(&key) {
-                return Ok(token.clone());
-            }
+        let key = self.cache_key("installation token");
+        if let Some(token) = TOKENS.get(&key) {
+            return Ok(token);
         }
         let (token, lifetime) = self.mint(http).await?;
-        let keep = lifetime.mul_f64(0.8).min(MAX_CACHED);
-        cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key, (token.clone(), Instant::now() + keep));
+        TOKENS.keep(key, &token, lifetime);
         Ok(token)
     }
 
-    /// The app's slug (its comments are written by `<slug>[bot]`).
+    /// The app's slug (its comments are written by `<slug>[bot]`), asked once an hour.
     pub async fn slug(&self, http: &reqwest::Client) -> Result<String, Problem> {
+        let key = self.cache_key("slug");
+        if let Some(slug) = TOKENS.get(&key) {
+            return Ok(slug);
+        }
         let jwt = self.app_jwt(crate::google::now()).map_err(Problem::Invalid)?;
         let app = self.call(http, &jwt, "GET", "app").await?;
-        app["slug"]
+        let slug = app["slug"]
             .as_str()
             .map(str::to_string)
-            .ok_or_else(|| Problem::Invalid("failed to get app information: no slug".into()))
+            .ok_or_else(|| Problem::Invalid("failed to get app information: no slug".into()))?;
+        TOKENS.keep(key, &slug, MAX_CACHED);
+        Ok(slug)
     }
 
     /// A new installation token and how long it lives.

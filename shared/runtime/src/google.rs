@@ -5,10 +5,16 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::minted::MintedTokens;
 use crate::secrets::Problem;
+
+/// Access tokens by the key and scope they were had for.
+static TOKENS: MintedTokens = MintedTokens::new();
 
 #[derive(serde::Deserialize)]
 struct ServiceAccountKey {
+    #[serde(default, rename = "type")]
+    kind: String,
     client_email: String,
     private_key: String,
     #[serde(default)]
@@ -35,6 +41,12 @@ struct Claims<'a> {
 pub fn assertion(key_json: &str, scope: &str, now: u64, what: &str) -> Result<(String, String), String> {
     let key: ServiceAccountKey =
         serde_json::from_str(key_json).map_err(|e| format!("invalid service account key in {what}: {e}"))?;
+    if !key.kind.is_empty() && key.kind != "service_account" {
+        return Err(format!(
+            "credentials of type '{}' in {what} are not supported: give a service account key",
+            key.kind
+        ));
+    }
     let signing = jsonwebtoken::EncodingKey::from_rsa_pem(key.private_key.as_bytes())
         .map_err(|e| format!("invalid private key in {what}: {e}"))?;
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
@@ -68,6 +80,10 @@ pub async fn access_token(
     scope: &str,
     what: &str,
 ) -> Result<String, Problem> {
+    let cache_key = MintedTokens::key(&[key_json, scope]);
+    if let Some(token) = TOKENS.get(&cache_key) {
+        return Ok(token);
+    }
     let (jwt, token_uri) = assertion(key_json, scope, now(), what).map_err(Problem::Invalid)?;
     let form = url::form_urlencoded::Serializer::new(String::new())
         .append_pair("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer")
@@ -89,7 +105,11 @@ pub async fn access_token(
     let text = response.text().await.unwrap_or_default();
     let body: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
     match body.get("access_token").and_then(|t| t.as_str()) {
-        Some(token) if status.is_success() => Ok(token.to_string()),
+        Some(token) if status.is_success() => {
+            let lifetime = body.get("expires_in").and_then(|s| s.as_u64()).unwrap_or(3600);
+            TOKENS.keep(cache_key, token, std::time::Duration::from_secs(lifetime));
+            Ok(token.to_string())
+        }
         _ => {
             let message = format!(
                 "failed to get an access token from '{token_uri}': {} {}",

@@ -19,6 +19,7 @@ pub mod google;
 pub mod kubeconfig;
 pub mod leader;
 pub mod metrics;
+pub mod minted;
 pub mod object;
 pub mod reconcile;
 pub mod runtime;

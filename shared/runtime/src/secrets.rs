@@ -119,6 +119,15 @@ impl Problem {
         }
     }
 
+    /// The error of this problem's class, a missing object waited for `requeue` (a controller's
+    /// `--requeue-dependency`) rather than the default.
+    pub fn into_error_after(self, reason: &str, requeue: Duration) -> ReconcileError {
+        match self {
+            Problem::Missing(m) => ReconcileError::waiting(reason, m, requeue),
+            other => other.into_error(reason),
+        }
+    }
+
     /// The same problem with its message rewritten.
     pub fn map_message(self, rewrite: impl FnOnce(&str) -> String) -> Self {
         match self {

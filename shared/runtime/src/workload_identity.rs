@@ -31,10 +31,13 @@ pub struct TokenCache {
 
 /// How many tokens are cached, and for how long at most (Flux's `--token-cache-max-size`,
 /// `--token-cache-max-duration`).
-#[derive(Clone, Copy, Debug)]
+#[derive(clap::Args, Clone, Copy, Debug)]
 pub struct TokenCacheLimits {
-    /// 0: no token is cached.
+    /// ServiceAccount tokens cached at most (0: none cached).
+    #[arg(long = "token-cache-max-size", default_value_t = 100)]
     pub max_size: usize,
+    /// Longest a ServiceAccount token is cached.
+    #[arg(long = "token-cache-max-duration", default_value = "1h", value_parser = crate::args::duration_arg)]
     pub max_duration: Duration,
 }
 
