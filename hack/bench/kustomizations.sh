@@ -51,11 +51,10 @@ mkdir -p "$B" hack/bench/results
 hack/testenv.sh up >/dev/null
 # shellcheck source=/dev/null
 . target/testenv/env.sh
-# The controllers as they ship (profile dist); the CLI only pushes artifacts.
-cargo build -q --profile dist -p source-controller -p kustomize-controller
-cargo build -q --release -p driftless-cli
+# The controllers as they ship (profile dist).
+# The CLI (it only pushes artifacts) with the same profile: one build of the dependencies.
+cargo build -q --profile dist -p source-controller -p kustomize-controller -p driftless-cli
 BIN=$root/target/dist
-ln -sf "$root/target/release/driftless" "$BIN/driftless"
 FLUX_KC=$TESTBINS_CACHE/flux-ctrl/kustomize-controller-v$FLUX_KUSTOMIZE_CONTROLLER_VERSION
 FLUX_SC=$TESTBINS_CACHE/flux-ctrl/source-controller-v$FLUX_SOURCE_CONTROLLER_VERSION
 if [[ " $IMPLS " == *" flux "* ]] && { [ ! -x "$FLUX_KC" ] || [ ! -x "$FLUX_SC" ]; }; then

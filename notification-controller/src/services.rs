@@ -1257,6 +1257,12 @@ mod tests {
 
         let mut hub = target("azureeventhub");
         hub.address = "Endpoint=sb://flux.servicebus.windows.net/;SharedAccessKeyName=send;SharedAccessKey=c2VjcmV0;EntityPath=events".into();
+        assert!(
+            requests(&hub, &event("info", "R"))
+                .unwrap_err()
+                .contains("jwt token and SAS authentication cannot be set at the same time")
+        );
+        hub.token.clear();
         let r = &requests(&hub, &event("error", "HealthCheckFailed")).unwrap()[0];
         assert_eq!(
             r.url,
