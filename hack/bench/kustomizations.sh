@@ -218,6 +218,16 @@ reconciles() {
 }
 cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.1f", ($14 + $15) / hz}' "/proc/$1/stat"; }
 
+# ready_then_echo PID HEALTH_PORT: waits (10 s at most) until the controller answers /readyz,
+# then prints its pid.
+ready_then_echo() {
+  for _ in $(seq 1 100); do
+    curl -fs "http://127.0.0.1:$2/readyz" >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  echo "$1"
+}
+
 start_source() { # start_source IMPL → pid
   rm -rf "$B/storage" && mkdir -p "$B/storage"
   local flags=(--concurrent=10 --storage-path="$B/storage" --storage-addr=127.0.0.1:19190
@@ -229,12 +239,7 @@ start_source() { # start_source IMPL → pid
       --log-level=info >"$B/sc-$1.log" 2>&1 & ;;
     *) echo "unknown implementation: $1" >&2; exit 2 ;;
   esac
-  local pid=$!
-  for _ in $(seq 1 100); do
-    curl -fs http://127.0.0.1:19191/readyz >/dev/null 2>&1 && break
-    sleep 0.1
-  done
-  echo "$pid"
+  ready_then_echo $! 19191
 }
 
 start_kustomize() { # start_kustomize IMPL → pid
@@ -248,12 +253,7 @@ start_kustomize() { # start_kustomize IMPL → pid
         --metrics-addr=127.0.0.1:18192 --health-addr=127.0.0.1:19192 --watch-all-namespaces \
         --log-level=info >"$B/kc-$1.log" 2>&1 & ;;
   esac
-  local pid=$!
-  for _ in $(seq 1 100); do
-    curl -fs http://127.0.0.1:19192/readyz >/dev/null 2>&1 && break
-    sleep 0.1
-  done
-  echo "$pid"
+  ready_then_echo $! 19192
 }
 
 # Stops controllers and waits until they are gone (they are not children of this shell, and

@@ -79,11 +79,11 @@ impl HelmReleaseReconciler {
             fetcher: Fetcher::default(),
             discovery: Arc::new(Discovery::default()),
             observed: Observed::default(),
-            workload_identity: driftless_runtime::workload_identity::WorkloadIdentity {
-                tokens: driftless_runtime::workload_identity::TokenCache::new(settings.token_cache),
-                default_service_account: settings.default_kubeconfig_service_account.clone(),
-                enabled: settings.object_level_workload_identity,
-            },
+            workload_identity: driftless_runtime::workload_identity::WorkloadIdentity::new(
+                settings.token_cache,
+                &settings.default_kubeconfig_service_account,
+                settings.object_level_workload_identity,
+            ),
             settings,
             config,
         }

@@ -1255,37 +1255,24 @@ async fn another_chart_is_reinstalled_and_kept_history_survives_uninstall() {
 async fn a_kubeconfig_config_map_installs_as_its_service_account() {
     let w = world("hr-wi").await;
     w.publish("tested", &["1.0.0"]).await;
-    let objects = [
-        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "deployer"}}),
-        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "reader"}}),
-        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "deployer"},
-            "rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]}),
-        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "reader"},
-            "rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["get", "list", "watch"]}]}),
-        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "deployer"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "deployer"},
-            "subjects": [{"kind": "ServiceAccount", "name": "deployer", "namespace": w.ns}]}),
-        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "reader"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "reader"},
-            "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": w.ns}]}),
-    ];
-    let discovery = kube::Discovery::new(w.client.clone()).run().await.unwrap();
-    for object in objects {
-        let object: kube::api::DynamicObject = serde_json::from_value(object).unwrap();
-        let gvk = kube::api::GroupVersionKind::try_from(object.types.as_ref().unwrap()).unwrap();
-        let (resource, _) = discovery.resolve_gvk(&gvk).unwrap();
-        Api::<kube::api::DynamicObject>::namespaced_with(w.client.clone(), &w.ns, &resource)
-            .create(&PostParams::default(), &object)
-            .await
-            .unwrap();
-    }
-    let address = kube::Config::infer().await.unwrap().cluster_url.to_string();
-    let ca = std::fs::read_to_string(env("SOURCES_CA_FILE")).unwrap();
+    testing::service_account_with_role(
+        &w.client,
+        &w.ns,
+        "deployer",
+        json!([{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]),
+    )
+    .await;
+    testing::service_account_with_role(
+        &w.client,
+        &w.ns,
+        "reader",
+        json!([{"apiGroups": ["*"], "resources": ["*"], "verbs": ["get", "list", "watch"]}]),
+    )
+    .await;
     for account in ["deployer", "reader"] {
         let config_map: k8s_openapi::api::core::v1::ConfigMap = serde_json::from_value(json!({
             "metadata": {"name": account},
-            "data": {"provider": "generic", "address": address.trim_end_matches('/'), "ca.crt": ca,
-                "audiences": "https://kubernetes.default.svc.cluster.local", "serviceAccountName": account}}))
+            "data": testing::workload_identity_data(account).await}))
         .unwrap();
         Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(w.client.clone(), &w.ns)
             .create(&PostParams::default(), &config_map)

@@ -38,7 +38,7 @@ use kube::{Client, ResourceExt};
 use serde_json::Value;
 
 use crate::source;
-use driftless_runtime::workload_identity::{TokenCache, TokenCacheLimits, WorkloadIdentity};
+use driftless_runtime::workload_identity::{TokenCacheLimits, WorkloadIdentity};
 
 /// Settings from the command line.
 #[derive(Clone, Debug)]
@@ -129,11 +129,11 @@ impl KustomizationReconciler {
             fetcher: Fetcher::with_retries(settings.http_retry),
             discovery: Arc::new(Discovery::default()),
             observed: Observed::default(),
-            workload_identity: WorkloadIdentity {
-                tokens: TokenCache::new(settings.token_cache),
-                default_service_account: settings.default_kubeconfig_service_account.clone(),
-                enabled: settings.object_level_workload_identity,
-            },
+            workload_identity: WorkloadIdentity::new(
+                settings.token_cache,
+                &settings.default_kubeconfig_service_account,
+                settings.object_level_workload_identity,
+            ),
             settings,
             config,
         }

@@ -499,29 +499,16 @@ async fn a_kubeconfig_config_map_reaches_the_cluster_with_a_service_account_toke
     w.git_repository("repo", &repo).await;
     // The "remote" cluster is the testenv's own apiserver, which trusts the tokens of its
     // ServiceAccounts for its issuer's audience; the ServiceAccount may only manage ConfigMaps.
-    let objects: Vec<serde_json::Value> = vec![
-        serde_json::json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "deployer"}}),
-        serde_json::json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "deployer"},
-            "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["*"]}]}),
-        serde_json::json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "deployer"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "deployer"},
-            "subjects": [{"kind": "ServiceAccount", "name": "deployer", "namespace": w.ns}]}),
-    ];
-    let discovery = kube::Discovery::new(w.client.clone()).run().await.unwrap();
-    for object in objects {
-        let object: kube::api::DynamicObject = serde_json::from_value(object).unwrap();
-        let gvk = kube::api::GroupVersionKind::try_from(object.types.as_ref().unwrap()).unwrap();
-        let (resource, _) = discovery.resolve_gvk(&gvk).unwrap();
-        Api::<kube::api::DynamicObject>::namespaced_with(w.client.clone(), &w.ns, &resource)
-            .create(&PostParams::default(), &object)
-            .await
-            .unwrap();
-    }
-    let address = kube::Config::infer().await.unwrap().cluster_url.to_string();
-    let ca = std::fs::read_to_string(env("SOURCES_CA_FILE")).unwrap();
+    testing::service_account_with_role(
+        &w.client,
+        &w.ns,
+        "deployer",
+        serde_json::json!([{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["*"]}]),
+    )
+    .await;
+    let identity = testing::workload_identity_data("deployer").await;
     let remote = |name: &str, extra: &[(&str, &str)]| {
-        let mut data = serde_json::json!({"provider": "generic", "address": address.trim_end_matches('/'), "ca.crt": ca,
-            "audiences": "https://kubernetes.default.svc.cluster.local", "serviceAccountName": "deployer"});
+        let mut data = identity.clone();
         for (k, v) in extra {
             if v.is_empty() {
                 data.as_object_mut().unwrap().remove(*k);

@@ -106,34 +106,27 @@ fn oidc_problem(receiver: &Receiver) -> Option<String> {
     crate::oidc::config_problem(providers)
 }
 
-/// The data of a Receiver's `secretRef`, as written.
-async fn secret(client: &Client, receiver: &Receiver) -> Result<BTreeMap<String, Vec<u8>>, String> {
+/// A Receiver's `secretRef` data, as written, and its token (Flux uses the Secret's bytes as
+/// they are, trailing newline included, for both the path and the signatures); `generic-oidc`
+/// has no Secret (its path is made of an empty token).
+async fn secret(
+    client: &Client,
+    receiver: &Receiver,
+) -> Result<(BTreeMap<String, Vec<u8>>, Vec<u8>), String> {
+    if receiver.spec.receiver_type == "generic-oidc" {
+        return Ok((BTreeMap::new(), Vec::new()));
+    }
     let namespace = receiver.namespace().unwrap_or_default();
     let Some(r) = &receiver.spec.secret_ref else {
         return Err("spec.secretRef is required for this receiver type".into());
     };
-    raw_secret_data(client, &namespace, &r.name).await
-}
-
-/// The token of a Receiver's `secretRef`, as written (Flux uses the Secret's bytes as they are,
-/// trailing newline included, for both the path and the signatures); `generic-oidc` has none
-/// (its path is made of an empty token).
-async fn token(client: &Client, receiver: &Receiver) -> Result<Vec<u8>, String> {
-    if receiver.spec.receiver_type == "generic-oidc" {
-        return Ok(Vec::new());
-    }
-    let namespace = receiver.namespace().unwrap_or_default();
-    let r = receiver
-        .spec
-        .secret_ref
-        .as_ref()
-        .map(|r| r.name.clone())
-        .unwrap_or_default();
-    let data = secret(client, receiver).await?;
-    data.get("token")
+    let data = raw_secret_data(client, &namespace, &r.name).await?;
+    let token = data
+        .get("token")
         .filter(|t| !t.is_empty())
         .cloned()
-        .ok_or_else(|| format!("secret '{namespace}/{r}' has no 'token' key"))
+        .ok_or_else(|| format!("secret '{namespace}/{}' has no 'token' key", r.name))?;
+    Ok((data, token))
 }
 
 /// Gives Receivers their webhook path.
@@ -165,7 +158,7 @@ impl Reconciler for ReceiverReconciler {
         if let Some(problem) = oidc_problem(obj) {
             return Err(ReconcileError::stalled("ValidationFailed", problem));
         }
-        let token = token(&ctx.client, obj)
+        let (_, token) = secret(&ctx.client, obj)
             .await
             .map_err(|m| ReconcileError::waiting("TokenNotFound", m, TOKEN_REQUEUE))?;
         if let Some(filter) = obj.spec.resource_filter.as_deref().filter(|f| !f.is_empty()) {
@@ -234,7 +227,7 @@ pub async fn handle(
             "the receiver is not ready".into(),
         ));
     }
-    let token = token(&hooks.client, &receiver).await.map_err(|e| {
+    let (data, token) = secret(&hooks.client, &receiver).await.map_err(|e| {
         tracing::error!(receiver = %receiver.name_any(), error = %e, "receiver token unavailable");
         (
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -280,7 +273,6 @@ pub async fn handle(
                 .map_err(&unauthenticated)?;
         }
         "gcr" => {
-            let data = secret(&hooks.client, &receiver).await.map_err(&unauthenticated)?;
             let field = |key: &str| {
                 data.get(key)
                     .map(|v| String::from_utf8_lossy(v).trim().to_string())

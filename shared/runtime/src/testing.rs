@@ -158,6 +158,68 @@ where
     }
 }
 
+/// ServiceAccount `name` in `namespace`, bound to a Role of its own with `rules` (RBAC rule
+/// JSON): an identity whose tokens may do exactly that.
+///
+/// # Panics
+/// When the apiserver refuses an object.
+pub async fn service_account_with_role(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    rules: serde_json::Value,
+) {
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+    let metadata = serde_json::json!({"name": name});
+    async fn create<K>(client: &Client, namespace: &str, object: serde_json::Value)
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + DeserializeOwned
+            + serde::Serialize
+            + Debug,
+    {
+        let object: K = serde_json::from_value(object).expect("a valid object");
+        Api::<K>::namespaced(client.clone(), namespace)
+            .create(&PostParams::default(), &object)
+            .await
+            .expect("object created");
+    }
+    create::<ServiceAccount>(client, namespace, serde_json::json!({"metadata": metadata})).await;
+    create::<Role>(
+        client,
+        namespace,
+        serde_json::json!({"metadata": metadata, "rules": rules}),
+    )
+    .await;
+    create::<RoleBinding>(
+        client,
+        namespace,
+        serde_json::json!({"metadata": metadata,
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}]}),
+    )
+    .await;
+}
+
+/// The data of a `kubeConfig.configMapRef` ConfigMap (provider `generic`) that reaches the
+/// testenv's own apiserver — which trusts its ServiceAccounts' tokens for its issuer's audience —
+/// as ServiceAccount `account`.
+///
+/// # Panics
+/// When `KUBECONFIG` or `SOURCES_CA_FILE` cannot be read.
+pub async fn workload_identity_data(account: &str) -> serde_json::Value {
+    let address = kube::Config::infer()
+        .await
+        .expect("kubeconfig")
+        .cluster_url
+        .to_string();
+    let ca = std::fs::read_to_string(testenv_var("SOURCES_CA_FILE")).expect("the testenv CA");
+    serde_json::json!({"provider": "generic", "address": address.trim_end_matches('/'), "ca.crt": ca,
+        "audiences": "https://kubernetes.default.svc.cluster.local", "serviceAccountName": account})
+}
+
 /// `git` with a test identity, in `dir`; returns its trimmed stdout.
 ///
 /// # Panics

@@ -96,6 +96,16 @@ pub struct WorkloadIdentity {
 }
 
 impl WorkloadIdentity {
+    /// From the controller's flags: `--token-cache-*`, `--default-kubeconfig-service-account`,
+    /// and the ObjectLevelWorkloadIdentity gate.
+    pub fn new(limits: TokenCacheLimits, default_service_account: &str, enabled: bool) -> Self {
+        Self {
+            tokens: TokenCache::new(limits),
+            default_service_account: default_service_account.to_string(),
+            enabled,
+        }
+    }
+
     /// The kubeconfig of ConfigMap `namespace/name`: the remote cluster, with a short-lived
     /// token of a ServiceAccount of `namespace` as its user. Its text and the parsed kubeconfig (errors by class: a ConfigMap not there yet is
     /// Missing, a wrong one Invalid, an apiserver failure Unavailable).
