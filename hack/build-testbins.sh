@@ -3,7 +3,7 @@
 # repository: kube-apiserver, kube-controller-manager, kube-scheduler, kubectl (k8s.io/kubernetes),
 # etcd, kwok, sops (SOPS test data) and cosign (signed OCI test artifacts). Recipe and pitfalls: ../shared/docs/testenv-recipe.md §1, §3, §4.
 #
-# Usage: hack/build-testbins.sh [all|k8s|etcd|kwok|sops|cosign|helm|versitygw|fake-gcs-server|azurite|flux|flux-controllers]
+# Usage: hack/build-testbins.sh [all|k8s|etcd|kwok|sops|cosign|helm|versitygw|fake-gcs-server|azurite|nats-server|flux|flux-controllers|flux-controllers-all]
 #        (default: all; flux and the Flux controllers are built on demand)
 # Prints nothing but progress; each component logs to $TESTBINS_CACHE/logs/<component>.log.
 set -euo pipefail
@@ -198,5 +198,13 @@ case "$what" in
     # (recorded in the benchmark results).
     build_flux_controller source-controller "$FLUX_SOURCE_CONTROLLER_VERSION" \
       "github.com/fluxcd/pkg/artifact=$FLUX_PKG_ARTIFACT_PIN" ;;
-  *) echo "usage: $0 [all|k8s|etcd|kwok|sops|cosign|helm|versitygw|fake-gcs-server|azurite|nats-server|flux|flux-controllers]" >&2; exit 2 ;;
+  # The other four, for hack/bench/idle-rss.sh (each with the pins versions.sh explains).
+  flux-controllers-all)
+    "$0" flux-controllers
+    build_flux_controller notification-controller "$FLUX_NOTIFICATION_CONTROLLER_VERSION"
+    build_flux_controller image-automation-controller "$FLUX_IMAGE_AUTOMATION_CONTROLLER_VERSION"
+    build_flux_controller image-reflector-controller "$FLUX_IMAGE_REFLECTOR_CONTROLLER_VERSION" \
+      "github.com/fluxcd/pkg/artifact=$FLUX_PKG_ARTIFACT_PIN"
+    build_flux_controller helm-controller "$FLUX_HELM_CONTROLLER_VERSION" "helm.sh/helm/v4=$FLUX_HELM_PIN" ;;
+  *) echo "usage: $0 [all|k8s|etcd|kwok|sops|cosign|helm|versitygw|fake-gcs-server|azurite|nats-server|flux|flux-controllers|flux-controllers-all]" >&2; exit 2 ;;
 esac

@@ -141,20 +141,48 @@ ensure_pki() {
       -extfile apiserver.ext 2>/dev/null
     openssl genrsa -out sa.key 2048 2>/dev/null
     openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
-    echo "$TOKEN,admin,admin-uid,system:masters" >tokens.csv
   )
-  cat >"$T/kubeconfig" <<EOF
+  write_kubeconfig admin "$TOKEN" >"$T/kubeconfig"
+}
+
+# The identities hack/bench runs controllers (and its bare client) as: cluster-admins like
+# `admin`, but the only users the audit log records (audit-policy.yaml), so a benchmark can count
+# each client's requests by verb and resource. Rewritten at every `up`; the apiserver reads them
+# when it starts.
+BENCH_USERS="source-controller kustomize-controller helm-controller notification-controller floor"
+ensure_bench_identities() {
+  local u
+  {
+    echo "$TOKEN,admin,admin-uid,system:masters"
+    for u in $BENCH_USERS; do echo "bench-$u-token,bench-$u,bench-$u-uid,system:masters"; done
+  } >"$T/pki/tokens.csv"
+  for u in $BENCH_USERS; do write_kubeconfig "bench-$u" "bench-$u-token" >"$T/bench-$u.kubeconfig"; done
+  # Request level: the request bodies are logged, so the bytes sent can be counted too. Only the
+  # last stage, so each request is one line.
+  cat >"$T/audit-policy.yaml" <<EOF
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived, ResponseStarted]
+rules:
+- level: Request
+  users: [$(for u in $BENCH_USERS; do printf 'bench-%s, ' "$u"; done | sed 's/, $//')]
+- level: None
+EOF
+}
+
+write_kubeconfig() { # write_kubeconfig USER TOKEN
+  cat <<EOF
 apiVersion: v1
 kind: Config
 clusters:
 - name: driftless-test
-  cluster: {server: "https://127.0.0.1:$APISERVER_PORT", certificate-authority: "$p/ca.crt"}
+  cluster: {server: "https://127.0.0.1:$APISERVER_PORT", certificate-authority: "$T/pki/ca.crt"}
 users:
-- name: admin
-  user: {token: $TOKEN}
+- name: $1
+  user: {token: $2}
 contexts:
 - name: driftless-test
-  context: {cluster: driftless-test, user: admin}
+  context: {cluster: driftless-test, user: $1}
 current-context: driftless-test
 EOF
 }
@@ -198,6 +226,12 @@ up_control_plane() {
   fi
   wait_for etcd 30 curl -fsS --max-time 2 "http://127.0.0.1:$ETCD_PORT/health"
 
+  # An apiserver started by an older version of this script has no audit log: restart it.
+  if running kube-apiserver && ! tr '\0' ' ' <"/proc/$(pid_of kube-apiserver)/cmdline" | grep -q -- --audit-policy-file; then
+    log "restarting kube-apiserver (for its audit log)"
+    kill -TERM "$(pid_of kube-apiserver)"
+    while running kube-apiserver; do sleep 0.25; done
+  fi
   if ! running kube-apiserver; then
     start kube-apiserver "$K8S_BIN/kube-apiserver" \
       --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
@@ -208,8 +242,11 @@ up_control_plane() {
       --authorization-mode=RBAC \
       --service-account-issuer=https://kubernetes.default.svc.cluster.local \
       --service-account-key-file="$T/pki/sa.pub" --service-account-signing-key-file="$T/pki/sa.key" \
-      --service-cluster-ip-range=10.0.0.0/16 --allow-privileged=true --profiling=false --v=1
-    # (a /16 of Service IPs: hack/bench creates thousands of Services)
+      --service-cluster-ip-range=10.0.0.0/16 --allow-privileged=true --profiling=false --v=1 \
+      --audit-policy-file="$T/audit-policy.yaml" --audit-log-path="$T/logs/audit.log" \
+      --audit-log-format=json --audit-log-maxsize=100000
+    # (a /16 of Service IPs: hack/bench creates thousands of Services; the audit log records
+    # only the bench identities and is never rotated, so a benchmark reads it by offset)
   fi
   wait_for kube-apiserver 120 apiserver_ready
 
@@ -555,6 +592,7 @@ cmd_up() {
   ensure_packages
   ensure_binaries
   ensure_pki
+  ensure_bench_identities
   ensure_sources_tls
   up_control_plane
   up_git_http

@@ -11,6 +11,15 @@ FLUX_KUSTOMIZE_CONTROLLER_VERSION=${FLUX_KUSTOMIZE_CONTROLLER_VERSION:-1.9.4}
 # What Flux's source-controller is built with instead of the github.com/fluxcd/pkg/artifact it
 # asks for (v0.18.2 is not served by the module proxy here; issue 20).
 FLUX_PKG_ARTIFACT_PIN=${FLUX_PKG_ARTIFACT_PIN:-0.18.0}
+# The other controllers flux2 v2.9.4 pins, for the idle-memory comparison (hack/bench/idle-rss.sh).
+FLUX_HELM_CONTROLLER_VERSION=${FLUX_HELM_CONTROLLER_VERSION:-1.6.3}
+FLUX_NOTIFICATION_CONTROLLER_VERSION=${FLUX_NOTIFICATION_CONTROLLER_VERSION:-1.9.3}
+FLUX_IMAGE_REFLECTOR_CONTROLLER_VERSION=${FLUX_IMAGE_REFLECTOR_CONTROLLER_VERSION:-1.2.4}
+FLUX_IMAGE_AUTOMATION_CONTROLLER_VERSION=${FLUX_IMAGE_AUTOMATION_CONTROLLER_VERSION:-1.2.4}
+# helm-controller v1.6.3 replaces helm.sh/helm/v4 by Flux's fork v4.2.4-flux.1, which the module
+# proxy here does not serve; upstream Helm v4.2.4 carries the fix the fork was for (Flux's
+# helm-controller v1.6.4 went back to it), so it is built with upstream v4.2.4.
+FLUX_HELM_PIN=${FLUX_HELM_PIN:-4.2.4}
 # sops encrypts the Secrets of the SOPS decryption tests (kustomize-controller).
 SOPS_VERSION=${SOPS_VERSION:-3.13.3}
 # cosign signs the artifacts of the OCIRepository verification tests (v2: signatures as `.sig` tags).

@@ -4,32 +4,16 @@ by a bare client — one server-side apply per object, CONCURRENCY at a time, no
 waited for with the same readiness (every Deployment observed at its generation and Available).
 It is the time the control plane alone needs on this machine.
 
-    floor.py N NAMESPACE CONCURRENCY   (KUBECONFIG: the testenv's, a bearer token)
+    floor.py N NAMESPACE CONCURRENCY   (KUBECONFIG: one hack/testenv.sh wrote, a bearer token)
 Prints the seconds from the first apply until all are ready, and the apply requests sent."""
 import concurrent.futures
 import json
-import os
-import re
-import ssl
 import sys
 import time
-import urllib.request
+
+from kube import request
 
 n, namespace, concurrency = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
-config = open(os.environ["KUBECONFIG"]).read()
-server = re.search(r'server: "?([^",}\s]+)', config).group(1)
-ca = re.search(r'certificate-authority: "?([^",}\s]+)', config).group(1)
-token = re.search(r"token: ([^,}\s]+)", config).group(1)
-context = ssl.create_default_context(cafile=ca)
-
-
-def request(method, path, body=None, content_type="application/json"):
-    req = urllib.request.Request(server + path, data=body, method=method)
-    req.add_header("Authorization", f"Bearer {token}")
-    req.add_header("Content-Type", content_type)
-    req.add_header("Accept", "application/json")
-    with urllib.request.urlopen(req, context=context, timeout=60) as response:
-        return json.loads(response.read() or b"{}")
 
 
 def objects(i):
@@ -61,9 +45,14 @@ def apply(item):
 
 
 def ready(deployment):
+    """kstatus's Current, as both stacks judge a Deployment: observed at its generation, the new
+    ReplicaSet available (Progressing, NewReplicaSetAvailable) and the Deployment Available."""
     status = deployment.get("status", {})
-    available = any(c["type"] == "Available" and c["status"] == "True" for c in status.get("conditions", []))
-    return status.get("observedGeneration") == deployment["metadata"]["generation"] and available
+    conditions = {c["type"]: c for c in status.get("conditions", [])}
+    progressed = conditions.get("Progressing", {})
+    return (status.get("observedGeneration") == deployment["metadata"]["generation"]
+            and progressed.get("status") == "True" and progressed.get("reason") == "NewReplicaSetAvailable"
+            and conditions.get("Available", {}).get("status") == "True")
 
 
 started = time.monotonic()

@@ -19,13 +19,15 @@
 #       from the controllers' start, so object creation by the harness is not part of it
 #   W1 at DEFAULT_SIZES again with each implementation's default --concurrent
 #   W4  commit-to-applied latency for one Kustomization: a new artifact is pushed and the
-#       OCIRepository's reconcile requested; 20 trials, p50/p95
+#       OCIRepository's reconcile requested; until the Kustomization's status says the new
+#       origin revision is applied, seen by a watch (hack/bench/w4.py); 20 trials, p50/p95
 #
 # Each stack publishes its own artifacts. Before a timing counts, both must have applied the
 # same objects (4N, with the same ownership labels). Requests are read off the apiserver's
 # metrics by verb and resource (one stack runs at a time, so the difference is its own, plus the
 # kube-controller-manager's work on the same Deployments and the harness's polling, which the
-# floor's row shows).
+# floor's row shows), and per client from the testenv's audit log: each controller (and the
+# floor's client) runs as its own bench identity, the only users the audit log records.
 #
 #   SIZES="100 500 1000" IMPLS="driftless flux" hack/bench/kustomizations.sh
 # Writes hack/bench/results/<date>-full-stack.md and <date>-full-stack.svg (time to Ready against
@@ -42,7 +44,7 @@ B=$root/target/bench/kustomizations
 # Artifacts are pushed once per run (the registry may have been reset since the last one).
 # KEEP=1 continues a run: artifacts and measurements so far are kept.
 if [ "${KEEP:-}" != 1 ]; then
-  rm -rf "$B/apps" "$B"/pushed-* "$B/raw.tsv" "$B/requests.tsv"
+  rm -rf "$B/apps" "$B"/pushed-* "$B/raw.tsv" "$B/requests.tsv" "$B/requests-by-client.tsv"
 fi
 mkdir -p "$B" hack/bench/results
 
@@ -66,7 +68,7 @@ $KUBECTL wait --for=condition=Established crd --all --timeout=60s >/dev/null
 # their finalizers first (else the namespace would wait for a controller forever).
 drop_namespace() { # drop_namespace NAMESPACE [--wait=true|false]
   local k
-  for k in kustomizations ocirepositories; do
+  for k in ${TOOLKIT_KINDS:-kustomizations ocirepositories}; do
     # (objects may vanish meanwhile: errors are expected and ignored)
     $KUBECTL get "$k" -n "$1" -o name 2>/dev/null |
       xargs -r -P 8 -I{} $KUBECTL patch {} -n "$1" --type=merge -p '{"metadata":{"finalizers":null}}' \
@@ -75,9 +77,15 @@ drop_namespace() { # drop_namespace NAMESPACE [--wait=true|false]
   $KUBECTL delete namespace "$1" --ignore-not-found "${2:---wait=true}" >/dev/null
 }
 
-# Leftovers of an interrupted run would be reconciled too (and hold Service IPs).
+# Leftovers of an interrupted run would be reconciled too (and hold Service IPs). Namespaces
+# that tests left terminating (their toolkit objects keep finalizers once the controllers are
+# gone) keep kube-controller-manager and the apiserver busy retrying: they are finished too.
 for ns in $($KUBECTL get namespaces -o name | sed -n 's#^namespace/\(bench-.*\)#\1#p'); do
   drop_namespace "$ns"
+done
+all_toolkit_kinds=$($KUBECTL api-resources --namespaced -o name | grep 'fluxcd\.io$' | tr '\n' ' ')
+for ns in $($KUBECTL get namespaces --no-headers | awk '$2 == "Terminating" {print $1}'); do
+  TOOLKIT_KINDS=$all_toolkit_kinds drop_namespace "$ns" --wait=false
 done
 $KUBECTL create namespace flux-system --dry-run=client -o yaml | $KUBECTL apply --server-side -f - >/dev/null
 
@@ -202,6 +210,14 @@ record_requests() {
     {d = $3 - b[$1 " " $2]; if (d > 0) printf "%s\t%s\t%s\t%s\t%.2f\n", impl, n, $1, $2, d / n}' \
     "$3" "$B/after.txt" >>"$B/requests.tsv"
 }
+# The audit log's size now: where a measurement starts reading it.
+audit_log=$TESTENV_DIR/logs/audit.log
+audit_offset() { stat -c %s "$audit_log" 2>/dev/null || echo 0; }
+# record_clients IMPL N START_OFFSET: each client's requests (and bytes sent) per Kustomization
+# since START_OFFSET, by verb and resource, into requests-by-client.tsv.
+record_clients() {
+  python3 hack/bench/audit.py "$audit_log" "$3" "$(audit_offset)" "$1" "$2" >>"$B/requests-by-client.tsv"
+}
 
 api_requests() {
   $KUBECTL get --raw /metrics | awk '/^apiserver_request_total/ {s += $NF} END {printf "%d", s}'
@@ -233,9 +249,10 @@ start_source() { # start_source IMPL → pid
   local flags=(--concurrent=10 --storage-path="$B/storage" --storage-addr=127.0.0.1:19190
     --storage-adv-addr=127.0.0.1:19190 --metrics-addr=127.0.0.1:18191 --health-addr=127.0.0.1:19191)
   case "$1" in
-    driftless) "$BIN/source-controller" "${flags[@]}" >"$B/sc-$1.log" 2>&1 & ;;
+    driftless) KUBECONFIG=$TESTENV_DIR/bench-source-controller.kubeconfig "$BIN/source-controller" "${flags[@]}" \
+      >"$B/sc-$1.log" 2>&1 & ;;
     # As Flux ships it: GOMEMLIMIT from the 1Gi limit.
-    flux) GOMEMLIMIT=1GiB RUNTIME_NAMESPACE=flux-system "$FLUX_SC" "${flags[@]}" --watch-all-namespaces \
+    flux) KUBECONFIG=$TESTENV_DIR/bench-source-controller.kubeconfig GOMEMLIMIT=1GiB RUNTIME_NAMESPACE=flux-system "$FLUX_SC" "${flags[@]}" --watch-all-namespaces \
       --log-level=info >"$B/sc-$1.log" 2>&1 & ;;
     *) echo "unknown implementation: $1" >&2; exit 2 ;;
   esac
@@ -245,11 +262,11 @@ start_source() { # start_source IMPL → pid
 start_kustomize() { # start_kustomize IMPL → pid
   case "$1" in
     driftless)
-      "$BIN/kustomize-controller" ${CONCURRENT:+--concurrent=$CONCURRENT} --metrics-addr=127.0.0.1:18192 \
+      KUBECONFIG=$TESTENV_DIR/bench-kustomize-controller.kubeconfig "$BIN/kustomize-controller" ${CONCURRENT:+--concurrent=$CONCURRENT} --metrics-addr=127.0.0.1:18192 \
         --health-addr=127.0.0.1:19192 >"$B/kc-$1.log" 2>&1 & ;;
     flux)
       # As Flux ships it: GOMEMLIMIT from the 1Gi limit.
-      GOMEMLIMIT=1GiB RUNTIME_NAMESPACE=flux-system "$FLUX_KC" ${CONCURRENT:+--concurrent=$CONCURRENT} \
+      KUBECONFIG=$TESTENV_DIR/bench-kustomize-controller.kubeconfig GOMEMLIMIT=1GiB RUNTIME_NAMESPACE=flux-system "$FLUX_KC" ${CONCURRENT:+--concurrent=$CONCURRENT} \
         --metrics-addr=127.0.0.1:18192 --health-addr=127.0.0.1:19192 --watch-all-namespaces \
         --log-level=info >"$B/kc-$1.log" 2>&1 & ;;
   esac
@@ -287,7 +304,7 @@ record() { printf '%s\t%s\t%s\t%s\n' "$@" >>"$raw"; }
 fan_out() { # fan_out IMPL N CONC SUFFIX
   local impl=$1 n=$2 conc=$3 suffix=$4
   local ns=bench-$impl-$n${suffix//_/-} sc kc apiserver etcd w1_requests w1_cpu start deadline elapsed
-  local state p50 p95 control_before source_before before after token
+  local state p50 p95 control_before source_before before after token audit_start
   drop_namespace "$ns"
   $KUBECTL create namespace "$ns" >/dev/null
   push_set "$n"
@@ -299,6 +316,7 @@ fan_out() { # fan_out IMPL N CONC SUFFIX
   etcd=$(pgrep -f "/etcd --name" | head -1)
   w1_requests=$(api_requests)
   [ -n "$suffix" ] || requests_by >"$B/before.txt"
+  audit_start=$(audit_offset)
   w1_cpu=$(awk -v a="$(cpu_s "$apiserver")" -v e="$(cpu_s "$etcd")" -v s="$(cpu_s "$sc")" 'BEGIN {print a + e, s}')
   start=$(date +%s.%N)
   $KUBECTL apply --server-side --field-manager=bench -f "$B/pairs.yaml" >/dev/null
@@ -317,7 +335,7 @@ fan_out() { # fan_out IMPL N CONC SUFFIX
   record "$impl" "ready_s$suffix" "$n" "$elapsed"
   read -r control_before source_before <<<"$w1_cpu"
   record "$impl" "w1_requests_per_kustomization$suffix" "$n" "$(awk -v a="$(api_requests)" -v b="$w1_requests" -v n="$n" 'BEGIN {printf "%.1f", (a - b) / n}')"
-  [ -n "$suffix" ] || record_requests "$impl" "$n" "$B/before.txt"
+  [ -n "$suffix" ] || { record_requests "$impl" "$n" "$B/before.txt"; record_clients "$impl" "$n" "$audit_start"; }
   record "$impl" "peak_rss_source$suffix" "$n" "$(( $(hwm_kib "$sc") / 1024 ))"
   record "$impl" "w1_apiserver_etcd_cpu_s$suffix" "$n" "$(awk -v a="$(cpu_s "$apiserver")" -v e="$(cpu_s "$etcd")" -v b="$control_before" 'BEGIN {printf "%.1f", a + e - b}')"
   record "$impl" "w1_source_cpu_s$suffix" "$n" "$(awk -v s="$(cpu_s "$sc")" -v b="$source_before" 'BEGIN {printf "%.1f", s - b}')"
@@ -386,12 +404,14 @@ precreated() { # precreated IMPL N
 
 # The floor at N: the 4N objects by a bare client at the same concurrency, then the same readiness.
 floor() { # floor N
-  local n=$1 ns=bench-floor-$1 out
+  local n=$1 ns=bench-floor-$1 out audit_start
   drop_namespace "$ns"
   $KUBECTL create namespace "$ns" >/dev/null
   requests_by >"$B/before.txt"
-  out=$(python3 hack/bench/floor.py "$n" "$ns" "$CONCURRENT")
+  audit_start=$(audit_offset)
+  out=$(KUBECONFIG=$TESTENV_DIR/bench-floor.kubeconfig python3 hack/bench/floor.py "$n" "$ns" "$CONCURRENT")
   record_requests floor "$n" "$B/before.txt"
+  record_clients floor "$n" "$audit_start"
   record floor ready_s "$n" "${out%% *}"
   record floor ready_s_precreated "$n" "${out%% *}"
   echo "floor N=$n: ${out%% *}s (${out##* } server-side applies)"
@@ -433,14 +453,10 @@ for impl in $IMPLS; do
   : >"$B/w4-$impl.txt"
   for t in $(seq 2 $((TRIALS + 1))); do
     push_app 1 "w4-$impl" "$t"
-    start=$(date +%s.%N)
-    $KUBECTL annotate ocirepository app1 -n "$ns" --overwrite "reconcile.fluxcd.io/requestedAt=w4-$t" >/dev/null
-    # The artifact's revision is v1@sha256:<digest>; the commit is its origin revision.
-    want="v1@sha1:$(printf '%040d' "$t")"
-    until [ "$($KUBECTL get kustomization app1 -n "$ns" -o jsonpath='{.status.lastAppliedOriginRevision}')" = "$want" ]; do
-      sleep 0.05
-    done
-    awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN {printf "%.2f\n", e - s}' >>"$B/w4-$impl.txt"
+    # The artifact's revision is v1@sha256:<digest>; the commit is its origin revision. The
+    # request and the watch for the result are w4.py's (as the floor's client).
+    KUBECONFIG=$TESTENV_DIR/bench-floor.kubeconfig python3 hack/bench/w4.py "$ns" app1 \
+      "v1@sha1:$(printf '%040d' "$t")" "w4-$t" >>"$B/w4-$impl.txt"
   done
   stop "$kc" "$sc"
   read -r w4p50 w4p95 < <(sort -n "$B/w4-$impl.txt" | awk '{a[NR] = $1}
@@ -453,5 +469,5 @@ done
 
 date=$(date +%F)
 python3 hack/bench/report.py "$raw" "hack/bench/results/$date-full-stack.md" "hack/bench/results/$date-full-stack.svg" \
-  "$ours_version" "$(version_of flux)" "$K8S_VERSION" "$CONCURRENT" "$B/requests.tsv"
+  "$ours_version" "$(version_of flux)" "$K8S_VERSION" "$CONCURRENT" "$B/requests.tsv" "$B/requests-by-client.tsv"
 echo "wrote hack/bench/results/$date-full-stack.md"

@@ -10,6 +10,7 @@ import sys
 
 raw, md_path, svg_path, ours, theirs, k8s, concurrent = sys.argv[1:8]
 requests_path = sys.argv[8] if len(sys.argv) > 8 else None
+clients_path = sys.argv[9] if len(sys.argv) > 9 else None
 data = collections.defaultdict(dict)  # (metric, n) -> {impl: value}
 for line in open(raw):
     impl, metric, n, value = line.rstrip("\n").split("\t")
@@ -91,6 +92,40 @@ if requests_path and os.path.exists(requests_path):
     for n, t in sorted(totals.items()):
         cells = [f"{t[i]:.2f}" if i in t else "" for i in ("driftless", "flux", "floor")]
         out.append(f"| {n} | **all** | | {' | '.join(cells)} |")
+if clients_path and os.path.exists(clients_path):
+    # impl, n, client, verb, resource, requests per Kustomization, request bytes per Kustomization
+    per = collections.defaultdict(dict)
+    for line in open(clients_path):
+        impl, n, client, verb, resource, count, sent = line.rstrip("\n").split("\t")
+        per[(int(n), client, verb, resource)][impl] = (float(count), float(sent))
+    out.append("\n## W1 requests each client sent per Kustomization (audit log)\n")
+    out.append("Each controller runs as its own identity, the only users the testenv's audit log records "
+               "(`hack/bench/audit.py`); bytes are the request bodies sent. From the moment the 2N objects are "
+               "created until all are Ready: start-up lists and watches are not in it, nor watches still open. "
+               "The floor's client is `floor.py` (one server-side apply per object, then its readiness polling).\n")
+    out.append("| N | client | verb | resource | driftless | flux | floor | driftless bytes | flux bytes |")
+    out.append("|---|---|---|---|---|---|---|---|---|")
+    controllers = collections.defaultdict(lambda: collections.defaultdict(lambda: [0.0, 0.0]))
+    for (n, client, verb, resource), values in sorted(per.items()):
+        cell = lambda i, k: f"{values[i][k]:.{2 if k == 0 else 0}f}" if i in values else ""
+        out.append(f"| {n} | {client} | {verb} | {resource} | {cell('driftless', 0)} | {cell('flux', 0)} | "
+                   f"{cell('floor', 0)} | {cell('driftless', 1)} | {cell('flux', 1)} |")
+        if client == "floor":
+            continue
+        for impl, (c, b) in values.items():
+            # Leader election is a deployment choice (both renew a Lease while they run): its
+            # requests are shown above and left out of the comparison.
+            if resource != "leases":
+                controllers[n][impl][0] += c
+                controllers[n][impl][1] += b
+    out.append("\n| N | controllers' requests per Kustomization (leases aside) | driftless | flux | ratio | goal |")
+    out.append("|---|---|---|---|---|---|")
+    for n, t in sorted(controllers.items()):
+        d, f = t.get("driftless"), t.get("flux")
+        for k, what in ((0, "requests"), (1, "bytes sent")):
+            ratio = f"{d[k] / f[k]:.2f}" if d and f and f[k] else "n/a"
+            cells = [f"{v[k]:.{2 if k == 0 else 0}f}" if v else "n/a" for v in (d, f)]
+            out.append(f"| {n} | {what} | {cells[0]} | {cells[1]} | {ratio} | {'≤ 0.5' if k == 0 else ''} |")
 open(md_path, "w").write("\n".join(out) + "\n")
 
 # time to Ready against N

@@ -8,6 +8,7 @@ use driftless_api::meta::{ReconcileStatus, condition_types::HEALTHY, reasons};
 use driftless_apply::{HealthWait, ObjectId, Unhealthy, group_version};
 use driftless_runtime::conditions::{self, Status};
 use driftless_runtime::duration;
+use driftless_runtime::events::EventType;
 use driftless_runtime::reconcile::ReconcileError;
 use kube::ResourceExt;
 
@@ -89,6 +90,14 @@ pub(crate) async fn wait_healthy(
         return Ok(());
     }
     let timeout = run.remaining();
+    let started = std::time::Instant::now();
+    let previous = run
+        .ks
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_deref())
+        .unwrap_or_default();
+    let previous_healthy = conditions::get(previous, HEALTHY).filter(|c| c.status == "True");
     if !run.quiet {
         set_healthy(
             run.status,
@@ -132,13 +141,34 @@ pub(crate) async fn wait_healthy(
         .await;
     match result {
         Ok(()) => {
-            set_healthy(
-                run.status,
-                Status::True,
-                reasons::SUCCEEDED,
-                "Health check passed",
-                generation,
-            );
+            // As Flux: an event when the objects were not healthy before, or a new revision
+            // changed them. The message says how long the checks took when it is news; a
+            // recheck keeps it, so that a periodic reconcile has no status to write.
+            let new_revision = run
+                .ks
+                .status
+                .as_ref()
+                .and_then(|s| s.last_applied_revision.as_deref())
+                != Some(run.artifact.revision.as_str());
+            let news = previous_healthy.is_none() || (new_revision && !run.changes.is_empty());
+            let message = match previous_healthy {
+                Some(c) if !news => c.message.clone(),
+                _ => format!("Health check passed in {}", duration::format(started.elapsed())),
+            };
+            set_healthy(run.status, Status::True, reasons::SUCCEEDED, &message, generation);
+            if news {
+                let metadata = [("revision", run.artifact.revision.as_str())];
+                run.ctx
+                    .recorder
+                    .publish(
+                        run.ks,
+                        EventType::Normal,
+                        reasons::PROGRESSING,
+                        &message,
+                        &metadata,
+                    )
+                    .await;
+            }
             Ok(())
         }
         Err(Unhealthy::Canceled(message)) => {

@@ -21,7 +21,6 @@ use driftless_api::{
 };
 use driftless_artifact::http::{ClientSettings, client};
 use driftless_runtime::{
-    events::EventType,
     reconcile::{ReconcileContext, ReconcileError, Reconciler, Success},
     work::{blocking, timeout_of},
 };
@@ -661,10 +660,8 @@ impl BucketReconciler {
         run.status.observed_ignore = run.obj.spec.ignore.clone();
         let objects = run.index.len();
         run.ctx
-            .recorder
-            .publish(
+            .announce(
                 run.obj,
-                EventType::Normal,
                 reasons::NEW_ARTIFACT,
                 &format!("stored artifact with {objects} fetched files from '{bucket}' bucket"),
                 &[("revision", revision.as_str()), ("digest", digest.as_str())],

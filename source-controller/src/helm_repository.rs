@@ -17,7 +17,6 @@ use driftless_api::meta::{ReconcileStatus, condition_types as ct, reasons as met
 use driftless_api::source::{HelmRepository, HelmRepositoryStatus, reasons};
 use driftless_artifact::http::{ClientSettings, client};
 use driftless_runtime::conditions::{self, Status};
-use driftless_runtime::events::EventType;
 use driftless_runtime::reconcile::{ReconcileContext, ReconcileError, Reconciler, Success};
 use driftless_runtime::work::{Blocking, blocking, timeout_of};
 use futures::StreamExt;
@@ -315,14 +314,7 @@ impl HelmRepositoryReconciler {
         );
         let metadata = [("revision", run.revision.as_str()), ("digest", digest.as_str())];
         run.ctx
-            .recorder
-            .publish(
-                run.obj,
-                EventType::Normal,
-                reasons::NEW_ARTIFACT,
-                &note,
-                &metadata,
-            )
+            .announce(run.obj, reasons::NEW_ARTIFACT, &note, &metadata)
             .await;
         Ok(())
     }

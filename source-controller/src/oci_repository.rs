@@ -12,19 +12,18 @@
 //! `org.opencontainers.image.revision` carries the origin revision downstream).
 
 use crate::{
-    common::{self, Problem, failed, stored, within},
+    common::{self, Problem, failed, within},
     cosign,
     sourceignore::SourceIgnore,
     storage::{ObjectDir, Storage},
 };
 use driftless_api::{
-    meta::{ReconcileStatus, condition_types as ct},
+    meta::{ReconcileStatus, condition_types as ct, reasons as meta_reasons},
     source::{OCIRepository, OCIRepositoryStatus, reasons},
 };
 use driftless_artifact::{access::RegistryAccess, extract, oci, registry::Puller};
 use driftless_runtime::{
     conditions,
-    events::EventType,
     reconcile::{ReconcileContext, ReconcileError, Reconciler, Success},
     work::{Blocking, blocking, timeout_of},
 };
@@ -334,10 +333,8 @@ impl OCIRepositoryReconciler {
         run.status.observed_ignore = run.obj.spec.ignore.clone();
         run.status.observed_layer_selector = run.obj.spec.layer_selector.clone();
         run.ctx
-            .recorder
-            .publish(
+            .announce(
                 run.obj,
-                EventType::Normal,
                 reasons::NEW_ARTIFACT,
                 &format!("stored artifact with revision '{revision}' from '{url}'"),
                 &[("revision", revision.as_str()), ("digest", digest.as_str())],
@@ -428,7 +425,15 @@ impl Reconciler for OCIRepositoryReconciler {
         self.resolve(&mut run).await?;
         self.verify(&mut run).await?;
         self.pull(&mut run).await?;
-        Ok(stored(run.status, run.generation, &run.revision))
+        // Flux's OCIRepository says "digest" where the other sources say "revision".
+        let message = format!("stored artifact for digest '{}'", run.revision);
+        Ok(common::stored_as(
+            run.status,
+            run.generation,
+            &run.revision,
+            meta_reasons::SUCCEEDED,
+            message,
+        ))
     }
 
     async fn cleanup(

@@ -157,6 +157,21 @@ pub fn compute(object: &Value) -> Health {
                     have("/status/availableReplicas")
                 ));
             }
+            if have("/status/readyReplicas") < replicas {
+                return Health::InProgress(format!("Ready: {}/{replicas}", have("/status/readyReplicas")));
+            }
+            // As kstatus: the controller must also say the new ReplicaSet is available and the
+            // Deployment is Available (replica counts alone pass before it has said so).
+            let progressed = condition(object, "Progressing").is_some_and(|c| {
+                c.get("status").and_then(Value::as_str) == Some("True")
+                    && c.get("reason").and_then(Value::as_str) == Some("NewReplicaSetAvailable")
+            });
+            if !progressed {
+                return Health::InProgress("Rollout in progress".into());
+            }
+            if condition_status(object, "Available") != Some("True") {
+                return Health::InProgress("Deployment not Available".into());
+            }
             Health::Current
         }
         "StatefulSet" => {
@@ -287,6 +302,14 @@ mod tests {
             "status": {"observedGeneration": 2, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 1}});
         assert!(matches!(compute(&d), Health::InProgress(_)));
         d["status"]["availableReplicas"] = json!(2);
+        d["status"]["readyReplicas"] = json!(2);
+        // As kstatus: not before the controller says so in its conditions.
+        assert_eq!(compute(&d), Health::InProgress("Rollout in progress".into()));
+        d["status"]["conditions"] = json!([
+            {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"},
+            {"type": "Available", "status": "False", "reason": "MinimumReplicasUnavailable"}]);
+        assert_eq!(compute(&d), Health::InProgress("Deployment not Available".into()));
+        d["status"]["conditions"][1]["status"] = json!("True");
         assert_eq!(compute(&d), Health::Current);
         d["metadata"]["generation"] = json!(3);
         assert!(matches!(compute(&d), Health::InProgress(_)));

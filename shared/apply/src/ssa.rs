@@ -248,8 +248,8 @@ pub async fn apply_staged(
 }
 
 /// Applies one stage: every object is validated by a server-side dry-run first, and nothing is
-/// written when any of them fails. Returns what happened to each object, with the live state of
-/// the objects found unchanged. Up to `options.concurrency` objects are planned at once (Flux's
+/// written when any of them fails. Returns what happened to each object, with its live state as
+/// the dry-run found it (unchanged objects) or the apply returned it (written ones). Up to `options.concurrency` objects are planned at once (Flux's
 /// `--concurrent-ssa`); the writes then go one after another, in order, and stop at the first
 /// that fails, as Flux's `ApplyAll` does.
 pub async fn apply_stage(
@@ -481,7 +481,11 @@ async fn write(
             .patch(&desired.id.name, &params, &Patch::Apply(&plan.manifest))
             .await
             .map_err(|e| refused(desired, "apply", &e))?;
-        observed.record(&serde_json::to_value(result).unwrap_or_default());
+        let result = serde_json::to_value(result).unwrap_or_default();
+        observed.record(&result);
+        // The object as the apply left it: its first health sample, read by nobody again (a
+        // ServiceAccount or a Service is ready as written; a Deployment waits for its status).
+        return Ok((plan.action, Some(result)));
     }
     Ok((plan.action, plan.live))
 }

@@ -46,7 +46,8 @@ pub struct HealthWait<'a> {
 impl HealthWait<'_> {
     /// Waits until every target (id, version) is healthy, one fails, `timeout` passes, or
     /// `cancel` (asked once polls have slowed to their longest interval) returns a message.
-    /// `known` holds live objects the apply already read: those found healthy need no read.
+    /// `known` holds live objects as the apply just saw them: they are the first sample (no
+    /// read), and an object found healthy is not read again.
     pub async fn until_healthy<C, F>(
         &self,
         targets: &[(ObjectId, String)],
@@ -61,14 +62,18 @@ impl HealthWait<'_> {
         let deadline = Instant::now() + timeout;
         let mut first = true;
         let mut poll = POLL_FIRST;
+        // The objects not yet healthy, each with what its last sample said.
+        let mut pending: Vec<(&(ObjectId, String), &str)> =
+            targets.iter().map(|t| (t, "InProgress")).collect();
         loop {
-            let mut pending = Vec::new();
-            for (id, version) in targets {
-                let already = known.get(id).map(|o| compute_with(o, self.custom));
-                if first && already == Some(Health::Current) {
-                    continue;
-                }
-                match self.read(id, version).await {
+            let mut still = Vec::new();
+            for (target, _) in pending {
+                let (id, version) = target;
+                let health = match known.get(id).filter(|_| first) {
+                    Some(live) => compute_with(live, self.custom),
+                    None => self.read(id, version).await,
+                };
+                match health {
                     Health::Current => {}
                     Health::Failed(message) if self.fail_fast => {
                         return Err(Unhealthy::Failed(format!(
@@ -76,18 +81,23 @@ impl HealthWait<'_> {
                             id.display()
                         )));
                     }
-                    Health::Failed(_) => pending.push(format!("{} status: 'Failed'", id.display())),
-                    Health::InProgress(_) => pending.push(format!("{} status: 'InProgress'", id.display())),
+                    Health::Failed(_) => still.push((target, "Failed")),
+                    Health::InProgress(_) => still.push((target, "InProgress")),
                 }
             }
             first = false;
+            pending = still;
             if pending.is_empty() {
                 return Ok(());
             }
             if Instant::now() + poll > deadline {
+                let described: Vec<String> = pending
+                    .iter()
+                    .map(|((id, _), state)| format!("{} status: '{state}'", id.display()))
+                    .collect();
                 return Err(Unhealthy::Timeout(format!(
                     "timeout waiting for: [{}]",
-                    pending.join(", ")
+                    described.join(", ")
                 )));
             }
             tokio::time::sleep(poll).await;

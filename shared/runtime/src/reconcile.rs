@@ -41,7 +41,10 @@ use std::{
     collections::HashMap,
     future::Future,
     hash::{Hash, Hasher},
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -230,6 +233,12 @@ impl Default for LoopSettings {
     }
 }
 
+/// Progress reported within this long of the previous status write is held back, and written
+/// only when it is still the latest status once this time has passed. A reconcile that takes
+/// less writes one progress status (Reconciling=True, which Flux's API and kstatus waiters need)
+/// and its result, not one status per step; a longer step still shows what it is doing.
+const PROGRESS_HOLD: Duration = Duration::from_secs(1);
+
 /// What a reconciler sees besides its object: the client, events and progress reporting.
 pub struct ReconcileContext<K: ToolkitObject> {
     /// Client for the cluster.
@@ -237,13 +246,48 @@ pub struct ReconcileContext<K: ToolkitObject> {
     /// Event publisher.
     pub recorder: Arc<Recorder>,
     status_writer: StatusWriter,
+    /// The status writes of this reconcile, one at a time (a held progress status is written by
+    /// a timer, which must not overtake the final write).
+    writes: Arc<tokio::sync::Mutex<Writes<K::Status>>>,
+    /// Whether the kind published the event of this reconcile's success itself ([`announce`]).
+    ///
+    /// [`announce`]: ReconcileContext::announce
+    announced: AtomicBool,
+}
+
+/// The status writes of one reconcile.
+struct Writes<S> {
     /// Status as last written during this reconcile (to skip unchanged writes).
-    written: Mutex<Option<K::Status>>,
+    last: Option<S>,
+    /// When it was written.
+    at: Option<Instant>,
+    /// Progress held back, written when due unless a later write replaced it.
+    held: Option<S>,
+    /// Whether a timer will write `held`.
+    flush_scheduled: bool,
+}
+
+impl<S: Clone> Writes<S> {
+    async fn write<K: ToolkitObject<Status = S>>(
+        &mut self,
+        writer: &StatusWriter,
+        obj: &K,
+        status: &S,
+    ) -> Result<(), kube::Error> {
+        let current = self.last.as_ref().or(obj.status());
+        if writer.apply(obj, current, status).await? {
+            self.at = Some(Instant::now());
+        }
+        self.last = Some(status.clone());
+        Ok(())
+    }
 }
 
 impl<K: ToolkitObject> ReconcileContext<K> {
-    /// Publishes progress: `Reconciling=True` with `message`, written at once so users see
-    /// what a long step is doing. Write failures are logged; the final status write decides.
+    /// Publishes progress: `Reconciling=True` with `message`, so users see what a long step is
+    /// doing. Written at once unless the status was written less than [`PROGRESS_HOLD`] ago;
+    /// then written when that time is up, unless a later write came first. Write failures are
+    /// logged; the final status write decides.
     pub async fn progress(&self, obj: &K, status: &mut K::Status, message: &str) {
         conditions::mark_reconciling(
             status.conditions_mut(),
@@ -251,17 +295,50 @@ impl<K: ToolkitObject> ReconcileContext<K> {
             message,
             obj.meta().generation,
         );
-        self.write(obj, status).await.ok();
+        let mut writes = self.writes.lock().await;
+        let due = writes.at.map(|at| at + PROGRESS_HOLD);
+        match due {
+            Some(due) if Instant::now() < due => {
+                writes.held = Some(status.clone());
+                if !writes.flush_scheduled {
+                    writes.flush_scheduled = true;
+                    let (shared, writer, obj) =
+                        (self.writes.clone(), self.status_writer.clone(), obj.clone());
+                    tokio::spawn(async move {
+                        tokio::time::sleep_until(due.into()).await;
+                        let mut writes = shared.lock().await;
+                        writes.flush_scheduled = false;
+                        if let Some(held) = writes.held.take()
+                            && let Err(err) = writes.write(&writer, &obj, &held).await
+                        {
+                            tracing::debug!(%err, "failed to write progress");
+                        }
+                    });
+                }
+            }
+            _ => {
+                writes.held = None;
+                if let Err(err) = writes.write(&self.status_writer, obj, status).await {
+                    tracing::debug!(%err, "failed to write progress");
+                }
+            }
+        }
     }
 
+    /// Publishes the event that tells of this reconcile's success (a source's `NewArtifact`):
+    /// `finish` then sends no success event of its own, as Flux sends one event per new artifact.
+    pub async fn announce(&self, obj: &K, reason: &str, note: &str, metadata: &[(&str, &str)]) {
+        self.announced.store(true, Ordering::Relaxed);
+        self.recorder
+            .publish(obj, EventType::Normal, reason, note, metadata)
+            .await;
+    }
+
+    /// Writes `status` now; progress still held is dropped (this status replaces it).
     async fn write(&self, obj: &K, status: &K::Status) -> Result<(), kube::Error> {
-        let last = self.written.lock().ok().and_then(|w| w.clone());
-        let current = last.as_ref().or(obj.status());
-        self.status_writer.apply(obj, current, status).await?;
-        if let Ok(mut w) = self.written.lock() {
-            *w = Some(status.clone());
-        }
-        Ok(())
+        let mut writes = self.writes.lock().await;
+        writes.held = None;
+        writes.write(&self.status_writer, obj, status).await
     }
 }
 
@@ -442,7 +519,13 @@ impl<R: Reconciler> KindController<R> {
             client: self.client.clone(),
             recorder: self.recorder.clone(),
             status_writer: self.status_writer.clone(),
-            written: Mutex::new(None),
+            writes: Arc::new(tokio::sync::Mutex::new(Writes {
+                last: None,
+                at: None,
+                held: None,
+                flush_scheduled: false,
+            })),
+            announced: AtomicBool::new(false),
         }
     }
 
@@ -526,8 +609,9 @@ impl<R: Reconciler> KindController<R> {
                 conditions::delete(conds, condition_types::STALLED);
                 status.set_observed_generation(generation.unwrap_or_default());
                 self.reset_backoff(obj);
-                let event = (last_success.as_deref() != Some(success.message.as_str()))
-                    .then(|| (EventType::Normal, success.reason.clone(), success.message.clone()));
+                let event = (last_success.as_deref() != Some(success.message.as_str())
+                    && !ctx.announced.load(Ordering::Relaxed))
+                .then(|| (EventType::Normal, success.reason.clone(), success.message.clone()));
                 let after = success
                     .requeue_after
                     .unwrap_or_else(|| self.jitter(obj.interval()));

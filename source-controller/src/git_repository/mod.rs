@@ -24,7 +24,6 @@ use driftless_api::{
 use driftless_artifact::{extract::confined, fetch::Fetcher};
 use driftless_runtime::{
     conditions::{self, Status},
-    events::EventType,
     reconcile::{ReconcileContext, ReconcileError, Reconciler, Success, TriggerFn},
     triggers,
     work::{blocking, timeout_of},
@@ -540,10 +539,8 @@ impl GitRepositoryReconciler {
         run.status.included_artifacts = (!included.is_empty()).then_some(included);
         run.status.observed_include = obj.spec.include.clone().filter(|i| !i.is_empty());
         run.ctx
-            .recorder
-            .publish(
+            .announce(
                 obj,
-                EventType::Normal,
                 reasons::NEW_ARTIFACT,
                 &format!("stored artifact for commit '{}'", checked_out.summary),
                 &[("revision", revision.as_str()), ("digest", digest.as_str())],

@@ -27,7 +27,6 @@ use std::time::Duration;
 use driftless_api::meta::{ReconcileStatus, condition_types as ct, reasons as meta_reasons};
 use driftless_api::source::{Bucket, GitRepository, HelmChart, HelmChartStatus, HelmRepository, reasons};
 use driftless_runtime::conditions::{self, Status};
-use driftless_runtime::events::EventType;
 use driftless_runtime::reconcile::{ReconcileContext, ReconcileError, Reconciler, Success, TriggerFn};
 use driftless_runtime::triggers;
 use driftless_runtime::work::{Blocking, blocking, timeout_of};
@@ -633,10 +632,7 @@ impl HelmChartReconciler {
                 .map(|a| a.digest.clone())
                 .unwrap_or_default();
             let metadata = [("revision", run.version.as_str()), ("digest", digest.as_str())];
-            run.ctx
-                .recorder
-                .publish(run.obj, EventType::Normal, &reason, &note, &metadata)
-                .await;
+            run.ctx.announce(run.obj, &reason, &note, &metadata).await;
         }
         Ok(())
     }
