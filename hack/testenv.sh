@@ -226,11 +226,16 @@ up_control_plane() {
   fi
   wait_for etcd 30 curl -fsS --max-time 2 "http://127.0.0.1:$ETCD_PORT/health"
 
-  # An apiserver started by an older version of this script has no audit log: restart it.
+  # An apiserver started by an older version of this script has no audit log: it is restarted,
+  # and the components that watch it with it (kube-controller-manager's informers were seen
+  # stuck behind their own writes after an apiserver restart).
   if running kube-apiserver && ! tr '\0' ' ' <"/proc/$(pid_of kube-apiserver)/cmdline" | grep -q -- --audit-policy-file; then
-    log "restarting kube-apiserver (for its audit log)"
-    kill -TERM "$(pid_of kube-apiserver)"
-    while running kube-apiserver; do sleep 0.25; done
+    log "restarting kube-apiserver and its clients (for the audit log)"
+    local c
+    for c in kwok kube-scheduler kube-controller-manager kube-apiserver; do
+      running "$c" && kill -TERM "$(pid_of "$c")"
+      while running "$c"; do sleep 0.25; done
+    done
   fi
   if ! running kube-apiserver; then
     start kube-apiserver "$K8S_BIN/kube-apiserver" \
