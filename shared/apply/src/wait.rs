@@ -1,11 +1,15 @@
 //! Waiting for applied objects to become healthy (kstatus, or the `healthCheckExprs` that name
-//! their kind), polled with a short first interval that backs off, and cancellable between polls.
+//! their kind): first from what the apply returned, then by watching the few objects still in
+//! progress (or polling many, with a short first interval that backs off); cancellable.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
+use kube::api::DynamicObject;
 use kube::runtime::wait::await_condition;
+use kube::runtime::watcher::{self, watcher};
 use kube::{Api, Client};
 use serde_json::Value;
 
@@ -19,6 +23,11 @@ use crate::observed::Observed;
 /// wait held each worker for 2 s per Kustomization (measured: half of W1's time at N = 1000).
 const POLL_FIRST: Duration = Duration::from_millis(100);
 const POLL_MAX: Duration = Duration::from_secs(2);
+/// Objects still in progress after their first sample are watched, each with a field selector
+/// on its name: one LIST and one WATCH however long it takes (a Deployment waiting for a busy
+/// kube-controller-manager cost a read every 2 s), and it is seen healthy the moment it is.
+/// Up to this many per wait, since each watch holds a connection; more are polled.
+const WATCH_AT_MOST: usize = 8;
 
 /// Why a wait ended without every object healthy.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -85,10 +94,13 @@ impl HealthWait<'_> {
                     Health::InProgress(_) => still.push((target, "InProgress")),
                 }
             }
-            first = false;
+            let sampled_once = std::mem::replace(&mut first, false);
             pending = still;
             if pending.is_empty() {
                 return Ok(());
+            }
+            if sampled_once && pending.len() <= WATCH_AT_MOST {
+                return self.watch(pending, deadline, cancel).await;
             }
             if Instant::now() + poll > deadline {
                 let described: Vec<String> = pending
@@ -111,20 +123,115 @@ impl HealthWait<'_> {
         }
     }
 
-    /// The health of one live object (a missing one, or one that cannot be read, is in progress).
-    async fn read(&self, id: &ObjectId, version: &str) -> Health {
-        let (resource, namespaced) = match self
+    /// Waits for the `pending` objects (with their last states) by watching each one (see
+    /// [`WATCH_AT_MOST`]); an object the identity may not watch, or whose watch breaks, is read
+    /// every [`POLL_MAX`] instead. Same outcomes as [`until_healthy`](Self::until_healthy).
+    async fn watch<C, F>(
+        &self,
+        pending: Vec<(&(ObjectId, String), &str)>,
+        deadline: Instant,
+        mut cancel: C,
+    ) -> Result<(), Unhealthy>
+    where
+        C: FnMut() -> F,
+        F: Future<Output = Option<String>>,
+    {
+        let (sender, mut updates) = tokio::sync::mpsc::channel(64);
+        let mut followers = tokio::task::JoinSet::new();
+        let mut states: Vec<Option<&str>> = Vec::with_capacity(pending.len());
+        for (index, ((id, version), state)) in pending.iter().enumerate() {
+            states.push(Some(*state));
+            match self.api_of(id, version).await {
+                Ok(api) => {
+                    followers.spawn(follow(api, id.name.clone(), index, sender.clone()));
+                }
+                // (discovery will not know it better in a moment: it stays in progress)
+                Err(_) => states[index] = Some("InProgress"),
+            }
+        }
+        drop(sender);
+        let sleep = tokio::time::sleep_until(deadline.into());
+        tokio::pin!(sleep);
+        let mut ask = tokio::time::interval_at((Instant::now() + POLL_MAX).into(), POLL_MAX);
+        loop {
+            tokio::select! {
+                update = updates.recv() => {
+                    let Some((index, object)) = update else {
+                        // Every follower ended: nothing more will be learned before the timeout.
+                        (&mut sleep).await;
+                        continue;
+                    };
+                    let (id, version) = pending[index].0;
+                    let health = match object {
+                        Some(mut object) => {
+                            // Items of a LIST carry no kind: the health rules need it.
+                            if object.get("kind").is_none() {
+                                let api_version = if id.group.is_empty() {
+                                    version.clone()
+                                } else {
+                                    format!("{}/{version}", id.group)
+                                };
+                                object["kind"] = Value::from(id.kind.as_str());
+                                object["apiVersion"] = Value::from(api_version);
+                            }
+                            self.observed.record(&object);
+                            compute_with(&object, self.custom)
+                        }
+                        None => Health::InProgress("NotFound".into()),
+                    };
+                    states[index] = match health {
+                        Health::Current => None,
+                        Health::Failed(message) if self.fail_fast => {
+                            return Err(Unhealthy::Failed(format!(
+                                "{} status: 'Failed': {message}",
+                                id.display()
+                            )));
+                        }
+                        Health::Failed(_) => Some("Failed"),
+                        Health::InProgress(_) => Some("InProgress"),
+                    };
+                    if states.iter().all(Option::is_none) {
+                        return Ok(());
+                    }
+                }
+                () = &mut sleep => {
+                    let described: Vec<String> = pending
+                        .iter()
+                        .zip(&states)
+                        .filter_map(|(((id, _), _), state)| {
+                            state.map(|state| format!("{} status: '{state}'", id.display()))
+                        })
+                        .collect();
+                    return Err(Unhealthy::Timeout(format!(
+                        "timeout waiting for: [{}]",
+                        described.join(", ")
+                    )));
+                }
+                _ = ask.tick() => {
+                    if let Some(message) = cancel().await {
+                        return Err(Unhealthy::Canceled(message));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The API of an object's kind, from discovery.
+    async fn api_of(&self, id: &ObjectId, version: &str) -> Result<Api<DynamicObject>, String> {
+        let (resource, namespaced) = self
             .discovery
             .resolve(self.client, &id.group, version, &id.kind)
-            .await
-        {
-            Ok(found) => found,
+            .await?;
+        Ok(api(self.client, &resource, namespaced, &id.namespace))
+    }
+
+    /// The health of one live object (a missing one, or one that cannot be read, is in progress).
+    async fn read(&self, id: &ObjectId, version: &str) -> Health {
+        let api = match self.api_of(id, version).await {
+            Ok(api) => api,
             Err(e) => return Health::InProgress(e),
         };
-        match api(self.client, &resource, namespaced, &id.namespace)
-            .get_opt(&id.name)
-            .await
-        {
+        match api.get_opt(&id.name).await {
             Ok(Some(object)) => {
                 let object = serde_json::to_value(object).unwrap_or_default();
                 self.observed.record(&object);
@@ -132,6 +239,49 @@ impl HealthWait<'_> {
             }
             Ok(None) => Health::InProgress("NotFound".into()),
             Err(e) => Health::InProgress(e.to_string()),
+        }
+    }
+}
+
+/// Sends object `name` (None while it does not exist) to `updates` as `index` each time it
+/// changes, until the receiver is gone: watched, or read every [`POLL_MAX`] once the watch fails
+/// (an impersonated ServiceAccount may only get it) or ends.
+async fn follow(
+    api: Api<DynamicObject>,
+    name: String,
+    index: usize,
+    updates: tokio::sync::mpsc::Sender<(usize, Option<Value>)>,
+) {
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let mut events = std::pin::pin!(watcher(api.clone(), config));
+    let mut listed = false;
+    while let Some(event) = events.next().await {
+        let object = match event {
+            Ok(watcher::Event::Init) => {
+                listed = false;
+                continue;
+            }
+            Ok(watcher::Event::InitApply(object) | watcher::Event::Apply(object)) => {
+                listed = true;
+                Some(object)
+            }
+            Ok(watcher::Event::InitDone) if listed => continue,
+            Ok(watcher::Event::InitDone | watcher::Event::Delete(_)) => None,
+            Err(_) => break,
+        };
+        let object = object.map(|o| serde_json::to_value(o).unwrap_or_default());
+        if updates.send((index, object)).await.is_err() {
+            return;
+        }
+    }
+    loop {
+        tokio::time::sleep(POLL_MAX).await;
+        let object = match api.get_opt(&name).await {
+            Ok(found) => found.map(|o| serde_json::to_value(o).unwrap_or_default()),
+            Err(_) => continue,
+        };
+        if updates.send((index, object)).await.is_err() {
+            return;
         }
     }
 }
