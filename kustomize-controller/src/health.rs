@@ -150,14 +150,14 @@ pub(crate) async fn wait_healthy(
                 .as_ref()
                 .and_then(|s| s.last_applied_revision.as_deref())
                 != Some(run.artifact.revision.as_str());
-            let news = previous_healthy.is_none() || (new_revision && !run.changes.is_empty());
+            let news = previous_healthy.is_none() || (new_revision && run.drifted);
             let message = match previous_healthy {
                 Some(c) if !news => c.message.clone(),
                 _ => format!("Health check passed in {}", duration::format(started.elapsed())),
             };
             set_healthy(run.status, Status::True, reasons::SUCCEEDED, &message, generation);
             if news {
-                let metadata = [("revision", run.artifact.revision.as_str())];
+                let metadata = run.event_metadata();
                 run.ctx
                     .recorder
                     .publish(

@@ -164,9 +164,11 @@ pub struct Run<'a> {
     /// The built objects and the digest of the build (step 7).
     pub objects: Vec<Value>,
     pub digest: String,
-    /// What the apply did (step 8): objects, change lines, live objects found unchanged.
+    /// What the apply did (step 8): objects, change lines, live objects as the apply saw them.
     pub applied: Vec<AppliedObject>,
     pub changes: Vec<String>,
+    /// Whether the apply changed anything (before pruning adds its deletions to `changes`).
+    pub drifted: bool,
     pub current: HashMap<ObjectId, Value>,
     /// How steps 8 to 10 ended, recorded by step 11.
     pub outcome: Result<(), ReconcileError>,
@@ -205,6 +207,7 @@ impl<'a> Run<'a> {
             digest: String::new(),
             applied: Vec::new(),
             changes: Vec::new(),
+            drifted: false,
             current: HashMap::new(),
             outcome: Ok(()),
         }
@@ -221,6 +224,22 @@ impl<'a> Run<'a> {
             duration::format(self.timeout)
         );
         self.ctx.progress(self.ks, self.status, &message).await;
+    }
+
+    /// The artifact's origin revision (the commit an OCI artifact was built from).
+    pub fn origin_revision(&self) -> Option<&str> {
+        self.artifact
+            .metadata
+            .as_ref()
+            .and_then(|m| m.get("org.opencontainers.image.revision"))
+            .map(String::as_str)
+    }
+
+    /// Event metadata as Flux's: the revision, and the origin revision when there is one.
+    pub fn event_metadata(&self) -> Vec<(&str, &str)> {
+        let mut metadata = vec![("revision", self.artifact.revision.as_str())];
+        metadata.extend(self.origin_revision().map(|o| ("originRevision", o)));
+        metadata
     }
 
     /// The owner of what this Kustomization applies.
@@ -442,6 +461,7 @@ impl KustomizationReconciler {
                 .map_err(|e| self.apply_failed(e))?;
         self.log_change_set(&applied, &changes, &run.artifact.revision);
         run.applied = applied;
+        run.drifted = !changes.is_empty();
         run.changes = changes;
         run.current = current;
         Ok(())
@@ -465,10 +485,15 @@ impl KustomizationReconciler {
         run.status.inventory = Some(inventory);
         if !run.changes.is_empty() {
             let note = run.changes.join("\n");
-            let metadata = [("revision", run.artifact.revision.as_str())];
             run.ctx
                 .recorder
-                .publish(run.ks, EventType::Normal, reasons::PROGRESSING, &note, &metadata)
+                .publish(
+                    run.ks,
+                    EventType::Normal,
+                    reasons::PROGRESSING,
+                    &note,
+                    &run.event_metadata(),
+                )
                 .await;
         }
         if !errors.is_empty() {
@@ -490,12 +515,7 @@ impl KustomizationReconciler {
     /// revisions when it succeeded.
     async fn record(&self, run: &mut Run<'_>) -> Result<(), ReconcileError> {
         let revision = run.artifact.revision.clone();
-        let origin_revision = run
-            .artifact
-            .metadata
-            .as_ref()
-            .and_then(|m| m.get("org.opencontainers.image.revision"))
-            .cloned();
+        let origin_revision = run.origin_revision().map(str::to_string);
         let mut history = run.status.history.clone().unwrap_or_default();
         let mut metadata = BTreeMap::from([("revision".to_string(), revision.clone())]);
         if let Some(origin) = &origin_revision {

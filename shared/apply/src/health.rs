@@ -161,13 +161,15 @@ pub fn compute(object: &Value) -> Health {
                 return Health::InProgress(format!("Ready: {}/{replicas}", have("/status/readyReplicas")));
             }
             // As kstatus: the controller must also say the new ReplicaSet is available and the
-            // Deployment is Available (replica counts alone pass before it has said so).
-            let progressed = condition(object, "Progressing").is_some_and(|c| {
-                c.get("status").and_then(Value::as_str) == Some("True")
-                    && c.get("reason").and_then(Value::as_str) == Some("NewReplicaSetAvailable")
-            });
+            // Deployment is Available (replica counts alone pass before it has said so). Without
+            // a progress deadline (the maximum) it never says the former.
+            let progressed = int(object, "/spec/progressDeadlineSeconds") == Some(i64::from(i32::MAX))
+                || condition(object, "Progressing").is_some_and(|c| {
+                    c.get("status").and_then(Value::as_str) == Some("True")
+                        && c.get("reason").and_then(Value::as_str) == Some("NewReplicaSetAvailable")
+                });
             if !progressed {
-                return Health::InProgress("Rollout in progress".into());
+                return Health::InProgress("ReplicaSet not Available".into());
             }
             if condition_status(object, "Available") != Some("True") {
                 return Health::InProgress("Deployment not Available".into());
@@ -304,7 +306,13 @@ mod tests {
         d["status"]["availableReplicas"] = json!(2);
         d["status"]["readyReplicas"] = json!(2);
         // As kstatus: not before the controller says so in its conditions.
-        assert_eq!(compute(&d), Health::InProgress("Rollout in progress".into()));
+        assert_eq!(compute(&d), Health::InProgress("ReplicaSet not Available".into()));
+        let mut no_deadline = d.clone();
+        no_deadline["spec"]["progressDeadlineSeconds"] = json!(i32::MAX);
+        assert_eq!(
+            compute(&no_deadline),
+            Health::InProgress("Deployment not Available".into())
+        );
         d["status"]["conditions"] = json!([
             {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"},
             {"type": "Available", "status": "False", "reason": "MinimumReplicasUnavailable"}]);

@@ -173,7 +173,8 @@ impl Action {
 }
 
 /// What applying produced: each object with its version and manifest, the change lines for the
-/// event, and the live state of the objects the apply found unchanged.
+/// event, and the live state of each object as the apply last saw it (the dry-run's result for
+/// unchanged objects, the apply's response for written ones): its first health sample.
 pub type Applied = (Vec<AppliedObject>, Vec<String>, HashMap<ObjectId, Value>);
 
 /// An applied object: its id, version and manifest.

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use kube::api::DynamicObject;
+use kube::core::GroupVersionKind;
+use kube::runtime::WatchStreamExt;
 use kube::runtime::wait::await_condition;
 use kube::runtime::watcher::{self, watcher};
 use kube::{Api, Client};
@@ -52,9 +54,31 @@ pub struct HealthWait<'a> {
     pub fail_fast: bool,
 }
 
+/// What a sample of one object says for the wait: healthy (None), still waited for (its state
+/// for the timeout message), or the end of the wait (a failure, failing fast).
+fn verdict(id: &ObjectId, health: Health, fail_fast: bool) -> Result<Option<&'static str>, Unhealthy> {
+    match health {
+        Health::Current => Ok(None),
+        Health::Failed(message) if fail_fast => Err(Unhealthy::Failed(format!(
+            "{} status: 'Failed': {message}",
+            id.display()
+        ))),
+        Health::Failed(_) => Ok(Some("Failed")),
+        Health::InProgress(_) => Ok(Some("InProgress")),
+    }
+}
+
+/// The timeout, naming the objects still waited for with their last states.
+fn timed_out<'a>(pending: impl Iterator<Item = (&'a ObjectId, &'a str)>) -> Unhealthy {
+    let described: Vec<String> = pending
+        .map(|(id, state)| format!("{} status: '{state}'", id.display()))
+        .collect();
+    Unhealthy::Timeout(format!("timeout waiting for: [{}]", described.join(", ")))
+}
+
 impl HealthWait<'_> {
     /// Waits until every target (id, version) is healthy, one fails, `timeout` passes, or
-    /// `cancel` (asked once polls have slowed to their longest interval) returns a message.
+    /// `cancel` (asked every [`POLL_MAX`] once the wait is not short) returns a message.
     /// `known` holds live objects as the apply just saw them: they are the first sample (no
     /// read), and an object found healthy is not read again.
     pub async fn until_healthy<C, F>(
@@ -82,16 +106,8 @@ impl HealthWait<'_> {
                     Some(live) => compute_with(live, self.custom),
                     None => self.read(id, version).await,
                 };
-                match health {
-                    Health::Current => {}
-                    Health::Failed(message) if self.fail_fast => {
-                        return Err(Unhealthy::Failed(format!(
-                            "{} status: 'Failed': {message}",
-                            id.display()
-                        )));
-                    }
-                    Health::Failed(_) => still.push((target, "Failed")),
-                    Health::InProgress(_) => still.push((target, "InProgress")),
+                if let Some(state) = verdict(id, health, self.fail_fast)? {
+                    still.push((target, state));
                 }
             }
             let sampled_once = std::mem::replace(&mut first, false);
@@ -103,14 +119,7 @@ impl HealthWait<'_> {
                 return self.watch(pending, deadline, cancel).await;
             }
             if Instant::now() + poll > deadline {
-                let described: Vec<String> = pending
-                    .iter()
-                    .map(|((id, _), state)| format!("{} status: '{state}'", id.display()))
-                    .collect();
-                return Err(Unhealthy::Timeout(format!(
-                    "timeout waiting for: [{}]",
-                    described.join(", ")
-                )));
+                return Err(timed_out(pending.iter().map(|((id, _), state)| (id, *state))));
             }
             tokio::time::sleep(poll).await;
             poll = (poll * 2).min(POLL_MAX);
@@ -124,8 +133,9 @@ impl HealthWait<'_> {
     }
 
     /// Waits for the `pending` objects (with their last states) by watching each one (see
-    /// [`WATCH_AT_MOST`]); an object the identity may not watch, or whose watch breaks, is read
-    /// every [`POLL_MAX`] instead. Same outcomes as [`until_healthy`](Self::until_healthy).
+    /// [`WATCH_AT_MOST`]); an object the identity may not watch is read every [`POLL_MAX`]
+    /// instead, and one whose kind discovery does not know yet (a CRD still being installed)
+    /// is looked up again as often. Same outcomes as [`until_healthy`](Self::until_healthy).
     async fn watch<C, F>(
         &self,
         pending: Vec<(&(ObjectId, String), &str)>,
@@ -136,81 +146,59 @@ impl HealthWait<'_> {
         C: FnMut() -> F,
         F: Future<Output = Option<String>>,
     {
-        let (sender, mut updates) = tokio::sync::mpsc::channel(64);
+        let (sender, mut updates) = tokio::sync::mpsc::channel::<(usize, Option<Value>)>(64);
         let mut followers = tokio::task::JoinSet::new();
-        let mut states: Vec<Option<&str>> = Vec::with_capacity(pending.len());
-        for (index, ((id, version), state)) in pending.iter().enumerate() {
-            states.push(Some(*state));
-            match self.api_of(id, version).await {
-                Ok(api) => {
-                    followers.spawn(follow(api, id.name.clone(), index, sender.clone()));
-                }
-                // (discovery will not know it better in a moment: it stays in progress)
-                Err(_) => states[index] = Some("InProgress"),
-            }
-        }
-        drop(sender);
+        let mut states: Vec<Option<&str>> = pending.iter().map(|(_, state)| Some(*state)).collect();
+        // The objects no follower watches yet: their kind is not known.
+        let mut unknown: Vec<usize> = (0..pending.len()).collect();
         let sleep = tokio::time::sleep_until(deadline.into());
         tokio::pin!(sleep);
-        let mut ask = tokio::time::interval_at((Instant::now() + POLL_MAX).into(), POLL_MAX);
+        let mut ask = tokio::time::interval(POLL_MAX);
+        let mut asked = false;
         loop {
             tokio::select! {
-                update = updates.recv() => {
-                    let Some((index, object)) = update else {
-                        // Every follower ended: nothing more will be learned before the timeout.
-                        (&mut sleep).await;
-                        continue;
-                    };
-                    let (id, version) = pending[index].0;
+                Some((index, object)) = updates.recv() => {
+                    let ((id, version), _) = pending[index];
                     let health = match object {
                         Some(mut object) => {
                             // Items of a LIST carry no kind: the health rules need it.
                             if object.get("kind").is_none() {
-                                let api_version = if id.group.is_empty() {
-                                    version.clone()
-                                } else {
-                                    format!("{}/{version}", id.group)
-                                };
-                                object["kind"] = Value::from(id.kind.as_str());
-                                object["apiVersion"] = Value::from(api_version);
+                                let gvk = GroupVersionKind::gvk(&id.group, version, &id.kind);
+                                object["kind"] = Value::from(gvk.kind.as_str());
+                                object["apiVersion"] = Value::from(gvk.api_version());
                             }
                             self.observed.record(&object);
                             compute_with(&object, self.custom)
                         }
                         None => Health::InProgress("NotFound".into()),
                     };
-                    states[index] = match health {
-                        Health::Current => None,
-                        Health::Failed(message) if self.fail_fast => {
-                            return Err(Unhealthy::Failed(format!(
-                                "{} status: 'Failed': {message}",
-                                id.display()
-                            )));
-                        }
-                        Health::Failed(_) => Some("Failed"),
-                        Health::InProgress(_) => Some("InProgress"),
-                    };
+                    states[index] = verdict(id, health, self.fail_fast)?;
                     if states.iter().all(Option::is_none) {
                         return Ok(());
                     }
                 }
                 () = &mut sleep => {
-                    let described: Vec<String> = pending
-                        .iter()
-                        .zip(&states)
-                        .filter_map(|(((id, _), _), state)| {
-                            state.map(|state| format!("{} status: '{state}'", id.display()))
-                        })
-                        .collect();
-                    return Err(Unhealthy::Timeout(format!(
-                        "timeout waiting for: [{}]",
-                        described.join(", ")
-                    )));
+                    let still = pending.iter().zip(&states).filter_map(|(((id, _), _), state)| state.map(|s| (id, s)));
+                    return Err(timed_out(still));
                 }
                 _ = ask.tick() => {
-                    if let Some(message) = cancel().await {
+                    // (the first tick is at once: it starts the followers)
+                    if std::mem::replace(&mut asked, true)
+                        && let Some(message) = cancel().await
+                    {
                         return Err(Unhealthy::Canceled(message));
                     }
+                    let mut still_unknown = Vec::new();
+                    for index in unknown {
+                        let ((id, version), _) = pending[index];
+                        match self.api_of(id, version).await {
+                            Ok(api) => {
+                                followers.spawn(follow(api, id.name.clone(), index, sender.clone()));
+                            }
+                            Err(_) => still_unknown.push(index),
+                        }
+                    }
+                    unknown = still_unknown;
                 }
             }
         }
@@ -244,8 +232,9 @@ impl HealthWait<'_> {
 }
 
 /// Sends object `name` (None while it does not exist) to `updates` as `index` each time it
-/// changes, until the receiver is gone: watched, or read every [`POLL_MAX`] once the watch fails
-/// (an impersonated ServiceAccount may only get it) or ends.
+/// changes, until the receiver is gone: watched (a broken watch is resumed with backoff), or
+/// read every [`POLL_MAX`] when the identity may not list or watch it (an impersonated
+/// ServiceAccount that may only get it).
 async fn follow(
     api: Api<DynamicObject>,
     name: String,
@@ -253,7 +242,7 @@ async fn follow(
     updates: tokio::sync::mpsc::Sender<(usize, Option<Value>)>,
 ) {
     let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
-    let mut events = std::pin::pin!(watcher(api.clone(), config));
+    let mut events = std::pin::pin!(watcher(api.clone(), config).default_backoff());
     let mut listed = false;
     while let Some(event) = events.next().await {
         let object = match event {
@@ -267,7 +256,11 @@ async fn follow(
             }
             Ok(watcher::Event::InitDone) if listed => continue,
             Ok(watcher::Event::InitDone | watcher::Event::Delete(_)) => None,
-            Err(_) => break,
+            Err(
+                watcher::Error::InitialListFailed(kube::Error::Api(e))
+                | watcher::Error::WatchStartFailed(kube::Error::Api(e)),
+            ) if e.code == 403 || e.code == 405 => break,
+            Err(_) => continue,
         };
         let object = object.map(|o| serde_json::to_value(o).unwrap_or_default());
         if updates.send((index, object)).await.is_err() {

@@ -304,7 +304,7 @@ impl<K: ToolkitObject> ReconcileContext<K> {
                     writes.flush_scheduled = true;
                     let (shared, writer, obj) =
                         (self.writes.clone(), self.status_writer.clone(), obj.clone());
-                    tokio::spawn(async move {
+                    let flush = async move {
                         tokio::time::sleep_until(due.into()).await;
                         let mut writes = shared.lock().await;
                         writes.flush_scheduled = false;
@@ -313,7 +313,9 @@ impl<K: ToolkitObject> ReconcileContext<K> {
                         {
                             tracing::debug!(%err, "failed to write progress");
                         }
-                    });
+                    };
+                    // (in the reconcile's span, so its log lines name the object)
+                    tokio::spawn(tracing::Instrument::in_current_span(flush));
                 }
             }
             _ => {
