@@ -72,7 +72,7 @@ $KUBECTL wait --for=condition=Established crd --all --timeout=60s >/dev/null
 # their finalizers first (else the namespace would wait for a controller forever).
 drop_namespace() { # drop_namespace NAMESPACE [--wait=true|false]
   local k
-  for k in ${TOOLKIT_KINDS:-kustomizations ocirepositories}; do
+  for k in kustomizations ocirepositories; do
     # (objects may vanish meanwhile: errors are expected and ignored)
     $KUBECTL get "$k" -n "$1" -o name 2>/dev/null |
       xargs -r -P 8 -I{} $KUBECTL patch {} -n "$1" --type=merge -p '{"metadata":{"finalizers":null}}' \
@@ -83,13 +83,16 @@ drop_namespace() { # drop_namespace NAMESPACE [--wait=true|false]
 
 # Leftovers of an interrupted run would be reconciled too (and hold Service IPs). Namespaces
 # that tests left terminating (their toolkit objects keep finalizers once the controllers are
-# gone) keep kube-controller-manager and the apiserver busy retrying: they are finished too.
+# gone) keep kube-controller-manager and the apiserver busy retrying: they are finished too, one
+# list per kind of objects being deleted.
 for ns in $($KUBECTL get namespaces -o name | sed -n 's#^namespace/\(bench-.*\)#\1#p'); do
   drop_namespace "$ns"
 done
-all_toolkit_kinds=$($KUBECTL api-resources --namespaced -o name | grep 'fluxcd\.io$' | tr '\n' ' ')
-for ns in $($KUBECTL get namespaces --no-headers | awk '$2 == "Terminating" {print $1}'); do
-  TOOLKIT_KINDS=$all_toolkit_kinds drop_namespace "$ns" --wait=false
+for k in $($KUBECTL api-resources --namespaced -o name | grep -E '(fluxcd\.io|driftless\.dev)$'); do
+  $KUBECTL get "$k" -A -o jsonpath='{range .items[?(@.metadata.deletionTimestamp)]}{.metadata.namespace} {.metadata.name}{"\n"}{end}' |
+    while read -r ns name; do
+      $KUBECTL patch "$k" "$name" -n "$ns" --type=merge -p '{"metadata":{"finalizers":null}}' >/dev/null 2>&1 || true
+    done
 done
 $KUBECTL create namespace flux-system --dry-run=client -o yaml | $KUBECTL apply --server-side -f - >/dev/null
 
