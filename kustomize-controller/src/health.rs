@@ -8,7 +8,6 @@ use driftless_api::meta::{ReconcileStatus, condition_types::HEALTHY, reasons};
 use driftless_apply::{HealthWait, ObjectId, Unhealthy, group_version};
 use driftless_runtime::conditions::{self, Status};
 use driftless_runtime::duration;
-use driftless_runtime::events::EventType;
 use driftless_runtime::reconcile::ReconcileError;
 use kube::ResourceExt;
 
@@ -157,17 +156,7 @@ pub(crate) async fn wait_healthy(
             };
             set_healthy(run.status, Status::True, reasons::SUCCEEDED, &message, generation);
             if news {
-                let metadata = run.event_metadata();
-                run.ctx
-                    .recorder
-                    .publish(
-                        run.ks,
-                        EventType::Normal,
-                        reasons::PROGRESSING,
-                        &message,
-                        &metadata,
-                    )
-                    .await;
+                run.progress_event(&message).await;
             }
             Ok(())
         }

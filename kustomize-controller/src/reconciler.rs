@@ -242,6 +242,20 @@ impl<'a> Run<'a> {
         metadata
     }
 
+    /// A Normal `Progressing` event (a change set, a passed health check) with Flux's metadata.
+    pub async fn progress_event(&self, note: &str) {
+        self.ctx
+            .recorder
+            .publish(
+                self.ks,
+                EventType::Normal,
+                reasons::PROGRESSING,
+                note,
+                &self.event_metadata(),
+            )
+            .await;
+    }
+
     /// The owner of what this Kustomization applies.
     pub fn owner(&self) -> Owner {
         Owner::new(
@@ -485,16 +499,7 @@ impl KustomizationReconciler {
         run.status.inventory = Some(inventory);
         if !run.changes.is_empty() {
             let note = run.changes.join("\n");
-            run.ctx
-                .recorder
-                .publish(
-                    run.ks,
-                    EventType::Normal,
-                    reasons::PROGRESSING,
-                    &note,
-                    &run.event_metadata(),
-                )
-                .await;
+            run.progress_event(&note).await;
         }
         if !errors.is_empty() {
             return Err(ReconcileError::transient(
