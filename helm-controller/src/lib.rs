@@ -91,7 +91,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         object_level_workload_identity: rt
             .gates
             .enabled(driftless_runtime::features::OBJECT_LEVEL_WORKLOAD_IDENTITY.0),
+        sources: Default::default(),
     };
+    let sources = settings.sources.clone();
     let post_renderer = std::env::current_exe()?;
     let mut loop_settings = rt.loop_settings(DEFAULT_CONCURRENCY);
     // `--concurrent` bounds the Helm actions running at once (in Flux, one per reconcile); the
@@ -117,6 +119,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .with_triggers(triggers::triggers(
             rt.client.clone(),
             loop_settings.namespace.clone(),
+            sources,
         )),
     );
     let shutdown = rt.shutdown().clone();

@@ -57,6 +57,8 @@ pub struct Settings {
     pub object_level_workload_identity: bool,
     /// How many of those tokens are cached, for how long.
     pub token_cache: driftless_runtime::workload_identity::TokenCacheLimits,
+    /// The chart sources the triggers' watches see, and the artifact each release last read.
+    pub sources: driftless_runtime::sources::SourceCache,
 }
 
 pub struct HelmReleaseReconciler {
@@ -256,6 +258,9 @@ impl Reconciler for HelmReleaseReconciler {
         hr: &HelmRelease,
         ctx: &ReconcileContext<HelmRelease>,
     ) -> Result<(), ReconcileError> {
+        self.settings
+            .sources
+            .forget(&driftless_runtime::triggers::consumer_key(hr));
         crate::deletion::cleanup(self, hr, ctx).await
     }
 }
@@ -378,14 +383,18 @@ impl HelmReleaseReconciler {
             &key.namespace,
             &key.name,
         )?;
-        let artifact = driftless_runtime::sources::artifact(
-            &run.ctx.client,
-            &key.kind,
-            &key.namespace,
-            &key.name,
-            self.settings.requeue_dependency,
-        )
-        .await?;
+        let artifact = self
+            .settings
+            .sources
+            .artifact_for(
+                &driftless_runtime::triggers::consumer_key(run.hr),
+                &run.ctx.client,
+                &key.kind,
+                &key.namespace,
+                &key.name,
+                self.settings.requeue_dependency,
+            )
+            .await?;
         run.artifact = Some(artifact);
         run.source = Some(key);
         Ok(())

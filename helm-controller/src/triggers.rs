@@ -8,7 +8,8 @@ use driftless_api::helm::HelmRelease;
 use driftless_api::meta::condition_types;
 use driftless_api::source::{ExternalArtifact, HelmChart, OCIRepository};
 use driftless_runtime::reconcile::TriggerFn;
-use driftless_runtime::triggers::{self, artifact_fingerprint, hash_of};
+use driftless_runtime::sources::SourceCache;
+use driftless_runtime::triggers::{self, hash_of};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::runtime::watcher;
@@ -37,33 +38,18 @@ fn uses_values<K: Resource<DynamicType = ()>>(hr: &HelmRelease, config: &K) -> b
             .any(|v| v.kind == K::kind(&()) && v.name == config.name_any())
 }
 
-pub fn triggers(client: Client, namespace: Option<String>) -> TriggerFn<HelmRelease> {
+pub fn triggers(client: Client, namespace: Option<String>, cache: SourceCache) -> TriggerFn<HelmRelease> {
     Box::new(move |store| {
         let ns = namespace.as_deref();
         let configs = || watcher::Config::default().labels(WATCH_CONFIGS_SELECTOR);
         futures::stream::select_all([
-            triggers::referrers::<HelmChart, _>(
+            triggers::artifact_referrers::<HelmChart, _>(&client, ns, store.clone(), &cache, uses_source),
+            triggers::artifact_referrers::<OCIRepository, _>(&client, ns, store.clone(), &cache, uses_source),
+            triggers::artifact_referrers::<ExternalArtifact, _>(
                 &client,
                 ns,
                 store.clone(),
-                watcher::Config::default(),
-                |s| artifact_fingerprint(s.status.as_ref()?.artifact.as_ref()),
-                uses_source,
-            ),
-            triggers::referrers::<OCIRepository, _>(
-                &client,
-                ns,
-                store.clone(),
-                watcher::Config::default(),
-                |s| artifact_fingerprint(s.status.as_ref()?.artifact.as_ref()),
-                uses_source,
-            ),
-            triggers::referrers::<ExternalArtifact, _>(
-                &client,
-                ns,
-                store.clone(),
-                watcher::Config::default(),
-                |s| artifact_fingerprint(s.status.as_ref()?.artifact.as_ref()),
+                &cache,
                 uses_source,
             ),
             triggers::referrers::<ConfigMap, _>(

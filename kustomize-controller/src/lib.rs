@@ -133,11 +133,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         object_level_workload_identity: workload_identity,
         http_retry: args.http_retry,
         token_cache: args.token_cache,
+        sources: Default::default(),
     };
     // DisableConfigWatchers: changed ConfigMaps and Secrets no longer reconcile anything.
     let watch_configs =
         (!rt.gates.enabled("DisableConfigWatchers")).then_some(args.watch_configs_label_selector);
     let loop_settings = rt.loop_settings(DEFAULT_CONCURRENCY);
+    let sources = settings.sources.clone();
     let controller = Arc::new(
         KindController::new(
             reconciler::KustomizationReconciler::new(settings, config),
@@ -151,6 +153,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             rt.client.clone(),
             loop_settings.namespace.clone(),
             watch_configs,
+            sources,
         )),
     );
     let shutdown = rt.shutdown().clone();

@@ -81,6 +81,8 @@ pub struct Settings {
     pub http_retry: u32,
     /// `--token-cache-max-size`, `--token-cache-max-duration`.
     pub token_cache: TokenCacheLimits,
+    /// The sources the triggers' watches see, and the artifact each Kustomization last read.
+    pub sources: driftless_runtime::sources::SourceCache,
 }
 
 impl Default for Settings {
@@ -107,6 +109,7 @@ impl Default for Settings {
             object_level_workload_identity: false,
             http_retry: 9,
             token_cache: Default::default(),
+            sources: Default::default(),
         }
     }
 }

@@ -40,7 +40,18 @@ pub async fn artifact(
         &namespace,
         &name,
     )?;
-    driftless_runtime::sources::artifact(client, &kind, &namespace, &name, settings.requeue_dependency).await
+    let consumer = driftless_runtime::triggers::consumer_key(ks);
+    settings
+        .sources
+        .artifact_for(
+            &consumer,
+            client,
+            &kind,
+            &namespace,
+            &name,
+            settings.requeue_dependency,
+        )
+        .await
 }
 
 /// Every dependency exists, is Ready at its generation and, when it shares the source, has

@@ -6,6 +6,7 @@ use driftless_api::kustomize::Kustomization;
 use driftless_api::meta::condition_types;
 use driftless_api::source::{Bucket, ExternalArtifact, GitRepository, OCIRepository};
 use driftless_runtime::reconcile::TriggerFn;
+use driftless_runtime::sources::{Source, SourceCache};
 use driftless_runtime::triggers::{self, hash_of};
 use futures::{StreamExt, stream::BoxStream};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
@@ -58,9 +59,28 @@ fn uses_watched_config(ks: &Kustomization, kind: &str, namespace: &str, name: &s
     ks.namespace().as_deref() == Some(namespace) && uses_config(ks, kind, name)
 }
 
-/// The artifact fingerprint of a source.
-fn artifact_of(artifact: Option<&driftless_api::meta::Artifact>) -> Option<u64> {
-    triggers::artifact_fingerprint(artifact)
+/// Kustomizations whose source (of kind `K`) has an artifact they have not read yet.
+fn sources<K: Source>(
+    client: &Client,
+    namespace: &Option<String>,
+    store: Store<Kustomization>,
+    cache: &SourceCache,
+) -> BoxStream<'static, ObjectRef<Kustomization>> {
+    let kind = K::kind(&()).to_string();
+    triggers::artifact_referrers(
+        client,
+        namespace.as_deref(),
+        store,
+        cache,
+        move |ks, source: &K| {
+            uses_source(
+                ks,
+                &kind,
+                &source.namespace().unwrap_or_default(),
+                &source.name_any(),
+            )
+        },
+    )
 }
 
 /// Dependents of a Kustomization that just became ready (or applied a new revision).
@@ -138,44 +158,16 @@ pub fn triggers(
     client: Client,
     namespace: Option<String>,
     watch_configs: Option<String>,
+    cache: SourceCache,
 ) -> TriggerFn<Kustomization> {
     Box::new(move |store| {
-        let sources = watcher::Config::default;
         let selector = watch_configs.clone().unwrap_or_default();
         let configs = || watcher::Config::default().labels(&selector);
         let mut streams = vec![
-            referrers::<GitRepository>(
-                &client,
-                &namespace,
-                store.clone(),
-                sources(),
-                |s| artifact_of(s.status.as_ref()?.artifact.as_ref()),
-                uses_source,
-            ),
-            referrers::<OCIRepository>(
-                &client,
-                &namespace,
-                store.clone(),
-                sources(),
-                |s| artifact_of(s.status.as_ref()?.artifact.as_ref()),
-                uses_source,
-            ),
-            referrers::<Bucket>(
-                &client,
-                &namespace,
-                store.clone(),
-                sources(),
-                |s| artifact_of(s.status.as_ref()?.artifact.as_ref()),
-                uses_source,
-            ),
-            referrers::<ExternalArtifact>(
-                &client,
-                &namespace,
-                store.clone(),
-                sources(),
-                |s| artifact_of(s.status.as_ref()?.artifact.as_ref()),
-                uses_source,
-            ),
+            sources::<GitRepository>(&client, &namespace, store.clone(), &cache),
+            sources::<OCIRepository>(&client, &namespace, store.clone(), &cache),
+            sources::<Bucket>(&client, &namespace, store.clone(), &cache),
+            sources::<ExternalArtifact>(&client, &namespace, store.clone(), &cache),
             dependency_ready(&client, &namespace, store.clone()),
         ];
         if watch_configs.is_some() {

@@ -153,6 +153,7 @@ pub async fn start_controllers_with(
     configure(&mut kustomize_settings);
     // Flux's install turns the gate on in both consumers at once (with source-watcher).
     let allow_external_artifact = kustomize_settings.allow_external_artifact;
+    let sources = kustomize_settings.sources.clone();
     let reconciler = KustomizationReconciler::new(kustomize_settings, config);
     let kustomizations = KindController::new(
         reconciler,
@@ -166,8 +167,10 @@ pub async fn start_controllers_with(
         client.clone(),
         Some(namespace.to_string()),
         Some(kustomize_controller::triggers::WATCH_CONFIGS_SELECTOR.to_string()),
+        sources,
     ));
     tokio::spawn(Arc::new(kustomizations).run(stop.clone()));
+    let helm_sources = driftless_runtime::sources::SourceCache::default();
     let helm_releases = KindController::new(
         HelmReleaseReconciler::new(
             helm_cli(),
@@ -183,6 +186,7 @@ pub async fn start_controllers_with(
                 // ServiceAccount token.
                 object_level_workload_identity: true,
                 token_cache: Default::default(),
+                sources: helm_sources.clone(),
             },
             kube::Config::infer().await.expect("kubeconfig"),
         ),
@@ -195,6 +199,7 @@ pub async fn start_controllers_with(
     .with_triggers(helm_controller::triggers::triggers(
         client.clone(),
         Some(namespace.to_string()),
+        helm_sources,
     ));
     tokio::spawn(Arc::new(helm_releases).run(stop.clone()));
     let tags_dir = tempfile::tempdir().expect("tag storage");

@@ -5,9 +5,11 @@
 use std::hash::{Hash, Hasher};
 
 use futures::{StreamExt, TryStreamExt, stream::BoxStream};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::{ObjectRef, Store, store::Writer};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource};
+
+use crate::sources::{Source, SourceCache};
 
 /// A fingerprint of what matters in an object (in-process only: never persisted).
 pub fn hash_of(value: impl Hash) -> u64 {
@@ -42,9 +44,73 @@ where
         + 'static,
     T: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
 {
+    watch_referrers(client, namespace, store, config, None, fingerprint, uses)
+}
+
+/// The consumers in `store` that `uses` says take their artifact from a source of kind `K`
+/// whose artifact changed, but not those whose reconcile read that artifact already (it is
+/// being applied, or was). The watch also fills `cache`'s store of `K`, before it wakes
+/// anything: a reconcile it wakes reads the artifact that woke it.
+pub fn artifact_referrers<K, T>(
+    client: &Client,
+    namespace: Option<&str>,
+    store: Store<T>,
+    cache: &SourceCache,
+    uses: impl Fn(&T, &K) -> bool + Send + 'static,
+) -> BoxStream<'static, ObjectRef<T>>
+where
+    K: Source,
+    T: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+{
+    let read = cache.clone();
+    watch_referrers(
+        client,
+        namespace,
+        store,
+        watcher::Config::default(),
+        Some(cache.writer::<K>()),
+        |source: &K| artifact_fingerprint(source.artifact()),
+        move |consumer: &T, source: &K| {
+            uses(consumer, source) && !read.was_read(&consumer_key(consumer), source.artifact())
+        },
+    )
+}
+
+/// How [`SourceCache`] names a consumer: `namespace/name`.
+pub fn consumer_key<T: Resource>(consumer: &T) -> String {
+    format!(
+        "{}/{}",
+        consumer.meta().namespace.as_deref().unwrap_or_default(),
+        consumer.meta().name.as_deref().unwrap_or_default()
+    )
+}
+
+fn watch_referrers<K, T>(
+    client: &Client,
+    namespace: Option<&str>,
+    store: Store<T>,
+    config: watcher::Config,
+    cache: Option<Writer<K>>,
+    fingerprint: fn(&K) -> Option<u64>,
+    uses: impl Fn(&T, &K) -> bool + Send + 'static,
+) -> BoxStream<'static, ObjectRef<T>>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+    T: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+{
     let api = crate::object::namespaced_or_all::<K>(client, namespace);
-    watcher(api, config.any_semantic())
-        .default_backoff()
+    let events = watcher(api, config.any_semantic()).default_backoff();
+    let events = match cache {
+        Some(writer) => events.reflect(writer).boxed(),
+        None => events.boxed(),
+    };
+    events
         .applied_objects()
         // kube's predicate filter passes objects whose predicate is None; an object without a
         // fingerprint (a source without an artifact yet) must wake nothing, or every write to
