@@ -27,7 +27,7 @@ use crate::{
     status::StatusWriter,
 };
 use driftless_api::meta::{REQUESTED_AT_ANNOTATION, ReconcileStatus, condition_types, reasons};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use kube::{
     Api, Client, Resource, ResourceExt,
     runtime::{
@@ -412,6 +412,9 @@ impl<R: Reconciler> KindController<R> {
     }
 
     /// Runs the watch-and-reconcile loop until `shutdown` resolves; in-flight reconciles finish.
+    /// A loop whose first list of its kind has not come in when `shutdown` resolves (the CRD
+    /// is missing, the identity may not list it) has reconciled nothing and stops at once:
+    /// kube-runtime would wait for its delayed reconciles, and so for the list, forever.
     pub async fn run(self: Arc<Self>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
         let api: Api<R::Kind> =
             crate::object::namespaced_or_all(&self.client, self.settings.namespace.as_deref());
@@ -457,11 +460,18 @@ impl<R: Reconciler> KindController<R> {
         });
         self.metrics
             .controller_started(&controller_label, self.settings.concurrency);
+        let listed = reader.clone();
         let mut controller = Controller::for_stream(stream, reader);
         if let Some(extra) = extra {
             controller = controller.reconcile_on(extra);
         }
-        controller
+        let shutdown = shutdown.shared();
+        let never_listed = shutdown.clone().then(move |()| async move {
+            if listed.wait_until_ready().now_or_never().is_some() {
+                std::future::pending::<()>().await;
+            }
+        });
+        let run = controller
             .with_config(ControllerConfig::default().concurrency(self.settings.concurrency))
             .graceful_shutdown_on(shutdown)
             .run(reconcile::<R>, error_policy::<R>, self)
@@ -470,8 +480,11 @@ impl<R: Reconciler> KindController<R> {
                     tracing::debug!(kind = %kind, %err, "reconcile loop");
                 }
                 futures::future::ready(())
-            })
-            .await;
+            });
+        tokio::select! {
+            () = run => {}
+            () = never_listed => tracing::info!(kind = %kind, "stopped before the first list of its kind"),
+        }
     }
 
     /// controller-runtime's name of this controller in metrics: the kind in lower case.

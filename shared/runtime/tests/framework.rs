@@ -393,3 +393,39 @@ async fn deletion_runs_cleanup_then_removes_the_finalizer() {
     );
     testing::delete_namespace(&h.client, &h.ns).await;
 }
+
+#[tokio::test]
+#[ignore = "needs the testenv control plane (hack/test.sh)"]
+async fn a_loop_that_never_listed_its_kind_stops_at_once_on_shutdown() {
+    let client = testing::client().await;
+    testing::install_crds(&client, &[widget_crd()]).await;
+    let ns = testing::namespace(&client, "unlisted").await;
+    // An identity that may not list Widgets: the loop's first list never comes in (as when the
+    // kind's CRD is not installed).
+    let mut config = kube::Config::infer().await.expect("kubeconfig");
+    config.auth_info.impersonate = Some("driftless-test-nobody".to_string());
+    let nobody = Client::try_from(config).expect("client");
+    let ctrl = Arc::new(KindController::new(
+        WidgetReconciler {
+            identity: "in-process".into(),
+        },
+        nobody,
+        "widget-controller",
+        "widget-controller",
+        Metrics::new(),
+        LoopSettings {
+            namespace: Some(ns.clone()),
+            ..LoopSettings::default()
+        },
+    ));
+    let (stop, stopped) = oneshot::channel::<()>();
+    let run = tokio::spawn(ctrl.run(async move {
+        let _ = stopped.await;
+    }));
+    stop.send(()).expect("the loop runs");
+    tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .expect("the loop stopped within 10 s of shutdown")
+        .expect("the loop did not panic");
+    testing::delete_namespace(&client, &ns).await;
+}
