@@ -54,8 +54,13 @@ cleanup() {
     done
     $KUBECTL delete ns "$ns" --wait=false >/dev/null 2>&1 || true
   done
-  # (The list is read whole first: `grep -q` closing the pipe would fail it under pipefail.)
-  while namespaces=$($KUBECTL get ns -o name) && grep -q "^namespace/$prefix" <<<"$namespaces"; do sleep 2; done
+  # (The list is read whole first: `grep -q` closing the pipe would fail it under pipefail; a
+  # failed list is asked again, not taken for "gone".)
+  local deadline=$((SECONDS + 1800))
+  until namespaces=$($KUBECTL get ns -o name) && ! grep -q "^namespace/$prefix" <<<"$namespaces"; do
+    [ "$SECONDS" -lt "$deadline" ] || { echo "namespaces $prefix* still there after 30 min" >&2; exit 1; }
+    sleep 2
+  done
 }
 cleanup bench-w6
 seconds_since() { awk -v s="$1" -v e="$(date +%s.%N)" 'BEGIN {printf "%.1f", e - s}'; }
@@ -106,12 +111,14 @@ run_stack() {
     flux) GOMEMLIMIT=1GiB RUNTIME_NAMESPACE=flux-system "$FLUX_HC" --concurrent="$CONCURRENT" \
       --watch-all-namespaces --enable-leader-election=false --events-addr= \
       --metrics-addr=127.0.0.1:18392 --health-addr=127.0.0.1:19392 >"$B/$impl-helm-controller.log" 2>&1 & ;;
+    *) echo "unknown implementation $impl (driftless or flux)" >&2; exit 2 ;;
   esac
   hc=$!
   # shellcheck disable=SC2064
   trap "kill $sc $hc 2>/dev/null || true" EXIT
   sleep 2
   local idle
+  kill -0 "$hc" 2>/dev/null || { echo "$impl helm-controller exited; see $B/$impl-helm-controller.log" >&2; exit 1; }
   idle=$(awk '/VmRSS/ {print $2}' "/proc/$hc/status")
   cat <<EOF | $KUBECTL apply -f - >/dev/null
 apiVersion: source.toolkit.fluxcd.io/v1
@@ -158,7 +165,8 @@ EOF
   sleep 5
   steady=$(awk '/VmRSS/ {print $2}' "/proc/$hc/status")
   kill "$sc" "$hc" 2>/dev/null || true
-  wait "$hc" 2>/dev/null || true
+  # Both gone before the next phase binds the same ports.
+  wait "$sc" "$hc" 2>/dev/null || true
   wait "$sampler" 2>/dev/null || true
   trap - EXIT
   peak=$(cat "$B/$impl-peak" 2>/dev/null || echo 0)
@@ -178,27 +186,22 @@ for impl in $IMPLS; do run_stack "$impl"; done
 per() { awk -v t="$1" -v n="$RELEASES" 'BEGIN {printf "%.2f", t / n}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
 mib() { echo $(($1 / 1024)); }
-# One row: LABEL, then a value per implementation from FORMAT applied to its vars.
+# One row: LABEL, a value per implementation from FORMAT applied to its vars, then FLOOR.
 row() {
-  local label=$1 format=$2 impl line="| $1 |"
+  local label=$1 format=$2 floor=$3 impl line="| $1 |"
   for impl in $IMPLS; do
     # shellcheck disable=SC1090
     . "$B/$impl.vars"
     line+=" $(eval "echo \"$format\"") |"
   done
-  case $label in
-    "all $RELEASES Ready after") line+=" ${floor_s} s |" ;;
-    "time per release") line+=" $(per "$floor_s") s |" ;;
-    "ratio to the floor") line+=" 1× |" ;;
-    *) line+=" |" ;;
-  esac
-  echo "$line"
+  echo "$line $floor |"
 }
 header="| measure |" rule="|---|"
 for impl in $IMPLS; do
   case $impl in
     driftless) header+=" driftless helm-controller |" ;;
     flux) header+=" Flux helm-controller v$FLUX_HELM_CONTROLLER_VERSION |" ;;
+    *) echo "unknown implementation $impl" >&2; exit 2 ;;
   esac
   rule+="---|"
 done
@@ -220,12 +223,12 @@ children ≤ 50 MiB at 500.
 ${header} floor (helm loop) |
 ${rule}---|
 EOF
-  row "all $RELEASES Ready after" '${controller_s} s'
-  row "time per release" '$(per "$controller_s") s'
-  row "ratio to the floor" '$(ratio "$controller_s" "$floor_s")×'
-  row "peak RSS, controller alone (VmHWM)" '$(mib "$hwm") MiB'
-  row "peak RSS, controller + helm children (sampled every 0.5 s)" '$(mib "$peak") MiB'
-  row "idle / steady RSS, controller" '$(mib "$idle") / $(mib "$steady") MiB'
-  row "CPU seconds, controller + children" '${cpu} s'
+  row "all $RELEASES Ready after" '${controller_s} s' "${floor_s} s"
+  row "time per release" '$(per "$controller_s") s' "$(per "$floor_s") s"
+  row "ratio to the floor" '$(ratio "$controller_s" "$floor_s")×' "1×"
+  row "peak RSS, controller alone (VmHWM)" '$(mib "$hwm") MiB' ""
+  row "peak RSS, controller + helm children (sampled every 0.5 s)" '$(mib "$peak") MiB' ""
+  row "idle / steady RSS, controller" '$(mib "$idle") / $(mib "$steady") MiB' ""
+  row "CPU seconds, controller + children" '${cpu} s' ""
 } >"$out"
 cat "$out"
