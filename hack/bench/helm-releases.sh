@@ -63,6 +63,7 @@ cleanup() {
   done
 }
 cleanup bench-w6
+hack/bench/finish-terminating.sh
 seconds_since() { awk -v s="$1" -v e="$(date +%s.%N)" 'BEGIN {printf "%.1f", e - s}'; }
 
 # The floor: helm itself, CONCURRENT at a time, into fresh namespaces.

@@ -28,6 +28,7 @@ BIN=$root/target/dist
 FLUX=$TESTBINS_CACHE/flux-ctrl
 $KUBECTL apply --server-side --force-conflicts --field-manager=bench -f manifests/crds >/dev/null
 $KUBECTL wait --for=condition=Established crd --all --timeout=60s >/dev/null
+hack/bench/finish-terminating.sh
 $KUBECTL create namespace flux-system --dry-run=client -o yaml | $KUBECTL apply --server-side -f - >/dev/null
 
 flux_version() {

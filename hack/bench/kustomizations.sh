@@ -88,12 +88,7 @@ drop_namespace() { # drop_namespace NAMESPACE [--wait=true|false]
 for ns in $($KUBECTL get namespaces -o name | sed -n 's#^namespace/\(bench-.*\)#\1#p'); do
   drop_namespace "$ns"
 done
-for k in $($KUBECTL api-resources --namespaced -o name | grep -E '(fluxcd\.io|driftless\.dev)$'); do
-  $KUBECTL get "$k" -A -o jsonpath='{range .items[?(@.metadata.deletionTimestamp)]}{.metadata.namespace} {.metadata.name}{"\n"}{end}' |
-    while read -r ns name; do
-      $KUBECTL patch "$k" "$name" -n "$ns" --type=merge -p '{"metadata":{"finalizers":null}}' >/dev/null 2>&1 || true
-    done
-done
+hack/bench/finish-terminating.sh
 $KUBECTL create namespace flux-system --dry-run=client -o yaml | $KUBECTL apply --server-side -f - >/dev/null
 
 # The objects carry no namespace: the Kustomizations set targetNamespace, so one set of
