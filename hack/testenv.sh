@@ -41,6 +41,9 @@ NATS_PORT=${TESTENV_NATS_PORT:-17200}
 AZURE_ACCOUNT=devstoreaccount1
 AZURE_ACCOUNT_KEY="Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 KWOK_NODES=${TESTENV_KWOK_NODES:-3}
+# Pods each fake node takes: far above a kubelet's default 110, so that benchmarks of 500
+# HelmReleases (a pod each) or 1000 Kustomizations are not held Pending by the scheduler.
+KWOK_NODE_PODS=${TESTENV_KWOK_NODE_PODS:-1000}
 TOKEN=driftless-admin-token
 
 K8S_BIN=$TESTBINS_CACHE/k8s-v$K8S_VERSION
@@ -289,11 +292,18 @@ metadata:
   annotations: {node.alpha.kubernetes.io/ttl: \"0\", kwok.x-k8s.io/node: fake}
   labels: {kubernetes.io/hostname: kwok-node-$i, kubernetes.io/os: linux, kubernetes.io/arch: amd64, type: kwok}
 status:
-  allocatable: {cpu: \"32\", memory: 256Gi, pods: \"110\"}
-  capacity: {cpu: \"32\", memory: 256Gi, pods: \"110\"}"
+  allocatable: {cpu: \"32\", memory: 256Gi, pods: \"$KWOK_NODE_PODS\"}
+  capacity: {cpu: \"32\", memory: 256Gi, pods: \"$KWOK_NODE_PODS\"}"
   done
   echo "$nodes" | $kubectl apply --server-side --field-manager=testenv -f - >/dev/null \
     || die "creating kwok nodes failed"
+  # (A node's status is only set on creation that way: nodes of an older testenv get the
+  # capacity through their status.)
+  local capacity="{\"status\":{\"allocatable\":{\"pods\":\"$KWOK_NODE_PODS\"},\"capacity\":{\"pods\":\"$KWOK_NODE_PODS\"}}}"
+  for i in $(seq 0 $((KWOK_NODES - 1))); do
+    $kubectl patch node "kwok-node-$i" --subresource=status --type=merge -p "$capacity" >/dev/null \
+      || die "setting the capacity of kwok-node-$i failed"
+  done
 }
 
 up_git_http() {
