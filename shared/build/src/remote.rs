@@ -28,13 +28,10 @@ impl Remote for Fetcher {
     fn checkout(&self, spec: &RepoSpec) -> Result<PathBuf, Error> {
         // A server that accepts and then says nothing must not hold a build thread forever (the
         // deadline is only checked while data flows).
-        static SOCKET_TIMEOUTS: std::sync::Once = std::sync::Once::new();
-        SOCKET_TIMEOUTS.call_once(|| {
-            transport::set_socket_timeouts(
-                std::time::Duration::from_secs(10),
-                std::time::Duration::from_secs(30),
-            );
-        });
+        transport::set_socket_timeouts(
+            std::time::Duration::from_secs(10),
+            std::time::Duration::from_secs(30),
+        );
         let key = (spec.clone_url.clone(), spec.reference.clone());
         if let Some(path) = self
             .clones

@@ -22,16 +22,34 @@ use std::{cell::Cell, path::Path, time::Instant};
 /// A server that accepts a connection and then says nothing would otherwise block a git
 /// thread forever (the transfer callback that enforces `spec.timeout` only runs while data
 /// flows), and blocking threads cannot be cancelled from async code.
-#[allow(unsafe_code)]
+///
+/// The bounds are handed to libgit2 before its first network operation, not now: setting them
+/// initialises libgit2 and with it OpenSSL, which costs an idle controller about 2.5 MiB of
+/// resident memory before any repository needs it.
 pub fn set_socket_timeouts(connect: std::time::Duration, io: std::time::Duration) {
-    let ms = |d: std::time::Duration| i32::try_from(d.as_millis()).unwrap_or(i32::MAX);
-    // SAFETY: these set process-global libgit2 options (two ints). libgit2 reads them when a
-    // socket is opened; writing them concurrently with other git operations is a benign race
-    // on an int, and every caller in this process sets the same values.
-    unsafe {
-        let _ = git2::opts::set_server_connect_timeout_in_milliseconds(ms(connect));
-        let _ = git2::opts::set_server_timeout_in_milliseconds(ms(io));
-    }
+    // Every caller in a process sets the same values; the first wins.
+    let _ = SOCKET_TIMEOUTS.set((connect, io));
+}
+
+static SOCKET_TIMEOUTS: std::sync::OnceLock<(std::time::Duration, std::time::Duration)> =
+    std::sync::OnceLock::new();
+
+/// Gives libgit2 the socket bounds, once, before the first connection.
+#[allow(unsafe_code)]
+fn apply_socket_timeouts() {
+    static APPLIED: std::sync::Once = std::sync::Once::new();
+    APPLIED.call_once(|| {
+        let Some((connect, io)) = SOCKET_TIMEOUTS.get() else {
+            return;
+        };
+        let ms = |d: &std::time::Duration| i32::try_from(d.as_millis()).unwrap_or(i32::MAX);
+        // SAFETY: these set process-global libgit2 options (two ints), once, before this
+        // process opens its first git connection.
+        unsafe {
+            let _ = git2::opts::set_server_connect_timeout_in_milliseconds(ms(connect));
+            let _ = git2::opts::set_server_timeout_in_milliseconds(ms(io));
+        }
+    });
 }
 
 /// A failed git operation, with a message fit for a status condition.
@@ -255,8 +273,10 @@ fn bearer_header(creds: &GitCredentials) -> Option<String> {
 }
 
 /// The URL to hand libgit2: remotes behind a proxy or needing a client certificate go through
-/// our HTTP transport (see `http`) while the returned route lives.
+/// our HTTP transport (see `http`) while the returned route lives. Every network operation
+/// starts here.
 fn transport_url(remote: &Remote<'_>) -> (String, Option<crate::http::Route>) {
+    apply_socket_timeouts();
     if crate::http::needed(remote.url, remote.creds) {
         let (url, route) = crate::http::route(remote.url, remote.creds, remote.deadline);
         (url, Some(route))
