@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use driftless_api::helm::{FIELD_MANAGER, HelmRelease, reasons as helm_reasons};
+use driftless_api::meta::Artifact;
 use driftless_api::meta::condition_types::READY;
 use driftless_api::source::HelmChart;
 use driftless_runtime::reconcile::ReconcileError;
@@ -89,15 +90,16 @@ pub fn helm_chart_of(hr: &HelmRelease, key: &SourceKey) -> Option<serde_json::Va
 }
 
 /// Applies the template's HelmChart (server-side, as `helm-controller`), deleting the one a
-/// previous spec made elsewhere; then waits for it to be ready at its generation.
+/// previous spec made elsewhere; then waits for it to be ready at its generation. Its artifact
+/// then (None without a template).
 pub async fn ensure_helm_chart(
     client: &Client,
     hr: &HelmRelease,
     key: &SourceKey,
     requeue: Duration,
-) -> Result<(), ReconcileError> {
+) -> Result<Option<Artifact>, ReconcileError> {
     let Some(desired) = helm_chart_of(hr, key) else {
-        return Ok(());
+        return Ok(None);
     };
     let previous = hr.status.as_ref().and_then(|s| s.helm_chart.clone());
     let current = format!("{}/{}", key.namespace, key.name);
@@ -121,8 +123,11 @@ pub async fn ensure_helm_chart(
     let status = applied.status.clone().unwrap_or_default();
     let ready = status.conditions.iter().flatten().find(|c| c.type_ == READY);
     let observed = status.observed_generation == applied.metadata.generation;
-    if status.artifact.is_some() && observed && ready.is_some_and(|c| c.status == "True") {
-        return Ok(());
+    if let Some(artifact) = status.artifact.clone()
+        && observed
+        && ready.is_some_and(|c| c.status == "True")
+    {
+        return Ok(Some(artifact));
     }
     let why = ready
         .filter(|c| observed && c.status == "False")

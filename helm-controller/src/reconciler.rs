@@ -258,9 +258,7 @@ impl Reconciler for HelmReleaseReconciler {
         hr: &HelmRelease,
         ctx: &ReconcileContext<HelmRelease>,
     ) -> Result<(), ReconcileError> {
-        self.settings
-            .sources
-            .forget(&driftless_runtime::triggers::consumer_key(hr));
+        self.settings.sources.forget(hr);
         crate::deletion::cleanup(self, hr, ctx).await
     }
 }
@@ -373,8 +371,13 @@ impl HelmReleaseReconciler {
             // The template gave way to a chartRef: its HelmChart goes.
             chart::delete_helm_chart(&run.ctx.client, &previous).await?;
         }
+        // The template's HelmChart answers its apply with its status: its artifact is the one
+        // checked ready at its generation (a store could still hold the previous one).
+        let mut chart_artifact = None;
         if run.hr.spec.chart.is_some() {
-            chart::ensure_helm_chart(&run.ctx.client, run.hr, &key, self.settings.requeue_dependency).await?;
+            chart_artifact =
+                chart::ensure_helm_chart(&run.ctx.client, run.hr, &key, self.settings.requeue_dependency)
+                    .await?;
             run.status.helm_chart = Some(format!("{}/{}", key.namespace, key.name));
         }
         driftless_runtime::acl::check_external_artifact(
@@ -383,18 +386,19 @@ impl HelmReleaseReconciler {
             &key.namespace,
             &key.name,
         )?;
-        let artifact = self
-            .settings
-            .sources
-            .artifact_for(
-                &driftless_runtime::triggers::consumer_key(run.hr),
-                &run.ctx.client,
-                &key.kind,
-                &key.namespace,
-                &key.name,
-                self.settings.requeue_dependency,
-            )
-            .await?;
+        let sources = &self.settings.sources;
+        let artifact = match chart_artifact {
+            Some(artifact) => {
+                sources.remember(run.hr, &artifact);
+                artifact
+            }
+            None => {
+                let (client, requeue) = (&run.ctx.client, self.settings.requeue_dependency);
+                sources
+                    .artifact_for(run.hr, client, &key.kind, &key.namespace, &key.name, requeue)
+                    .await?
+            }
+        };
         run.artifact = Some(artifact);
         run.source = Some(key);
         Ok(())

@@ -19,10 +19,6 @@ pub(crate) async fn cleanup(
     ks: &Kustomization,
     ctx: &ReconcileContext<Kustomization>,
 ) -> Result<(), ReconcileError> {
-    reconciler
-        .settings
-        .sources
-        .forget(&driftless_runtime::triggers::consumer_key(ks));
     let policy = ks.spec.deletion_policy.as_deref().unwrap_or("MirrorPrune");
     let delete = match policy {
         "Delete" | "WaitForTermination" => true,

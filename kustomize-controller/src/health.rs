@@ -125,7 +125,7 @@ pub(crate) async fn wait_healthy(
         if !cancel {
             return None;
         }
-        let latest = source::artifact(own_client, ks, &reconciler.settings)
+        let latest = source::latest_artifact(own_client, ks, &reconciler.settings)
             .await
             .ok()?;
         (latest.revision != revision).then(|| {

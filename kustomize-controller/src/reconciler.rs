@@ -323,6 +323,7 @@ impl Reconciler for KustomizationReconciler {
         ks: &Kustomization,
         ctx: &ReconcileContext<Kustomization>,
     ) -> Result<(), ReconcileError> {
+        self.settings.sources.forget(ks);
         crate::deletion::cleanup(self, ks, ctx).await
     }
 }

@@ -18,12 +18,38 @@ pub fn source_key(ks: &Kustomization) -> (String, String, String) {
     (r.kind.clone(), namespace, r.name.clone())
 }
 
-/// Finds the artifact of the source, or says why there is none.
+/// Finds the artifact of the source, or says why there is none; it is remembered as the one
+/// this Kustomization applies.
 pub async fn artifact(
     client: &Client,
     ks: &Kustomization,
     settings: &crate::reconciler::Settings,
 ) -> Result<Artifact, ReconcileError> {
+    let (kind, namespace, name) = allowed_source(ks, settings)?;
+    settings
+        .sources
+        .artifact_for(ks, client, &kind, &namespace, &name, settings.requeue_dependency)
+        .await
+}
+
+/// The source's artifact as it is now (has a newer one come while this one is applied?).
+pub async fn latest_artifact(
+    client: &Client,
+    ks: &Kustomization,
+    settings: &crate::reconciler::Settings,
+) -> Result<Artifact, ReconcileError> {
+    let (kind, namespace, name) = allowed_source(ks, settings)?;
+    settings
+        .sources
+        .latest(client, &kind, &namespace, &name, settings.requeue_dependency)
+        .await
+}
+
+/// The source's key, when this Kustomization may read it.
+fn allowed_source(
+    ks: &Kustomization,
+    settings: &crate::reconciler::Settings,
+) -> Result<(String, String, String), ReconcileError> {
     let (kind, namespace, name) = source_key(ks);
     let own = ks.namespace().unwrap_or_default();
     driftless_runtime::acl::check_cross_namespace(
@@ -40,18 +66,7 @@ pub async fn artifact(
         &namespace,
         &name,
     )?;
-    let consumer = driftless_runtime::triggers::consumer_key(ks);
-    settings
-        .sources
-        .artifact_for(
-            &consumer,
-            client,
-            &kind,
-            &namespace,
-            &name,
-            settings.requeue_dependency,
-        )
-        .await
+    Ok((kind, namespace, name))
 }
 
 /// Every dependency exists, is Ready at its generation and, when it shares the source, has

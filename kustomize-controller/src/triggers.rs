@@ -60,7 +60,7 @@ fn uses_watched_config(ks: &Kustomization, kind: &str, namespace: &str, name: &s
 }
 
 /// Kustomizations whose source (of kind `K`) has an artifact they have not read yet.
-fn sources<K: Source>(
+fn source_referrers<K: Source>(
     client: &Client,
     namespace: &Option<String>,
     store: Store<Kustomization>,
@@ -164,10 +164,10 @@ pub fn triggers(
         let selector = watch_configs.clone().unwrap_or_default();
         let configs = || watcher::Config::default().labels(&selector);
         let mut streams = vec![
-            sources::<GitRepository>(&client, &namespace, store.clone(), &cache),
-            sources::<OCIRepository>(&client, &namespace, store.clone(), &cache),
-            sources::<Bucket>(&client, &namespace, store.clone(), &cache),
-            sources::<ExternalArtifact>(&client, &namespace, store.clone(), &cache),
+            source_referrers::<GitRepository>(&client, &namespace, store.clone(), &cache),
+            source_referrers::<OCIRepository>(&client, &namespace, store.clone(), &cache),
+            source_referrers::<Bucket>(&client, &namespace, store.clone(), &cache),
+            source_referrers::<ExternalArtifact>(&client, &namespace, store.clone(), &cache),
             dependency_ready(&client, &namespace, store.clone()),
         ];
         if watch_configs.is_some() {

@@ -439,7 +439,9 @@ impl<R: Reconciler> KindController<R> {
                     gone.dequeue_forgotten(&gone_label, Self::key(obj));
                 }
             })
-            .applied_objects()
+            .boxed();
+        let stream = crate::triggers::changed_objects(stream)
+            .map(Ok::<R::Kind, watcher::Error>)
             .predicate_filter(trigger_hash::<R::Kind>, Default::default())
             .inspect(move |obj| {
                 if let Ok(obj) = obj {
@@ -467,7 +469,11 @@ impl<R: Reconciler> KindController<R> {
         }
         let shutdown = shutdown.shared();
         let never_listed = shutdown.clone().then(move |()| async move {
-            if listed.wait_until_ready().now_or_never().is_some() {
+            if listed
+                .wait_until_ready()
+                .now_or_never()
+                .is_some_and(|ready| ready.is_ok())
+            {
                 std::future::pending::<()>().await;
             }
         });
@@ -482,6 +488,9 @@ impl<R: Reconciler> KindController<R> {
                 futures::future::ready(())
             });
         tokio::select! {
+            // A loop that did list lets its reconciles finish, even when its first list came in
+            // just as shutdown was asked for.
+            biased;
             () = run => {}
             () = never_listed => tracing::info!(kind = %kind, "stopped before the first list of its kind"),
         }

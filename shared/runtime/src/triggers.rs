@@ -4,10 +4,10 @@
 
 use std::hash::{Hash, Hasher};
 
-use futures::{StreamExt, TryStreamExt, stream::BoxStream};
+use futures::{StreamExt, stream::BoxStream};
 use kube::runtime::reflector::{ObjectRef, Store, store::Writer};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Client, Resource};
+use kube::{Client, Resource, ResourceExt};
 
 use crate::sources::{Source, SourceCache};
 
@@ -49,8 +49,8 @@ where
 
 /// The consumers in `store` that `uses` says take their artifact from a source of kind `K`
 /// whose artifact changed, but not those whose reconcile read that artifact already (it is
-/// being applied, or was). The watch also fills `cache`'s store of `K`, before it wakes
-/// anything: a reconcile it wakes reads the artifact that woke it.
+/// being applied, or was). The watch also fills `cache`'s store of `K` (when no other watch
+/// does), before it wakes anything: a reconcile it wakes reads the artifact that woke it.
 pub fn artifact_referrers<K, T>(
     client: &Client,
     namespace: Option<&str>,
@@ -68,20 +68,9 @@ where
         namespace,
         store,
         watcher::Config::default(),
-        Some(cache.writer::<K>()),
+        cache.writer::<K>(namespace),
         |source: &K| artifact_fingerprint(source.artifact()),
-        move |consumer: &T, source: &K| {
-            uses(consumer, source) && !read.was_read(&consumer_key(consumer), source.artifact())
-        },
-    )
-}
-
-/// How [`SourceCache`] names a consumer: `namespace/name`.
-pub fn consumer_key<T: Resource>(consumer: &T) -> String {
-    format!(
-        "{}/{}",
-        consumer.meta().namespace.as_deref().unwrap_or_default(),
-        consumer.meta().name.as_deref().unwrap_or_default()
+        move |consumer: &T, source: &K| uses(consumer, source) && !read.was_read(consumer, source.artifact()),
     )
 }
 
@@ -105,17 +94,20 @@ where
     T: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
 {
     let api = crate::object::namespaced_or_all::<K>(client, namespace);
-    let events = watcher(api, config.any_semantic()).default_backoff();
+    let events = watcher(api, config.any_semantic())
+        .default_backoff()
+        // Who manages which field is nothing a trigger or a reader of the store needs.
+        .modify(|object| object.managed_fields_mut().clear());
     let events = match cache {
         Some(writer) => events.reflect(writer).boxed(),
         None => events.boxed(),
     };
-    events
-        .applied_objects()
+    changed_objects(events)
         // kube's predicate filter passes objects whose predicate is None; an object without a
         // fingerprint (a source without an artifact yet) must wake nothing, or every write to
         // it (creation, finalizer, progress) would reconcile its referrers for nothing.
-        .try_filter(move |object| futures::future::ready(fingerprint(object).is_some()))
+        .filter(move |object| futures::future::ready(fingerprint(object).is_some()))
+        .map(Ok::<K, watcher::Error>)
         .predicate_filter(fingerprint, Default::default())
         .filter_map(|r| futures::future::ready(r.ok()))
         .flat_map(move |changed| {
@@ -128,4 +120,30 @@ where
             futures::stream::iter(refs)
         })
         .boxed()
+}
+
+/// The objects a watch saw created or changed. Those of a list (the first, or one after the
+/// watch lost its place) come out once the list is complete: the reflector swaps them into its
+/// store only then, and a reconcile they wake must read them, not the previous list's.
+pub(crate) fn changed_objects<K: Send + 'static>(
+    events: BoxStream<'static, Result<watcher::Event<K>, watcher::Error>>,
+) -> impl futures::Stream<Item = K> + Send {
+    events
+        .scan(Vec::new(), |listed, event| {
+            let changed = match event {
+                Ok(watcher::Event::Init) => {
+                    listed.clear();
+                    Vec::new()
+                }
+                Ok(watcher::Event::InitApply(object)) => {
+                    listed.push(object);
+                    Vec::new()
+                }
+                Ok(watcher::Event::InitDone) => std::mem::take(listed),
+                Ok(watcher::Event::Apply(object)) => vec![object],
+                Ok(watcher::Event::Delete(_)) | Err(_) => Vec::new(),
+            };
+            futures::future::ready(Some(futures::stream::iter(changed)))
+        })
+        .flatten()
 }

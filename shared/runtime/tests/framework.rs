@@ -405,6 +405,13 @@ async fn a_loop_that_never_listed_its_kind_stops_at_once_on_shutdown() {
     let mut config = kube::Config::infer().await.expect("kubeconfig");
     config.auth_info.impersonate = Some("driftless-test-nobody".to_string());
     let nobody = Client::try_from(config).expect("client");
+    assert!(
+        Api::<Widget>::namespaced(nobody.clone(), &ns)
+            .list(&Default::default())
+            .await
+            .is_err(),
+        "the identity may not list Widgets"
+    );
     let ctrl = Arc::new(KindController::new(
         WidgetReconciler {
             identity: "in-process".into(),
@@ -422,6 +429,9 @@ async fn a_loop_that_never_listed_its_kind_stops_at_once_on_shutdown() {
     let run = tokio::spawn(ctrl.run(async move {
         let _ = stopped.await;
     }));
+    // Long enough for its list to be refused a few times (the apiserver answers in
+    // milliseconds): shutdown comes to a loop that is retrying, not to one not yet started.
+    tokio::time::sleep(Duration::from_secs(1)).await;
     stop.send(()).expect("the loop runs");
     tokio::time::timeout(Duration::from_secs(10), run)
         .await

@@ -24,7 +24,7 @@ async fn publish(repos: &Api<GitRepository>, name: &str, revision: &str) {
         "path": format!("gitrepository/{name}/{revision}.tar.gz"),
         "url": format!("http://127.0.0.1:1/{name}.tar.gz"),
         "revision": revision,
-        "digest": format!("sha256:{:0>64}", revision.len()),
+        "digest": format!("sha256:{:0>64}", revision.rsplit(':').next().unwrap_or_default()),
         "lastUpdateTime": "2026-12-03T00:00:00Z",
     }}});
     repos
@@ -76,6 +76,7 @@ async fn an_artifact_a_consumer_has_read_wakes_it_no_second_time_and_sources_com
     // Two consumers of it: `read` has read the first artifact (its reconcile ran before the
     // watch saw the artifact), `unread` has not.
     let kustomizations: Api<Kustomization> = Api::namespaced(client.clone(), &ns);
+    let mut created = Vec::new();
     for name in ["read", "unread"] {
         let ks: Kustomization = serde_json::from_value(serde_json::json!({
             "apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
@@ -83,11 +84,14 @@ async fn an_artifact_a_consumer_has_read_wakes_it_no_second_time_and_sources_com
             "spec": {"interval": "1h", "prune": false, "sourceRef": {"kind": "GitRepository", "name": "app"}},
         }))
         .expect("a Kustomization");
-        kustomizations
-            .create(&PostParams::default(), &ks)
-            .await
-            .expect("created");
+        created.push(
+            kustomizations
+                .create(&PostParams::default(), &ks)
+                .await
+                .expect("created"),
+        );
     }
+    let (read, unread) = (&created[0], &created[1]);
     let (consumers, writer) = reflector::store();
     let reflect = watcher(kustomizations.clone(), watcher::Config::default())
         .reflect(writer)
@@ -99,14 +103,7 @@ async fn an_artifact_a_consumer_has_read_wakes_it_no_second_time_and_sources_com
     let cache = SourceCache::default();
     let requeue = Duration::from_secs(30);
     let first = cache
-        .artifact_for(
-            &format!("{ns}/read"),
-            &client,
-            "GitRepository",
-            &ns,
-            "app",
-            requeue,
-        )
+        .artifact_for(read, &client, "GitRepository", &ns, "app", requeue)
         .await
         .expect("the first artifact");
     assert_eq!(
@@ -148,14 +145,7 @@ async fn an_artifact_a_consumer_has_read_wakes_it_no_second_time_and_sources_com
         "the identity without rights cannot read the source itself"
     );
     let second = cache
-        .artifact_for(
-            &format!("{ns}/read"),
-            &nobody,
-            "GitRepository",
-            &ns,
-            "app",
-            requeue,
-        )
+        .artifact_for(read, &nobody, "GitRepository", &ns, "app", requeue)
         .await
         .expect("the second artifact, from the watch");
     assert_eq!(
@@ -163,16 +153,30 @@ async fn an_artifact_a_consumer_has_read_wakes_it_no_second_time_and_sources_com
         "main@sha1:2222222222222222222222222222222222222222"
     );
     cache
-        .artifact_for(
-            &format!("{ns}/unread"),
-            &nobody,
-            "GitRepository",
-            &ns,
-            "app",
-            requeue,
-        )
+        .artifact_for(unread, &nobody, "GitRepository", &ns, "app", requeue)
         .await
         .expect("the second artifact, from the watch");
+
+    // A look at the latest artifact (has a newer one come while applying?) is no read: the
+    // next artifact still wakes the consumer.
+    publish(
+        &repos,
+        "app",
+        "main@sha1:3333333333333333333333333333333333333333",
+    )
+    .await;
+    let both: BTreeSet<String> = [next(&mut woken).await, next(&mut woken).await].into();
+    assert_eq!(both, BTreeSet::from(["read".to_string(), "unread".to_string()]));
+    let third = cache
+        .latest(&nobody, "GitRepository", &ns, "app", requeue)
+        .await
+        .expect("the third artifact, from the watch");
+    assert_eq!(
+        third.revision,
+        "main@sha1:3333333333333333333333333333333333333333"
+    );
+    assert!(!cache.was_read(read, Some(&third)));
+    assert!(cache.was_read(read, Some(&second)));
 
     reflect.abort();
     testing::delete_namespace(&client, &ns).await;
