@@ -32,7 +32,7 @@
 #   SIZES="100 500 1000" IMPLS="driftless flux" hack/bench/kustomizations.sh
 # (PRECREATED_SIZES: the sizes of W1p, default SIZES; DEFAULT_SIZES: those at default
 # concurrency, default 500; TRIALS: W4's, default 20)
-# Writes hack/bench/results/<date>-full-stack.md and <date>-full-stack.svg (time to Ready against
+# Writes hack/bench/results/<date>-full-stack<REPORT_SUFFIX>.md and .svg (time to Ready against
 # N for both stacks and the floor).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -478,6 +478,7 @@ for impl in $IMPLS; do
 done
 
 date=$(date +%F)
-python3 hack/bench/report.py "$raw" "hack/bench/results/$date-full-stack.md" "hack/bench/results/$date-full-stack.svg" \
+report=hack/bench/results/$date-full-stack${REPORT_SUFFIX:-}
+python3 hack/bench/report.py "$raw" "$report.md" "$report.svg" \
   "$ours_version" "$(version_of flux)" "$K8S_VERSION" "$CONCURRENT" "$B/requests.tsv" "$B/requests-by-client.tsv"
-echo "wrote hack/bench/results/$date-full-stack.md"
+echo "wrote $report.md"
