@@ -23,13 +23,27 @@ pub const TEST_NAMESPACE_LABEL: &str = "driftless.dev/test";
 /// When `KUBECONFIG` is unset or unreadable: run `hack/testenv.sh up` and source
 /// `target/testenv/env.sh` (hack/test.sh does both).
 pub async fn client() -> Client {
+    Client::try_from(config().await).expect("client")
+}
+
+/// A client of the testenv's admin impersonating `user`: with no binding, an identity that may
+/// read nothing.
+///
+/// # Panics
+/// As [`client`].
+pub async fn client_as(user: &str) -> Client {
+    let mut config = config().await;
+    config.auth_info.impersonate = Some(user.to_string());
+    Client::try_from(config).expect("client")
+}
+
+async fn config() -> kube::Config {
     let path = std::env::var("KUBECONFIG")
         .expect("KUBECONFIG is unset: run `hack/testenv.sh up` and `. target/testenv/env.sh` first");
     let kubeconfig = Kubeconfig::read_from(&path).expect("readable kubeconfig");
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+    kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await
-        .expect("valid kubeconfig");
-    Client::try_from(config).expect("client")
+        .expect("valid kubeconfig")
 }
 
 /// Creates a fresh namespace `<prefix>-<random>` labelled as a test namespace.

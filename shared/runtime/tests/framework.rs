@@ -402,9 +402,7 @@ async fn a_loop_that_never_listed_its_kind_stops_at_once_on_shutdown() {
     let ns = testing::namespace(&client, "unlisted").await;
     // An identity that may not list Widgets: the loop's first list never comes in (as when the
     // kind's CRD is not installed).
-    let mut config = kube::Config::infer().await.expect("kubeconfig");
-    config.auth_info.impersonate = Some("driftless-test-nobody".to_string());
-    let nobody = Client::try_from(config).expect("client");
+    let nobody = testing::client_as("driftless-test-nobody").await;
     assert!(
         Api::<Widget>::namespaced(nobody.clone(), &ns)
             .list(&Default::default())

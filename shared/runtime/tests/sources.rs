@@ -14,7 +14,7 @@ use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, ResourceExt};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -40,13 +40,6 @@ async fn next(woken: &mut BoxStream<'static, reflector::ObjectRef<Kustomization>
         .expect("a consumer woken in time")
         .expect("the trigger stream runs")
         .name
-}
-
-/// A client whose identity may read nothing: what it reads must come from a watch's store.
-async fn client_without_rights() -> Client {
-    let mut config = kube::Config::infer().await.expect("kubeconfig");
-    config.auth_info.impersonate = Some("driftless-test-nobody".to_string());
-    Client::try_from(config).expect("client")
 }
 
 #[tokio::test]
@@ -136,7 +129,7 @@ async fn an_artifact_a_consumer_has_read_wakes_it_no_second_time_and_sources_com
     .await;
     let both: BTreeSet<String> = [next(&mut woken).await, next(&mut woken).await].into();
     assert_eq!(both, BTreeSet::from(["read".to_string(), "unread".to_string()]));
-    let nobody = client_without_rights().await;
+    let nobody = testing::client_as("driftless-test-nobody").await;
     assert!(
         Api::<GitRepository>::namespaced(nobody.clone(), &ns)
             .get("app")
