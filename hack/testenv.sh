@@ -316,12 +316,15 @@ up_git_http() {
   # The token service of the token-auth registry: a static token, for the registry user only.
   printf '{"token":"%s"}\n' "$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')" >"$T/git/www/registry-token"
   [ -f "$T/git/token" ] || head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$T/git/token"
-  cat >"$T/git/lighttpd.conf" <<EOF
-server.modules = ("mod_access", "mod_alias", "mod_cgi", "mod_setenv", "mod_auth", "mod_authn_file", "mod_openssl")
+  cat >"$T/git/lighttpd.conf.new" <<EOF
+server.modules = ("mod_access", "mod_alias", "mod_cgi", "mod_setenv", "mod_auth", "mod_authn_file", "mod_openssl", "mod_accesslog")
 server.document-root = "$T/git/www"
 server.bind = "127.0.0.1"
 server.port = $GIT_HTTP_PORT
 server.errorlog = "$T/logs/git-http-error.log"
+# Bytes in and out per request, headers included (W8 counts what each git client transfers).
+accesslog.filename = "$T/logs/git-http-access.log"
+accesslog.format = "%t \\"%r\\" %>s %I %O"
 server.max-request-size = 0
 \$SERVER["socket"] == "127.0.0.1:$GIT_HTTPS_PORT" {
   ssl.engine = "enable"
@@ -363,6 +366,16 @@ auth.require = (
   "/registry-token" => ( "method" => "basic", "realm" => "registry", "require" => "user=registry" )
 )
 EOF
+  # A server started from an older configuration is restarted with this one.
+  if ! cmp -s "$T/git/lighttpd.conf.new" "$T/git/lighttpd.conf"; then
+    mv "$T/git/lighttpd.conf.new" "$T/git/lighttpd.conf"
+    if running git-http; then
+      kill -TERM "$(pid_of git-http)"
+      for _ in $(seq 1 40); do running git-http || break; sleep 0.25; done
+    fi
+  else
+    rm -f "$T/git/lighttpd.conf.new"
+  fi
   if ! running git-http; then
     start git-http lighttpd -D -f "$T/git/lighttpd.conf"
   fi

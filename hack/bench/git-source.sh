@@ -3,10 +3,8 @@
 # server over smart HTTP with basic auth. Not a test: it measures and writes
 # hack/bench/results/<date>-git-source.md.
 #
-# Repositories (generated once, cached in target/bench/repos):
-#   small    ~1 MB: 300 files of 3 KB
-#   history  ~100 MB of history: 200 commits each rewriting a 512 KB random file
-#   files    50,000 files of 64 bytes in 500 directories
+# Repositories: small, history, files (hack/bench/git-repos.sh; generated once, cached in
+# target/bench/repos).
 # Operations, each run RUNS times (median time, max peak RSS):
 #   first fetch     ours: list refs + shallow fetch + checkout + deterministic tar.gz
 #                   git:  git clone --depth 1 --single-branch (fetch + checkout, no archive)
@@ -27,33 +25,9 @@ hack/testenv.sh up >/dev/null
 cargo build -q --release -p source-controller --example git_fetch
 BIN=$root/target/release/examples/git_fetch
 
-gen_repo() {
-  local name=$1 dir=$B/repos/$1
-  [ -f "$dir/.done" ] && return 0
-  rm -rf "$dir" && mkdir -p "$dir" && cd "$dir"
-  git init -q -b main .
-  g() { git -c user.name=bench -c user.email=bench@example.com "$@"; }
-  case $name in
-    small)
-      for i in $(seq 1 300); do head -c 2200 /dev/urandom | base64 -w 0 >"f$i.txt"; done
-      g add -A && g commit -q -m small ;;
-    history)
-      echo "# history" >README.md
-      for i in $(seq 1 200); do head -c 524288 /dev/urandom >data.bin; g add -A; g commit -q -m "rev $i"; done ;;
-    files)
-      python3 - <<'PY'
-import os
-for d in range(500):
-    os.makedirs(f"d{d}", exist_ok=True)
-    for f in range(100):
-        with open(f"d{d}/f{f}.yaml", "w") as fh:
-            fh.write(f"kind: ConfigMap # {d}-{f} " + "x" * 30 + "\n")
-PY
-      g add -A && g commit -q -m files ;;
-  esac
-  touch .done
-  cd "$root"
-}
+# gen_repo NAME: the repositories small, history and files
+# shellcheck source=hack/bench/git-repos.sh
+. hack/bench/git-repos.sh
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 max() { sort -n | tail -1; }
@@ -88,10 +62,8 @@ res=hack/bench/results/$date-git-source.md
 
 for name in ${REPOS:-small history files}; do
   gen_repo "$name"
+  url=$(push_repo "$name")
   bare=$GIT_REPOS_DIR/bench-$name.git
-  rm -rf "$bare" && git init -q --bare -b main "$bare"
-  git -C "$B/repos/$name" push -q --force "$bare" HEAD:main
-  url="$GIT_HTTP_BASE/bench-$name.git"
   cred_url="${url/:\/\//://$GIT_HTTP_USER:$GIT_HTTP_PASSWORD@}"
   read -r ot om < <(measure ours "$BIN" "$url" --user "$GIT_HTTP_USER" --password "$GIT_HTTP_PASSWORD")
   read -r gt gm < <(measure git git clone -q --depth 1 --single-branch "$cred_url" "$B/clone")

@@ -5,7 +5,7 @@
 # them), RUNS times each (issue 20: ours ≤ 0.2 of Flux's in three runs out of three). One
 # process at a time against the testenv; each watches only flux-system (empty of its kinds).
 #
-#   RUNS=3 hack/bench/idle-rss.sh       (NO_BUILD=1 uses the binaries in target/dist as they are)
+#   RUNS=3 hack/bench/idle-rss.sh   (NO_BUILD=1 uses target/dist as it is; BUILT_FROM names its commit)
 # Writes hack/bench/results/<date>-idle-rss.md.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -95,7 +95,7 @@ date=$(date +%F)
   echo "# Idle memory of every controller: driftless against Flux (W0)"
   echo
   echo "- date: $(date -u +%FT%H:%MZ); machine: $(nproc) CPUs; Kubernetes $K8S_VERSION (testenv)"
-  echo "- driftless $(git rev-parse --short HEAD) (cargo profile \`dist\`); Flux's controllers of Flux v$FLUX_VERSION built from Go modules (\`hack/build-testbins.sh flux-controllers-all\`), GOMEMLIMIT=1GiB"
+  echo "- driftless ${BUILT_FROM:-$(git rev-parse --short HEAD)} (cargo profile \`dist\`); Flux's controllers of Flux v$FLUX_VERSION built from Go modules (\`hack/build-testbins.sh flux-controllers-all\`), GOMEMLIMIT=1GiB"
   echo "- VmRSS 10 s after /readyz answered, watching only flux-system, which holds none of its kinds (\`--watch-all-namespaces=false\`), other flags at their defaults, leader election in flux-system; $RUNS runs, one process at a time"
   echo "- script: \`hack/bench/idle-rss.sh\`; goal (issue 20): ours ≤ 0.2 of Flux's in every run"
   echo

@@ -59,7 +59,8 @@ hack/testenv.sh up >/dev/null
 . target/testenv/env.sh
 # The controllers as they ship (profile dist).
 # The CLI (it only pushes artifacts) with the same profile: one build of the dependencies.
-cargo build -q --profile dist -p source-controller -p kustomize-controller -p driftless-cli
+# NO_BUILD=1 takes target/dist as it is; BUILT_FROM then names the commit it was built from.
+[ "${NO_BUILD:-}" = 1 ] || cargo build -q --profile dist -p source-controller -p kustomize-controller -p driftless-cli
 BIN=$root/target/dist
 FLUX_KC=$TESTBINS_CACHE/flux-ctrl/kustomize-controller-v$FLUX_KUSTOMIZE_CONTROLLER_VERSION
 FLUX_SC=$TESTBINS_CACHE/flux-ctrl/source-controller-v$FLUX_SOURCE_CONTROLLER_VERSION
@@ -236,30 +237,9 @@ reconciles() {
 }
 cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.1f", ($14 + $15) / hz}' "/proc/$1/stat"; }
 
-# ready_then_echo PID HEALTH_PORT: waits (10 s at most) until the controller answers /readyz,
-# then prints its pid.
-ready_then_echo() {
-  for _ in $(seq 1 100); do
-    curl -fs "http://127.0.0.1:$2/readyz" >/dev/null 2>&1 && break
-    sleep 0.1
-  done
-  echo "$1"
-}
-
-start_source() { # start_source IMPL → pid
-  rm -rf "$B/storage" && mkdir -p "$B/storage"
-  local flags=(--concurrent=10 --storage-path="$B/storage" --storage-addr=127.0.0.1:19190
-    --storage-adv-addr=127.0.0.1:19190 --metrics-addr=127.0.0.1:18191 --health-addr=127.0.0.1:19191)
-  case "$1" in
-    driftless) KUBECONFIG=$TESTENV_DIR/bench-source-controller.kubeconfig "$BIN/source-controller" "${flags[@]}" \
-      >"$B/sc-$1.log" 2>&1 & ;;
-    # As Flux ships it: GOMEMLIMIT from the 1Gi limit.
-    flux) KUBECONFIG=$TESTENV_DIR/bench-source-controller.kubeconfig GOMEMLIMIT=1GiB RUNTIME_NAMESPACE=flux-system "$FLUX_SC" "${flags[@]}" --watch-all-namespaces \
-      --log-level=info >"$B/sc-$1.log" 2>&1 & ;;
-    *) echo "unknown implementation: $1" >&2; exit 2 ;;
-  esac
-  ready_then_echo $! 19191
-}
+# ready_then_echo, start_source, stop
+# shellcheck source=hack/bench/source-controllers.sh
+. hack/bench/source-controllers.sh
 
 start_kustomize() { # start_kustomize IMPL → pid
   case "$1" in
@@ -275,19 +255,9 @@ start_kustomize() { # start_kustomize IMPL → pid
   ready_then_echo $! 19192
 }
 
-# Stops controllers and waits until they are gone (they are not children of this shell, and
-# a controller still shutting down would hold the ports of the next one).
-stop() {
-  local p
-  kill "$@" 2>/dev/null || true
-  for p in "$@"; do
-    while kill -0 "$p" 2>/dev/null; do sleep 0.2; done
-  done
-}
-
 version_of() {
   case "$1" in
-    driftless) echo "driftless $(git rev-parse --short HEAD)" ;;
+    driftless) echo "driftless ${BUILT_FROM:-$(git rev-parse --short HEAD)}" ;;
     flux) echo "Flux source-controller v$FLUX_SOURCE_CONTROLLER_VERSION (pkg/artifact v$FLUX_PKG_ARTIFACT_PIN) + kustomize-controller v$FLUX_KUSTOMIZE_CONTROLLER_VERSION" ;;
   esac
 }
