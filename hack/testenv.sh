@@ -312,7 +312,10 @@ up_git_http() {
     head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$T/git/password"
   fi
   [ -f "$T/git/registry-password" ] || head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$T/git/registry-password"
-  printf 'git:%s\nregistry:%s\n' "$(cat "$T/git/password")" "$(cat "$T/git/registry-password")" >"$T/git/users"
+  # x-access-token: the user GitHub App installation tokens authenticate as (GitRepository
+  # provider github); tests mint the git password as such a token.
+  printf 'git:%s\nx-access-token:%s\nregistry:%s\n' "$(cat "$T/git/password")" "$(cat "$T/git/password")" \
+    "$(cat "$T/git/registry-password")" >"$T/git/users"
   # The token service of the token-auth registry: a static token, for the registry user only.
   printf '{"token":"%s"}\n' "$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')" >"$T/git/www/registry-token"
   [ -f "$T/git/token" ] || head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$T/git/token"
@@ -362,7 +365,7 @@ alias.url += ( "/token-git" => "/usr/lib/git-core/git-http-backend" )
 auth.backend = "plain"
 auth.backend.plain.userfile = "$T/git/users"
 auth.require = (
-  "/git" => ( "method" => "basic", "realm" => "git", "require" => "user=git" ),
+  "/git" => ( "method" => "basic", "realm" => "git", "require" => "user=git|user=x-access-token" ),
   "/registry-token" => ( "method" => "basic", "realm" => "registry", "require" => "user=registry" )
 )
 EOF

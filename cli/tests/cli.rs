@@ -850,3 +850,28 @@ async fn artifact_generators_are_listed_and_reconciled() {
     );
     testing::delete_namespace(&client, n).await;
 }
+
+/// `kustomize build` keeps kustomize's default load restrictor (a kustomization reads only files
+/// in or below its directory) and `--load-restrictor LoadRestrictionsNone` lifts it, as kubectl's
+/// flag does.
+#[tokio::test]
+async fn kustomize_build_reads_files_above_its_directory_only_without_load_restrictions() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir(root.path().join("app")).unwrap();
+    std::fs::write(root.path().join("common.yaml"), configmap("common", "shared")).unwrap();
+    std::fs::write(
+        root.path().join("app/kustomization.yaml"),
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n- ../common.yaml\n",
+    )
+    .unwrap();
+    let dir = root.path().join("app");
+    let dir = dir.to_str().unwrap();
+    let refused = fails(&["kustomize", "build", dir]).await;
+    assert!(
+        stderr(&refused).contains("common.yaml"),
+        "the refusal names the file: {}",
+        stderr(&refused)
+    );
+    let built = stdout(&ok(&["kustomize", "build", dir, "--load-restrictor", "LoadRestrictionsNone"]).await);
+    assert!(built.contains("name: common"), "{built}");
+}

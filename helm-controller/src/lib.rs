@@ -91,7 +91,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         object_level_workload_identity: rt
             .gates
             .enabled(driftless_runtime::features::OBJECT_LEVEL_WORKLOAD_IDENTITY.0),
-        sources: Default::default(),
+        sources: driftless_runtime::sources::SourceCache::new(rt.gates.enabled("DirectSourceFetch")),
     };
     let sources = settings.sources.clone();
     let post_renderer = std::env::current_exe()?;

@@ -17,6 +17,7 @@ pub mod triggers;
 use driftless_api::kustomize::STATUS_FIELD_MANAGER;
 use driftless_runtime::{
     args::CommonArgs, features::OBJECT_LEVEL_WORKLOAD_IDENTITY, reconcile::KindController, runtime::Runtime,
+    sources::SourceCache,
 };
 use std::sync::Arc;
 
@@ -133,7 +134,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         object_level_workload_identity: workload_identity,
         http_retry: args.http_retry,
         token_cache: args.token_cache,
-        sources: Default::default(),
+        sources: SourceCache::new(rt.gates.enabled("DirectSourceFetch")),
     };
     // DisableConfigWatchers: changed ConfigMaps and Secrets no longer reconcile anything.
     let watch_configs =

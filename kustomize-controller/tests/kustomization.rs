@@ -1267,6 +1267,34 @@ async fn flux_flags_and_gates_change_how_kustomizations_apply() {
         serde_json::json!({"path": "./after", "kubeConfig": {"configMapRef": {"name": "remote"}}}),
     )
     .await;
+    // A tenant's kubeconfig whose exec plugin would run a command in the controller: refused
+    // without --insecure-kubeconfig-exec, and the command never runs.
+    let marker = std::env::temp_dir().join(format!("{}-exec-ran", w.ns));
+    let exec_kubeconfig = format!(
+        "apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: 'https://127.0.0.1:1'}}}}]\n\
+         users: [{{name: u, user: {{exec: {{apiVersion: client.authentication.k8s.io/v1, command: /bin/touch, args: ['{}']}}}}}}]\n\
+         contexts: [{{name: c, context: {{cluster: c, user: u}}}}]\ncurrent-context: c\n",
+        marker.display()
+    );
+    let exec_secret: Secret =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": "exec-kubeconfig"},
+        "stringData": {"value": exec_kubeconfig}}))
+        .unwrap();
+    Api::<Secret>::namespaced(w.client.clone(), &w.ns)
+        .create(&PostParams::default(), &exec_secret)
+        .await
+        .unwrap();
+    w.kustomization(
+        "exec",
+        serde_json::json!({"path": "./after", "kubeConfig": {"secretRef": {"name": "exec-kubeconfig"}}}),
+    )
+    .await;
+    // Decryption through a KMS identity needs a cloud: refused by field name, not ignored.
+    w.kustomization(
+        "kms",
+        serde_json::json!({"path": "./sops", "decryption": {"provider": "sops", "serviceAccountName": "kms"}}),
+    )
+    .await;
 
     w.wait_applied("sops", &revision).await;
     let secret = Api::<Secret>::namespaced(w.client.clone(), &w.ns)
@@ -1291,6 +1319,11 @@ async fn flux_flags_and_gates_change_how_kustomizations_apply() {
         "ObjectLevelWorkloadIdentity feature gate is not enabled",
     )
     .await;
+    w.wait_failed("exec", "ReconciliationFailed", "--insecure-kubeconfig-exec")
+        .await;
+    assert!(!marker.exists(), "the kubeconfig's exec command ran");
+    w.wait_failed("kms", "BuildFailed", "spec.decryption.serviceAccountName")
+        .await;
     w.done().await;
 }
 

@@ -14,6 +14,7 @@ pub mod reasons {
     #![allow(missing_docs)]
     pub const URL_INVALID: &str = "URLInvalid";
     pub const AUTHENTICATION_FAILED: &str = "AuthenticationFailed";
+    pub const INVALID_PROVIDER_CONFIGURATION: &str = "InvalidProviderConfiguration";
     pub const VERIFICATION_ERROR: &str = "VerificationError";
     pub const DIRECTORY_CREATION_FAILED: &str = "DirectoryCreationFailed";
     pub const STAT_OPERATION_FAILED: &str = "StatOperationFailed";

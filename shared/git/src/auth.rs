@@ -139,11 +139,12 @@ pub fn from_secret(
 }
 
 /// Why a GitRepository's `provider` / `serviceAccountName` cannot be served here, if so: Azure
-/// DevOps workload identity and GitHub App tokens need a cloud or GitHub's API, which this
-/// toolkit does not reach. Refused with this message (a stall), never ignored.
+/// DevOps and AWS CodeCommit need a cloud's workload identity, which this toolkit does not
+/// have. Refused with this message (a stall), never ignored. (`github` is served: the
+/// credentials are a GitHub App's installation tokens.)
 pub fn unsupported_provider(provider: Option<&str>, service_account_name: Option<&str>) -> Option<String> {
     match provider.filter(|p| !p.is_empty()).unwrap_or("generic") {
-        "generic" => service_account_name.filter(|s| !s.is_empty()).map(|_| {
+        "generic" | "github" => service_account_name.filter(|s| !s.is_empty()).map(|_| {
             "spec.serviceAccountName needs a cloud provider's workload identity (provider 'azure' or 'aws'), \
              which is not available: remove it and use a secretRef"
                 .to_string()
@@ -158,12 +159,9 @@ pub fn unsupported_provider(provider: Option<&str>, service_account_name: Option
              with a secretRef (a personal access token as password)"
                 .into(),
         ),
-        "github" => Some(
-            "provider 'github' (GitHub App installation tokens) is not supported yet: use provider 'generic' \
-             with a secretRef (a token as password)"
-                .into(),
-        ),
-        other => Some(format!("provider '{other}' is not supported (generic, aws, azure or github)")),
+        other => Some(format!(
+            "provider '{other}' is not supported (generic, aws, azure or github)"
+        )),
     }
 }
 
@@ -209,18 +207,19 @@ mod tests {
     }
 
     #[test]
-    fn only_the_generic_provider_is_served() {
+    fn the_generic_and_github_providers_are_served() {
         assert_eq!(unsupported_provider(None, None), None);
         assert_eq!(unsupported_provider(Some("generic"), Some("")), None);
+        assert_eq!(unsupported_provider(Some("github"), None), None);
         assert!(
             unsupported_provider(Some("azure"), None)
                 .unwrap()
                 .contains("workload identity")
         );
         assert!(
-            unsupported_provider(Some("github"), None)
+            unsupported_provider(Some("github"), Some("sa"))
                 .unwrap()
-                .contains("GitHub App")
+                .contains("serviceAccountName")
         );
         assert!(
             unsupported_provider(None, Some("sa"))

@@ -51,6 +51,8 @@ pub struct Cache {
     chart: OnceLock<Watched<HelmChart>>,
     /// The fingerprint of the artifact each consumer (`namespace/name`) last read.
     read: Mutex<HashMap<String, u64>>,
+    /// Flux's DirectSourceFetch gate: no store is kept, every read asks the apiserver.
+    direct: bool,
 }
 
 macro_rules! source {
@@ -96,9 +98,23 @@ fn consumer_key(consumer: &impl kube::Resource) -> String {
 }
 
 impl SourceCache {
+    /// A cache whose reads go to the apiserver when `direct_fetch` (Flux's DirectSourceFetch
+    /// gate: a source is never older than the apiserver's copy, at a GET per reconcile), else to
+    /// the stores the watches fill.
+    pub fn new(direct_fetch: bool) -> Self {
+        Self(Arc::new(Cache {
+            direct: direct_fetch,
+            ..Cache::default()
+        }))
+    }
+
     /// The writer of this cache's store of `K`, for a watch of `namespace` (None: all) that runs
-    /// for the controller's life; None when a watch of that kind feeds it already.
+    /// for the controller's life; None when a watch of that kind feeds it already, or when
+    /// sources are fetched directly.
     pub fn writer<K: Source>(&self, namespace: Option<&str>) -> Option<Writer<K>> {
+        if self.0.direct {
+            return None;
+        }
         let (store, writer) = reflector::store();
         let watched = Watched {
             store,

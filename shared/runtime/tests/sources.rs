@@ -1,7 +1,8 @@
 //! A consumer's controller and its sources, against the testenv's apiserver: an artifact that a
 //! consumer's reconcile has read already does not wake it a second time (the race that made a
 //! Kustomization apply twice when its source's watch event came after its reconcile had read the
-//! source), and a reconcile reads its source from the trigger's watch, not from the apiserver.
+//! source), and a reconcile reads its source from the trigger's watch, not from the apiserver
+//! (unless Flux's DirectSourceFetch gate asks for the apiserver).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -107,7 +108,7 @@ async fn an_artifact_a_consumer_has_read_wakes_it_no_second_time_and_sources_com
     let mut woken = triggers::artifact_referrers(
         &client,
         Some(&ns),
-        consumers,
+        consumers.clone(),
         &cache,
         |ks: &Kustomization, repo: &GitRepository| ks.spec.source_ref.name == repo.name_any(),
     );
@@ -170,6 +171,33 @@ async fn an_artifact_a_consumer_has_read_wakes_it_no_second_time_and_sources_com
     );
     assert!(!cache.was_read(read, Some(&third)));
     assert!(cache.was_read(read, Some(&second)));
+
+    // Flux's DirectSourceFetch gate: sources are read from the apiserver although a watch of
+    // them runs (which keeps no store then), so reading needs the right to read them.
+    let direct = SourceCache::new(true);
+    let _direct_woken = triggers::artifact_referrers(
+        &client,
+        Some(&ns),
+        consumers,
+        &direct,
+        |ks: &Kustomization, repo: &GitRepository| ks.spec.source_ref.name == repo.name_any(),
+    );
+    assert!(
+        direct.writer::<GitRepository>(Some(&ns)).is_none(),
+        "no store is kept for direct fetches"
+    );
+    assert!(
+        direct
+            .artifact_for(read, &nobody, "GitRepository", &ns, "app", requeue)
+            .await
+            .is_err(),
+        "a direct fetch asks the apiserver, which refuses the identity without rights"
+    );
+    let fetched = direct
+        .artifact_for(read, &client, "GitRepository", &ns, "app", requeue)
+        .await
+        .expect("the third artifact, from the apiserver");
+    assert_eq!(fetched.revision, third.revision);
 
     reflect.abort();
     testing::delete_namespace(&client, &ns).await;

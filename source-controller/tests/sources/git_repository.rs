@@ -13,6 +13,7 @@ use kube::{
     api::{DeleteParams, ListParams},
 };
 use source_controller::git_repository::{GitRepositoryReconciler, include_triggers};
+use std::sync::{Arc, Mutex};
 use std::{process::Command, time::Duration};
 use support::{Harness, NEGATIVE, T, conds, env, ready};
 
@@ -369,16 +370,104 @@ async fn failures_keep_the_last_artifact_served_and_name_the_cause() {
     let r = h.wait_failed("badurl", "URLInvalid", "invalid URL").await;
     assert!(conditions::is_true(&conds(&r), "Stalled"));
 
-    // Providers that need a cloud or GitHub's API stall by name instead of being ignored.
+    // Providers that need a cloud's identity stall by name instead of being ignored.
     h.create(
-        "github-app",
-        serde_json::json!({"ref": {"branch": "main"}, "url": "https://github.com/org/repo", "interval": "1m", "provider": "github"}),
+        "azure",
+        serde_json::json!({"ref": {"branch": "main"}, "url": "https://dev.azure.com/org/repo", "interval": "1m", "provider": "azure"}),
     )
     .await;
     let r = h
-        .wait_failed("github-app", "AuthenticationFailed", "provider 'github'")
+        .wait_failed("azure", "AuthenticationFailed", "provider 'azure'")
         .await;
     assert!(conditions::is_true(&conds(&r), "Stalled"));
+    h.done().await;
+}
+
+/// GitHub's API as a GitHub App sees it: every installation token it mints is `token`, and it
+/// records the paths asked and whether each came with an app JWT.
+async fn github_api(token: String) -> (String, Arc<Mutex<Vec<(String, bool)>>>) {
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let seen = asked.clone();
+    let app = axum::Router::new().fallback(move |uri: axum::http::Uri, headers: axum::http::HeaderMap| {
+        let (seen, token) = (seen.clone(), token.clone());
+        async move {
+            let jwt = headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with("Bearer ey"));
+            seen.lock().unwrap().push((uri.path().to_string(), jwt));
+            (
+                axum::http::StatusCode::CREATED,
+                serde_json::json!({"token": token, "expires_at": "2099-01-01T00:00:00Z"}).to_string(),
+            )
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, asked)
+}
+
+/// Flux's `provider: github`: the Secret's GitHub App (id, installation, private key, API URL)
+/// mints an installation token, which authenticates as `x-access-token`; the provider without
+/// app data in its Secret, or app data without the provider, is refused with Flux's messages.
+#[tokio::test]
+#[ignore = "needs the testenv (hack/test.sh)"]
+async fn provider_github_fetches_with_a_github_app_installation_token() {
+    let h = harness("git-github").await;
+    let (api, asked) = github_api(env("GIT_HTTP_PASSWORD")).await;
+    let repo = Repo::new("github-app");
+    repo.write("a.yaml", "a: 1\n");
+    let commit = repo.commit("init");
+    let key = include_str!("../../../shared/runtime/testdata/rsa-test-key.pem").to_string();
+    h.secret(
+        "app",
+        &[
+            ("githubAppID", "42".into()),
+            ("githubAppInstallationID", "7".into()),
+            ("githubAppPrivateKey", key),
+            ("githubAppBaseURL", api),
+        ],
+    )
+    .await;
+    http_secret(&h).await;
+    for (name, provider, secret) in [
+        ("github", Some("github"), Some("app")),
+        ("no-app-data", Some("github"), Some("http-auth")),
+        ("no-secret", Some("github"), None),
+        ("not-github", None, Some("app")),
+    ] {
+        let mut spec =
+            serde_json::json!({"ref": {"branch": "main"}, "url": repo.http_url(), "interval": "1h"});
+        if let Some(provider) = provider {
+            spec["provider"] = provider.into();
+        }
+        if let Some(secret) = secret {
+            spec["secretRef"] = serde_json::json!({"name": secret});
+        }
+        h.create(name, spec).await;
+    }
+    wait_ready(&h, "github", &format!("main@sha1:{commit}")).await;
+    assert!(
+        asked
+            .lock()
+            .unwrap()
+            .contains(&("/app/installations/7/access_tokens".to_string(), true)),
+        "an installation token minted with the app's JWT: {asked:?}"
+    );
+    let needs_app = "secretRef with github app data must be specified when provider is set to github";
+    h.wait_failed("no-app-data", "InvalidProviderConfiguration", needs_app)
+        .await;
+    let r = h
+        .wait_failed("no-secret", "InvalidProviderConfiguration", needs_app)
+        .await;
+    assert!(conditions::is_true(&conds(&r), "Stalled"));
+    h.wait_failed(
+        "not-github",
+        "InvalidProviderConfiguration",
+        "has github app data but provider is not set to github",
+    )
+    .await;
     h.done().await;
 }
 
