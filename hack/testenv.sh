@@ -327,7 +327,7 @@ server.port = $GIT_HTTP_PORT
 server.errorlog = "$T/logs/git-http-error.log"
 # Bytes in and out per request, headers included (W8 counts what each git client transfers).
 accesslog.filename = "$T/logs/git-http-access.log"
-accesslog.format = "%t \\"%r\\" %>s %I %O"
+accesslog.format = "%{msec}t \\"%r\\" %>s %I %O"
 server.max-request-size = 0
 \$SERVER["socket"] == "127.0.0.1:$GIT_HTTPS_PORT" {
   ssl.engine = "enable"

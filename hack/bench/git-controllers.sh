@@ -8,8 +8,8 @@
 #                   (nothing new to fetch)
 # Both timed by a watch opened before the action (hack/bench/w8.py); RUNS times each, a new
 # GitRepository per run (median). Per trial, the git server's requests and bytes for that
-# repository (its access log, headers included); per controller, peak RSS (VmHWM) over the
-# whole run, RSS at the end and CPU seconds.
+# repository (its access log, headers included, stamped within the trial); per controller,
+# peak RSS (VmHWM) over the whole run, RSS at the end and CPU seconds.
 #
 #   RUNS=3 REPOS="small history files" IMPLS="driftless flux" hack/bench/git-controllers.sh
 # (NO_BUILD=1 uses target/dist as it is; BUILT_FROM names its commit.) Writes hack/bench/results/<date>-git-controllers.md.
@@ -50,13 +50,10 @@ drop_namespace() {
   $KUBECTL delete namespace "$ns" --ignore-not-found --wait=true >/dev/null
 }
 
-# traffic FROM_LINE NAME: "requests bytes-in bytes-out" the git server logged for bench-NAME.git
-# from line FROM_LINE of its access log (lighttpd writes that log within a second).
-traffic() {
-  sleep 1.5
-  tail -n "+$1" "$ACCESS" | awk -v repo="/bench-$2.git/" \
-    'index($0, repo) {n++; i += $(NF-1); o += $NF} END {printf "%d %d %d\n", n, i, o}'
-}
+# now_ms: the wall clock in milliseconds, as the git server's access log stamps requests
+# (`%{msec}t`, hack/testenv.sh); a trial's requests are those stamped within its window, read
+# once the run is over (lighttpd writes that log lazily).
+now_ms() { date +%s%3N; }
 
 raw=$B/raw.tsv
 : >"$raw"
@@ -71,12 +68,12 @@ for impl in $IMPLS; do
   for name in $REPOS; do
     url=$(cat "$B/url-$name")
     for r in $(seq 1 "$RUNS"); do
-      from=$(($(wc -l <"$ACCESS") + 1))
+      t0=$(now_ms)
       t=$(KUBECONFIG=$TESTENV_DIR/bench-floor.kubeconfig python3 hack/bench/w8.py "$ns" "$name-$r" fetch "$url" git-auth)
-      printf '%s\t%s\tfetch\t%s\t%s\n' "$impl" "$name" "$t" "$(traffic "$from" "$name" | tr ' ' '\t')" >>"$raw"
-      from=$(($(wc -l <"$ACCESS") + 1))
+      printf '%s\t%s\tfetch\t%s\t%s\t%s\n' "$impl" "$name" "$t" "$t0" "$(now_ms)" >>"$raw"
+      t0=$(now_ms)
       t=$(KUBECONFIG=$TESTENV_DIR/bench-floor.kubeconfig python3 hack/bench/w8.py "$ns" "$name-$r" poll "w8-$r-$(date +%s%N)")
-      printf '%s\t%s\tpoll\t%s\t%s\n' "$impl" "$name" "$t" "$(traffic "$from" "$name" | tr ' ' '\t')" >>"$raw"
+      printf '%s\t%s\tpoll\t%s\t%s\t%s\n' "$impl" "$name" "$t" "$t0" "$(now_ms)" >>"$raw"
     done
     echo "$impl: $name measured" >&2
   done
@@ -86,18 +83,28 @@ for impl in $IMPLS; do
   stop "$sc"
 done
 drop_namespace
+sleep 5 # (the git server's last log lines)
 
 res=hack/bench/results/$(date -u +%F)-git-controllers.md
-python3 - "$raw" "$RUNS" >"$res" <<PY
-import statistics, sys
+python3 - "$raw" "$RUNS" "$ACCESS" >"$res" <<PY
+import re, statistics, sys
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])]
 runs = sys.argv[2]
+# (ms, path, bytes in, bytes out) of every request the git server logged with a msec stamp
+requests = []
+for line in open(sys.argv[3]):
+    m = re.match(r'(\d{13}) "\S+ (\S+) [^"]*" \d+ (\d+) (\d+)$', line.strip())
+    if m:
+        requests.append((int(m[1]), m[2], int(m[3]), int(m[4])))
 trials, rss = {}, {}
 for r in rows:
     if r[1] == "rss":
         rss[r[0]] = (int(r[2]) / 1024, int(r[3]) / 1024, float(r[4]))
-    else:
-        trials.setdefault((r[1], r[2], r[0]), []).append((float(r[3]), int(r[4]), int(r[5]), int(r[6])))
+        continue
+    start, end = int(r[4]), int(r[5])
+    mine = [q for q in requests if start <= q[0] <= end and f"/bench-{r[1]}.git/" in q[1]]
+    trials.setdefault((r[1], r[2], r[0]), []).append(
+        (float(r[3]), len(mine), sum(q[2] for q in mine), sum(q[3] for q in mine)))
 def med(key, i):
     v = [t[i] for t in trials.get(key, [])]
     return statistics.median(v) if v else None
