@@ -313,8 +313,9 @@ up_git_http() {
   fi
   [ -f "$T/git/registry-password" ] || head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$T/git/registry-password"
   # x-access-token: the user GitHub App installation tokens authenticate as (GitRepository
-  # provider github); tests mint the git password as such a token.
-  printf 'git:%s\nx-access-token:%s\nregistry:%s\n' "$(cat "$T/git/password")" "$(cat "$T/git/password")" \
+  # provider github); tests mint its password as an installation token.
+  [ -f "$T/git/app-token" ] || head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$T/git/app-token"
+  printf 'git:%s\nx-access-token:%s\nregistry:%s\n' "$(cat "$T/git/password")" "$(cat "$T/git/app-token")" \
     "$(cat "$T/git/registry-password")" >"$T/git/users"
   # The token service of the token-auth registry: a static token, for the registry user only.
   printf '{"token":"%s"}\n' "$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')" >"$T/git/www/registry-token"
@@ -375,6 +376,7 @@ EOF
     if running git-http; then
       kill -TERM "$(pid_of git-http)"
       for _ in $(seq 1 40); do running git-http || break; sleep 0.25; done
+      running git-http && die "git-http did not stop for its new configuration"
     fi
   else
     rm -f "$T/git/lighttpd.conf.new"
@@ -581,6 +583,7 @@ export GIT_CLIENT_CERT="$T/pki/client.crt"
 export GIT_CLIENT_KEY="$T/pki/client.key"
 export GIT_HTTP_USER="git"
 export GIT_HTTP_PASSWORD="$(cat "$T/git/password")"
+export GIT_APP_TOKEN="$(cat "$T/git/app-token")"
 export GIT_SSH_BASE="ssh://$(id -un)@127.0.0.1:$GIT_SSH_PORT$T/git/repos"
 export GIT_SSH_KEY="$T/ssh/client"
 export GIT_SSH_KNOWN_HOSTS="$T/ssh/known_hosts"

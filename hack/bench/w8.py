@@ -42,7 +42,10 @@ with open_url("GET", f"{collection}?{query}", timeout=900) as watch:
         request("PATCH", f"{collection}/{name}", json.dumps(patch).encode(), "application/merge-patch+json")
         done = lambda s: ready(s) and s.get("lastHandledReconcileAt") == token  # noqa: E731
     for line in watch:
-        status = json.loads(line)["object"].get("status", {})
+        event = json.loads(line)
+        if event["type"] == "ERROR":
+            sys.exit(f"{namespace}/{name}: the watch failed: {event['object'].get('message')}")
+        status = event["object"].get("status", {})
         if done(status):
             print(f"{time.monotonic() - started:.3f}")
             break

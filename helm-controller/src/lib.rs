@@ -67,7 +67,7 @@ pub const FEATURE_GATES: &[(&str, bool)] = &[
     ("AdditiveCELDependencyCheck", false),
     ("ExternalArtifact", false),
     ("DisableConfigWatchers", false),
-    ("DirectSourceFetch", false),
+    driftless_runtime::features::DIRECT_SOURCE_FETCH,
     ("UseHelm3Defaults", false),
     ("CancelHealthCheckOnNewRevision", false),
     ("DefaultToRetryOnFailure", false),
@@ -91,7 +91,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         object_level_workload_identity: rt
             .gates
             .enabled(driftless_runtime::features::OBJECT_LEVEL_WORKLOAD_IDENTITY.0),
-        sources: driftless_runtime::sources::SourceCache::new(rt.gates.enabled("DirectSourceFetch")),
+        sources: driftless_runtime::sources::SourceCache::new(
+            rt.gates
+                .enabled(driftless_runtime::features::DIRECT_SOURCE_FETCH.0),
+        ),
     };
     let sources = settings.sources.clone();
     let post_renderer = std::env::current_exe()?;

@@ -200,23 +200,41 @@ impl ImageUpdateAutomationReconciler {
             p.map_message(|m| failed(m.to_string()))
                 .into_error(reasons::SOURCE_MANAGER_FAILED)
         };
-        let mut creds = match &repo.spec.secret_ref {
-            None => GitCredentials::default(),
+        let secret = match &repo.spec.secret_ref {
+            None => None,
+            Some(r) => Some((
+                format!("{source_ns}/{}", r.name),
+                secrets::secret_data(&run.ctx.client, &source_ns, &r.name)
+                    .await
+                    .map_err(class)?,
+            )),
+        };
+        let proxy = match &repo.spec.proxy_secret_ref {
+            None => None,
             Some(r) => {
                 let data = secrets::secret_data(&run.ctx.client, &source_ns, &r.name)
                     .await
                     .map_err(class)?;
-                auth::from_secret(&repo.spec.url, &format!("{source_ns}/{}", r.name), &data)
-                    .map_err(|e| class(Problem::Invalid(e.to_string())))?
+                let proxy = secrets::proxy_from_secret(&format!("{source_ns}/{}", r.name), &data);
+                Some(proxy.map_err(|e| class(Problem::Invalid(e)))?)
             }
         };
-        if let Some(r) = &repo.spec.proxy_secret_ref {
-            let data = secrets::secret_data(&run.ctx.client, &source_ns, &r.name)
-                .await
-                .map_err(class)?;
-            let proxy = secrets::proxy_from_secret(&format!("{source_ns}/{}", r.name), &data);
-            creds.proxy = Some(proxy.map_err(|e| class(Problem::Invalid(e)))?);
-        }
+        let timeout = timeout_of(repo.spec.timeout.as_deref(), GIT_TIMEOUT);
+        let creds = auth::repository_credentials(
+            &repo.spec.url,
+            repo.spec.provider.as_deref(),
+            secret.as_ref().map(|(name, data)| (name.as_str(), data)),
+            proxy,
+            timeout,
+        )
+        .await
+        .map_err(|e| match e {
+            auth::CredentialsError::Provider(problem) => ReconcileError::stalled(
+                reasons::INVALID_SOURCE_CONFIGURATION,
+                failed(problem.message().to_string()),
+            ),
+            auth::CredentialsError::Authentication(problem) => class(problem),
+        })?;
         let checkout = git_spec
             .checkout
             .as_ref()
@@ -256,7 +274,7 @@ impl ImageUpdateAutomationReconciler {
         run.target = Some(Target {
             url: repo.spec.url.clone(),
             creds,
-            timeout: timeout_of(repo.spec.timeout.as_deref(), GIT_TIMEOUT),
+            timeout,
             checkout,
             push_branch,
             refspec: push.refspec.clone().filter(|r| !r.is_empty()),

@@ -42,7 +42,7 @@ impl KustomizationReconciler {
             other => ReconcileError::transient(reasons::BUILD_FAILED, other.to_string()),
         };
         // Fields Flux honours that need what this controller does not have: refused by name,
-        // never accepted silently.
+        // never accepted silently. Without the gate, Flux's own refusal comes first.
         if ks
             .spec
             .decryption
@@ -50,6 +50,15 @@ impl KustomizationReconciler {
             .and_then(|d| d.service_account_name.as_deref())
             .is_some_and(|s| !s.is_empty())
         {
+            if !self.settings.object_level_workload_identity {
+                return Err(ReconcileError::stalled(
+                    reasons::FEATURE_GATE_DISABLED,
+                    format!(
+                        "to use spec.decryption.serviceAccountName for decryption authentication please enable the {} feature gate in the controller",
+                        driftless_runtime::features::OBJECT_LEVEL_WORKLOAD_IDENTITY.0
+                    ),
+                ));
+            }
             return Err(failed(BuildError::Invalid(
                 "spec.decryption.serviceAccountName (KMS workload identity) is not supported: \
                  use decryption.secretRef with age or OpenPGP keys"

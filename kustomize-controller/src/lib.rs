@@ -16,7 +16,10 @@ pub mod triggers;
 
 use driftless_api::kustomize::STATUS_FIELD_MANAGER;
 use driftless_runtime::{
-    args::CommonArgs, features::OBJECT_LEVEL_WORKLOAD_IDENTITY, reconcile::KindController, runtime::Runtime,
+    args::CommonArgs,
+    features::{DIRECT_SOURCE_FETCH, OBJECT_LEVEL_WORKLOAD_IDENTITY},
+    reconcile::KindController,
+    runtime::Runtime,
     sources::SourceCache,
 };
 use std::sync::Arc;
@@ -91,7 +94,7 @@ pub const FEATURE_GATES: &[(&str, bool)] = &[
     ("ExternalArtifact", false),
     ("CancelHealthCheckOnNewRevision", false),
     ("DisableConfigWatchers", false),
-    ("DirectSourceFetch", false),
+    DIRECT_SOURCE_FETCH,
     ("MigrateAPIVersion", false),
     OBJECT_LEVEL_WORKLOAD_IDENTITY,
 ];
@@ -134,7 +137,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         object_level_workload_identity: workload_identity,
         http_retry: args.http_retry,
         token_cache: args.token_cache,
-        sources: SourceCache::new(rt.gates.enabled("DirectSourceFetch")),
+        sources: SourceCache::new(rt.gates.enabled(DIRECT_SOURCE_FETCH.0)),
     };
     // DisableConfigWatchers: changed ConfigMaps and Secrets no longer reconcile anything.
     let watch_configs =

@@ -328,6 +328,21 @@ impl Reconciler for KustomizationReconciler {
     }
 }
 
+/// The `output` of Flux's apply log line: each object (`Kind/namespace/name`) with its action,
+/// or with `grouped` (the GroupChangeLog gate) the objects listed under each action.
+fn change_log<'a>(entries: impl Iterator<Item = (String, &'a str)>, grouped: bool) -> String {
+    let output = if grouped {
+        let mut groups: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+        for (subject, action) in entries {
+            groups.entry(action).or_default().push(subject);
+        }
+        serde_json::to_string(&groups)
+    } else {
+        serde_json::to_string(&entries.collect::<std::collections::BTreeMap<_, _>>())
+    };
+    output.unwrap_or_default()
+}
+
 impl KustomizationReconciler {
     /// Flux's log line of an apply: each object with what happened to it, or, with the
     /// GroupChangeLog gate, the objects grouped by what happened (fewer distinct log values).
@@ -342,16 +357,8 @@ impl KustomizationReconciler {
             let action = changed.get(subject.as_str()).copied().unwrap_or("unchanged");
             (subject, action)
         });
-        let output = if self.settings.group_change_log {
-            let mut groups: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
-            for (subject, action) in entries {
-                groups.entry(action).or_default().push(subject);
-            }
-            serde_json::to_string(&groups)
-        } else {
-            serde_json::to_string(&entries.collect::<std::collections::BTreeMap<_, _>>())
-        };
-        tracing::info!(output = %output.unwrap_or_default(), revision, "server-side apply completed");
+        let output = change_log(entries, self.settings.group_change_log);
+        tracing::info!(output = %output, revision, "server-side apply completed");
     }
 
     /// An apply error by its type: manifests, rules or rights the user must fix stall, what
@@ -561,6 +568,26 @@ pub fn timeout(ks: &Kustomization) -> Duration {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn the_change_log_lists_objects_or_groups_them_by_action() {
+        let entries = || {
+            [
+                ("ConfigMap/ns/a".to_string(), "created"),
+                ("ConfigMap/ns/b".to_string(), "unchanged"),
+                ("Deployment/ns/c".to_string(), "created"),
+            ]
+            .into_iter()
+        };
+        assert_eq!(
+            change_log(entries(), false),
+            r#"{"ConfigMap/ns/a":"created","ConfigMap/ns/b":"unchanged","Deployment/ns/c":"created"}"#
+        );
+        assert_eq!(
+            change_log(entries(), true),
+            r#"{"created":["ConfigMap/ns/a","Deployment/ns/c"],"unchanged":["ConfigMap/ns/b"]}"#
+        );
+    }
 
     fn ks(interval: &str, timeout: Option<&str>) -> Kustomization {
         serde_json::from_value(serde_json::json!({

@@ -1049,10 +1049,14 @@ async fn remote_bases_are_cloned_at_their_ref() {
         &format!("http://{}:{}@", env("GIT_HTTP_USER"), env("GIT_HTTP_PASSWORD")),
         1,
     );
+    // A remote file (an http(s) URL among the resources) is downloaded as kustomize does.
+    let file = format!("{}/ks-remote-{}.yaml", env("HELM_REPO_DIR"), w.ns);
+    std::fs::write(&file, config_map("from-url", "v1")).unwrap();
+    let file_url = format!("{}/ks-remote-{}.yaml", env("HELM_REPO_URL"), w.ns);
     let repo = Repo::new("ks-remote");
     repo.write(
         "deploy/kustomization.yaml",
-        &format!("resources:\n- git::{with_credentials}//app?ref=main\n- local.yaml\n"),
+        &format!("resources:\n- git::{with_credentials}//app?ref=main\n- {file_url}\n- local.yaml\n"),
     )
     .write("deploy/local.yaml", &config_map("local", "v1"));
     let revision = repo.commit("a remote base");
@@ -1062,6 +1066,7 @@ async fn remote_bases_are_cloned_at_their_ref() {
     w.wait_applied("app", &revision).await;
     let remote = w.config_maps().get("from-remote").await.unwrap();
     assert_eq!(remote.data.unwrap()["value"], "v1");
+    assert!(w.config_maps().get("from-url").await.is_ok());
 
     base.write("app/cm.yaml", &config_map("from-remote", "v2"));
     base.commit("base v2");
@@ -1082,6 +1087,7 @@ async fn remote_bases_are_cloned_at_their_ref() {
     let message = ready(&failed).unwrap().message;
     assert!(!message.contains(&env("GIT_HTTP_PASSWORD")), "{message}");
     assert!(w.config_maps().get("from-remote").await.is_ok());
+    std::fs::remove_file(&file).unwrap();
     w.done().await;
 }
 
@@ -1289,7 +1295,7 @@ async fn flux_flags_and_gates_change_how_kustomizations_apply() {
         serde_json::json!({"path": "./after", "kubeConfig": {"secretRef": {"name": "exec-kubeconfig"}}}),
     )
     .await;
-    // Decryption through a KMS identity needs a cloud: refused by field name, not ignored.
+    // Without ObjectLevelWorkloadIdentity, decryption through an identity is Flux's gate refusal.
     w.kustomization(
         "kms",
         serde_json::json!({"path": "./sops", "decryption": {"provider": "sops", "serviceAccountName": "kms"}}),
@@ -1322,8 +1328,12 @@ async fn flux_flags_and_gates_change_how_kustomizations_apply() {
     w.wait_failed("exec", "ReconciliationFailed", "--insecure-kubeconfig-exec")
         .await;
     assert!(!marker.exists(), "the kubeconfig's exec command ran");
-    w.wait_failed("kms", "BuildFailed", "spec.decryption.serviceAccountName")
-        .await;
+    w.wait_failed(
+        "kms",
+        "FeatureGateDisabled",
+        "to use spec.decryption.serviceAccountName for decryption authentication please enable the ObjectLevelWorkloadIdentity feature gate",
+    )
+    .await;
     w.done().await;
 }
 
@@ -1496,6 +1506,13 @@ async fn flux_build_semantics_hold_in_the_controller() {
     .await;
     w.kustomization("escape", serde_json::json!({"path": "./escape"}))
         .await;
+    // Decryption through a KMS identity needs a cloud: refused by field name, not ignored
+    // (with ObjectLevelWorkloadIdentity on, as here; without it Flux's gate refusal comes first).
+    w.kustomization(
+        "kms",
+        serde_json::json!({"path": "./vars", "decryption": {"provider": "sops", "serviceAccountName": "kms"}}),
+    )
+    .await;
     w.wait_applied("prod", &revision).await;
     let web = Api::<Deployment>::namespaced(w.client.clone(), &w.ns)
         .get("web")
@@ -1520,6 +1537,12 @@ async fn flux_build_semantics_hold_in_the_controller() {
         "commonMetadata stays off the pod template"
     );
     w.wait_failed("escape", "BuildFailed", "etc/hostname").await;
+    w.wait_failed(
+        "kms",
+        "BuildFailed",
+        "spec.decryption.serviceAccountName (KMS workload identity) is not supported",
+    )
+    .await;
     w.done().await;
 
     let w = world_with("ks-lenient", |settings, _| settings.strict_substitutions = false).await;

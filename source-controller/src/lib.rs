@@ -80,7 +80,7 @@ pub struct Args {
     /// How long a parsed index is kept (with --helm-cache-max-size).
     #[arg(long, default_value = "15m", value_parser = duration_arg)]
     pub helm_cache_ttl: Duration,
-    /// How often expired indexes are purged; expired ones are dropped when next asked for.
+    /// How often indexes past their time to live are dropped from the cache.
     #[arg(long, default_value = "1m", value_parser = duration_arg)]
     pub helm_cache_purge_interval: Duration,
     /// SSH key-exchange algorithms for git; libssh2 negotiates its own, so a value is logged
@@ -177,20 +177,31 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         rt.metrics.clone(),
         rt.loop_settings(DEFAULT_CONCURRENCY),
     ));
+    let chart_reconciler = helm_chart::HelmChartReconciler::with_limits(
+        storage.clone(),
+        args.helm_chart_max_size,
+        helm_chart::HelmLimits {
+            index_max_size: args.helm_index_max_size,
+            file_max_size: args.helm_chart_file_max_size,
+            cache: helm_chart::index::CacheLimits {
+                max_size: args.helm_cache_max_size,
+                ttl: (args.helm_cache_max_size > 0).then_some(args.helm_cache_ttl),
+            },
+        },
+    );
+    if args.helm_cache_max_size > 0 && !args.helm_cache_purge_interval.is_zero() {
+        let (indexes, every) = (chart_reconciler.index_cache(), args.helm_cache_purge_interval);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                indexes.purge_expired();
+            }
+        });
+    }
     let charts = Arc::new(
         KindController::new(
-            helm_chart::HelmChartReconciler::with_limits(
-                storage.clone(),
-                args.helm_chart_max_size,
-                helm_chart::HelmLimits {
-                    index_max_size: args.helm_index_max_size,
-                    file_max_size: args.helm_chart_file_max_size,
-                    cache: helm_chart::index::CacheLimits {
-                        max_size: args.helm_cache_max_size,
-                        ttl: (args.helm_cache_max_size > 0).then_some(args.helm_cache_ttl),
-                    },
-                },
-            ),
+            chart_reconciler,
             rt.client.clone(),
             CONTROLLER_NAME,
             CONTROLLER_NAME,

@@ -71,7 +71,7 @@ pub struct Args {
 
 /// Flux's feature gates of source-watcher and their defaults (`--feature-gates`). Sources are
 /// always read from the apiserver, so DirectSourceFetch changes nothing.
-pub const FEATURE_GATES: &[(&str, bool)] = &[("DirectSourceFetch", false)];
+pub const FEATURE_GATES: &[(&str, bool)] = &[driftless_runtime::features::DIRECT_SOURCE_FETCH];
 
 /// Whether `generator` reads the source `kind/namespace/name`.
 fn reads(generator: &ArtifactGenerator, kind: &str, namespace: &str, name: &str) -> bool {

@@ -303,3 +303,29 @@ where
     }
     false
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_object_ends_the_wait_only_when_failing_fast() {
+        let id = ObjectId {
+            namespace: "ns".into(),
+            name: "migrate".into(),
+            group: "batch".into(),
+            kind: "Job".into(),
+        };
+        let failed = || Health::Failed("Job has reached the specified backoff limit".into());
+        let Err(Unhealthy::Failed(message)) = verdict(&id, failed(), true) else {
+            panic!("a failed object ends the wait at once");
+        };
+        assert_eq!(
+            message,
+            "Job/ns/migrate status: 'Failed': Job has reached the specified backoff limit"
+        );
+        // DisableFailFastBehavior: waited on like one in progress; the timeout names its state.
+        assert_eq!(verdict(&id, failed(), false).ok(), Some(Some("Failed")));
+        assert_eq!(verdict(&id, Health::Current, false).ok(), Some(None));
+    }
+}

@@ -1,9 +1,12 @@
 //! Git credentials from a GitRepository's `secretRef`, with Flux's keys: `username`/`password`
 //! or `bearerToken` for HTTP(S); `identity` (+ `password` for an encrypted key) and
-//! `known_hosts` for SSH; `ca.crt` for a private CA.
+//! `known_hosts` for SSH; `ca.crt` for a private CA; a GitHub App for `provider: github`.
 
-use driftless_runtime::secrets::{secret_text, tls_material};
+use driftless_artifact::http::{ClientSettings, client as http_client};
+use driftless_runtime::github_app::AppCredentials;
+use driftless_runtime::secrets::{Problem, secret_text, tls_material};
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 /// How to authenticate to the remote.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -135,6 +138,93 @@ pub fn from_secret(
         ca_cert: tls.ca,
         proxy: None,
         client_identity: tls.identity,
+    })
+}
+
+/// Flux's message for `provider: github` without a Secret holding a GitHub App.
+pub const GITHUB_NEEDS_APP: &str =
+    "secretRef with github app data must be specified when provider is set to github";
+
+/// Why a repository's credentials could not be made.
+#[derive(Debug)]
+pub enum CredentialsError {
+    /// `provider` and the Secret do not go together (Flux's InvalidProviderConfiguration).
+    Provider(Problem),
+    /// The Secret's content, or getting a token with it (Flux's AuthenticationFailed).
+    Authentication(Problem),
+}
+
+/// A GitRepository's credentials as Flux makes them, for source-controller and
+/// image-automation-controller alike: from its `secretRef` (`secret`: `namespace/name` and the
+/// data), with `proxy`; for `provider: github` the Secret's GitHub App (`githubAppID`,
+/// `githubAppInstallationID` or `githubAppInstallationOwner`, `githubAppPrivateKey`,
+/// `githubAppBaseURL`) mints an installation token, asked of its API through the same CA,
+/// client certificate and proxy within `timeout` and reused while fresh, which authenticates as
+/// Flux's `x-access-token` user.
+pub async fn repository_credentials(
+    url: &str,
+    provider: Option<&str>,
+    secret: Option<(&str, &BTreeMap<String, Vec<u8>>)>,
+    proxy: Option<String>,
+    timeout: Duration,
+) -> Result<GitCredentials, CredentialsError> {
+    let mut creds = match secret {
+        None => GitCredentials::default(),
+        Some((name, data)) => from_secret(url, name, data)
+            .map_err(|e| CredentialsError::Authentication(Problem::Invalid(e.to_string())))?,
+    };
+    creds.proxy = proxy;
+    let app = secret.filter(|(_, data)| data.get("githubAppID").is_some_and(|id| !id.is_empty()));
+    match (provider == Some("github"), app) {
+        (true, Some((_, data))) => creds.auth = github_app_auth(data, &creds, timeout).await?,
+        (true, None) => {
+            return Err(CredentialsError::Provider(Problem::Invalid(
+                GITHUB_NEEDS_APP.into(),
+            )));
+        }
+        (false, Some((name, _))) => {
+            return Err(CredentialsError::Provider(Problem::Invalid(format!(
+                "secretRef '{name}' has github app data but provider is not set to github"
+            ))));
+        }
+        (false, None) => {}
+    }
+    Ok(creds)
+}
+
+/// An installation token of the GitHub App in `data`, as basic auth. A Secret that cannot work
+/// stalls; GitHub refusing or failing is retried, as Flux retries it (a clock skew, a key or
+/// installation being set up, a rate limit).
+async fn github_app_auth(
+    data: &BTreeMap<String, Vec<u8>>,
+    creds: &GitCredentials,
+    timeout: Duration,
+) -> Result<GitAuth, CredentialsError> {
+    let failed = |m: &str| format!("failed to configure authentication options: {m}");
+    let text = data
+        .iter()
+        .map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned()))
+        .collect();
+    let app = AppCredentials::from_secret(&text)
+        .map_err(|m| CredentialsError::Authentication(Problem::Invalid(failed(&m))))?
+        .ok_or_else(|| CredentialsError::Provider(Problem::Invalid(GITHUB_NEEDS_APP.into())))?;
+    let settings = ClientSettings {
+        ca: creds.ca_cert.as_deref(),
+        identity: creds.client_identity.as_deref(),
+        proxy: creds.proxy.as_deref(),
+    };
+    let http = http_client(&settings, "driftless")
+        .map_err(|m| CredentialsError::Authentication(Problem::Invalid(failed(&m))))?;
+    let token = tokio::time::timeout(timeout, app.installation_token(&http))
+        .await
+        .map_err(|_| {
+            let message = failed("timed out minting a GitHub App installation token");
+            CredentialsError::Authentication(Problem::Unavailable(message))
+        })?
+        .map_err(|p| CredentialsError::Authentication(Problem::Unavailable(failed(p.message()))))?;
+    Ok(GitAuth::Basic {
+        username: "x-access-token".into(),
+        password: token,
     })
 }
 

@@ -6,6 +6,11 @@ use std::collections::BTreeMap;
 /// Every controller's gate from fluxcd/pkg's auth package (opt-in since Flux 2.6).
 pub const OBJECT_LEVEL_WORKLOAD_IDENTITY: (&str, bool) = ("ObjectLevelWorkloadIdentity", false);
 
+/// The gate of the controllers that read sources: kustomize- and helm-controller then read them
+/// from the apiserver instead of their watch of them ([`crate::sources::SourceCache::new`]);
+/// source-watcher always reads the apiserver.
+pub const DIRECT_SOURCE_FETCH: (&str, bool) = ("DirectSourceFetch", false);
+
 /// The gates in force.
 #[derive(Clone, Debug, Default)]
 pub struct FeatureGates {

@@ -21,14 +21,9 @@ use driftless_api::{
     meta::{Artifact, ReconcileStatus, condition_types as ct},
     source::{GitRepository, GitRepositoryInclude, GitRepositoryStatus, reasons},
 };
-use driftless_artifact::{
-    extract::confined,
-    fetch::Fetcher,
-    http::{ClientSettings, client as http_client},
-};
+use driftless_artifact::{extract::confined, fetch::Fetcher};
 use driftless_runtime::{
     conditions::{self, Status},
-    github_app::AppCredentials,
     reconcile::{ReconcileContext, ReconcileError, Reconciler, Success, TriggerFn},
     triggers,
     work::{blocking, timeout_of},
@@ -81,38 +76,32 @@ impl GitRepositoryReconciler {
         let secret = match &obj.spec.secret_ref {
             None => None,
             Some(r) => Some((
-                r.name.as_str(),
+                format!("{ns}/{}", r.name),
                 common::secret_data(&ctx.client, &ns, &r.name)
                     .await
                     .map_err(authentication)?,
             )),
         };
-        let mut creds = match &secret {
-            None => auth::GitCredentials::default(),
-            Some((name, data)) => auth::from_secret(&obj.spec.url, &format!("{ns}/{name}"), data)
-                .map_err(|e| authentication(Problem::Invalid(e.to_string())))?,
-        };
-        if let Some(r) = &obj.spec.proxy_secret_ref {
-            creds.proxy = Some(
+        let proxy = match &obj.spec.proxy_secret_ref {
+            None => None,
+            Some(r) => Some(
                 common::proxy_from_secret_ref(&ctx.client, &ns, &r.name)
                     .await
                     .map_err(authentication)?,
-            );
-        }
-        let app = secret
-            .as_ref()
-            .filter(|(_, data)| data.get("githubAppID").is_some_and(|id| !id.is_empty()));
-        match (obj.spec.provider.as_deref() == Some("github"), app) {
-            (true, Some((_, data))) => creds.auth = github_app_auth(data, &creds, timeout).await?,
-            (true, None) => return Err(invalid_provider(GITHUB_NEEDS_APP.into())),
-            (false, Some((name, _))) => {
-                return Err(invalid_provider(format!(
-                    "secretRef '{ns}/{name}' has github app data but provider is not set to github"
-                )));
-            }
-            (false, None) => {}
-        }
-        Ok(creds)
+            ),
+        };
+        auth::repository_credentials(
+            &obj.spec.url,
+            obj.spec.provider.as_deref(),
+            secret.as_ref().map(|(name, data)| (name.as_str(), data)),
+            proxy,
+            timeout,
+        )
+        .await
+        .map_err(|e| match e {
+            auth::CredentialsError::Provider(problem) => (reasons::INVALID_PROVIDER_CONFIGURATION, problem),
+            auth::CredentialsError::Authentication(problem) => authentication(problem),
+        })
     }
 
     /// Whether the stored artifact already reflects `revision`, the included artifacts and the
@@ -337,51 +326,6 @@ pub fn include_triggers(client: Client, namespace: Option<String>) -> TriggerFn<
     })
 }
 
-/// Flux's message for `provider: github` without a Secret holding a GitHub App.
-const GITHUB_NEEDS_APP: &str =
-    "secretRef with github app data must be specified when provider is set to github";
-
-fn invalid_provider(message: String) -> (&'static str, Problem) {
-    (reasons::INVALID_PROVIDER_CONFIGURATION, Problem::Invalid(message))
-}
-
-/// The authentication of `provider: github`: an installation token of the Secret's GitHub App
-/// (`githubAppID`, `githubAppInstallationID` or `-Owner`, `githubAppPrivateKey`,
-/// `githubAppBaseURL`), asked of its API through the repository's CA and proxy and reused while
-/// fresh, as Flux's `x-access-token` user.
-async fn github_app_auth(
-    data: &std::collections::BTreeMap<String, Vec<u8>>,
-    creds: &auth::GitCredentials,
-    timeout: Duration,
-) -> Result<auth::GitAuth, (&'static str, Problem)> {
-    let text = data
-        .iter()
-        .map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned()))
-        .collect();
-    let app = AppCredentials::from_secret(&text)
-        .map_err(invalid_provider)?
-        .ok_or_else(|| invalid_provider(GITHUB_NEEDS_APP.into()))?;
-    let failed = |problem| (reasons::AUTHENTICATION_FAILED, problem);
-    let settings = ClientSettings {
-        ca: creds.ca_cert.as_deref(),
-        identity: creds.client_identity.as_deref(),
-        proxy: creds.proxy.as_deref(),
-    };
-    let http = http_client(&settings, "source-controller").map_err(|m| failed(Problem::Invalid(m)))?;
-    let token = tokio::time::timeout(timeout, app.installation_token(&http))
-        .await
-        .map_err(|_| {
-            failed(Problem::Unavailable(
-                "timed out minting a GitHub App installation token".into(),
-            ))
-        })?
-        .map_err(failed)?;
-    Ok(auth::GitAuth::Basic {
-        username: "x-access-token".into(),
-        password: token,
-    })
-}
-
 /// Checks what the CRD pattern cannot: a host after the scheme, a path, and no whitespace. A
 /// bad URL needs a spec change, so it stalls instead of retrying.
 fn validate_url(url: &str) -> Result<(), String> {
@@ -414,7 +358,7 @@ impl GitRepositoryReconciler {
                 run.status,
                 run.generation,
                 reasons::INVALID_PROVIDER_CONFIGURATION,
-                GITHUB_NEEDS_APP.into(),
+                auth::GITHUB_NEEDS_APP.into(),
             ));
         }
         match auth::unsupported_provider(spec.provider.as_deref(), spec.service_account_name.as_deref()) {

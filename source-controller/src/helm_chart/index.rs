@@ -250,14 +250,24 @@ impl IndexCache {
         Ok(index)
     }
 
-    /// The parsed index of `path`, unless its time to live is over.
+    /// Drops the indexes whose time to live is over (`--helm-cache-purge-interval` calls this,
+    /// so memory goes back without waiting for the next request of an index).
+    pub fn purge_expired(&self) {
+        if let Some(ttl) = self.limits.ttl {
+            self.lock().retain(|_, (_, last_used)| last_used.elapsed() <= ttl);
+        }
+    }
+
+    /// The parsed index of `path`, unless its time to live is over; a hit starts its time to
+    /// live again (as Flux's cache sets the expiration on every use), so an index in use stays.
     fn cached(&self, path: &str) -> Option<Arc<ChartIndex>> {
         let mut indexes = self.lock();
-        let (index, parsed) = indexes.get(path)?;
-        if self.limits.ttl.is_some_and(|ttl| parsed.elapsed() > ttl) {
+        let (index, last_used) = indexes.get_mut(path)?;
+        if self.limits.ttl.is_some_and(|ttl| last_used.elapsed() > ttl) {
             indexes.remove(path);
             return None;
         }
+        *last_used = std::time::Instant::now();
         Some(index.clone())
     }
 
@@ -351,6 +361,11 @@ mod tests {
             !Arc::ptr_eq(&first, &expiring.get(&file).unwrap()),
             "parsed again"
         );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        expiring.purge_expired();
+        assert!(expiring.lock().is_empty(), "expired indexes purged");
+        forever.purge_expired();
+        assert_eq!(forever.lock().len(), 1, "without a time to live nothing expires");
     }
 
     #[test]

@@ -128,6 +128,11 @@ impl HelmChartReconciler {
         Self::with_limits(storage, chart_max_size, HelmLimits::default())
     }
 
+    /// The parsed-index cache this reconciler's charts share.
+    pub fn index_cache(&self) -> Arc<IndexCache> {
+        self.indexes.clone()
+    }
+
     /// [`new`](Self::new) with Flux's other Helm limits.
     pub fn with_limits(storage: Arc<Storage>, chart_max_size: u64, limits: HelmLimits) -> Self {
         Self {

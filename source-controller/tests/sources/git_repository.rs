@@ -415,7 +415,7 @@ async fn github_api(token: String) -> (String, Arc<Mutex<Vec<(String, bool)>>>) 
 #[ignore = "needs the testenv (hack/test.sh)"]
 async fn provider_github_fetches_with_a_github_app_installation_token() {
     let h = harness("git-github").await;
-    let (api, asked) = github_api(env("GIT_HTTP_PASSWORD")).await;
+    let (api, asked) = github_api(env("GIT_APP_TOKEN")).await;
     let repo = Repo::new("github-app");
     repo.write("a.yaml", "a: 1\n");
     let commit = repo.commit("init");
