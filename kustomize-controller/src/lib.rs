@@ -138,10 +138,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         http_retry: args.http_retry,
         token_cache: args.token_cache,
         sources: SourceCache::new(rt.gates.enabled(DIRECT_SOURCE_FETCH.0)),
+        // DisableConfigWatchers: changed ConfigMaps and Secrets no longer reconcile anything.
+        watch_configs: (!rt.gates.enabled("DisableConfigWatchers"))
+            .then_some(args.watch_configs_label_selector),
     };
-    // DisableConfigWatchers: changed ConfigMaps and Secrets no longer reconcile anything.
-    let watch_configs =
-        (!rt.gates.enabled("DisableConfigWatchers")).then_some(args.watch_configs_label_selector);
+    let watch_configs = settings.watch_configs.clone();
     let loop_settings = rt.loop_settings(DEFAULT_CONCURRENCY);
     let sources = settings.sources.clone();
     let controller = Arc::new(

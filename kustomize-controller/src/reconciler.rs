@@ -83,6 +83,10 @@ pub struct Settings {
     pub token_cache: TokenCacheLimits,
     /// The sources the triggers' watches see, and the artifact each Kustomization last read.
     pub sources: driftless_runtime::sources::SourceCache,
+    /// The label selector of the ConfigMaps and Secrets whose changes reconcile the
+    /// Kustomizations that read them (`--watch-configs-label-selector`); None with Flux's
+    /// DisableConfigWatchers gate.
+    pub watch_configs: Option<String>,
 }
 
 impl Default for Settings {
@@ -110,6 +114,7 @@ impl Default for Settings {
             http_retry: 9,
             token_cache: Default::default(),
             sources: Default::default(),
+            watch_configs: Some(crate::triggers::WATCH_CONFIGS_SELECTOR.to_string()),
         }
     }
 }

@@ -154,6 +154,7 @@ pub async fn start_controllers_with(
     // Flux's install turns the gate on in both consumers at once (with source-watcher).
     let allow_external_artifact = kustomize_settings.allow_external_artifact;
     let sources = kustomize_settings.sources.clone();
+    let watch_configs = kustomize_settings.watch_configs.clone();
     let reconciler = KustomizationReconciler::new(kustomize_settings, config);
     let kustomizations = KindController::new(
         reconciler,
@@ -166,7 +167,7 @@ pub async fn start_controllers_with(
     .with_triggers(kustomize_controller::triggers::triggers(
         client.clone(),
         Some(namespace.to_string()),
-        Some(kustomize_controller::triggers::WATCH_CONFIGS_SELECTOR.to_string()),
+        watch_configs,
         sources,
     ));
     tokio::spawn(Arc::new(kustomizations).run(stop.clone()));
