@@ -23,7 +23,7 @@ use kube::{
 };
 use std::{
     collections::{BTreeMap, HashMap},
-    sync::{Mutex, OnceLock},
+    sync::OnceLock,
     time::Duration,
 };
 
@@ -104,12 +104,30 @@ type EventKey = (String, String, String, String);
 /// Where a folded event lives and how often it was seen: (namespace, name, count).
 type EventSeriesRef = (String, String, i32);
 
-/// Publishes Events on behalf of one controller.
+/// Events waiting for the apiserver at most (client-go's broadcaster keeps 1000 too); beyond,
+/// new ones are dropped with a warning rather than holding up a reconcile.
+const QUEUE: usize = 1000;
+
+/// One event, everything taken from its object, on its way to the apiserver.
+struct Pending {
+    namespace: String,
+    object_name: String,
+    key: EventKey,
+    type_: EventType,
+    reason: String,
+    note: String,
+    annotations: BTreeMap<String, String>,
+    regarding: ObjectReference,
+}
+
+/// Publishes Events on behalf of one controller. Publishing queues the event and returns: one
+/// task per recorder writes them in order (so repeats fold into their series), off the
+/// reconcile's path, as Flux's recorder does.
 pub struct Recorder {
     client: Client,
     controller: String,
     instance: String,
-    seen: Mutex<HashMap<EventKey, EventSeriesRef>>,
+    queue: OnceLock<tokio::sync::mpsc::Sender<Pending>>,
 }
 
 impl Recorder {
@@ -130,13 +148,14 @@ impl Recorder {
             client,
             controller: controller.to_string(),
             instance,
-            seen: Mutex::new(HashMap::new()),
+            queue: OnceLock::new(),
         }
     }
 
     /// Publishes an event about `obj`. `metadata` keys without a `/` are prefixed with the
     /// object's API group (`revision` → `source.toolkit.fluxcd.io/revision`), as Flux does.
-    /// Failures to publish are logged, never returned: an event must not fail a reconcile.
+    /// The event is queued: failures to publish are logged, never returned (an event must not
+    /// fail or slow a reconcile).
     pub async fn publish<K>(
         &self,
         obj: &K,
@@ -147,74 +166,11 @@ impl Recorder {
     ) where
         K: Resource<DynamicType = ()>,
     {
-        match self.try_publish(obj, type_, reason, note, metadata).await {
-            Ok(annotations) => {
-                if FORWARD.get().is_some() {
-                    forward(self.flux_event(obj, type_, reason, note, annotations));
-                }
-            }
-            Err(err) => tracing::warn!(%err, reason, "failed to publish event"),
-        }
-    }
-
-    /// Flux's event JSON (`event.toolkit.fluxcd.io`): the metadata is the Event's annotations,
-    /// as Flux's recorder sends them.
-    fn flux_event<K>(
-        &self,
-        obj: &K,
-        type_: EventType,
-        reason: &str,
-        note: &str,
-        annotations: BTreeMap<String, String>,
-    ) -> serde_json::Value
-    where
-        K: Resource<DynamicType = ()>,
-    {
-        let severity = match type_ {
-            EventType::Normal => "info",
-            EventType::Warning => "error",
-        };
-        let mut event = serde_json::json!({
-            "involvedObject": reference(obj),
-            "severity": severity,
-            "timestamp": Timestamp::now().round(k8s_openapi::jiff::Unit::Second).map(|t| t.to_string()).unwrap_or_default(),
-            "message": note,
-            "reason": reason,
-            "reportingController": self.controller,
-            "reportingInstance": self.instance,
-        });
-        if !annotations.is_empty() {
-            event["metadata"] = serde_json::json!(annotations);
-        }
-        event
-    }
-
-    async fn try_publish<K>(
-        &self,
-        obj: &K,
-        type_: EventType,
-        reason: &str,
-        note: &str,
-        metadata: &[(&str, &str)],
-    ) -> Result<BTreeMap<String, String>, kube::Error>
-    where
-        K: Resource<DynamicType = ()>,
-    {
-        let namespace = obj.namespace().unwrap_or_else(|| "default".into());
         let type_str = match type_ {
             EventType::Normal => "Normal",
             EventType::Warning => "Warning",
         };
         let note: String = note.chars().take(1024).collect();
-        let api: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
-        let now = MicroTime(Timestamp::now());
-        let key = (
-            obj.uid().unwrap_or_default(),
-            type_str.to_string(),
-            reason.to_string(),
-            note.clone(),
-        );
-
         let group = K::group(&()).to_string();
         let mut annotations = BTreeMap::new();
         for (k, v) in obj.annotations() {
@@ -230,48 +186,138 @@ impl Recorder {
             };
             annotations.insert(key, v.to_string());
         }
-        let previous = self.seen.lock().ok().and_then(|s| s.get(&key).cloned());
-        if let Some((ns, name, count)) = previous {
+        let pending = Pending {
+            namespace: obj.namespace().unwrap_or_else(|| "default".into()),
+            object_name: obj.name_any(),
+            key: (
+                obj.uid().unwrap_or_default(),
+                type_str.to_string(),
+                reason.to_string(),
+                note.clone(),
+            ),
+            type_,
+            reason: reason.to_string(),
+            note,
+            annotations,
+            regarding: reference(obj),
+        };
+        if self.queue().try_send(pending).is_err() {
+            tracing::warn!(reason, "event queue full: event dropped");
+        }
+    }
+
+    /// The queue of this recorder's writer task, started on first use.
+    fn queue(&self) -> &tokio::sync::mpsc::Sender<Pending> {
+        self.queue.get_or_init(|| {
+            let (sender, mut receiver) = tokio::sync::mpsc::channel::<Pending>(QUEUE);
+            let writer = Writer {
+                client: self.client.clone(),
+                controller: self.controller.clone(),
+                instance: self.instance.clone(),
+                seen: HashMap::new(),
+            };
+            tokio::spawn(async move {
+                let mut writer = writer;
+                while let Some(pending) = receiver.recv().await {
+                    writer.write(pending).await;
+                }
+            });
+            sender
+        })
+    }
+}
+
+/// The task that writes a recorder's events, in the order they were published.
+struct Writer {
+    client: Client,
+    controller: String,
+    instance: String,
+    seen: HashMap<EventKey, EventSeriesRef>,
+}
+
+impl Writer {
+    async fn write(&mut self, pending: Pending) {
+        match self.try_write(&pending).await {
+            Ok(()) => {
+                if FORWARD.get().is_some() {
+                    forward(self.flux_event(&pending));
+                }
+            }
+            Err(err) => tracing::warn!(%err, reason = pending.reason, "failed to publish event"),
+        }
+    }
+
+    /// Flux's event JSON (`event.toolkit.fluxcd.io`): the metadata is the Event's annotations,
+    /// as Flux's recorder sends them.
+    fn flux_event(&self, pending: &Pending) -> serde_json::Value {
+        let severity = match pending.type_ {
+            EventType::Normal => "info",
+            EventType::Warning => "error",
+        };
+        let mut event = serde_json::json!({
+            "involvedObject": pending.regarding,
+            "severity": severity,
+            "timestamp": Timestamp::now().round(k8s_openapi::jiff::Unit::Second).map(|t| t.to_string()).unwrap_or_default(),
+            "message": pending.note,
+            "reason": pending.reason,
+            "reportingController": self.controller,
+            "reportingInstance": self.instance,
+        });
+        if !pending.annotations.is_empty() {
+            event["metadata"] = serde_json::json!(pending.annotations);
+        }
+        event
+    }
+
+    /// A repeat of an event this writer made becomes a count in its series; anything else a
+    /// new Event.
+    async fn try_write(&mut self, pending: &Pending) -> Result<(), kube::Error> {
+        let now = MicroTime(Timestamp::now());
+        if let Some((ns, name, count)) = self.seen.get(&pending.key).cloned() {
             let patch = serde_json::json!({"series": {"count": count + 1, "lastObservedTime": now}});
-            let api_ns: Api<Event> = Api::namespaced(self.client.clone(), &ns);
-            if api_ns
+            let api: Api<Event> = Api::namespaced(self.client.clone(), &ns);
+            if api
                 .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await
                 .is_ok()
             {
-                if let Ok(mut seen) = self.seen.lock() {
-                    seen.insert(key, (ns, name, count + 1));
-                }
-                return Ok(annotations);
+                self.seen.insert(pending.key.clone(), (ns, name, count + 1));
+                return Ok(());
             }
         }
-
-        let name = format!("{}.{:x}", obj.name_any(), Timestamp::now().as_nanosecond());
+        let name = format!("{}.{:x}", pending.object_name, Timestamp::now().as_nanosecond());
         let event = Event {
             metadata: ObjectMeta {
                 name: Some(name.clone()),
-                namespace: Some(namespace.clone()),
-                annotations: (!annotations.is_empty()).then(|| annotations.clone()),
+                namespace: Some(pending.namespace.clone()),
+                annotations: (!pending.annotations.is_empty()).then(|| pending.annotations.clone()),
                 ..Default::default()
             },
-            action: Some(reason.to_string()),
+            action: Some(pending.reason.clone()),
             event_time: Some(now),
-            note: Some(note),
-            reason: Some(reason.to_string()),
-            regarding: Some(reference(obj)),
+            note: Some(pending.note.clone()),
+            reason: Some(pending.reason.clone()),
+            regarding: Some(pending.regarding.clone()),
             reporting_controller: Some(self.controller.clone()),
             reporting_instance: Some(self.instance.clone()),
-            type_: Some(type_str.to_string()),
+            type_: Some(
+                match pending.type_ {
+                    EventType::Normal => "Normal",
+                    EventType::Warning => "Warning",
+                }
+                .to_string(),
+            ),
             series: None::<EventSeries>,
             ..Default::default()
         };
-        api.create(&PostParams::default(), &event).await?;
-        if let Ok(mut seen) = self.seen.lock() {
-            if seen.len() > 4096 {
-                seen.clear();
-            }
-            seen.insert(key, (namespace, name, 1));
+        Api::<Event>::namespaced(self.client.clone(), &pending.namespace)
+            .create(&PostParams::default(), &event)
+            .await?;
+        if self.seen.len() > 4096 {
+            self.seen.clear();
         }
-        Ok(annotations)
+        self.seen
+            .insert(pending.key.clone(), (pending.namespace.clone(), name, 1));
+        Ok(())
     }
 }
