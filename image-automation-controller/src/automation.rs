@@ -200,41 +200,16 @@ impl ImageUpdateAutomationReconciler {
             p.map_message(|m| failed(m.to_string()))
                 .into_error(reasons::SOURCE_MANAGER_FAILED)
         };
-        let secret = match &repo.spec.secret_ref {
-            None => None,
-            Some(r) => Some((
-                format!("{source_ns}/{}", r.name),
-                secrets::secret_data(&run.ctx.client, &source_ns, &r.name)
-                    .await
-                    .map_err(class)?,
-            )),
-        };
-        let proxy = match &repo.spec.proxy_secret_ref {
-            None => None,
-            Some(r) => {
-                let data = secrets::secret_data(&run.ctx.client, &source_ns, &r.name)
-                    .await
-                    .map_err(class)?;
-                let proxy = secrets::proxy_from_secret(&format!("{source_ns}/{}", r.name), &data);
-                Some(proxy.map_err(|e| class(Problem::Invalid(e)))?)
-            }
-        };
         let timeout = timeout_of(repo.spec.timeout.as_deref(), GIT_TIMEOUT);
-        let creds = auth::repository_credentials(
-            &repo.spec.url,
-            repo.spec.provider.as_deref(),
-            secret.as_ref().map(|(name, data)| (name.as_str(), data)),
-            proxy,
-            timeout,
-        )
-        .await
-        .map_err(|e| match e {
-            auth::CredentialsError::Provider(problem) => ReconcileError::stalled(
-                reasons::INVALID_SOURCE_CONFIGURATION,
-                failed(problem.message().to_string()),
-            ),
-            auth::CredentialsError::Authentication(problem) => class(problem),
-        })?;
+        let creds = auth::repository_credentials(&run.ctx.client, &repo, timeout)
+            .await
+            .map_err(|e| match e {
+                auth::CredentialsError::Provider(problem) => ReconcileError::stalled(
+                    reasons::INVALID_SOURCE_CONFIGURATION,
+                    failed(problem.message().to_string()),
+                ),
+                auth::CredentialsError::Authentication(problem) => class(problem),
+            })?;
         let checkout = git_spec
             .checkout
             .as_ref()

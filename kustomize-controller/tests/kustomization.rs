@@ -172,6 +172,29 @@ impl World {
         Api::namespaced(self.client.clone(), &self.ns)
     }
 
+    /// ConfigMap `vars` with `labels` and `color: blue`, for `postBuild.substituteFrom`.
+    async fn color_vars(&self, labels: serde_json::Value) {
+        let vars: ConfigMap = serde_json::from_value(serde_json::json!({"metadata": {"name": "vars",
+            "labels": labels}, "data": {"color": "blue"}}))
+        .unwrap();
+        self.config_maps()
+            .create(&PostParams::default(), &vars)
+            .await
+            .unwrap();
+    }
+
+    /// Sets `color` in ConfigMap `vars`.
+    async fn set_color(&self, color: &str) {
+        self.config_maps()
+            .patch(
+                "vars",
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({"data": {"color": color}})),
+            )
+            .await
+            .unwrap();
+    }
+
     async fn done(self) {
         testing::delete_namespace(&self.client, &self.ns).await;
     }
@@ -194,6 +217,10 @@ fn condition(k: &Kustomization, type_: &str) -> Option<Condition> {
         .unwrap_or_default();
     conditions::get(&conds, type_).cloned()
 }
+
+/// ConfigMap `settings` whose `color` comes from the postBuild variable `color`.
+const COLOR_SETTINGS: &str =
+    "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  color: ${color}\n";
 
 fn config_map(name: &str, value: &str) -> String {
     format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  value: \"{value}\"\n")
@@ -849,18 +876,10 @@ async fn ignore_rules_history_and_watched_configs() {
     let w = world("ks-ignore").await;
     let repo = Repo::new("ks-ignore");
     repo.write("deploy.yaml", DEPLOYMENT);
-    repo.write(
-        "cm.yaml",
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  color: ${color}\n",
-    );
+    repo.write("cm.yaml", COLOR_SETTINGS);
     let revision = repo.commit("app");
-    let vars: ConfigMap = serde_json::from_value(serde_json::json!({"metadata": {"name": "vars",
-        "labels": {"reconcile.fluxcd.io/watch": "Enabled"}}, "data": {"color": "blue"}}))
-    .unwrap();
-    w.config_maps()
-        .create(&PostParams::default(), &vars)
-        .await
-        .unwrap();
+    w.color_vars(serde_json::json!({"reconcile.fluxcd.io/watch": "Enabled"}))
+        .await;
     w.git_repository("repo", &repo).await;
     w.kustomization(
         "app",
@@ -891,14 +910,7 @@ async fn ignore_rules_history_and_watched_configs() {
         .unwrap();
 
     // The watched ConfigMap changes: the Kustomization reconciles at once (its interval is 10m).
-    w.config_maps()
-        .patch(
-            "vars",
-            &PatchParams::default(),
-            &Patch::Merge(serde_json::json!({"data": {"color": "green"}})),
-        )
-        .await
-        .unwrap();
+    w.set_color("green").await;
     let settings = testing::wait_for(&w.config_maps(), "settings", T, |c| {
         c.data.as_ref().is_some_and(|d| d["color"] == "green")
     })
@@ -934,18 +946,9 @@ async fn watched_configs_follow_the_label_selector_and_the_gate() {
         })
         .await;
         let repo = Repo::new(prefix);
-        repo.write(
-            "cm.yaml",
-            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  color: ${color}\n",
-        );
+        repo.write("cm.yaml", COLOR_SETTINGS);
         let revision = repo.commit("app");
-        let vars: ConfigMap = serde_json::from_value(serde_json::json!({"metadata": {"name": "vars",
-            "labels": {"team": "web"}}, "data": {"color": "blue"}}))
-        .unwrap();
-        w.config_maps()
-            .create(&PostParams::default(), &vars)
-            .await
-            .unwrap();
+        w.color_vars(serde_json::json!({"team": "web"})).await;
         w.git_repository("repo", &repo).await;
         w.kustomization(
             "app",
@@ -953,14 +956,7 @@ async fn watched_configs_follow_the_label_selector_and_the_gate() {
         )
         .await;
         w.wait_applied("app", &revision).await;
-        w.config_maps()
-            .patch(
-                "vars",
-                &PatchParams::default(),
-                &Patch::Merge(serde_json::json!({"data": {"color": "green"}})),
-            )
-            .await
-            .unwrap();
+        w.set_color("green").await;
         let green = |c: &ConfigMap| c.data.as_ref().is_some_and(|d| d["color"] == "green");
         if selector.is_none() {
             // Unwatched: nothing reconciles before the 10m interval (a bounded look, the only

@@ -2,9 +2,10 @@
 //! or `bearerToken` for HTTP(S); `identity` (+ `password` for an encrypted key) and
 //! `known_hosts` for SSH; `ca.crt` for a private CA; a GitHub App for `provider: github`.
 
+use driftless_api::source::GitRepository;
 use driftless_artifact::http::{ClientSettings, client as http_client};
 use driftless_runtime::github_app::AppCredentials;
-use driftless_runtime::secrets::{Problem, secret_text, tls_material};
+use driftless_runtime::secrets::{Problem, proxy_from_secret_ref, secret_data, secret_text, tls_material};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -155,27 +156,43 @@ pub enum CredentialsError {
 }
 
 /// A GitRepository's credentials as Flux makes them, for source-controller and
-/// image-automation-controller alike: from its `secretRef` (`secret`: `namespace/name` and the
-/// data), with `proxy`; for `provider: github` the Secret's GitHub App (`githubAppID`,
+/// image-automation-controller alike: from its `secretRef`, with the proxy of its
+/// `proxySecretRef` (both Secrets read with `client`, a failed read being an authentication
+/// failure); for `provider: github` the Secret's GitHub App (`githubAppID`,
 /// `githubAppInstallationID` or `githubAppInstallationOwner`, `githubAppPrivateKey`,
 /// `githubAppBaseURL`) mints an installation token, asked of its API through the same CA,
 /// client certificate and proxy within `timeout` and reused while fresh, which authenticates as
 /// Flux's `x-access-token` user.
 pub async fn repository_credentials(
-    url: &str,
-    provider: Option<&str>,
-    secret: Option<(&str, &BTreeMap<String, Vec<u8>>)>,
-    proxy: Option<String>,
+    client: &kube::Client,
+    repo: &GitRepository,
     timeout: Duration,
 ) -> Result<GitCredentials, CredentialsError> {
-    let mut creds = match secret {
+    let ns = repo.metadata.namespace.clone().unwrap_or_default();
+    let secret = match &repo.spec.secret_ref {
+        None => None,
+        Some(r) => Some((
+            format!("{ns}/{}", r.name),
+            secret_data(client, &ns, &r.name)
+                .await
+                .map_err(CredentialsError::Authentication)?,
+        )),
+    };
+    let mut creds = match &secret {
         None => GitCredentials::default(),
-        Some((name, data)) => from_secret(url, name, data)
+        Some((name, data)) => from_secret(&repo.spec.url, name, data)
             .map_err(|e| CredentialsError::Authentication(Problem::Invalid(e.to_string())))?,
     };
-    creds.proxy = proxy;
-    let app = secret.filter(|(_, data)| data.get("githubAppID").is_some_and(|id| !id.is_empty()));
-    match (provider == Some("github"), app) {
+    if let Some(r) = &repo.spec.proxy_secret_ref {
+        let proxy = proxy_from_secret_ref(client, &ns, &r.name)
+            .await
+            .map_err(CredentialsError::Authentication)?;
+        creds.proxy = Some(proxy);
+    }
+    let app = secret
+        .as_ref()
+        .filter(|(_, data)| data.get("githubAppID").is_some_and(|id| !id.is_empty()));
+    match (repo.spec.provider.as_deref() == Some("github"), app) {
         (true, Some((_, data))) => creds.auth = github_app_auth(data, &creds, timeout).await?,
         (true, None) => {
             return Err(CredentialsError::Provider(Problem::Invalid(

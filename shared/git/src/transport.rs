@@ -38,10 +38,11 @@ static SOCKET_TIMEOUTS: std::sync::OnceLock<(std::time::Duration, std::time::Dur
 #[allow(unsafe_code)]
 fn apply_socket_timeouts() {
     static APPLIED: std::sync::Once = std::sync::Once::new();
+    // (A connection before any bounds were set leaves them to a later one.)
+    let Some((connect, io)) = SOCKET_TIMEOUTS.get() else {
+        return;
+    };
     APPLIED.call_once(|| {
-        let Some((connect, io)) = SOCKET_TIMEOUTS.get() else {
-            return;
-        };
         let ms = |d: &std::time::Duration| i32::try_from(d.as_millis()).unwrap_or(i32::MAX);
         // SAFETY: these set process-global libgit2 options (two ints), once, before this
         // process opens its first git connection.

@@ -134,7 +134,9 @@ impl SourceCache {
         name: &str,
         requeue_dependency: Duration,
     ) -> Result<Artifact, ReconcileError> {
-        let artifact = lookup(Some(&self.0), client, kind, namespace, name, requeue_dependency).await?;
+        let artifact = self
+            .latest(client, kind, namespace, name, requeue_dependency)
+            .await?;
         self.remember(consumer, &artifact);
         Ok(artifact)
     }

@@ -34,6 +34,17 @@ async fn publish(repos: &Api<GitRepository>, name: &str, revision: &str) {
         .expect("artifact written");
 }
 
+/// The next two consumers `woken` wakes are both of them, `read` and `unread`, in any order.
+async fn assert_both_woken(woken: &mut BoxStream<'static, reflector::ObjectRef<Kustomization>>) {
+    let both: BTreeSet<String> = [next(woken).await, next(woken).await].into();
+    assert_eq!(both, BTreeSet::from(["read".to_string(), "unread".to_string()]));
+}
+
+/// Whether Kustomization `ks` reads GitRepository `repo`.
+fn uses(ks: &Kustomization, repo: &GitRepository) -> bool {
+    ks.spec.source_ref.name == repo.name_any()
+}
+
 /// The name of the next consumer `woken` wakes.
 async fn next(woken: &mut BoxStream<'static, reflector::ObjectRef<Kustomization>>) -> String {
     tokio::time::timeout(WAIT, woken.next())
@@ -105,13 +116,7 @@ async fn an_artifact_a_consumer_has_read_wakes_it_no_second_time_and_sources_com
         "main@sha1:1111111111111111111111111111111111111111"
     );
 
-    let mut woken = triggers::artifact_referrers(
-        &client,
-        Some(&ns),
-        consumers.clone(),
-        &cache,
-        |ks: &Kustomization, repo: &GitRepository| ks.spec.source_ref.name == repo.name_any(),
-    );
+    let mut woken = triggers::artifact_referrers(&client, Some(&ns), consumers.clone(), &cache, uses);
     // The watch's first sight of the artifact wakes only the consumer that has not read it.
     assert_eq!(next(&mut woken).await, "unread");
     // (Both would come from the same event, one right after the other.)
@@ -128,8 +133,7 @@ async fn an_artifact_a_consumer_has_read_wakes_it_no_second_time_and_sources_com
         "main@sha1:2222222222222222222222222222222222222222",
     )
     .await;
-    let both: BTreeSet<String> = [next(&mut woken).await, next(&mut woken).await].into();
-    assert_eq!(both, BTreeSet::from(["read".to_string(), "unread".to_string()]));
+    assert_both_woken(&mut woken).await;
     let nobody = testing::client_as("driftless-test-nobody").await;
     assert!(
         Api::<GitRepository>::namespaced(nobody.clone(), &ns)
@@ -159,8 +163,7 @@ async fn an_artifact_a_consumer_has_read_wakes_it_no_second_time_and_sources_com
         "main@sha1:3333333333333333333333333333333333333333",
     )
     .await;
-    let both: BTreeSet<String> = [next(&mut woken).await, next(&mut woken).await].into();
-    assert_eq!(both, BTreeSet::from(["read".to_string(), "unread".to_string()]));
+    assert_both_woken(&mut woken).await;
     let third = cache
         .latest(&nobody, "GitRepository", &ns, "app", requeue)
         .await
@@ -177,15 +180,8 @@ async fn an_artifact_a_consumer_has_read_wakes_it_no_second_time_and_sources_com
     // woke the consumers, neither of which read through this cache), and still the identity
     // without rights, which the watched cache above served, is refused.
     let direct = SourceCache::new(true);
-    let mut direct_woken = triggers::artifact_referrers(
-        &client,
-        Some(&ns),
-        consumers,
-        &direct,
-        |ks: &Kustomization, repo: &GitRepository| ks.spec.source_ref.name == repo.name_any(),
-    );
-    let both: BTreeSet<String> = [next(&mut direct_woken).await, next(&mut direct_woken).await].into();
-    assert_eq!(both, BTreeSet::from(["read".to_string(), "unread".to_string()]));
+    let mut direct_woken = triggers::artifact_referrers(&client, Some(&ns), consumers, &direct, uses);
+    assert_both_woken(&mut direct_woken).await;
     assert!(
         direct
             .artifact_for(read, &nobody, "GitRepository", &ns, "app", requeue)

@@ -71,37 +71,14 @@ impl GitRepositoryReconciler {
         ctx: &ReconcileContext<GitRepository>,
         timeout: Duration,
     ) -> Result<auth::GitCredentials, (&'static str, Problem)> {
-        let authentication = |problem| (reasons::AUTHENTICATION_FAILED, problem);
-        let ns = obj.namespace().unwrap_or_default();
-        let secret = match &obj.spec.secret_ref {
-            None => None,
-            Some(r) => Some((
-                format!("{ns}/{}", r.name),
-                common::secret_data(&ctx.client, &ns, &r.name)
-                    .await
-                    .map_err(authentication)?,
-            )),
-        };
-        let proxy = match &obj.spec.proxy_secret_ref {
-            None => None,
-            Some(r) => Some(
-                common::proxy_from_secret_ref(&ctx.client, &ns, &r.name)
-                    .await
-                    .map_err(authentication)?,
-            ),
-        };
-        auth::repository_credentials(
-            &obj.spec.url,
-            obj.spec.provider.as_deref(),
-            secret.as_ref().map(|(name, data)| (name.as_str(), data)),
-            proxy,
-            timeout,
-        )
-        .await
-        .map_err(|e| match e {
-            auth::CredentialsError::Provider(problem) => (reasons::INVALID_PROVIDER_CONFIGURATION, problem),
-            auth::CredentialsError::Authentication(problem) => authentication(problem),
-        })
+        auth::repository_credentials(&ctx.client, obj, timeout)
+            .await
+            .map_err(|e| match e {
+                auth::CredentialsError::Provider(problem) => {
+                    (reasons::INVALID_PROVIDER_CONFIGURATION, problem)
+                }
+                auth::CredentialsError::Authentication(problem) => (reasons::AUTHENTICATION_FAILED, problem),
+            })
     }
 
     /// Whether the stored artifact already reflects `revision`, the included artifacts and the
