@@ -79,7 +79,7 @@ impl Cluster {
                 .or_else(|_| Config::incluster())
                 .context("no kubeconfig found: set KUBECONFIG or --kubeconfig")?,
         };
-        let client = Client::try_from(config.clone())?;
+        let client = driftless_runtime::apiserver::client(config.clone())?;
         let cluster = Cluster {
             client,
             config,

@@ -7,7 +7,7 @@
 use driftless_api::meta::reasons;
 use driftless_runtime::reconcile::ReconcileError;
 use k8s_openapi::api::core::v1::Secret;
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, ResourceExt};
 
 use crate::reconciler::{HelmReleaseReconciler, Run};
 
@@ -87,7 +87,8 @@ pub async fn connect(r: &HelmReleaseReconciler, run: &mut Run<'_>) -> Result<(),
         run.connection.as_user = Some(user);
     }
     if let Some(config) = config {
-        run.client = Client::try_from(config).map_err(|e| invalid(format!("failed to build client: {e}")))?;
+        run.client = driftless_runtime::apiserver::client(config)
+            .map_err(|e| invalid(format!("failed to build client: {e}")))?;
     }
     Ok(())
 }

@@ -85,7 +85,8 @@ impl KustomizationReconciler {
                     config.auth_info.impersonate =
                         Some(format!("system:serviceaccount:{namespace}:{account}"));
                 }
-                Client::try_from(config).map_err(|e| invalid(format!("failed to build client: {e}")))
+                driftless_runtime::apiserver::client(config)
+                    .map_err(|e| invalid(format!("failed to build client: {e}")))
             }
         }
     }

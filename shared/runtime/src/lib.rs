@@ -8,6 +8,7 @@
 //! election ([`leader`]) and graceful shutdown.
 
 pub mod acl;
+pub mod apiserver;
 pub mod args;
 pub mod azure;
 pub mod conditions;

@@ -63,7 +63,7 @@ impl Runtime {
         telemetry::init(&args);
         let gates =
             crate::features::FeatureGates::parse(&args.feature_gates, gates).map_err(anyhow::Error::msg)?;
-        let client = Client::try_default().await?;
+        let client = crate::apiserver::infer().await?;
         // notification-controller listens on `--events-addr`; the others send there too.
         if name != "notification-controller" && !args.events_addr.is_empty() {
             crate::events::forward_to(&args.events_addr)?;

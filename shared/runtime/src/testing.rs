@@ -23,7 +23,7 @@ pub const TEST_NAMESPACE_LABEL: &str = "driftless.dev/test";
 /// When `KUBECONFIG` is unset or unreadable: run `hack/testenv.sh up` and source
 /// `target/testenv/env.sh` (hack/test.sh does both).
 pub async fn client() -> Client {
-    Client::try_from(config().await).expect("client")
+    crate::apiserver::client(config().await).expect("client")
 }
 
 /// A client of the testenv's admin impersonating `user`: with no binding, an identity that may
@@ -34,7 +34,7 @@ pub async fn client() -> Client {
 pub async fn client_as(user: &str) -> Client {
     let mut config = config().await;
     config.auth_info.impersonate = Some(user.to_string());
-    Client::try_from(config).expect("client")
+    crate::apiserver::client(config).expect("client")
 }
 
 async fn config() -> kube::Config {

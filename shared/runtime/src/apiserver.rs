@@ -1,0 +1,114 @@
+//! The one way every Driftless binary builds its Kubernetes client.
+//!
+//! It is kube-rs's default stack (`ClientBuilder::try_from(Config)`, whose builder is private)
+//! with one difference: connections to the apiserver set `TCP_NODELAY`, as Go's net package
+//! does for Flux's controllers. kube-rs speaks HTTP/1.1, so a watch holds a connection of its
+//! own and a request finding no idle one opens a new connection; without `TCP_NODELAY` Nagle
+//! holds the request's last segment until the apiserver's delayed ACK of the TLS handshake
+//! (40 ms on Linux) — measured as the largest part of W4's p95 (docs/benchmarks.md, W4).
+//!
+//! Layers, outermost first, as kube-rs orders them: the base URI, the retry of 429/503/504 when
+//! `default_retry`, authentication, extra headers (impersonation), the `HTTP` trace span; under
+//! them hyper's pooled HTTP/1.1 client and the connector (`TCP_NODELAY`, TLS, connect and
+//! read/write timeouts).
+//!
+//! Not carried over: kube-rs's gzip and proxy features are not enabled in this workspace, so a
+//! kubeconfig with `proxy-url` is refused here as kube-rs refuses it without those features; and
+//! the client's `valid_until` (an exec plugin's certificate expiry), which nothing here reads.
+
+use http::{HeaderMap, Request, Response};
+use hyper_timeout::TimeoutConnector;
+use hyper_util::{client::legacy::connect::HttpConnector, rt::TokioExecutor};
+use kube::{
+    Client, Config,
+    client::{Body, ConfigExt, retry::RetryPolicy},
+};
+use std::time::Duration;
+use tower::{BoxError, ServiceBuilder, retry::RetryLayer};
+use tower_http::{classify::ServerErrorsFailureClass, trace::TraceLayer};
+use tracing::Span;
+
+/// A client for the cluster `kube::Config::infer` finds: in a pod its service account, else
+/// `KUBECONFIG` or `~/.kube/config`.
+pub async fn infer() -> anyhow::Result<Client> {
+    Ok(client(Config::infer().await?)?)
+}
+
+/// A client for `config`, as kube-rs's `Client::try_from(config)` with `TCP_NODELAY` set.
+pub fn client(config: Config) -> kube::Result<Client> {
+    if let Some(proxy_url) = &config.proxy_url {
+        let proxy_url = Box::new(proxy_url.clone());
+        return Err(match proxy_url.scheme_str() {
+            Some("socks5") => kube::Error::ProxyProtocolDisabled {
+                proxy_url,
+                protocol_feature: "kube/socks5",
+            },
+            Some("http" | "https") => kube::Error::ProxyProtocolDisabled {
+                proxy_url,
+                protocol_feature: "kube/http-proxy",
+            },
+            _ => kube::Error::ProxyProtocolUnsupported { proxy_url },
+        });
+    }
+    let mut tcp = HttpConnector::new();
+    tcp.enforce_http(false);
+    tcp.set_nodelay(true);
+    let mut connector = TimeoutConnector::new(config.rustls_https_connector_with_connector(tcp)?);
+    connector.set_connect_timeout(config.connect_timeout);
+    connector.set_read_timeout(config.read_timeout);
+    connector.set_write_timeout(config.write_timeout);
+    connector.set_reset_reader_on_write(config.reset_reader_on_write);
+    let http: hyper_util::client::legacy::Client<_, Body> =
+        hyper_util::client::legacy::Builder::new(TokioExecutor::new()).build(connector);
+
+    let service = ServiceBuilder::new()
+        .layer(config.base_uri_layer())
+        .option_layer(
+            config
+                .default_retry
+                .then(|| RetryLayer::new(RetryPolicy::server_retry())),
+        )
+        .option_layer(config.auth_layer()?)
+        .layer(config.extra_headers_layer()?)
+        // kube-rs's `HTTP` debug span per request (`RUST_LOG=driftless_runtime::apiserver=debug`
+        // shows each request, its status and latency).
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &Request<Body>| {
+                    tracing::debug_span!(
+                        "HTTP",
+                        http.method = %request.method(),
+                        http.url = %request.uri(),
+                        http.status_code = tracing::field::Empty,
+                        otel.name = request.extensions().get::<&'static str>().unwrap_or(&"HTTP"),
+                        otel.kind = "client",
+                        otel.status_code = tracing::field::Empty,
+                    )
+                })
+                .on_request(|_: &Request<Body>, _: &Span| tracing::debug!("requesting"))
+                .on_response(
+                    |response: &Response<hyper::body::Incoming>, _: Duration, span: &Span| {
+                        let status = response.status();
+                        span.record("http.status_code", status.as_u16());
+                        if status.is_client_error() || status.is_server_error() {
+                            span.record("otel.status_code", "ERROR");
+                        }
+                    },
+                )
+                .on_body_chunk(())
+                .on_eos(|_: Option<&HeaderMap>, _: Duration, _: &Span| tracing::debug!("stream closed"))
+                .on_failure(|class: ServerErrorsFailureClass, _: Duration, span: &Span| {
+                    span.record("otel.status_code", "ERROR");
+                    match class {
+                        ServerErrorsFailureClass::StatusCode(status) => {
+                            span.record("http.status_code", status.as_u16());
+                            tracing::error!("failed with status {status}")
+                        }
+                        ServerErrorsFailureClass::Error(err) => tracing::error!("failed with error {err}"),
+                    }
+                }),
+        )
+        .map_err(BoxError::from)
+        .service(http);
+    Ok(Client::new(service, config.default_namespace))
+}
