@@ -7,7 +7,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use kube::api::DynamicObject;
+use kube::api::{DynamicObject, WatchEvent, WatchParams};
 use kube::core::GroupVersionKind;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::wait::await_condition;
@@ -116,7 +116,7 @@ impl HealthWait<'_> {
                 return Ok(());
             }
             if sampled_once && pending.len() <= WATCH_AT_MOST {
-                return self.watch(pending, deadline, cancel).await;
+                return self.watch(pending, known, deadline, cancel).await;
             }
             if Instant::now() + poll > deadline {
                 return Err(timed_out(pending.iter().map(|((id, _), state)| (id, *state))));
@@ -135,10 +135,12 @@ impl HealthWait<'_> {
     /// Waits for the `pending` objects (with their last states) by watching each one (see
     /// [`WATCH_AT_MOST`]); an object the identity may not watch is read every [`POLL_MAX`]
     /// instead, and one whose kind discovery does not know yet (a CRD still being installed)
-    /// is looked up again as often. Same outcomes as [`until_healthy`](Self::until_healthy).
+    /// is looked up again as often. An object `known` from the apply is watched from the
+    /// version the apply saw. Same outcomes as [`until_healthy`](Self::until_healthy).
     async fn watch<C, F>(
         &self,
         pending: Vec<(&(ObjectId, String), &str)>,
+        known: &HashMap<ObjectId, Value>,
         deadline: Instant,
         mut cancel: C,
     ) -> Result<(), Unhealthy>
@@ -193,7 +195,12 @@ impl HealthWait<'_> {
                         let ((id, version), _) = pending[index];
                         match self.api_of(id, version).await {
                             Ok(api) => {
-                                followers.spawn(follow(api, id.name.clone(), index, sender.clone()));
+                                let seen = known
+                                    .get(id)
+                                    .and_then(|live| live.pointer("/metadata/resourceVersion"))
+                                    .and_then(Value::as_str)
+                                    .map(str::to_string);
+                                followers.spawn(follow(api, id.name.clone(), seen, index, sender.clone()));
                             }
                             Err(_) => still_unknown.push(index),
                         }
@@ -235,13 +242,38 @@ impl HealthWait<'_> {
 /// changes, until the receiver is gone: watched (a broken watch is resumed with backoff), or
 /// read every [`POLL_MAX`] when the identity may not list or watch it (an impersonated
 /// ServiceAccount that may only get it).
+///
+/// With `seen`, the resource version of a sample already taken, the first watch starts there
+/// and needs no LIST (a round trip less on every wait); when it cannot start (the version is
+/// too old, no right to watch) or ends, the object is listed and watched as without it.
 async fn follow(
     api: Api<DynamicObject>,
     name: String,
+    seen: Option<String>,
     index: usize,
     updates: tokio::sync::mpsc::Sender<(usize, Option<Value>)>,
 ) {
-    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let selector = format!("metadata.name={name}");
+    if let Some(version) = seen
+        && let Ok(changes) = api
+            .watch(&WatchParams::default().fields(&selector), &version)
+            .await
+    {
+        let mut changes = std::pin::pin!(changes);
+        while let Some(Ok(change)) = changes.next().await {
+            let object = match change {
+                WatchEvent::Added(object) | WatchEvent::Modified(object) => Some(object),
+                WatchEvent::Deleted(_) => None,
+                WatchEvent::Bookmark(_) => continue,
+                WatchEvent::Error(_) => break,
+            };
+            let object = object.map(|o| serde_json::to_value(o).unwrap_or_default());
+            if updates.send((index, object)).await.is_err() {
+                return;
+            }
+        }
+    }
+    let config = watcher::Config::default().fields(&selector);
     let mut events = std::pin::pin!(watcher(api.clone(), config).default_backoff());
     let mut listed = false;
     while let Some(event) = events.next().await {
