@@ -47,6 +47,7 @@ METRICS = [
     ("applied_default", "W1 at default --concurrent: objects applied (4N for both)", "equal"),
     ("w4_p50", "W4 commit-to-applied latency p50, s", ""),
     ("w4_p95", "W4 commit-to-applied latency p95, s", "≤ 0.25"),
+    ("w4_max", "W4 commit-to-applied latency, slowest trial, s", ""),
     ("applied", "objects applied (same-state check: 4N for both)", "equal"),
     ("applied_precreated", "W1p objects applied (4N for both)", "equal"),
 ]

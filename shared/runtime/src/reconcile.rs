@@ -233,10 +233,13 @@ impl Default for LoopSettings {
     }
 }
 
-/// Progress reported within this long of the previous status write is held back, and written
-/// only when it is still the latest status once this time has passed. A reconcile that takes
-/// less writes one progress status (Reconciling=True, which Flux's API and kstatus waiters need)
-/// and its result, not one status per step; a longer step still shows what it is doing.
+/// Progress reported within this long of the reconcile's start or of its previous status write
+/// is held back, and written only when it is still the latest status once this time has passed.
+/// A reconcile that takes less writes its result only (Flux writes `Reconciling=True` first, a
+/// round trip and a write beside the work on every reconcile: measured in W4,
+/// docs/benchmarks.md); a longer one shows what it is doing from then on. Waiters lose nothing:
+/// a new generation is in progress by `observedGeneration` until the result, and `flux
+/// reconcile` waits for `lastHandledReconcileAt`, both written with the result.
 const PROGRESS_HOLD: Duration = Duration::from_secs(1);
 
 /// What a reconciler sees besides its object: the client, events and progress reporting.
@@ -259,7 +262,7 @@ pub struct ReconcileContext<K: ToolkitObject> {
 struct Writes<S> {
     /// Status as last written during this reconcile (to skip unchanged writes).
     last: Option<S>,
-    /// When it was written.
+    /// When it was written (the reconcile's start before any write).
     at: Option<Instant>,
     /// Progress held back, written when due unless a later write replaced it.
     held: Option<S>,
@@ -299,8 +302,8 @@ impl<S: Clone> Writes<S> {
 
 impl<K: ToolkitObject> ReconcileContext<K> {
     /// Publishes progress: `Reconciling=True` with `message`, so users see what a long step is
-    /// doing. Sent at once unless the status was written less than [`PROGRESS_HOLD`] ago;
-    /// then written when that time is up, unless a later write came first. The reconcile does
+    /// doing. Sent at once unless the reconcile started or the status was written less than
+    /// [`PROGRESS_HOLD`] ago; then written when that time is up, unless a later write came first. The reconcile does
     /// not wait for it: the next status write does. Write failures are logged; the final status
     /// write decides.
     pub async fn progress(&self, obj: &K, status: &mut K::Status, message: &str) {
@@ -574,7 +577,8 @@ impl<R: Reconciler> KindController<R> {
             status_writer: self.status_writer.clone(),
             writes: Arc::new(tokio::sync::Mutex::new(Writes {
                 last: None,
-                at: None,
+                // (the start counts as a write: see PROGRESS_HOLD)
+                at: Some(Instant::now()),
                 held: None,
                 flush_scheduled: false,
                 in_flight: None,
