@@ -108,8 +108,17 @@ type EventSeriesRef = (String, String, i32);
 /// new ones are dropped with a warning rather than holding up a reconcile.
 const QUEUE: usize = 1000;
 
+/// An event is written this long after it was published at the earliest. A reconcile publishes
+/// its events before its result status (change set, health, new artifact); written at once,
+/// each competed with that status write and with the next controller's reconcile for the
+/// apiserver (measured in W4: docs/benchmarks.md). Under load events are older than this when
+/// their turn comes, so the writer keeps its pace; a burst still folds into series.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// One event, everything taken from its object, on its way to the apiserver.
 struct Pending {
+    /// When it was published (see [`LINGER`]).
+    published: tokio::time::Instant,
     namespace: String,
     object_name: String,
     key: EventKey,
@@ -122,7 +131,7 @@ struct Pending {
 
 /// Publishes Events on behalf of one controller. Publishing queues the event and returns: one
 /// task per recorder writes them in order (so repeats fold into their series), off the
-/// reconcile's path, as Flux's recorder does.
+/// reconcile's path, as Flux's recorder does, and after the reconcile's own writes ([`LINGER`]).
 pub struct Recorder {
     client: Client,
     controller: String,
@@ -187,6 +196,7 @@ impl Recorder {
             annotations.insert(key, v.to_string());
         }
         let pending = Pending {
+            published: tokio::time::Instant::now(),
             namespace: obj.namespace().unwrap_or_else(|| "default".into()),
             object_name: obj.name_any(),
             key: (
@@ -219,6 +229,7 @@ impl Recorder {
             tokio::spawn(async move {
                 let mut writer = writer;
                 while let Some(pending) = receiver.recv().await {
+                    tokio::time::sleep_until(pending.published + LINGER).await;
                     writer.write(pending).await;
                 }
             });

@@ -7,7 +7,6 @@ use crate::support;
 use driftless_api::source::GitRepository;
 use driftless_artifact::fetch::{FetchError, Fetcher};
 use driftless_runtime::{conditions, testing};
-use k8s_openapi::api::events::v1::Event;
 use kube::{
     Api,
     api::{DeleteParams, ListParams},
@@ -127,14 +126,11 @@ async fn http_basic_auth_fetches_the_branch_and_serves_a_verified_artifact() {
     ));
     assert_eq!(std::fs::read_dir(out2.path()).unwrap().count(), 0);
 
-    // NewArtifact event with the revision and digest annotations.
-    let events: Api<Event> = Api::namespaced(h.client.clone(), &h.ns);
-    let list = events.list(&ListParams::default()).await.unwrap();
-    let ev = list
-        .items
-        .iter()
-        .find(|e| e.reason.as_deref() == Some("NewArtifact"))
-        .expect("NewArtifact event");
+    // NewArtifact event with the revision and digest annotations (written after the status).
+    let ev = testing::wait_for_event(&h.client, &h.ns, T, |e| {
+        e.reason.as_deref() == Some("NewArtifact")
+    })
+    .await;
     assert_eq!(ev.note.as_deref(), Some("stored artifact for commit 'Add app'"));
     let ann = ev.metadata.annotations.clone().unwrap();
     assert_eq!(
