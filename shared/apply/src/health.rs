@@ -249,6 +249,16 @@ pub fn compute(object: &Value) -> Health {
             Health::Current
         }
         _ => {
+            // A kind with no `status.observedGeneration` (ArtifactGenerator) says which
+            // generation its Ready condition speaks of, as flux's readiness check reads it.
+            let ready_observed = condition(object, "Ready")
+                .and_then(|c| c.get("observedGeneration"))
+                .and_then(Value::as_i64);
+            if let (None, Some(generation), Some(ready_observed)) = (observed, generation, ready_observed)
+                && ready_observed < generation
+            {
+                return Health::InProgress("status not observed for the latest generation".into());
+            }
             if condition_status(object, "Stalled") == Some("True") {
                 return Health::Failed(condition_message(object, "Stalled"));
             }
@@ -269,6 +279,17 @@ pub fn compute(object: &Value) -> Health {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_ready_condition_of_an_older_generation_is_in_progress_without_observed_generation() {
+        let generator = |condition_generation: i64| {
+            serde_json::json!({"apiVersion": "source.extensions.fluxcd.io/v1beta1", "kind": "ArtifactGenerator",
+                "metadata": {"name": "g", "generation": 3},
+                "status": {"conditions": [{"type": "Ready", "status": "True", "observedGeneration": condition_generation}]}})
+        };
+        assert!(matches!(compute(&generator(2)), Health::InProgress(_)));
+        assert_eq!(compute(&generator(3)), Health::Current);
+    }
 
     #[test]
     fn custom_expressions_decide_for_their_kind() {

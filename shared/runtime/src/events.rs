@@ -23,9 +23,13 @@ use kube::{
 };
 use std::{
     collections::{BTreeMap, HashMap},
-    sync::OnceLock,
+    sync::{
+        OnceLock,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
     time::Duration,
 };
+use tokio::sync::Notify;
 
 /// Where events are POSTed besides (`--events-addr`), and the client that does it.
 static FORWARD: OnceLock<(reqwest::Client, String)> = OnceLock::new();
@@ -50,8 +54,9 @@ fn forward(event: serde_json::Value) {
     let Some((client, url)) = FORWARD.get() else {
         return;
     };
-    let (client, url) = (client.clone(), url.clone());
+    let (client, url, unfinished) = (client.clone(), url.clone(), Unfinished::new());
     tokio::spawn(async move {
+        let _unfinished = unfinished;
         let mut delay = Duration::from_millis(500);
         for attempt in 1..=FORWARD_ATTEMPTS {
             match client.post(&url).json(&event).send().await {
@@ -115,10 +120,64 @@ const QUEUE: usize = 1000;
 /// their turn comes, so the writer keeps its pace; a burst still folds into series.
 const LINGER: std::time::Duration = std::time::Duration::from_millis(100);
 
+/// Events queued or being written and forwards in flight, over all recorders: what [`drain`]
+/// waits for.
+static UNFINISHED: AtomicUsize = AtomicUsize::new(0);
+/// Set by [`drain`]: events still lingering are written at once.
+static DRAINING: AtomicBool = AtomicBool::new(false);
+/// Wakes lingering writers when [`drain`] starts.
+static DRAIN: Notify = Notify::const_new();
+/// Wakes [`drain`] when nothing is unfinished.
+static DRAINED: Notify = Notify::const_new();
+
+/// One unfinished event or forward, counted in [`UNFINISHED`] while it lives.
+struct Unfinished;
+
+impl Unfinished {
+    fn new() -> Self {
+        UNFINISHED.fetch_add(1, Ordering::SeqCst);
+        Self
+    }
+}
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        if UNFINISHED.fetch_sub(1, Ordering::SeqCst) == 1 {
+            DRAINED.notify_waiters();
+        }
+    }
+}
+
+/// Writes and forwards the events published so far, without their linger, for at most
+/// `timeout`: called at shutdown, once the reconciles have finished, so that their last events
+/// are not lost with the process.
+pub async fn drain(timeout: Duration) {
+    DRAINING.store(true, Ordering::SeqCst);
+    DRAIN.notify_waiters();
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let drained = DRAINED.notified();
+        tokio::pin!(drained);
+        drained.as_mut().enable();
+        if UNFINISHED.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        tokio::select! {
+            () = drained => {}
+            () = tokio::time::sleep_until(deadline) => {
+                tracing::warn!(unfinished = UNFINISHED.load(Ordering::SeqCst), "events left unwritten at shutdown");
+                return;
+            }
+        }
+    }
+}
+
 /// One event, everything taken from its object, on its way to the apiserver.
 struct Pending {
     /// When it was published (see [`LINGER`]).
     published: tokio::time::Instant,
+    /// Counted until written or dropped (see [`drain`]).
+    _unfinished: Unfinished,
     namespace: String,
     object_name: String,
     key: EventKey,
@@ -197,6 +256,7 @@ impl Recorder {
         }
         let pending = Pending {
             published: tokio::time::Instant::now(),
+            _unfinished: Unfinished::new(),
             namespace: obj.namespace().unwrap_or_else(|| "default".into()),
             object_name: obj.name_any(),
             key: (
@@ -211,50 +271,13 @@ impl Recorder {
             annotations,
             regarding: reference(obj),
         };
+        // Forwarded at once, whether or not the Kubernetes Event is written, as Flux's recorder
+        // POSTs beside its Kubernetes one.
+        if FORWARD.get().is_some() {
+            forward(self.flux_event(&pending));
+        }
         if self.queue().try_send(pending).is_err() {
             tracing::warn!(reason, "event queue full: event dropped");
-        }
-    }
-
-    /// The queue of this recorder's writer task, started on first use.
-    fn queue(&self) -> &tokio::sync::mpsc::Sender<Pending> {
-        self.queue.get_or_init(|| {
-            let (sender, mut receiver) = tokio::sync::mpsc::channel::<Pending>(QUEUE);
-            let writer = Writer {
-                client: self.client.clone(),
-                controller: self.controller.clone(),
-                instance: self.instance.clone(),
-                seen: HashMap::new(),
-            };
-            tokio::spawn(async move {
-                let mut writer = writer;
-                while let Some(pending) = receiver.recv().await {
-                    tokio::time::sleep_until(pending.published + LINGER).await;
-                    writer.write(pending).await;
-                }
-            });
-            sender
-        })
-    }
-}
-
-/// The task that writes a recorder's events, in the order they were published.
-struct Writer {
-    client: Client,
-    controller: String,
-    instance: String,
-    seen: HashMap<EventKey, EventSeriesRef>,
-}
-
-impl Writer {
-    async fn write(&mut self, pending: Pending) {
-        match self.try_write(&pending).await {
-            Ok(()) => {
-                if FORWARD.get().is_some() {
-                    forward(self.flux_event(&pending));
-                }
-            }
-            Err(err) => tracing::warn!(%err, reason = pending.reason, "failed to publish event"),
         }
     }
 
@@ -278,6 +301,48 @@ impl Writer {
             event["metadata"] = serde_json::json!(pending.annotations);
         }
         event
+    }
+
+    /// The queue of this recorder's writer task, started on first use.
+    fn queue(&self) -> &tokio::sync::mpsc::Sender<Pending> {
+        self.queue.get_or_init(|| {
+            let (sender, mut receiver) = tokio::sync::mpsc::channel::<Pending>(QUEUE);
+            let writer = Writer {
+                client: self.client.clone(),
+                controller: self.controller.clone(),
+                instance: self.instance.clone(),
+                seen: HashMap::new(),
+            };
+            tokio::spawn(async move {
+                let mut writer = writer;
+                while let Some(pending) = receiver.recv().await {
+                    if !DRAINING.load(Ordering::SeqCst) {
+                        tokio::select! {
+                            () = tokio::time::sleep_until(pending.published + LINGER) => {}
+                            () = DRAIN.notified() => {}
+                        }
+                    }
+                    writer.write(pending).await;
+                }
+            });
+            sender
+        })
+    }
+}
+
+/// The task that writes a recorder's events, in the order they were published.
+struct Writer {
+    client: Client,
+    controller: String,
+    instance: String,
+    seen: HashMap<EventKey, EventSeriesRef>,
+}
+
+impl Writer {
+    async fn write(&mut self, pending: Pending) {
+        if let Err(err) = self.try_write(&pending).await {
+            tracing::warn!(%err, reason = pending.reason, "failed to publish event");
+        }
     }
 
     /// A repeat of an event this writer made becomes a count in its series; anything else a
@@ -330,5 +395,22 @@ impl Writer {
         self.seen
             .insert(pending.key.clone(), (pending.namespace.clone(), name, 1));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn drain_waits_until_the_last_unfinished_event_is_done() {
+        let unfinished = Unfinished::new();
+        let drained = drain(Duration::from_secs(30));
+        tokio::pin!(drained);
+        assert!(futures::poll!(drained.as_mut()).is_pending());
+        drop(unfinished);
+        tokio::time::timeout(Duration::from_secs(5), drained)
+            .await
+            .expect("drain returns once nothing is unfinished");
     }
 }

@@ -19,6 +19,7 @@ use crate::{
 use kube::Client;
 use sha2::{Digest as _, Sha256};
 use std::future::Future;
+use std::time::Duration;
 use tokio::sync::watch;
 
 /// A clonable shutdown signal, fired on SIGTERM or SIGINT.
@@ -125,6 +126,7 @@ impl Runtime {
         if !self.args.enable_leader_election {
             self.readiness.set_ready();
             work.await;
+            crate::events::drain(EVENTS_DRAIN).await;
             tracing::info!("stopped");
             return Ok(());
         }
@@ -151,6 +153,7 @@ impl Runtime {
         if lost {
             anyhow::bail!("leader election lost");
         }
+        crate::events::drain(EVENTS_DRAIN).await;
         if self.args.leader_election_release_on_cancel {
             elector.release().await;
         }
@@ -158,6 +161,10 @@ impl Runtime {
         Ok(())
     }
 }
+
+/// How long a stopping controller may take to write the events its last reconciles published
+/// (they are written after a short linger: `events::drain`).
+const EVENTS_DRAIN: Duration = Duration::from_secs(5);
 
 /// Who this process is, for event `reportingInstance` and lease holder ids: `POD_NAME` (set
 /// from the downward API in the install manifests), else the host name.
