@@ -11,8 +11,11 @@ pub fn init(args: &CommonArgs) {
         "error" => "error",
         _ => "info",
     };
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(format!("{level},kube_runtime=warn,kube_client=warn,driftless_runtime::apiserver=warn,hyper=warn")));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new(format!(
+            "{level},kube_runtime=warn,kube_client=warn,driftless_runtime::apiserver=warn,hyper=warn"
+        ))
+    });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
