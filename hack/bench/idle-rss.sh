@@ -1,11 +1,21 @@
 #!/usr/bin/env bash
 # W0 for every controller: resident memory 10 s after start-up with nothing of its kinds to
-# reconcile, ours (cargo profile `dist`, as the images ship) against Flux's counterpart (built
-# from Go modules by `hack/build-testbins.sh flux-controllers-all`, GOMEMLIMIT=1GiB as Flux ships
-# them), RUNS times each (issue 20: ours ≤ 0.2 of Flux's in three runs out of three). One
-# process at a time against the testenv; each watches only flux-system (empty of its kinds).
+# reconcile, ours (cargo profile `dist`, linked statically as the images ship) against Flux's
+# counterpart (built from Go modules by `hack/build-testbins.sh flux-controllers-all`,
+# GOMEMLIMIT=1GiB as Flux ships them), RUNS times each (issue 20: ours ≤ 0.2 of Flux's in three
+# runs out of three). One process at a time against the testenv; each watches only flux-system
+# (empty of its kinds).
 #
-#   RUNS=3 hack/bench/idle-rss.sh   (NO_BUILD=1 uses target/dist as it is; BUILT_FROM names its commit)
+# Linking: our images carry one static executable (musl, FROM scratch: manifests/Dockerfile), as
+# Flux's carry static Go executables. The musl target's standard library cannot be installed on
+# this machine (its registries serve crates, not Rust targets), so the bench links the gnu build
+# statically instead (`crt-static`, position-dependent): no shared libc, libm, libz or dynamic
+# loader mapped, as in the image; glibc's malloc stays, as in a dynamic build. DYNAMIC=1 also
+# measures the dynamically linked `target/dist` build (`cargo build --profile dist`), whose
+# shared libraries add ~2 MiB of file pages (libc's alone ~1.4 MiB) to each process.
+#
+#   RUNS=3 hack/bench/idle-rss.sh   (NO_BUILD=1 uses the binaries as they are; BUILT_FROM names
+#                                    their commit)
 # Writes hack/bench/results/<date>-idle-rss.md.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -19,12 +29,18 @@ rm -rf "$B" && mkdir -p "$B" hack/bench/results
 hack/testenv.sh up >/dev/null
 # shellcheck source=/dev/null
 . target/testenv/env.sh
+STATIC_TARGET=x86_64-unknown-linux-gnu
 if [ "${NO_BUILD:-}" != 1 ]; then
+  # With `--target`, RUSTFLAGS reach only the target's crates, not build scripts or proc-macros.
   # shellcheck disable=SC2046
-  cargo build -q --profile dist $(printf -- '-p %s ' $CONTROLLERS)
+  RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static" \
+    cargo build -q --profile dist --target $STATIC_TARGET $(printf -- '-p %s ' $CONTROLLERS)
+  # shellcheck disable=SC2046
+  [ "${DYNAMIC:-}" != 1 ] || cargo build -q --profile dist $(printf -- '-p %s ' $CONTROLLERS)
 fi
 hack/build-testbins.sh flux-controllers-all
-BIN=$root/target/dist
+IMPLS="driftless flux"
+[ "${DYNAMIC:-}" != 1 ] || IMPLS="driftless driftless-dynamic flux"
 FLUX=$TESTBINS_CACHE/flux-ctrl
 $KUBECTL apply --server-side --force-conflicts --field-manager=bench -f manifests/crds >/dev/null
 $KUBECTL wait --for=condition=Established crd --all --timeout=60s >/dev/null
@@ -60,7 +76,11 @@ idle_kib() {
   rm -rf "$B/storage" "$B/tags"
   mkdir -p "$B/storage" "$B/tags"
   read -r -a flags <<<"$(extra_flags "$impl" "$c")"
-  if [ "$impl" = flux ]; then bin=$(flux_binary "$c"); else bin=$BIN/$c; fi
+  case "$impl" in
+    flux) bin=$(flux_binary "$c") ;;
+    driftless) bin=$root/target/$STATIC_TARGET/dist/$c ;;
+    driftless-dynamic) bin=$root/target/dist/$c ;;
+  esac
   # (Flux's controllers elect a leader by default, in RUNTIME_NAMESPACE; so do ours there.)
   # Both watch only flux-system, which holds none of their kinds: objects tests left in other
   # namespaces would otherwise be reconciled, and "idle" would include that work.
@@ -83,7 +103,7 @@ out=$B/rss.tsv
 : >"$out"
 for run in $(seq 1 "$RUNS"); do
   for c in $CONTROLLERS; do
-    for impl in driftless flux; do
+    for impl in $IMPLS; do
       printf '%s\t%s\t%s\t%s\n' "$run" "$c" "$impl" "$(idle_kib "$impl" "$c")" >>"$out"
     done
   done
@@ -91,28 +111,38 @@ for run in $(seq 1 "$RUNS"); do
 done
 
 date=$(date +%F)
+dyn_head="" dyn_rule=""
+[ "${DYNAMIC:-}" != 1 ] || { dyn_head=" dynamic build MiB (runs), worst ratio |"; dyn_rule="---|"; }
 {
   echo "# Idle memory of every controller: driftless against Flux (W0)"
   echo
   echo "- date: $(date -u +%FT%H:%MZ); machine: $(nproc) CPUs; Kubernetes $K8S_VERSION (testenv)"
-  echo "- driftless ${BUILT_FROM:-$(git rev-parse --short HEAD)} (cargo profile \`dist\`); Flux's controllers of Flux v$FLUX_VERSION built from Go modules (\`hack/build-testbins.sh flux-controllers-all\`), GOMEMLIMIT=1GiB"
+  echo "- driftless ${BUILT_FROM:-$(git rev-parse --short HEAD)} (cargo profile \`dist\`, linked statically as the images ship: \`--target $STATIC_TARGET\`, \`crt-static\`, the musl target not being installable here); Flux's controllers of Flux v$FLUX_VERSION built from Go modules (\`hack/build-testbins.sh flux-controllers-all\`), GOMEMLIMIT=1GiB"
   echo "- VmRSS 10 s after /readyz answered, watching only flux-system, which holds none of its kinds (\`--watch-all-namespaces=false\`), other flags at their defaults, leader election in flux-system; $RUNS runs, one process at a time"
   echo "- script: \`hack/bench/idle-rss.sh\`; goal (issue 20): ours ≤ 0.2 of Flux's in every run"
   echo
-  echo "| controller | Flux version | driftless MiB (runs) | Flux MiB (runs) | worst ratio | goal met |"
-  echo "|---|---|---|---|---|---|"
+  echo "| controller | Flux version | driftless MiB (runs) | Flux MiB (runs) | worst ratio | goal met |$dyn_head"
+  echo "|---|---|---|---|---|---|$dyn_rule"
   for c in $CONTROLLERS; do
-    awk -F'\t' -v c="$c" -v v="$(flux_version "$c")" '
-      $2 == c && $3 == "driftless" {d[$1] = $4}
-      $2 == c && $3 == "flux" {f[$1] = $4}
-      END {
-        worst = 0; met = "yes"; ds = ""; fs = ""
-        for (r in d) {
-          ds = ds (ds == "" ? "" : ", ") sprintf("%.1f", d[r] / 1024)
-          fs = fs (fs == "" ? "" : ", ") sprintf("%.1f", f[r] / 1024)
-          if (f[r] > 0) { q = d[r] / f[r]; if (q > worst) worst = q; if (q > 0.2) met = "no" } else met = "n/a"
+    awk -F'\t' -v c="$c" -v v="$(flux_version "$c")" -v runs="$RUNS" -v dynamic="${DYNAMIC:-}" '
+      $2 == c {kib[$3, $1] = $4}
+      function mib(impl,   r, s) {
+        for (r = 1; r <= runs; r++) s = s (r > 1 ? ", " : "") sprintf("%.1f", kib[impl, r] / 1024)
+        return s
+      }
+      function worst(impl,   r, q, w) {
+        for (r = 1; r <= runs; r++) {
+          if (kib["flux", r] == 0) return -1
+          q = kib[impl, r] / kib["flux", r]; if (q > w) w = q
         }
-        printf "| %s | v%s | %s | %s | %.2f | %s |\n", c, v, ds, fs, worst, met
+        return w
+      }
+      END {
+        w = worst("driftless")
+        met = w < 0 ? "n/a" : (w <= 0.2 ? "yes" : "no")
+        printf "| %s | v%s | %s | %s | %.2f | %s |", c, v, mib("driftless"), mib("flux"), w, met
+        if (dynamic == 1) printf " %s, %.2f |", mib("driftless-dynamic"), worst("driftless-dynamic")
+        printf "\n"
       }' "$out"
   done
 } >"hack/bench/results/$date-idle-rss.md"
