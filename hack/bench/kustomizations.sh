@@ -439,6 +439,9 @@ for impl in $IMPLS; do
       "v1@sha1:$(printf '%040d' "$t")" "w4-$t" >>"$B/w4-$impl.txt"
   done
   stop "$kc" "$sc"
+  # Dropped now, not at the next run's start: the next stack watches all namespaces and would
+  # reconcile this one's Kustomization too (until 2026-12-04 it did, beside its own W1 and W4).
+  drop_namespace "$ns"
   # Nearest-rank percentiles (the ⌈p·n⌉-th smallest: the 10th and 19th of 20; until 2026-12-04
   # the 11th and the 20th, the maximum, were reported as p50 and p95), and the maximum.
   read -r w4p50 w4p95 w4max < <(sort -n "$B/w4-$impl.txt" | awk '{a[NR] = $1}

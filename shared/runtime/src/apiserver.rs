@@ -7,10 +7,19 @@
 //! holds the request's last segment until the apiserver's delayed ACK of the TLS handshake
 //! (40 ms on Linux) — measured as the largest part of W4's p95 (docs/benchmarks.md, W4).
 //!
+//! A second difference: watches and the other requests draw on two connection pools. A watch
+//! holds its HTTP/1.1 connection for as long as it runs, and one dropped before the apiserver
+//! ends it (a health wait that saw its object ready) closes that connection; drawn from the one
+//! pool, it took an idle connection the next burst of requests (a reconcile's concurrent
+//! dry-runs) then had to open again, a TLS handshake on the reconcile's path. A watch now opens
+//! its connection in a pool of its own (a health watch's while kube-controller-manager is still
+//! to act on the object applied), and requests find the connections earlier requests left. The
+//! Go client multiplexes both over one HTTP/2 connection; kube-rs speaks HTTP/1.1.
+//!
 //! Layers, outermost first, as kube-rs orders them: the base URI, the retry of 429/503/504 when
 //! `default_retry`, authentication, extra headers (impersonation), the `HTTP` trace span; under
-//! them hyper's pooled HTTP/1.1 client and the connector (`TCP_NODELAY`, TLS, connect and
-//! read/write timeouts).
+//! them hyper's pooled HTTP/1.1 clients (one for watches, one for the rest) and the connector
+//! (`TCP_NODELAY`, TLS, connect and read/write timeouts).
 //!
 //! Not carried over: kube-rs's gzip and proxy features are not enabled in this workspace, so a
 //! kubeconfig with `proxy-url` is refused here as kube-rs refuses it without those features; and
@@ -58,8 +67,17 @@ pub fn client(config: Config) -> kube::Result<Client> {
     connector.set_read_timeout(config.read_timeout);
     connector.set_write_timeout(config.write_timeout);
     connector.set_reset_reader_on_write(config.reset_reader_on_write);
-    let http: hyper_util::client::legacy::Client<_, Body> =
-        hyper_util::client::legacy::Builder::new(TokioExecutor::new()).build(connector);
+    let pool =
+        || hyper_util::client::legacy::Builder::new(TokioExecutor::new()).build::<_, Body>(connector.clone());
+    let (requests, watches) = (pool(), pool());
+    let http = tower::service_fn(move |request: Request<Body>| {
+        let pool = if is_watch(request.uri()) {
+            &watches
+        } else {
+            &requests
+        };
+        pool.request(request)
+    });
 
     let service = ServiceBuilder::new()
         .layer(config.base_uri_layer())
@@ -111,4 +129,28 @@ pub fn client(config: Config) -> kube::Result<Client> {
         .map_err(BoxError::from)
         .service(http);
     Ok(Client::new(service, config.default_namespace))
+}
+
+/// Whether `uri` asks for a watch (`watch=true` or `watch=1`, as kube-rs and client-go send it).
+fn is_watch(uri: &http::Uri) -> bool {
+    uri.query().is_some_and(|query| {
+        query
+            .split('&')
+            .any(|pair| matches!(pair, "watch=true" | "watch=1"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_watch;
+
+    #[test]
+    fn watches_are_told_from_other_requests_by_their_query() {
+        let watch = |uri: &str| is_watch(&uri.parse().unwrap_or_default());
+        assert!(watch("/api/v1/pods?&watch=true&timeoutSeconds=290"));
+        assert!(watch("/apis/apps/v1/namespaces/a/deployments?watch=1"));
+        assert!(!watch("/api/v1/pods?limit=500"));
+        assert!(!watch("/api/v1/namespaces/watch/pods/watch=true"));
+        assert!(!watch("/api/v1/pods?watch=false"));
+    }
 }
