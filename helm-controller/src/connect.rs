@@ -87,7 +87,7 @@ pub async fn connect(r: &HelmReleaseReconciler, run: &mut Run<'_>) -> Result<(),
         run.connection.as_user = Some(user);
     }
     if let Some(config) = config {
-        run.client = driftless_runtime::apiserver::client(config)
+        run.client = driftless_runtime::apiserver::client_for_one_reconcile(config)
             .map_err(|e| invalid(format!("failed to build client: {e}")))?;
     }
     Ok(())

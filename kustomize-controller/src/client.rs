@@ -85,7 +85,7 @@ impl KustomizationReconciler {
                     config.auth_info.impersonate =
                         Some(format!("system:serviceaccount:{namespace}:{account}"));
                 }
-                driftless_runtime::apiserver::client(config)
+                driftless_runtime::apiserver::client_for_one_reconcile(config)
                     .map_err(|e| invalid(format!("failed to build client: {e}")))
             }
         }

@@ -601,6 +601,13 @@ impl BucketReconciler {
                             .await
                             .map_err(|e| e.to_string())?;
                     }
+                    // tokio's file returns from a write once it has handed the bytes to a
+                    // blocking thread; unflushed, the archive (another blocking task) could read
+                    // the object before its last write landed, empty or short: an artifact
+                    // missing manifests, whose consumers would prune what they describe.
+                    tokio::io::AsyncWriteExt::flush(&mut file)
+                        .await
+                        .map_err(|e| e.to_string())?;
                     Ok::<(String, Option<Option<String>>), String>((key, Some(etag)))
                 }
             })

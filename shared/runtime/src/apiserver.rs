@@ -1,24 +1,28 @@
 //! The one way every Driftless binary builds its Kubernetes client.
 //!
 //! It is kube-rs's default stack (`ClientBuilder::try_from(Config)`, whose builder is private)
-//! with one difference: connections to the apiserver set `TCP_NODELAY`, as Go's net package
+//! with two differences. Connections to the apiserver set `TCP_NODELAY`, as Go's net package
 //! does for Flux's controllers. kube-rs speaks HTTP/1.1, so a watch holds a connection of its
 //! own and a request finding no idle one opens a new connection; without `TCP_NODELAY` Nagle
 //! holds the request's last segment until the apiserver's delayed ACK of the TLS handshake
 //! (40 ms on Linux) — measured as the largest part of W4's p95 (docs/benchmarks.md, W4).
 //!
-//! A second difference: watches and the other requests draw on two connection pools. A watch
-//! holds its HTTP/1.1 connection for as long as it runs, and one dropped before the apiserver
-//! ends it (a health wait that saw its object ready) closes that connection; drawn from the one
-//! pool, it took an idle connection the next burst of requests (a reconcile's concurrent
-//! dry-runs) then had to open again, a TLS handshake on the reconcile's path. A watch now opens
-//! its connection in a pool of its own (a health watch's while kube-controller-manager is still
-//! to act on the object applied), and requests find the connections earlier requests left. The
-//! Go client multiplexes both over one HTTP/2 connection; kube-rs speaks HTTP/1.1.
+//! And in a long-lived [`client`], watches and the other requests draw on two connection
+//! pools. A watch holds its HTTP/1.1 connection for as long as it runs, and one dropped before
+//! the apiserver ends it (a health wait that saw its object ready) closes that connection;
+//! drawn from the one pool, it took an idle connection the next burst of requests (a
+//! reconcile's concurrent dry-runs) then had to open again, a TLS handshake on the reconcile's
+//! path. A watch now takes its connection from a pool of watches (a new one, for a health
+//! watch, while kube-controller-manager is still to act on the object applied), and requests
+//! find the connections earlier requests of the client left. The Go client multiplexes both
+//! over one HTTP/2 connection; kube-rs speaks HTTP/1.1. A client built for one reconcile
+//! ([`client_for_one_reconcile`]: impersonation, a remote kubeConfig) keeps one pool: its
+//! connections go with it, and its health watches had better take the ones its own dry-runs
+//! and applies just left.
 //!
 //! Layers, outermost first, as kube-rs orders them: the base URI, the retry of 429/503/504 when
 //! `default_retry`, authentication, extra headers (impersonation), the `HTTP` trace span; under
-//! them hyper's pooled HTTP/1.1 clients (one for watches, one for the rest) and the connector
+//! them hyper's pooled HTTP/1.1 client (or two: watches and the rest) and the connector
 //! (`TCP_NODELAY`, TLS, connect and read/write timeouts).
 //!
 //! Not carried over: kube-rs's gzip and proxy features are not enabled in this workspace, so a
@@ -43,8 +47,24 @@ pub async fn infer() -> anyhow::Result<Client> {
     Ok(client(Config::infer().await?)?)
 }
 
-/// A client for `config`, as kube-rs's `Client::try_from(config)` with `TCP_NODELAY` set.
+/// A client for `config` kept for the life of the process: as kube-rs's
+/// `Client::try_from(config)` with `TCP_NODELAY` set, watches in a connection pool of their own.
 pub fn client(config: Config) -> kube::Result<Client> {
+    build(config, Pools::WatchesApart)
+}
+
+/// A client for `config` built for one reconcile and dropped with it: as [`client`], with one
+/// connection pool for its requests and watches.
+pub fn client_for_one_reconcile(config: Config) -> kube::Result<Client> {
+    build(config, Pools::One)
+}
+
+enum Pools {
+    One,
+    WatchesApart,
+}
+
+fn build(config: Config, pools: Pools) -> kube::Result<Client> {
     if let Some(proxy_url) = &config.proxy_url {
         let proxy_url = Box::new(proxy_url.clone());
         return Err(match proxy_url.scheme_str() {
@@ -69,7 +89,13 @@ pub fn client(config: Config) -> kube::Result<Client> {
     connector.set_reset_reader_on_write(config.reset_reader_on_write);
     let pool =
         || hyper_util::client::legacy::Builder::new(TokioExecutor::new()).build::<_, Body>(connector.clone());
-    let (requests, watches) = (pool(), pool());
+    let (requests, watches) = match pools {
+        Pools::One => {
+            let pool = pool();
+            (pool.clone(), pool)
+        }
+        Pools::WatchesApart => (pool(), pool()),
+    };
     let http = tower::service_fn(move |request: Request<Body>| {
         let pool = if is_watch(request.uri()) {
             &watches
@@ -131,7 +157,7 @@ pub fn client(config: Config) -> kube::Result<Client> {
     Ok(Client::new(service, config.default_namespace))
 }
 
-/// Whether `uri` asks for a watch (`watch=true` or `watch=1`, as kube-rs and client-go send it).
+/// Whether `uri` asks for a watch (`watch=true`, as kube-rs sends it; the apiserver takes `1` too).
 fn is_watch(uri: &http::Uri) -> bool {
     uri.query().is_some_and(|query| {
         query
