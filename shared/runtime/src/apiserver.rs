@@ -89,12 +89,10 @@ fn build(config: Config, pools: Pools) -> kube::Result<Client> {
     connector.set_reset_reader_on_write(config.reset_reader_on_write);
     let pool =
         || hyper_util::client::legacy::Builder::new(TokioExecutor::new()).build::<_, Body>(connector.clone());
-    let (requests, watches) = match pools {
-        Pools::One => {
-            let pool = pool();
-            (pool.clone(), pool)
-        }
-        Pools::WatchesApart => (pool(), pool()),
+    let requests = pool();
+    let watches = match pools {
+        Pools::One => requests.clone(),
+        Pools::WatchesApart => pool(),
     };
     let http = tower::service_fn(move |request: Request<Body>| {
         let pool = if is_watch(request.uri()) {
